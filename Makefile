@@ -1,0 +1,22 @@
+# Two commands: `make demo` (quick reproduction of each method family) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tailjax-installed
+
+.PHONY: demo test test-all
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m benchmarks quick
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -1,0 +1,1 @@
+"""Benchmark scripts for tailjax (not tests): `python -m benchmarks quick` is `make demo`."""

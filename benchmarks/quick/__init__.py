@@ -1,0 +1,1 @@
+"""Quick (CPU, about a minute each) reproductions run by `make demo`, one module per family."""

@@ -1,0 +1,104 @@
+"""Argument validation shared across tailjax.
+
+Static checks raise ``ValueError`` naming the argument, at call or trace time. Checks of
+traced values go through :mod:`jax.experimental.checkify` (see :func:`run_checked`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+__all__ = [
+    "check_open_unit",
+    "check_positive",
+    "check_side",
+    "check_nonempty_last_axis",
+    "check_weights",
+    "is_concrete",
+    "run_checked",
+]
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` holds a value now (not a tracer under jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _as_float(value: Any, name: str) -> float | None:
+    if not is_concrete(value):
+        return None
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    return float(arr)
+
+
+def check_open_unit(value: Any, name: str, *, closed_right: bool = False) -> None:
+    """Raise unless ``value`` lies in (0, 1) (or (0, 1] with ``closed_right``)."""
+    v = _as_float(value, name)
+    if v is None:
+        return
+    upper_ok = v <= 1.0 if closed_right else v < 1.0
+    if not (v > 0.0 and upper_ok):
+        interval = "(0, 1]" if closed_right else "(0, 1)"
+        raise ValueError(f"{name} must lie in {interval}, got {v}")
+
+
+def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> None:
+    """Raise unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
+    v = _as_float(value, name)
+    if v is None:
+        return
+    if not (v >= 0.0 if allow_zero else v > 0.0):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {v}")
+
+
+def check_side(side: str, name: str = "side") -> None:
+    if side not in ("upper", "lower"):
+        raise ValueError(f"{name} must be 'upper' or 'lower', got {side!r}")
+
+
+def check_nonempty_last_axis(x: jax.Array, name: str) -> None:
+    if jnp.ndim(x) == 0:
+        raise ValueError(f"{name} must have at least one axis, got a scalar")
+    if jnp.shape(x)[-1] == 0:
+        raise ValueError(f"{name} is empty: its last axis has length 0")
+
+
+def check_weights(weights: jax.Array | None, samples: jax.Array, name: str = "weights") -> None:
+    """Shape must broadcast to ``samples``; concrete weights must be >= 0 and not all zero."""
+    if weights is None:
+        return
+    try:
+        np.broadcast_shapes(jnp.shape(weights), jnp.shape(samples))
+    except ValueError:
+        raise ValueError(
+            f"{name} of shape {jnp.shape(weights)} does not match samples of shape "
+            f"{jnp.shape(samples)}"
+        ) from None
+    if is_concrete(weights):
+        w = np.asarray(weights)
+        if np.any(w < 0):
+            raise ValueError(f"{name} must be non-negative")
+        if w.size and np.all(np.sum(w, axis=-1) == 0):
+            raise ValueError(f"{name} sum to zero")
+
+
+def run_checked(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` (which may call ``checkify.check``) and raise on a failed check.
+
+    Outside a trace the checks are functionalised here and a failure raises
+    ``JaxRuntimeError`` with the check's message. Inside a user's ``jit`` the checks stay
+    in the program: wrap the outer function with ``checkify.checkify`` to surface them.
+    """
+    if all(is_concrete(a) for a in jax.tree_util.tree_leaves(args)):
+        err, out = checkify.checkify(jax.jit(fn))(*args)
+        err.throw()
+        return out
+    return fn(*args)

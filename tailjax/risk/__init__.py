@@ -1,0 +1,26 @@
+"""Tail-risk core: VaR/CVaR of empirical distributions, the Rockafellar-Uryasev dual, and
+TFFT's threshold problems.
+
+``tail_prob`` is the probability mass of the tail (0.01 = worst 1%); ``side="upper"`` for
+losses, ``"lower"`` for rewards. TFFT's functions keep TFFT's own quantile-level ``beta``.
+"""
+
+from tailjax.risk.empirical import cvar, mean_cvar, ru_objective, var, var_cvar
+from tailjax.risk.threshold import (
+    ThresholdInfo,
+    pseudo_reward,
+    solve_threshold,
+    threshold_objective,
+)
+
+__all__ = [
+    "var",
+    "cvar",
+    "var_cvar",
+    "ru_objective",
+    "mean_cvar",
+    "pseudo_reward",
+    "threshold_objective",
+    "solve_threshold",
+    "ThresholdInfo",
+]
