@@ -21,3 +21,16 @@ def dtype(request):
             yield jax.numpy.float64
     else:
         yield jax.numpy.float32
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """Folder of the real data sets: $TAILJAX_DATA, else ../shared/data beside the repo."""
+    import os
+    import pathlib
+
+    env = os.environ.get("TAILJAX_DATA")
+    path = pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"data folder not found at {path} (set TAILJAX_DATA)")
+    return path.resolve()

@@ -1,0 +1,1 @@
+"""Flax modules: velocity fields, conditional flows, DDPM noise networks, VAEs, predictors."""
