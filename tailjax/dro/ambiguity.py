@@ -1,0 +1,161 @@
+"""Generative ambiguity sets: a likelihood-based generative model P_theta, its trajectory
+log-likelihood, and its reconstruction loss J(theta, P_0) on nominal data.
+
+GAS-DRO searches {P_theta : J(theta, P_0) <= epsilon}. An :class:`AmbiguitySet` bundles the
+three pure functions the search needs:
+
+- ``sample(key, theta, n) -> (samples, trajectories)``: ``samples`` is the batch (pytree,
+  leading axis n) the predictor's loss sees; ``trajectories`` is what ``log_prob`` scores.
+- ``log_prob(theta, trajectories) -> (n,)``: log-likelihood of each trajectory under theta
+  (for a DDPM the last T' reverse steps, for a VAE the decoder density of x given z).
+- ``reconstruction_loss(theta, key, data) -> scalar``: J(theta, P_0) on a nominal batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from tailjax.nn import ddpm as _ddpm
+from tailjax.nn import vae as _vae
+
+__all__ = [
+    "AmbiguitySet",
+    "DDPMTrajectory",
+    "VAETrajectory",
+    "ddpm_ambiguity_set",
+    "vae_ambiguity_set",
+]
+
+
+class AmbiguitySet(NamedTuple):
+    sample: Callable[[jax.Array, Any, int], tuple[Any, Any]]
+    log_prob: Callable[[Any, Any], jax.Array]
+    reconstruction_loss: Callable[[Any, jax.Array, Any], jax.Array]
+
+
+class DDPMTrajectory(NamedTuple):
+    states: jax.Array  # (n, T' + 1, *shape): x_{T'}, ..., x_0
+    cond: jax.Array | None  # (n, c) or None
+
+
+class VAETrajectory(NamedTuple):
+    x: jax.Array  # (n, *shape) decoder draws
+    z: jax.Array  # (n, latent_dim)
+    cond: jax.Array | None
+
+
+def _split_data(data):
+    """Nominal data is ``x`` or a pair ``(x, cond)``."""
+    if isinstance(data, (tuple, list)):
+        x, cond = data
+        return x, cond
+    return data, None
+
+
+def _sample_conds(cond_sampler, key, n):
+    if cond_sampler is None:
+        return None
+    return jax.vmap(cond_sampler)(jax.random.split(key, n))
+
+
+def ddpm_ambiguity_set(
+    apply_fn: Callable,
+    schedule: _ddpm.DDPMSchedule,
+    shape: tuple[int, ...],
+    last_steps: int = 15,
+    weighting: str | jax.Array = "simple",
+    cond_sampler: Callable[[jax.Array], jax.Array] | None = None,
+    to_sample: Callable[[jax.Array, Any], Any] | None = None,
+) -> AmbiguitySet:
+    """Ambiguity set of a DDPM with noise network ``apply_fn(theta, x, t, cond)``.
+
+    Args:
+      shape: shape of one data point x_0.
+      last_steps: T', the reverse steps whose likelihood enters the policy ratio.
+      weighting: J_DM's iota_t (``"simple"``, ``"elbo"`` or an array of shape (T,)).
+      cond_sampler: for a conditional model, ``cond_sampler(key) -> cond`` draws the
+        conditioning vector of one sample (e.g. a one-hot label from the class frequencies);
+        nominal data is then the pair ``(x, cond)``.
+      to_sample: ``to_sample(x0, cond) -> sample`` maps one generated point to what the
+        predictor's loss takes (default: ``x0``, or ``(x0, cond)`` when conditional).
+    """
+    if not 1 <= last_steps <= schedule.num_steps:
+        raise ValueError(f"last_steps must lie in [1, {schedule.num_steps}], got {last_steps}")
+    if to_sample is None:
+        to_sample = (lambda x, c: x) if cond_sampler is None else (lambda x, c: (x, c))
+
+    def sample(key, theta, n):
+        k_c, k_x = jax.random.split(key)
+        cond = _sample_conds(cond_sampler, k_c, n)
+        theta = jax.lax.stop_gradient(theta)
+        one = lambda k, c: _ddpm.ddpm_sample(k, apply_fn, theta, schedule, shape, c, last_steps)
+        keys = jax.random.split(k_x, n)
+        if cond is None:
+            x0, states = jax.vmap(lambda k: one(k, None))(keys)
+            samples = jax.vmap(lambda x: to_sample(x, None))(x0)
+        else:
+            x0, states = jax.vmap(one)(keys, cond)
+            samples = jax.vmap(to_sample)(x0, cond)
+        return samples, DDPMTrajectory(states, cond)
+
+    def log_prob(theta, traj):
+        fn = lambda s, c: _ddpm.trajectory_log_prob(apply_fn, theta, schedule, s, c)
+        if traj.cond is None:
+            return jax.vmap(lambda s: fn(s, None))(traj.states)
+        return jax.vmap(fn)(traj.states, traj.cond)
+
+    def reconstruction_loss(theta, key, data):
+        x, cond = _split_data(data)
+        return _ddpm.dm_loss(apply_fn, theta, key, x, schedule, weighting, cond)
+
+    return AmbiguitySet(sample, log_prob, reconstruction_loss)
+
+
+def vae_ambiguity_set(
+    vae: _vae.VAE,
+    vae_params: Any,
+    cond_sampler: Callable[[jax.Array], jax.Array] | None = None,
+    to_sample: Callable[[jax.Array, Any], Any] | None = None,
+) -> AmbiguitySet:
+    """The VAE ambiguity set of GAS-DRO's Appendix B: perturb the decoder, freeze the encoder.
+
+    theta is the decoder subtree (``tailjax.nn.vae.split_params(vae_params)[1]`` is the
+    nominal point). P_theta draws z ~ N(0, I), x ~ N(g_theta(z, c), obs_std^2 I); the policy
+    log-likelihood is log N(x; g_theta(z, c), obs_std^2 I) with z held fixed; J is the
+    reconstruction loss E_{x~P_0} E_{z~q_phi(z|x)} ||x - g_theta(z)||^2 / dim with the
+    encoder phi frozen at its nominal value.
+    """
+    encoder, _ = _vae.split_params(vae_params)
+    if to_sample is None:
+        to_sample = (lambda x, c: x) if cond_sampler is None else (lambda x, c: (x, c))
+
+    def sample(key, theta, n):
+        k_c, k_x = jax.random.split(key)
+        cond = _sample_conds(cond_sampler, k_c, n)
+        params = _vae.merge_params(encoder, jax.lax.stop_gradient(theta))
+        keys = jax.random.split(k_x, n)
+        if cond is None:
+            x, z = jax.vmap(lambda k: _vae.vae_sample(k, vae, params))(keys)
+            samples = jax.vmap(lambda xi: to_sample(xi, None))(x)
+        else:
+            x, z = jax.vmap(lambda k, c: _vae.vae_sample(k, vae, params, c))(keys, cond)
+            samples = jax.vmap(to_sample)(x, cond)
+        return samples, VAETrajectory(x, z, cond)
+
+    def log_prob(theta, traj):
+        params = _vae.merge_params(encoder, theta)
+        mean = vae.apply(params, traj.z, traj.cond, method=_vae.VAE.decode)
+        d = traj.x[0].size
+        r = (traj.x - mean).reshape(traj.x.shape[0], -1)
+        const = d * (jnp.log(vae.obs_std) + 0.5 * jnp.log(2.0 * jnp.pi))
+        return -0.5 * jnp.sum(r**2, axis=-1) / vae.obs_std**2 - const
+
+    def reconstruction_loss(theta, key, data):
+        x, cond = _split_data(data)
+        params = _vae.merge_params(jax.lax.stop_gradient(encoder), theta)
+        return _vae.reconstruction_loss(vae, params, key, x, cond)
+
+    return AmbiguitySet(sample, log_prob, reconstruction_loss)

@@ -1,0 +1,79 @@
+"""Image corruptions for the digits-under-shift experiment: Gaussian noise, Perlin noise and
+cutout. Each acts on one image (H, W) with values in [0, 1], key first; vmap for batches.
+Results are clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from tailjax._checks import check_positive
+
+__all__ = ["gaussian_noise", "perlin_field", "perlin_noise", "cutout", "corrupt"]
+
+
+def gaussian_noise(key: PRNGKeyArray, image: Float[Array, "h w"], std: float) -> Array:
+    """image + N(0, std^2) per pixel, clipped to [0, 1]."""
+    check_positive(std, "std", allow_zero=True)
+    return jnp.clip(image + std * jax.random.normal(key, image.shape, image.dtype), 0.0, 1.0)
+
+
+def perlin_field(key: PRNGKeyArray, shape: tuple[int, int], res: int = 4) -> Array:
+    """2-D Perlin gradient noise on a ``res`` x ``res`` lattice, values within about [-1, 1]."""
+    if res < 1:
+        raise ValueError(f"res must be >= 1, got {res}")
+    h, w = shape
+    angles = 2.0 * jnp.pi * jax.random.uniform(key, (res + 1, res + 1))
+    grads = jnp.stack([jnp.cos(angles), jnp.sin(angles)], -1)
+    ys = (jnp.arange(h, dtype=jnp.float32) + 0.5) * res / h
+    xs = (jnp.arange(w, dtype=jnp.float32) + 0.5) * res / w
+    py, px = jnp.meshgrid(ys, xs, indexing="ij")
+    iy, ix = jnp.floor(py).astype(jnp.int32), jnp.floor(px).astype(jnp.int32)
+    fy, fx = py - iy.astype(jnp.float32), px - ix.astype(jnp.float32)
+
+    def corner(dy, dx):
+        g = grads[iy + dy, ix + dx]
+        return g[..., 0] * (fy - dy) + g[..., 1] * (fx - dx)
+
+    fade = lambda t: t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
+    uy, ux = fade(fy), fade(fx)
+    top = corner(0, 0) * (1 - ux) + corner(0, 1) * ux
+    bottom = corner(1, 0) * (1 - ux) + corner(1, 1) * ux
+    return jnp.sqrt(2.0) * (top * (1 - uy) + bottom * uy)
+
+
+def perlin_noise(key: PRNGKeyArray, image: Float[Array, "h w"], strength: float, res: int = 4) -> Array:
+    """image + strength * Perlin field, clipped to [0, 1]."""
+    check_positive(strength, "strength", allow_zero=True)
+    field = perlin_field(key, image.shape, res).astype(image.dtype)
+    return jnp.clip(image + strength * field, 0.0, 1.0)
+
+
+def cutout(key: PRNGKeyArray, image: Float[Array, "h w"], size: int) -> Array:
+    """Zero a ``size`` x ``size`` square centred at a uniform pixel (it may leave the image)."""
+    if size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    h, w = image.shape
+    ky, kx = jax.random.split(key)
+    cy = jax.random.randint(ky, (), 0, h)
+    cx = jax.random.randint(kx, (), 0, w)
+    rows = jnp.arange(h)[:, None]
+    cols = jnp.arange(w)[None, :]
+    lo_y, lo_x = cy - size // 2, cx - size // 2
+    inside = (rows >= lo_y) & (rows < lo_y + size) & (cols >= lo_x) & (cols < lo_x + size)
+    return jnp.where(inside, jnp.zeros_like(image), image)
+
+
+def corrupt(key: PRNGKeyArray, images: Float[Array, "n h w"], kind: str, level: float) -> Array:
+    """Corrupt a batch: ``kind`` in {"gaussian", "perlin", "cutout"}; ``level`` is the noise
+    std, the Perlin strength, or the cutout side in pixels."""
+    keys = jax.random.split(key, images.shape[0])
+    if kind == "gaussian":
+        return jax.vmap(lambda k, x: gaussian_noise(k, x, level))(keys, images)
+    if kind == "perlin":
+        return jax.vmap(lambda k, x: perlin_noise(k, x, level))(keys, images)
+    if kind == "cutout":
+        return jax.vmap(lambda k, x: cutout(k, x, int(level)))(keys, images)
+    raise ValueError(f"kind must be 'gaussian', 'perlin' or 'cutout', got {kind!r}")

@@ -1,0 +1,126 @@
+"""Hourly grid carbon intensity (Electricity Maps exports) for GAS-DRO's forecasting task.
+
+Files ``<path>/carbon_intensity/<ZONE>_<YEAR>_hourly.csv`` (``path`` defaults to the
+``TAILJAX_DATA`` environment variable); column 4 is the direct carbon intensity, column 5
+the life-cycle one. The task: train on one zone's years, test on every other zone-year;
+samples are sliding windows of ``window + 1`` hours (predict the last from the first
+``window``). Each data set is min-max scaled to [0, 1] by its own range (the training set by
+the range of its years together), so test errors measure shape shift rather than level.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from tailjax.dro.data.digits import resolve_data_dir
+
+__all__ = [
+    "ZONES",
+    "YEARS",
+    "load_carbon_intensity",
+    "sliding_windows",
+    "minmax_scale",
+    "wasserstein_1d",
+    "CarbonTask",
+    "carbon_task",
+]
+
+ZONES = {"ERCOT": "US-TEX-ERCO", "GB": "GB", "CAISO": "US-CAL-CISO", "NSW": "AU-NSW"}
+YEARS = (2021, 2022, 2023, 2024)
+_COLUMNS = {"direct": 4, "lca": 5}
+
+
+def load_carbon_intensity(
+    zone: str, year: int, path: str | os.PathLike | None = None, column: str = "direct"
+) -> np.ndarray:
+    """Hourly carbon intensity (gCO2eq/kWh) of one zone-year, float32 of shape (hours,).
+
+    ``zone`` is a short name of :data:`ZONES` or an Electricity Maps zone id.
+    """
+    if column not in _COLUMNS:
+        raise ValueError(f"column must be one of {sorted(_COLUMNS)}, got {column!r}")
+    zone_id = ZONES.get(zone, zone)
+    folder = resolve_data_dir(path, "carbon_intensity")
+    file = folder / f"{zone_id}_{int(year)}_hourly.csv"
+    if not file.is_file():
+        have = sorted(p.name for p in folder.glob("*_hourly.csv"))
+        raise FileNotFoundError(f"{file.name} not in {folder} (zone={zone!r}, year={year}); have {have}")
+    col = _COLUMNS[column]
+    with open(file, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    values = np.asarray([float(r[col]) for r in rows if len(r) > col and r[col] != ""], np.float32)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(f"{file} has no usable values in column {column!r}")
+    return values
+
+
+def sliding_windows(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
+    """All windows of ``window + 1`` consecutive values: (N, window + 1)."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window and stride must be >= 1, got {window}, {stride}")
+    series = np.asarray(series)
+    n = (series.shape[0] - window - 1) // stride + 1
+    if n < 1:
+        raise ValueError(f"series of length {series.shape[0]} is shorter than window + 1")
+    idx = np.arange(n)[:, None] * stride + np.arange(window + 1)[None, :]
+    return series[idx]
+
+
+def minmax_scale(series: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.min(series)), float(np.max(series))
+    return ((series - lo) / max(hi - lo, 1e-12)).astype(np.float32)
+
+
+def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
+    """W1 distance between the empirical distributions of the values of ``a`` and ``b``."""
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    grid = np.sort(np.concatenate([a, b]))
+    fa = np.searchsorted(a, grid[:-1], side="right") / a.size
+    fb = np.searchsorted(b, grid[:-1], side="right") / b.size
+    return float(np.sum(np.abs(fa - fb) * np.diff(grid)))
+
+
+class CarbonTask(NamedTuple):
+    train: np.ndarray  # (N, window + 1) scaled training windows
+    tests: dict[str, np.ndarray]  # "ZONE-YEAR" -> (N_k, window + 1)
+    wasserstein: dict[str, float]  # "ZONE-YEAR" -> W1 of scaled values to the training set
+
+
+def carbon_task(
+    train_zone: str = "ERCOT",
+    train_years: Sequence[int] = (2021, 2022),
+    test_zones: Sequence[str] = tuple(ZONES),
+    window: int = 24,
+    path: str | os.PathLike | None = None,
+    stride: int = 1,
+    test_stride: int = 1,
+    column: str = "direct",
+) -> CarbonTask:
+    """Training windows from ``train_zone``'s ``train_years``; test sets for every other
+    zone-year among ``test_zones`` x 2021-2024."""
+    train_series = np.concatenate([load_carbon_intensity(train_zone, y, path, column) for y in train_years])
+    scaled_train = minmax_scale(train_series)
+    pieces = []
+    for y in train_years:  # windows do not straddle the year boundary
+        s = minmax_scale_like(load_carbon_intensity(train_zone, y, path, column), train_series)
+        pieces.append(sliding_windows(s, window, stride))
+    tests, dists = {}, {}
+    for zone in test_zones:
+        for year in YEARS:
+            if zone == train_zone and year in train_years:
+                continue
+            s = minmax_scale(load_carbon_intensity(zone, year, path, column))
+            name = f"{zone}-{year}"
+            tests[name] = sliding_windows(s, window, test_stride)
+            dists[name] = wasserstein_1d(s, scaled_train)
+    return CarbonTask(np.concatenate(pieces), tests, dists)
+
+
+def minmax_scale_like(series: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Scale ``series`` by the min-max range of ``reference``."""
+    lo, hi = float(np.min(reference)), float(np.max(reference))
+    return ((series - lo) / max(hi - lo, 1e-12)).astype(np.float32)

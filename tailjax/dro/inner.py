@@ -1,0 +1,148 @@
+"""GAS-DRO's inner maximisation: the Lagrangian max_theta E_{P_theta} f(w, x) - mu J(theta, P_0)
+(eq. (8)) by policy optimisation over the generator's parameters, and dual ascent on mu.
+
+One inner step (``InnerMax`` of Algorithm 1, k -> k + 1):
+
+1. draw n trajectories from theta_old = theta_k and score them, r_i = f(w, x_i);
+2. ``epochs`` Adam steps on the PPO surrogate (eq. (10))
+   E[min(rho A, clip(rho, 1 - kappa, 1 + kappa) A)] - mu J(theta, P_0), where
+   rho = P_theta(x_{0:T'}) / P_theta_old(x_{0:T'}) is the likelihood ratio over the last T'
+   reverse steps and A the (optionally standardised) losses; or on the REINFORCE form of
+   eq. (9), E[A log P_theta(x_{0:T'})] - mu J, as an option;
+3. mu <- max{0, mu + eta (J(theta_{k+1}, P_0) - epsilon)}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float
+
+from tailjax._checks import check_open_unit, check_positive
+from tailjax.dro.ambiguity import AmbiguitySet
+
+__all__ = [
+    "ppo_ratio",
+    "ppo_surrogate",
+    "reinforce_surrogate",
+    "standardize",
+    "dual_update",
+    "InnerState",
+    "InnerInfo",
+    "build_inner_step",
+]
+
+
+def ppo_ratio(log_prob: Array, log_prob_old: Array) -> Array:
+    """rho = exp(log P_theta - log P_theta_old), elementwise."""
+    return jnp.exp(log_prob - log_prob_old)
+
+
+def ppo_surrogate(
+    log_prob: Float[Array, " n"],
+    log_prob_old: Float[Array, " n"],
+    advantages: Float[Array, " n"],
+    clip: float = 0.4,
+) -> Float[Array, ""]:
+    """Clipped PPO objective mean_i min(rho_i A_i, clip(rho_i, 1 - clip, 1 + clip) A_i).
+
+    To be maximised. ``log_prob_old`` and ``advantages`` are treated as constants.
+    """
+    check_open_unit(clip, "clip")
+    rho = ppo_ratio(log_prob, jax.lax.stop_gradient(log_prob_old))
+    a = jax.lax.stop_gradient(advantages)
+    return jnp.mean(jnp.minimum(rho * a, jnp.clip(rho, 1.0 - clip, 1.0 + clip) * a))
+
+
+def reinforce_surrogate(
+    log_prob: Float[Array, " n"], advantages: Float[Array, " n"]
+) -> Float[Array, ""]:
+    """mean_i A_i log P_theta(x_i): its gradient is the score-function (REINFORCE) estimate."""
+    return jnp.mean(jax.lax.stop_gradient(advantages) * log_prob)
+
+
+def standardize(values: Float[Array, " n"], eps: float = 1e-8) -> Float[Array, " n"]:
+    """(values - mean) / (std + eps): a baseline and a scale for the policy gradient."""
+    return (values - jnp.mean(values)) / (jnp.std(values) + eps)
+
+
+def dual_update(mu: Array, constraint: Array, budget: float, lr: float) -> Array:
+    """mu <- max{0, mu + lr (constraint - budget)}: projected dual ascent on J <= budget."""
+    return jnp.maximum(0.0, mu + lr * (constraint - budget))
+
+
+class InnerState(NamedTuple):
+    params: Any  # generator parameters theta
+    opt_state: Any
+    mu: Array  # Lagrange multiplier of J(theta, P_0) <= epsilon
+
+
+class InnerInfo(NamedTuple):
+    objective: Array  # mean f(w, x) over the step's trajectories (under theta_old)
+    reconstruction: Array  # J(theta_{k+1}, P_0) on the step's nominal batch
+    mu: Array  # mu after the dual update
+    clip_fraction: Array  # share of ratios outside [1 - kappa, 1 + kappa] after the epochs
+
+
+def build_inner_step(
+    ambiguity_set: AmbiguitySet,
+    loss_fn: Callable[[Any, Any], Array],
+    optimizer: optax.GradientTransformation,
+    *,
+    clip: float = 0.4,
+    budget: float = 0.015,
+    dual_lr: float = 0.01,
+    num_samples: int = 64,
+    epochs: int = 10,
+    estimator: str = "ppo",
+    normalize_advantages: bool = True,
+) -> Callable[[InnerState, jax.Array, Any, Any], tuple[InnerState, InnerInfo]]:
+    """Return ``inner_step(state, key, w, data) -> (state, info)``, one pure, jittable step.
+
+    ``loss_fn(w, sample) -> scalar`` is the predictor's per-sample loss f; ``data`` a nominal
+    batch for J (array, or ``(x, cond)`` for conditional generators).
+    """
+    check_open_unit(clip, "clip")
+    check_positive(budget, "budget", allow_zero=True)
+    check_positive(dual_lr, "dual_lr", allow_zero=True)
+    if int(num_samples) < 2:
+        raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if estimator not in ("ppo", "reinforce"):
+        raise ValueError(f"estimator must be 'ppo' or 'reinforce', got {estimator!r}")
+
+    def inner_step(state: InnerState, key, w, data):
+        k_sample, k_epochs, k_j = jax.random.split(key, 3)
+        samples, traj = ambiguity_set.sample(k_sample, state.params, num_samples)
+        losses = jax.vmap(loss_fn, in_axes=(None, 0))(jax.lax.stop_gradient(w), samples)
+        adv = standardize(losses) if normalize_advantages else losses
+        logp_old = jax.lax.stop_gradient(ambiguity_set.log_prob(state.params, traj))
+
+        def negative_lagrangian(theta, k):
+            logp = ambiguity_set.log_prob(theta, traj)
+            if estimator == "ppo":
+                surrogate = ppo_surrogate(logp, logp_old, adv, clip)
+            else:
+                surrogate = reinforce_surrogate(logp, adv)
+            return -surrogate + state.mu * ambiguity_set.reconstruction_loss(theta, k, data)
+
+        def epoch(carry, k):
+            theta, opt_state = carry
+            grads = jax.grad(negative_lagrangian)(theta, k)
+            updates, opt_state = optimizer.update(grads, opt_state, theta)
+            return (optax.apply_updates(theta, updates), opt_state), None
+
+        keys = jax.random.split(k_epochs, epochs)
+        (theta, opt_state), _ = jax.lax.scan(epoch, (state.params, state.opt_state), keys)
+        j_value = ambiguity_set.reconstruction_loss(theta, k_j, data)
+        mu = dual_update(state.mu, j_value, budget, dual_lr)
+        rho = ppo_ratio(ambiguity_set.log_prob(theta, traj), logp_old)
+        clipped = jnp.mean(((rho < 1.0 - clip) | (rho > 1.0 + clip)).astype(losses.dtype))
+        info = InnerInfo(jnp.mean(losses), j_value, mu, clipped)
+        return InnerState(theta, opt_state, mu), info
+
+    return inner_step

@@ -1,0 +1,99 @@
+"""KL-DRO (Hu & Hong, 2013): sup_{KL(Q || P) <= rho} E_Q f through its one-dimensional dual
+
+    sup_{KL(Q||P) <= rho} E_Q f = min_{lam > 0} lam log E_P exp(f / lam) + lam rho.
+
+The minimiser is found where KL(Q_lam || P) = rho for the tilted Q_lam ~ P exp(f / lam)
+(KL decreases in lam); when rho >= -log P(argmax f) the infimum is max f (lam -> 0).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from tailjax._checks import check_nonempty_last_axis, check_positive
+from tailjax.dro.predictor import batch_loss
+
+__all__ = ["kl_dual", "kl_tilted_divergence", "kl_worst_case", "kl_dro_objective", "kl_dro_init"]
+
+
+def _log_probs(losses, probs):
+    if probs is None:
+        n = losses.shape[-1]
+        return jnp.full(losses.shape, -jnp.log(jnp.asarray(n, losses.dtype)))
+    return jnp.log(probs / jnp.sum(probs, axis=-1, keepdims=True))
+
+
+def kl_dual(
+    losses: Float[Array, " n"], lam: Array, radius: float, probs: Float[Array, " n"] | None = None
+) -> Float[Array, ""]:
+    """lam log sum_i p_i exp(f_i / lam) + lam rho (p uniform unless ``probs`` is given)."""
+    check_nonempty_last_axis(losses, "losses")
+    check_positive(lam, "lam")
+    check_positive(radius, "radius", allow_zero=True)
+    logp = _log_probs(losses, probs)
+    return lam * jax.nn.logsumexp(losses / lam + logp, axis=-1) + lam * radius
+
+
+def kl_tilted_divergence(losses: Array, lam: Array, probs: Array | None = None) -> Array:
+    """KL(Q_lam || P) of the exponentially tilted Q_lam ~ P exp(f / lam)."""
+    logp = _log_probs(losses, probs)
+    logq = jax.nn.log_softmax(losses / lam + logp, axis=-1)
+    return jnp.sum(jnp.exp(logq) * (logq - logp), axis=-1)
+
+
+def kl_worst_case(
+    losses: Float[Array, " n"],
+    radius: float,
+    probs: Float[Array, " n"] | None = None,
+    iters: int = 200,
+) -> tuple[Array, Array]:
+    """(value, lam*) of sup_{KL(Q||P) <= radius} E_Q f by bisection on log lam.
+
+    lam* = 0 means the sup is max f (the radius allows all mass on the maximisers).
+    """
+    check_nonempty_last_axis(losses, "losses")
+    check_positive(radius, "radius")
+    scale = jnp.maximum(jnp.max(losses) - jnp.min(losses), 1e-12)
+    lo, hi = jnp.log(scale * 1e-6), jnp.log(scale * 1e6)
+
+    def body(_, bounds):
+        a, b = bounds
+        m = 0.5 * (a + b)
+        too_tight = kl_tilted_divergence(losses, jnp.exp(m), probs) > radius  # lam too small
+        return jnp.where(too_tight, m, a), jnp.where(too_tight, b, m)
+
+    a, b = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    lam = jnp.exp(0.5 * (a + b))
+    logp = _log_probs(losses, probs)
+    support = jnp.sum(jnp.where(losses == jnp.max(losses), jnp.exp(logp), 0.0))
+    saturated = radius >= -jnp.log(support)
+    value = jnp.where(saturated, jnp.max(losses), kl_dual(losses, lam, radius, probs))
+    return value, jnp.where(saturated, 0.0, lam)
+
+
+def kl_dro_init(params: Any, lam: float = 1.0) -> tuple[Any, Array]:
+    """Joint parameters (w, log lam) for :func:`kl_dro_objective`."""
+    check_positive(lam, "lam")
+    return params, jnp.log(jnp.asarray(lam, jnp.float32))
+
+
+def kl_dro_objective(loss_fn: Callable[[Any, Any], jax.Array], radius: float = 0.1):
+    """``objective((w, log_lam), key, batch)``: the KL dual, minimised jointly over w and lam.
+
+    The predictor is ``params[0]`` of the trained joint parameters.
+    """
+    check_positive(radius, "radius", allow_zero=True)
+
+    def objective(params, key, batch):
+        del key
+        w, log_lam = params
+        losses = batch_loss(loss_fn, w, batch)
+        lam = jnp.exp(log_lam).astype(losses.dtype)
+        return lam * jax.nn.logsumexp(losses / lam - math.log(losses.shape[0])) + lam * radius
+
+    return objective

@@ -1,0 +1,70 @@
+"""W-DRO in the Wasserstein penalty form (Sinha, Namkoong & Duchi; Staib & Jegelka):
+
+    min_w E_{x ~ P_0} sup_{x'} [ f(w, x') - gamma ||x' - x||^2 ],
+
+the inner sup approximated by ``steps`` gradient-ascent steps on the input from x' = x, and
+the outer gradient taken at the adversarial x' (Danskin). DRAGEN is the same construction in
+a generative model's latent space (:mod:`tailjax.dro.dragen`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from tailjax._checks import check_positive
+
+__all__ = ["penalty_ascent", "wasserstein_objective"]
+
+
+def penalty_ascent(
+    value_fn: Callable[[jax.Array], jax.Array],
+    start: jax.Array,
+    penalty: float,
+    steps: int,
+    step_size: float,
+) -> jax.Array:
+    """Approximate argmax_u value_fn(u) - penalty ||u - start||^2 by gradient ascent from start."""
+
+    def body(u, _):
+        g = jax.grad(lambda v: value_fn(v) - penalty * jnp.sum((v - start) ** 2))(u)
+        return u + step_size * g, None
+
+    u, _ = jax.lax.scan(body, start, None, length=steps)
+    return jax.lax.stop_gradient(u)
+
+
+def wasserstein_objective(
+    loss_fn: Callable[[Any, Any], jax.Array],
+    penalty: float = 1.0,
+    steps: int = 15,
+    step_size: float = 0.05,
+    where: Callable[[Any], jax.Array] | None = None,
+    replace: Callable[[Any, jax.Array], Any] | None = None,
+):
+    """``objective(params, key, batch)``: the W-DRO penalty surrogate averaged over the batch.
+
+    ``where(sample)`` picks the array that the adversary moves and ``replace(sample, x)`` puts
+    a moved one back (default: the whole sample is the array). E.g. for (image, label) pairs,
+    ``where=lambda s: s[0], replace=lambda s, x: (x, s[1])``.
+    """
+    check_positive(penalty, "penalty")
+    check_positive(step_size, "step_size")
+    if int(steps) < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    where = where or (lambda s: s)
+    replace = replace or (lambda s, x: x)
+
+    def robust_loss(w, sample):
+        x = where(sample)
+        value = lambda u: loss_fn(jax.lax.stop_gradient(w), replace(sample, u))
+        x_adv = penalty_ascent(value, x, penalty, steps, step_size)
+        return loss_fn(w, replace(sample, x_adv))
+
+    def objective(params, key, batch):
+        del key
+        return jnp.mean(jax.vmap(robust_loss, in_axes=(None, 0))(params, batch))
+
+    return objective

@@ -1,0 +1,69 @@
+"""Small predictors used by the DRO experiments: an LSTM and an MLP one-step forecaster for
+time series, and a two-layer MLP classifier.
+
+Each takes one input or a batch (leading axes are kept) and returns the prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+__all__ = ["LSTMForecaster", "MLPForecaster", "MLPClassifier"]
+
+
+class LSTMForecaster(nn.Module):
+    """Predict the next value of a series from its last ``n`` values.
+
+    x: (..., n) univariate or (..., n, c) with ``in_channels=c`` -> (...,) next value (or
+    (..., out_dim) when ``out_dim > 1``). One LSTM layer of ``hidden`` units, read out from
+    the last hidden state by a dense layer.
+    """
+
+    hidden: int = 32
+    out_dim: int = 1
+    in_channels: int | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        h = x[..., None] if self.in_channels is None else x
+        lead = h.shape[:-2]
+        h = h.reshape((-1,) + h.shape[-2:]).astype(jnp.float32)
+        seq = nn.RNN(nn.OptimizedLSTMCell(self.hidden))(h)
+        y = nn.Dense(self.out_dim)(seq[:, -1, :])
+        y = y.reshape(lead + (self.out_dim,))
+        return (y[..., 0] if self.out_dim == 1 else y).astype(x.dtype)
+
+
+class MLPForecaster(nn.Module):
+    """Next value from the last ``n`` values with an MLP: x (..., n) -> (...,)."""
+
+    features: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, x):
+        h = x.astype(jnp.float32)
+        for width in self.features:
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(1)(h)[..., 0].astype(x.dtype)
+
+
+class MLPClassifier(nn.Module):
+    """Two-layer classifier on flattened images: x (..., *image) -> scores (..., classes).
+
+    ``hidden=8`` and squared loss against one-hot labels reproduce the GAS-DRO paper's
+    digits predictor.
+    """
+
+    hidden: int = 8
+    num_classes: int = 10
+    image_ndim: int = 2
+
+    @nn.compact
+    def __call__(self, x):
+        lead = x.shape[: x.ndim - self.image_ndim]
+        h = x.reshape(lead + (-1,)).astype(jnp.float32)
+        h = nn.relu(nn.Dense(self.hidden)(h))
+        return nn.Dense(self.num_classes)(h).astype(x.dtype)

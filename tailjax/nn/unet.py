@@ -1,0 +1,73 @@
+"""A small UNet noise network eps_theta(x, t, cond) for DDPMs on small images (16 x 16).
+
+Two resolution levels below the input (16 -> 8 -> 4 for 16 x 16), residual blocks with
+GroupNorm, the sinusoidal step embedding (plus an optional conditioning vector such as a
+one-hot label) shifting every block, skip connections by concatenation.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tailjax.nn.ddpm import sinusoidal_embedding
+
+__all__ = ["UNet"]
+
+
+class _ResBlock(nn.Module):
+    channels: int
+
+    @nn.compact
+    def __call__(self, h, emb):
+        groups = min(8, self.channels)
+        r = nn.Conv(self.channels, (3, 3))(nn.silu(nn.GroupNorm(num_groups=min(8, h.shape[-1]))(h)))
+        r = r + nn.Dense(self.channels)(emb)[..., None, None, :]
+        r = nn.Conv(self.channels, (3, 3))(nn.silu(nn.GroupNorm(num_groups=groups)(r)))
+        skip = h if h.shape[-1] == self.channels else nn.Conv(self.channels, (1, 1))(h)
+        return skip + r
+
+
+class UNet(nn.Module):
+    """x: (..., H, W) with ``in_channels=None`` or (..., H, W, C); t: (...,) -> shape of x.
+
+    H and W must be divisible by 2 ** len(channels[1:]).
+    """
+
+    channels: Sequence[int] = (32, 64, 64)
+    time_dim: int = 64
+    in_channels: int | None = None
+
+    @nn.compact
+    def __call__(self, x, t, cond=None):
+        h = x[..., None] if self.in_channels is None else x
+        lead = h.shape[:-3]
+        factor = 2 ** (len(self.channels) - 1)
+        if h.shape[-3] % factor or h.shape[-2] % factor:
+            raise ValueError(f"image size {h.shape[-3:-1]} must be divisible by {factor}")
+        h = h.reshape((-1,) + h.shape[-3:]).astype(jnp.float32)
+        emb = sinusoidal_embedding(jnp.broadcast_to(t, lead).reshape(-1), self.time_dim)
+        if cond is not None:
+            c = jnp.broadcast_to(cond, lead + cond.shape[-1:]).reshape(-1, cond.shape[-1])
+            emb = jnp.concatenate([emb, c.astype(jnp.float32)], axis=-1)
+        emb = nn.Dense(self.time_dim)(nn.silu(nn.Dense(self.time_dim)(emb)))
+        h = nn.Conv(self.channels[0], (3, 3))(h)
+        skips = []
+        for i, ch in enumerate(self.channels):
+            h = _ResBlock(ch)(h, emb)
+            if i < len(self.channels) - 1:
+                skips.append(h)
+                h = nn.avg_pool(h, (2, 2), strides=(2, 2))
+        h = _ResBlock(self.channels[-1])(h, emb)
+        for ch, skip in zip(reversed(self.channels[:-1]), reversed(skips)):
+            n, hh, ww, c = h.shape
+            h = jax.image.resize(h, (n, 2 * hh, 2 * ww, c), "nearest")
+            h = _ResBlock(ch)(jnp.concatenate([h, skip], axis=-1), emb)
+        out_ch = 1 if self.in_channels is None else self.in_channels
+        h = nn.silu(nn.GroupNorm(num_groups=min(8, h.shape[-1]))(h))
+        out = nn.Conv(out_ch, (3, 3), kernel_init=nn.initializers.zeros)(h)
+        out = out.reshape(lead + out.shape[1:])
+        return (out[..., 0] if self.in_channels is None else out).astype(x.dtype)
