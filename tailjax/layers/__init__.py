@@ -1,0 +1,51 @@
+"""Differentiable decision layers: the only place in tailjax that imports jaxopt.
+
+API (one instance per call; ``jax.vmap`` over instances; everything jit-able)
+
+- ``Polytope`` / ``make_polytope(lower (d,), upper (d,), eq_matrix (m_eq, d), eq_rhs,
+  ineq_matrix (m_ub, d), ineq_rhs)``: the feasible set W (finite box + linear rows).
+- ``cvar_decision(costs (K, d), polytope, tail_prob, *, quadratic (d, d) = None, reg = 0.,
+  weights (K,) = None) -> w (d,)``: argmin_{w in W} CVaR_{tail_prob}[c^T w] + w^T P w
+  + reg ||w||^2 over the empirical distribution of the K samples (Rockafellar-Uryasev SAA,
+  one QP with slack variables). ``costs`` are in minimisation form.
+- ``point_decision(cost (d,), polytope, *, quadratic, reg) -> w (d,)``: the same for one cost.
+- ``solve_qp(Q, q, A, b, G, h) -> QPSolution``: the dense QP solver underneath (fixed-budget
+  Mehrotra interior point; implicit differentiation by ``jaxopt.implicit_diff.root_vjp``
+  with a structured KKT solve).
+- Exact oracles for surrogate losses: ``grid_shortest_path`` (DP under ``lax.scan``),
+  ``fractional_knapsack`` (sort by value/weight), ``box_budget`` (energy: cheapest first).
+
+Risk level: ``tail_prob`` is the tail mass, the worst ``tail_prob`` fraction of the cost
+samples. Gen-DFL's alpha ("the worst alpha-fraction", 1/(alpha K) in the SAA) is the same
+number: ``tail_prob = alpha``; ``tail_prob = 1`` gives the risk-neutral decision.
+
+Regularisation: LP decisions are piecewise constant in the costs, so their gradient is
+zero almost everywhere. ``reg = mu > 0`` adds QPTL's mu ||w||^2 (Wilder et al. 2019),
+making w* unique and differentiable; the portfolio's w^T Sigma w is already strongly convex.
+With ``reg = 0`` gradients are those of the interior-point iterate (a log-barrier smoothing
+at the final barrier level, as in IntOpt), finite but small and noisy.
+
+Gradients flow to ``costs``, ``weights``, ``quadratic`` and the polytope's arrays.
+"""
+
+from tailjax.layers.cvar import DecisionInfo, cvar_decision, point_decision
+from tailjax.layers.oracles import box_budget, fractional_knapsack, grid_arcs, grid_shortest_path
+from tailjax.layers.polytope import Polytope, check_feasible, make_polytope, polytope_constraints
+from tailjax.layers.qp import QPSolution, default_tol, solve_qp
+
+__all__ = [
+    "Polytope",
+    "make_polytope",
+    "check_feasible",
+    "polytope_constraints",
+    "cvar_decision",
+    "point_decision",
+    "DecisionInfo",
+    "solve_qp",
+    "QPSolution",
+    "default_tol",
+    "grid_arcs",
+    "grid_shortest_path",
+    "fractional_knapsack",
+    "box_budget",
+]

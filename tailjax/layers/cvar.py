@@ -1,0 +1,172 @@
+"""Differentiable decisions: the CVaR sample-average decision and the point decision.
+
+For cost samples ``c_1..c_K`` (rows of ``costs``, already in *minimisation* form: the loss of
+decision ``w`` under sample ``k`` is ``c_k^T w``), a feasible set ``W`` (:class:`Polytope`),
+an optional deterministic quadratic term ``w^T P w`` (the portfolio's ``w^T Sigma w``) and a
+QPTL regulariser ``reg * ||w||^2``::
+
+    w* = argmin_{w in W, u}  u + (1 / tail_prob) sum_k pi_k (c_k^T w - u)_+
+                             + w^T P w + reg ||w||^2,          pi_k = 1/K (or given weights)
+
+i.e. ``argmin_w CVaR_{tail_prob}[c^T w] + w^T P w + reg ||w||^2`` on the empirical
+distribution of the samples (Rockafellar-Uryasev). It is solved as one QP with slacks
+``s_k >= c_k^T w - u, s_k >= 0`` by :func:`tailjax.layers.qp.solve_qp` and differentiated in
+``costs``, ``weights``, ``P`` and the polytope by implicit differentiation (jaxopt).
+
+Risk level. ``tail_prob`` is the library's tail mass: the mean of the worst ``tail_prob``
+fraction of the samples. Gen-DFL's ``alpha`` ("the worst alpha-fraction", CVaR_alpha with
+``1/(alpha K)`` in the SAA) is the same number: ``tail_prob = alpha``; ``tail_prob = 1`` is
+the risk-neutral (mean-cost) decision.
+
+LPs (``P = 0``) have piecewise-constant solutions, hence zero gradients almost everywhere;
+``reg > 0`` (QPTL, Wilder et al. 2019) makes the decision unique and smooth in the costs.
+With ``reg = 0`` the gradient is still finite: it is the derivative of the interior-point
+iterate (a log-barrier smoothing of the LP), see :mod:`tailjax.layers.qp`.
+
+Every function handles one instance; ``jax.vmap`` over instances (costs, and the polytope
+too when it differs per instance).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from tailjax._checks import check_open_unit, check_positive, is_concrete
+from tailjax.layers.polytope import Polytope, polytope_constraints
+from tailjax.layers.qp import solve_qp
+
+__all__ = ["DecisionInfo", "cvar_decision", "point_decision"]
+
+
+class DecisionInfo(NamedTuple):
+    """Solver diagnostics of a decision layer."""
+
+    objective: Array  # optimal value of the (regularised) decision problem
+    var: Array  # the Rockafellar-Uryasev threshold u* (VaR of c^T w*); cost for point decisions
+    converged: Array
+    iterations: Array
+
+
+def _check_common(d, polytope, quadratic, reg):
+    if polytope.lower.shape[-1] != d:
+        raise ValueError(
+            f"costs have {d} components but the polytope has dimension {polytope.lower.shape[-1]}"
+        )
+    if quadratic is not None and jnp.shape(quadratic) != (d, d):
+        raise ValueError(f"quadratic must have shape ({d}, {d}), got {jnp.shape(quadratic)}")
+    check_positive(reg, "reg", allow_zero=True)
+
+
+def _quad_block(quadratic, reg, d, dtype):
+    P = jnp.zeros((d, d), dtype) if quadratic is None else jnp.asarray(quadratic).astype(dtype)
+    return 2.0 * (0.5 * (P + P.T) + jnp.asarray(reg, dtype) * jnp.eye(d, dtype=dtype))
+
+
+def point_decision(
+    cost: Float[ArrayLike, " d"],
+    polytope: Polytope,
+    *,
+    quadratic: Float[ArrayLike, "d d"] | None = None,
+    reg: float = 0.0,
+    iterations: int = 40,
+    tol: float | None = None,
+    return_info: bool = False,
+):
+    """argmin_{w in W} c^T w + w^T P w + reg ||w||^2 for one cost vector ``(d,)``.
+
+    Equals :func:`cvar_decision` with a single sample (CVaR of a point mass is the value).
+    Differentiable in ``cost``, ``quadratic`` and the polytope.
+    """
+    cost = jnp.asarray(cost)
+    if cost.ndim != 1 or cost.shape[0] == 0:
+        raise ValueError(f"cost must be a non-empty vector (d,), got shape {cost.shape}")
+    d = cost.shape[0]
+    _check_common(d, polytope, quadratic, reg)
+    dtype = jnp.result_type(cost.dtype, polytope.lower.dtype, float)
+    cost = cost.astype(dtype)
+    Q = _quad_block(quadratic, reg, d, dtype)
+    A, b, G, h = (a.astype(dtype) for a in polytope_constraints(polytope))
+    sol = solve_qp(Q, cost, A, b, G, h, iterations=iterations, tol=tol)
+    w = sol.primal
+    if not return_info:
+        return w
+    obj = 0.5 * w @ (Q @ w) + cost @ w
+    return w, DecisionInfo(obj, cost @ w, sol.converged, sol.iterations)
+
+
+def cvar_decision(
+    costs: Float[ArrayLike, "K d"],
+    polytope: Polytope,
+    tail_prob: float,
+    *,
+    quadratic: Float[ArrayLike, "d d"] | None = None,
+    reg: float = 0.0,
+    weights: Float[ArrayLike, " K"] | None = None,
+    iterations: int = 40,
+    tol: float | None = None,
+    return_info: bool = False,
+):
+    """The CVaR sample-average decision for ``K`` cost samples ``(K, d)``.
+
+    Args:
+      costs: ``(K, d)`` cost samples in minimisation form (negate returns/values).
+      polytope: feasible set ``W`` of dimension ``d``.
+      tail_prob: tail mass in (0, 1] (= Gen-DFL's alpha); 1 gives the mean-cost decision.
+      quadratic: optional ``(d, d)`` PSD deterministic term ``w^T P w``.
+      reg: QPTL regulariser ``reg * ||w||^2`` (>= 0).
+      weights: optional ``(K,)`` non-negative sample weights, normalised to sum to one.
+      iterations, tol: interior-point budget and tolerance (:func:`solve_qp`).
+      return_info: also return a :class:`DecisionInfo`.
+
+    Returns:
+      ``w*`` of shape ``(d,)`` (and the info).
+    """
+    costs = jnp.asarray(costs)
+    if costs.ndim != 2:
+        raise ValueError(f"costs must have shape (K, d), got {costs.shape}")
+    K, d = costs.shape
+    if K == 0:
+        raise ValueError("costs is empty: K = 0 samples")
+    check_open_unit(tail_prob, "tail_prob", closed_right=True)
+    _check_common(d, polytope, quadratic, reg)
+    dtype = jnp.result_type(costs.dtype, polytope.lower.dtype, float)
+    costs = costs.astype(dtype)
+    if weights is None:
+        pi = jnp.full((K,), 1.0 / K, dtype)
+    else:
+        weights = jnp.asarray(weights)
+        if weights.shape != (K,):
+            raise ValueError(f"weights must have shape ({K},), got {weights.shape}")
+        if is_concrete(weights) and (jnp.any(weights < 0) or jnp.sum(weights) <= 0):
+            raise ValueError("weights must be non-negative and not all zero")
+        weights = weights.astype(dtype)
+        pi = weights / jnp.sum(weights)
+    if is_concrete(tail_prob) and float(tail_prob) == 1.0:
+        # CVaR at tail mass 1 is the mean: a point decision on the weighted mean cost
+        # (the RU threshold u would be unbounded below).
+        out = point_decision(
+            pi @ costs, polytope, quadratic=quadratic, reg=reg, iterations=iterations,
+            tol=tol, return_info=return_info,
+        )
+        return out
+    tail = jnp.asarray(tail_prob, dtype)
+    n = d + 1 + K
+    A0, b0, G0, h0 = (a.astype(dtype) for a in polytope_constraints(polytope))
+    Q = jnp.zeros((n, n), dtype).at[:d, :d].set(_quad_block(quadratic, reg, d, dtype))
+    q = jnp.concatenate([jnp.zeros((d,), dtype), jnp.ones((1,), dtype), pi / tail])
+    eye_k = jnp.eye(K, dtype=dtype)
+    cvar_rows = jnp.concatenate([costs, -jnp.ones((K, 1), dtype), -eye_k], axis=1)
+    slack_rows = jnp.concatenate([jnp.zeros((K, d + 1), dtype), -eye_k], axis=1)
+    w_rows = jnp.concatenate([G0, jnp.zeros((G0.shape[0], 1 + K), dtype)], axis=1)
+    G = jnp.concatenate([cvar_rows, slack_rows, w_rows], axis=0)
+    h = jnp.concatenate([jnp.zeros((2 * K,), dtype), h0])
+    A = jnp.concatenate([A0, jnp.zeros((A0.shape[0], 1 + K), dtype)], axis=1)
+    sol = solve_qp(Q, q, A, b0, G, h, iterations=iterations, tol=tol)
+    w = sol.primal[:d]
+    if not return_info:
+        return w
+    obj = 0.5 * sol.primal @ (Q @ sol.primal) + q @ sol.primal
+    return w, DecisionInfo(obj, sol.primal[d], sol.converged, sol.iterations)

@@ -1,0 +1,147 @@
+"""Exact linear oracles w*(c) = argmin_{w in W} c^T w for the surrogate losses (SPO+, NCE,
+LTR, MAP), one instance each; ``jax.vmap`` for a batch. They are piecewise constant in ``c``
+(zero gradient almost everywhere): wrap them in ``jax.lax.stop_gradient`` or use them only
+where a loss needs the solution as data. Costs are in minimisation form.
+
+- :func:`grid_shortest_path`: the PyEPO grid network (arcs right and down, source the
+  top-left node, sink the bottom-right), by dynamic programming under ``lax.scan``.
+- :func:`fractional_knapsack`: ``min c^T w`` s.t. ``weights^T w <= capacity, 0 <= w <= 1``
+  (i.e. maximise values ``-c``), by sorting value/weight.
+- :func:`box_budget`: ``min c^T w`` s.t. ``lower <= w <= upper, sum w = total`` (energy
+  scheduling), by filling the cheapest coordinates first.
+
+For a QP (the portfolio) use :func:`tailjax.layers.point_decision`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+__all__ = ["grid_arcs", "grid_shortest_path", "fractional_knapsack", "box_budget"]
+
+
+@lru_cache(maxsize=None)
+def grid_arcs(rows: int, cols: int) -> tuple[tuple[int, int], ...]:
+    """Arcs of the PyEPO grid network in PyEPO's order: for each row, its rightward arcs,
+    then (except on the last row) its downward arcs. Nodes are numbered row-major."""
+    if rows < 1 or cols < 1 or rows * cols < 2:
+        raise ValueError(f"grid must have positive dimensions and >= 2 nodes, got {(rows, cols)}")
+    arcs = []
+    for i in range(rows):
+        arcs += [(i * cols + j, i * cols + j + 1) for j in range(cols - 1)]
+        if i < rows - 1:
+            arcs += [(i * cols + j, (i + 1) * cols + j) for j in range(cols)]
+    return tuple(arcs)
+
+
+@lru_cache(maxsize=None)
+def _grid_tables(rows: int, cols: int):
+    arcs = grid_arcs(rows, cols)
+    index = {a: k for k, a in enumerate(arcs)}
+    n = rows * cols
+    pred = -np.ones((n, 2), np.int32)  # (left, up) predecessor nodes
+    arc = np.zeros((n, 2), np.int32)
+    for v in range(n):
+        i, j = divmod(v, cols)
+        if j > 0:
+            pred[v, 0], arc[v, 0] = v - 1, index[(v - 1, v)]
+        if i > 0:
+            pred[v, 1], arc[v, 1] = v - cols, index[(v - cols, v)]
+    return pred, arc
+
+
+def grid_shortest_path(
+    cost: Float[ArrayLike, " arcs"], grid: tuple[int, int] = (5, 5)
+) -> Float[Array, " arcs"]:
+    """Indicator of the shortest top-left to bottom-right path on a ``grid`` DAG.
+
+    Args:
+      cost: ``(num_arcs,)`` arc costs in :func:`grid_arcs` order (40 for the 5x5 grid).
+        Any sign is allowed (the graph is acyclic).
+      grid: ``(rows, cols)``.
+
+    Returns:
+      ``(num_arcs,)`` 0/1 vector of the arcs on the path (ties go to the leftward arc).
+    """
+    rows, cols = int(grid[0]), int(grid[1])
+    pred, arc = _grid_tables(rows, cols)
+    cost = jnp.asarray(cost)
+    if cost.shape != (len(grid_arcs(rows, cols)),):
+        raise ValueError(
+            f"cost must have shape ({len(grid_arcs(rows, cols))},) for grid {grid}, got {cost.shape}"
+        )
+    dtype = jnp.result_type(cost.dtype, float)
+    cost = cost.astype(dtype)
+    n = rows * cols
+    inf = jnp.asarray(jnp.inf, dtype)
+    pred_j, arc_j = jnp.asarray(pred), jnp.asarray(arc)
+
+    def relax(dist, v):
+        cand = jnp.where(pred_j[v] >= 0, dist[jnp.maximum(pred_j[v], 0)] + cost[arc_j[v]], inf)
+        choice = jnp.argmin(cand).astype(jnp.int32)
+        best = jnp.where(v == 0, jnp.zeros((), dtype), cand[choice])
+        return dist.at[v].set(best), choice
+
+    dist0 = jnp.full((n,), inf, dtype)
+    _, choice = jax.lax.scan(relax, dist0, jnp.arange(n))
+
+    def back(v, _):
+        c = choice[v]
+        return pred_j[v, c], arc_j[v, c]
+
+    _, path_arcs = jax.lax.scan(back, jnp.asarray(n - 1, jnp.int32), None, length=rows + cols - 2)
+    return jnp.zeros(cost.shape, dtype).at[path_arcs].set(1.0)
+
+
+def _greedy_fill(order_key, size, budget, eligible):
+    """Fill items in decreasing ``order_key`` (eligible ones only), each up to ``size``, until
+    ``budget`` is spent. Returns the filled amounts."""
+    order = jnp.argsort(-jnp.where(eligible, order_key, -jnp.inf))
+    size_sorted = jnp.where(eligible, size, 0.0)[order]
+    before = jnp.cumsum(size_sorted) - size_sorted
+    amount_sorted = jnp.clip(budget - before, 0.0, size_sorted)
+    return jnp.zeros_like(size).at[order].set(amount_sorted)
+
+
+def fractional_knapsack(
+    cost: Float[ArrayLike, " n"], weights: Float[ArrayLike, " n"], capacity: Float[ArrayLike, ""]
+) -> Float[Array, " n"]:
+    """argmin c^T w s.t. weights^T w <= capacity, 0 <= w <= 1 (item values are ``-c``).
+
+    Items with positive value ``-c_i`` are taken in decreasing value/weight order; the last
+    one fractionally. ``weights`` must be positive.
+    """
+    cost = jnp.asarray(cost)
+    dtype = jnp.result_type(cost.dtype, float)
+    cost = cost.astype(dtype)
+    weights = jnp.asarray(weights).astype(dtype)
+    if weights.shape != cost.shape or cost.ndim != 1:
+        raise ValueError(f"weights must have the shape of cost {cost.shape}, got {weights.shape}")
+    value = -cost
+    filled = _greedy_fill(value / weights, weights, jnp.asarray(capacity, dtype), value > 0)
+    return filled / weights
+
+
+def box_budget(
+    cost: Float[ArrayLike, " n"],
+    lower: Float[ArrayLike, " n"],
+    upper: Float[ArrayLike, " n"],
+    total: Float[ArrayLike, ""],
+) -> Float[Array, " n"]:
+    """argmin c^T w s.t. lower <= w <= upper, sum(w) = total: start at ``lower`` and spend
+    ``total - sum(lower)`` on the cheapest coordinates first (requires a feasible total)."""
+    cost = jnp.asarray(cost)
+    dtype = jnp.result_type(cost.dtype, float)
+    cost = cost.astype(dtype)
+    lower = jnp.asarray(lower).astype(dtype)
+    upper = jnp.asarray(upper).astype(dtype)
+    if lower.shape != cost.shape or upper.shape != cost.shape or cost.ndim != 1:
+        raise ValueError(f"lower and upper must have the shape of cost {cost.shape}")
+    budget = jnp.asarray(total, dtype) - jnp.sum(lower)
+    extra = _greedy_fill(-cost, upper - lower, budget, jnp.ones(cost.shape, bool))
+    return lower + extra
