@@ -69,6 +69,7 @@ def ddpm_ambiguity_set(
     weighting: str | jax.Array = "simple",
     cond_sampler: Callable[[jax.Array], jax.Array] | None = None,
     to_sample: Callable[[jax.Array, Any], Any] | None = None,
+    dtype: Any = jnp.float32,
 ) -> AmbiguitySet:
     """Ambiguity set of a DDPM with noise network ``apply_fn(theta, x, t, cond)``.
 
@@ -91,7 +92,7 @@ def ddpm_ambiguity_set(
         k_c, k_x = jax.random.split(key)
         cond = _sample_conds(cond_sampler, k_c, n)
         theta = jax.lax.stop_gradient(theta)
-        one = lambda k, c: _ddpm.ddpm_sample(k, apply_fn, theta, schedule, shape, c, last_steps)
+        one = lambda k, c: _ddpm.ddpm_sample(k, apply_fn, theta, schedule, shape, c, last_steps, dtype)
         keys = jax.random.split(k_x, n)
         if cond is None:
             x0, states = jax.vmap(lambda k: one(k, None))(keys)

@@ -105,13 +105,20 @@ def make_schedule(
     return DDPMSchedule(betas, alphas, alpha_bars, jnp.sqrt(var))
 
 
-def sinusoidal_embedding(t: Array, dim: int, max_period: float = 10_000.0) -> Array:
+def _floating(x: Array) -> Array:
+    """``x`` itself if it is floating, else cast to float32."""
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+def sinusoidal_embedding(
+    t: Array, dim: int, max_period: float = 10_000.0, dtype: Any = jnp.float32
+) -> Array:
     """Transformer-style embedding of (integer or real) steps ``t``: (...,) -> (..., dim)."""
     if dim < 2 or dim % 2:
         raise ValueError(f"dim must be an even integer >= 2, got {dim}")
     half = dim // 2
-    freqs = jnp.exp(-jnp.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
-    args = jnp.asarray(t).astype(jnp.float32)[..., None] * freqs
+    freqs = jnp.exp(-jnp.log(max_period) * jnp.arange(half, dtype=dtype) / half)
+    args = jnp.asarray(t).astype(dtype)[..., None] * freqs
     return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
 
 
@@ -123,10 +130,10 @@ class MLPNoiseNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, t, cond=None):
-        temb = sinusoidal_embedding(jnp.broadcast_to(t, x.shape[:-1]), self.time_dim)
+        h = _floating(x)
+        temb = sinusoidal_embedding(jnp.broadcast_to(t, x.shape[:-1]), self.time_dim, dtype=h.dtype)
         temb = nn.Dense(self.time_dim)(nn.silu(nn.Dense(self.time_dim)(temb)))
-        h = x.astype(jnp.float32)
-        parts = [h, temb] + ([cond.astype(jnp.float32)] if cond is not None else [])
+        parts = [h, temb] + ([cond.astype(h.dtype)] if cond is not None else [])
         h = jnp.concatenate(parts, axis=-1)
         for width in self.features:
             h = nn.silu(nn.Dense(width)(h) + nn.Dense(width, use_bias=False)(temb))
@@ -150,17 +157,20 @@ class ConvNoiseNet(nn.Module):
     def __call__(self, x, t, cond=None):
         h = x[..., None] if self.in_channels is None else x
         lead = h.shape[:-2]
-        temb = sinusoidal_embedding(jnp.broadcast_to(t, lead), self.time_dim)
+        h = _floating(h.reshape((-1,) + h.shape[-2:]))  # one batch axis: GroupNorm per row
+        temb = sinusoidal_embedding(jnp.broadcast_to(t, lead).reshape(-1), self.time_dim, dtype=h.dtype)
         if cond is not None:
-            temb = jnp.concatenate([temb, cond.astype(jnp.float32)], axis=-1)
+            c = jnp.broadcast_to(cond, lead + cond.shape[-1:]).reshape(-1, cond.shape[-1])
+            temb = jnp.concatenate([temb, c.astype(h.dtype)], axis=-1)
         temb = nn.silu(nn.Dense(self.time_dim)(temb))
-        h = nn.Conv(self.channels, (self.kernel_size,))(h.astype(jnp.float32))
+        h = nn.Conv(self.channels, (self.kernel_size,))(h)
         for _ in range(self.depth):
             shift = nn.Dense(self.channels)(temb)[..., None, :]
             r = nn.silu(nn.GroupNorm(num_groups=min(8, self.channels))(h) + shift)
             h = h + nn.Conv(self.channels, (self.kernel_size,))(r)
         out_ch = 1 if self.in_channels is None else self.in_channels
         out = nn.Conv(out_ch, (1,), kernel_init=nn.initializers.zeros)(nn.silu(h))
+        out = out.reshape(lead + out.shape[1:])
         return (out[..., 0] if self.in_channels is None else out).astype(x.dtype)
 
 

@@ -11,6 +11,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tailjax.nn.ddpm import _floating
+
 __all__ = ["LSTMForecaster", "MLPForecaster", "MLPClassifier"]
 
 
@@ -30,7 +32,7 @@ class LSTMForecaster(nn.Module):
     def __call__(self, x):
         h = x[..., None] if self.in_channels is None else x
         lead = h.shape[:-2]
-        h = h.reshape((-1,) + h.shape[-2:]).astype(jnp.float32)
+        h = _floating(h.reshape((-1,) + h.shape[-2:]))
         seq = nn.RNN(nn.OptimizedLSTMCell(self.hidden))(h)
         y = nn.Dense(self.out_dim)(seq[:, -1, :])
         y = y.reshape(lead + (self.out_dim,))
@@ -44,7 +46,7 @@ class MLPForecaster(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        h = x.astype(jnp.float32)
+        h = _floating(x)
         for width in self.features:
             h = nn.relu(nn.Dense(width)(h))
         return nn.Dense(1)(h)[..., 0].astype(x.dtype)
@@ -64,6 +66,6 @@ class MLPClassifier(nn.Module):
     @nn.compact
     def __call__(self, x):
         lead = x.shape[: x.ndim - self.image_ndim]
-        h = x.reshape(lead + (-1,)).astype(jnp.float32)
+        h = _floating(x.reshape(lead + (-1,)))
         h = nn.relu(nn.Dense(self.hidden)(h))
         return nn.Dense(self.num_classes)(h).astype(x.dtype)

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tailjax.nn.ddpm import sinusoidal_embedding
+from tailjax.nn.ddpm import _floating, sinusoidal_embedding
 
 __all__ = ["UNet"]
 
@@ -48,11 +48,11 @@ class UNet(nn.Module):
         factor = 2 ** (len(self.channels) - 1)
         if h.shape[-3] % factor or h.shape[-2] % factor:
             raise ValueError(f"image size {h.shape[-3:-1]} must be divisible by {factor}")
-        h = h.reshape((-1,) + h.shape[-3:]).astype(jnp.float32)
-        emb = sinusoidal_embedding(jnp.broadcast_to(t, lead).reshape(-1), self.time_dim)
+        h = _floating(h.reshape((-1,) + h.shape[-3:]))
+        emb = sinusoidal_embedding(jnp.broadcast_to(t, lead).reshape(-1), self.time_dim, dtype=h.dtype)
         if cond is not None:
             c = jnp.broadcast_to(cond, lead + cond.shape[-1:]).reshape(-1, cond.shape[-1])
-            emb = jnp.concatenate([emb, c.astype(jnp.float32)], axis=-1)
+            emb = jnp.concatenate([emb, c.astype(h.dtype)], axis=-1)
         emb = nn.Dense(self.time_dim)(nn.silu(nn.Dense(self.time_dim)(emb)))
         h = nn.Conv(self.channels[0], (3, 3))(h)
         skips = []

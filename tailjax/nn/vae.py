@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from tailjax.nn.ddpm import _floating
+
 __all__ = [
     "VAE",
     "gaussian_kl",
@@ -56,17 +58,17 @@ class VAE(nn.Module):
         self.decoder = _MLP(tuple(reversed(tuple(self.hidden))), d)
 
     def encode(self, x, cond=None):
-        h = x.reshape(x.shape[: x.ndim - len(self.data_shape)] + (-1,)).astype(jnp.float32)
+        h = _floating(x.reshape(x.shape[: x.ndim - len(self.data_shape)] + (-1,)))
         if cond is not None:
-            h = jnp.concatenate([h, cond.astype(jnp.float32)], axis=-1)
+            h = jnp.concatenate([h, cond.astype(h.dtype)], axis=-1)
         out = self.encoder(h)
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, -8.0, 4.0)
 
     def decode(self, z, cond=None):
-        h = z.astype(jnp.float32)
+        h = _floating(z)
         if cond is not None:
-            h = jnp.concatenate([h, cond.astype(jnp.float32)], axis=-1)
+            h = jnp.concatenate([h, cond.astype(h.dtype)], axis=-1)
         out = self.decoder(h)
         return out.reshape(out.shape[:-1] + tuple(self.data_shape))
 
