@@ -1,0 +1,162 @@
+"""Probability-flow ODE samplers (Euler, Heun) under ``lax.scan``, with log-densities.
+
+``velocity_fn(params, x: (d,), t: ()) -> (d,)`` is a per-sample field; the samplers vmap it.
+The ODE dX/dt = v(X, t) runs from X_0 ~ N(0, I) at t = 0 to t = 1 on a time grid
+``ts: (K + 1,)`` with ts[0] = 0 and ts[-1] = 1.
+
+Log-densities follow the change of variables along the path,
+log p_1(X_1) = log N(X_0; 0, I) - sum_k log|det dX_{k+1}/dX_k|, with two choices:
+``logdet="exact"`` takes the log-determinant of each discrete step's Jacobian (the exact
+density of the discrete map, ``(d, d)`` Jacobians: fine for small d) and ``logdet="trace"``
+integrates the instantaneous rule d log p/dt = -div v with the step's own quadrature
+(Euler: h tr J(x_k); Heun: h/2 (tr J(x_k) + tr J(x_pred))).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+__all__ = ["uniform_time_grid", "ode_solve", "ode_sample", "ode_sample_and_log_prob"]
+
+VelocityFn = Callable[[Any, Array, Array], Array]
+_METHODS = ("euler", "heun")
+
+
+def uniform_time_grid(num_steps: int, dtype: Any = None) -> Float[Array, " k1"]:
+    """``num_steps + 1`` equally spaced times from 0 to 1."""
+    if int(num_steps) < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    return jnp.linspace(0.0, 1.0, int(num_steps) + 1, dtype=dtype or jnp.result_type(float))
+
+
+def _grid(ts, num_steps, dtype):
+    if ts is None:
+        return uniform_time_grid(num_steps, dtype)
+    ts = jnp.asarray(ts, dtype)
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise ValueError(f"ts must be a 1-D grid of at least 2 times, got shape {ts.shape}")
+    return ts
+
+
+def _check(x0, method):
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if jnp.ndim(x0) != 2:
+        raise ValueError(f"x0 must have shape (n, d), got {jnp.shape(x0)}")
+
+
+def _step(velocity_fn, params, method):
+    def step(x, t, h):
+        v = velocity_fn(params, x, t)
+        if method == "euler":
+            return x + h * v
+        pred = x + h * v
+        return x + 0.5 * h * (v + velocity_fn(params, pred, t + h))
+
+    return step
+
+
+def _path(velocity_fn, params, x0, ts, method, return_trajectory):
+    step = _step(velocity_fn, params, method)
+
+    def body(x, th):
+        x = step(x, th[0], th[1])
+        return x, (x if return_trajectory else None)
+
+    xs = jnp.stack([ts[:-1], jnp.diff(ts)], axis=-1)
+    x1, traj = jax.lax.scan(body, x0, xs)
+    if return_trajectory:
+        return x1, jnp.concatenate([x0[None], traj], axis=0)
+    return x1
+
+
+def ode_solve(
+    velocity_fn: VelocityFn,
+    params: Any,
+    x0: Float[ArrayLike, "n d"],
+    *,
+    num_steps: int = 100,
+    method: str = "heun",
+    ts: Float[ArrayLike, " k1"] | None = None,
+    return_trajectory: bool = False,
+):
+    """Integrate the probability-flow ODE from ``x0: (n, d)`` over ``ts`` (uniform by default).
+
+    Returns ``x1: (n, d)``, and with ``return_trajectory`` also ``(n, K + 1, d)``.
+    ``ts`` may run backwards (from 1 to 0) to map data to noise.
+    """
+    _check(x0, method)
+    x0 = jnp.asarray(x0)
+    grid = _grid(ts, num_steps, x0.dtype)
+    return jax.vmap(lambda x: _path(velocity_fn, params, x, grid, method, return_trajectory))(x0)
+
+
+def ode_sample(
+    key: Array,
+    velocity_fn: VelocityFn,
+    params: Any,
+    num_samples: int,
+    dim: int,
+    *,
+    num_steps: int = 100,
+    method: str = "heun",
+    ts: Float[ArrayLike, " k1"] | None = None,
+    return_trajectory: bool = False,
+    dtype: Any = None,
+):
+    """Draw X_0 ~ N(0, I) ``(num_samples, dim)`` and integrate the ODE to t = 1."""
+    x0 = jax.random.normal(key, (num_samples, dim), dtype or jnp.result_type(float))
+    return ode_solve(
+        velocity_fn, params, x0, num_steps=num_steps, method=method, ts=ts,
+        return_trajectory=return_trajectory,
+    )
+
+
+def _logdet_path(velocity_fn, params, x0, ts, method, logdet):
+    step = _step(velocity_fn, params, method)
+    div = lambda x, t: jnp.trace(jax.jacfwd(lambda y: velocity_fn(params, y, t))(x))
+
+    def body(carry, th):
+        x, acc = carry
+        t, h = th[0], th[1]
+        x_next = step(x, t, h)
+        if logdet == "exact":
+            _, ld = jnp.linalg.slogdet(jax.jacfwd(lambda y: step(y, t, h))(x))
+        elif method == "euler":
+            ld = h * div(x, t)
+        else:
+            pred = x + h * velocity_fn(params, x, t)
+            ld = 0.5 * h * (div(x, t) + div(pred, t + h))
+        return (x_next, acc + ld), None
+
+    xs = jnp.stack([ts[:-1], jnp.diff(ts)], axis=-1)
+    (x1, total), _ = jax.lax.scan(body, (x0, jnp.zeros((), x0.dtype)), xs)
+    d = x0.shape[-1]
+    log_p0 = -0.5 * (x0 @ x0 + d * jnp.log(2.0 * jnp.pi))
+    return x1, log_p0 - total
+
+
+def ode_sample_and_log_prob(
+    velocity_fn: VelocityFn,
+    params: Any,
+    x0: Float[ArrayLike, "n d"],
+    *,
+    num_steps: int = 100,
+    method: str = "heun",
+    ts: Float[ArrayLike, " k1"] | None = None,
+    logdet: str = "exact",
+) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
+    """Samples ``(n, d)`` and their log-densities ``(n,)`` under the sampler started at ``x0``.
+
+    ``logdet="exact"`` (per-step Jacobian log-determinants) or ``"trace"`` (divergence).
+    """
+    _check(x0, method)
+    if logdet not in ("exact", "trace"):
+        raise ValueError(f"logdet must be 'exact' or 'trace', got {logdet!r}")
+    x0 = jnp.asarray(x0)
+    grid = _grid(ts, num_steps, x0.dtype)
+    return jax.vmap(lambda x: _logdet_path(velocity_fn, params, x, grid, method, logdet))(x0)
