@@ -60,7 +60,8 @@ class UNet(nn.Module):
             h = _ResBlock(ch)(h, emb)
             if i < len(self.channels) - 1:
                 skips.append(h)
-                h = nn.avg_pool(h, (2, 2), strides=(2, 2))
+                n, hh, ww, c = h.shape  # 2x2 mean pooling
+                h = h.reshape(n, hh // 2, 2, ww // 2, 2, c).mean(axis=(2, 4))
         h = _ResBlock(self.channels[-1])(h, emb)
         for ch, skip in zip(reversed(self.channels[:-1]), reversed(skips)):
             n, hh, ww, c = h.shape

@@ -1,0 +1,116 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import wasserstein_distance
+
+from tailjax.dro.corruptions import corrupt, cutout, gaussian_noise, perlin_field, perlin_noise
+from tailjax.dro.data import (
+    carbon_task,
+    load_carbon_intensity,
+    load_sklearn_digits,
+    load_usps,
+    sliding_windows,
+    wasserstein_1d,
+)
+
+
+def test_carbon_loader_shapes_and_values(data_dir):
+    s = load_carbon_intensity("GB", 2024, data_dir)
+    assert s.shape == (8784,) and s.dtype == np.float32
+    assert np.all(np.isfinite(s)) and 3.0 < s.min() and s.max() < 300.0
+    lca = load_carbon_intensity("US-TEX-ERCO", 2021, data_dir, column="lca")
+    assert lca.shape == (8760,)
+    with pytest.raises(ValueError, match="column"):
+        load_carbon_intensity("GB", 2024, data_dir, column="co2")
+    with pytest.raises(FileNotFoundError, match="GB_2019"):
+        load_carbon_intensity("GB", 2019, data_dir)
+
+
+def test_carbon_task(data_dir):
+    task = carbon_task("ERCOT", (2021, 2022), test_zones=("ERCOT", "GB"), window=12, path=data_dir,
+                       test_stride=4)
+    assert task.train.shape == (8760 - 12 + 8760 - 12, 13)
+    assert set(task.tests) == {"ERCOT-2023", "ERCOT-2024", "GB-2021", "GB-2022", "GB-2023", "GB-2024"}
+    for name, windows in task.tests.items():
+        assert windows.shape[1] == 13 and np.all(np.isfinite(windows))
+        assert windows.min() >= 0.0 and windows.max() <= 1.0
+        assert task.wasserstein[name] > 0.0
+    assert np.all(np.isfinite(task.train)) and task.train.min() >= 0.0 and task.train.max() <= 1.0
+
+
+def test_usps_and_sklearn_digits(data_dir):
+    d = load_usps(data_dir)
+    assert d["x_train"].shape == (7291, 16, 16) and d["x_test"].shape == (2007, 16, 16)
+    assert d["y_train"].shape == (7291,) and set(np.unique(d["y_test"])) == set(range(10))
+    for k in ("x_train", "x_test"):
+        assert np.all(np.isfinite(d[k])) and d[k].min() >= 0.0 and d[k].max() <= 1.0
+    x, y = load_sklearn_digits()
+    assert x.shape == (1797, 16, 16) and y.shape == (1797,)
+    assert np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0
+
+
+def test_loaders_raise_clearly_when_the_folder_is_missing(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="carbon_intensity"):
+        load_carbon_intensity("GB", 2024, tmp_path)
+    with pytest.raises(FileNotFoundError, match="usps"):
+        load_usps(tmp_path)
+    monkeypatch.delenv("TAILJAX_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="TAILJAX_DATA"):
+        load_usps()
+    monkeypatch.setenv("TAILJAX_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        carbon_task()
+
+
+def test_sliding_windows_and_wasserstein():
+    w = sliding_windows(np.arange(10.0), 3, stride=2)
+    np.testing.assert_array_equal(w, [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]])
+    with pytest.raises(ValueError, match="window"):
+        sliding_windows(np.arange(3.0), 0)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=300), rng.exponential(size=200)
+    np.testing.assert_allclose(wasserstein_1d(a, b), wasserstein_distance(a, b), rtol=1e-10)
+
+
+def test_gaussian_noise_statistics():
+    img = jnp.full((16, 16), 0.5)
+    out = jax.jit(jax.vmap(lambda k: gaussian_noise(k, img, 0.1)))(jax.random.split(jax.random.key(0), 200))
+    np.testing.assert_allclose(jnp.mean(out), 0.5, atol=0.005)
+    np.testing.assert_allclose(jnp.std(out), 0.1, rtol=0.03)
+    np.testing.assert_array_equal(gaussian_noise(jax.random.key(0), img, 0.0), img)
+    with pytest.raises(ValueError, match="std"):
+        gaussian_noise(jax.random.key(0), img, -0.1)
+
+
+def test_perlin_field_is_smooth_bounded_and_centred():
+    f = jax.jit(jax.vmap(lambda k: perlin_field(k, (16, 16), 4)))(jax.random.split(jax.random.key(1), 300))
+    assert float(jnp.max(jnp.abs(f))) <= 1.0 + 1e-5
+    np.testing.assert_allclose(jnp.mean(f), 0.0, atol=0.02)
+    # neighbouring pixels are strongly correlated (gradient noise, not white noise)
+    corr = np.corrcoef(np.asarray(f[:, :, :-1]).ravel(), np.asarray(f[:, :, 1:]).ravel())[0, 1]
+    assert corr > 0.6  # white noise would give 0
+    img = jnp.full((16, 16), 0.5)
+    out = perlin_noise(jax.random.key(2), img, 0.3)
+    assert float(jnp.max(jnp.abs(out - img))) <= 0.3 + 1e-5 and out.min() >= 0.0
+    with pytest.raises(ValueError, match="res"):
+        perlin_field(jax.random.key(0), (16, 16), 0)
+
+
+def test_cutout_zeroes_a_square():
+    img = jnp.ones((16, 16))
+    outs = jax.jit(jax.vmap(lambda k: cutout(k, img, 4)))(jax.random.split(jax.random.key(0), 100))
+    zeros = np.asarray(jnp.sum(outs == 0, axis=(1, 2)))
+    assert zeros.max() == 16 and zeros.min() >= 4  # a 4x4 square, clipped at the border
+    np.testing.assert_array_equal(cutout(jax.random.key(0), img, 0), img)
+    with pytest.raises(ValueError, match="size"):
+        cutout(jax.random.key(0), img, -1)
+
+
+def test_corrupt_batch_dispatch():
+    x = jnp.full((3, 16, 16), 0.5)
+    for kind, level in (("gaussian", 0.2), ("perlin", 0.3), ("cutout", 5)):
+        out = corrupt(jax.random.key(0), x, kind, level)
+        assert out.shape == x.shape and not np.allclose(out, x)
+    with pytest.raises(ValueError, match="kind"):
+        corrupt(jax.random.key(0), x, "blur", 1.0)
