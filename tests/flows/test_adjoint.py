@@ -1,0 +1,166 @@
+"""Adjoint matching against closed forms, with the exact Gaussian base velocity."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tailjax.flows.adjoint import adjoint_matching, adjoint_matching_loss, lean_adjoint
+from tailjax.flows.gaussian import gaussian_mixture_velocity, gaussian_velocity, tilt_gaussian_mixture
+from tailjax.flows.schedule import rectified_flow
+from tailjax.flows.sde import memoryless_coefficients, memoryless_solve
+
+MU = np.array([0.5, -1.0])
+COV = np.array([[1.44, 0.6], [0.6, 0.61]])
+C = np.array([1.0, 0.5])
+LAM = 1.0
+
+
+def base(x, t):
+    return gaussian_velocity(x, t, MU, COV)
+
+
+def analytic_adjoint(ts):
+    """a(t) = -lambda alpha_t S_t^{-1} C c for Gaussian data and r = c.x."""
+    s = rectified_flow()
+
+    def one(t):
+        st = s.beta(t) ** 2 * jnp.eye(2) + s.alpha(t) ** 2 * COV
+        return -LAM * s.alpha(t) * jnp.linalg.solve(st, COV @ C)
+
+    return jax.vmap(one)(ts)
+
+
+def _adjoint_error(k, exact_kappa):
+    coefs = memoryless_coefficients(num_steps=k)
+    traj = jax.random.normal(jax.random.key(0), (k + 1, 2))  # linear reward: any path gives the same adjoint
+
+    @jax.jit
+    def errors(traj):
+        adj, vb = lean_adjoint(base, traj, -LAM * jnp.asarray(C), coefs, exact_kappa=exact_kappa)
+        ref = analytic_adjoint(coefs.ts)
+        err = jnp.max(jnp.linalg.norm(adj[1:] - ref[1:], axis=-1) / jnp.linalg.norm(ref[1:], axis=-1))
+        return err, jnp.max(jnp.abs(vb[1:] - jax.vmap(base)(traj[1:], coefs.ts[1:])))
+
+    err, vb_err = errors(traj)
+    assert vb_err < 1e-10
+    return float(err)
+
+
+def test_lean_adjoint_matches_closed_form_first_order(x64):
+    e20, e80 = _adjoint_error(20, True), _adjoint_error(80, True)
+    assert e80 < 0.02
+    assert 3.0 < e20 / e80 < 5.0  # first order in h
+    # Exact integration of the kappa part beats plain Euler on a coarse grid.
+    assert _adjoint_error(10, True) < 0.6 * _adjoint_error(10, False)
+
+
+def _achieved_mean(k, exact_kappa):
+    """Mean of the sampler driven by the control implied by the lean adjoint (v - v_base = -eta a)."""
+    coefs = memoryless_coefficients(num_steps=k)
+    adj, _ = lean_adjoint(base, jnp.zeros((k + 1, 2)), -LAM * jnp.asarray(C), coefs, exact_kappa=exact_kappa)
+    eta = coefs.sigma**2 / 2
+    # eta a -> -lambda C c as t -> 0 (continuous limit); slot 0 is only used by the first step.
+    shift = (-eta[:, None] * adj).at[0].set(LAM * COV @ C)
+
+    def tuned(p, x, t):
+        return base(x, t) + p[jnp.round(t * k).astype(jnp.int32)]
+
+    # The sampler is linear for Gaussian data: the noise-free path from 0 is the mean.
+    return memoryless_solve(tuned, shift, jnp.zeros((1, 2)), jnp.zeros((1, k, 2)), coefficients=coefs)[0]
+
+
+def test_achieved_tilt_matches_closed_form(x64):
+    target = MU + LAM * COV @ C
+    m_exact = jax.jit(lambda: _achieved_mean(40, True))()
+    m_euler = jax.jit(lambda: _achieved_mean(40, False))()
+    shift = np.linalg.norm(LAM * COV @ C)
+    assert np.linalg.norm(m_exact - target) < 0.01 * shift
+    assert np.linalg.norm(m_exact - target) < np.linalg.norm(m_euler - target)
+
+
+def test_loss_vanishes_at_the_implied_control(x64):
+    k = 12
+    coefs = memoryless_coefficients(num_steps=k)
+    traj = jax.random.normal(jax.random.key(1), (3, k + 1, 2))
+    adj, vb = jax.jit(jax.vmap(lambda p: lean_adjoint(base, p, -jnp.asarray(C), coefs)))(traj)
+    eta = coefs.sigma**2 / 2
+    shift = -eta[None, :, None] * adj
+
+    def tuned(p, x, t):
+        return base(x, t) + p[jnp.round(t * k).astype(jnp.int32)]
+
+    idx = jnp.arange(1, k)
+    loss = jax.jit(lambda p: adjoint_matching_loss(tuned, p, traj, adj, vb, coefs.sigma, coefs.ts, idx))
+    # The shift is the same for every path (linear reward): one table is the optimal field.
+    assert float(loss(shift[0])) < 1e-20
+    assert float(loss(jnp.zeros_like(shift[0]))) > 1.0
+
+
+def test_fine_tunes_gaussian_to_the_tilt(optax_promotion):
+    field = lambda p, x, t: gaussian_velocity(x, t, p, COV)
+    kernel = adjoint_matching(field, base, lambda x, _: jnp.asarray(C, x.dtype) @ x, optax.adam(0.05), 2,
+                              reward_scale=LAM, batch_size=64, num_steps=20)
+    state = kernel.init(jnp.asarray(MU, jnp.float32))
+    step = jax.jit(kernel.step)
+    for i in range(150):
+        state, info = step(state, jax.random.key(i))
+    np.testing.assert_allclose(state.params, MU + LAM * COV @ C, atol=0.05)
+    assert np.isfinite(info.loss) and info.nonfinite == 0
+
+
+def test_fine_tunes_mixture_to_reweighted_components(optax_promotion):
+    w = np.array([0.5, 0.5])
+    means = np.array([[-1.5, 0.0], [1.5, 0.0]])
+    covs = np.array([np.eye(2) * 0.3, np.eye(2) * 0.3])
+    c = np.array([0.5, 0.0])
+    base_mix = lambda x, t: gaussian_mixture_velocity(x, t, w, means, covs)
+    field = lambda p, x, t: gaussian_mixture_velocity(x, t, jax.nn.softmax(p["logits"]), p["means"], covs)
+    kernel = adjoint_matching(field, base_mix, lambda x, _: jnp.asarray(c, x.dtype) @ x, optax.adam(0.05), 2,
+                              batch_size=128, num_steps=20, loss_timesteps=10)
+    params = {"logits": jnp.zeros(2), "means": jnp.asarray(means, jnp.float32)}
+    state = kernel.init(params)
+    step = jax.jit(kernel.step)
+    for i in range(250):
+        state, _ = step(state, jax.random.key(i))
+    w_star, m_star, _ = tilt_gaussian_mixture(w, means, covs, c)
+    np.testing.assert_allclose(jax.nn.softmax(state.params["logits"]), w_star, atol=0.05)
+    np.testing.assert_allclose(state.params["means"], m_star, atol=0.1)
+
+
+def test_kernel_options_and_info(optax_promotion):
+    field = lambda p, x, t: base(x, t) + p
+    kernel = adjoint_matching(field, base, lambda x, _: jnp.sum(x), optax.sgd(0.0), 2, batch_size=8,
+                              num_steps=10, loss_timesteps=3, loss_clip=1e-3)
+    state, info = jax.jit(kernel.step)(kernel.init(jnp.zeros(2)), jax.random.key(0))
+    # Every term is clipped, so the loss is the clip times the rescaled number of terms.
+    np.testing.assert_allclose(info.loss, 1e-3 * 9, rtol=1e-5)
+    np.testing.assert_allclose(info.grad_norm, 0.0)
+    assert int(state.step) == 1
+
+
+def test_nonfinite_reward_is_counted_and_raised_when_checked(optax_promotion):
+    field = lambda p, x, t: base(x, t) + p
+    reward = lambda x, _: jnp.log(x[0])  # NaN for x[0] < 0
+    kernel = adjoint_matching(field, base, reward, optax.adam(1e-3), 2, batch_size=16, num_steps=6)
+    _, info = jax.jit(kernel.step)(kernel.init(jnp.zeros(2)), jax.random.key(0))
+    assert int(info.nonfinite) > 0
+    checked = adjoint_matching(field, base, reward, optax.adam(1e-3), 2, batch_size=16, num_steps=6, checked=True)
+    with pytest.raises(Exception, match="non-finite"):
+        checked.step(checked.init(jnp.zeros(2)), jax.random.key(0))
+
+
+def test_bad_input():
+    field = lambda p, x, t: base(x, t) + p
+    reward = lambda x, _: jnp.sum(x)
+    with pytest.raises(ValueError, match="reward_scale"):
+        adjoint_matching(field, base, reward, optax.adam(1e-3), 2, reward_scale=0.0)
+    with pytest.raises(ValueError, match="loss_timesteps"):
+        adjoint_matching(field, base, reward, optax.adam(1e-3), 2, num_steps=5, loss_timesteps=5)
+    kernel = adjoint_matching(field, base, reward, optax.adam(1e-3), 3)
+    with pytest.raises(ValueError, match="velocity_fn"):
+        kernel.init(jnp.zeros(2))
+    kernel = adjoint_matching(field, base, lambda x, _: x, optax.adam(1e-3), 2)
+    with pytest.raises(ValueError, match="reward_fn"):
+        kernel.init(jnp.zeros(2))
