@@ -1,0 +1,180 @@
+"""Sample-average and importance-sampling estimators of the tail-risk objective.
+
+Notation of Deo & Murthy's tutorial: loss l(x, theta), tail level beta (``tail_prob``),
+F(x; u, theta) = u + (l(x, theta) - u)_+ / beta, objective f(u, theta) = E F(X; u, theta),
+whose minimum over u is CVaR_beta(l(X, theta)) (attained at the VaR).
+
+* SAA (tutorial eq. (7)): f_n(u, theta) = u + (n beta)^-1 sum_i (l(X_i, theta) - u)_+,
+  X_i ~ f_X.
+* IS (eq. (10)): f_is,n(u, theta) = u + (n beta)^-1 sum_i (l(Z_i, theta) - u)_+ L_i with
+  Z_i from the IS law and L_i = f_X(Z_i) / g(Z_i). The likelihood ratios are passed as
+  ``log_lr`` and combined with ``logsumexp``; they are never exponentiated one by one, so
+  ratios of 1e-300 or 1e+300 neither underflow nor overflow.
+
+Losses follow the convention ``loss(x, theta) -> scalar`` for one sample ``x: (d,)``; the
+functions below ``vmap`` it over the samples. Every function is pure and can be vmapped
+over decisions ``(u, theta)`` and over the IS parameter that produced ``log_lr``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+from jaxtyping import Array, ArrayLike, Float
+
+from tailjax._checks import check_nonempty_last_axis, check_open_unit
+from tailjax.risk import ru_objective, var_cvar
+
+__all__ = [
+    "sample_losses",
+    "saa_objective",
+    "is_objective",
+    "is_objective_from_losses",
+    "is_tail_expectation",
+    "is_tail_probability",
+    "is_var_cvar",
+    "log_second_moment",
+]
+
+Loss = Callable[[Array, Any], Array]
+
+
+def _float(x):
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
+def _check_lr(losses, log_lr):
+    check_nonempty_last_axis(losses, "losses")
+    if jnp.shape(log_lr) != jnp.shape(losses):
+        raise ValueError(
+            f"log_lr of shape {jnp.shape(log_lr)} must match losses of shape {jnp.shape(losses)}"
+        )
+
+
+def sample_losses(loss: Loss, samples: Float[ArrayLike, "n d"], theta: Any) -> Float[Array, " n"]:
+    """``l(X_i, theta)`` for every row of ``samples: (n, d)``."""
+    return jax.vmap(loss, in_axes=(0, None))(jnp.asarray(samples), theta)
+
+
+def saa_objective(
+    u: Float[ArrayLike, ""],
+    theta: Any,
+    loss: Loss,
+    samples: Float[ArrayLike, "n d"],
+    tail_prob: float,
+) -> Float[Array, ""]:
+    """SAA objective f_n(u, theta) on samples X_i ~ f_X (tutorial eq. (7))."""
+    check_open_unit(tail_prob, "tail_prob")
+    return ru_objective(u, sample_losses(loss, samples, theta), tail_prob)
+
+
+def is_objective_from_losses(
+    u: Float[ArrayLike, "..."],
+    losses: Float[ArrayLike, "... n"],
+    log_lr: Float[ArrayLike, "... n"],
+    tail_prob: float,
+) -> Float[Array, "..."]:
+    """u + (n beta)^-1 sum_i (l_i - u)_+ exp(log_lr_i), summed in log space."""
+    check_open_unit(tail_prob, "tail_prob")
+    _check_lr(losses, log_lr)
+    losses = _float(losses)
+    log_lr = jnp.asarray(log_lr, losses.dtype)
+    u = jnp.asarray(u, losses.dtype)
+    n = losses.shape[-1]
+    excess = jnp.maximum(losses - u[..., None], 0.0)
+    log_sum = logsumexp(log_lr, b=excess, axis=-1)
+    log_norm = jnp.log(jnp.asarray(n * tail_prob, losses.dtype))
+    return u + jnp.exp(log_sum - log_norm)
+
+
+def is_objective(
+    u: Float[ArrayLike, ""],
+    theta: Any,
+    loss: Loss,
+    samples: Float[ArrayLike, "n d"],
+    log_lr: Float[ArrayLike, " n"],
+    tail_prob: float,
+) -> Float[Array, ""]:
+    """IS objective f_is,n(u, theta) on samples Z_i of the IS law (tutorial eq. (10))."""
+    return is_objective_from_losses(u, sample_losses(loss, samples, theta), log_lr, tail_prob)
+
+
+def is_tail_expectation(
+    losses: Float[ArrayLike, "... n"],
+    log_lr: Float[ArrayLike, "... n"],
+    u: Float[ArrayLike, "..."],
+) -> Float[Array, "..."]:
+    """Unbiased IS estimate of E (l(X) - u)_+ : (1/n) sum_i (l_i - u)_+ L_i."""
+    _check_lr(losses, log_lr)
+    losses = _float(losses)
+    u = jnp.asarray(u, losses.dtype)
+    excess = jnp.maximum(losses - u[..., None], 0.0)
+    n = losses.shape[-1]
+    return jnp.exp(logsumexp(jnp.asarray(log_lr, losses.dtype), b=excess, axis=-1)) / n
+
+
+def is_tail_probability(
+    losses: Float[ArrayLike, "... n"],
+    log_lr: Float[ArrayLike, "... n"],
+    u: Float[ArrayLike, "..."],
+) -> Float[Array, "..."]:
+    """Unbiased IS estimate of P(l(X) > u) : (1/n) sum_i 1{l_i > u} L_i."""
+    _check_lr(losses, log_lr)
+    losses = _float(losses)
+    u = jnp.asarray(u, losses.dtype)
+    hit = (losses > u[..., None]).astype(losses.dtype)
+    n = losses.shape[-1]
+    return jnp.exp(logsumexp(jnp.asarray(log_lr, losses.dtype), b=hit, axis=-1)) / n
+
+
+def is_var_cvar(
+    losses: Float[ArrayLike, "... n"],
+    log_lr: Float[ArrayLike, "... n"] | None,
+    tail_prob: float,
+) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+    """The minimiser u* (VaR) and minimum (CVaR) over u of the SAA/IS objective, exactly.
+
+    With likelihood ratios L_i and W = sum_i L_i, min_u f_is,n(u) is the CVaR at tail mass
+    alpha = n beta / W of the self-normalised measure sum_i (L_i / W) delta(l_i), so it is
+    computed by one weighted sort (:func:`tailjax.risk.var_cvar`). ``log_lr=None`` is SAA.
+    When W < n beta (a degenerate IS sample) alpha is clipped to 1, giving the IS mean.
+    """
+    check_open_unit(tail_prob, "tail_prob")
+    losses = _float(losses)
+    check_nonempty_last_axis(losses, "losses")
+    if log_lr is None:
+        return var_cvar(losses, tail_prob)
+    _check_lr(losses, log_lr)
+    log_lr = jnp.asarray(log_lr, losses.dtype)
+    n = losses.shape[-1]
+    log_w = logsumexp(log_lr, axis=-1, keepdims=True)
+    probs = jnp.exp(log_lr - log_w)
+    alpha = jnp.exp(jnp.log(jnp.asarray(n * tail_prob, losses.dtype)) - log_w[..., 0])
+    alpha = jnp.minimum(alpha, 1.0)
+    if alpha.ndim == 0:
+        return var_cvar(losses, alpha, weights=probs)
+    flat = lambda a: a.reshape((-1,) + a.shape[alpha.ndim:])  # noqa: E731
+    v, c = jax.vmap(lambda l, a, p: var_cvar(l, a, weights=p))(
+        flat(losses), alpha.reshape(-1), flat(probs)
+    )
+    return v.reshape(alpha.shape), c.reshape(alpha.shape)
+
+
+def log_second_moment(
+    losses: Float[ArrayLike, "... n"],
+    log_lr: Float[ArrayLike, "... n"],
+    u: Float[ArrayLike, "..."],
+) -> Float[Array, "..."]:
+    """log of M2 = (1/n) sum_i [(l_i - u)_+ L_i]^2, the empirical second moment of the IS
+    estimator of E (l - u)_+ (``-inf`` when no sample exceeds ``u``)."""
+    _check_lr(losses, log_lr)
+    losses = _float(losses)
+    u = jnp.asarray(u, losses.dtype)
+    excess = jnp.maximum(losses - u[..., None], 0.0)
+    n = losses.shape[-1]
+    log_m2 = logsumexp(2.0 * jnp.asarray(log_lr, losses.dtype), b=excess**2, axis=-1)
+    return log_m2 - jnp.log(jnp.asarray(n, losses.dtype))

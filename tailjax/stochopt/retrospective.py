@@ -1,0 +1,134 @@
+"""Retrospective approximation with importance sampling (tutorial Algorithm 1).
+
+Stage k = 1, 2, ...: sample size n_k = ceil(c n_{k-1}), tolerance eps_k = K / sqrt(n_k);
+an IS law is chosen afresh by the scheme's oracle at the current decision (u_{k-1},
+theta_{k-1}); n_k samples of it give the IS sample problem, which is solved to the
+certified gap eps_k by :func:`tailjax.stochopt.saa.solve_saa` warm-started at theta_{k-1}.
+The iterate of every stage is kept (``RAResult.stages``).
+
+Stages change the sample size, so each stage is a separate jitted solve. To compile only a
+few programs, a stage's n_k samples are padded to the next power of two with zero-weight
+samples (log L = -inf) and the real samples' log-ratios shifted by log(N / n_k): the
+padded IS objective is then identical to the unpadded one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from tailjax._checks import check_open_unit, check_positive
+from tailjax.importance.estimators import Loss
+from tailjax.importance.oracle import ISScheme
+from tailjax.stochopt.saa import solve_saa
+
+__all__ = ["RAStage", "RAResult", "retrospective_approximation", "sample_sizes"]
+
+
+class RAStage(NamedTuple):
+    n: int
+    tolerance: float
+    theta: Array
+    u: Array
+    value: Array  # IS sample objective at theta (upper bound of the stage problem)
+    lower: Array  # certified lower bound of the stage problem
+    gap: Array
+    iterations: Array
+    converged: Array
+    is_param: Any  # the oracle's choice for this stage
+
+
+class RAResult(NamedTuple):
+    theta: Array
+    u: Array
+    value: Array
+    stages: list[RAStage]
+
+
+def sample_sizes(n0: int, growth: float, num_stages: int) -> list[int]:
+    """n_1 = n0, n_k = ceil(growth * n_{k-1})."""
+    sizes = [int(n0)]
+    for _ in range(num_stages - 1):
+        sizes.append(int(math.ceil(growth * sizes[-1])))
+    return sizes
+
+
+def _pad(z, log_lr, n):
+    size = 1 << max(int(n - 1).bit_length(), 0)
+    shift = jnp.log(jnp.asarray(size / n, log_lr.dtype))
+    z_pad = jnp.concatenate([z, jnp.broadcast_to(z[:1], (size - n,) + z.shape[1:])])
+    lr_pad = jnp.concatenate([log_lr + shift, jnp.full((size - n,), -jnp.inf, log_lr.dtype)])
+    return z_pad, lr_pad
+
+
+def retrospective_approximation(
+    key: Array,
+    loss: Loss,
+    scheme: ISScheme,
+    theta_set: Any,
+    tail_prob: float,
+    *,
+    n0: int = 1000,
+    growth: float = 2.0,
+    num_stages: int = 5,
+    tolerance_scale: float = 1.0,
+    relative_tolerance: float = 0.0,
+    theta0: Float[ArrayLike, " d"] | None = None,
+    u0: Float[ArrayLike, ""] = 0.0,
+    risk_weight: float = 0.0,
+    max_iter: int = 200,
+    dtype=None,
+) -> RAResult:
+    """Algorithm 1: solve a sequence of IS sample problems of growing size.
+
+    Args:
+      key: PRNG key (stage k uses ``fold_in(key, k)``).
+      loss: ``loss(x, theta)``, convex in theta.
+      scheme: IS scheme (:mod:`tailjax.importance.oracle`); ``plain_scheme`` gives plain RA.
+      theta_set: decision set.  tail_prob: beta.
+      n0, growth, num_stages: n_1 = n0, n_k = ceil(growth n_{k-1}), growth > 1.
+      tolerance_scale: K in eps_k = K / sqrt(n_k) (absolute gap, in loss units).
+      relative_tolerance: optional extra relative gap, the stage stops at
+        ``eps_k + relative_tolerance * |value|``.
+      theta0, u0: starting decision (theta0 defaults to the set's feasible point).
+      risk_weight: mean-CVaR weight lam (0: CVaR).
+      max_iter: cut budget per stage.
+    """
+    check_open_unit(tail_prob, "tail_prob")
+    check_positive(tolerance_scale, "tolerance_scale")
+    if growth <= 1.0:
+        raise ValueError(f"growth must be > 1, got {growth}")
+    if int(n0) < 1 or int(num_stages) < 1:
+        raise ValueError(f"n0 and num_stages must be >= 1, got {n0} and {num_stages}")
+    dtype = dtype or jnp.result_type(float)
+    theta = theta_set.feasible_point(dtype) if theta0 is None else jnp.asarray(theta0, dtype)
+    u = jnp.asarray(u0, dtype)
+    choose = jax.jit(scheme.choose)
+    samplers: dict[int, Any] = {}
+
+    @jax.jit
+    def solve(z, log_lr, theta, atol):
+        return solve_saa(
+            loss, z, theta_set, tail_prob, log_lr=log_lr, risk_weight=risk_weight,
+            theta0=theta, tol=relative_tolerance, atol=atol, max_iter=max_iter,
+        )
+
+    stages = []
+    for k, n in enumerate(sample_sizes(n0, growth, num_stages)):
+        k_oracle, k_sample = jax.random.split(jax.random.fold_in(key, k))
+        params = choose(k_oracle, u, theta)
+        if n not in samplers:
+            samplers[n] = jax.jit(lambda kk, p, n=n: scheme.sample(kk, p, n))
+        z, log_lr = samplers[n](k_sample, params)
+        z_pad, lr_pad = _pad(z.astype(dtype), log_lr.astype(dtype), n)
+        eps = tolerance_scale / math.sqrt(n)
+        res = solve(z_pad, lr_pad, theta, jnp.asarray(eps, dtype))
+        theta, u = res.theta, res.u
+        stages.append(
+            RAStage(n, eps, res.theta, res.u, res.value, res.lower, res.gap, res.iterations, res.converged, params)
+        )
+    return RAResult(theta, u, stages[-1].value, stages)
