@@ -6,7 +6,7 @@ feature vector x (generate-then-optimize):
 
 1. draw K reparameterised samples c_1..c_K ~ p_theta(c | x);
 2. solve the CVaR-SAA decision w*_theta = argmin_w CVaR_alpha[f(c, w)] on them with
-   :func:`tailjax.dfl.gen_dfl_task.task_decision` (implicit differentiation in the samples);
+   :func:`tailjax.dfl.problems.base.decision` (implicit differentiation in the samples);
 3. draw samples from the proxy q(c | x) (a frozen flow trained by NLL, :mod:`tailjax.dfl.proxy`)
    and compute the regret  Regret_{theta,q}(x; alpha) = CVaR_{q(c|x)}[f(c, w*_theta) - f(c, w*_q); alpha],
    with w*_q the decision under q, precomputed once per x and held fixed.
@@ -19,7 +19,7 @@ evaluated (``gen_dfl_decisions(..., alpha=...)``).
 
 Kernel (blackjax pattern)::
 
-    step = build_gen_dfl_kernel(flow, task, proxy.sample, config, optimizer)
+    step = build_gen_dfl_kernel(flow, problem, proxy.sample, config, optimizer)
     state = gen_dfl_init(params, optimizer)
     state, info = step(state, key, (x, c, w_q))       # batch: (B, p), (B, d), (B, d)
 
@@ -39,8 +39,8 @@ import optax
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_open_unit, check_positive
-from tailjax.dfl.gen_dfl_is import is_decision
-from tailjax.dfl.gen_dfl_task import DecisionTask, check_num_samples, task_cost, task_decision
+from tailjax.dfl.gen_dfl_is import check_num_samples, is_decision
+from tailjax.dfl.problems.base import DecisionProblem, decision, objective
 from tailjax.dfl.proxy import apply_optimizer, minibatch_fn
 from tailjax.nn.conditional_flow import ConditionalFlow
 from tailjax.risk import cvar
@@ -121,29 +121,31 @@ def sample_decision(
     key: jax.Array,
     flow: ConditionalFlow,
     params: Any,
-    task: DecisionTask,
+    problem: DecisionProblem,
     x: Float[ArrayLike, " p"],
     alpha: float,
     num_samples: int,
     *,
     importance: bool = False,
     pilot_samples: int = 16,
+    reg: float | None = None,
     iterations: int = 40,
 ) -> Float[Array, " d"]:
     """w*_theta(x): the CVaR-SAA decision on K samples of p_theta(c | x), one x ``(p,)``.
 
     Differentiable in ``params`` (reparameterised samples + implicit differentiation).
+    ``reg``: QPTL regulariser (None: ``problem.reg``, the training layer's).
     """
     check_open_unit(alpha, "alpha", closed_right=True)
     num_samples = check_num_samples(num_samples)
     _check_context(flow, x)
     if importance:
         return is_decision(
-            key, flow, params, task, x, alpha, num_samples,
-            pilot_samples=pilot_samples, iterations=iterations,
+            key, flow, params, problem, x, alpha, num_samples,
+            pilot_samples=pilot_samples, reg=reg, iterations=iterations,
         )
     samples = flow.apply(params, key, x, num_samples, method=ConditionalFlow.sample)
-    return task_decision(task, samples, alpha, iterations=iterations)
+    return decision(problem, samples, alpha, reg=reg, iterations=iterations)
 
 
 def gen_dfl_regret(
@@ -153,19 +155,19 @@ def gen_dfl_regret(
     w_q: Float[ArrayLike, " d"],
     *,
     flow: ConditionalFlow,
-    task: DecisionTask,
+    problem: DecisionProblem,
     sampler: Sampler,
     config: GenDFLConfig,
 ) -> Float[Array, ""]:
     """Regret_{theta,q}(x; alpha) = CVaR_q[f(c, w*_theta) - f(c, w*_q); alpha] for one x."""
     k_gen, k_q = jax.random.split(key)
     w = sample_decision(
-        k_gen, flow, params, task, x, config.alpha, config.num_samples,
+        k_gen, flow, params, problem, x, config.alpha, config.num_samples,
         importance=config.importance, pilot_samples=config.pilot_samples,
         iterations=config.iterations,
     )
     c_q = jax.lax.stop_gradient(sampler(k_q, x, config.proxy_samples))
-    excess = task_cost(task, c_q, w) - task_cost(task, c_q, jnp.asarray(w_q).astype(c_q.dtype))
+    excess = objective(problem, c_q, w) - objective(problem, c_q, jnp.asarray(w_q).astype(c_q.dtype))
     return cvar(excess, config.alpha)
 
 
@@ -175,7 +177,7 @@ def gen_dfl_loss(
     key: jax.Array,
     *,
     flow: ConditionalFlow,
-    task: DecisionTask,
+    problem: DecisionProblem,
     sampler: Sampler,
     config: GenDFLConfig,
 ) -> tuple[Float[Array, ""], tuple[Array, Array]]:
@@ -187,7 +189,7 @@ def gen_dfl_loss(
     _check_context(flow, x)
     keys = jax.random.split(key, x.shape[0])
     regret_one = lambda k, xi, wi: gen_dfl_regret(
-        params, k, xi, wi, flow=flow, task=task, sampler=sampler, config=config
+        params, k, xi, wi, flow=flow, problem=problem, sampler=sampler, config=config
     )
     regret = jnp.mean(jax.vmap(regret_one)(keys, x, w_q))
     nll = -jnp.mean(flow.apply(params, c, x, method=ConditionalFlow.log_prob))
@@ -203,7 +205,7 @@ def gen_dfl_init(params: Any, optimizer: optax.GradientTransformation) -> GenDFL
 
 def build_gen_dfl_kernel(
     flow: ConditionalFlow,
-    task: DecisionTask,
+    problem: DecisionProblem,
     sampler: Sampler,
     config: GenDFLConfig,
     optimizer: optax.GradientTransformation,
@@ -213,7 +215,7 @@ def build_gen_dfl_kernel(
 
     def step(state: GenDFLState, key: jax.Array, batch):
         loss_fn = lambda p: gen_dfl_loss(
-            p, batch, key, flow=flow, task=task, sampler=sampler, config=config
+            p, batch, key, flow=flow, problem=problem, sampler=sampler, config=config
         )
         (loss, (regret, nll)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         params, opt_state = apply_optimizer(optimizer, grads, state.opt_state, state.params)
@@ -226,14 +228,19 @@ def build_gen_dfl_kernel(
 def proxy_decisions(
     key: jax.Array,
     sampler: Sampler,
-    task: DecisionTask,
+    problem: DecisionProblem,
     x: Float[ArrayLike, "n p"],
     alpha: float,
     num_samples: int,
     *,
+    reg: float = 0.0,
     batch_size: int | None = 64,
 ) -> Float[Array, "n d"]:
-    """w*_q(x) for every row of ``x``: CVaR-SAA decisions on ``num_samples`` draws of q."""
+    """w*_q(x) for every row of ``x``: CVaR-SAA decisions on ``num_samples`` draws of q.
+
+    ``reg`` defaults to 0 (the unregularised decision under q); ``batch_size`` rows are
+    solved per vmapped call (``jax.lax.map``), None solves all at once.
+    """
     check_open_unit(alpha, "alpha", closed_right=True)
     num_samples = check_num_samples(num_samples)
     x = jnp.asarray(x)
@@ -241,7 +248,7 @@ def proxy_decisions(
 
     def one(args):
         k, xi = args
-        return task_decision(task, jax.lax.stop_gradient(sampler(k, xi, num_samples)), alpha)
+        return decision(problem, jax.lax.stop_gradient(sampler(k, xi, num_samples)), alpha, reg=reg)
 
     return jax.lax.map(one, (keys, x), batch_size=batch_size)
 
@@ -250,16 +257,21 @@ def gen_dfl_decisions(
     key: jax.Array,
     flow: ConditionalFlow,
     params: Any,
-    task: DecisionTask,
+    problem: DecisionProblem,
     x: Float[ArrayLike, "n p"],
     alpha: float,
     num_samples: int,
     *,
     importance: bool = False,
     pilot_samples: int = 16,
+    reg: float = 0.0,
     batch_size: int | None = 64,
 ) -> Float[Array, "n d"]:
-    """Gen-DFL's decisions at evaluation level ``alpha`` for every row of ``x: (n, p)``."""
+    """Gen-DFL's decisions at evaluation level ``alpha`` for every row of ``x: (n, p)``.
+
+    Evaluation decisions are unregularised by default (``reg=0``); ``batch_size`` rows per
+    vmapped call (``jax.lax.map``).
+    """
     x = jnp.asarray(x)
     _check_context(flow, x)
     keys = jax.random.split(key, x.shape[0])
@@ -267,8 +279,8 @@ def gen_dfl_decisions(
     def one(args):
         k, xi = args
         return sample_decision(
-            k, flow, params, task, xi, alpha, num_samples,
-            importance=importance, pilot_samples=pilot_samples,
+            k, flow, params, problem, xi, alpha, num_samples,
+            importance=importance, pilot_samples=pilot_samples, reg=reg,
         )
 
     return jax.lax.map(one, (keys, x), batch_size=batch_size)
@@ -277,7 +289,7 @@ def gen_dfl_decisions(
 def fit_gen_dfl(
     key: jax.Array,
     flow: ConditionalFlow,
-    task: DecisionTask,
+    problem: DecisionProblem,
     sampler: Sampler,
     x: Float[ArrayLike, "n p"],
     c: Float[ArrayLike, "n d"],
@@ -299,7 +311,7 @@ def fit_gen_dfl(
     Args:
       key: PRNG key (init, proxy decisions, minibatches, steps).
       flow: the conditional flow p_theta (e.g. :func:`tailjax.dfl.proxy.make_flow`).
-      task: the decision task.
+      problem: the decision problem.
       sampler: ``sampler(key, x: (p,), K) -> (K, d)`` samples of q(c | x), e.g.
         ``proxy.sample`` of a frozen :class:`~tailjax.dfl.proxy.Proxy`.
       x, c: training features ``(n, p)`` and costs ``(n, d)``.
@@ -318,14 +330,14 @@ def fit_gen_dfl(
         params = flow.init(k_init, c[0], x[0])
     if w_q is None:
         w_q = jax.jit(
-            lambda k, xx: proxy_decisions(k, sampler, task, xx, config.alpha, config.proxy_samples)
+            lambda k, xx: proxy_decisions(k, sampler, problem, xx, config.alpha, config.proxy_samples)
         )(k_q, x)
     w_q = jnp.asarray(w_q)
-    if w_q.shape != (x.shape[0], task.polytope.lower.shape[-1]):
+    if w_q.shape != (x.shape[0], problem.dim):
         raise ValueError(f"w_q must have shape ({x.shape[0]}, d), got {w_q.shape}")
     optimizer = optax.adam(learning_rate)
     return fit(
-        build_gen_dfl_kernel(flow, task, sampler, config, optimizer),
+        build_gen_dfl_kernel(flow, problem, sampler, config, optimizer),
         gen_dfl_init(params, optimizer),
         k_fit,
         num_steps,

@@ -37,10 +37,21 @@ from jax.scipy.stats import norm
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_open_unit
-from tailjax.dfl.gen_dfl_task import DecisionTask, check_num_samples, task_cost, task_decision
+from tailjax.dfl.problems.base import DecisionProblem, decision, objective
 from tailjax.nn.conditional_flow import ConditionalFlow
 
-__all__ = ["tail_shift", "is_samples", "is_decision"]
+__all__ = ["tail_shift", "is_samples", "is_decision", "check_num_samples"]
+
+
+def check_num_samples(num_samples: Any, name: str = "num_samples") -> int:
+    """A sample count K must be an integer >= 1; ``ValueError`` naming it otherwise."""
+    try:
+        k = int(num_samples)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer >= 1, got {num_samples!r}") from None
+    if k != num_samples or k < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {num_samples}")
+    return k
 
 
 def tail_shift(alpha: float, dtype=jnp.float32) -> Array:
@@ -55,12 +66,13 @@ def is_samples(
     key: jax.Array,
     flow: ConditionalFlow,
     params: Any,
-    task: DecisionTask,
+    problem: DecisionProblem,
     x: Float[ArrayLike, " p"],
     alpha: float,
     num_samples: int,
     *,
     pilot_samples: int = 16,
+    reg: float | None = None,
     iterations: int = 40,
 ) -> tuple[Float[Array, "K d"], Float[Array, " K"], Float[Array, " d"]]:
     """K proposal samples for one x, their log-weights log p_theta/r, and the latent shift mu.
@@ -74,12 +86,12 @@ def is_samples(
     x = jnp.asarray(x, flow.dtype)
     k_pilot, k_z = jax.random.split(key)
     pilot = flow.apply(params, k_pilot, x, pilot_samples, method=ConditionalFlow.sample)
-    w0 = jax.lax.stop_gradient(task_decision(task, pilot, alpha, iterations=iterations))
+    w0 = jax.lax.stop_gradient(decision(problem, pilot, alpha, reg=reg, iterations=iterations))
 
     def forward(z):
         return flow.apply(params, z, x, method=ConditionalFlow.forward_and_log_det)[0]
 
-    grad = jax.grad(lambda z: task_cost(task, forward(z), w0.astype(z.dtype)))(jnp.zeros((d,), flow.dtype))
+    grad = jax.grad(lambda z: objective(problem, forward(z), w0.astype(z.dtype)))(jnp.zeros((d,), flow.dtype))
     grad = jax.lax.stop_gradient(grad)
     norm_g = jnp.linalg.norm(grad)
     direction = jnp.where(norm_g > 0, grad / jnp.where(norm_g > 0, norm_g, 1.0), jnp.zeros_like(grad))
@@ -103,20 +115,24 @@ def is_decision(
     key: jax.Array,
     flow: ConditionalFlow,
     params: Any,
-    task: DecisionTask,
+    problem: DecisionProblem,
     x: Float[ArrayLike, " p"],
     alpha: float,
     num_samples: int,
     *,
     pilot_samples: int = 16,
+    reg: float | None = None,
     iterations: int = 40,
 ) -> Float[Array, " d"]:
-    """Importance-sampled CVaR-SAA decision for one x ``(p,)``; see the module docstring."""
+    """Importance-sampled CVaR-SAA decision for one x ``(p,)``; see the module docstring.
+
+    ``reg``: QPTL regulariser of the decision layer (None: ``problem.reg``).
+    """
     c, log_w, _ = is_samples(
-        key, flow, params, task, x, alpha, num_samples,
-        pilot_samples=pilot_samples, iterations=iterations,
+        key, flow, params, problem, x, alpha, num_samples,
+        pilot_samples=pilot_samples, reg=reg, iterations=iterations,
     )
     weights = jnp.exp(log_w - jnp.max(log_w))
-    return task_decision(task, c, alpha, weights=weights, iterations=iterations)
+    return decision(problem, c, alpha, reg=reg, weights=weights, iterations=iterations)
 
 

@@ -20,7 +20,7 @@ from tailjax.dfl.gen_dfl import (
     proxy_decisions,
     sample_decision,
 )
-from tailjax.dfl.gen_dfl_task import make_task, task_cost, task_decision
+from tailjax.dfl.problems.base import decision, make_problem, objective
 from tailjax.dfl.proxy import fit_proxy, make_flow
 from tailjax.layers.polytope import make_polytope
 from tailjax.nn.conditional_flow import ConditionalFlow
@@ -29,7 +29,7 @@ from tailjax.nn.conditional_flow import ConditionalFlow
 def _simplex_task(d, dtype=jnp.float32, quadratic=None):
     poly = make_polytope(jnp.zeros(d, dtype), jnp.ones(d, dtype), eq_matrix=jnp.ones((1, d), dtype),
                          eq_rhs=jnp.ones(1, dtype))
-    return make_task(poly, sign=-1.0, quadratic=quadratic)
+    return make_problem(poly, sign=-1.0, quadratic=quadratic)
 
 
 def _perturbed_params(flow, key, scale=0.2):
@@ -43,7 +43,7 @@ def _perturbed_params(flow, key, scale=0.2):
 
 def test_regret_gradient_matches_finite_differences(x64):
     d, p = 3, 2
-    task = _simplex_task(d, jnp.float64, quadratic=0.5 * jnp.eye(d, dtype=jnp.float64))
+    problem = _simplex_task(d, jnp.float64, quadratic=0.5 * jnp.eye(d, dtype=jnp.float64))
     flow = ConditionalFlow(d, p, num_layers=2, hidden_sizes=(8,), event_loc=(0.1, 0.05, 0.08),
                            event_scale=(0.1, 0.05, 0.2), dtype=jnp.float64)
     params = _perturbed_params(flow, jax.random.key(0))
@@ -54,7 +54,7 @@ def test_regret_gradient_matches_finite_differences(x64):
     key = jax.random.key(3)
 
     def regret(prm):
-        return gen_dfl_regret(prm, key, x, w_q, flow=flow, task=task, sampler=sampler, config=config)
+        return gen_dfl_regret(prm, key, x, w_q, flow=flow, problem=problem, sampler=sampler, config=config)
 
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.key(4), len(leaves))
@@ -97,22 +97,22 @@ def test_gen_dfl_beats_two_stage_on_gaussian_closed_form():
     x = jax.random.uniform(kx, (n, 1), minval=-1.0, maxval=1.0)
     m, sd = _gaussian_truth(x)
     c = m + sd * jax.random.normal(ke, (n, 2))
-    task = _simplex_task(2)
+    problem = _simplex_task(2)
     # two-stage baseline (PTO): least-squares linear predictor, then the point decision
     design = jnp.concatenate([x, jnp.ones((n, 1))], -1)
     coef = jnp.linalg.lstsq(design, c)[0]
     x_test = jnp.linspace(-1.0, 1.0, 32)[:, None]
     pred = jnp.concatenate([x_test, jnp.ones((32, 1))], -1) @ coef
-    w_pto = jax.vmap(lambda ci: task_decision(task, ci[None], 1.0))(pred)
+    w_pto = jax.vmap(lambda ci: decision(problem, ci[None], 1.0))(pred)
     pto_regret = _closed_form_cvar_regret(w_pto, x_test, alpha)
 
     proxy = fit_proxy(jax.random.key(1), x, c, num_steps=300, batch_size=64, hidden_sizes=(16,), num_layers=2,
                       learning_rate=3e-3)
     flow = make_flow(c, 1, hidden_sizes=(16,), num_layers=2)
     config = GenDFLConfig(num_samples=32, proxy_samples=32, alpha=alpha)
-    result = fit_gen_dfl(jax.random.key(2), flow, task, proxy.sample, x, c, config=config,
+    result = fit_gen_dfl(jax.random.key(2), flow, problem, proxy.sample, x, c, config=config,
                          num_steps=120, batch_size=32, learning_rate=3e-3)
-    w_gen = jax.jit(lambda k: gen_dfl_decisions(k, flow, result.state.params, task, x_test, alpha, 64))(jax.random.key(3))
+    w_gen = jax.jit(lambda k: gen_dfl_decisions(k, flow, result.state.params, problem, x_test, alpha, 64))(jax.random.key(3))
     gen_regret = _closed_form_cvar_regret(w_gen, x_test, alpha)
     assert np.isfinite(result.history["loss"]).all()
     assert float(gen_regret) < 0.5 * float(pto_regret), (float(gen_regret), float(pto_regret))
@@ -120,25 +120,25 @@ def test_gen_dfl_beats_two_stage_on_gaussian_closed_form():
 
 def _small_setup():
     d, p, n = 2, 1, 16
-    task = _simplex_task(d)
+    problem = _simplex_task(d)
     x = jax.random.normal(jax.random.key(0), (n, p))
     c = jnp.concatenate([0.1 + 0.05 * x, 0.05 + 0.0 * x], -1)
     flow = make_flow(c + 0.01, p, hidden_sizes=(4,), num_layers=1)
     params = jax.jit(flow.init)(jax.random.key(1), c[0], x[0])
     sampler = lambda k, xx, K: flow.apply(params, k, xx, K, method=ConditionalFlow.sample)
     config = GenDFLConfig(num_samples=4, proxy_samples=8, alpha=0.5)
-    return task, x, c, flow, params, sampler, config
+    return problem, x, c, flow, params, sampler, config
 
 
 def test_kernel_step_and_decisions_under_jit_and_vmap():
-    task, x, c, flow, params, sampler, config = _small_setup()
+    problem, x, c, flow, params, sampler, config = _small_setup()
 
     @jax.jit
     def decisions(key):
-        w_q = proxy_decisions(key, sampler, task, x, 0.5, 8, batch_size=None)
-        batched = gen_dfl_decisions(key, flow, params, task, x[:3], 0.3, 6)
+        w_q = proxy_decisions(key, sampler, problem, x, 0.5, 8, batch_size=None)
+        batched = gen_dfl_decisions(key, flow, params, problem, x[:3], 0.3, 6)
         keys = jax.random.split(key, 3)
-        single = jax.vmap(lambda k, xi: sample_decision(k, flow, params, task, xi, 0.3, 6))(keys, x[:3])
+        single = jax.vmap(lambda k, xi: sample_decision(k, flow, params, problem, xi, 0.3, 6))(keys, x[:3])
         return w_q, batched, single
 
     w_q, batched, single = decisions(jax.random.key(2))
@@ -146,7 +146,7 @@ def test_kernel_step_and_decisions_under_jit_and_vmap():
     np.testing.assert_allclose(jnp.sum(w_q, -1), 1.0, atol=1e-4)
     np.testing.assert_allclose(batched, single, atol=1e-5)  # lax.map over rows == vmap
     opt = optax.adam(1e-3)
-    step = jax.jit(build_gen_dfl_kernel(flow, task, sampler, config, opt))
+    step = jax.jit(build_gen_dfl_kernel(flow, problem, sampler, config, opt))
     state, info = step(gen_dfl_init(params, opt), jax.random.key(3), (x[:4], c[:4], w_q[:4]))
     np.testing.assert_allclose(info.loss, config.beta * info.regret + config.gamma * info.nll, rtol=1e-5)
     assert int(state.step) == 1 and np.isfinite(float(info.grad_norm)) and float(info.grad_norm) > 0
@@ -154,49 +154,45 @@ def test_kernel_step_and_decisions_under_jit_and_vmap():
 
 @pytest.mark.slow
 def test_fit_evaluates_and_resumes(tmp_path):
-    task, x, c, flow, params, sampler, config = _small_setup()
+    problem, x, c, flow, params, sampler, config = _small_setup()
     w_q = jnp.full((x.shape[0], 2), 0.5)
     eval_fn = lambda s: jnp.sum(s.step)
     kw = dict(config=config, num_steps=4, batch_size=4, w_q=w_q, params=params)
-    full = fit_gen_dfl(jax.random.key(6), flow, task, sampler, x, c, eval_fn=eval_fn, eval_every=2, **kw)
+    full = fit_gen_dfl(jax.random.key(6), flow, problem, sampler, x, c, eval_fn=eval_fn, eval_every=2, **kw)
     assert [e[0] for e in full.evaluations] == [2, 4]
     path = tmp_path / "gen.pkl"
-    fit_gen_dfl(jax.random.key(6), flow, task, sampler, x, c, checkpoint_path=path, checkpoint_every=1,
+    fit_gen_dfl(jax.random.key(6), flow, problem, sampler, x, c, checkpoint_path=path, checkpoint_every=1,
                 **{**kw, "num_steps": 2})
-    resumed = fit_gen_dfl(jax.random.key(6), flow, task, sampler, x, c, checkpoint_path=path, **kw)
+    resumed = fit_gen_dfl(jax.random.key(6), flow, problem, sampler, x, c, checkpoint_path=path, **kw)
     for a, b in zip(jax.tree_util.tree_leaves(full.state.params), jax.tree_util.tree_leaves(resumed.state.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # loss = beta * regret + gamma * nll, as the loss function computes it
     loss, (regret, nll) = jax.jit(lambda p: gen_dfl_loss(p, (x[:4], c[:4], w_q[:4]), jax.random.key(3), flow=flow,
-                                                         task=task, sampler=sampler, config=config))(params)
+                                                         problem=problem, sampler=sampler, config=config))(params)
     np.testing.assert_allclose(loss, config.beta * regret + config.gamma * nll, rtol=1e-5)
 
 
 def test_bad_input_raises():
-    task = _simplex_task(2)
+    problem = _simplex_task(2)
     flow = ConditionalFlow(2, 1, hidden_sizes=(4,), num_layers=1)
     params = jax.jit(flow.init)(jax.random.key(0), jnp.zeros(2), jnp.zeros(1))
     x = jnp.zeros((4, 1))
     with pytest.raises(ValueError, match="num_samples"):
         check_config(GenDFLConfig(num_samples=0))
     with pytest.raises(ValueError, match="num_samples"):
-        sample_decision(jax.random.key(0), flow, params, task, x[0], 0.5, 0)
+        sample_decision(jax.random.key(0), flow, params, problem, x[0], 0.5, 0)
     with pytest.raises(ValueError, match="alpha"):
         check_config(GenDFLConfig(alpha=0.0))
     with pytest.raises(ValueError, match="alpha"):
         check_config(GenDFLConfig(alpha=1.5))
     with pytest.raises(ValueError, match="alpha"):
-        gen_dfl_decisions(jax.random.key(0), flow, params, task, x, 1.2, 4)
+        gen_dfl_decisions(jax.random.key(0), flow, params, problem, x, 1.2, 4)
     with pytest.raises(ValueError, match="context_dim"):
-        gen_dfl_decisions(jax.random.key(0), flow, params, task, jnp.zeros((4, 3)), 0.5, 4)
+        gen_dfl_decisions(jax.random.key(0), flow, params, problem, jnp.zeros((4, 3)), 0.5, 4)
     with pytest.raises(ValueError, match="beta"):
         check_config(GenDFLConfig(beta=-1.0))
     with pytest.raises(ValueError, match="x and c"):
-        fit_gen_dfl(jax.random.key(0), flow, task, lambda k, x, K: jnp.zeros((K, 2)), x, jnp.zeros((3, 2)))
-    with pytest.raises(ValueError, match="sign"):
-        make_task(task.polytope, sign=2.0)
-    with pytest.raises(ValueError, match="quadratic"):
-        make_task(task.polytope, quadratic=jnp.eye(3))
+        fit_gen_dfl(jax.random.key(0), flow, problem, lambda k, x, K: jnp.zeros((K, 2)), x, jnp.zeros((3, 2)))
     # task_cost matches its definition
     w = jnp.array([0.25, 0.75])
-    np.testing.assert_allclose(task_cost(task, jnp.array([1.0, 2.0]), w), -(0.25 + 1.5), rtol=1e-6)
+    np.testing.assert_allclose(objective(problem, jnp.array([1.0, 2.0]), w), -(0.25 + 1.5), rtol=1e-6)
