@@ -1,0 +1,233 @@
+"""Primal-dual interior-point engine for convex QPs with structured constraint operators, and
+implicit differentiation of its solution (jaxopt ``root_vjp``).
+
+Problem: min_x 1/2 x'Qx + q'x  s.t.  Ax = b,  Gx <= h, given as a *structure*: a NamedTuple
+pytree of arrays with methods
+
+    quad_mv(x) = Qx,  lin = q,  eq_mv(x) = Ax,  eq_rmv(y) = A'y,  eq_rhs = b,
+    ineq_mv(x) = Gx,  ineq_rmv(z) = G'z,  ineq_rhs = h,
+    factor(w, ridge) -> F   (factors of H = Q + G' diag(w) G, regularised),
+    solve(F, r1, r2) -> (dx, dy)  solving [[H, A'], [A, 0]] [dx; dy] = [r1; r2] approximately,
+
+so that a problem with separable slack variables (the CVaR SAA) is factored in
+O(K d^2 + d^3) instead of O((K + d)^3). :mod:`tailjax.layers.qp` gives the dense structure.
+
+Algorithm: Mehrotra predictor-corrector on Gx + s = h, s >= 0, multipliers y and z >= 0,
+CVXOPT's starting point, two steps of iterative refinement per linear solve (float32 then
+reaches ~1e-6 relative accuracy), a ``while_loop`` capped at ``iterations`` that freezes an
+instance once gap and residuals are below ``tol`` (under ``vmap`` the loop runs until the
+slowest instance is done) or when a step turns non-finite.
+
+Gradients: the implicit function theorem on the KKT map
+F(x, y, z; data) = (Qx + q + A'y + G'z, Ax - b, z * (Gx - h)). The transposed KKT system is
+solved with the same structured factorisation (eliminating z leaves the Newton matrix), so
+a backward pass costs about one interior-point iteration. At the strictly interior final
+iterate this is the derivative of the log-barrier-smoothed problem at barrier s'z/m
+(IntOpt-style): finite for LPs and degenerate instances, and the exact derivative of the
+solution on non-degenerate instances as ``tol -> 0``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxopt.implicit_diff import root_vjp
+from jaxtyping import Array
+
+__all__ = ["IPMState", "ipm_solve", "default_tol", "ridge_for"]
+
+_STEP_FRACTION = 0.99
+_REFINE = 2
+
+
+def default_tol(dtype) -> float:
+    """Relative tolerance on the gap and primal residuals: 1e-9 in float64, 1e-6 in float32.
+
+    The dual residual is held to ``10 * tol`` (float64) or ``1000 * tol`` (float32): float32
+    cannot resolve the multipliers of flat LP directions further (the primal is unaffected).
+    """
+    return 1e-9 if jnp.finfo(dtype).bits == 64 else 1e-6
+
+
+def ridge_for(dtype) -> float:
+    return 1e-12 if jnp.finfo(dtype).bits == 64 else 1e-5
+
+
+class IPMState(NamedTuple):
+    x: Array
+    y: Array
+    z: Array
+    s: Array
+    done: Array
+    iterations: Array
+
+
+def _hmv(P, w, x):
+    return P.quad_mv(x) + P.ineq_rmv(w * P.ineq_mv(x))
+
+
+def kkt_solve(P, F, w, r1, r2):
+    """Solve [[Q + G'WG, A'], [A, 0]] [dx; dy] = [r1; r2] with refinement."""
+    dx, dy = P.solve(F, r1, r2)
+    for _ in range(_REFINE):
+        e1 = r1 - _hmv(P, w, dx) - P.eq_rmv(dy)
+        e2 = r2 - P.eq_mv(dx)
+        cx, cy = P.solve(F, e1, e2)
+        dx, dy = dx + cx, dy + cy
+    return dx, dy
+
+
+def _max_step(v, dv):
+    ratio = jnp.where(dv < 0, -v / jnp.where(dv < 0, dv, -1.0), jnp.inf)
+    return jnp.minimum(1.0, jnp.min(ratio, initial=jnp.inf))
+
+
+def _residuals(P, x, y, z, s):
+    r_dual = P.quad_mv(x) + P.lin + P.eq_rmv(y) + P.ineq_rmv(z)
+    r_eq = P.eq_mv(x) - P.eq_rhs
+    r_ineq = P.ineq_mv(x) + s - P.ineq_rhs
+    return r_dual, r_eq, r_ineq
+
+
+def _inf(v):
+    return jnp.max(jnp.abs(v), initial=0.0)
+
+
+def converged(P, st: IPMState, tol: float) -> Array:
+    r_dual, r_eq, r_ineq = _residuals(P, st.x, st.y, st.z, st.s)
+    obj = 0.5 * st.x @ P.quad_mv(st.x) + P.lin @ st.x
+    ok_gap = st.s @ st.z <= tol * jnp.maximum(1.0, jnp.abs(obj))
+    ok_p = (_inf(r_eq) <= tol * (1.0 + _inf(P.eq_rhs))) & (
+        _inf(r_ineq) <= tol * (1.0 + _inf(P.ineq_rhs))
+    )
+    dual_factor = 10.0 if jnp.finfo(st.x.dtype).bits == 64 else 1e3
+    ok_d = _inf(r_dual) <= dual_factor * tol * (1.0 + _inf(P.lin))
+    return ok_gap & ok_p & ok_d
+
+
+def _initial_state(P, ridge):
+    # CVXOPT: min 1/2 x'Qx + q'x + 1/2 ||Gx - h||^2 s.t. Ax = b, then shift s, z > 0.
+    h = P.ineq_rhs
+    w = jnp.ones_like(h)
+    F = P.factor(w, ridge)
+    x, y = kkt_solve(P, F, w, -P.lin + P.ineq_rmv(h), P.eq_rhs)
+    r = h - P.ineq_mv(x)
+    shift = lambda v: v + (1.0 + jnp.maximum(0.0, -jnp.min(v, initial=0.0)))  # noqa: E731
+    return IPMState(x, y, shift(-r), shift(r), jnp.asarray(False), jnp.asarray(0, jnp.int32))
+
+
+def _ipm_step(P, st: IPMState, tol, ridge) -> IPMState:
+    x, y, z, s = st.x, st.y, st.z, st.s
+    m = s.shape[0]
+    r_dual, r_eq, r_ineq = _residuals(P, x, y, z, s)
+    w = z / s
+    F = P.factor(w, ridge)
+
+    def direction(r_comp):
+        t = (z * r_ineq - r_comp) / s
+        dx, dy = kkt_solve(P, F, w, -r_dual - P.ineq_rmv(t), -r_eq)
+        gdx = P.ineq_mv(dx)
+        return dx, dy, t + w * gdx, -r_ineq - gdx
+
+    mu = (s @ z) / m
+    dx_a, _, dz_a, ds_a = direction(s * z)
+    a_aff = jnp.minimum(_max_step(s, ds_a), _max_step(z, dz_a))
+    mu_aff = ((s + a_aff * ds_a) @ (z + a_aff * dz_a)) / m
+    sigma = jnp.clip(mu_aff / mu, 0.0, 1.0) ** 3
+    dx, dy, dz, ds = direction(s * z + ds_a * dz_a - sigma * mu)
+    step = _STEP_FRACTION * jnp.minimum(_max_step(s, ds), _max_step(z, dz))
+    tiny = jnp.finfo(s.dtype).tiny
+    new = IPMState(
+        x + step * dx, y + step * dy, jnp.maximum(z + step * dz, tiny),
+        jnp.maximum(s + step * ds, tiny), st.done, st.iterations + 1,
+    )
+    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(v)) for v in new[:4]]))
+    keep = st.done | ~finite
+    merged = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), st, new)
+    return merged._replace(done=st.done | ~finite | converged(P, merged, tol))
+
+
+def _run(P, iterations, tol, ridge) -> IPMState:
+    st = _initial_state(P, ridge)
+    st = st._replace(done=converged(P, st, tol))
+    return jax.lax.while_loop(
+        lambda st: ~st.done & (st.iterations < iterations),
+        lambda st: _ipm_step(P, st, tol, ridge),
+        st,
+    )
+
+
+def _kkt(sol, P):
+    x, y, z = sol
+    return (
+        P.quad_mv(x) + P.lin + P.eq_rmv(y) + P.ineq_rmv(z),
+        P.eq_mv(x) - P.eq_rhs,
+        z * (P.ineq_mv(x) - P.ineq_rhs),
+    )
+
+
+def _transpose_solve(P, s, z, ridge, rhs):
+    """J^T u = v for J = d kkt / d(x, y, z): eliminating u_3 = S^-1 (G u_1 - v_3) leaves the
+    Newton system with W = Z S^-1."""
+    v1, v2, v3 = rhs
+    w = _clip_weights(z / s)
+    F = P.factor(w, ridge)
+    u1, u2 = kkt_solve(P, F, w, v1 + P.ineq_rmv(w * v3), v2)
+    # u3 enters the gradient only through z * u3 (F3 = z * (Gx - h)); with the clipped
+    # weights z * u3 = w * (G u1 - v3), which avoids dividing by slacks near zero.
+    return (u1, u2, w * (P.ineq_mv(u1) - v3) / z)
+
+
+def _clip_weights(w):
+    """Clip the barrier weights z/s to kappa^(+-1) around their geometric mean.
+
+    Near the solution z/s spans ~1/mu^2 between active and inactive rows, and the normal
+    equations lose the accuracy of G u1 on active rows. Clipping treats active constraints
+    as stiff springs of stiffness kappa (relative): the gradient is that of a slightly
+    softened problem (kappa = 1e10 in float64, 1e4 in float32, tuned against finite
+    differences: ~1e-8 and ~1e-3 relative gradient error on non-degenerate instances).
+    """
+    kappa = KAPPA_64 if jnp.finfo(w.dtype).bits == 64 else KAPPA_32
+    center = jnp.exp(jnp.mean(jnp.log(w)))
+    return jnp.clip(w, center / kappa, center * kappa)
+
+
+KAPPA_64 = 1e10
+KAPPA_32 = 1e4
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _core(P, iterations, tol, ridge):
+    return _fwd(P, iterations, tol, ridge)[0]
+
+
+def _fwd(P, iterations, tol, ridge):
+    st = _run(P, iterations, tol, ridge)
+    out = (st.x, st.y, st.z, converged(P, st, tol), st.iterations)
+    return out, ((st.x, st.y, st.z, st.s), P)
+
+
+def _bwd(iterations, tol, ridge, res, cotangent):
+    (x, y, z, s), P = res
+    solve = lambda matvec, v: _transpose_solve(P, s, z, ridge, v)  # noqa: E731
+    return root_vjp(_kkt, (x, y, z), (P,), cotangent[:3], solve=solve)
+
+
+_core.defvjp(_fwd, _bwd)
+
+
+def ipm_solve(P: Any, *, iterations: int, tol: float | None = None):
+    """Solve a structured QP; returns ``(x, y, z, converged, iterations)``.
+
+    ``x, y, z`` carry gradients to every array leaf of ``P`` (implicit differentiation).
+    """
+    if int(iterations) < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    dtype = P.lin.dtype
+    tol = default_tol(dtype) if tol is None else float(tol)
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
+    return _core(P, int(iterations), tol, ridge_for(dtype))
