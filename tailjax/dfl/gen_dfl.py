@@ -7,7 +7,8 @@ feature vector x (generate-then-optimize):
 1. draw K reparameterised samples c_1..c_K ~ p_theta(c | x);
 2. solve the CVaR-SAA decision w*_theta = argmin_w CVaR_alpha[f(c, w)] on them with
    :func:`tailjax.dfl.problems.base.decision` (implicit differentiation in the samples);
-3. draw samples from the proxy q(c | x) (a frozen flow trained by NLL, :mod:`tailjax.dfl.proxy`)
+3. draw samples from the proxy q(c | x) (a frozen flow trained by NLL, :mod:`tailjax.dfl.proxy`;
+   any pytree with ``sample(key, x, K) -> (K, d)`` works, e.g. a problem's true model)
    and compute the regret  Regret_{theta,q}(x; alpha) = CVaR_{q(c|x)}[f(c, w*_theta) - f(c, w*_q); alpha],
    with w*_q the decision under q, precomputed once per x and held fixed.
 
@@ -19,17 +20,19 @@ evaluated (``gen_dfl_decisions(..., alpha=...)``).
 
 Kernel (blackjax pattern)::
 
-    step = build_gen_dfl_kernel(flow, problem, proxy.sample, config, optimizer)
+    step = build_gen_dfl_kernel(flow, problem, proxy, config, optimizer)
     state = gen_dfl_init(params, optimizer)
     state, info = step(state, key, (x, c, w_q))       # batch: (B, p), (B, d), (B, d)
 
 and :func:`fit_gen_dfl` drives it with :func:`tailjax.training.fit` (progress bar, periodic
-evaluation, checkpoint/resume). ``config.importance=True`` replaces step 1-2 by the
+evaluation, checkpoint/resume); it compiles one step per (flow, config, learning rate) with
+the problem, proxy and data as arguments, so seeds and data sets of one shape share it. ``config.importance=True`` replaces step 1-2 by the
 importance-sampled decision of :mod:`tailjax.dfl.gen_dfl_is`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Callable, NamedTuple
 
@@ -41,7 +44,7 @@ from jaxtyping import Array, ArrayLike, Float
 from tailjax._checks import check_open_unit, check_positive
 from tailjax.dfl.gen_dfl_is import check_num_samples, is_decision
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
-from tailjax.dfl.proxy import apply_optimizer, minibatch_fn
+from tailjax.dfl.proxy import apply_optimizer, init_flow, minibatch_fn
 from tailjax.nn.conditional_flow import ConditionalFlow
 from tailjax.risk import cvar
 from tailjax.training import FitResult, fit
@@ -61,7 +64,7 @@ __all__ = [
     "fit_gen_dfl",
 ]
 
-Sampler = Callable[[jax.Array, Array, int], Array]  # (key, x: (p,), K) -> (K, d)
+Proxy = Any  # a pytree with ``sample(key, x: (p,), K) -> (K, d)`` (tailjax.dfl.proxy.Proxy)
 
 
 class GenDFLConfig(NamedTuple):
@@ -156,7 +159,7 @@ def gen_dfl_regret(
     *,
     flow: ConditionalFlow,
     problem: DecisionProblem,
-    sampler: Sampler,
+    proxy: Proxy,
     config: GenDFLConfig,
 ) -> Float[Array, ""]:
     """Regret_{theta,q}(x; alpha) = CVaR_q[f(c, w*_theta) - f(c, w*_q); alpha] for one x."""
@@ -166,7 +169,7 @@ def gen_dfl_regret(
         importance=config.importance, pilot_samples=config.pilot_samples,
         iterations=config.iterations,
     )
-    c_q = jax.lax.stop_gradient(sampler(k_q, x, config.proxy_samples))
+    c_q = jax.lax.stop_gradient(proxy.sample(k_q, x, config.proxy_samples))
     excess = objective(problem, c_q, w) - objective(problem, c_q, jnp.asarray(w_q).astype(c_q.dtype))
     return cvar(excess, config.alpha)
 
@@ -178,7 +181,7 @@ def gen_dfl_loss(
     *,
     flow: ConditionalFlow,
     problem: DecisionProblem,
-    sampler: Sampler,
+    proxy: Proxy,
     config: GenDFLConfig,
 ) -> tuple[Float[Array, ""], tuple[Array, Array]]:
     """``beta * mean_x Regret + gamma * NLL`` on a batch ``(x: (B, p), c: (B, d), w_q: (B, d))``.
@@ -189,7 +192,7 @@ def gen_dfl_loss(
     _check_context(flow, x)
     keys = jax.random.split(key, x.shape[0])
     regret_one = lambda k, xi, wi: gen_dfl_regret(
-        params, k, xi, wi, flow=flow, problem=problem, sampler=sampler, config=config
+        params, k, xi, wi, flow=flow, problem=problem, proxy=proxy, config=config
     )
     regret = jnp.mean(jax.vmap(regret_one)(keys, x, w_q))
     nll = -jnp.mean(flow.apply(params, c, x, method=ConditionalFlow.log_prob))
@@ -206,7 +209,7 @@ def gen_dfl_init(params: Any, optimizer: optax.GradientTransformation) -> GenDFL
 def build_gen_dfl_kernel(
     flow: ConditionalFlow,
     problem: DecisionProblem,
-    sampler: Sampler,
+    proxy: Proxy,
     config: GenDFLConfig,
     optimizer: optax.GradientTransformation,
 ):
@@ -215,7 +218,7 @@ def build_gen_dfl_kernel(
 
     def step(state: GenDFLState, key: jax.Array, batch):
         loss_fn = lambda p: gen_dfl_loss(
-            p, batch, key, flow=flow, problem=problem, sampler=sampler, config=config
+            p, batch, key, flow=flow, problem=problem, proxy=proxy, config=config
         )
         (loss, (regret, nll)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         params, opt_state = apply_optimizer(optimizer, grads, state.opt_state, state.params)
@@ -227,7 +230,7 @@ def build_gen_dfl_kernel(
 
 def proxy_decisions(
     key: jax.Array,
-    sampler: Sampler,
+    proxy: Proxy,
     problem: DecisionProblem,
     x: Float[ArrayLike, "n p"],
     alpha: float,
@@ -248,7 +251,7 @@ def proxy_decisions(
 
     def one(args):
         k, xi = args
-        return decision(problem, jax.lax.stop_gradient(sampler(k, xi, num_samples)), alpha, reg=reg)
+        return decision(problem, jax.lax.stop_gradient(proxy.sample(k, xi, num_samples)), alpha, reg=reg)
 
     return jax.lax.map(one, (keys, x), batch_size=batch_size)
 
@@ -290,7 +293,7 @@ def fit_gen_dfl(
     key: jax.Array,
     flow: ConditionalFlow,
     problem: DecisionProblem,
-    sampler: Sampler,
+    proxy: Proxy,
     x: Float[ArrayLike, "n p"],
     c: Float[ArrayLike, "n d"],
     *,
@@ -310,13 +313,14 @@ def fit_gen_dfl(
 
     Args:
       key: PRNG key (init, proxy decisions, minibatches, steps).
-      flow: the conditional flow p_theta (e.g. :func:`tailjax.dfl.proxy.make_flow`).
+      flow: the conditional flow p_theta.
       problem: the decision problem.
-      sampler: ``sampler(key, x: (p,), K) -> (K, d)`` samples of q(c | x), e.g.
-        ``proxy.sample`` of a frozen :class:`~tailjax.dfl.proxy.Proxy`.
+      proxy: q(c | x), a pytree with ``sample(key, x: (p,), K) -> (K, d)``: a frozen
+        :class:`~tailjax.dfl.proxy.Proxy` (or, for oracle studies, a true model).
       x, c: training features ``(n, p)`` and costs ``(n, d)``.
       config: :class:`GenDFLConfig` (K, alpha, beta, gamma, ...).
-      params: initial flow parameters (e.g. NLL-pretrained); fresh ones otherwise.
+      params: initial flow parameters (e.g. NLL-pretrained); otherwise
+        :func:`~tailjax.dfl.proxy.init_flow` (standardised to ``c``).
       w_q: precomputed decisions under q, ``(n, d)``; computed here otherwise.
       eval_fn, eval_every, checkpoint_path, checkpoint_every, progress: see :func:`fit`.
     """
@@ -327,18 +331,18 @@ def fit_gen_dfl(
     _check_context(flow, x)
     k_init, k_q, k_batch, k_fit = jax.random.split(key, 4)
     if params is None:
-        params = flow.init(k_init, c[0], x[0])
+        params = init_flow(k_init, flow, x, c)
     if w_q is None:
-        w_q = jax.jit(
-            lambda k, xx: proxy_decisions(k, sampler, problem, xx, config.alpha, config.proxy_samples)
-        )(k_q, x)
+        w_q = _proxy_decisions_jit(
+            k_q, proxy, problem, x, alpha=config.alpha, num_samples=config.proxy_samples
+        )
     w_q = jnp.asarray(w_q)
     if w_q.shape != (x.shape[0], problem.dim):
         raise ValueError(f"w_q must have shape ({x.shape[0]}, d), got {w_q.shape}")
-    optimizer = optax.adam(learning_rate)
+    step = _gen_dfl_step(flow, config, float(learning_rate))
     return fit(
-        build_gen_dfl_kernel(flow, problem, sampler, config, optimizer),
-        gen_dfl_init(params, optimizer),
+        lambda state, k, batch: step(state, k, batch, problem, proxy),
+        gen_dfl_init(params, optax.adam(learning_rate)),
         k_fit,
         num_steps,
         batch_fn=minibatch_fn(k_batch, (x, c, w_q), batch_size),
@@ -348,4 +352,18 @@ def fit_gen_dfl(
         checkpoint_every=checkpoint_every,
         progress=progress,
         description="Gen-DFL",
+        jit=False,  # _gen_dfl_step is jitted once per (flow, config, learning_rate)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _gen_dfl_step(flow, config, learning_rate):
+    optimizer = optax.adam(learning_rate)
+
+    def step(state, key, batch, problem, proxy):
+        return build_gen_dfl_kernel(flow, problem, proxy, config, optimizer)(state, key, batch)
+
+    return jax.jit(step)
+
+
+_proxy_decisions_jit = jax.jit(proxy_decisions, static_argnames=("alpha", "num_samples", "reg", "batch_size"))

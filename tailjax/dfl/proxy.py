@@ -11,26 +11,29 @@ This file holds:
 - the NLL loss and its optax training kernel (``nll_init`` / ``build_nll_kernel``, the
   blackjax pattern ``step(state, key, batch) -> (state, info)``) with a ``fit_nll`` helper
   on :func:`tailjax.training.fit`;
-- :func:`make_flow`, a :class:`~tailjax.nn.conditional_flow.ConditionalFlow` standardised
-  to the training costs;
+- :func:`init_flow`, parameters of a :class:`~tailjax.nn.conditional_flow.ConditionalFlow`
+  standardised to the training costs;
 - :class:`Proxy`, a frozen flow (a pytree whose module is static), and :func:`fit_proxy`.
 
 Shapes: ``x: (n, p)`` features, ``c: (n, d)`` costs; a batch is the pair ``(x, c)``.
+
+Compilation. The fit helpers compile one step per (flow, optimiser settings) and pass the
+data as arguments, so fitting many data sets of one shape (seeds, proxies) compiles once.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax.nn.conditional_flow import ConditionalFlow
+from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
 from tailjax.training import FitResult, fit
 
 __all__ = [
@@ -40,7 +43,7 @@ __all__ = [
     "nll_init",
     "build_nll_kernel",
     "fit_nll",
-    "make_flow",
+    "init_flow",
     "Proxy",
     "fit_proxy",
     "minibatch_fn",
@@ -108,31 +111,34 @@ def minibatch_fn(key: jax.Array, arrays: tuple[ArrayLike, ...], batch_size: int)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     b = min(int(batch_size), n)
+    return lambda i: _take(key, arrays, jnp.asarray(i, jnp.int32), b)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _take(key, arrays, i, b):
+    n = arrays[0].shape[0]
     per_epoch = n // b
-
-    @jax.jit
-    def take(i):
-        perm = jax.random.permutation(jax.random.fold_in(key, i // per_epoch), n)
-        idx = jax.lax.dynamic_slice_in_dim(perm, (i % per_epoch) * b, b)
-        return tuple(a[idx] for a in arrays)
-
-    return lambda i: take(jnp.asarray(i, jnp.int32))
+    perm = jax.random.permutation(jax.random.fold_in(key, i // per_epoch), n)
+    idx = jax.lax.dynamic_slice_in_dim(perm, (i % per_epoch) * b, b)
+    return tuple(a[idx] for a in arrays)
 
 
-def make_flow(c: Float[ArrayLike, "n d"], context_dim: int, **kwargs: Any) -> ConditionalFlow:
-    """A :class:`ConditionalFlow` whose fixed standardisation is the mean/std of ``c``."""
-    c = np.asarray(c, np.float64)
-    if c.ndim != 2 or c.shape[0] < 1:
-        raise ValueError(f"c must have shape (n, d) with n >= 1, got {c.shape}")
-    scale = np.std(c, axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    return ConditionalFlow(
-        event_dim=c.shape[1],
-        context_dim=int(context_dim),
-        event_loc=tuple(float(v) for v in np.mean(c, axis=0)),
-        event_scale=tuple(float(v) for v in scale),
-        **kwargs,
-    )
+def init_flow(key: jax.Array, flow: ConditionalFlow, x: Float[ArrayLike, "n p"], c: Float[ArrayLike, "n d"]) -> Any:
+    """``flow.init`` with the standardisation set to the mean/std of ``c`` (see
+    :func:`~tailjax.nn.conditional_flow.standardise_params`)."""
+    x, c = _check_data(x, c)
+    params = _init_jit(flow)(key, c[0], x[0])
+    return standardise_params(params, c)
+
+
+@functools.lru_cache(maxsize=64)
+def _init_jit(flow):
+    return jax.jit(flow.init)
+
+
+@functools.lru_cache(maxsize=64)
+def _nll_step(flow, learning_rate):
+    return jax.jit(build_nll_kernel(flow, optax.adam(learning_rate)))
 
 
 def _check_data(x, c):
@@ -157,15 +163,17 @@ def fit_nll(
     checkpoint_path: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> FitResult:
-    """Maximum-likelihood training of ``flow`` on ``(x, c)`` with Adam (tqdm, resume)."""
+    """Maximum-likelihood training of ``flow`` on ``(x, c)`` with Adam (tqdm, resume).
+
+    ``params=None`` starts from :func:`init_flow` (standardised to ``c``).
+    """
     x, c = _check_data(x, c)
     k_init, k_batch, k_fit = jax.random.split(key, 3)
     if params is None:
-        params = flow.init(k_init, c[0], x[0])
-    optimizer = optax.adam(learning_rate)
-    state = nll_init(params, optimizer)
+        params = init_flow(k_init, flow, x, c)
+    state = nll_init(params, optax.adam(learning_rate))
     return fit(
-        build_nll_kernel(flow, optimizer),
+        _nll_step(flow, float(learning_rate)),
         state,
         k_fit,
         num_steps,
@@ -175,6 +183,7 @@ def fit_nll(
         checkpoint_path=checkpoint_path,
         progress=progress,
         description="NLL",
+        jit=False,  # _nll_step is jitted once per (flow, learning_rate)
     )
 
 
@@ -208,11 +217,16 @@ def fit_proxy(
     batch_size: int = 64,
     learning_rate: float = 1e-3,
     progress: bool = False,
+    flow: ConditionalFlow | None = None,
     **flow_kwargs: Any,
 ) -> Proxy:
-    """Train q(c | x) on the data by NLL and freeze it (the paper's proxy)."""
+    """Train q(c | x) on the data by NLL and freeze it (the paper's proxy).
+
+    ``flow``: the module to train (default ``ConditionalFlow(d, p, **flow_kwargs)``).
+    """
     x, c = _check_data(x, c)
-    flow = make_flow(c, x.shape[1], **flow_kwargs)
+    if flow is None:
+        flow = ConditionalFlow(c.shape[1], x.shape[1], **flow_kwargs)
     result = fit_nll(
         key, flow, x, c, num_steps=num_steps, batch_size=batch_size,
         learning_rate=learning_rate, progress=progress,

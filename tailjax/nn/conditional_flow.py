@@ -12,12 +12,15 @@ The flow maps a standard normal base variable z in R^d to c = T_x(z), with
   ``[-spline_bound, spline_bound]``.
 - ``affine_x``: an elementwise affine map whose shift and (tanh-bounded) log-scale depend on
   x alone, so a conditional mean and scale are cheap to learn.
-- ``standardise``: a fixed map ``c = event_loc + event_scale * y`` (module attributes, not
-  parameters), so the learned part works on standardised data; pass the training data's
-  mean and standard deviation.
+- ``standardise``: an elementwise map ``c = loc + exp(log_scale) * y`` whose ``loc`` and
+  ``log_scale`` are parameters (``params["params"]["event_loc"]``, ``["event_log_scale"]``),
+  initialised to 0 or to the ``event_loc`` / ``event_scale`` attributes. Set them to the
+  training data's mean and log standard deviation (:func:`standardise_params`) so the rest
+  of the flow works on standardised data. Keeping them in the parameters (not in the
+  module) means one module, hence one compilation, serves every data set of a shape.
 
-Every layer starts as the identity (zero-initialised last conditioner layers), so a fresh
-flow is N(event_loc, diag(event_scale^2)) for every x.
+Every other layer starts as the identity (zero-initialised last conditioner layers), so a
+fresh flow is N(loc, diag(exp(2 log_scale))) for every x.
 
 Shapes. ``c: (..., d)``, ``x: (..., p)`` with broadcastable leading axes;
 ``log_prob -> (...)``; ``sample(key, x, K)`` with ``x: (..., p)`` gives ``(..., K, d)``.
@@ -45,7 +48,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax.nn.spline_coupling import rq_spline, spline_param_count
 
-__all__ = ["ConditionalFlow", "ConditionerMLP", "alternating_mask"]
+__all__ = ["ConditionalFlow", "ConditionerMLP", "alternating_mask", "standardise_params"]
 
 _COUPLINGS = ("affine", "spline")
 
@@ -92,7 +95,8 @@ class ConditionalFlow(nn.Module):
       max_log_scale: bound of the tanh-squashed log-scales (affine layers and affine_x).
       num_bins: spline bins (spline coupling only).
       spline_bound: the spline acts on ``[-spline_bound, spline_bound]``.
-      event_loc, event_scale: fixed standardisation (tuples of d floats, or None for 0/1).
+      event_loc, event_scale: initial standardisation (tuples of d floats, or None for 0/1);
+        see :func:`standardise_params` to set it from data after ``init`` instead.
       dtype: dtype of parameters and computation (inputs are cast to it).
     """
 
@@ -132,6 +136,12 @@ class ConditionalFlow(nn.Module):
             for i in range(self.num_layers)
         ]
         self.context_affine = ConditionerMLP(tuple(self.hidden_sizes), 2 * d, self.dtype)
+        loc0 = self.event_loc if self.event_loc is not None else (0.0,) * d
+        scale0 = self.event_scale if self.event_scale is not None else (1.0,) * d
+        self.loc = self.param("event_loc", lambda _: jnp.asarray(loc0, self.dtype))
+        self.log_scale = self.param(
+            "event_log_scale", lambda _: jnp.log(jnp.asarray(scale0, self.dtype))
+        )
 
     # ----- construction of T_x -------------------------------------------------------
     def _check(self, c: Array | None, x: Array) -> None:
@@ -166,11 +176,7 @@ class ConditionalFlow(nn.Module):
         """T_x as a distrax bijector acting on arrays whose batch shape equals x's."""
         x = jnp.asarray(x, self.dtype)
         d = self.event_dim
-        layers = []
-        if self.event_loc is not None or self.event_scale is not None:
-            loc = jnp.asarray(self.event_loc if self.event_loc is not None else (0.0,) * d, self.dtype)
-            scale = jnp.asarray(self.event_scale if self.event_scale is not None else (1.0,) * d, self.dtype)
-            layers.append(distrax.Block(distrax.ScalarAffine(shift=loc, scale=scale), 1))
+        layers = [distrax.Block(distrax.ScalarAffine(shift=self.loc, log_scale=self.log_scale), 1)]
         out = self.context_affine(x)
         layers.append(
             distrax.Block(
@@ -246,3 +252,23 @@ class ConditionalFlow(nn.Module):
     def sample(self, key: jax.Array, x: Float[ArrayLike, "... p"], num_samples: int) -> Float[Array, "... K d"]:
         """K reparameterised samples per context: ``(..., K, d)``."""
         return self.sample_and_log_prob(key, x, num_samples)[0]
+
+
+def standardise_params(params: Any, c: Float[ArrayLike, "n d"]) -> Any:
+    """``params`` with the standardisation set to the mean and std of costs ``c: (n, d)``.
+
+    Constant columns get scale 1. Use right after ``flow.init``.
+    """
+    c = jnp.asarray(c)
+    if c.ndim != 2 or c.shape[0] < 1:
+        raise ValueError(f"c must have shape (n, d) with n >= 1, got {c.shape}")
+    inner = dict(params["params"])
+    dtype = inner["event_loc"].dtype
+    if c.shape[1] != inner["event_loc"].shape[0]:
+        raise ValueError(f"c must have {inner['event_loc'].shape[0]} columns, got {c.shape[1]}")
+    c = c.astype(dtype)
+    std = jnp.std(c, axis=0)
+    std = jnp.where(std > 1e-12 * (1 + jnp.abs(jnp.mean(c, 0))), std, jnp.ones_like(std))
+    inner["event_loc"] = jnp.mean(c, axis=0)
+    inner["event_log_scale"] = jnp.log(std)
+    return {**params, "params": inner}

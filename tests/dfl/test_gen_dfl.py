@@ -21,7 +21,7 @@ from tailjax.dfl.gen_dfl import (
     sample_decision,
 )
 from tailjax.dfl.problems.base import decision, make_problem, objective
-from tailjax.dfl.proxy import fit_proxy, make_flow
+from tailjax.dfl.proxy import Proxy, fit_proxy, init_flow
 from tailjax.layers.polytope import make_polytope
 from tailjax.nn.conditional_flow import ConditionalFlow
 
@@ -49,12 +49,12 @@ def test_regret_gradient_matches_finite_differences(x64):
     params = _perturbed_params(flow, jax.random.key(0))
     x = jnp.array([0.3, -0.7])
     w_q = jnp.array([0.2, 0.5, 0.3])
-    sampler = lambda k, xx, K: flow.apply(params, k, xx, K, method=ConditionalFlow.sample)
+    proxy = Proxy(flow, params)
     config = GenDFLConfig(num_samples=12, proxy_samples=40, alpha=0.25)
     key = jax.random.key(3)
 
     def regret(prm):
-        return gen_dfl_regret(prm, key, x, w_q, flow=flow, problem=problem, sampler=sampler, config=config)
+        return gen_dfl_regret(prm, key, x, w_q, flow=flow, problem=problem, proxy=proxy, config=config)
 
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.key(4), len(leaves))
@@ -108,9 +108,9 @@ def test_gen_dfl_beats_two_stage_on_gaussian_closed_form():
 
     proxy = fit_proxy(jax.random.key(1), x, c, num_steps=300, batch_size=64, hidden_sizes=(16,), num_layers=2,
                       learning_rate=3e-3)
-    flow = make_flow(c, 1, hidden_sizes=(16,), num_layers=2)
+    flow = ConditionalFlow(2, 1, hidden_sizes=(16,), num_layers=2)
     config = GenDFLConfig(num_samples=32, proxy_samples=32, alpha=alpha)
-    result = fit_gen_dfl(jax.random.key(2), flow, problem, proxy.sample, x, c, config=config,
+    result = fit_gen_dfl(jax.random.key(2), flow, problem, proxy, x, c, config=config,
                          num_steps=120, batch_size=32, learning_rate=3e-3)
     w_gen = jax.jit(lambda k: gen_dfl_decisions(k, flow, result.state.params, problem, x_test, alpha, 64))(jax.random.key(3))
     gen_regret = _closed_form_cvar_regret(w_gen, x_test, alpha)
@@ -123,19 +123,18 @@ def _small_setup():
     problem = _simplex_task(d)
     x = jax.random.normal(jax.random.key(0), (n, p))
     c = jnp.concatenate([0.1 + 0.05 * x, 0.05 + 0.0 * x], -1)
-    flow = make_flow(c + 0.01, p, hidden_sizes=(4,), num_layers=1)
-    params = jax.jit(flow.init)(jax.random.key(1), c[0], x[0])
-    sampler = lambda k, xx, K: flow.apply(params, k, xx, K, method=ConditionalFlow.sample)
+    flow = ConditionalFlow(d, p, hidden_sizes=(4,), num_layers=1)
+    params = init_flow(jax.random.key(1), flow, x, c + 0.01 * jax.random.normal(jax.random.key(2), c.shape))
     config = GenDFLConfig(num_samples=4, proxy_samples=8, alpha=0.5)
-    return problem, x, c, flow, params, sampler, config
+    return problem, x, c, flow, params, Proxy(flow, params), config
 
 
 def test_kernel_step_and_decisions_under_jit_and_vmap():
-    problem, x, c, flow, params, sampler, config = _small_setup()
+    problem, x, c, flow, params, proxy, config = _small_setup()
 
     @jax.jit
     def decisions(key):
-        w_q = proxy_decisions(key, sampler, problem, x, 0.5, 8, batch_size=None)
+        w_q = proxy_decisions(key, proxy, problem, x, 0.5, 8, batch_size=None)
         batched = gen_dfl_decisions(key, flow, params, problem, x[:3], 0.3, 6)
         keys = jax.random.split(key, 3)
         single = jax.vmap(lambda k, xi: sample_decision(k, flow, params, problem, xi, 0.3, 6))(keys, x[:3])
@@ -146,7 +145,7 @@ def test_kernel_step_and_decisions_under_jit_and_vmap():
     np.testing.assert_allclose(jnp.sum(w_q, -1), 1.0, atol=1e-4)
     np.testing.assert_allclose(batched, single, atol=1e-5)  # lax.map over rows == vmap
     opt = optax.adam(1e-3)
-    step = jax.jit(build_gen_dfl_kernel(flow, problem, sampler, config, opt))
+    step = jax.jit(build_gen_dfl_kernel(flow, problem, proxy, config, opt))
     state, info = step(gen_dfl_init(params, opt), jax.random.key(3), (x[:4], c[:4], w_q[:4]))
     np.testing.assert_allclose(info.loss, config.beta * info.regret + config.gamma * info.nll, rtol=1e-5)
     assert int(state.step) == 1 and np.isfinite(float(info.grad_norm)) and float(info.grad_norm) > 0
@@ -154,21 +153,21 @@ def test_kernel_step_and_decisions_under_jit_and_vmap():
 
 @pytest.mark.slow
 def test_fit_evaluates_and_resumes(tmp_path):
-    problem, x, c, flow, params, sampler, config = _small_setup()
+    problem, x, c, flow, params, proxy, config = _small_setup()
     w_q = jnp.full((x.shape[0], 2), 0.5)
     eval_fn = lambda s: jnp.sum(s.step)
     kw = dict(config=config, num_steps=4, batch_size=4, w_q=w_q, params=params)
-    full = fit_gen_dfl(jax.random.key(6), flow, problem, sampler, x, c, eval_fn=eval_fn, eval_every=2, **kw)
+    full = fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x, c, eval_fn=eval_fn, eval_every=2, **kw)
     assert [e[0] for e in full.evaluations] == [2, 4]
     path = tmp_path / "gen.pkl"
-    fit_gen_dfl(jax.random.key(6), flow, problem, sampler, x, c, checkpoint_path=path, checkpoint_every=1,
+    fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x, c, checkpoint_path=path, checkpoint_every=1,
                 **{**kw, "num_steps": 2})
-    resumed = fit_gen_dfl(jax.random.key(6), flow, problem, sampler, x, c, checkpoint_path=path, **kw)
+    resumed = fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x, c, checkpoint_path=path, **kw)
     for a, b in zip(jax.tree_util.tree_leaves(full.state.params), jax.tree_util.tree_leaves(resumed.state.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # loss = beta * regret + gamma * nll, as the loss function computes it
     loss, (regret, nll) = jax.jit(lambda p: gen_dfl_loss(p, (x[:4], c[:4], w_q[:4]), jax.random.key(3), flow=flow,
-                                                         problem=problem, sampler=sampler, config=config))(params)
+                                                         problem=problem, proxy=proxy, config=config))(params)
     np.testing.assert_allclose(loss, config.beta * regret + config.gamma * nll, rtol=1e-5)
 
 
@@ -192,7 +191,7 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="beta"):
         check_config(GenDFLConfig(beta=-1.0))
     with pytest.raises(ValueError, match="x and c"):
-        fit_gen_dfl(jax.random.key(0), flow, problem, lambda k, x, K: jnp.zeros((K, 2)), x, jnp.zeros((3, 2)))
+        fit_gen_dfl(jax.random.key(0), flow, problem, Proxy(flow, params), x, jnp.zeros((3, 2)))
     # task_cost matches its definition
     w = jnp.array([0.25, 0.75])
     np.testing.assert_allclose(objective(problem, jnp.array([1.0, 2.0]), w), -(0.25 + 1.5), rtol=1e-6)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tailjax.nn.conditional_flow import ConditionalFlow, alternating_mask
+from tailjax.nn.conditional_flow import ConditionalFlow, alternating_mask, standardise_params
 from tailjax.nn.spline_coupling import rq_spline, spline_param_count
 
 COUPLINGS = ["affine", "spline"]
@@ -96,6 +96,17 @@ def test_fresh_flow_is_standardised_gaussian():
     np.testing.assert_allclose(lp, expected, rtol=1e-6)
 
 
+def test_standardise_params_sets_data_moments():
+    c = jnp.array([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])
+    flow = ConditionalFlow(2, 1)
+    params = standardise_params(jax.jit(flow.init)(jax.random.key(0), c[0], jnp.zeros(1)), c)
+    samples = jax.jit(lambda p: flow.apply(p, jax.random.key(1), jnp.zeros(1), 20000, method=ConditionalFlow.sample))(params)
+    np.testing.assert_allclose(samples.mean(0), [3.0, 5.0], atol=0.05)
+    np.testing.assert_allclose(samples.std(0), [np.std([1.0, 3.0, 5.0]), 1.0], rtol=0.03)  # constant column: scale 1
+    with pytest.raises(ValueError, match="columns"):
+        standardise_params(params, jnp.zeros((3, 4)))
+
+
 def test_sampling_is_reparameterised():
     """At initialisation c = loc + scale * (b + exp(s) z): dc/db = scale exactly."""
     scale = (2.0, 0.5, 3.0)
@@ -162,10 +173,10 @@ def _truth(x):
 
 
 def test_nll_training_recovers_conditional_gaussian():
-    from tailjax.dfl.proxy import fit_nll, make_flow
+    from tailjax.dfl.proxy import fit_nll
 
     x, c = _conditional_gaussian(jax.random.key(0), 4000)
-    flow = make_flow(c, 1, num_layers=2, hidden_sizes=(32,))
+    flow = ConditionalFlow(2, 1, num_layers=2, hidden_sizes=(32,))
     result = fit_nll(jax.random.key(1), flow, x, c, num_steps=1000, batch_size=256,
                      learning_rate=3e-3)
     params = result.state.params
