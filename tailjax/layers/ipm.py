@@ -173,7 +173,7 @@ def _transpose_solve(P, s, z, ridge, rhs):
     """J^T u = v for J = d kkt / d(x, y, z): eliminating u_3 = S^-1 (G u_1 - v_3) leaves the
     Newton system with W = Z S^-1."""
     v1, v2, v3 = rhs
-    w = _clip_weights(z / s)
+    w = _clip_weights(z, s)
     F = P.factor(w, ridge)
     u1, u2 = kkt_solve(P, F, w, v1 + P.ineq_rmv(w * v3), v2)
     # u3 enters the gradient only through z * u3 (F3 = z * (Gx - h)); with the clipped
@@ -181,7 +181,7 @@ def _transpose_solve(P, s, z, ridge, rhs):
     return (u1, u2, w * (P.ineq_mv(u1) - v3) / z)
 
 
-def _clip_weights(w):
+def _clip_weights(z, s):
     """Clip the barrier weights z/s to kappa^(+-1) around their geometric mean.
 
     Near the solution z/s spans ~1/mu^2 between active and inactive rows, and the normal
@@ -190,9 +190,11 @@ def _clip_weights(w):
     softened problem (kappa = 1e10 in float64, 1e4 in float32, tuned against finite
     differences: ~1e-8 and ~1e-3 relative gradient error on non-degenerate instances).
     """
-    kappa = KAPPA_64 if jnp.finfo(w.dtype).bits == 64 else KAPPA_32
-    center = jnp.exp(jnp.mean(jnp.log(w)))
-    return jnp.clip(w, center / kappa, center * kappa)
+    kappa = KAPPA_64 if jnp.finfo(z.dtype).bits == 64 else KAPPA_32
+    tiny = jnp.finfo(z.dtype).tiny
+    log_w = jnp.log(jnp.maximum(z, tiny)) - jnp.log(jnp.maximum(s, tiny))
+    center = jnp.mean(log_w)
+    return jnp.exp(jnp.clip(log_w, center - jnp.log(kappa), center + jnp.log(kappa)))
 
 
 KAPPA_64 = 1e10

@@ -1,0 +1,60 @@
+"""Point predictors g_theta(x) -> c_hat for the Pred-DFL baselines (Flax linen).
+
+``LinearPredictor`` is PyEPO's linear regression head (``nn.Linear(p, d)``);
+``MLPPredictor`` adds hidden layers. Both map features ``(..., p)`` to costs ``(..., d)``;
+parameters are explicit pytrees (``module.init`` / ``module.apply``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+__all__ = ["LinearPredictor", "MLPPredictor", "make_predictor", "init_predictor"]
+
+
+class LinearPredictor(nn.Module):
+    """c_hat = W x + b."""
+
+    out_dim: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "... p"]) -> Float[Array, "... d"]:
+        if self.out_dim < 1:
+            raise ValueError(f"out_dim must be >= 1, got {self.out_dim}")
+        return nn.Dense(self.out_dim, name="linear")(x)
+
+
+class MLPPredictor(nn.Module):
+    """c_hat = Dense(out_dim)(act(... act(Dense(hidden[0])(x))))."""
+
+    out_dim: int
+    hidden: Sequence[int] = (64,)
+    activation: Callable[[Array], Array] = nn.relu
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "... p"]) -> Float[Array, "... d"]:
+        if self.out_dim < 1:
+            raise ValueError(f"out_dim must be >= 1, got {self.out_dim}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be >= 1, got {tuple(self.hidden)}")
+        for i, width in enumerate(self.hidden):
+            x = self.activation(nn.Dense(width, name=f"hidden_{i}")(x))
+        return nn.Dense(self.out_dim, name="out")(x)
+
+
+def make_predictor(kind: str, out_dim: int, *, hidden: Sequence[int] = (64,)) -> nn.Module:
+    """``"linear"`` or ``"mlp"``."""
+    if kind == "linear":
+        return LinearPredictor(out_dim)
+    if kind == "mlp":
+        return MLPPredictor(out_dim, tuple(hidden))
+    raise ValueError(f"kind must be 'linear' or 'mlp', got {kind!r}")
+
+
+def init_predictor(module: nn.Module, key: Array, num_features: int, dtype=jnp.float32):
+    """Parameters for features of size ``num_features``."""
+    return module.init(key, jnp.zeros((1, num_features), dtype))
