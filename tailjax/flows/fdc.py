@@ -9,10 +9,12 @@ temperature):
 with an increasing eta_k >= alpha. Its fixed point is TFFT's target
 p* proportional to p_pre exp(r*_{t*} / alpha) with t* = VaR_beta(p*) (TFFT Proposition 5.2).
 :func:`fdc_grid` runs it in log space on a grid of cells, with the VaR as a weighted
-quantile, and reports KL/JS/TV distances to p* and the thresholds t_k -> t*.
+quantile, and reports KL/JS/TV distances to p* and the thresholds t_k -> t*. On a grid the
+beta-quantile of p* is an interval between two cells' rewards that contains t*; the VaR
+takes its lower end, so the iterates settle within the grid's resolution of p*.
 
 :func:`fdc_fine_tune` is the model-level version: K rounds of adjoint matching, each with
-VaR_beta recomputed from samples of the current model.
+VaR_beta recomputed from samples of the current model and the same eta_k schedule.
 """
 
 from __future__ import annotations
@@ -21,18 +23,28 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_open_unit, check_positive, is_concrete
+from tailjax.flows.adjoint import adjoint_matching
 from tailjax.flows.finetune import check_reward_values, fine_tune
 from tailjax.flows.sde import memoryless_sample
-from tailjax.flows.tfft import tfft
 from tailjax.risk.empirical import var
 from tailjax.risk.threshold import pseudo_reward, solve_threshold
 
-__all__ = ["GridDistances", "grid_distances", "FDCGridResult", "fdc_grid", "FDCResult", "fdc_fine_tune"]
+__all__ = [
+    "GridDistances",
+    "grid_distances",
+    "default_eta",
+    "FDCGridResult",
+    "fdc_operator",
+    "fdc_grid",
+    "FDCResult",
+    "fdc_fine_tune",
+]
 
 
 class GridDistances(NamedTuple):
@@ -52,6 +64,12 @@ def grid_distances(log_p: Float[ArrayLike, "... g"], log_q: Float[ArrayLike, " g
     )
     tv = 0.5 * jnp.sum(jnp.abs(p - q), axis=-1)
     return GridDistances(kl, js, tv)
+
+
+def default_eta(num_iterations: int, alpha: float, dtype: Any = None) -> Array:
+    """eta_k = alpha (1 + sqrt(k)), k = 0..K-1: a full first step, then shrinking steps."""
+    k = jnp.arange(num_iterations).astype(dtype or jnp.result_type(float))
+    return alpha * (1.0 + jnp.sqrt(k))
 
 
 class FDCGridResult(NamedTuple):
@@ -74,6 +92,26 @@ def _beta_quantile(r, beta, side, weights=None):
     return var(r, beta, weights=weights, side="lower")
 
 
+def fdc_operator(
+    log_p: Float[ArrayLike, " g"],
+    log_p_pre: Float[ArrayLike, " g"],
+    rewards: Float[ArrayLike, " g"],
+    t: Float[ArrayLike, ""],
+    eta: Float[ArrayLike, ""],
+    *,
+    beta: float,
+    alpha: float,
+    side: str = "right",
+) -> Float[Array, " g"]:
+    """One FDC step at a given threshold ``t``: normalised
+    (1 - alpha/eta) log p + (alpha/eta) log p_pre + r*_t / eta on grid cells."""
+    log_p = jnp.asarray(log_p)
+    gamma = alpha / eta
+    new = (1.0 - gamma) * log_p + gamma * jnp.asarray(log_p_pre, log_p.dtype)
+    new = new + _pseudo(jnp.asarray(rewards, log_p.dtype), t, beta, side) / eta
+    return new - logsumexp(new)
+
+
 def fdc_grid(
     log_p_pre: Float[ArrayLike, " g"],
     rewards: Float[ArrayLike, " g"],
@@ -93,7 +131,8 @@ def fdc_grid(
       beta: TFFT quantile level in (0, 1).
       alpha: KL temperature > 0.
       num_iterations: K.
-      eta: ``(K,)`` step parameters eta_k >= alpha; default alpha (1 + k / 10), increasing.
+      eta: ``(K,)`` step parameters eta_k >= alpha; default alpha (1 + sqrt(k)), increasing
+        (with eta_k = alpha the iteration can cycle between two distributions).
       side: ``"right"`` or ``"left"`` CVaR.
       log_p_init: starting distribution (the prior by default).
     """
@@ -108,21 +147,21 @@ def fdc_grid(
     if num_iterations < 1:
         raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
     log_pre = log_pre - logsumexp(log_pre)
-    k = jnp.arange(num_iterations).astype(log_pre.dtype)
-    eta = alpha * (1.0 + k / 10.0) if eta is None else jnp.asarray(eta, log_pre.dtype)
-    if eta.shape != (num_iterations,):
-        raise ValueError(f"eta must have shape ({num_iterations},), got {eta.shape}")
-    if is_concrete(eta) and float(jnp.min(eta)) < alpha:
-        raise ValueError(f"eta must be >= alpha = {alpha} everywhere, got min {float(jnp.min(eta))}")
+    if eta is None:
+        eta = default_eta(num_iterations, alpha, log_pre.dtype)
+    else:
+        if jnp.shape(eta) != (num_iterations,):
+            raise ValueError(f"eta must have shape ({num_iterations},), got {jnp.shape(eta)}")
+        if is_concrete(eta) and float(np.min(np.asarray(eta))) < alpha:
+            raise ValueError(f"eta must be >= alpha = {alpha} everywhere, got min {float(np.min(np.asarray(eta)))}")
+        eta = jnp.asarray(eta, log_pre.dtype)
 
     def quantile(log_p):
         return _beta_quantile(r, beta, side, jnp.exp(log_p))
 
     def body(log_p, eta_k):
         t_k = quantile(log_p)
-        gamma = alpha / eta_k
-        new = (1.0 - gamma) * log_p + gamma * log_pre + _pseudo(r, t_k, beta, side) / eta_k
-        new = new - logsumexp(new)
+        new = fdc_operator(log_p, log_pre, r, t_k, eta_k, beta=beta, alpha=alpha, side=side)
         return new, (new, t_k)
 
     log_p0 = log_pre if log_p_init is None else jnp.asarray(log_p_init, log_pre.dtype) - logsumexp(jnp.asarray(log_p_init, log_pre.dtype))
@@ -138,6 +177,7 @@ def fdc_grid(
 class FDCResult(NamedTuple):
     params: Any
     thresholds: Array  # (K,) VaR_beta of the model at the start of each round
+    coefficients: Array  # (K,) weights a_j of the final potential sum_j a_j g_{t_j}
     fits: list  # one FitResult per round
 
 
@@ -153,43 +193,59 @@ def fdc_fine_tune(
     side: str = "right",
     num_rounds: int = 5,
     steps_per_round: int = 200,
+    eta: Float[ArrayLike, " k"] | None = None,
     num_var_samples: int = 10_000,
     optimizer: optax.GradientTransformation | None = None,
     grid_steps: int = 40,
     progress: bool = True,
     **adjoint_kwargs: Any,
 ) -> FDCResult:
-    """Model-level FDC: ``num_rounds`` rounds of adjoint matching with a re-estimated VaR.
+    """Model-level FDC: ``num_rounds`` rounds of adjoint matching, each with a fresh VaR.
 
-    Round k samples ``num_var_samples`` points from the current model, takes
-    t_k = VaR_beta of their rewards, and fine-tunes (warm-started from the current
-    parameters, base field = the pre-trained one, lambda = 1/alpha) towards
-    p_pre exp(g_k / alpha) with g_k the pseudo-reward at t_k.
+    Every FDC iterate has the form p_k proportional to p_pre exp(phi_k) with
+    phi_{k+1} = (1 - alpha/eta_k) phi_k + g_{t_k} / eta_k and phi_0 = 0, so
+    phi_k = sum_j a_j g_{t_j} is a weighted sum of pseudo-rewards at the past thresholds.
+    Round k samples ``num_var_samples`` points from the current model, sets
+    t_k = VaR_beta of their rewards, updates the weights a_j, and fine-tunes (warm-started
+    from the current parameters, base field = the pre-trained one, lambda = 1) on the reward
+    phi_{k+1}. Each round's target is then exactly the grid operator's next iterate, with no
+    density of the current model needed.
 
-    What it approximates: the grid operator with eta_k = alpha for every k. The general
-    eta_k > alpha keeps a factor (p_pre / p_k)^(alpha/eta_k), whose reward would need
-    log p_k - log p_pre along samples, i.e. ODE likelihoods of the current model; with
-    eta_k = alpha that factor is 1 and each round is one exact FDC step. The rounds iterate
-    t_{k+1} = VaR_beta(p_pre exp(g_{t_k} / alpha)), whose fixed point is TFFT's t* and p*.
-    Each round's fine-tune is finite, so the iterate is only approximately the round's target.
+    What it approximates: the distribution-level operator of :func:`fdc_grid`, up to (i) the
+    finite fine-tune of each round, which only approximately reaches its target, and (ii) the
+    Monte Carlo VaR from ``num_var_samples`` samples of the current model (the grid version
+    uses the exact weighted quantile). Default ``eta``: :func:`default_eta`.
     """
     check_open_unit(beta, "beta")
     check_positive(alpha, "alpha")
     if num_rounds < 1 or steps_per_round < 1:
         raise ValueError(f"num_rounds and steps_per_round must be >= 1, got {num_rounds}, {steps_per_round}")
+    if eta is None:
+        eta = np.asarray(default_eta(num_rounds, alpha))
+    eta = np.asarray(eta, dtype=float)
+    if eta.shape != (num_rounds,) or np.any(eta < alpha):
+        raise ValueError(f"eta must have shape ({num_rounds},) with every eta_k >= alpha")
     optimizer = optimizer or optax.adam(1e-4)
     base = lambda x, t: velocity_fn(base_params, x, t)
-    params, thresholds, fits = base_params, [], []
+    params, thresholds, fits = base_params, np.zeros(num_rounds), []
+    coefs = np.zeros(num_rounds)
     for k in range(num_rounds):
         key, key_var, key_tune = jax.random.split(key, 3)
         samples = memoryless_sample(key_var, velocity_fn, params, num_var_samples, dim, num_steps=grid_steps)
         rewards = check_reward_values(reward_fn, samples)
-        t_k = _beta_quantile(rewards, beta, side)
-        thresholds.append(t_k)
-        kernel = tfft(velocity_fn, base, reward_fn, optimizer, dim, beta=beta, alpha=alpha,
-                      side=side, t_star=t_k, num_steps=grid_steps, **adjoint_kwargs)
+        thresholds[k] = float(_beta_quantile(rewards, beta, side))
+        coefs = (1.0 - alpha / eta[k]) * coefs
+        coefs[k] = 1.0 / eta[k]
+        ts_k, a_k = jnp.asarray(thresholds[: k + 1]), jnp.asarray(coefs[: k + 1])
+
+        def potential(x, _, ts_k=ts_k, a_k=a_k):
+            r = reward_fn(x)
+            return jnp.sum(a_k.astype(r.dtype) * _pseudo(r, ts_k.astype(r.dtype), beta, side))
+
+        kernel = adjoint_matching(velocity_fn, base, potential, optimizer, dim, reward_scale=1.0,
+                                  num_steps=grid_steps, **adjoint_kwargs)
         result = fine_tune(key_tune, kernel, params, steps_per_round, progress=progress,
                            description=f"FDC round {k + 1}/{num_rounds}")
         params = result.state.params
         fits.append(result)
-    return FDCResult(params, jnp.stack(thresholds), fits)
+    return FDCResult(params, jnp.asarray(thresholds), jnp.asarray(coefs), fits)

@@ -56,6 +56,7 @@ class TFFTThreshold(NamedTuple):
     t_star: Array
     rewards: Array  # (N,) rewards of the offline samples
     info: ThresholdInfo
+    weights: Array | None = None  # (N,) normalised importance weights, if any
 
 
 def tfft_threshold(
@@ -67,8 +68,16 @@ def tfft_threshold(
     alpha: float,
     side: str = "right",
     num_samples: int = 10_000,
+    log_weight_fn: Callable[[Array], Array] | None = None,
 ) -> TFFTThreshold:
     """Stage 1: t* from ``num_samples`` offline samples ``sample_fn(key, n) -> (n, d)``.
+
+    By default the samples come from the pre-trained model. ``log_weight_fn(samples) -> (n,)``
+    turns Stage 1 into importance sampling: the samples then come from a proposal q and the
+    log-weights are log p_pre - log q up to a constant (e.g. ODE likelihoods,
+    :func:`~tailjax.flows.ode.ode_log_prob`). This matters when the target's tail lies beyond
+    the pre-trained samples: F_R averages exp([r - t]_+ / (alpha (1 - beta))), which N plain
+    samples under-estimate badly once the tilted mass sits where they never land.
 
     Raises ``ValueError`` if ``reward_fn`` returns a non-finite value on any sample.
     """
@@ -77,8 +86,14 @@ def tfft_threshold(
         raise ValueError(f"num_samples must be >= 2, got {num_samples}")
     samples = sample_fn(key, num_samples)
     rewards = check_reward_values(reward_fn, samples)
-    t_star, info = solve_threshold(rewards, beta, alpha, side, return_info=True)
-    return TFFTThreshold(t_star, rewards, info)
+    weights = None
+    if log_weight_fn is not None:
+        logw = jnp.asarray(log_weight_fn(samples), rewards.dtype)
+        if logw.shape != rewards.shape or not bool(jnp.all(jnp.isfinite(logw))):
+            raise ValueError("log_weight_fn must return finite log-weights of shape (num_samples,)")
+        weights = jax.nn.softmax(logw)
+    t_star, info = solve_threshold(rewards, beta, alpha, side, weights, return_info=True)
+    return TFFTThreshold(t_star, rewards, info, weights)
 
 
 def tfft_reward(
@@ -99,12 +114,13 @@ def beta_annealing(
     anneal_fraction: float = 0.5,
     beta_start: float | None = None,
     num_levels: int = 32,
+    weights: Float[ArrayLike, " n"] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-step (beta_i, t*(beta_i)) for a fine-tune of ``num_steps`` steps, as numpy arrays.
 
     beta moves linearly from ``beta_start`` to ``beta`` over the first ``anneal_fraction`` of
     the steps (in ``num_levels`` equal stairs, each with its t* solved on the offline
-    ``rewards``), then stays at ``beta``. The default start is the EXP-FT end of each side:
+    ``rewards``, with optional importance ``weights``), then stays at ``beta``. The default start is the EXP-FT end of each side:
     0.001 for the right tail (right-CVaR_0 is the mean) and 0.999 for the left tail.
     """
     _check_tfft(beta, alpha, side)
@@ -116,7 +132,10 @@ def beta_annealing(
         raise ValueError(f"num_steps and num_levels must be >= 1, got {num_steps}, {num_levels}")
     levels = np.linspace(beta_start, beta, num_levels + 1)[1:] if num_levels > 1 else np.array([beta])
     r = jnp.asarray(rewards)
-    t_levels = np.asarray(jax.vmap(lambda b: solve_threshold(r, b, alpha, side))(jnp.asarray(levels, r.dtype)))
+    w = None if weights is None else jnp.asarray(weights, r.dtype)
+    t_levels = np.asarray(
+        jax.vmap(lambda b: solve_threshold(r, b, alpha, side, w))(jnp.asarray(levels, r.dtype))
+    )
     ramp = max(int(round(anneal_fraction * num_steps)), 1)
     stair = np.minimum((np.arange(num_steps) * num_levels) // ramp, num_levels - 1)
     return levels[stair].astype(np.asarray(r).dtype), t_levels[stair]
@@ -200,7 +219,8 @@ def tfft_fine_tune(
     base = lambda x, t: velocity_fn(base_params, x, t)
     if anneal_beta:
         betas, t_stars = beta_annealing(
-            threshold.rewards, beta, alpha, side, num_steps, anneal_fraction=anneal_fraction
+            threshold.rewards, beta, alpha, side, num_steps, anneal_fraction=anneal_fraction,
+            weights=threshold.weights,
         )
         kernel = tfft(velocity_fn, base, reward_fn, optimizer, dim, beta=beta, alpha=alpha,
                       side=side, num_steps=grid_steps, **adjoint_kwargs)

@@ -14,7 +14,7 @@ COV = np.array([[0.6, 0.25], [0.25, 0.4]])
 
 
 def _data(n, key=0):
-    z = jax.random.normal(jax.random.key(key), (n, 2))
+    z = jax.random.normal(jax.random.key(key), (n, 2), jnp.float32)
     return jnp.asarray(MU, jnp.float32) + z @ jnp.asarray(np.linalg.cholesky(COV).T, jnp.float32)
 
 

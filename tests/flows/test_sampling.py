@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tailjax.flows.gaussian import gaussian_velocity
-from tailjax.flows.ode import ode_sample, ode_sample_and_log_prob, ode_solve
+from tailjax.flows.ode import ode_log_prob, ode_sample, ode_sample_and_log_prob, ode_solve
 from tailjax.flows.sde import memoryless_coefficients, memoryless_sample, memoryless_solve
 
 MEAN = np.array([0.5, -1.0])
@@ -56,6 +56,10 @@ def test_ode_log_prob_converges_to_the_true_density(x64):
     truth = np.array([_gauss_logpdf(np.asarray(x)) for x in x1])
     np.testing.assert_allclose(lp_exact, truth, atol=2e-3)
     np.testing.assert_allclose(lp_trace, truth, atol=2e-3)
+    # Backwards from data to noise: the density of arbitrary points.
+    pts = jnp.asarray(MEAN) + jax.random.normal(jax.random.key(7), (6, 2))
+    lp_back = jax.jit(lambda x: ode_log_prob(field, PARAMS, x, num_steps=100))(pts)
+    np.testing.assert_allclose(lp_back, [_gauss_logpdf(np.asarray(x)) for x in pts], atol=2e-3)
 
 
 def test_ode_trajectory_and_bad_input():

@@ -1,0 +1,153 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.scipy.stats import norm
+
+from tailjax.flows.finetune import check_reward_values, exp_ft
+from tailjax.flows.gaussian import gaussian_velocity
+from tailjax.flows.tfft import beta_annealing, tfft, tfft_fine_tune, tfft_reward, tfft_threshold
+from tailjax.risk import pseudo_reward, solve_threshold, var
+
+
+def _tilted_cdf(r, t, beta, alpha, side, w=None):
+    """P(R < t) and P(R <= t) under the tilted target p exp(r*_t / alpha)."""
+    logw = pseudo_reward(r, t, beta, side) / alpha + (0.0 if w is None else jnp.log(w))
+    tilt = jax.nn.softmax(logw)
+    return float(jnp.sum(jnp.where(r < t, tilt, 0.0))), float(jnp.sum(jnp.where(r <= t, tilt, 0.0)))
+
+
+@pytest.mark.parametrize("side,beta", [("right", 0.8), ("right", 0.95), ("left", 0.2), ("left", 0.05)])
+def test_stage1_threshold_is_the_quantile_of_the_tilted_target(side, beta, x64):
+    """TFFT Theorems 4.1-4.2 on an empirical distribution (a skewed one): t* is a
+    beta-quantile of p*, i.e. P*(R < t*) <= beta <= P*(R <= t*)."""
+    sample = lambda k, n: jax.random.gamma(k, 2.0, (n, 1))
+    res = tfft_threshold(jax.random.key(0), sample, lambda x: x[0], beta=beta, alpha=0.7, side=side,
+                         num_samples=20000)
+    below, at_or_below = _tilted_cdf(res.rewards, res.t_star, beta, 0.7, side)
+    assert below - 1e-5 <= beta <= at_or_below + 1e-5
+    # And it is VaR_beta of the tilted samples (the lower or upper end of the quantile set).
+    tilt = jax.nn.softmax(pseudo_reward(res.rewards, res.t_star, beta, side) / 0.7)
+    q = var(res.rewards, 1.0 - beta, weights=tilt) if side == "right" else var(res.rewards, beta, weights=tilt, side="lower")
+    at_q = float(jnp.sum(jnp.where(res.rewards <= q, tilt, 0.0)))
+    assert float(q) <= float(res.t_star) + 1e-9 and at_q >= beta - 1e-5
+
+
+def test_table4_thresholds_by_quadrature(x64):
+    """r ~ N(0, 2) (prior N(0, I_2), r = x1 + x2), alpha = 1: the thresholds of TFFT's Table 4."""
+    grid = jnp.linspace(-25.0, 30.0, 200001)
+    w = norm.pdf(grid, scale=jnp.sqrt(2.0))
+    t_r = solve_threshold(grid, 0.8, 1.0, "right", w)
+    t_l = solve_threshold(grid, 0.2, 1.0, "left", w)
+    np.testing.assert_allclose([t_r, t_l], [5.2772, 1.4572], atol=2e-4)
+    for t, beta, side in ((t_r, 0.8, "right"), (t_l, 0.2, "left")):
+        below, at_or_below = _tilted_cdf(grid, t, beta, 1.0, side, w)
+        assert abs(below - beta) < 1e-3 and abs(at_or_below - beta) < 1e-3
+
+
+def test_importance_sampled_stage1_reaches_the_true_threshold(x64):
+    """Plain Stage 1 with 10^4 prior samples misses t* = 5.277; a defensive proposal does not."""
+    scale = jnp.sqrt(2.0)
+    prior = lambda k, n: scale * jax.random.normal(k, (n, 1))
+    plain = tfft_threshold(jax.random.key(1), prior, lambda x: x[0], beta=0.8, alpha=1.0, num_samples=10000)
+    assert float(plain.t_star) < 5.0
+
+    def proposal(k, n):
+        k1, k2 = jax.random.split(k)
+        comp = jax.random.bernoulli(k1, 0.5, (n, 1))
+        return scale * jax.random.normal(k2, (n, 1)) + 10.0 * comp.astype(scale.dtype)
+
+    def log_weights(x):
+        log_p = norm.logpdf(x[:, 0], scale=scale)
+        log_q = jnp.logaddexp(log_p, norm.logpdf(x[:, 0], 10.0, scale)) + jnp.log(0.5)
+        return log_p - log_q
+
+    res = tfft_threshold(jax.random.key(2), proposal, lambda x: x[0], beta=0.8, alpha=1.0,
+                         num_samples=10000, log_weight_fn=log_weights)
+    assert abs(float(res.t_star) - 5.2772) < 0.05
+    np.testing.assert_allclose(jnp.sum(res.weights), 1.0, rtol=1e-10)
+
+
+def test_beta_annealing_schedule(x64):
+    r = jnp.sqrt(2.0) * jax.random.normal(jax.random.key(3), (5000,))
+    betas, ts = beta_annealing(r, 0.8, 1.0, "right", 100, anneal_fraction=0.5, num_levels=10)
+    assert betas.shape == ts.shape == (100,)
+    assert np.all(np.diff(betas) >= 0) and np.all(np.diff(ts) >= -1e-9)
+    np.testing.assert_allclose(betas[50:], 0.8)
+    np.testing.assert_allclose(ts[-1], solve_threshold(r, 0.8, 1.0, "right"), rtol=1e-6)
+    assert betas[0] < 0.1
+    betas_l, _ = beta_annealing(r, 0.2, 1.0, "left", 40, num_levels=4)
+    assert betas_l[0] > 0.7 and np.all(np.diff(betas_l) <= 0) and betas_l[-1] == pytest.approx(0.2)
+
+
+MU, COV = np.array([0.0, 0.0]), np.eye(2)
+base = lambda x, t: gaussian_velocity(x, t, MU, COV)
+field = lambda p, x, t: gaussian_velocity(x, t, p, COV)
+reward = lambda x: x[0] + x[1]
+
+
+def test_exp_ft_closed_form_tilt(optax_promotion):
+    """EXP-FT at temperature alpha: N(0, I) with r = x1 + x2 goes to N((1, 1) / alpha, I)."""
+    kernel = exp_ft(field, base, reward, optax.adam(0.05), 2, alpha=2.0, batch_size=64, num_steps=20)
+    state = kernel.init(jnp.zeros(2))
+    step = jax.jit(kernel.step)
+    for i in range(120):
+        state, _ = step(state, jax.random.key(i))
+    np.testing.assert_allclose(state.params, [0.5, 0.5], atol=0.05)
+
+
+def test_tfft_kernel_fixed_and_annealed(optax_promotion):
+    fixed = tfft(field, base, reward, optax.adam(1e-2), 2, beta=0.8, alpha=1.0, t_star=1.0,
+                 batch_size=16, num_steps=8)
+    s, info = jax.jit(fixed.step)(fixed.init(jnp.zeros(2)), jax.random.key(0))
+    assert np.isfinite(info.loss)
+    annealed = tfft(field, base, reward, optax.adam(1e-2), 2, beta=0.8, alpha=1.0, batch_size=16, num_steps=8)
+    s, info = jax.jit(annealed.step)(annealed.init(jnp.zeros(2)), jax.random.key(0), (0.5, 0.0))
+    assert np.isfinite(info.loss)
+    x = jnp.array([2.0, 1.5])
+    np.testing.assert_allclose(tfft_reward(reward, 1.0, 0.8, "right")(x), (3.5 - 1.0) / 0.2, rtol=1e-6)
+    np.testing.assert_allclose(tfft_reward(reward, 4.0, 0.2, "left")(x), -(4.0 - 3.5) / 0.2, rtol=1e-6)
+
+
+def test_tfft_fine_tune_end_to_end_moves_the_tail(optax_promotion):
+    res = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, beta=0.5, alpha=1.0,
+                         num_steps=30, num_offline=2000, optimizer=optax.adam(0.05), grid_steps=10,
+                         batch_size=64, progress=False)
+    assert res.fit.history["loss"].shape == (30,)
+    # The fitted mean moves along (1, 1), towards the right tail.
+    assert float(res.params[0]) > 0.1 and float(res.params[1]) > 0.1
+
+
+@pytest.mark.slow
+def test_tfft_fine_tune_with_beta_annealing(optax_promotion):
+    res2 = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, beta=0.8, alpha=1.0,
+                          num_steps=6, num_offline=500, grid_steps=6, batch_size=16, progress=False,
+                          anneal_beta=True)
+    assert res2.fit.history["loss"].shape == (6,)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"beta": 1.0, "alpha": 1.0}, "beta"),
+    ({"beta": 0.0, "alpha": 1.0}, "beta"),
+    ({"beta": 0.5, "alpha": 0.0}, "alpha"),
+    ({"beta": 0.5, "alpha": -1.0}, "alpha"),
+    ({"beta": 0.5, "alpha": 1.0, "side": "upper"}, "side"),
+])
+def test_bad_levels(kwargs, match):
+    sample = lambda k, n: jax.random.normal(k, (n, 2))
+    with pytest.raises(ValueError, match=match):
+        tfft_threshold(jax.random.key(0), sample, reward, num_samples=100, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        tfft(field, base, reward, optax.adam(1e-3), 2, t_star=0.0, **kwargs)
+
+
+def test_nan_reward_and_mismatched_dimensions():
+    sample = lambda k, n: jax.random.normal(k, (n, 2))
+    with pytest.raises(ValueError, match="non-finite"):
+        tfft_threshold(jax.random.key(0), sample, lambda x: jnp.log(x[0]), beta=0.5, alpha=1.0, num_samples=100)
+    with pytest.raises(ValueError, match="scalar"):
+        check_reward_values(lambda x: x, jnp.zeros((3, 2)))
+    kernel = tfft(field, base, reward, optax.adam(1e-3), 3, beta=0.5, alpha=1.0, t_star=0.0)
+    with pytest.raises(ValueError, match="shape"):
+        kernel.init(jnp.zeros(2))
