@@ -71,13 +71,14 @@ def _hmv(P, w, x):
 
 def kkt_solve(P, F, w, r1, r2):
     """Solve [[Q + G'WG, A'], [A, 0]] [dx; dy] = [r1; r2] with refinement."""
-    dx, dy = P.solve(F, r1, r2)
-    for _ in range(_REFINE):
+    def refine(_, d):
+        dx, dy = d
         e1 = r1 - _hmv(P, w, dx) - P.eq_rmv(dy)
         e2 = r2 - P.eq_mv(dx)
         cx, cy = P.solve(F, e1, e2)
-        dx, dy = dx + cx, dy + cy
-    return dx, dy
+        return dx + cx, dy + cy
+
+    return jax.lax.fori_loop(0, _REFINE, refine, P.solve(F, r1, r2))
 
 
 def _max_step(v, dv):
@@ -182,7 +183,7 @@ def _transpose_solve(P, s, z, ridge, rhs):
 
 
 def _clip_weights(z, s):
-    """Clip the barrier weights z/s to kappa^(+-1) around their geometric mean.
+    """Clip the barrier weights z/s to kappa^(+-1) around the middle of their log range.
 
     Near the solution z/s spans ~1/mu^2 between active and inactive rows, and the normal
     equations lose the accuracy of G u1 on active rows. Clipping treats active constraints
@@ -193,7 +194,7 @@ def _clip_weights(z, s):
     kappa = KAPPA_64 if jnp.finfo(z.dtype).bits == 64 else KAPPA_32
     tiny = jnp.finfo(z.dtype).tiny
     log_w = jnp.log(jnp.maximum(z, tiny)) - jnp.log(jnp.maximum(s, tiny))
-    center = jnp.mean(log_w)
+    center = 0.5 * (jnp.max(log_w) + jnp.min(log_w))
     return jnp.exp(jnp.clip(log_w, center - jnp.log(kappa), center + jnp.log(kappa)))
 
 
@@ -232,4 +233,9 @@ def ipm_solve(P: Any, *, iterations: int, tol: float | None = None):
     tol = default_tol(dtype) if tol is None else float(tol)
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
-    return _core(P, int(iterations), tol, ridge_for(dtype))
+    return _core_jit(P, int(iterations), tol, ridge_for(dtype))
+
+
+# jit-compiled entry point: repeated eager calls reuse the compiled solver (inside a user's
+# jit it is inlined).
+_core_jit = jax.jit(_core, static_argnums=(1, 2, 3))
