@@ -6,6 +6,7 @@ losses, ``"lower"`` for rewards. TFFT's functions keep TFFT's own quantile-level
 """
 
 from tailjax.risk.empirical import cvar, mean_cvar, ru_objective, var, var_cvar
+from tailjax.risk.select import cvar_large, var_large
 from tailjax.risk.threshold import (
     ThresholdInfo,
     pseudo_reward,
@@ -19,6 +20,8 @@ __all__ = [
     "var_cvar",
     "ru_objective",
     "mean_cvar",
+    "cvar_large",
+    "var_large",
     "pseudo_reward",
     "threshold_objective",
     "solve_threshold",

@@ -51,20 +51,33 @@ def _float(x):
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
-def _upper_tail_atoms(samples, tail_prob, weights):
-    """Sort descending and give each atom the share of its mass that lies in the tail.
+def tail_count(n: int, tail_prob, dtype=None):
+    """n * tail_prob, snapped to an integer when within rounding of one.
 
-    Returns (values, tail_mass_share, cum_mass_before, normalised_mass), sorted so that
-    values[..., 0] is the largest. ``tail_mass_share`` sums to ``tail_prob``.
+    Concrete ``tail_prob``: computed in double precision (relative snap 1e-9); traced: in
+    ``dtype``. The VaR of n unweighted samples is the (floor(tail_count) + 1)-th largest.
     """
+    if not isinstance(tail_prob, jax.core.Tracer):
+        c = n * float(tail_prob)
+        r = round(c)
+        return float(r) if abs(c - r) <= 1e-9 * max(1.0, c) else c
+    c = n * jnp.asarray(tail_prob, dtype)
+    r = jnp.round(c)
+    return jnp.where(jnp.abs(c - r) <= 4 * jnp.finfo(dtype).eps * jnp.maximum(c, 1.0), r, c)
+
+
+def _var_cvar_upper(samples, tail_prob, weights):
+    """Sort descending; give each atom the share of its mass inside the tail."""
     x = _float(samples)
     n = x.shape[-1]
+    tail = jnp.asarray(tail_prob, x.dtype)
     if weights is None:
         values = -jnp.sort(-x, axis=-1)
-        # i / n is correctly rounded, so n * tail_prob boundaries stay exact.
-        mass = jnp.full(values.shape, 1.0 / n, x.dtype)
-        before = jnp.arange(n, dtype=x.dtype) / n
-        before = jnp.broadcast_to(before, values.shape)
+        count = tail_count(n, tail_prob, x.dtype)
+        share = jnp.clip(count - jnp.arange(n, dtype=x.dtype), 0.0, 1.0) / n
+        k = jnp.minimum(jnp.floor(jnp.asarray(count, x.dtype)).astype(jnp.int32), n - 1)
+        k = jnp.broadcast_to(k, values.shape[:-1])
+        tail = jnp.asarray(count, x.dtype) / n
     else:
         w = jnp.broadcast_to(_float(weights).astype(x.dtype), x.shape)
         order = jnp.argsort(-x, axis=-1)
@@ -72,19 +85,11 @@ def _upper_tail_atoms(samples, tail_prob, weights):
         w_sorted = jnp.take_along_axis(w, order, axis=-1)
         mass = w_sorted / jnp.sum(w_sorted, axis=-1, keepdims=True)
         before = jnp.cumsum(mass, axis=-1) - mass
-    tail = jnp.asarray(tail_prob, x.dtype)
-    share = jnp.clip(tail - before, 0.0, mass)
-    return values, share, before, mass
-
-
-def _var_cvar_upper(samples, tail_prob, weights):
-    values, share, before, _ = _upper_tail_atoms(samples, tail_prob, weights)
-    tail = jnp.asarray(tail_prob, values.dtype)
+        share = jnp.clip(tail - before, 0.0, mass)
+        # The last atom whose preceding mass does not exceed the tail mass.
+        k = jnp.sum(before <= tail * (1 + 4 * jnp.finfo(x.dtype).eps), axis=-1) - 1
     cvar_value = jnp.sum(share * values, axis=-1) / tail
-    # VaR (Rockafellar-Uryasev): the smallest v with P(X > v) <= tail_prob, i.e. the last
-    # atom whose preceding mass does not exceed the tail mass.
-    eps = 16 * jnp.finfo(values.dtype).eps
-    k = jnp.sum(before <= tail * (1 + eps), axis=-1) - 1
+    # VaR (Rockafellar-Uryasev): the smallest v with P(X > v) <= tail_prob.
     var_value = jnp.take_along_axis(values, k[..., None], axis=-1)[..., 0]
     return var_value, cvar_value
 

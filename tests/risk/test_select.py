@@ -1,0 +1,82 @@
+"""Large-sample CVaR by selection: exact against the sort on every path."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tailjax import risk
+from tailjax.risk.select import SelectConfig, _rank, _select
+
+SMALL = SelectConfig(sample_size=4096, block=256, max_members=256, backend="xla")
+
+
+def _inputs(kind, n):
+    key = jax.random.PRNGKey(0)
+    x = jax.random.normal(key, (n,))
+    return {
+        "normal": x,
+        "sorted": jnp.sort(x),
+        "reversed": -jnp.sort(x),
+        "ties": jnp.round(3 * x),
+        "cauchy": jax.random.cauchy(key, (n,)),
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    "kind, p",
+    [("normal", 0.5), ("normal", 0.01), ("sorted", 0.29), ("reversed", 0.01), ("ties", 0.01),
+     ("ties", 0.29), ("cauchy", 1e-5), ("cauchy", 0.01)],
+)
+def test_matches_sort(kind, p):
+    n = 65_537
+    x = _inputs(kind, n)
+    assert float(risk.var_large(x, p, config=SMALL)) == float(risk.var(x, p))
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL), risk.cvar(x, p), rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        risk.cvar_large(x, p, side="lower", config=SMALL), risk.cvar(x, p, side="lower"), rtol=2e-6, atol=1e-6
+    )
+
+
+def test_fast_path_taken_and_exact():
+    n = 300_001
+    x = jax.random.exponential(jax.random.PRNGKey(1), (n,))
+    for p in [0.01, 0.001]:
+        rank = _rank(n, p)
+        v, excess, ok = jax.jit(lambda x: _select(x, rank, SMALL))(x)
+        assert bool(ok)
+        assert float(v) == float(jnp.sort(x)[n - rank])
+        assert float(excess) == pytest.approx(float(jnp.sum(jnp.maximum(x - v, 0.0))), rel=1e-5)
+
+
+def test_pallas_kernel_in_interpret_mode():
+    cfg = SMALL._replace(backend="interpret")
+    x = jax.random.normal(jax.random.PRNGKey(2), (40_003,))
+    rank = _rank(x.shape[0], 0.01)
+    v, _, ok = _select(x, rank, cfg)
+    assert bool(ok)
+    assert float(v) == float(-jnp.sort(-x)[rank - 1])
+
+
+def test_gradient_is_exact_subgradient():
+    x = jax.random.normal(jax.random.PRNGKey(3), (50_000,))
+    g_large = jax.grad(lambda x: risk.cvar_large(x, 0.013, config=SMALL))(x)
+    g_sort = jax.grad(lambda x: risk.cvar(x, 0.013))(x)
+    np.testing.assert_allclose(g_large, g_sort, atol=1e-7)
+    ties = jnp.round(x)
+    g_ties = jax.grad(lambda x: risk.cvar_large(x, 0.013, config=SMALL))(ties)
+    assert float(jnp.sum(g_ties)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_default_path_off_gpu_and_jit():
+    x = jax.random.normal(jax.random.PRNGKey(4), (10_000,))
+    value = jax.jit(lambda x: risk.cvar_large(x, 0.05))(x)
+    assert float(value) == pytest.approx(float(risk.cvar(x, 0.05)), rel=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(tail_prob=1.0), "tail_prob"), (dict(tail_prob=0.1, side="up"), "side")])
+def test_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        risk.cvar_large(jnp.arange(10.0), **kwargs)
+    with pytest.raises(ValueError, match="1-D"):
+        risk.cvar_large(jnp.zeros((2, 5)), 0.1)
