@@ -1,0 +1,1 @@
+"""Speed benchmarks (GPU via the device tool; small sizes run on CPU)."""
