@@ -1,0 +1,268 @@
+"""Adjoint-matching iterations per second: tailjax (JAX, one jitted step) vs PyTorch.
+
+    python -m benchmarks.perf.adjoint_matching --size small   # CPU, ratios only
+    python -m benchmarks.perf.adjoint_matching --size paper   # GPU: batch 512, 40 steps, d = 2 and 64
+
+The PyTorch side is a faithful implementation of the same step (the PyPI package
+``diffusiongym`` 2.0.1 ships environments and schedulers but no adjoint-matching trainer, and
+pins torch 2.3.1): the same MLP velocity field with a sinusoidal time embedding, the same
+memoryless sampler (memoryless first step, Euler-Maruyama, deterministic last step), the same
+lean adjoint (exact kappa factor, VJPs by autograd) and the same loss over all interior times,
+evaluated in one batched call, then Adam. Both start from the same weights, and one step's
+loss is compared on the same noise before timing. Compile time (JAX) is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tailjax.flows.adjoint import adjoint_matching, adjoint_matching_loss, lean_adjoint
+from tailjax.flows.sde import memoryless_coefficients, memoryless_solve
+from tailjax.nn.velocity import VelocityField
+
+SIZES = {
+    "small": dict(batch=64, grid=10, hidden=(64, 64), dims=(2, 8), iters=5, repeats=3),
+    "paper": dict(batch=512, grid=40, hidden=(256, 256, 256), dims=(2, 64), iters=50, repeats=5),
+}
+EMB, MAXF, LR = 64, 100.0, 1e-4
+
+
+def reward_jax(x):
+    return -0.5 * jnp.sum((x - 1.0) ** 2)
+
+
+# ------------------------------------------------------------------------------------- JAX
+def jax_setup(d, cfg, key):
+    module = VelocityField(hidden=cfg["hidden"], time_embedding_dim=EMB, max_frequency=MAXF)
+    field = lambda p, x, t: module.apply(p, x, t)
+    params = module.init(key, jnp.zeros(d), 0.0)
+    base_params = jax.tree_util.tree_map(lambda a: a + 0.0, params)
+    base = lambda x, t: field(base_params, x, t)
+    kernel = adjoint_matching(field, base, lambda x, _: reward_jax(x), optax.adam(LR), d,
+                              batch_size=cfg["batch"], num_steps=cfg["grid"])
+    return field, params, base_params, kernel
+
+
+def jax_loss_on_noise(field, params, base_params, x0, noise, grid):
+    """The kernel's loss for given noise, from the library's pieces (for the equivalence check)."""
+    coefs = memoryless_coefficients(num_steps=grid)
+    _, traj = memoryless_solve(field, params, x0, noise, coefficients=coefs, return_trajectory=True)
+    g = jax.vmap(jax.grad(reward_jax))(traj[:, -1])
+    adj, vb = jax.vmap(lambda p, a: lean_adjoint(lambda x, t: field(base_params, x, t), p, a, coefs))(traj, -g)
+    idx = jnp.arange(1, grid)
+    return adjoint_matching_loss(field, params, traj, adj, vb, coefs.sigma, coefs.ts, idx)
+
+
+def time_jax(kernel, params, cfg):
+    step = jax.jit(kernel.step)
+    state = kernel.init(params)
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, key).compile()
+    compile_s = time.perf_counter() - t0
+    state, info = compiled(state, key)
+    jax.block_until_ready(info)
+    runs = []
+    for r in range(cfg["repeats"]):
+        t0 = time.perf_counter()
+        for i in range(cfg["iters"]):
+            state, info = compiled(state, jax.random.key(r * 1000 + i))
+        jax.block_until_ready((state, info))
+        runs.append(cfg["iters"] / (time.perf_counter() - t0))
+    return compile_s, runs, float(info.loss)
+
+
+# ----------------------------------------------------------------------------------- PyTorch
+def torch_impl(torch, d, cfg, flax_params, device):
+    nn = torch.nn
+
+    class Field(nn.Module):
+        def __init__(self):
+            super().__init__()
+            widths = [d + EMB, *cfg["hidden"], d]
+            self.layers = nn.ModuleList([nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])])
+            self.register_buffer("freqs", torch.exp(torch.linspace(0.0, math.log(MAXF), EMB // 2)))
+
+        def forward(self, x, t):
+            ang = t.reshape(-1, 1) * self.freqs
+            h = torch.cat([x, torch.sin(ang).expand(x.shape[0], -1), torch.cos(ang).expand(x.shape[0], -1)], -1)
+            for layer in self.layers[:-1]:
+                h = torch.nn.functional.silu(layer(h))
+            return self.layers[-1](h)
+
+    def load(module):
+        dense = flax_params["params"]
+        with torch.no_grad():
+            for i, layer in enumerate(module.layers):
+                layer.weight.copy_(torch.from_numpy(np.asarray(dense[f"Dense_{i}"]["kernel"]).T.copy()))
+                layer.bias.copy_(torch.from_numpy(np.asarray(dense[f"Dense_{i}"]["bias"]).copy()))
+        return module.to(device)
+
+    model, base = load(Field()), load(Field())
+    for p in base.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    c = memoryless_coefficients(num_steps=cfg["grid"])
+    ts = torch.tensor(np.asarray(c.ts), device=device)
+    h, kap, nz = (torch.tensor(np.asarray(a), device=device) for a in (c.h, c.kappa, c.noise_scale))
+    sig, alpha, beta = (torch.tensor(np.asarray(a), device=device) for a in (c.sigma, c.alpha, c.beta))
+    K = cfg["grid"]
+
+    def loss_on_noise(x0, noise):
+        with torch.no_grad():  # trajectories under the current field, held fixed
+            v0 = model(x0, ts[0])
+            x = alpha[1] * (v0 + x0) + beta[1] * noise[:, 0]  # data prediction at t = 0 (rectified flow)
+            traj = [x0, x]
+            for k in range(1, K):
+                x = x + h[k] * (2.0 * model(x, ts[k]) - kap[k] * x) + nz[k] * noise[:, k]
+                traj.append(x)
+        x1 = traj[-1].clone().requires_grad_(True)
+        r = -0.5 * ((x1 - 1.0) ** 2).sum()
+        (grad_r,) = torch.autograd.grad(r, x1)
+        a = -grad_r
+        adjoints, vbases = [None] * (K + 1), [None] * (K + 1)
+        for k in range(K - 1, 0, -1):  # lean adjoint, backwards, exact kappa factor
+            xk = traj[k + 1].detach().requires_grad_(True)
+            vb = base(xk, ts[k + 1])
+            (jt_a,) = torch.autograd.grad(vb, xk, a)
+            a = (alpha[k] / alpha[k + 1]) * (a + 2.0 * h[k] * jt_a)
+            adjoints[k], vbases[k + 1] = a, vb.detach()
+        with torch.no_grad():
+            vbases[1] = base(traj[1], ts[1])
+        xs = torch.stack(traj[1:K])  # (K - 1, B, d), interior times
+        tt = ts[1:K].reshape(-1, 1, 1).expand(-1, xs.shape[1], 1)
+        v = model(xs.reshape(-1, d), tt.reshape(-1)).reshape(xs.shape)
+        s = sig[1:K].reshape(-1, 1, 1)
+        terms = (((2.0 / s) * (v - torch.stack(vbases[1:K])) + s * torch.stack(adjoints[1:K])) ** 2).sum(-1)
+        return terms.sum(0).mean()
+
+    def step(gen):
+        x0 = torch.randn(cfg["batch"], d, device=device, generator=gen)
+        noise = torch.randn(cfg["batch"], K, d, device=device, generator=gen)
+        loss = loss_on_noise(x0, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return loss_on_noise, step
+
+
+def time_torch(torch, step, cfg, device):
+    gen = torch.Generator(device=device).manual_seed(0)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    t0 = time.perf_counter()
+    loss = step(gen)
+    sync()
+    first_s = time.perf_counter() - t0
+    runs = []
+    for _ in range(cfg["repeats"]):
+        t0 = time.perf_counter()
+        for _ in range(cfg["iters"]):
+            loss = step(gen)
+        sync()
+        runs.append(cfg["iters"] / (time.perf_counter() - t0))
+    return first_s, runs, loss.item()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", choices=SIZES, default="small")
+    parser.add_argument("--out", default="results/perf_adjoint_matching")
+    args = parser.parse_args(argv)
+    cfg = SIZES[args.size]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device_kind = jax.devices()[0].device_kind
+    platform = jax.devices()[0].platform
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    tdev = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    result = {"size": args.size, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+              "jax_device": device_kind, "jax_platform": platform, "rows": []}
+    if torch is not None:
+        result["torch"] = torch.__version__
+        result["torch_device"] = torch.cuda.get_device_name() if tdev == "cuda" else "cpu"
+    for d in cfg["dims"]:
+        field, params, base_params, kernel = jax_setup(d, cfg, jax.random.key(d))
+        row = {"d": d}
+        row["jax_compile_s"], runs, _ = time_jax(kernel, params, cfg)
+        row["jax_it_per_s"] = statistics.median(runs)
+        row["jax_runs"] = runs
+        if torch is not None:
+            torch.manual_seed(0)
+            loss_on_noise, step = torch_impl(torch, d, cfg, params, tdev)
+            rng = np.random.default_rng(d)
+            x0 = rng.standard_normal((cfg["batch"], d)).astype(np.float32)
+            noise = rng.standard_normal((cfg["batch"], cfg["grid"], d)).astype(np.float32)
+            lj = float(jax.jit(lambda p, b, x, z: jax_loss_on_noise(field, p, b, x, z, cfg["grid"]))(
+                params, base_params, x0, noise))
+            lt = loss_on_noise(torch.from_numpy(x0).to(tdev), torch.from_numpy(noise).to(tdev)).item()
+            row["loss_jax"], row["loss_torch"] = lj, lt
+            row["loss_rel_diff"] = abs(lj - lt) / abs(lj)
+            row["torch_first_step_s"], truns, _ = time_torch(torch, step, cfg, tdev)
+            row["torch_it_per_s"] = statistics.median(truns)
+            row["torch_runs"] = truns
+            row["speedup"] = row["jax_it_per_s"] / row["torch_it_per_s"]
+        result["rows"].append(row)
+        print(json.dumps(row), flush=True)
+    (out / "adjoint_matching.json").write_text(json.dumps(result, indent=2))
+    table = _table(result)
+    _plot(result, out / "adjoint_matching.png")
+    print(table)
+    return result
+
+
+def _table(result):
+    absolute = result["jax_platform"] == "gpu"
+    lines = [f"adjoint matching, batch {result['config']['batch']}, {result['config']['grid']} steps, "
+             f"JAX on {result['jax_device']}" + (f", PyTorch {result.get('torch')} on {result.get('torch_device')}" if "torch" in result else "")]
+    head = f"{'d':>4} {'JAX it/s':>10} {'torch it/s':>11} {'speedup':>8} {'JAX compile s':>14} {'loss rel diff':>14}"
+    lines.append(head if absolute else head.replace("it/s", "(rel)"))
+    for r in result["rows"]:
+        if "torch_it_per_s" in r:
+            jv, tv = (r["jax_it_per_s"], r["torch_it_per_s"]) if absolute else (r["speedup"], 1.0)
+            lines.append(f"{r['d']:>4} {jv:>10.2f} {tv:>11.2f} {r['speedup']:>7.2f}x {r['jax_compile_s']:>14.2f} {r['loss_rel_diff']:>14.2e}")
+        else:
+            lines.append(f"{r['d']:>4} {r['jax_it_per_s'] if absolute else float('nan'):>10.2f} {'-':>11} {'-':>8} {r['jax_compile_s']:>14.2f}")
+    if not absolute:
+        lines.append("(CPU run: iterations/s shown relative to PyTorch; absolute times only from a GPU)")
+    return "\n".join(lines)
+
+
+def _plot(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["rows"] if "torch_it_per_s" in r]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["jax_it_per_s"] for r in rows], 0.4, label="tailjax (JAX)")
+    ax.bar(x + 0.2, [r["torch_it_per_s"] for r in rows], 0.4, label="PyTorch (same step)")
+    for i, r in enumerate(rows):
+        ax.text(i, max(r["jax_it_per_s"], r["torch_it_per_s"]), f"{r['speedup']:.1f}x", ha="center", va="bottom")
+    ax.set_xticks(x, [f"d = {r['d']}" for r in rows])
+    ax.set_ylabel("iterations / s")
+    ax.set_title(f"adjoint matching on {result['jax_device']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
