@@ -76,8 +76,11 @@ def baseline_kernel(
         k_loss, k_mask = jax.random.split(key)
         batch = batch._replace(cache=state.cache)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, k_loss)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        # optax mixes its int32 step count with float hyper-parameters: run it under
+        # standard promotion so that strict-promotion users (and the tests) work.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
         cache, ptr = state.cache, state.cache_ptr
         if solve_ratio > 0:
             c_hat = jax.lax.stop_gradient(apply_fn(params, batch.features))
