@@ -77,6 +77,9 @@ class GenDFLConfig(NamedTuple):
     importance: use the importance-sampled decision (:mod:`tailjax.dfl.gen_dfl_is`).
     pilot_samples: pilot samples of the importance-sampled decision.
     iterations: interior-point iterations of the decision layer.
+    reference_samples: samples of q for the fixed decision w*_q (computed once per x by
+      :func:`fit_gen_dfl`; more samples than ``proxy_samples`` make it closer to the exact
+      CVaR-optimal decision under q).
     """
 
     num_samples: int = 32
@@ -87,6 +90,7 @@ class GenDFLConfig(NamedTuple):
     importance: bool = False
     pilot_samples: int = 16
     iterations: int = 40
+    reference_samples: int = 256
 
 
 def check_config(config: GenDFLConfig) -> GenDFLConfig:
@@ -94,6 +98,7 @@ def check_config(config: GenDFLConfig) -> GenDFLConfig:
     check_num_samples(config.num_samples, "num_samples")
     check_num_samples(config.proxy_samples, "proxy_samples")
     check_num_samples(config.pilot_samples, "pilot_samples")
+    check_num_samples(config.reference_samples, "reference_samples")
     check_open_unit(config.alpha, "alpha", closed_right=True)
     check_positive(config.beta, "beta", allow_zero=True)
     check_positive(config.gamma, "gamma", allow_zero=True)
@@ -334,7 +339,7 @@ def fit_gen_dfl(
         params = init_flow(k_init, flow, x, c)
     if w_q is None:
         w_q = _proxy_decisions_jit(
-            k_q, proxy, problem, x, alpha=config.alpha, num_samples=config.proxy_samples
+            k_q, proxy, problem, x, alpha=config.alpha, num_samples=config.reference_samples
         )
     w_q = jnp.asarray(w_q)
     if w_q.shape != (x.shape[0], problem.dim):

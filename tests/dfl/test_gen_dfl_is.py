@@ -98,11 +98,24 @@ def test_importance_sampling_reduces_tail_estimate_error():
     assert abs(float(jnp.mean(is_est)) - float(truth)) < 4 * se + 0.02
 
 
-def test_is_decision_jit_vmap_grad_and_training_step():
+def _decision_setup():
     flow = ConditionalFlow(2, 1, num_layers=1, hidden_sizes=(4,), event_loc=(0.1, 0.05), event_scale=(0.2, 0.02))
     params = jax.jit(flow.init)(jax.random.key(0), jnp.zeros(2), jnp.zeros(1))
-    problem = _two_asset_problem()
-    xs = jnp.array([[0.0], [1.0], [-1.0]])
+    return flow, params, _two_asset_problem(), jnp.array([[0.0], [1.0], [-1.0]])
+
+
+def test_is_decision_under_jit_and_vmap():
+    flow, params, problem, xs = _decision_setup()
+    keys = jax.random.split(jax.random.key(1), xs.shape[0])
+    w = jax.jit(jax.vmap(lambda k, xi: is_decision(k, flow, params, problem, xi, 0.1, 16, pilot_samples=8)))(keys, xs)
+    assert w.shape == (3, 2)
+    np.testing.assert_allclose(jnp.sum(w, -1), 1.0, atol=1e-4)
+    assert float(jnp.min(w)) > -1e-4
+
+
+@pytest.mark.slow
+def test_is_decision_gradient_and_training_step():
+    flow, params, problem, xs = _decision_setup()
 
     @jax.jit
     def decisions(p, key):
