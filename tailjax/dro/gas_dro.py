@@ -52,7 +52,7 @@ class GasDroConfig(NamedTuple):
     outer_samples: int = 64  # |S_j|
     outer_steps: int = 1  # predictor steps per outer iteration
     estimator: str = "ppo"  # or "reinforce"
-    normalize_advantages: bool = True
+    advantages: str = "center"  # or "raw", "standardize"
     warm_start: bool = True
 
 
@@ -111,7 +111,7 @@ def gas_dro(
         num_samples=config.num_samples,
         epochs=config.epochs,
         estimator=config.estimator,
-        normalize_advantages=config.normalize_advantages,
+        advantages=config.advantages,
     )
 
     def init(params, generator_params, mu=0.0) -> GasDroState:

@@ -98,12 +98,17 @@ def build_inner_step(
     num_samples: int = 64,
     epochs: int = 10,
     estimator: str = "ppo",
-    normalize_advantages: bool = True,
+    advantages: str = "center",
 ) -> Callable[[InnerState, jax.Array, Any, Any], tuple[InnerState, InnerInfo]]:
     """Return ``inner_step(state, key, w, data) -> (state, info)``, one pure, jittable step.
 
     ``loss_fn(w, sample) -> scalar`` is the predictor's per-sample loss f; ``data`` a nominal
-    batch for J (array, or ``(x, cond)`` for conditional generators).
+    batch for J (array, or ``(x, cond)`` for conditional generators). ``advantages`` is what
+    multiplies the likelihood ratio: the losses themselves (``"raw"``, eq. (9)), the losses
+    minus their batch mean (``"center"``: same expected gradient, less variance, and the
+    Lagrangian keeps the scale of f so that mu stays comparable with the paper's eta), or
+    standardised losses (``"standardize"``: scale-free, as in DDPO; mu then has to grow to
+    the scale of a unit-variance reward).
     """
     check_open_unit(clip, "clip")
     check_positive(budget, "budget", allow_zero=True)
@@ -114,12 +119,19 @@ def build_inner_step(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if estimator not in ("ppo", "reinforce"):
         raise ValueError(f"estimator must be 'ppo' or 'reinforce', got {estimator!r}")
+    if advantages not in ("raw", "center", "standardize"):
+        raise ValueError(f"advantages must be 'raw', 'center' or 'standardize', got {advantages!r}")
 
     def inner_step(state: InnerState, key, w, data):
         k_sample, k_epochs, k_j = jax.random.split(key, 3)
         samples, traj = ambiguity_set.sample(k_sample, state.params, num_samples)
         losses = jax.vmap(loss_fn, in_axes=(None, 0))(jax.lax.stop_gradient(w), samples)
-        adv = standardize(losses) if normalize_advantages else losses
+        if advantages == "standardize":
+            adv = standardize(losses)
+        elif advantages == "center":
+            adv = losses - jnp.mean(losses)
+        else:
+            adv = losses
         logp_old = jax.lax.stop_gradient(ambiguity_set.log_prob(state.params, traj))
 
         def negative_lagrangian(theta, k):

@@ -1,0 +1,238 @@
+"""GAS-DRO experiments (Wen & Yang): carbon-intensity forecasting under zone shift (Table 1
+structure), digits under shift (Table 7 structure), ablations (budget epsilon, corruption
+level, predictor capacity) and the cost of every method (Table 6 structure).
+
+    python -m benchmarks.seeds.gas_dro --size small   # CPU, minutes
+    python -m benchmarks.seeds.gas_dro --size paper   # GPU
+
+Every method trains the same predictor from the same initialisation for the same number of
+predictor updates (GAS-DRO: one update per outer iteration). Budgets are relative to the
+nominal generator: epsilon = J(theta_0, P_0) + delta. Writes ``gas_dro.json`` and PNG plots
+under ``--out`` and prints the tables. Data: ``--data`` or $TAILJAX_DATA (folder holding
+carbon_intensity/ and usps/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tailjax.dro.corruptions import corrupt
+from tailjax.dro.gas_dro import GasDroConfig
+from tailjax.dro.methods import METHODS, MethodSettings, train_method
+from tailjax.dro.pipeline import accuracy, evaluate, forecast_loss
+from tailjax.dro.setups import carbon_setup, digits_setup
+from tailjax.nn.forecasters import LSTMForecaster
+
+SIZES = {
+    "small": dict(
+        carbon=dict(stride=4, test_stride=24, num_steps=50, noise_features=(256, 256),
+                    generator_steps=3000, vae_steps=2000),
+        carbon_steps=400,
+        digits=dict(vae_steps=2000, max_test=1000),
+        digits_steps=600,
+        gas=GasDroConfig(inner_steps=2, epochs=5, dual_lr=1.0, advantages="center"),
+        deltas=(0.001, 0.005, 0.02),
+        hiddens=(16, 64),
+    ),
+    "paper": dict(
+        carbon=dict(stride=1, test_stride=1, num_steps=500, noise_features=(256, 256, 256),
+                    generator_steps=20_000, vae_steps=10_000),
+        carbon_steps=3000,
+        digits=dict(vae_steps=10_000),
+        digits_steps=3000,
+        gas=GasDroConfig(inner_steps=10, epochs=10, dual_lr=1.0, advantages="center"),
+        deltas=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
+        hiddens=(8, 16, 32, 64, 128),
+    ),
+}
+LEVELS = {"gaussian": (0.1, 0.2, 0.3, 0.4, 0.5), "perlin": (0.25, 0.5, 0.75, 1.0), "cutout": (4, 6, 8, 10, 12)}
+
+
+def _summary(scores: dict[str, float], worst=max) -> dict[str, float]:
+    return {"average": float(np.mean(list(scores.values()))), "worst": float(worst(scores.values()))}
+
+
+def _settings(cfg, steps, budget):
+    return MethodSettings(steps=steps, gas=cfg["gas"]._replace(budget=budget))
+
+
+def run_carbon(cfg, key, data, methods=METHODS, log=print):
+    t0 = time.perf_counter()
+    setup = carbon_setup(key, data, **cfg["carbon"])
+    log(f"carbon setup {time.perf_counter() - t0:.1f} s; J0={setup.info['J0']:.4f}")
+    settings = _settings(cfg, cfg["carbon_steps"], setup.budget)
+    results = {}
+    for i, name in enumerate(methods):
+        w, cost, hist = train_method(name, jax.random.fold_in(key, 100 + i), setup.loss_fn, setup.params,
+                                     setup.train, setup.resources, settings, measure_memory=True)
+        mse = evaluate(setup.loss_fn, w, setup.tests)
+        results[name] = {"mse": mse, **_summary(mse), **cost}
+        if name == "GAS-DRO":
+            results[name]["final_mu"] = float(hist["mu"][-1])
+            results[name]["final_J"] = float(np.mean(hist["reconstruction"][-20:]))
+        log(f"  {name:8s} avg {results[name]['average']:.5f} worst {results[name]['worst']:.5f} "
+            f"({cost['seconds']:.1f} s)")
+    return setup, results
+
+
+def run_digits(cfg, key, data, methods=METHODS, log=print):
+    t0 = time.perf_counter()
+    setup = digits_setup(key, data, **cfg["digits"])
+    log(f"digits setup {time.perf_counter() - t0:.1f} s; J0={setup.info['J0']:.4f}")
+    settings = _settings(cfg, cfg["digits_steps"], setup.budget)
+    results, predictors = {}, {}
+    for i, name in enumerate(methods):
+        w, cost, _ = train_method(name, jax.random.fold_in(key, 200 + i), setup.loss_fn, setup.params,
+                                  setup.train, setup.resources, settings, measure_memory=True)
+        acc = {k: accuracy(setup.model, w, x, np.argmax(y, -1)) for k, (x, y) in setup.tests.items()}
+        results[name] = {"accuracy": acc, **_summary(acc, worst=min), **cost}
+        predictors[name] = w
+        log(f"  {name:8s} avg {results[name]['average']:.4f} worst {results[name]['worst']:.4f} "
+            f"({cost['seconds']:.1f} s)")
+    return setup, results, predictors
+
+
+def ablate_budget(cfg, key, setup, deltas, log=print):
+    out = {}
+    for d in deltas:
+        settings = _settings(cfg, cfg["carbon_steps"], setup.info["J0"] + d)
+        w, _, _ = train_method("GAS-DRO", jax.random.fold_in(key, 300), setup.loss_fn, setup.params,
+                               setup.train, setup.resources, settings)
+        out[str(d)] = _summary(evaluate(setup.loss_fn, w, setup.tests))
+        log(f"  delta={d}: avg {out[str(d)]['average']:.5f} worst {out[str(d)]['worst']:.5f}")
+    return out
+
+
+def ablate_capacity(cfg, key, setup, hiddens, log=print):
+    out = {}
+    for h in hiddens:
+        model = LSTMForecaster(hidden=h)
+        loss = forecast_loss(model)
+        params = model.init(jax.random.fold_in(key, h), jnp.asarray(setup.train[0, :-1]))
+        settings = _settings(cfg, cfg["carbon_steps"], setup.budget)
+        for name in ("ML", "GAS-DRO"):
+            w, _, _ = train_method(name, jax.random.fold_in(key, 400 + h), loss, params, setup.train,
+                                   setup.resources, settings)
+            out[f"{name}/{h}"] = _summary(evaluate(loss, w, setup.tests))
+            log(f"  hidden={h} {name}: avg {out[f'{name}/{h}']['average']:.5f}")
+    return out
+
+
+def ablate_noise(key, setup, predictors, base_tests):
+    """Accuracy of each trained classifier on USPS test under each corruption level."""
+    x, y = base_tests["USPS"]
+    out = {}
+    for kind, levels in LEVELS.items():
+        for level in levels:
+            xc = np.asarray(corrupt(jax.random.fold_in(key, int(100 * level)), jnp.asarray(x), kind, level))
+            for name, w in predictors.items():
+                out.setdefault(name, {}).setdefault(kind, {})[str(level)] = accuracy(setup.model, w, xc, np.argmax(y, -1))
+    return out
+
+
+def _table(title, results, metric, fmt):
+    names = list(results)
+    sets = list(results[names[0]][metric])
+    lines = [title, f"{'test set':16s}" + "".join(f"{n:>10s}" for n in names)]
+    for s in sets:
+        lines.append(f"{s:16s}" + "".join(f"{results[n][metric][s]:>10{fmt}}" for n in names))
+    for row in ("average", "worst", "seconds"):
+        lines.append(f"{row:16s}" + "".join(f"{results[n][row]:>10{fmt if row != 'seconds' else '.1f'}}" for n in names))
+    mem = [results[n].get("step_bytes") for n in names]
+    if all(m is not None for m in mem):
+        lines.append(f"{'step MiB':16s}" + "".join(f"{m / 2**20:>10.2f}" for m in mem))
+    return "\n".join(lines)
+
+
+def _plot(report, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(k, m) for k, m in (("carbon", "MSE"), ("digits", "accuracy")) if k in report]
+    extra = [k for k in ("ablation_budget", "ablation_noise") if k in report]
+    fig, axes = plt.subplots(1, len(panels) + len(extra), figsize=(5 * (len(panels) + len(extra)), 4),
+                             squeeze=False)
+    axes = list(axes[0])
+    for (key, label), ax in zip(panels, axes):
+        res = report[key]["results"]
+        names = list(res)
+        xs = np.arange(len(names))
+        ax.bar(xs - 0.2, [res[n]["average"] for n in names], 0.4, label="average")
+        ax.bar(xs + 0.2, [res[n]["worst"] for n in names], 0.4, label="worst")
+        ax.set_xticks(xs, names, rotation=45, ha="right")
+        ax.set_title(f"{key}: test {label} under shift")
+        ax.legend()
+    rest = axes[len(panels):]
+    if "ablation_budget" in report:
+        ax = rest.pop(0)
+        d = report["ablation_budget"]
+        ax.plot([float(k) for k in d], [v["average"] for v in d.values()], "o-", label="average")
+        ax.plot([float(k) for k in d], [v["worst"] for v in d.values()], "s-", label="worst")
+        ax.set_xscale("log"), ax.set_xlabel("budget delta (epsilon - J0)"), ax.set_ylabel("MSE")
+        ax.set_title("carbon: GAS-DRO vs budget"), ax.legend()
+    if "ablation_noise" in report:
+        ax = rest.pop(0)
+        for name, kinds in report["ablation_noise"].items():
+            for kind, vals in kinds.items():
+                lv = list(vals)
+                ax.plot(range(len(lv)), list(vals.values()), marker="o", label=f"{name} {kind}")
+        ax.set_xlabel("corruption level index"), ax.set_ylabel("accuracy")
+        ax.set_title("digits: accuracy vs corruption level"), ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "gas_dro.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", choices=list(SIZES), default="small")
+    p.add_argument("--out", default="results/gas_dro")
+    p.add_argument("--data", default=os.environ.get("TAILJAX_DATA", str(pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data")))
+    p.add_argument("--parts", nargs="*", default=["carbon", "digits", "ablations"],
+                   choices=["carbon", "digits", "ablations"])
+    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    cfg = SIZES[args.size]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = jax.random.key(args.seed)
+    report = {"size": args.size, "device": jax.devices()[0].device_kind, "seed": args.seed,
+              "settings": {"carbon_steps": cfg["carbon_steps"], "digits_steps": cfg["digits_steps"],
+                           "gas": cfg["gas"]._asdict(), "carbon": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg["carbon"].items()},
+                           "digits": cfg["digits"]}}
+    tables = []
+    if "carbon" in args.parts:
+        setup, res = run_carbon(cfg, key, args.data, args.methods)
+        report["carbon"] = {"results": res, "info": setup.info}
+        tables.append(_table("carbon intensity, test MSE (train ERCOT 2021-22)", res, "mse", ".5f"))
+        tables.append("W1 to training set: " + ", ".join(f"{k} {v:.3f}" for k, v in setup.info["wasserstein"].items()))
+        if "ablations" in args.parts:
+            report["ablation_budget"] = ablate_budget(cfg, key, setup, cfg["deltas"])
+            report["ablation_capacity"] = ablate_capacity(cfg, key, setup, cfg["hiddens"])
+    if "digits" in args.parts:
+        setup, res, preds = run_digits(cfg, jax.random.fold_in(key, 1), args.data, args.methods)
+        report["digits"] = {"results": res, "info": setup.info}
+        tables.append(_table("digits, test accuracy (train USPS)", res, "accuracy", ".4f"))
+        if "ablations" in args.parts:
+            keep = {n: preds[n] for n in ("ML", "GAS-DRO") if n in preds}
+            report["ablation_noise"] = ablate_noise(jax.random.fold_in(key, 2), setup, keep, setup.tests)
+    (out / "gas_dro.json").write_text(json.dumps(report, indent=1, default=float))
+    _plot(report, out)
+    text = "\n\n".join(tables)
+    print(text)
+    return report
+
+
+if __name__ == "__main__":
+    main()
