@@ -1,0 +1,316 @@
+"""SPO+ training speed against PyEPO 2.2, and the CVaR decision layer's throughput.
+
+Part 1 (issue 4): SPO+ with a linear predictor on PyEPO's 5x5 shortest path (n = 1000
+training points, p = 5, deg = 4, noise half-width 0.5, batch 32, Adam 1e-2), side by side
+in one process:
+
+- ``tailjax``: the exact DP oracle under ``lax.scan``; one epoch is a single jitted
+  ``lax.scan`` over the minibatches of :func:`tailjax.dfl.baselines.baseline_kernel`.
+- ``pyepo-jax-mpax``: PyEPO's JAX frontend (``pyepo.func.jax.SPOPlus``) with its MPAX
+  backend (``pyepo.model.mpax.shortestPathModel``, raPDHG), the loss and step jitted.
+- ``pyepo-torch-ortools``: PyEPO's PyTorch ``SPOPlus`` with the OR-Tools backend.
+
+Reported: seconds per epoch (median over epochs after a warm-up epoch that includes
+compilation) and the final normalised regret on 1000 test points (PyEPO's definition), and
+the ratio of PyEPO's fastest backend's epoch time to ours.
+
+Part 2: the CVaR SAA layer (``tailjax.layers.cvar_decision``, K = 100 samples, d = 50,
+box + budget, tail_prob 0.1, reg 0.1, batch 320 at paper size): instances/s forward and
+forward+backward, against jaxopt's ``BoxOSQP`` on the same QP (dense, vmapped), with the
+relative objective gap to a tight float64 reference.
+
+``--size small`` runs on CPU in a few minutes (fewer epochs, a smaller layer batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tailjax.dfl.baselines import DFLBatch, baseline_kernel, make_loss
+from tailjax.dfl.metrics import normalized_regret
+from tailjax.dfl.problems import shortest_path_gen_data, shortest_path_problem
+from tailjax.layers import cvar_decision, grid_shortest_path, make_polytope
+from tailjax.nn.predictors import LinearPredictor, init_predictor
+
+SIZES = {
+    "small": dict(epochs=4, layer_batch=64, layer_repeats=3),
+    "paper": dict(epochs=10, layer_batch=320, layer_repeats=10),
+}
+N_TRAIN, N_TEST, P, DEG, NOISE, BATCH, LR, SEED = 1000, 1000, 5, 4, 0.5, 32, 1e-2, 135
+
+
+def _data():
+    x, c = shortest_path_gen_data(N_TRAIN + N_TEST, P, (5, 5), DEG, NOISE, SEED)
+    return x[:N_TRAIN], c[:N_TRAIN], x[N_TRAIN:], c[N_TRAIN:]
+
+
+def run_tailjax(epochs, data):
+    x_tr, c_tr, x_te, c_te = (jnp.asarray(a, jnp.float32) for a in data)
+    problem = shortest_path_problem()
+    oracle = grid_shortest_path
+    w_tr = jax.jit(jax.vmap(oracle))(c_tr)
+    module = LinearPredictor(40)
+    params = init_predictor(module, jax.random.key(0), P)
+    loss = make_loss("spo+", module.apply, problem, oracle)
+    init, step = baseline_kernel(loss, optax.adam(LR))
+    state = init(params, w_tr[:1])
+    steps = N_TRAIN // BATCH
+
+    @jax.jit
+    def epoch(state, key):
+        perm = jax.random.permutation(key, N_TRAIN)[: steps * BATCH].reshape(steps, BATCH)
+
+        def body(st, idx):
+            st, info = step(st, key, DFLBatch(x_tr[idx], c_tr[idx], w_tr[idx]))
+            return st, info.loss
+
+        return jax.lax.scan(body, state, perm)
+
+    times = []
+    for e in range(epochs + 1):
+        t0 = time.perf_counter()
+        state, losses = epoch(state, jax.random.key(e))
+        jax.block_until_ready(losses)
+        times.append(time.perf_counter() - t0)
+    w_hat = jax.vmap(oracle)(module.apply(state.params, x_te))
+    regret = float(normalized_regret(w_hat, c_te, problem, oracle))
+    return dict(first_epoch_s=times[0], epoch_s=statistics.median(times[1:]), regret=regret)
+
+
+def run_pyepo_jax(epochs, data):
+    import pyepo
+    from pyepo.func.jax import SPOPlus
+
+    x_tr, c_tr, x_te, c_te = data
+    optmodel = pyepo.model.mpax.shortestPathModel(grid=(5, 5))
+    # true solutions via PyEPO's own dataset (not timed)
+    ds = pyepo.data.dataset.optDataset(optmodel, x_tr, c_tr)
+    sols = jnp.asarray(np.asarray(ds.sols), jnp.float32)
+    objs = jnp.asarray(np.asarray(ds.objs), jnp.float32).reshape(-1, 1)
+    spo = SPOPlus(optmodel, processes=1)
+    module = LinearPredictor(40)
+    params = init_predictor(module, jax.random.key(0), P)
+    opt = optax.adam(LR)
+    opt_state = opt.init(params)
+    xj, cj = jnp.asarray(x_tr, jnp.float32), jnp.asarray(c_tr, jnp.float32)
+
+    @jax.jit
+    def train_step(params, opt_state, xb, cb, wb, zb):
+        def loss_fn(p):
+            return spo(module.apply(p, xb), cb, wb, zb)
+
+        value, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    steps = N_TRAIN // BATCH
+    rng = np.random.default_rng(0)
+    times = []
+    for _ in range(epochs + 1):
+        perm = rng.permutation(N_TRAIN)
+        t0 = time.perf_counter()
+        for j in range(steps):
+            idx = perm[j * BATCH : (j + 1) * BATCH]
+            params, opt_state, value = train_step(params, opt_state, xj[idx], cj[idx], sols[idx], objs[idx])
+        jax.block_until_ready(value)
+        times.append(time.perf_counter() - t0)
+    c_hat = np.asarray(module.apply(params, jnp.asarray(x_te, jnp.float32)))
+    regret = _pyepo_regret(optmodel, c_hat, c_te)
+    return dict(first_epoch_s=times[0], epoch_s=statistics.median(times[1:]), regret=regret)
+
+
+def _pyepo_regret(optmodel, c_hat, c_true):
+    from pyepo.metric import calRegret
+
+    total, denom = 0.0, 0.0
+    for ch, ct in zip(c_hat, c_true):
+        optmodel.setObj(ct)
+        _, z = optmodel.solve()
+        total += calRegret(optmodel, ch, ct, float(z))
+        denom += abs(float(z))
+    return total / denom
+
+
+def run_pyepo_torch(epochs, data):
+    import pyepo
+    import torch
+    from torch.utils.data import DataLoader
+
+    x_tr, c_tr, x_te, c_te = data
+    torch.manual_seed(0)
+    optmodel = pyepo.model.ort.shortestPathModel(grid=(5, 5))
+    ds = pyepo.data.dataset.optDataset(optmodel, x_tr, c_tr)
+    loader = DataLoader(ds, batch_size=BATCH, shuffle=True, drop_last=True)
+    model = torch.nn.Linear(P, 40)
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    spo = pyepo.func.SPOPlus(optmodel, processes=1)
+    times = []
+    for _ in range(epochs + 1):
+        t0 = time.perf_counter()
+        for xb, cb, wb, zb in loader:
+            loss = spo(model(xb), cb, wb, zb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    with torch.no_grad():
+        c_hat = model(torch.as_tensor(x_te, dtype=torch.float32)).numpy()
+    regret = _pyepo_regret(optmodel, c_hat, c_te)
+    return dict(first_epoch_s=times[0], epoch_s=statistics.median(times[1:]), regret=regret)
+
+
+def _layer_setup(batch, dtype=jnp.float32):
+    K, d = 100, 50
+    rng = np.random.default_rng(0)
+    poly = make_polytope(np.zeros(d), np.ones(d), ineq_matrix=np.ones((1, d)), ineq_rhs=[1.0])
+    poly = jax.tree_util.tree_map(lambda a: a.astype(dtype), poly)
+    C = jnp.asarray(-rng.normal(0.05, 0.2, (batch, K, d)), dtype)
+    return poly, C
+
+
+def _time(fn, arg, repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(arg))
+    compile_s = time.perf_counter() - t0
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(arg))
+        ts.append(time.perf_counter() - t0)
+    return compile_s, statistics.median(ts)
+
+
+def _boxosqp_cvar(C, tail, reg, maxiter, tol):
+    """The same CVaR QP in BoxOSQP form (dense), as a jaxopt user would write it."""
+    from jaxopt import BoxOSQP
+
+    K, d = C.shape
+    n = d + 1 + K
+    dtype = C.dtype
+    Q = jnp.zeros((n, n), dtype).at[:d, :d].set(2 * reg * jnp.eye(d, dtype=dtype))
+    q = jnp.concatenate([jnp.zeros(d, dtype), jnp.ones(1, dtype), jnp.full(K, 1 / (tail * K), dtype)])
+    rows = [
+        jnp.concatenate([C, -jnp.ones((K, 1), dtype), -jnp.eye(K, dtype=dtype)], 1),  # <= 0
+        jnp.concatenate([jnp.zeros((K, d + 1), dtype), jnp.eye(K, dtype=dtype)], 1),  # s >= 0
+        jnp.concatenate([jnp.eye(d, dtype=dtype), jnp.zeros((d, 1 + K), dtype)], 1),  # 0 <= w <= 1
+        jnp.concatenate([jnp.ones((1, d), dtype), jnp.zeros((1, 1 + K), dtype)], 1),  # sum w <= 1
+    ]
+    A = jnp.concatenate(rows, 0)
+    inf = jnp.full(K, jnp.inf, dtype)
+    lo = jnp.concatenate([-inf, jnp.zeros(K, dtype), jnp.zeros(d, dtype), -jnp.full(1, jnp.inf, dtype)])
+    hi = jnp.concatenate([jnp.zeros(K, dtype), inf, jnp.ones(d, dtype), jnp.ones(1, dtype)])
+    sol = BoxOSQP(maxiter=maxiter, tol=tol, jit=True).run(params_obj=(Q, q), params_eq=A, params_ineq=(lo, hi))
+    x = sol.params.primal[0]
+    return x[:d], 0.5 * x @ Q @ x + q @ x
+
+
+def run_layer(batch, repeats):
+    tail, reg = 0.1, 0.1
+    poly, C = _layer_setup(batch)
+    fwd = jax.jit(jax.vmap(lambda c: cvar_decision(c, poly, tail, reg=reg, return_info=True)))
+    bwd = jax.jit(jax.grad(lambda C: jnp.sum(jax.vmap(lambda c: cvar_decision(c, poly, tail, reg=reg))(C)[:, 0])))
+    c_f, t_f = _time(lambda a: fwd(a)[0], C, repeats)
+    c_b, t_b = _time(bwd, C, repeats)
+    w, info = fwd(C)
+    osqp = jax.jit(jax.vmap(lambda c: _boxosqp_cvar(c, tail, reg, 4000, 1e-4)))
+    c_o, t_o = _time(lambda a: osqp(a)[0], C, repeats)
+    _, obj_osqp = osqp(C)
+    with jax.enable_x64(True):
+        poly64, C64 = _layer_setup(min(batch, 16), jnp.float64)
+        ref = jax.vmap(lambda c: cvar_decision(c, poly64, tail, reg=reg, tol=1e-11, return_info=True)[1].objective)(C64)
+    n = ref.shape[0]
+    gap = lambda obj: float(jnp.max(jnp.abs(np.asarray(obj[:n], np.float64) - ref) / jnp.abs(ref)))  # noqa: E731
+    return dict(
+        K=100, d=50, batch=batch, tail_prob=tail, reg=reg,
+        tailjax=dict(compile_fwd_s=c_f, fwd_s=t_f, fwd_inst_per_s=batch / t_f, compile_bwd_s=c_b,
+                     fwd_bwd_s=t_b, fwd_bwd_inst_per_s=batch / t_b, max_rel_gap=gap(info.objective),
+                     converged=float(jnp.mean(info.converged)), max_iterations=int(jnp.max(info.iterations))),
+        jaxopt_boxosqp=dict(compile_fwd_s=c_o, fwd_s=t_o, fwd_inst_per_s=batch / t_o, max_rel_gap=gap(obj_osqp),
+                            maxiter=4000, tol=1e-4),
+    )
+
+
+def _plot(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    names = [k for k in ("tailjax", "pyepo-jax-mpax", "pyepo-torch-ortools") if k in result["spo_plus"]]
+    axes[0].bar(names, [result["spo_plus"][k]["epoch_s"] for k in names], color=["C0", "C1", "C2"][: len(names)])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("seconds / epoch")
+    axes[0].set_title("SPO+ on 5x5 shortest path (n=1000, batch 32)")
+    lay = result["layer"]
+    axes[1].bar(["tailjax IPM", "jaxopt BoxOSQP"],
+                [lay["tailjax"]["fwd_inst_per_s"], lay["jaxopt_boxosqp"]["fwd_inst_per_s"]], color=["C0", "C3"])
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("instances / s (forward)")
+    axes[1].set_title(f"CVaR layer K=100 d=50 batch {lay['batch']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", choices=list(SIZES), default="small")
+    parser.add_argument("--out", default="results/dfl_training")
+    parser.add_argument("--skip", nargs="*", default=[], help="runs to skip: tailjax pyepo-jax-mpax pyepo-torch-ortools layer")
+    args = parser.parse_args(argv)
+    cfg = SIZES[args.size]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _data()
+    result = dict(size=args.size, device=jax.devices()[0].device_kind, platform=jax.devices()[0].platform,
+                  setup=dict(n_train=N_TRAIN, n_test=N_TEST, p=P, deg=DEG, noise_width=NOISE, batch=BATCH,
+                             lr=LR, epochs=cfg["epochs"]),
+                  spo_plus={})
+    runners = {"tailjax": run_tailjax, "pyepo-jax-mpax": run_pyepo_jax, "pyepo-torch-ortools": run_pyepo_torch}
+    for name, fn in runners.items():
+        if name in args.skip:
+            continue
+        try:
+            result["spo_plus"][name] = fn(cfg["epochs"], data)
+        except ImportError as err:  # PyEPO or a backend not installed
+            result["spo_plus"][name] = dict(error=f"not run: {err}")
+        print(name, result["spo_plus"][name], flush=True)
+    runs = result["spo_plus"]
+    pyepo_times = [runs[k]["epoch_s"] for k in runs if k != "tailjax" and "epoch_s" in runs[k]]
+    if "tailjax" in runs and pyepo_times:
+        result["speedup_vs_fastest_pyepo"] = min(pyepo_times) / runs["tailjax"]["epoch_s"]
+    if "layer" not in args.skip:
+        result["layer"] = run_layer(cfg["layer_batch"], cfg["layer_repeats"])
+        print("layer", result["layer"], flush=True)
+    (out / "dfl_training.json").write_text(json.dumps(result, indent=2))
+    if "layer" in result and runs:
+        _plot(result, out / "dfl_training.png")
+    lines = [f"device: {result['device']}", f"{'run':22s} {'s/epoch':>10s} {'1st epoch':>10s} {'regret':>8s}"]
+    for k, v in runs.items():
+        if "epoch_s" in v:
+            lines.append(f"{k:22s} {v['epoch_s']:10.4f} {v['first_epoch_s']:10.3f} {v['regret']:8.4f}")
+        else:
+            lines.append(f"{k:22s} {v['error']}")
+    if "speedup_vs_fastest_pyepo" in result:
+        lines.append(f"speed-up vs fastest PyEPO backend: {result['speedup_vs_fastest_pyepo']:.1f}x")
+    if "layer" in result:
+        lt, lo = result["layer"]["tailjax"], result["layer"]["jaxopt_boxosqp"]
+        lines.append(f"CVaR layer K=100 d=50 batch {result['layer']['batch']}: tailjax fwd {lt['fwd_inst_per_s']:.0f}/s "
+                     f"fwd+bwd {lt['fwd_bwd_inst_per_s']:.0f}/s gap {lt['max_rel_gap']:.1e}; "
+                     f"BoxOSQP fwd {lo['fwd_inst_per_s']:.0f}/s gap {lo['max_rel_gap']:.1e}")
+    print("\n".join(lines))
+    return result
+
+
+if __name__ == "__main__":
+    main()
