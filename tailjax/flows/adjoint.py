@@ -31,6 +31,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_positive, run_checked
+from tailjax.flows.girsanov import path_log_weight
 from tailjax.flows.schedule import Schedule, rectified_flow
 from tailjax.flows.sde import MemorylessCoefficients, memoryless_coefficients, memoryless_solve
 
@@ -108,12 +109,14 @@ def adjoint_matching_loss(
     *,
     time_weight: float = 1.0,
     clip: float | None = None,
+    sample_weights: Float[ArrayLike, " n"] | None = None,
 ) -> Float[Array, ""]:
     """sum over ``time_indices`` of |(2/sigma)(v_theta - v_base) + sigma a|^2, batch-averaged.
 
     ``time_indices`` must pick interior times (1..K-1). Each (sample, time) term is clipped at
     ``clip`` if given (its gradient is zero beyond the clip). ``time_weight`` rescales the sum
-    (K - 1) / m when ``m`` random times stand for all ``K - 1``.
+    (K - 1) / m when ``m`` random times stand for all ``K - 1``. ``sample_weights`` (summing
+    to 1) replace the plain batch average by a weighted one.
     """
     x = jnp.asarray(trajectories)[:, time_indices]
     a = jnp.asarray(adjoints)[:, time_indices]
@@ -124,7 +127,10 @@ def adjoint_matching_loss(
     terms = jnp.sum(((2.0 / s) * (v - vb) + s * a) ** 2, axis=-1)
     if clip is not None:
         terms = jnp.minimum(terms, clip)
-    return time_weight * jnp.mean(jnp.sum(terms, axis=1))
+    per_sample = jnp.sum(terms, axis=1)
+    if sample_weights is None:
+        return time_weight * jnp.mean(per_sample)
+    return time_weight * jnp.sum(jnp.asarray(sample_weights, per_sample.dtype) * per_sample)
 
 
 def check_fields(
@@ -165,6 +171,7 @@ class AdjointMatchingInfo(NamedTuple):
     grad_norm: Array
     adjoint_norm: Array  # mean |a(1)|
     nonfinite: Array  # number of samples whose reward or gradient is not finite
+    ess: Array  # effective sample size fraction of the importance weights (1 when unweighted)
 
 
 class AdjointMatching(NamedTuple):
@@ -191,6 +198,7 @@ def adjoint_matching(
     loss_clip: float | None = None,
     exact_kappa: bool = True,
     checked: bool = False,
+    importance_weighting: bool = False,
     example_reward_params: Any = None,
     dtype: Any = None,
 ) -> AdjointMatching:
@@ -212,6 +220,13 @@ def adjoint_matching(
       exact_kappa: exact integration of the kappa part of the adjoint (default True).
       checked: the step raises (checkify) on non-finite rewards or reward gradients; it then
         runs eagerly (compiled inside), so drive it with ``fit(..., jit=False)``.
+      importance_weighting: weight each path by dP*/dP_theta, i.e. exp(lambda r(X_1)) times
+        the discrete Girsanov ratio dP_base/dP_theta (:mod:`tailjax.flows.girsanov`),
+        self-normalised over the batch. The regression target is then E_{P*}[a | X_t]
+        whatever field drew the paths, which removes the feedback that can make the plain
+        iteration drift away from a multimodal optimum (a mass split between distant modes);
+        it costs about K more evaluations of each field per step, and the weights degenerate
+        when the current field is far from the target (see ``info.ess``).
       example_reward_params: what ``step`` will pass as ``reward_params`` (for the shape check
         that ``init`` runs).
     """
@@ -254,6 +269,14 @@ def adjoint_matching(
         adjoints, v_base = jax.vmap(
             lambda p, a: lean_adjoint(base_velocity_fn, p, a, coefs, exact_kappa=exact_kappa)
         )(traj, terminal)
+        if importance_weighting:
+            log_ratio = jax.vmap(
+                lambda p: path_log_weight(velocity_fn, frozen, base_velocity_fn, p, coefs, schedule)
+            )(traj)
+            sample_weights = jax.lax.stop_gradient(jax.nn.softmax(reward_scale * rewards + log_ratio))
+            ess = 1.0 / (batch_size * jnp.sum(sample_weights**2))
+        else:
+            sample_weights, ess = None, jnp.ones((), dtype)
         if loss_timesteps is None:
             idx, weight = interior, 1.0
         else:
@@ -262,7 +285,7 @@ def adjoint_matching(
         loss, grads = jax.value_and_grad(
             lambda p: adjoint_matching_loss(
                 velocity_fn, p, traj, adjoints, v_base, coefs.sigma, coefs.ts, idx,
-                time_weight=weight, clip=loss_clip,
+                time_weight=weight, clip=loss_clip, sample_weights=sample_weights,
             )
         )(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -273,6 +296,7 @@ def adjoint_matching(
             optax.global_norm(grads),
             jnp.mean(jnp.linalg.norm(terminal, axis=-1)),
             jnp.sum(bad),
+            ess,
         )
         return AdjointMatchingState(params, opt_state, state.step + 1), info
 
