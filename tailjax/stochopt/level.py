@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_positive
-from tailjax.stochopt.lp import solve_lp, solve_qp
+from tailjax.stochopt.lp import solve_qp
 
 __all__ = ["LevelResult", "level_method"]
 
@@ -87,30 +87,21 @@ def level_method(
     d = theta0.shape[-1]
     K = max_iter + 1
     Gs, hs, As, bs = theta_set.constraints(dt)
-    # Master variables (theta, eta): constraints of Theta, with a zero column for eta.
+    # One (d + 1)-variable QP serves both sub-problems, so the interior-point solver is traced
+    # once. Variables (theta, eta); rows: cuts g_j^T theta - eta <= -c_j, a cap eta <= cap,
+    # then Theta's rows. Master LP: P = 0, cost eta, cap = best value (never binding at the
+    # optimum). Level projection: P = diag(1, .., 1, 0), cost -theta_k^T theta, cap = level.
     G_set = jnp.concatenate([Gs, jnp.zeros((Gs.shape[0], 1), dt)], axis=1)
-    A_set = jnp.concatenate([As, jnp.zeros((As.shape[0], 1), dt)], axis=1)
-    c_master = jnp.concatenate([jnp.zeros(d, dt), jnp.ones(1, dt)])
+    A_full = jnp.concatenate([As, jnp.zeros((As.shape[0], 1), dt)], axis=1)
+    cap_row = jnp.concatenate([jnp.zeros((1, d), dt), jnp.ones((1, 1), dt)], axis=1)
+    e_eta = jnp.concatenate([jnp.zeros(d, dt), jnp.ones(1, dt)])
+    P_proj = jnp.diag(jnp.concatenate([jnp.ones(d, dt), jnp.zeros(1, dt)]))
     atol = jnp.asarray(atol, dt)
     value_and_grad = jax.value_and_grad(fun, has_aux=True)
 
     def evaluate(theta):
         (value, aux), g = value_and_grad(theta)
         return value.astype(dt), aux, g.astype(dt)
-
-    def master(cut_g, cut_c):
-        G = jnp.concatenate([jnp.concatenate([cut_g, -jnp.ones((K, 1), dt)], axis=1), G_set])
-        h = jnp.concatenate([-cut_c, hs])
-        sol = solve_lp(c_master, G, h, A_set, bs)
-        bound = _lower_bound(theta_set, cut_g, cut_c, sol.z[:K])
-        return jnp.where(jnp.isfinite(bound), bound, -jnp.inf)
-
-    def project_level(theta, cut_g, cut_c, lev):
-        G = jnp.concatenate([cut_g, Gs])
-        h = jnp.concatenate([lev - cut_c, hs])
-        sol = solve_qp(jnp.eye(d, dtype=dt), -theta, G, h, As, bs)
-        ok = jnp.all(jnp.isfinite(sol.x))
-        return theta_set.project(jnp.where(ok, sol.x, theta))
 
     theta = theta_set.project(theta0)
     f0, aux0, g0 = evaluate(theta)
@@ -123,13 +114,11 @@ def level_method(
         return upper - lower <= atol + tol * jnp.abs(upper)
 
     def cond(state):
-        _, _, _, best_v, _, lower, k, _ = state
+        best_v, lower, k = state[3], state[5], state[6]
         return (k < K) & ~done(best_v, lower)
 
-    def body(state):
-        theta, cut_g, cut_c, best_v, best_theta, lower, k, best_aux = state
-        lev = lower + level * (best_v - lower)
-        theta = project_level(theta, cut_g, cut_c, lev)
+    def add_cut(args):
+        theta, cut_g, cut_c, best_v, best_theta, k, best_aux = args
         f, aux, g = evaluate(theta)
         cut_g = cut_g.at[k].set(g)
         cut_c = cut_c.at[k].set(f - g @ theta)
@@ -137,11 +126,31 @@ def level_method(
         best_v = jnp.where(better, f, best_v)
         best_theta = jnp.where(better, theta, best_theta)
         best_aux = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), aux, best_aux)
-        lower = jnp.maximum(lower, master(cut_g, cut_c))
-        return theta, cut_g, cut_c, best_v, best_theta, lower, k + 1, best_aux
+        return theta, cut_g, cut_c, best_v, best_theta, k + 1, best_aux
 
-    init = (theta, cut_g, cut_c, f0, theta, lower0, jnp.asarray(1, jnp.int32), aux0)
-    _, _, _, best_v, best_theta, lower, k, best_aux = jax.lax.while_loop(cond, body, init)
+    def body(state):
+        theta, cut_g, cut_c, best_v, best_theta, lower, k, best_aux, is_master = state
+        lev = lower + level * (best_v - lower)
+        P = jnp.where(is_master, jnp.zeros_like(P_proj), P_proj)
+        c = jnp.where(is_master, e_eta, jnp.concatenate([-theta, jnp.zeros(1, dt)]))
+        cap = jnp.where(is_master, best_v, lev)
+        G = jnp.concatenate([jnp.concatenate([cut_g, -jnp.ones((K, 1), dt)], axis=1), cap_row, G_set])
+        h = jnp.concatenate([-cut_c, cap[None], hs])
+        sol = solve_qp(P, c, G, h, A_full, bs)
+        # Master: a rigorous bound from the cut multipliers (whatever the solve's accuracy).
+        bound = _lower_bound(theta_set, cut_g, cut_c, sol.z[:K])
+        lower = jnp.where(is_master & jnp.isfinite(bound), jnp.maximum(lower, bound), lower)
+        # Projection: the next iterate, then its cut.
+        x = sol.x[:d]
+        x = theta_set.project(jnp.where(jnp.all(jnp.isfinite(x)), x, theta))
+        theta = jnp.where(is_master, theta, x)
+        theta, cut_g, cut_c, best_v, best_theta, k, best_aux = jax.lax.cond(
+            is_master, lambda a: a, add_cut, (theta, cut_g, cut_c, best_v, best_theta, k, best_aux)
+        )
+        return theta, cut_g, cut_c, best_v, best_theta, lower, k, best_aux, ~is_master
+
+    init = (theta, cut_g, cut_c, f0, theta, lower0, jnp.asarray(1, jnp.int32), aux0, jnp.asarray(False))
+    _, _, _, best_v, best_theta, lower, k, best_aux, _ = jax.lax.while_loop(cond, body, init)
     return LevelResult(
         theta=best_theta,
         value=best_v,

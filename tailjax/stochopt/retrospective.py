@@ -7,9 +7,11 @@ certified gap eps_k by :func:`tailjax.stochopt.saa.solve_saa` warm-started at th
 The iterate of every stage is kept (``RAResult.stages``).
 
 Stages change the sample size, so each stage is a separate jitted solve. To compile only a
-few programs, a stage's n_k samples are padded to the next power of two with zero-weight
-samples (log L = -inf) and the real samples' log-ratios shifted by log(N / n_k): the
-padded IS objective is then identical to the unpadded one.
+few programs, a stage's n_k samples are padded to N samples with zero weight (log L = -inf)
+and the real samples' log-ratios shifted by log(N / n_k): the padded IS objective is then
+identical to the unpadded one. ``padding="pow2"`` pads to the next power of two (one
+program per power of two); ``padding="max"`` pads every stage to the last stage's size (a
+single program, at the price of computing the early stages at full size).
 """
 
 from __future__ import annotations
@@ -57,8 +59,11 @@ def sample_sizes(n0: int, growth: float, num_stages: int) -> list[int]:
     return sizes
 
 
-def _pad(z, log_lr, n):
-    size = 1 << max(int(n - 1).bit_length(), 0)
+def _next_pow2(n):
+    return 1 << max(int(n - 1).bit_length(), 0)
+
+
+def _pad(z, log_lr, n, size):
     shift = jnp.log(jnp.asarray(size / n, log_lr.dtype))
     z_pad = jnp.concatenate([z, jnp.broadcast_to(z[:1], (size - n,) + z.shape[1:])])
     lr_pad = jnp.concatenate([log_lr + shift, jnp.full((size - n,), -jnp.inf, log_lr.dtype)])
@@ -81,6 +86,7 @@ def retrospective_approximation(
     u0: Float[ArrayLike, ""] = 0.0,
     risk_weight: float = 0.0,
     max_iter: int = 200,
+    padding: str = "pow2",
     dtype=None,
 ) -> RAResult:
     """Algorithm 1: solve a sequence of IS sample problems of growing size.
@@ -97,6 +103,7 @@ def retrospective_approximation(
       theta0, u0: starting decision (theta0 defaults to the set's feasible point).
       risk_weight: mean-CVaR weight lam (0: CVaR).
       max_iter: cut budget per stage.
+      padding: ``"pow2"`` or ``"max"`` (see the module docstring).
     """
     check_open_unit(tail_prob, "tail_prob")
     check_positive(tolerance_scale, "tolerance_scale")
@@ -104,6 +111,9 @@ def retrospective_approximation(
         raise ValueError(f"growth must be > 1, got {growth}")
     if int(n0) < 1 or int(num_stages) < 1:
         raise ValueError(f"n0 and num_stages must be >= 1, got {n0} and {num_stages}")
+    if padding not in ("pow2", "max"):
+        raise ValueError(f"padding must be 'pow2' or 'max', got {padding!r}")
+    sizes = sample_sizes(n0, growth, num_stages)
     dtype = dtype or jnp.result_type(float)
     theta = theta_set.feasible_point(dtype) if theta0 is None else jnp.asarray(theta0, dtype)
     u = jnp.asarray(u0, dtype)
@@ -118,13 +128,14 @@ def retrospective_approximation(
         )
 
     stages = []
-    for k, n in enumerate(sample_sizes(n0, growth, num_stages)):
+    for k, n in enumerate(sizes):
         k_oracle, k_sample = jax.random.split(jax.random.fold_in(key, k))
         params = choose(k_oracle, u, theta)
         if n not in samplers:
             samplers[n] = jax.jit(lambda kk, p, n=n: scheme.sample(kk, p, n))
         z, log_lr = samplers[n](k_sample, params)
-        z_pad, lr_pad = _pad(z.astype(dtype), log_lr.astype(dtype), n)
+        size = _next_pow2(sizes[-1] if padding == "max" else n)
+        z_pad, lr_pad = _pad(z.astype(dtype), log_lr.astype(dtype), n, size)
         eps = tolerance_scale / math.sqrt(n)
         res = solve(z_pad, lr_pad, theta, jnp.asarray(eps, dtype))
         theta, u = res.theta, res.u

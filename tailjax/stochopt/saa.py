@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit
+from tailjax._checks import check_open_unit, is_concrete
 from tailjax.importance.estimators import Loss, is_var_cvar, sample_losses
 from tailjax.stochopt.level import level_method
 
@@ -41,7 +41,7 @@ class SAAResult(NamedTuple):
 
 
 def _check_risk_weight(risk_weight):
-    if not 0.0 <= float(risk_weight) <= 1.0:
+    if is_concrete(risk_weight) and not 0.0 <= float(risk_weight) <= 1.0:
         raise ValueError(f"risk_weight must lie in [0, 1], got {risk_weight}")
 
 
@@ -62,14 +62,14 @@ def saa_value(
       samples: ``(n, k)`` samples (from f_X, or from an IS law with ``log_lr``).
       tail_prob: beta in (0, 1).
       log_lr: optional ``(n,)`` log-likelihood ratios log f_X(Z_i)/g(Z_i).
-      risk_weight: lam in [0, 1]; 0 is CVaR.
+      risk_weight: lam in [0, 1]; 0 is CVaR (may be traced, e.g. to vmap over lam).
     """
     check_open_unit(tail_prob, "tail_prob")
     _check_risk_weight(risk_weight)
     losses = sample_losses(loss, samples, theta)
     u, tail = is_var_cvar(losses, log_lr, tail_prob)
     u = jax.lax.stop_gradient(u)
-    if risk_weight == 0.0:
+    if isinstance(risk_weight, (int, float)) and risk_weight == 0.0:
         return tail, u
     n = losses.shape[-1]
     if log_lr is None:
@@ -78,7 +78,8 @@ def saa_value(
         log_lr = jnp.asarray(log_lr, losses.dtype)
         probs = jnp.exp(log_lr - logsumexp(log_lr))
         mean = jnp.sum(probs * losses) * jnp.exp(logsumexp(log_lr) - jnp.log(jnp.asarray(n, losses.dtype)))
-    return risk_weight * mean + (1.0 - risk_weight) * tail, u
+    lam = jnp.asarray(risk_weight, losses.dtype)
+    return lam * mean + (1.0 - lam) * tail, u
 
 
 def solve_saa(

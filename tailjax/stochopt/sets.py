@@ -206,10 +206,12 @@ class TargetReturnSimplex:
         def excess(lam):
             return jnp.dot(mu, project_simplex(y + lam * mu, r)) - t
 
-        # Upper bracket: at lam_hi the projection puts all mass on argmax(mu) (or ties).
-        spread = jnp.max(mu) - jnp.min(mu)
-        hi0 = (jnp.max(y) - jnp.min(y) + r + 1.0) / jnp.maximum(spread, jnp.finfo(y.dtype).tiny)
-        hi0 = jnp.minimum(hi0, jnp.asarray(1e30, y.dtype))
+        # Upper bracket by doubling: for lam large enough the projection sits on argmax(mu).
+        def grow(state):
+            hi, k = state
+            return (excess(hi) < 0) & (k < 200)
+
+        hi0, _ = jax.lax.while_loop(grow, lambda s: (2.0 * s[0], s[1] + 1), (jnp.ones((), y.dtype), 0))
 
         def body(_, bracket):
             lo, hi = bracket
@@ -217,9 +219,7 @@ class TargetReturnSimplex:
             ok = excess(mid) >= 0
             return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
 
-        lo, hi = jax.lax.fori_loop(
-            0, _BISECTION_STEPS, body, (jnp.zeros((), y.dtype), hi0.astype(y.dtype))
-        )
+        lo, hi = jax.lax.fori_loop(0, _BISECTION_STEPS, body, (jnp.zeros((), y.dtype), hi0))
         feasible = excess(jnp.zeros((), y.dtype)) >= 0
         return jnp.where(feasible, project_simplex(y, r), project_simplex(y + hi * mu, r))
 

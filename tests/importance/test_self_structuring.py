@@ -36,16 +36,22 @@ def _points(key, d, num):
     return x[ok]
 
 
+@jax.jit
+def _logdets(xs, h, rho):
+    jac = jax.vmap(jax.jacobian(lambda x: self_structuring_transform(x, h, 1e-3, rho)))(xs)
+    sign, logdet = jnp.linalg.slogdet(jac)
+    ours = jax.vmap(lambda x: self_structuring_log_jacobian(x, h, 1e-3, rho))(xs)
+    return sign, logdet, ours
+
+
 @pytest.mark.parametrize("d", [1, 2, 5])
-@pytest.mark.parametrize("rho", [1.0, 2.0])
-def test_log_jacobian_matches_autodiff(d, rho, x64):
-    for h in (0.7, 2.0, 5.0):
-        xs = _points(jax.random.PRNGKey(d), d, 40)
-        jac = jax.vmap(jax.jacobian(lambda x: self_structuring_transform(x, h, 1e-3, rho)))(xs)
-        sign, logdet = jnp.linalg.slogdet(jac)
-        ours = jax.jit(jax.vmap(lambda x: self_structuring_log_jacobian(x, h, 1e-3, rho)))(xs)
-        assert np.all(np.asarray(sign) > 0)
-        np.testing.assert_allclose(ours, logdet, rtol=1e-10, atol=1e-10)
+def test_log_jacobian_matches_autodiff(d, x64):
+    xs = _points(jax.random.PRNGKey(d), d, 40)
+    for rho in (1.0, 2.0):
+        for h in (0.7, 2.0, 5.0):
+            sign, logdet, ours = _logdets(xs, jnp.asarray(h), jnp.asarray(rho))
+            assert np.all(np.asarray(sign) > 0)
+            np.testing.assert_allclose(ours, logdet, rtol=1e-10, atol=1e-10)
 
 
 def test_transform_structure(x64):
@@ -62,32 +68,40 @@ def test_transform_structure(x64):
     np.testing.assert_allclose(self_structuring_transform(jnp.zeros(3), h, beta), 0.0)
 
 
-@pytest.mark.parametrize("rho", [1.0, 2.0])
-def test_inverse_round_trip(rho, x64):
+def test_inverse_round_trip(x64):
     xs = 3.0 * jax.random.normal(jax.random.PRNGKey(5), (200, 4), jnp.float64)
-    for h in (1.0, 4.0):
+
+    @jax.jit
+    def round_trip(h, rho):
         z = jax.vmap(lambda x: self_structuring_transform(x, h, 1e-2, rho))(xs)
-        back = jax.jit(jax.vmap(lambda zz: self_structuring_inverse(zz, h, 1e-2, rho)))(z)
-        np.testing.assert_allclose(back, xs, rtol=1e-9, atol=1e-9)
+        return jax.vmap(lambda zz: self_structuring_inverse(zz, h, 1e-2, rho))(z)
+
+    for rho in (1.0, 2.0):
+        for h in (1.0, 4.0):
+            np.testing.assert_allclose(round_trip(jnp.asarray(h), jnp.asarray(rho)), xs, rtol=1e-9, atol=1e-9)
 
 
 def test_pushforward_density_integrates_to_one_1d(x64):
+    zs = jnp.linspace(-300.0, 300.0, 60_001)
     for dist in (gaussian(jnp.zeros(1)), iid_student_t(3.0, 1, jnp.float64)):
-        zs = jnp.linspace(-300.0, 300.0, 120_001)
-        for h in (1.0, 3.0):
+
+        @jax.jit
+        def total(h, dist=dist):
             logg = jax.vmap(lambda z: self_structuring_log_density(z[None], h, 1e-3, dist.log_prob))(zs)
-            total = float(jnp.trapezoid(jnp.exp(logg), zs))
-            assert total == pytest.approx(1.0, abs=3e-3)
+            return jnp.trapezoid(jnp.exp(logg), zs)
+
+        for h in (1.0, 3.0):
+            assert float(total(jnp.asarray(h))) == pytest.approx(1.0, abs=3e-3)
 
 
 def test_pushforward_density_integrates_to_one_2d(x64):
     h, beta = 1.5, 1e-3
     dist = gaussian(jnp.zeros(2), jnp.array([[1.0, 0.3], [0.3, 1.0]]))
     # The density has kinks on the diagonals |z1| = |z2| (first-order trapezoid error).
-    g = jnp.linspace(-12.0, 12.0, 1201)
+    g = jnp.linspace(-10.0, 10.0, 801)
     Z = jnp.stack(jnp.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
     logg = jax.jit(jax.vmap(lambda z: self_structuring_log_density(z, h, beta, dist.log_prob)))(Z)
-    dens = jnp.exp(logg).reshape(1201, 1201)
+    dens = jnp.exp(logg).reshape(801, 801)
     total = float(jnp.trapezoid(jnp.trapezoid(dens, g, axis=1), g))
     assert total == pytest.approx(1.0, abs=2e-3)
 
@@ -120,7 +134,7 @@ def _heavy_case(name):
 @pytest.mark.parametrize("name", ["student_t", "pareto", "weibull"])
 def test_heavy_tailed_is_unbiased(name, x64):
     dist, u, exact, kind, loss = _heavy_case(name)
-    n, reps, h = 1024, 300, 2.0
+    n, reps, h = 512, 300, 2.0
 
     def one(k):
         z, log_lr = self_structuring_sample(k, dist, n, h, 1e-3)
