@@ -12,8 +12,8 @@ import jax
 
 from benchmarks.seeds.gen_dfl import SIZES, evaluate, make_data
 
-CONFIG = dict(SIZES["small"], dim=8, n_train=160, n_test=16, K=24, K_eval=48, Kq=48, steps=80,
-              proxy_steps=250, ref_samples=200, hidden=(32, 32), layers=4)
+CONFIG = dict(SIZES["small"], dim=8, n_train=160, n_test=12, K=24, K_eval=48, Kq=48, Kref=64, steps=60,
+              proxy_steps=200, ref_samples=150, hidden=(32, 32), layers=4)
 METHODS = ("gen_dfl", "nll_flow", "mse")
 
 

@@ -316,6 +316,10 @@ def fit_gen_dfl(
 ) -> FitResult:
     """Train Gen-DFL on ``(x, c)`` with Adam; a thin wrapper over :func:`tailjax.training.fit`.
 
+    Adam is wrapped in ``optax.apply_if_finite``: a step whose gradient is not finite (a
+    degenerate LP instance) is skipped; ``state.opt_state.notfinite_count`` counts them.
+    For LPs prefer a QPTL regulariser in the training layer (``problem.reg > 0``).
+
     Args:
       key: PRNG key (init, proxy decisions, minibatches, steps).
       flow: the conditional flow p_theta.
@@ -347,7 +351,7 @@ def fit_gen_dfl(
     step = _gen_dfl_step(flow, config, float(learning_rate))
     return fit(
         lambda state, k, batch: step(state, k, batch, problem, proxy),
-        gen_dfl_init(params, optax.adam(learning_rate)),
+        gen_dfl_init(params, _optimizer(float(learning_rate))),
         k_fit,
         num_steps,
         batch_fn=minibatch_fn(k_batch, (x, c, w_q), batch_size),
@@ -361,9 +365,15 @@ def fit_gen_dfl(
     )
 
 
+def _optimizer(learning_rate):
+    # Adam that skips (and counts) updates with non-finite gradients: an interior-point
+    # iterate of a degenerate LP instance can give an infinite implicit gradient.
+    return optax.apply_if_finite(optax.adam(learning_rate), max_consecutive_errors=20)
+
+
 @functools.lru_cache(maxsize=64)
 def _gen_dfl_step(flow, config, learning_rate):
-    optimizer = optax.adam(learning_rate)
+    optimizer = _optimizer(learning_rate)
 
     def step(state, key, batch, problem, proxy):
         return build_gen_dfl_kernel(flow, problem, proxy, config, optimizer)(state, key, batch)
