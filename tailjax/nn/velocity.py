@@ -48,6 +48,10 @@ class VelocityField(nn.Module):
       max_frequency: largest frequency of the embedding.
       activation: hidden activation.
       zero_init_output: start with v = 0 (handy for residual fine-tuning heads).
+      linear_skip: add a time-dependent linear map A(t) x + b(t), with A and b read from the
+        time embedding (zero at initialisation). Gaussian data have exactly such a velocity,
+        and the skip makes the field extrapolate linearly far from the data, where an MLP
+        alone bends (what matters when a fine-tune moves mass to several standard deviations).
     """
 
     hidden: Sequence[int] = (256, 256, 256)
@@ -55,6 +59,7 @@ class VelocityField(nn.Module):
     max_frequency: float = 100.0
     activation: Callable[[Array], Array] = nn.silu
     zero_init_output: bool = False
+    linear_skip: bool = False
 
     @nn.compact
     def __call__(
@@ -76,4 +81,10 @@ class VelocityField(nn.Module):
         for width in self.hidden:
             h = self.activation(nn.Dense(width)(h))
         kernel_init = nn.initializers.zeros if self.zero_init_output else nn.linear.default_kernel_init
-        return nn.Dense(x.shape[-1], kernel_init=kernel_init)(h)
+        out = nn.Dense(x.shape[-1], kernel_init=kernel_init)(h)
+        if self.linear_skip:
+            d = x.shape[-1]
+            coef = nn.Dense(d * d + d, kernel_init=nn.initializers.zeros, name="skip")(emb)
+            a = coef[..., : d * d].reshape(coef.shape[:-1] + (d, d))
+            out = out + jnp.einsum("...ij,...j->...i", a, x) + coef[..., d * d :]
+        return out

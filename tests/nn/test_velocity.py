@@ -63,3 +63,22 @@ def test_velocity_field_rejects_scalar_x():
     module = VelocityField(hidden=(4,), time_embedding_dim=4)
     with pytest.raises(ValueError, match="x"):
         module.init(jax.random.key(0), jnp.asarray(1.0), 0.0)
+
+
+def test_linear_skip_starts_as_the_mlp_and_is_affine_in_x():
+    plain = VelocityField(hidden=(16,), time_embedding_dim=8)
+    skip = VelocityField(hidden=(16,), time_embedding_dim=8, linear_skip=True)
+    params = skip.init(jax.random.key(0), jnp.zeros(3), 0.0)
+    x = jax.random.normal(jax.random.key(1), (4, 3))
+    mlp_params = {"params": {k: v for k, v in params["params"].items() if k != "skip"}}
+    # The skip is zero at initialisation.
+    np.testing.assert_allclose(skip.apply(params, x, 0.3), plain.apply(mlp_params, x, 0.3), rtol=1e-6)
+    # With the MLP's output layer zeroed, the field is exactly A(t) x + b(t).
+    last = max(k for k in params["params"] if k.startswith("Dense_"))
+    params = jax.tree_util.tree_map(lambda a: a, params)
+    params["params"][last] = jax.tree_util.tree_map(jnp.zeros_like, params["params"][last])
+    params["params"]["skip"]["kernel"] = jax.random.normal(jax.random.key(2), params["params"]["skip"]["kernel"].shape)
+    f = lambda z: skip.apply(params, z, 0.3)
+    jac = jax.jacfwd(f)(x[0])
+    np.testing.assert_allclose(jax.jacfwd(f)(x[1]), jac, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f(x[0] + x[1]) - f(x[1]), jac @ x[0], rtol=1e-4, atol=1e-5)
