@@ -44,7 +44,7 @@ from tailjax.nn.conditional_flow import ConditionalFlow
 
 SMALL = os.environ.get("TAILJAX_NOTEBOOK_SMALL") == "1"
 D, N_TRAIN, N_TEST = (5, 120, 8) if SMALL else (20, 320, 50)
-STEPS, PROXY_STEPS, K = (40, 150, 16) if SMALL else (300, 1500, 64)
+STEPS, PROXY_STEPS, K = (30, 100, 16) if SMALL else (300, 1500, 64)
 ALPHA = 0.1
 
 # %% [markdown]
@@ -91,10 +91,10 @@ spo = fit_baseline("spo+", jax.random.key(3), inst, x_tr, c_tr, epochs=10)
 
 # %%
 decide = jax.jit(gen_dfl_decisions, static_argnames=("flow", "alpha", "num_samples"))
-eval_alphas = (0.1, 0.5, 1.0)
+eval_alphas = (0.1, 1.0) if SMALL else (0.05, 0.1, 0.25, 0.5, 1.0)
 table = {"Gen-DFL": [], "PTO": [], "SPO+": []}
 for a in eval_alphas:
-    ref = regret_reference(jax.random.key(9), problem, inst.model, x_te, a, num_samples=150 if SMALL else 1000)
+    ref = regret_reference(jax.random.key(9), problem, inst.model, x_te, a, num_samples=100 if SMALL else 1000)
     w_gen = decide(jax.random.key(4), flow, result.state.params, problem, x_te, alpha=a, num_samples=4 * K)
     table["Gen-DFL"].append(float(cvar_regret(w_gen, ref, problem)))
     table["PTO"].append(float(cvar_regret(baseline_decisions(pto, x_te, inst), ref, problem)))
