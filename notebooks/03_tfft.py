@@ -49,8 +49,8 @@ from tailjax.risk import cvar, pseudo_reward, solve_threshold
 
 SMALL = os.environ.get("TAILJAX_NOTEBOOK_SMALL") == "1"
 HIDDEN = (32, 32) if SMALL else (128, 128)
-PRE_STEPS, FT_STEPS, BATCH, GRID = (400, 80, 128, 16) if SMALL else (4000, 1000, 512, 40)
-N_EVAL = 20_000 if SMALL else 100_000
+PRE_STEPS, FT_STEPS, BATCH, GRID = (300, 60, 128, 16) if SMALL else (4000, 1000, 512, 40)
+N_EVAL = 10_000 if SMALL else 100_000
 ALPHA = 1.0
 
 # %% [markdown]
@@ -112,7 +112,7 @@ def g(r, p):
 
 kernel = adjoint_matching(field, base, lambda x, p: g(reward(x), p), optax.adam(1e-3), 2, reward_scale=1 / ALPHA,
                           batch_size=BATCH, num_steps=GRID, example_reward_params=np.zeros(4, np.float32))
-offline = lambda k, n: memoryless_sample(k, field, base_params, n, 2, num_steps=GRID)
+offline = jax.jit(lambda k, n: memoryless_sample(k, field, base_params, n, 2, num_steps=GRID), static_argnums=1)
 th_l = tfft_threshold(jax.random.key(3), offline, reward, beta=0.2, alpha=ALPHA, side="left")
 th_r = tfft_threshold(jax.random.key(3), offline, reward, beta=0.8, alpha=ALPHA, side="right")
 betas, ts = beta_annealing(th_r.rewards, 0.8, ALPHA, "right", FT_STEPS, anneal_fraction=0.5)
@@ -135,7 +135,7 @@ for i, (name, sched) in enumerate(schedules.items()):
 
 # %%
 fdc = fdc_fine_tune(jax.random.key(20), field, base_params, reward, 2, beta=0.8, alpha=ALPHA,
-                    num_rounds=3, steps_per_round=max(FT_STEPS // 3, 1), num_var_samples=5000,
+                    num_rounds=2 if SMALL else 5, steps_per_round=FT_STEPS // 2, num_var_samples=5000,
                     optimizer=optax.adam(1e-3), grid_steps=GRID, batch_size=BATCH, progress=False)
 params["FDC"] = fdc.params
 print("FDC thresholds per round:", np.round(np.asarray(fdc.thresholds), 3))
@@ -144,7 +144,8 @@ print("FDC thresholds per round:", np.round(np.asarray(fdc.thresholds), 3))
 # ## Densities and inverse CDFs side by side
 
 # %%
-samples = {name: memoryless_sample(jax.random.key(99), field, p, N_EVAL, 2, num_steps=GRID) for name, p in params.items()}
+sample = jax.jit(lambda k, p: memoryless_sample(k, field, p, N_EVAL, 2, num_steps=GRID))
+samples = {name: sample(jax.random.key(99), p) for name, p in params.items()}
 fig, axes = plt.subplots(2, 5, figsize=(17, 6.5))
 u = np.linspace(0.002, 0.998, 300)
 for j, (name, x) in enumerate(samples.items()):

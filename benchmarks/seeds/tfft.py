@@ -180,7 +180,8 @@ class Context:
     def evaluate(self, name, params, extra=None):
         r = np.asarray(self.sampler(self.k_eval, params).sum(-1))
         self.rewards[name] = r
-        self.out[name] = {"metrics": metrics(r), "fraction_above_exact_t": float(np.mean(r > 5.2772)), **(extra or {})}
+        self.out[name] = {"metrics": metrics(r), "fraction_above_exact_t": float(np.mean(r > 5.2772)),
+                          "quantiles": np.quantile(r, np.linspace(0.001, 0.999, 999)).tolist(), **(extra or {})}
         m = self.out[name]["metrics"]
         self.log(f"{name:22s} E={m[0]:.3f} R-CVaR={m[1]:.3f} L-CVaR={m[2]:.3f} {extra or ''}")
 

@@ -227,6 +227,15 @@ def fdc_fine_tune(
         raise ValueError(f"eta must have shape ({num_rounds},) with every eta_k >= alpha")
     optimizer = optimizer or optax.adam(1e-4)
     base = lambda x, t: velocity_fn(base_params, x, t)
+
+    def potential(x, tp):
+        # tp = (thresholds (K,), weights (K,)); rounds not reached yet have weight 0.
+        r = reward_fn(x)
+        return jnp.sum(tp[1].astype(r.dtype) * _pseudo(r, tp[0].astype(r.dtype), beta, side))
+
+    example = (np.zeros(num_rounds, np.float32), np.zeros(num_rounds, np.float32))
+    kernel = adjoint_matching(velocity_fn, base, potential, optimizer, dim, reward_scale=1.0,
+                              num_steps=grid_steps, example_reward_params=example, **adjoint_kwargs)
     params, thresholds, fits = base_params, np.zeros(num_rounds), []
     coefs = np.zeros(num_rounds)
     for k in range(num_rounds):
@@ -236,16 +245,9 @@ def fdc_fine_tune(
         thresholds[k] = float(_beta_quantile(rewards, beta, side))
         coefs = (1.0 - alpha / eta[k]) * coefs
         coefs[k] = 1.0 / eta[k]
-        ts_k, a_k = jnp.asarray(thresholds[: k + 1]), jnp.asarray(coefs[: k + 1])
-
-        def potential(x, _, ts_k=ts_k, a_k=a_k):
-            r = reward_fn(x)
-            return jnp.sum(a_k.astype(r.dtype) * _pseudo(r, ts_k.astype(r.dtype), beta, side))
-
-        kernel = adjoint_matching(velocity_fn, base, potential, optimizer, dim, reward_scale=1.0,
-                                  num_steps=grid_steps, **adjoint_kwargs)
-        result = fine_tune(key_tune, kernel, params, steps_per_round, progress=progress,
-                           description=f"FDC round {k + 1}/{num_rounds}")
+        tp = (thresholds.astype(np.float32), coefs.astype(np.float32))
+        result = fine_tune(key_tune, kernel, params, steps_per_round, reward_params_fn=lambda i, tp=tp: tp,
+                           progress=progress, description=f"FDC round {k + 1}/{num_rounds}")
         params = result.state.params
         fits.append(result)
     return FDCResult(params, jnp.asarray(thresholds), jnp.asarray(coefs), fits)
