@@ -32,6 +32,16 @@ from tailjax.dro.setups import carbon_setup, digits_setup
 from tailjax.nn.forecasters import LSTMForecaster
 
 SIZES = {
+    "smoke": dict(  # seconds: checks that every part runs, numbers mean nothing
+        carbon=dict(stride=16, test_stride=96, num_steps=10, last_steps=5, noise_features=(16,), generator_steps=20,
+                    vae_steps=20),
+        carbon_steps=4,
+        digits=dict(vae_steps=20, max_test=100, max_train=500),
+        digits_steps=4,
+        gas=GasDroConfig(inner_steps=1, epochs=1, dual_lr=1.0, advantages="center"),
+        deltas=(0.01,),
+        hiddens=(8,),
+    ),
     "small": dict(
         carbon=dict(stride=4, test_stride=24, num_steps=50, noise_features=(256, 256),
                     generator_steps=3000, vae_steps=2000),
@@ -44,13 +54,13 @@ SIZES = {
     ),
     "paper": dict(
         carbon=dict(stride=1, test_stride=1, num_steps=500, noise_features=(256, 256, 256),
-                    generator_steps=20_000, vae_steps=10_000),
-        carbon_steps=3000,
-        digits=dict(vae_steps=10_000),
-        digits_steps=3000,
+                    generator_steps=10_000, vae_steps=5_000),
+        carbon_steps=300,
+        digits=dict(vae_steps=5_000),
+        digits_steps=1000,
         gas=GasDroConfig(inner_steps=10, epochs=10, dual_lr=1.0, advantages="center"),
-        deltas=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
-        hiddens=(8, 16, 32, 64, 128),
+        deltas=(0.001, 0.005, 0.02),
+        hiddens=(16, 64),
     ),
 }
 LEVELS = {"gaussian": (0.1, 0.2, 0.3, 0.4, 0.5), "perlin": (0.25, 0.5, 0.75, 1.0), "cutout": (4, 6, 8, 10, 12)}
@@ -65,6 +75,7 @@ def _settings(cfg, steps, budget):
 
 
 def run_carbon(cfg, key, data, methods=METHODS, log=print):
+    """Every method on the carbon task; per test set MSE, average, worst, time, step memory."""
     t0 = time.perf_counter()
     setup = carbon_setup(key, data, **cfg["carbon"])
     log(f"carbon setup {time.perf_counter() - t0:.1f} s; J0={setup.info['J0']:.4f}")
@@ -212,22 +223,29 @@ def main(argv=None):
                            "gas": cfg["gas"]._asdict(), "carbon": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg["carbon"].items()},
                            "digits": cfg["digits"]}}
     tables = []
+    dump = lambda: (out / "gas_dro.json").write_text(json.dumps(report, indent=1, default=float))
     if "carbon" in args.parts:
         setup, res = run_carbon(cfg, key, args.data, args.methods)
         report["carbon"] = {"results": res, "info": setup.info}
         tables.append(_table("carbon intensity, test MSE (train ERCOT 2021-22)", res, "mse", ".5f"))
         tables.append("W1 to training set: " + ", ".join(f"{k} {v:.3f}" for k, v in setup.info["wasserstein"].items()))
+        dump()
         if "ablations" in args.parts:
             report["ablation_budget"] = ablate_budget(cfg, key, setup, cfg["deltas"])
             report["ablation_capacity"] = ablate_capacity(cfg, key, setup, cfg["hiddens"])
+            dump()
     if "digits" in args.parts:
         setup, res, preds = run_digits(cfg, jax.random.fold_in(key, 1), args.data, args.methods)
         report["digits"] = {"results": res, "info": setup.info}
         tables.append(_table("digits, test accuracy (train USPS)", res, "accuracy", ".4f"))
+        dump()
         if "ablations" in args.parts:
             keep = {n: preds[n] for n in ("ML", "GAS-DRO") if n in preds}
             report["ablation_noise"] = ablate_noise(jax.random.fold_in(key, 2), setup, keep, setup.tests)
-    (out / "gas_dro.json").write_text(json.dumps(report, indent=1, default=float))
+    stats = getattr(jax.devices()[0], "memory_stats", lambda: None)()
+    if stats and "peak_bytes_in_use" in stats:
+        report["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+    dump()
     _plot(report, out)
     text = "\n\n".join(tables)
     print(text)

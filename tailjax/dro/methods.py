@@ -141,12 +141,12 @@ def train_method(
     """
     step, state, batch_fn, predictor_of = build_method(name, loss_fn, params, data, resources, settings)
     cost: dict[str, Any] = {}
-    if measure_memory:
-        cost["step_bytes"] = _memory_bytes(step, state, key, batch_fn(0))
     start = time.perf_counter()
     res = training.fit(step, state, key, settings.steps, batch_fn=batch_fn, progress=progress,
                        description=name, checkpoint_path=checkpoint_path)
     out = predictor_of(res.state)
     jax.block_until_ready(out)
     cost["seconds"] = time.perf_counter() - start
+    if measure_memory:  # after training, so that the time above includes compilation
+        cost["step_bytes"] = _memory_bytes(step, state, key, batch_fn(0))
     return out, cost, res.history

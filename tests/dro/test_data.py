@@ -84,7 +84,7 @@ def test_gaussian_noise_statistics():
 
 
 def test_perlin_field_is_smooth_bounded_and_centred():
-    f = jax.jit(jax.vmap(lambda k: perlin_field(k, (16, 16), 4)))(jax.random.split(jax.random.key(1), 300))
+    f = jax.jit(jax.vmap(lambda k: perlin_field(k, (16, 16), 4)))(jax.random.split(jax.random.key(1), 200))
     assert float(jnp.max(jnp.abs(f))) <= 1.0 + 1e-5
     np.testing.assert_allclose(jnp.mean(f), 0.0, atol=0.02)
     # neighbouring pixels are strongly correlated (gradient noise, not white noise)
@@ -109,8 +109,9 @@ def test_cutout_zeroes_a_square():
 
 def test_corrupt_batch_dispatch():
     x = jnp.full((3, 16, 16), 0.5)
+    fn = jax.jit(corrupt, static_argnums=(2, 3))
     for kind, level in (("gaussian", 0.2), ("perlin", 0.3), ("cutout", 5)):
-        out = corrupt(jax.random.key(0), x, kind, level)
+        out = fn(jax.random.key(0), x, kind, level)
         assert out.shape == x.shape and not np.allclose(out, x)
     with pytest.raises(ValueError, match="kind"):
         corrupt(jax.random.key(0), x, "blur", 1.0)

@@ -5,7 +5,7 @@ import optax
 import pytest
 from jax.scipy.stats import norm
 
-from tailjax.dro.ambiguity import ddpm_ambiguity_set, vae_ambiguity_set
+from tailjax.dro.ambiguity import AmbiguitySet, ddpm_ambiguity_set, vae_ambiguity_set
 from tailjax.dro.gas_dro import (
     GasDroConfig,
     _reservoir,
@@ -22,7 +22,7 @@ CFG = GasDroConfig(inner_steps=2, epochs=2, num_samples=8, outer_samples=8, budg
 def _setup(cfg=CFG):
     s = make_schedule(10, beta_end=0.3)
     net = MLPNoiseNet((8,))
-    theta = net.init(jax.random.key(0), jnp.zeros(3), jnp.array(1))
+    theta = jax.jit(net.init)(jax.random.key(0), jnp.zeros(3), jnp.array(1))
     aset = ddpm_ambiguity_set(lambda p, x, t, c: net.apply(p, x, t, c), s, (3,), last_steps=3)
     loss = lambda w, x: (jnp.dot(w["a"], x[:2]) - x[2]) ** 2  # linear forecaster
     w = {"a": jnp.zeros(2)}
@@ -51,6 +51,7 @@ def test_gas_dro_step_under_jit(optax_promotion):
         step(state, jax.random.key(2), data[:24].reshape(3, 8, 3))
 
 
+@pytest.mark.slow
 def test_cold_start_restarts_from_the_nominal_generator(optax_promotion):
     cfg = CFG._replace(warm_start=False)
     (init, step), w, theta, data = _setup(cfg)
@@ -96,31 +97,38 @@ def test_reservoir_picks_uniformly_among_iterates():
 
 
 def test_config_validation():
-    aset = _setup()[0]
-    with pytest.raises(ValueError, match="inner_steps"):
-        _setup(CFG._replace(inner_steps=0))
-    with pytest.raises(ValueError, match="outer_steps"):
-        _setup(CFG._replace(outer_steps=0))
-    with pytest.raises(ValueError, match="clip"):
-        _setup(CFG._replace(clip=1.0))
-    del aset
+    aset = AmbiguitySet(None, None, None)  # validation happens before anything is traced
+    loss = lambda w, x: jnp.sum(x)
+    for field, value in (("inner_steps", 0), ("outer_steps", 0), ("outer_samples", 0), ("clip", 1.0),
+                         ("budget", -1.0), ("estimator", "trpo"), ("advantages", "rank")):
+        with pytest.raises(ValueError, match=field):
+            gas_dro(aset, loss, optax.sgd(0.1), optax.sgd(0.1), CFG._replace(**{field: value}))
 
 
 def test_vae_ambiguity_set_freezes_encoder_and_scores_decoder_density(optax_promotion):
     vae = VAE((4,), latent_dim=2, hidden=(8,), obs_std=0.2)
-    params = vae.init(jax.random.key(0), jnp.zeros(4), jnp.zeros(2), jnp.zeros(3))
+    params = jax.jit(vae.init)(jax.random.key(0), jnp.zeros(4), jnp.zeros(2), jnp.zeros(3))
     encoder, decoder = split_params(params)
     onehot = lambda k: jax.nn.one_hot(jax.random.randint(k, (), 0, 3), 3)
     aset = vae_ambiguity_set(vae, params, cond_sampler=onehot)
-    (x, c), traj = aset.sample(jax.random.key(1), decoder, 6)
+    (x, c), traj = jax.jit(aset.sample, static_argnums=2)(jax.random.key(1), decoder, 6)
     assert x.shape == (6, 4) and c.shape == (6, 3)
     mean = vae.apply(params, traj.z, traj.cond, method=VAE.decode)
     ref = jnp.sum(norm.logpdf(traj.x, mean, 0.2), axis=-1)
     np.testing.assert_allclose(aset.log_prob(decoder, traj), ref, rtol=1e-5)
     data = (jax.random.normal(jax.random.key(2), (5, 4)), jax.nn.one_hot(jnp.arange(5) % 3, 3))
-    g = jax.grad(lambda th: aset.reconstruction_loss(th, jax.random.key(3), data))(decoder)
+    g = jax.jit(jax.grad(lambda th: aset.reconstruction_loss(th, jax.random.key(3), data)))(decoder)
     assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(decoder)
-    # a GAS-DRO step on the decoder only
+
+
+@pytest.mark.slow
+def test_gas_dro_step_on_the_vae_ambiguity_set(optax_promotion):
+    vae = VAE((4,), latent_dim=2, hidden=(8,), obs_std=0.2)
+    params = vae.init(jax.random.key(0), jnp.zeros(4), jnp.zeros(2), jnp.zeros(3))
+    _, decoder = split_params(params)
+    onehot = lambda k: jax.nn.one_hot(jax.random.randint(k, (), 0, 3), 3)
+    aset = vae_ambiguity_set(vae, params, cond_sampler=onehot)
+    data = (jax.random.normal(jax.random.key(2), (5, 4)), jax.nn.one_hot(jnp.arange(5) % 3, 3))
     loss = lambda w, s: jnp.sum((s[0] - w) ** 2)
     cfg = CFG._replace(inner_steps=2)
     init, step = gas_dro(aset, loss, optax.sgd(0.1), optax.adam(1e-2), cfg)

@@ -20,10 +20,10 @@ from tailjax.dro.inner import (
 from tailjax.nn.ddpm import MLPNoiseNet, make_schedule
 
 
-def _small_set(T=20, last=5, dim=3, dtype=jnp.float32):
+def _small_set(T=8, last=3, dim=3, dtype=jnp.float32):
     s = make_schedule(T, beta_end=0.3, dtype=dtype)
     net = MLPNoiseNet((16,))
-    params = net.init(jax.random.key(0), jnp.zeros(dim, jnp.float32), jnp.array(1))
+    params = jax.jit(net.init)(jax.random.key(0), jnp.zeros(dim, jnp.float32), jnp.array(1))
     params = jax.tree_util.tree_map(lambda p: (p + 0.05).astype(dtype), params)
     apply = lambda p, x, t, c: net.apply(p, x, t, c)
     return ddpm_ambiguity_set(apply, s, (dim,), last, dtype=dtype), params
@@ -35,8 +35,9 @@ def test_ppo_ratio_is_one_and_gradient_equals_reinforce_at_theta_old(x64):
     adv = standardize(jnp.sum(samples**2, axis=-1))
     logp_old = aset.log_prob(theta, traj)
     np.testing.assert_allclose(ppo_ratio(aset.log_prob(theta, traj), logp_old), 1.0, rtol=1e-6)
-    g_ppo = jax.jit(jax.grad(lambda p: ppo_surrogate(aset.log_prob(p, traj), logp_old, adv, 0.4)))(theta)
-    g_rf = jax.jit(jax.grad(lambda p: reinforce_surrogate(aset.log_prob(p, traj), adv)))(theta)
+    g_ppo, g_rf = jax.jit(lambda th: (
+        jax.grad(lambda p: ppo_surrogate(aset.log_prob(p, traj), logp_old, adv, 0.4))(th),
+        jax.grad(lambda p: reinforce_surrogate(aset.log_prob(p, traj), adv))(th)))(theta)
     for a, b in zip(jax.tree_util.tree_leaves(g_ppo), jax.tree_util.tree_leaves(g_rf)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert any(float(jnp.max(jnp.abs(a))) > 0 for a in jax.tree_util.tree_leaves(g_ppo))
@@ -65,12 +66,14 @@ def test_ppo_clipping_removes_the_gradient_outside_the_trust_region():
     lr=st.floats(0, 10),
 )
 def test_dual_update_keeps_mu_nonnegative_and_moves_with_the_violation(mu, j, eps, lr):
+    mu32, j32 = float(np.float32(mu)), float(np.float32(j))
     new = float(dual_update(jnp.float32(mu), jnp.float32(j), eps, lr))
     assert new >= 0.0
-    if j > eps:
-        assert new >= mu * (1 - 1e-6)
-    if j < eps:
-        assert new <= mu * (1 + 1e-6) + 1e-6
+    tol = 1e-5 * max(1.0, mu32)  # float32 rounding
+    if j32 > eps:
+        assert new >= mu32 - tol
+    if j32 < eps:
+        assert new <= mu32 + tol
 
 
 def test_dual_update_raises_mu_when_j_exceeds_budget():
@@ -94,7 +97,7 @@ class _GaussianEps(nn.Module):
         return a[..., None] * (x - jnp.sqrt(ab)[..., None] * m)
 
 
-@pytest.mark.parametrize("estimator", ["ppo", "reinforce"])
+@pytest.mark.parametrize("estimator", ["ppo", pytest.param("reinforce", marks=pytest.mark.slow)])
 def test_inner_max_on_gaussian_toy_moves_mean_up_to_the_budget(estimator, optax_promotion):
     T, s = 50, 1.0
     sched = make_schedule(T, beta_end=0.3)

@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster
 
@@ -29,6 +30,7 @@ def test_lstm_uses_the_order_of_the_window():
     assert not np.allclose(*jax.jit(net.apply)(params, jnp.stack([x, x[::-1]])))
 
 
+@pytest.mark.slow
 def test_lstm_learns_a_sine():
     t = jnp.arange(600.0)
     series = jnp.sin(2 * jnp.pi * t / 24)

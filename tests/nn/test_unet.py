@@ -17,6 +17,7 @@ def _net(**kw):
     return net, params
 
 
+@pytest.mark.slow
 def test_unet_shapes_batch_and_dependencies():
     net, params = _net()
     x = jax.random.uniform(jax.random.key(2), (3, 16, 16))
@@ -39,6 +40,7 @@ def test_unet_shapes_batch_and_dependencies():
     assert float(jnp.max(jnp.abs(out_corner[:, -1, -1] - out[:, -1, -1]))) > 0
 
 
+@pytest.mark.slow
 def test_unet_trains_with_dm_loss_and_rejects_bad_sizes():
     net, params = _net()
     s = make_schedule(100)
@@ -50,3 +52,15 @@ def test_unet_trains_with_dm_loss_and_rejects_bad_sizes():
     assert all(np.all(np.isfinite(l)) for l in jax.tree_util.tree_leaves(g))
     with pytest.raises(ValueError, match="divisible"):
         net.apply(params, jnp.zeros((9, 9)), jnp.array(1), jnp.zeros(10))
+
+
+def test_unet_shapes_and_validation_without_compiling():
+    net = UNet(channels=(8, 16), time_dim=16)
+    params = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((16, 16)), jnp.array(1), jnp.zeros(10))
+    out = jax.eval_shape(net.apply, params, jnp.zeros((5, 16, 16)), jnp.zeros(5, jnp.int32), jnp.zeros((5, 10)))
+    assert out.shape == (5, 16, 16)
+    multi = UNet(channels=(8, 16, 16), time_dim=16, in_channels=3)
+    p3 = jax.eval_shape(multi.init, jax.random.key(0), jnp.zeros((16, 16, 3)), jnp.array(1))
+    assert jax.eval_shape(multi.apply, p3, jnp.zeros((2, 16, 16, 3)), jnp.zeros(2, jnp.int32)).shape == (2, 16, 16, 3)
+    with pytest.raises(ValueError, match="divisible"):
+        jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((9, 9)), jnp.array(1), jnp.zeros(10))
