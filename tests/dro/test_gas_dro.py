@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,7 @@ from tailjax.nn.vae import VAE, split_params
 CFG = GasDroConfig(inner_steps=2, epochs=2, num_samples=8, outer_samples=8, budget=0.5, dual_lr=1.0)
 
 
+@functools.lru_cache(maxsize=None)  # one kernel per config: tests share its compiled step
 def _setup(cfg=CFG):
     s = make_schedule(10, beta_end=0.3)
     net = MLPNoiseNet((8,))
