@@ -158,10 +158,11 @@ def test_float32_stable_with_500_steps(which):
         assert np.all(np.isfinite(reverse_mean(s, jnp.ones(2), jnp.array(500), jnp.ones(2))))
 
 
-def test_noise_nets_batch_equals_single():
+@pytest.mark.parametrize("kind", ["mlp", pytest.param("conv", marks=pytest.mark.slow)])
+def test_noise_nets_batch_equals_single(kind):
     x = jax.random.normal(jax.random.key(0), (4, 25))
     t = jnp.array([1, 5, 9, 200])
-    for net in (MLPNoiseNet((16,)), ConvNoiseNet(channels=8, depth=2)):
+    for net in ([MLPNoiseNet((16,))] if kind == "mlp" else [ConvNoiseNet(channels=8, depth=2)]):
         params = jax.jit(net.init)(jax.random.key(1), x[0], t[0])
         params = jax.tree_util.tree_map(lambda p: p + 0.05, params)
         batched, single = jax.jit(lambda x, t: (net.apply(params, x, t), net.apply(params, x[1], t[1])))(x, t)
@@ -174,7 +175,7 @@ def test_noise_nets_batch_equals_single():
 def test_dm_loss_errors_and_conditioning():
     s = make_schedule(10)
     net = MLPNoiseNet((8,))
-    params = net.init(jax.random.key(0), jnp.zeros(3), jnp.array(1), jnp.zeros(2))
+    params = jax.jit(net.init)(jax.random.key(0), jnp.zeros(3), jnp.array(1), jnp.zeros(2))
     apply = lambda p, x, t, c: net.apply(p, x, t, c)
     v = jax.jit(lambda p: dm_loss(apply, p, jax.random.key(0), jnp.ones((4, 3)), s, cond=jnp.ones((4, 2))))(params)
     assert np.isfinite(v)

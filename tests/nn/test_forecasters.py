@@ -10,23 +10,26 @@ from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster
 def test_shapes_and_batch_consistency():
     x = jax.random.normal(jax.random.key(0), (5, 12))
     for net in (LSTMForecaster(hidden=8), MLPForecaster((16,))):
-        params = jax.jit(net.init)(jax.random.key(1), x[0])
-        out = jax.jit(net.apply)(params, x)
+        @jax.jit
+        def run(x):
+            params = net.init(jax.random.key(1), x[0])
+            return net.apply(params, x), net.apply(params, x[2])
+        out, single = run(x)
         assert out.shape == (5,)
-        np.testing.assert_allclose(out[2], jax.jit(net.apply)(params, x[2]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[2], single, rtol=1e-5, atol=1e-6)
     multi = LSTMForecaster(hidden=8, out_dim=3, in_channels=2)
     out = jax.eval_shape(lambda: multi.apply(multi.init(jax.random.key(1), jnp.zeros((12, 2))), jnp.zeros((4, 12, 2))))
     assert out.shape == (4, 3)
     clf = MLPClassifier()
-    p = jax.jit(clf.init)(jax.random.key(0), jnp.zeros((16, 16)))
-    assert clf.apply(p, jnp.zeros((7, 16, 16))).shape == (7, 10)
+    p = jax.eval_shape(clf.init, jax.random.key(0), jnp.zeros((16, 16)))
+    assert jax.eval_shape(clf.apply, p, jnp.zeros((7, 16, 16))).shape == (7, 10)
     assert p["params"]["Dense_0"]["kernel"].shape == (256, 8)  # the paper's hidden width 8
 
 
 def test_lstm_uses_the_order_of_the_window():
     net = LSTMForecaster(hidden=8)
-    params = jax.jit(net.init)(jax.random.key(1), jnp.zeros(6))
-    x = jnp.arange(6.0) / 6
+    x = jnp.arange(12.0) / 12  # same window length as above: the compiled init is reused
+    params = jax.jit(net.init)(jax.random.key(1), x)
     assert not np.allclose(*jax.jit(net.apply)(params, jnp.stack([x, x[::-1]])))
 
 
