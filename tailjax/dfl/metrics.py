@@ -19,6 +19,7 @@ sum_i [f(c_i, w_hat_i) - f(c_i, w*(c_i))] / sum_i |f(c_i, w*(c_i))| (a fraction,
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -78,14 +79,15 @@ def regret_reference(
         raise ValueError(f"features must have shape (N, p) with N >= 1, got {x.shape}")
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(x.shape[0]))
     samples = jax.vmap(lambda k, xi: model.sample(k, xi, int(num_samples)))(keys, x)
-
-    @jax.jit
-    def solve(s):
-        w = jax.vmap(lambda si: decision(problem, si, tail_prob, reg=0.0, iterations=iterations))(s)
-        return w, jax.vmap(lambda si, wi: objective(problem, si, wi))(s, w)
-
+    solve = lambda s: _reference_solve(problem, s, float(tail_prob), int(iterations))  # noqa: E731
     w_star, f_star = _chunked(solve, (samples,), int(chunk_size))
     return RegretReference(samples, w_star, f_star, float(tail_prob))
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _reference_solve(problem, samples, tail_prob, iterations):
+    w = jax.vmap(lambda s: decision(problem, s, tail_prob, reg=0.0, iterations=iterations))(samples)
+    return w, jax.vmap(lambda s, wi: objective(problem, s, wi))(samples, w)
 
 
 def cvar_regret(

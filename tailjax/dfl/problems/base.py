@@ -36,6 +36,7 @@ __all__ = [
     "decision",
     "point_decision_of",
     "qp_oracle",
+    "exact_oracle",
 ]
 
 
@@ -149,3 +150,25 @@ def qp_oracle(problem: DecisionProblem) -> Callable[[Array], Array]:
         return jax.lax.stop_gradient(point_decision_of(problem, c, reg=0.0))
 
     return oracle
+
+
+def exact_oracle(name: str, problem: DecisionProblem) -> Callable[[Array], Array]:
+    """The exact oracle of a named problem as a pure function of the problem's arrays, so
+    that it can be built inside ``jit`` from a traced ``problem`` (one compilation serves
+    every seed/instance of the same shapes).
+
+    ``"shortest_path"`` (5x5 grid DP), ``"knapsack"`` (sorting; the polytope's single
+    inequality row), ``"energy"`` (cheapest periods first; the single equality row),
+    ``"portfolio"`` or anything else (the interior-point QP).
+    """
+    from tailjax.layers import box_budget, fractional_knapsack, grid_shortest_path
+
+    poly = problem.polytope
+    if name == "shortest_path":
+        return lambda c: grid_shortest_path(c, (5, 5))
+    if name == "knapsack":
+        return lambda c: fractional_knapsack(-c, poly.ineq_matrix[0], poly.ineq_rhs[0])
+    if name == "energy":
+        return lambda c: box_budget(c, poly.lower, poly.upper, poly.eq_rhs[0])
+    return qp_oracle(problem)
+
