@@ -113,7 +113,7 @@ def run(size, alpha, out, problems, methods):
                 x_tr, c_tr, x_te, c_te = x[:n], c[:n], x[n:], c[n:]
                 t0 = time.perf_counter()
                 ref = regret_reference(jax.random.key(1000 + seed), inst.problem, inst.model, x_te, alpha,
-                                       num_samples=cfg["M"], chunk_size=64)
+                                       num_samples=cfg["M"], chunk_size=16)
                 ref_s = time.perf_counter() - t0
                 oracle = exact_oracle(name, inst.problem)
                 for method in methods:
