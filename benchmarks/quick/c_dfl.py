@@ -35,8 +35,8 @@ def run(out_dir: pathlib.Path) -> str:
     rows = []
     for label, method in METHODS.items():
         t0 = time.perf_counter()
-        fitted = fit_baseline(method, jax.random.key(0), inst, x_tr, c_tr, epochs=8, batch_size=32,
-                              learning_rate=0.02, tail_prob=ALPHA, num_samples=8)
+        fitted = fit_baseline(method, jax.random.key(0), inst, x_tr, c_tr, epochs=12, batch_size=32,
+                              learning_rate=0.05, tail_prob=ALPHA, num_samples=8)
         w = baseline_decisions(fitted, x_te, inst, tail_prob=ALPHA, num_samples=32)
         rows.append(dict(method=label, normalized_regret=float(normalized_regret(w, c_te, inst.problem, inst.oracle)),
                          cvar_regret_pct=float(cvar_regret(w, ref, inst.problem)),
