@@ -236,11 +236,12 @@ def fdc_fine_tune(
     example = (np.zeros(num_rounds, np.float32), np.zeros(num_rounds, np.float32))
     kernel = adjoint_matching(velocity_fn, base, potential, optimizer, dim, reward_scale=1.0,
                               num_steps=grid_steps, example_reward_params=example, **adjoint_kwargs)
+    sample = jax.jit(lambda k, p: memoryless_sample(k, velocity_fn, p, num_var_samples, dim, num_steps=grid_steps))
     params, thresholds, fits = base_params, np.zeros(num_rounds), []
     coefs = np.zeros(num_rounds)
     for k in range(num_rounds):
         key, key_var, key_tune = jax.random.split(key, 3)
-        samples = memoryless_sample(key_var, velocity_fn, params, num_var_samples, dim, num_steps=grid_steps)
+        samples = sample(key_var, params)
         rewards = check_reward_values(reward_fn, samples)
         thresholds[k] = float(_beta_quantile(rewards, beta, side))
         coefs = (1.0 - alpha / eta[k]) * coefs

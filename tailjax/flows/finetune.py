@@ -32,7 +32,7 @@ def check_reward_values(
     samples = jnp.asarray(samples)
     if samples.ndim != 2:
         raise ValueError(f"samples must have shape (n, d), got {samples.shape}")
-    rewards = jax.vmap(reward_fn)(samples)
+    rewards = jax.jit(jax.vmap(reward_fn))(samples)
     if rewards.shape != samples.shape[:1]:
         raise ValueError(f"{name} must return a scalar per sample, got shape {rewards.shape[1:]}")
     bad = int(np.sum(~np.isfinite(np.asarray(rewards))))

@@ -133,9 +133,8 @@ def beta_annealing(
     levels = np.linspace(beta_start, beta, num_levels + 1)[1:] if num_levels > 1 else np.array([beta])
     r = jnp.asarray(rewards)
     w = None if weights is None else jnp.asarray(weights, r.dtype)
-    t_levels = np.asarray(
-        jax.vmap(lambda b: solve_threshold(r, b, alpha, side, w))(jnp.asarray(levels, r.dtype))
-    )
+    solve = jax.jit(jax.vmap(lambda b, r, w: solve_threshold(r, b, alpha, side, w), in_axes=(0, None, None)))
+    t_levels = np.asarray(solve(jnp.asarray(levels, r.dtype), r, w))
     ramp = max(int(round(anneal_fraction * num_steps)), 1)
     stair = np.minimum((np.arange(num_steps) * num_levels) // ramp, num_levels - 1)
     return levels[stair].astype(np.asarray(r).dtype), t_levels[stair]
@@ -212,7 +211,8 @@ def tfft_fine_tune(
     sde_kwargs = {k: adjoint_kwargs[k] for k in ("ts", "schedule") if k in adjoint_kwargs}
     sde_kwargs["num_steps"] = grid_steps
     key_offline, key_tune = jax.random.split(key)
-    sample_fn = lambda k, n: memoryless_sample(k, velocity_fn, base_params, n, dim, **sde_kwargs)
+    sample_fn = jax.jit(lambda k, n: memoryless_sample(k, velocity_fn, base_params, n, dim, **sde_kwargs),
+                        static_argnums=1)
     threshold = tfft_threshold(
         key_offline, sample_fn, reward_fn, beta=beta, alpha=alpha, side=side, num_samples=num_offline
     )

@@ -27,8 +27,8 @@ def _log_pt(x, t, schedule):
 def test_mixture_velocity_solves_continuity_equation(make, x64):
     """d/dt log p_t + div v + v . grad log p_t = 0 at random points and times."""
     s = make()
-    xs = jax.random.normal(jax.random.key(0), (5, 2))
-    ts = jnp.array([0.05, 0.3, 0.5, 0.7, 0.95])
+    xs = jax.random.normal(jax.random.key(0), (3, 2))
+    ts = jnp.array([0.05, 0.5, 0.95])
 
     def residual(x, t):
         v = gaussian_mixture_velocity(x, t, W, M, C, s)
@@ -41,9 +41,9 @@ def test_mixture_velocity_solves_continuity_equation(make, x64):
 
 def test_single_component_mixture_is_gaussian(x64):
     x, t = jnp.array([0.4, -0.3]), jnp.asarray(0.6)
-    np.testing.assert_allclose(
-        gaussian_mixture_velocity(x, t, jnp.ones(1), M[:1], C[:1]), gaussian_velocity(x, t, M[0], C[0]), rtol=1e-12
-    )
+    mix = jax.jit(lambda x, t: gaussian_mixture_velocity(x, t, jnp.ones(1), M[:1], C[:1]))
+    one = jax.jit(lambda x, t: gaussian_velocity(x, t, M[0], C[0]))
+    np.testing.assert_allclose(mix(x, t), one(x, t), rtol=1e-12)
 
 
 def test_velocity_at_endpoints(x64):
@@ -58,8 +58,8 @@ def test_tilt_matches_numerical_reweighting(x64):
     w2, m2, c2 = tilt_gaussian_mixture(W, M, C, c)
     g = jnp.linspace(-7.0, 7.0, 281)
     pts = jnp.stack(jnp.meshgrid(g, g), -1).reshape(-1, 2)
-    logp = jax.vmap(lambda x: gaussian_mixture_log_prob(x, W, M, C))(pts) + pts @ c
-    logq = jax.vmap(lambda x: gaussian_mixture_log_prob(x, w2, m2, c2))(pts)
+    logp = jax.jit(jax.vmap(lambda x: gaussian_mixture_log_prob(x, W, M, C)))(pts) + pts @ c
+    logq = jax.jit(jax.vmap(lambda x: gaussian_mixture_log_prob(x, w2, m2, c2)))(pts)
     dx = (g[1] - g[0]) ** 2
     logp = logp - jax.scipy.special.logsumexp(logp) - jnp.log(dx)
     np.testing.assert_allclose(jnp.exp(logp), jnp.exp(logq), rtol=1e-5, atol=1e-12)

@@ -48,6 +48,7 @@ def test_learns_a_gaussian(optax_promotion):
     np.testing.assert_allclose(np.cov(np.asarray(x).T), COV, atol=0.08)
 
 
+@pytest.mark.slow
 def test_fit_resumes_exactly(tmp_path, optax_promotion):
     module = VelocityField(hidden=(8,), time_embedding_dim=4)
     field = lambda p, x, t: module.apply(p, x, t)
@@ -72,3 +73,11 @@ def test_bad_input():
         flow_matching_loss(field, None, jnp.zeros((0, 2)), jax.random.key(0))
     with pytest.raises(ValueError, match="batch_size"):
         flow_matching(field, optax.adam(1e-3), batch_size=0)
+
+
+def test_fit_helper_runs(optax_promotion):
+    module = VelocityField(hidden=(8,), time_embedding_dim=4)
+    field = lambda p, x, t: module.apply(p, x, t)
+    res = fit_flow_matching(jax.random.key(3), field, module.init(jax.random.key(0), jnp.zeros(2), 0.0), _data(64),
+                            3, batch_size=16, progress=False)
+    assert res.history["loss"].shape == (3,) and int(res.state.step) == 3

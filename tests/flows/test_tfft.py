@@ -18,13 +18,13 @@ def _tilted_cdf(r, t, beta, alpha, side, w=None):
     return float(jnp.sum(jnp.where(r < t, tilt, 0.0))), float(jnp.sum(jnp.where(r <= t, tilt, 0.0)))
 
 
-@pytest.mark.parametrize("side,beta", [("right", 0.8), ("right", 0.95), ("left", 0.2), ("left", 0.05)])
+@pytest.mark.parametrize("side,beta", [("right", 0.95), ("left", 0.05)])
 def test_stage1_threshold_is_the_quantile_of_the_tilted_target(side, beta, x64):
     """TFFT Theorems 4.1-4.2 on an empirical distribution (a skewed one): t* is a
     beta-quantile of p*, i.e. P*(R < t*) <= beta <= P*(R <= t*)."""
     sample = lambda k, n: jax.random.gamma(k, 2.0, (n, 1))
     res = tfft_threshold(jax.random.key(0), sample, lambda x: x[0], beta=beta, alpha=0.7, side=side,
-                         num_samples=20000)
+                         num_samples=5000)
     below, at_or_below = _tilted_cdf(res.rewards, res.t_star, beta, 0.7, side)
     assert below - 1e-5 <= beta <= at_or_below + 1e-5
     # And it is VaR_beta of the tilted samples (the lower or upper end of the quantile set).
@@ -36,14 +36,14 @@ def test_stage1_threshold_is_the_quantile_of_the_tilted_target(side, beta, x64):
 
 def test_table4_thresholds_by_quadrature(x64):
     """r ~ N(0, 2) (prior N(0, I_2), r = x1 + x2), alpha = 1: the thresholds of TFFT's Table 4."""
-    grid = jnp.linspace(-25.0, 30.0, 200001)
+    grid = jnp.linspace(-25.0, 30.0, 40001)
     w = norm.pdf(grid, scale=jnp.sqrt(2.0))
     t_r = solve_threshold(grid, 0.8, 1.0, "right", w)
     t_l = solve_threshold(grid, 0.2, 1.0, "left", w)
-    np.testing.assert_allclose([t_r, t_l], [5.2772, 1.4572], atol=2e-4)
+    np.testing.assert_allclose([t_r, t_l], [5.2772, 1.4572], atol=2e-3)
     for t, beta, side in ((t_r, 0.8, "right"), (t_l, 0.2, "left")):
         below, at_or_below = _tilted_cdf(grid, t, beta, 1.0, side, w)
-        assert abs(below - beta) < 1e-3 and abs(at_or_below - beta) < 1e-3
+        assert abs(below - beta) < 2e-3 and abs(at_or_below - beta) < 2e-3
 
 
 def test_importance_sampled_stage1_reaches_the_true_threshold(x64):
@@ -70,13 +70,13 @@ def test_importance_sampled_stage1_reaches_the_true_threshold(x64):
 
 
 def test_beta_annealing_schedule(x64):
-    r = jnp.sqrt(2.0) * jax.random.normal(jax.random.key(3), (5000,))
-    betas, ts = beta_annealing(r, 0.8, 1.0, "right", 100, anneal_fraction=0.5, num_levels=10)
+    r = jnp.sqrt(2.0) * jax.random.normal(jax.random.key(3), (2000,))
+    betas, ts = beta_annealing(r, 0.8, 1.0, "right", 100, anneal_fraction=0.5, num_levels=5)
     assert betas.shape == ts.shape == (100,)
     assert np.all(np.diff(betas) >= 0) and np.all(np.diff(ts) >= -1e-9)
     np.testing.assert_allclose(betas[50:], 0.8)
     np.testing.assert_allclose(ts[-1], solve_threshold(r, 0.8, 1.0, "right"), rtol=1e-6)
-    assert betas[0] < 0.1
+    assert betas[0] < 0.2  # the first of 5 stairs from 0.001 to 0.8
     betas_l, _ = beta_annealing(r, 0.2, 1.0, "left", 40, num_levels=4)
     assert betas_l[0] > 0.7 and np.all(np.diff(betas_l) <= 0) and betas_l[-1] == pytest.approx(0.2)
 
@@ -110,6 +110,7 @@ def test_tfft_kernel_fixed_and_annealed(optax_promotion):
     np.testing.assert_allclose(tfft_reward(reward, 4.0, 0.2, "left")(x), -(4.0 - 3.5) / 0.2, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_tfft_fine_tune_end_to_end_moves_the_tail(optax_promotion):
     res = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, beta=0.5, alpha=1.0,
                          num_steps=30, num_offline=2000, optimizer=optax.adam(0.05), grid_steps=10,

@@ -35,13 +35,12 @@ def test_velocity_field_shapes_batched_and_single(d):
     x = jax.random.normal(jax.random.key(1), (5, d))
     t = jnp.linspace(0.0, 1.0, 5)
     batched = jax.jit(module.apply)(params, x, t)
-    single = jax.vmap(module.apply, in_axes=(None, 0, 0))(params, x, t)
+    single = jax.jit(jax.vmap(module.apply, in_axes=(None, 0, 0)))(params, x, t)
     assert batched.shape == (5, d)
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
     # A scalar t broadcasts over the batch.
-    np.testing.assert_allclose(
-        module.apply(params, x, 0.5), module.apply(params, x, jnp.full((5,), 0.5)), rtol=1e-6
-    )
+    apply = jax.jit(module.apply)
+    np.testing.assert_allclose(apply(params, x, 0.5), apply(params, x, jnp.full((5,), 0.5)), rtol=1e-6)
 
 
 def test_velocity_field_context_and_zero_init():
@@ -72,13 +71,13 @@ def test_linear_skip_starts_as_the_mlp_and_is_affine_in_x():
     x = jax.random.normal(jax.random.key(1), (4, 3))
     mlp_params = {"params": {k: v for k, v in params["params"].items() if k != "skip"}}
     # The skip is zero at initialisation.
-    np.testing.assert_allclose(skip.apply(params, x, 0.3), plain.apply(mlp_params, x, 0.3), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(skip.apply)(params, x, 0.3), jax.jit(plain.apply)(mlp_params, x, 0.3), rtol=1e-6)
     # With the MLP's output layer zeroed, the field is exactly A(t) x + b(t).
     last = max(k for k in params["params"] if k.startswith("Dense_"))
     params = jax.tree_util.tree_map(lambda a: a, params)
     params["params"][last] = jax.tree_util.tree_map(jnp.zeros_like, params["params"][last])
     params["params"]["skip"]["kernel"] = jax.random.normal(jax.random.key(2), params["params"]["skip"]["kernel"].shape)
-    f = lambda z: skip.apply(params, z, 0.3)
-    jac = jax.jacfwd(f)(x[0])
-    np.testing.assert_allclose(jax.jacfwd(f)(x[1]), jac, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(f(x[0] + x[1]) - f(x[1]), jac @ x[0], rtol=1e-4, atol=1e-5)
+    f = jax.jit(lambda z: skip.apply(params, z, 0.3))
+    jac = jax.jit(jax.jacfwd(f))
+    np.testing.assert_allclose(jac(x[1]), jac(x[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f(x[0] + x[1]) - f(x[1]), jac(x[0]) @ x[0], rtol=1e-4, atol=1e-5)
