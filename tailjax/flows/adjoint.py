@@ -16,6 +16,12 @@ With the memoryless noise schedule the fine-tuned field v_theta is learned by re
 3. The loss sum_k |(2 / sigma_k)(v_theta - v_base)(X_k, t_k) + sigma_k a_k|^2 over interior
    times 0 < t_k < 1 (sigma is infinite at 0 and zero at 1), averaged over the batch.
 
+Option ``importance_weighting``: weight each path by dP*/dP_theta (the reward tilt times the
+discrete Girsanov ratio of :mod:`tailjax.flows.girsanov`), so that the regression target is
+the optimal one whatever field drew the paths. Plain adjoint matching cannot correct the mass
+split between two distant modes (its fixed point is unstable there; seen on TFFT's R-CVaR
+example, where the upper mode keeps growing past its optimal mass); the weighted loss can.
+
 ``velocity_fn(params, x, t)`` is the fine-tuned field, ``base_velocity_fn(x, t)`` the frozen base
 (both per sample); ``reward_fn(x, reward_params) -> ()`` per sample, where ``reward_params`` is the
 third argument of ``step`` (``None`` unless a schedule feeds it, e.g. TFFT's beta annealing).

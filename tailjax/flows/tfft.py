@@ -74,7 +74,8 @@ def tfft_threshold(
 
     By default the samples come from the pre-trained model. ``log_weight_fn(samples) -> (n,)``
     turns Stage 1 into importance sampling: the samples then come from a proposal q and the
-    log-weights are log p_pre - log q up to a constant (e.g. ODE likelihoods,
+    log-weights are log p_pre - log q up to a constant (path weights of a fine-tuned model,
+    :func:`~tailjax.flows.girsanov.memoryless_sample_and_log_weight`, or ODE likelihoods,
     :func:`~tailjax.flows.ode.ode_log_prob`). This matters when the target's tail lies beyond
     the pre-trained samples: F_R averages exp([r - t]_+ / (alpha (1 - beta))), which N plain
     samples under-estimate badly once the tilted mass sits where they never land.
