@@ -89,10 +89,15 @@ def multivariate_t(
         gammaln((nu_ + d) / 2) - gammaln(nu_ / 2) - 0.5 * d * jnp.log(nu_ * jnp.pi) - logdet
     )
 
+    integer_nu = float(nu).is_integer() and nu <= 64
+
     def sample(key, n):
         kz, kw = jax.random.split(key)
         z = jax.random.normal(kz, (n, d), dtype)
-        w = 2.0 * jax.random.gamma(kw, nu_ / 2, (n, 1), dtype)
+        if integer_nu:  # chi2(nu) as a sum of squares: much faster than a gamma draw
+            w = jnp.sum(jax.random.normal(kw, (n, int(nu)), dtype) ** 2, axis=1, keepdims=True)
+        else:
+            w = 2.0 * jax.random.gamma(kw, nu_ / 2, (n, 1), dtype)
         return loc + (z / jnp.sqrt(w / nu_)) @ L.T
 
     def log_prob(x):

@@ -84,7 +84,7 @@ class OracleInfo(NamedTuple):
     log_m2: Array  # log M2 at the returned h
 
 
-def default_h_grid(tail_prob: float, num: int = 32, max_scale: float = 64.0) -> np.ndarray:
+def default_h_grid(tail_prob: float, num: int = 24, max_scale: float = 64.0) -> np.ndarray:
     """h values whose scales s_h run geometrically from 1 (no transform) to ``max_scale``."""
     check_open_unit(tail_prob, "tail_prob")
     unit = float(max(np.log(np.log(1.0 / tail_prob)), 1.0))

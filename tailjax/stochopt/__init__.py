@@ -14,6 +14,7 @@ from tailjax.stochopt.lp import QPSolution, lp_value, solve_lp, solve_qp
 from tailjax.stochopt.retrospective import (
     RAResult,
     RAStage,
+    build_retrospective_approximation,
     retrospective_approximation,
     sample_sizes,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RAStage",
     "RAResult",
     "retrospective_approximation",
+    "build_retrospective_approximation",
     "sample_sizes",
     "SAState",
     "SAInfo",

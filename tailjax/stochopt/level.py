@@ -20,7 +20,8 @@ Given a convex ``fun(theta) -> (value, aux)`` and a decision set Theta from
 It stops when ``upper - lower <= atol + tol * |upper|``: the returned ``theta`` is then
 certified to be within that gap of the optimum. All loops are ``lax.while_loop`` with a
 preallocated cut buffer of ``max_iter + 1`` rows, so the solver jits and vmaps (e.g. over
-independent replications).
+independent replications). Steps 2 and 3 are posed as one QP family in (theta, eta) that
+differs only in data, so the interior-point solver is traced once (compile time).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ single program, at the price of computing the early stages at full size).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,13 @@ from tailjax.importance.estimators import Loss
 from tailjax.importance.oracle import ISScheme
 from tailjax.stochopt.saa import solve_saa
 
-__all__ = ["RAStage", "RAResult", "retrospective_approximation", "sample_sizes"]
+__all__ = [
+    "RAStage",
+    "RAResult",
+    "retrospective_approximation",
+    "build_retrospective_approximation",
+    "sample_sizes",
+]
 
 
 class RAStage(NamedTuple):
@@ -70,6 +76,76 @@ def _pad(z, log_lr, n, size):
     return z_pad, lr_pad
 
 
+def build_retrospective_approximation(
+    loss: Loss,
+    scheme: ISScheme,
+    theta_set: Any,
+    tail_prob: float,
+    *,
+    n0: int = 1000,
+    growth: float = 2.0,
+    num_stages: int = 5,
+    tolerance_scale: float = 1.0,
+    relative_tolerance: float = 0.0,
+    risk_weight: float = 0.0,
+    max_iter: int = 200,
+    padding: str = "pow2",
+    dtype=None,
+) -> Callable[..., RAResult]:
+    """Compile Algorithm 1 once: returns ``run(key, theta0=None, u0=0.0) -> RAResult``.
+
+    The oracle, the per-size samplers and the stage solver are jitted here and reused by
+    every call of ``run`` (see :func:`retrospective_approximation` for the arguments).
+    """
+    check_open_unit(tail_prob, "tail_prob")
+    check_positive(tolerance_scale, "tolerance_scale")
+    if growth <= 1.0:
+        raise ValueError(f"growth must be > 1, got {growth}")
+    if int(n0) < 1 or int(num_stages) < 1:
+        raise ValueError(f"n0 and num_stages must be >= 1, got {n0} and {num_stages}")
+    if padding not in ("pow2", "max"):
+        raise ValueError(f"padding must be 'pow2' or 'max', got {padding!r}")
+    sizes = sample_sizes(n0, growth, num_stages)
+    dtype = dtype or jnp.result_type(float)
+    choose = jax.jit(scheme.choose)
+
+    def make_sampler(n):
+        size = _next_pow2(sizes[-1] if padding == "max" else n)
+
+        def sample(key, params):
+            z, log_lr = scheme.sample(key, params, n)
+            return _pad(z.astype(dtype), log_lr.astype(dtype), n, size)
+
+        return jax.jit(sample)
+
+    samplers = {n: make_sampler(n) for n in set(sizes)}
+
+    @jax.jit
+    def solve(z, log_lr, theta, atol):
+        return solve_saa(
+            loss, z, theta_set, tail_prob, log_lr=log_lr, risk_weight=risk_weight,
+            theta0=theta, tol=relative_tolerance, atol=atol, max_iter=max_iter,
+        )
+
+    def run(key: Array, theta0: Float[ArrayLike, " d"] | None = None, u0: Float[ArrayLike, ""] = 0.0) -> RAResult:
+        theta = theta_set.feasible_point(dtype) if theta0 is None else jnp.asarray(theta0, dtype)
+        u = jnp.asarray(u0, dtype)
+        stages = []
+        for k, n in enumerate(sizes):
+            k_oracle, k_sample = jax.random.split(jax.random.fold_in(key, k))
+            params = choose(k_oracle, u, theta)
+            z_pad, lr_pad = samplers[n](k_sample, params)
+            eps = tolerance_scale / math.sqrt(n)
+            res = solve(z_pad, lr_pad, theta, jnp.asarray(eps, dtype))
+            theta, u = res.theta, res.u
+            stages.append(
+                RAStage(n, eps, res.theta, res.u, res.value, res.lower, res.gap, res.iterations, res.converged, params)
+            )
+        return RAResult(theta, u, stages[-1].value, stages)
+
+    return run
+
+
 def retrospective_approximation(
     key: Array,
     loss: Loss,
@@ -104,42 +180,12 @@ def retrospective_approximation(
       risk_weight: mean-CVaR weight lam (0: CVaR).
       max_iter: cut budget per stage.
       padding: ``"pow2"`` or ``"max"`` (see the module docstring).
+
+    To run it repeatedly without recompiling, use :func:`build_retrospective_approximation`.
     """
-    check_open_unit(tail_prob, "tail_prob")
-    check_positive(tolerance_scale, "tolerance_scale")
-    if growth <= 1.0:
-        raise ValueError(f"growth must be > 1, got {growth}")
-    if int(n0) < 1 or int(num_stages) < 1:
-        raise ValueError(f"n0 and num_stages must be >= 1, got {n0} and {num_stages}")
-    if padding not in ("pow2", "max"):
-        raise ValueError(f"padding must be 'pow2' or 'max', got {padding!r}")
-    sizes = sample_sizes(n0, growth, num_stages)
-    dtype = dtype or jnp.result_type(float)
-    theta = theta_set.feasible_point(dtype) if theta0 is None else jnp.asarray(theta0, dtype)
-    u = jnp.asarray(u0, dtype)
-    choose = jax.jit(scheme.choose)
-    samplers: dict[int, Any] = {}
-
-    @jax.jit
-    def solve(z, log_lr, theta, atol):
-        return solve_saa(
-            loss, z, theta_set, tail_prob, log_lr=log_lr, risk_weight=risk_weight,
-            theta0=theta, tol=relative_tolerance, atol=atol, max_iter=max_iter,
-        )
-
-    stages = []
-    for k, n in enumerate(sizes):
-        k_oracle, k_sample = jax.random.split(jax.random.fold_in(key, k))
-        params = choose(k_oracle, u, theta)
-        if n not in samplers:
-            samplers[n] = jax.jit(lambda kk, p, n=n: scheme.sample(kk, p, n))
-        z, log_lr = samplers[n](k_sample, params)
-        size = _next_pow2(sizes[-1] if padding == "max" else n)
-        z_pad, lr_pad = _pad(z.astype(dtype), log_lr.astype(dtype), n, size)
-        eps = tolerance_scale / math.sqrt(n)
-        res = solve(z_pad, lr_pad, theta, jnp.asarray(eps, dtype))
-        theta, u = res.theta, res.u
-        stages.append(
-            RAStage(n, eps, res.theta, res.u, res.value, res.lower, res.gap, res.iterations, res.converged, params)
-        )
-    return RAResult(theta, u, stages[-1].value, stages)
+    run = build_retrospective_approximation(
+        loss, scheme, theta_set, tail_prob, n0=n0, growth=growth, num_stages=num_stages,
+        tolerance_scale=tolerance_scale, relative_tolerance=relative_tolerance,
+        risk_weight=risk_weight, max_iter=max_iter, padding=padding, dtype=dtype,
+    )
+    return run(key, theta0, u0)

@@ -94,3 +94,15 @@ def test_bad_input(setup):
         saa_value(p.theta_set.feasible_point(), p.loss, z, 0.0)
     with pytest.raises(ValueError, match="level"):
         level_method(lambda t: (jnp.sum(t), 0.0), p.theta_set, p.theta_set.feasible_point(), level=1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dim", [20, 100])
+def test_solve_saa_large_dimension_matches_highs(dim, x64):
+    p = portfolio_problem(dim, "gaussian", dtype=jnp.float64)
+    z = p.dist.sample(jax.random.PRNGKey(dim), 2000)
+    res = jax.jit(lambda s: solve_saa(p.loss, s, p.theta_set, 0.05, tol=1e-6, max_iter=400))(z)
+    slopes, offsets = _affine(p, z)
+    ref, _ = cvar_lp(slopes, offsets, p.theta_set, 0.05)
+    assert bool(res.converged)
+    assert abs(float(res.value) - ref) <= 1e-4 * abs(ref)
