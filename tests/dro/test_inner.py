@@ -120,10 +120,10 @@ def test_inner_max_on_gaussian_toy_moves_mean_up_to_the_budget(estimator, optax_
                                     num_samples=128, epochs=3, estimator=estimator))
     state = InnerState(theta0, opt.init(theta0), jnp.zeros(()))
     ms = []
-    for k in range(100):
+    for k in range(80):
         state, info = step(state, jax.random.key(k), None, data[:2048])
         ms.append(float(state.params["params"]["m"]))
-    m_final = float(np.mean(ms[-20:]))
+    m_final = float(np.mean(ms[-15:]))
     assert m_final > 0.3  # the loss-increasing direction
     assert abs(m_final - delta_star) < 0.12  # stops at the budget, not beyond
     assert float(j0 + c * m_final**2) <= budget + 0.3 * (budget - float(j0))
@@ -131,7 +131,7 @@ def test_inner_max_on_gaussian_toy_moves_mean_up_to_the_budget(estimator, optax_
 
 
 def test_build_inner_step_bad_input():
-    aset, theta = _small_set()
+    aset = None  # validation happens before the ambiguity set is used
     loss = lambda w, x: jnp.sum(x)
     with pytest.raises(ValueError, match="clip"):
         build_inner_step(aset, loss, optax.adam(1e-3), clip=0.0)

@@ -109,6 +109,7 @@ def test_trajectory_log_prob_is_sum_of_gaussian_step_densities():
     np.testing.assert_allclose(total, manual, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sampling_scan_split_matches_full_scan():
     s = make_schedule(20, beta_end=0.3)
     _, params, apply = _mlp()
