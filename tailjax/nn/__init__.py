@@ -1,1 +1,30 @@
-"""Flax modules: velocity fields, conditional flows, DDPM noise networks, VAEs, predictors."""
+"""Flax modules: velocity fields, conditional flows, DDPM noise networks, VAEs, predictors.
+
+Every module is a ``flax.linen`` module with parameters passed explicitly to ``apply``.
+Helpers that belong to one model family (DDPM losses and samplers, VAE losses) stay in their
+own module (:mod:`tailjax.nn.ddpm`, :mod:`tailjax.nn.vae`).
+"""
+
+from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
+from tailjax.nn.ddpm import ConvNoiseNet, MLPNoiseNet
+from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster
+from tailjax.nn.predictors import LinearPredictor, MLPPredictor
+from tailjax.nn.unet import UNet
+from tailjax.nn.vae import VAE
+from tailjax.nn.velocity import VelocityField, sinusoidal_embedding
+
+__all__ = [
+    "VelocityField",
+    "sinusoidal_embedding",
+    "ConditionalFlow",
+    "standardise_params",
+    "MLPNoiseNet",
+    "ConvNoiseNet",
+    "UNet",
+    "VAE",
+    "LSTMForecaster",
+    "MLPForecaster",
+    "MLPClassifier",
+    "LinearPredictor",
+    "MLPPredictor",
+]
