@@ -50,8 +50,8 @@ from tailjax.stochopt.problems import portfolio_optimum, portfolio_problem, port
 jax.config.update("jax_enable_x64", True)
 SMALL = os.environ.get("TAILJAX_NOTEBOOK_SMALL") == "1"
 BETA = 1e-3
-REPS = 48 if SMALL else 200
-N_GRID = [2**k for k in range(8, 13 if SMALL else 17)]
+REPS = 40 if SMALL else 200
+N_GRID = [2**k for k in range(8, 12 if SMALL else 17)]
 
 p = portfolio_problem(5, "t", nu=3.0, dtype=jnp.float64)
 theta_star, c_star, var_star = portfolio_optimum(p, BETA)
@@ -67,6 +67,7 @@ print(f"optimal CVaR c_beta = {float(c_star):.3f} (VaR {float(var_star):.3f}), t
 
 # %%
 oracle = jax.jit(lambda k, u, th: self_structuring_oracle(k, u, th, p.dist, p.loss, BETA, pilot_size=1024))
+theta_star, var_star = jnp.asarray(theta_star), jnp.asarray(var_star)
 h, info = oracle(jax.random.PRNGKey(0), var_star, theta_star)
 print(f"oracle: h = {float(h):.3f}")
 
@@ -102,21 +103,23 @@ exact = float(portfolio_var_cvar(p, theta_star, BETA)[1])
 unit_h = 1.0 / max(np.log(np.log(1 / BETA)), 1.0)  # s_h = 1: T_h is the identity, i.e. SAA
 
 
-def q95_curve(h_value):
-    out = []
-    for n in N_GRID:
-        @jax.jit
-        def estimate(key):
-            zz, log_lr = self_structuring_sample(key, p.dist, n, h_value, BETA)
-            return is_var_cvar(sample_losses(p.loss, zz, theta_star), log_lr, BETA)[1]
+def make_estimator(n):
+    """REPS estimates of CVaR(theta*) from n samples of T_h(X) (h traced: one program per n)."""
 
-        est = np.asarray(jax.vmap(estimate)(jax.random.split(jax.random.PRNGKey(n), REPS)))
+    def estimate(key, h_value):
+        zz, log_lr = self_structuring_sample(key, p.dist, n, h_value, BETA)
+        return is_var_cvar(sample_losses(p.loss, zz, theta_star), log_lr, BETA)[1]
+
+    return jax.jit(jax.vmap(estimate, in_axes=(0, None)))
+
+
+q_saa, q_ss = [], []
+for n in N_GRID:
+    estimator = make_estimator(n)
+    keys = jax.random.split(jax.random.PRNGKey(n), REPS)
+    for h_value, out in ((jnp.asarray(unit_h), q_saa), (h, q_ss)):
+        est = np.asarray(estimator(keys, h_value))
         out.append(np.quantile(np.abs(est / exact - 1), 0.95))
-    return np.array(out)
-
-
-q_saa = q95_curve(jnp.asarray(unit_h))
-q_ss = q95_curve(h)
 plt.figure(figsize=(5, 3.5))
 plt.loglog(N_GRID, q_saa, "o-", label="SAA")
 plt.loglog(N_GRID, q_ss, "o-", label="self-structuring IS")
@@ -138,7 +141,7 @@ for n, a, b in zip(N_GRID, q_saa, q_ss):
 scheme = self_structuring_scheme(p.dist, p.loss, BETA, pilot_size=1024)
 res = retrospective_approximation(
     jax.random.PRNGKey(2), p.loss, scheme, p.theta_set, BETA,
-    n0=512 if SMALL else 2048, growth=2.0, num_stages=3 if SMALL else 5,
+    n0=256 if SMALL else 2048, growth=2.0, num_stages=3 if SMALL else 5,
     tolerance_scale=0.5, u0=0.0, padding="max",
 )
 for s in res.stages:

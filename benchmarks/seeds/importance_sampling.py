@@ -100,24 +100,26 @@ def _draw(p, method, params, key, n, beta):
 _CACHE: dict = {}
 
 
+MAX_BETA = 1e-2  # plain-SAA CVaR uses lax.top_k with k = floor(n MAX_BETA) + 1
+
+
 def _saa_cvar_top_k(losses, n, beta):
-    """CVaR of n equally weighted losses from the top floor(n beta) + 1 (lax.top_k instead of a
-    full sort; the same count rule and value as :func:`tailjax.risk.var_cvar`)."""
-    count = tail_count(n, beta)
-    k = min(int(math.floor(count)) + 1, n)
+    """CVaR of n equally weighted losses at tail mass beta <= MAX_BETA (may be traced) from the
+    top floor(n MAX_BETA) + 1 values (lax.top_k instead of a full sort; the same count rule
+    and value as :func:`tailjax.risk.var_cvar`)."""
+    count = tail_count(n, beta, losses.dtype)
+    k = min(int(math.floor(n * MAX_BETA)) + 1, n)
     top = jax.lax.top_k(losses, k)[0]
     share = jnp.clip(count - jnp.arange(k, dtype=losses.dtype), 0.0, 1.0)
     return jnp.sum(share * top, axis=-1) / count
 
 
-def _compiled(kind, p, method, n, beta=None):
-    """One program per (kind, law, method, n), shared across beta (traced) and parameters;
-    plain-SAA estimates use top_k and so one program per beta too."""
-    saa_estimate = kind == "estimate" and method == "saa"
-    key = (kind, p.dist.sample, method, n, beta if saa_estimate else None)
+def _compiled(kind, p, method, n):
+    """One program per (kind, law, method, n), shared across beta (traced) and parameters."""
+    key = (kind, p.dist.sample, method, n)
     if key not in _CACHE:
-        if saa_estimate:
-            def fn(keys, params, beta_, theta):
+        if kind == "estimate" and method == "saa":
+            def fn(keys, params, beta, theta):
                 def one(k):
                     return _saa_cvar_top_k(sample_losses(p.loss, p.dist.sample(k, n), theta), n, beta)
 
@@ -164,7 +166,7 @@ def part_a(p, theta, beta, exact, method, params, cfg, key, target=TARGET):
     b = jnp.asarray(beta, p.mean.dtype)
 
     def run_n(n):
-        f = _compiled("estimate", p, method, n, beta)
+        f = _compiled("estimate", p, method, n)
         return np.concatenate([np.asarray(f(k, params, b, theta)) for k in _chunks(jax.random.fold_in(key, n), cfg)])
 
     return _search(run_n, exact, N_MIN, cfg["a_max"], target)
@@ -248,6 +250,8 @@ def wall_clock(p, returns, beta, n_is, n_saa, exact, key):
 
 def run_benchmark(size, out, only_a=False, betas=None, returns_list=("gaussian", "t")):
     cfg = dict(SIZES[size])
+    if max(betas or cfg["betas"]) > MAX_BETA:
+        raise ValueError(f"betas must be <= {MAX_BETA}")
     if betas is not None:
         cfg["betas"] = tuple(betas)
         cfg["b_betas"] = tuple(b for b in cfg["b_betas"] if b in betas)

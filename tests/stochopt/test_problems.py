@@ -49,7 +49,7 @@ def test_portfolio_cvar_matches_monte_carlo(returns, x64):
 
 
 def test_portfolio_optimum_matches_scipy(x64):
-    p = portfolio_problem(5, "t", dtype=jnp.float64)
+    p = portfolio_problem(3, "t", dtype=jnp.float64)
     theta, value, var = jax.jit(lambda: portfolio_optimum(p, 1e-3, risk_weight=0.2))()
     value_and_grad = jax.jit(jax.value_and_grad(lambda t: portfolio_var_cvar(p, t, 1e-3, 0.2)[1]))
 
@@ -59,7 +59,7 @@ def test_portfolio_optimum_matches_scipy(x64):
 
     mu, target = np.asarray(p.mean), float(p.theta_set.target)
     ref = minimize(
-        fun, np.full(5, 0.2), jac=True, method="SLSQP", bounds=[(0, 1)] * 5,
+        fun, np.full(3, 1 / 3), jac=True, method="SLSQP", bounds=[(0, 1)] * 3,
         constraints=[{"type": "eq", "fun": lambda t: t.sum() - 1}, {"type": "ineq", "fun": lambda t: mu @ t - target}],
         options={"ftol": 1e-12, "maxiter": 500},
     )

@@ -53,6 +53,7 @@ def test_solve_saa_matches_highs(setup, risk_weight, weighted, x64):
     np.testing.assert_allclose(u, res.u, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_solve_saa_vmaps_over_replications(setup, x64):
     p, z, zi, log_lr, solver = setup
     batch = jnp.stack([z, zi])
@@ -74,16 +75,21 @@ def test_box_set_against_highs(x64):
     assert abs(float(res.value) - ref) <= 1e-4 * max(abs(ref), 1.0)
 
 
-def test_level_method_certificate_on_smooth_problem(x64):
-    # min ||theta - y||^2 over the simplex: the projection
-    y = jnp.array([0.9, 0.4, -0.2, 0.1])
+def test_level_method_certificate_on_smooth_problem_vmapped(x64):
+    # min ||theta - y||^2 over the simplex (the projection), for a batch of y under vmap
     from tailjax.stochopt import Simplex
 
     s = Simplex(4)
-    res = jax.jit(lambda y: level_method(lambda t: (jnp.sum((t - y) ** 2), jnp.zeros(())), s, s.feasible_point(jnp.float64), tol=1e-8))(y)
-    best = float(jnp.sum((s.project(y) - y) ** 2))
-    assert float(res.lower) <= best + 1e-12 <= float(res.value) + 1e-12
-    assert float(res.value) - best <= 1e-7
+    ys = jnp.array([[0.9, 0.4, -0.2, 0.1], [0.0, 0.0, 1.0, 2.0], [0.3, 0.3, 0.3, 0.3]])
+
+    def solve(y):
+        return level_method(lambda t: (jnp.sum((t - y) ** 2), jnp.zeros(())), s, s.feasible_point(jnp.float64), tol=1e-8)
+
+    res = jax.jit(jax.vmap(solve))(ys)
+    for i, y in enumerate(ys):
+        best = float(jnp.sum((s.project(y) - y) ** 2))
+        assert float(res.lower[i]) <= best + 1e-12 <= float(res.value[i]) + 1e-12
+        assert float(res.value[i]) - best <= 1e-7
 
 
 def test_bad_input(setup):
