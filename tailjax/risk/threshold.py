@@ -21,6 +21,7 @@ optimum t* is the beta-quantile of the tilted target p* ∝ p exp(r*_{t*} / alph
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -225,11 +226,21 @@ def solve_threshold(
     """
     _check(rewards, beta, alpha, side, weights)
     check_positive(rtol, "rtol")
-    r = jax.lax.stop_gradient(jnp.asarray(rewards))
+    r = jnp.asarray(rewards)
     if not jnp.issubdtype(r.dtype, jnp.floating):
         r = r.astype(jnp.result_type(float))
     if weights is not None:
-        weights = jax.lax.stop_gradient(jnp.asarray(weights, r.dtype))
+        weights = jnp.asarray(weights, r.dtype)
+    t, info = _solve(r, weights, beta, alpha, side=side, rtol=float(rtol), max_iter=int(max_iter))
+    return (t, info) if return_info else t
+
+
+@functools.partial(jax.jit, static_argnames=("side", "rtol", "max_iter"))
+def _solve(r, weights, beta, alpha, *, side, rtol, max_iter):
+    """Compiled once per shape and side; ``beta`` and ``alpha`` may be traced."""
+    r = jax.lax.stop_gradient(r)
+    if weights is not None:
+        weights = jax.lax.stop_gradient(weights)
     logp = _log_probs(r, weights)
     if side == "right":
         lo, hi = _bracket(r, logp, beta, alpha)
@@ -239,8 +250,5 @@ def solve_threshold(
         t = _left_argmax(r, logp, beta, alpha)
         lo = hi = t
         it = jnp.asarray(0, jnp.int32)
-    if not return_info:
-        return t
     g, _ = _derivatives(t, r, logp, beta, alpha, side)
-    info = ThresholdInfo(_objective(t, r, logp, beta, alpha, side), g, it, hi - lo)
-    return t, info
+    return t, ThresholdInfo(_objective(t, r, logp, beta, alpha, side), g, it, hi - lo)
