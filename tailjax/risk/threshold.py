@@ -34,7 +34,7 @@ from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_pos
 __all__ = ["pseudo_reward", "threshold_objective", "solve_threshold", "ThresholdInfo"]
 
 _GRID = 129
-_RESCORE = 16
+_RESCORE = 64
 
 
 class ThresholdInfo(NamedTuple):
