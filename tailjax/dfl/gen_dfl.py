@@ -44,10 +44,10 @@ from jaxtyping import Array, ArrayLike, Float
 from tailjax._checks import check_open_unit, check_positive
 from tailjax.dfl.gen_dfl_is import check_num_samples, is_decision
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
-from tailjax.dfl.proxy import apply_optimizer, init_flow, minibatch_fn
+from tailjax.dfl.proxy import apply_optimizer, fit_selected, init_flow, minibatch_fn
 from tailjax.nn.conditional_flow import ConditionalFlow
 from tailjax.risk import cvar
-from tailjax.training import FitResult, fit
+from tailjax.training import FitResult
 
 __all__ = [
     "GenDFLConfig",
@@ -80,6 +80,9 @@ class GenDFLConfig(NamedTuple):
     reference_samples: samples of q for the fixed decision w*_q (computed once per x by
       :func:`fit_gen_dfl`; more samples than ``proxy_samples`` make it closer to the exact
       CVaR-optimal decision under q).
+    normalize: divide the batch's mean regret by the batch's mean |E_q f(c, w*_q)| (the
+      normalisation of eq. (9)), so that ``beta`` does not depend on the cost's units. Off
+      by default (the paper's loss); see the module docstring for when to use it.
     """
 
     num_samples: int = 32
@@ -91,6 +94,7 @@ class GenDFLConfig(NamedTuple):
     pilot_samples: int = 16
     iterations: int = 40
     reference_samples: int = 256
+    normalize: bool = False
 
 
 def check_config(config: GenDFLConfig) -> GenDFLConfig:
@@ -156,6 +160,18 @@ def sample_decision(
     return decision(problem, samples, alpha, reg=reg, iterations=iterations)
 
 
+def _regret_and_scale(params, key, x, w_q, *, flow, problem, proxy, config):
+    k_gen, k_q = jax.random.split(key)
+    w = sample_decision(
+        k_gen, flow, params, problem, x, config.alpha, config.num_samples,
+        importance=config.importance, pilot_samples=config.pilot_samples,
+        iterations=config.iterations,
+    )
+    c_q = jax.lax.stop_gradient(proxy.sample(k_q, x, config.proxy_samples))
+    f_q = objective(problem, c_q, jnp.asarray(w_q).astype(c_q.dtype))
+    return cvar(objective(problem, c_q, w) - f_q, config.alpha), jnp.abs(jnp.mean(f_q))
+
+
 def gen_dfl_regret(
     params: Any,
     key: jax.Array,
@@ -168,15 +184,9 @@ def gen_dfl_regret(
     config: GenDFLConfig,
 ) -> Float[Array, ""]:
     """Regret_{theta,q}(x; alpha) = CVaR_q[f(c, w*_theta) - f(c, w*_q); alpha] for one x."""
-    k_gen, k_q = jax.random.split(key)
-    w = sample_decision(
-        k_gen, flow, params, problem, x, config.alpha, config.num_samples,
-        importance=config.importance, pilot_samples=config.pilot_samples,
-        iterations=config.iterations,
-    )
-    c_q = jax.lax.stop_gradient(proxy.sample(k_q, x, config.proxy_samples))
-    excess = objective(problem, c_q, w) - objective(problem, c_q, jnp.asarray(w_q).astype(c_q.dtype))
-    return cvar(excess, config.alpha)
+    return _regret_and_scale(
+        params, key, x, w_q, flow=flow, problem=problem, proxy=proxy, config=config
+    )[0]
 
 
 def gen_dfl_loss(
@@ -191,15 +201,20 @@ def gen_dfl_loss(
 ) -> tuple[Float[Array, ""], tuple[Array, Array]]:
     """``beta * mean_x Regret + gamma * NLL`` on a batch ``(x: (B, p), c: (B, d), w_q: (B, d))``.
 
-    Returns ``(loss, (mean_regret, nll))``.
+    With ``config.normalize`` the regret term is ``mean_x Regret / mean_x |E_q f(c, w*_q)|``.
+    ``config.beta`` and ``config.gamma`` may be traced scalars. Returns
+    ``(loss, (regret, nll))`` with ``regret`` the (normalised, if so configured) batch term.
     """
     x, c, w_q = batch
     _check_context(flow, x)
     keys = jax.random.split(key, x.shape[0])
-    regret_one = lambda k, xi, wi: gen_dfl_regret(
+    regret_one = lambda k, xi, wi: _regret_and_scale(
         params, k, xi, wi, flow=flow, problem=problem, proxy=proxy, config=config
     )
-    regret = jnp.mean(jax.vmap(regret_one)(keys, x, w_q))
+    regrets, scales = jax.vmap(regret_one)(keys, x, w_q)
+    regret = jnp.mean(regrets)
+    if config.normalize:
+        regret = regret / jnp.maximum(jnp.mean(scales), jnp.finfo(regret.dtype).tiny)
     nll = -jnp.mean(flow.apply(params, c, x, method=ConditionalFlow.log_prob))
     dtype = regret.dtype
     loss = jnp.asarray(config.beta, dtype) * regret + jnp.asarray(config.gamma, dtype) * nll
@@ -308,6 +323,7 @@ def fit_gen_dfl(
     learning_rate: float = 1e-3,
     params: Any = None,
     w_q: Float[ArrayLike, "n d"] | None = None,
+    validation: Float[ArrayLike, "m p"] | None = None,
     eval_fn: Callable[[GenDFLState], Any] | None = None,
     eval_every: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
@@ -317,8 +333,10 @@ def fit_gen_dfl(
     """Train Gen-DFL on ``(x, c)`` with Adam; a thin wrapper over :func:`tailjax.training.fit`.
 
     Adam is wrapped in ``optax.apply_if_finite``: a step whose gradient is not finite (a
-    degenerate LP instance) is skipped; ``state.opt_state.notfinite_count`` counts them.
-    For LPs prefer a QPTL regulariser in the training layer (``problem.reg > 0``).
+    degenerate LP instance) is skipped. For LPs prefer a QPTL regulariser in the training
+    layer (``problem.reg > 0``). One step function is compiled per (flow, K, alpha, ...):
+    ``beta``, ``gamma`` and the learning rate are traced, so sweeps over them, seeds and
+    data sets of one shape reuse it.
 
     Args:
       key: PRNG key (init, proxy decisions, minibatches, steps).
@@ -328,9 +346,12 @@ def fit_gen_dfl(
         :class:`~tailjax.dfl.proxy.Proxy` (or, for oracle studies, a true model).
       x, c: training features ``(n, p)`` and costs ``(n, d)``.
       config: :class:`GenDFLConfig` (K, alpha, beta, gamma, ...).
-      params: initial flow parameters (e.g. NLL-pretrained); otherwise
+      params: initial flow parameters (e.g. the NLL-trained flow: warm start); otherwise
         :func:`~tailjax.dfl.proxy.init_flow` (standardised to ``c``).
       w_q: precomputed decisions under q, ``(n, d)``; computed here otherwise.
+      validation: features ``(m, p)`` of a held-out split: the returned parameters are
+        those (initial ones included) of lowest mean validation regret under q (fixed
+        keys), checked every ``eval_every`` steps (:func:`~tailjax.dfl.proxy.fit_selected`).
       eval_fn, eval_every, checkpoint_path, checkpoint_every, progress: see :func:`fit`.
     """
     check_config(config)
@@ -348,37 +369,80 @@ def fit_gen_dfl(
     w_q = jnp.asarray(w_q)
     if w_q.shape != (x.shape[0], problem.dim):
         raise ValueError(f"w_q must have shape ({x.shape[0]}, d), got {w_q.shape}")
-    step = _gen_dfl_step(flow, config, float(learning_rate))
-    return fit(
-        lambda state, k, batch: step(state, k, batch, problem, proxy),
+    score_fn = None
+    if validation is not None:
+        xv = jnp.asarray(validation)
+        _check_context(flow, xv, "validation")
+        if xv.ndim != 2 or xv.shape[0] == 0:
+            raise ValueError(f"validation must have shape (m, p) with m >= 1, got {xv.shape}")
+        k_vq, k_v = jax.random.split(jax.random.fold_in(k_q, 1))
+        wv = _proxy_decisions_jit(
+            k_vq, proxy, problem, xv, alpha=config.alpha, num_samples=config.reference_samples
+        )
+        value = _validation_regret(flow, _static(config))
+        score_fn = lambda p: float(value(p, k_v, xv, wv, problem, proxy))  # noqa: E731
+    step = _gen_dfl_step(flow, _static(config))
+    dtype = jnp.result_type(float)
+    weights = (jnp.asarray(config.beta, dtype), jnp.asarray(config.gamma, dtype))
+    return fit_selected(
+        lambda state, k, batch: step(state, k, batch, problem, proxy, weights),
         gen_dfl_init(params, _optimizer(float(learning_rate))),
         k_fit,
         num_steps,
         batch_fn=minibatch_fn(k_batch, (x, c, w_q), batch_size),
+        score_fn=score_fn,
         eval_fn=eval_fn,
         eval_every=eval_every,
         checkpoint_path=checkpoint_path,
         checkpoint_every=checkpoint_every,
         progress=progress,
         description="Gen-DFL",
-        jit=False,  # _gen_dfl_step is jitted once per (flow, config, learning_rate)
     )
 
 
+def _static(config: GenDFLConfig) -> GenDFLConfig:
+    """The part of a config that shapes the compiled step (beta, gamma are traced)."""
+    return config._replace(beta=0.0, gamma=0.0)
+
+
 def _optimizer(learning_rate):
-    # Adam that skips (and counts) updates with non-finite gradients: an interior-point
-    # iterate of a degenerate LP instance can give an infinite implicit gradient.
-    return optax.apply_if_finite(optax.adam(learning_rate), max_consecutive_errors=20)
+    # Adam (learning rate as a traced hyper-parameter) that skips and counts updates with
+    # non-finite gradients: an interior-point iterate of a degenerate LP instance can give an
+    # infinite implicit gradient.
+    adam = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+    return optax.apply_if_finite(adam, max_consecutive_errors=20)
 
 
 @functools.lru_cache(maxsize=64)
-def _gen_dfl_step(flow, config, learning_rate):
-    optimizer = _optimizer(learning_rate)
+def _gen_dfl_step(flow, config):
+    optimizer = _optimizer(1e-3)  # the rate lives in the optimiser state
 
-    def step(state, key, batch, problem, proxy):
-        return build_gen_dfl_kernel(flow, problem, proxy, config, optimizer)(state, key, batch)
+    def step(state, key, batch, problem, proxy, weights):
+        cfg = config._replace(beta=weights[0], gamma=weights[1])
+        loss_fn = lambda p: gen_dfl_loss(  # noqa: E731
+            p, batch, key, flow=flow, problem=problem, proxy=proxy, config=cfg
+        )
+        (loss, (regret, nll)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        params, opt_state = apply_optimizer(optimizer, grads, state.opt_state, state.params)
+        info = GenDFLInfo(loss, regret, nll, optax.global_norm(grads))
+        return GenDFLState(params, opt_state, state.step + 1), info
 
     return jax.jit(step)
+
+
+@functools.lru_cache(maxsize=64)
+def _validation_regret(flow, config):
+    def value(params, key, x, w_q, problem, proxy):
+        keys = jax.random.split(key, x.shape[0])
+        regrets, scales = jax.vmap(
+            lambda k, xi, wi: _regret_and_scale(
+                params, k, xi, wi, flow=flow, problem=problem, proxy=proxy, config=config
+            )
+        )(keys, x, w_q)
+        out = jnp.mean(regrets)
+        return out / jnp.mean(scales) if config.normalize else out
+
+    return jax.jit(value)
 
 
 _proxy_decisions_jit = jax.jit(proxy_decisions, static_argnames=("alpha", "num_samples", "reg", "batch_size"))

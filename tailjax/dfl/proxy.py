@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
@@ -43,6 +44,7 @@ __all__ = [
     "nll_init",
     "build_nll_kernel",
     "fit_nll",
+    "fit_selected",
     "init_flow",
     "Proxy",
     "fit_proxy",
@@ -124,11 +126,11 @@ def _take(key, arrays, i, b):
 
 
 def init_flow(key: jax.Array, flow: ConditionalFlow, x: Float[ArrayLike, "n p"], c: Float[ArrayLike, "n d"]) -> Any:
-    """``flow.init`` with the standardisation set to the mean/std of ``c`` (see
-    :func:`~tailjax.nn.conditional_flow.standardise_params`)."""
+    """``flow.init`` with the standardisation set to the mean/std of ``c`` (of ``log c`` for
+    ``support="positive"``; see :func:`~tailjax.nn.conditional_flow.standardise_params`)."""
     x, c = _check_data(x, c)
     params = _init_jit(flow)(key, c[0], x[0])
-    return standardise_params(params, c)
+    return standardise_params(params, c, log=flow.support == "positive")
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,6 +150,56 @@ def _check_data(x, c):
     return x, c
 
 
+def fit_selected(
+    step,
+    state: Any,
+    key: jax.Array,
+    num_steps: int,
+    *,
+    batch_fn,
+    score_fn=None,
+    eval_fn=None,
+    eval_every: int | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    progress: bool = False,
+    description: str = "training",
+) -> FitResult:
+    """:func:`tailjax.training.fit` (``jit=False``: pass a jitted ``step``) with model
+    selection on a validation score.
+
+    With ``score_fn(params) -> float`` (lower is better), the score is evaluated on the
+    initial parameters, every ``eval_every`` steps (default ``max(1, num_steps // 20)``)
+    and at the end; the returned state carries the parameters of the best evaluation
+    (early stopping by selection; the optimiser state is the last one) and
+    ``evaluations`` lists ``(step, score)``, step 0 first. Without ``score_fn`` this is
+    plain ``fit`` with ``eval_fn``.
+    """
+    if score_fn is None:
+        return fit(step, state, key, num_steps, batch_fn=batch_fn, eval_fn=eval_fn,
+                   eval_every=eval_every, checkpoint_path=checkpoint_path,
+                   checkpoint_every=checkpoint_every, progress=progress, description=description,
+                   jit=False)
+    if eval_fn is not None:
+        raise ValueError("eval_fn cannot be combined with a validation set (score_fn)")
+    every = int(eval_every) if eval_every else max(1, int(num_steps) // 20)
+    result = fit(
+        step, state, key, num_steps, batch_fn=batch_fn,
+        eval_fn=lambda st: (score_fn(st.params), st.params), eval_every=every,
+        checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, progress=progress,
+        description=description, jit=False,
+    )
+    candidates = [(0, (score_fn(state.params), state.params))] + list(result.evaluations)
+    scores = [float(v[0]) for _, v in candidates]
+    finite = [i for i, v in enumerate(scores) if np.isfinite(v)]
+    best = min(finite, key=lambda i: scores[i]) if finite else 0
+    params = jax.tree_util.tree_map(jnp.asarray, candidates[best][1][1])
+    return FitResult(
+        result.state._replace(params=params), result.history,
+        [(s, scores[i]) for i, (s, _) in enumerate(candidates)],
+    )
+
+
 def fit_nll(
     key: jax.Array,
     flow: ConditionalFlow,
@@ -158,6 +210,7 @@ def fit_nll(
     batch_size: int = 64,
     learning_rate: float = 1e-3,
     params: Any = None,
+    validation: tuple[ArrayLike, ArrayLike] | None = None,
     eval_fn=None,
     eval_every: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
@@ -166,25 +219,40 @@ def fit_nll(
     """Maximum-likelihood training of ``flow`` on ``(x, c)`` with Adam (tqdm, resume).
 
     ``params=None`` starts from :func:`init_flow` (standardised to ``c``).
+    ``validation=(x_val, c_val)``: keep the parameters of lowest validation NLL, checked
+    every ``eval_every`` steps (early stopping by selection, :func:`fit_selected`).
+    Conditional flows overfit small data sets quickly (a 4-layer flow on 200 points of
+    the 10-asset portfolio reaches a validation NLL of 1e4 while its training NLL falls),
+    so pass a validation split whenever the flow feeds decisions.
     """
     x, c = _check_data(x, c)
     k_init, k_batch, k_fit = jax.random.split(key, 3)
     if params is None:
         params = init_flow(k_init, flow, x, c)
+    score_fn = None
+    if validation is not None:
+        xv, cv = _check_data(*validation)
+        nll_val = _nll_value(flow)
+        score_fn = lambda p: float(nll_val(p, xv, cv))  # noqa: E731
     state = nll_init(params, optax.adam(learning_rate))
-    return fit(
+    return fit_selected(
         _nll_step(flow, float(learning_rate)),
         state,
         k_fit,
         num_steps,
         batch_fn=minibatch_fn(k_batch, (x, c), batch_size),
+        score_fn=score_fn,
         eval_fn=eval_fn,
         eval_every=eval_every,
         checkpoint_path=checkpoint_path,
         progress=progress,
         description="NLL",
-        jit=False,  # _nll_step is jitted once per (flow, learning_rate)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _nll_value(flow):
+    return jax.jit(lambda p, x, c: nll_loss(flow, p, (x, c)))
 
 
 @flax.struct.dataclass
@@ -216,19 +284,23 @@ def fit_proxy(
     num_steps: int = 2000,
     batch_size: int = 64,
     learning_rate: float = 1e-3,
+    validation: tuple[ArrayLike, ArrayLike] | None = None,
+    eval_every: int | None = None,
     progress: bool = False,
     flow: ConditionalFlow | None = None,
     **flow_kwargs: Any,
 ) -> Proxy:
     """Train q(c | x) on the data by NLL and freeze it (the paper's proxy).
 
-    ``flow``: the module to train (default ``ConditionalFlow(d, p, **flow_kwargs)``).
+    ``flow``: the module to train (default ``ConditionalFlow(d, p, **flow_kwargs)``);
+    ``validation=(x_val, c_val)`` selects the parameters of lowest validation NLL.
     """
     x, c = _check_data(x, c)
     if flow is None:
         flow = ConditionalFlow(c.shape[1], x.shape[1], **flow_kwargs)
     result = fit_nll(
         key, flow, x, c, num_steps=num_steps, batch_size=batch_size,
-        learning_rate=learning_rate, progress=progress,
+        learning_rate=learning_rate, validation=validation, eval_every=eval_every,
+        progress=progress,
     )
     return Proxy(flow=flow, params=result.state.params)

@@ -8,7 +8,9 @@ One outer iteration j of :func:`gas_dro`'s ``step``:
    all under one ``lax.scan``; theta(j) is drawn uniformly among the inner iterates
    theta_1..theta_K (reservoir sampling in the scan, so no copy of all K is kept);
 2. draw a data set S_j of ``outer_samples`` points from P_theta(j);
-3. ``outer_steps`` gradient steps of the predictor optimiser on mean_{x in S_j} f(w, x).
+3. ``outer_steps`` gradient steps of the predictor optimiser on mean_{x in S_j} f(w, x)
+   (with ``nominal_weight = lam > 0``: on (1 - lam) mean_{S_j} f + lam mean_{B_0} f, B_0 a
+   batch of nominal data; the issue's Algorithm 1 is lam = 0, the default).
 
 The returned predictor is the last iterate, or (``select_predictor(state, "uniform")``) one
 drawn uniformly among the outer iterates, again by reservoir sampling. With
@@ -36,6 +38,7 @@ __all__ = [
     "GasDroConfig",
     "GasDroState",
     "GasDroInfo",
+    "GasDroBatch",
     "gas_dro",
     "select_predictor",
     "fit_gas_dro",
@@ -54,6 +57,14 @@ class GasDroConfig(NamedTuple):
     estimator: str = "ppo"  # or "reinforce"
     advantages: str = "center"  # or "raw", "standardize"
     warm_start: bool = True
+    nominal_weight: float = 0.0  # lam: weight of a nominal batch in the outer loss (0: S_j only)
+
+
+class GasDroBatch(NamedTuple):
+    """What ``step`` takes when the outer loss mixes in nominal data (``nominal_weight > 0``)."""
+
+    generator_data: Any  # K stacked nominal batches in the generator's space (for J)
+    nominal: Any  # a batch of nominal samples in the predictor's space (for the outer loss)
 
 
 class GasDroState(NamedTuple):
@@ -68,7 +79,7 @@ class GasDroState(NamedTuple):
 
 
 class GasDroInfo(NamedTuple):
-    loss: jax.Array  # mean f(w_j, S_j) before the outer update
+    loss: jax.Array  # outer loss (mean f over S_j, mixed with the nominal batch) before the update
     adversarial_loss: jax.Array  # mean f over the last inner step's trajectories
     reconstruction: jax.Array  # J(theta_K, P_0)
     mu: jax.Array
@@ -92,8 +103,10 @@ def gas_dro(
 
     ``init(params, generator_params, mu=0.0) -> GasDroState``;
     ``step(state, key, data) -> (state, info)`` with ``data`` a stack of K nominal batches
-    (leading axis K; an array or an ``(x, cond)`` pair), batch k used for J in inner step k.
-    ``loss_fn(w, sample)`` is the per-sample loss f of the predictor.
+    (leading axis K; an array or an ``(x, cond)`` pair), batch k used for J in inner step k;
+    with ``config.nominal_weight > 0``, ``data`` is a :class:`GasDroBatch` that also carries
+    a nominal batch in the predictor's space. ``loss_fn(w, sample)`` is the per-sample loss
+    f of the predictor.
     """
     if int(config.inner_steps) < 1:
         raise ValueError(f"config.inner_steps must be >= 1, got {config.inner_steps}")
@@ -101,6 +114,9 @@ def gas_dro(
         raise ValueError(f"config.outer_steps must be >= 1, got {config.outer_steps}")
     if int(config.outer_samples) < 1:
         raise ValueError(f"config.outer_samples must be >= 1, got {config.outer_samples}")
+    lam = float(config.nominal_weight)
+    if not 0.0 <= lam < 1.0:
+        raise ValueError(f"config.nominal_weight must lie in [0, 1), got {config.nominal_weight}")
     inner_step = build_inner_step(
         ambiguity_set,
         loss_fn,
@@ -131,6 +147,11 @@ def gas_dro(
         return jnp.mean(jax.vmap(loss_fn, in_axes=(None, 0))(w, samples))
 
     def step(state: GasDroState, key, data):
+        nominal = None
+        if isinstance(data, GasDroBatch):
+            data, nominal = data.generator_data, data.nominal
+        if lam > 0.0 and nominal is None:
+            raise ValueError("config.nominal_weight > 0 needs data=GasDroBatch(generator_data, nominal)")
         k_inner, k_pick, k_sample, k_w = jax.random.split(key, 4)
         if config.warm_start:
             inner0 = InnerState(state.generator, state.generator_opt_state, state.mu)
@@ -155,9 +176,15 @@ def gas_dro(
         samples, _ = ambiguity_set.sample(k_sample, theta_j, config.outer_samples)
         samples = jax.lax.stop_gradient(samples)
 
+        def outer_loss(w):
+            value = mean_loss(w, samples)
+            if lam > 0.0:
+                value = (1.0 - lam) * value + lam * mean_loss(w, nominal)
+            return value
+
         def outer(carry, _):
             w, opt_state = carry
-            value, grads = jax.value_and_grad(mean_loss)(w, samples)
+            value, grads = jax.value_and_grad(outer_loss)(w)
             updates, opt_state = optimizer.update(grads, opt_state, w)
             return (optax.apply_updates(w, updates), opt_state), value
 

@@ -14,7 +14,7 @@ import optax
 
 from tailjax.dro.dragen import dragen_objective
 from tailjax.dro.erm import erm_objective
-from tailjax.dro.gas_dro import GasDroConfig, gas_dro, select_predictor, stacked_batches
+from tailjax.dro.gas_dro import GasDroBatch, GasDroConfig, gas_dro, select_predictor, stacked_batches
 from tailjax.dro.kl_dro import kl_dro_init, kl_dro_objective
 from tailjax.dro.pdro import gmm_log_density, pdro
 from tailjax import training
@@ -118,6 +118,9 @@ def build_method(
     state = init(params, _need(resources.generator_params, "generator_params", name))
     nominal = _need(resources.generator_data, "generator_data", name)
     batch_fn = stacked_batches(nominal, s.gas_data_batch, s.gas.inner_steps)
+    if s.gas.nominal_weight > 0:  # the outer loss also sees a batch of nominal samples
+        generator_batches, nominal_batches = batch_fn, batches(data)
+        batch_fn = lambda i: GasDroBatch(generator_batches(i), nominal_batches(i))
     return step, state, batch_fn, lambda st: select_predictor(st, s.gas_select)
 
 

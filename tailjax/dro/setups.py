@@ -69,12 +69,14 @@ def carbon_setup(
     budget_delta: float = 0.005,
     num_generated: int | None = None,
     baselines: bool = True,
+    scaling: str = "train",
 ) -> Setup:
     """Carbon-intensity forecasting (the paper's Table 1 structure). ``baselines=False``
-    skips what only DML, DRAGEN and P-DRO need (VAE, mixture, generated data set)."""
+    skips what only DML, DRAGEN and P-DRO need (VAE, mixture, generated data set);
+    ``scaling`` is passed to :func:`~tailjax.dro.data.carbon_task`."""
     keys = jax.random.split(key, 8)
     task = carbon_task(train_zone, train_years, window=window, path=path, stride=stride,
-                       test_stride=test_stride)
+                       test_stride=test_stride, scaling=scaling)
     train = jnp.asarray(task.train)
     mean, std = float(train.mean()), float(train.std())
     z = (train - mean) / std

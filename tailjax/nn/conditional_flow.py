@@ -12,12 +12,17 @@ The flow maps a standard normal base variable z in R^d to c = T_x(z), with
   ``[-spline_bound, spline_bound]``.
 - ``affine_x``: an elementwise affine map whose shift and (tanh-bounded) log-scale depend on
   x alone, so a conditional mean and scale are cheap to learn.
-- ``standardise``: an elementwise map ``c = loc + exp(log_scale) * y`` whose ``loc`` and
+- ``standardise``: an elementwise map ``y' = loc + exp(log_scale) * y`` whose ``loc`` and
   ``log_scale`` are parameters (``params["params"]["event_loc"]``, ``["event_log_scale"]``),
   initialised to 0 or to the ``event_loc`` / ``event_scale`` attributes. Set them to the
   training data's mean and log standard deviation (:func:`standardise_params`) so the rest
   of the flow works on standardised data. Keeping them in the parameters (not in the
   module) means one module, hence one compilation, serves every data set of a shape.
+
+- ``support="positive"`` appends ``c = exp(y')`` (costs that are positive by construction,
+  e.g. shortest-path arc costs with multiplicative noise): the flow then models log c, the
+  standardisation is set from log c, and ``log_prob`` includes the Jacobian ``-sum log c``
+  (``-inf`` for a non-positive coordinate). ``support="real"`` (default) stops at ``y'``.
 
 Every other layer starts as the identity (zero-initialised last conditioner layers), so a
 fresh flow is N(loc, diag(exp(2 log_scale))) for every x.
@@ -46,11 +51,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax._checks import is_concrete
 from tailjax.nn.spline_coupling import rq_spline, spline_param_count
 
 __all__ = ["ConditionalFlow", "ConditionerMLP", "alternating_mask", "standardise_params"]
 
 _COUPLINGS = ("affine", "spline")
+_SUPPORTS = ("real", "positive")
 
 
 def alternating_mask(event_dim: int, layer: int) -> Array:
@@ -83,6 +90,20 @@ def _bounded(raw: Array, bound: float) -> Array:
     return bound * jnp.tanh(raw / bound)
 
 
+class _Exp(distrax.Bijector):
+    """Elementwise c = exp(y) (scalar event)."""
+
+    def __init__(self):
+        super().__init__(event_ndims_in=0)
+
+    def forward_and_log_det(self, y):
+        return jnp.exp(y), y
+
+    def inverse_and_log_det(self, c):
+        log_c = jnp.log(c)
+        return log_c, -log_c
+
+
 class ConditionalFlow(nn.Module):
     """Conditional normalizing flow p_theta(c | x); see the module docstring.
 
@@ -96,7 +117,9 @@ class ConditionalFlow(nn.Module):
       num_bins: spline bins (spline coupling only).
       spline_bound: the spline acts on ``[-spline_bound, spline_bound]``.
       event_loc, event_scale: initial standardisation (tuples of d floats, or None for 0/1);
-        see :func:`standardise_params` to set it from data after ``init`` instead.
+        see :func:`standardise_params` to set it from data after ``init`` instead. With
+        ``support="positive"`` they describe log c.
+      support: ``"real"`` (c in R^d) or ``"positive"`` (c in (0, inf)^d through a final exp).
       dtype: dtype of parameters and computation (inputs are cast to it).
     """
 
@@ -110,6 +133,7 @@ class ConditionalFlow(nn.Module):
     spline_bound: float = 5.0
     event_loc: tuple[float, ...] | None = None
     event_scale: tuple[float, ...] | None = None
+    support: str = "real"
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -121,6 +145,8 @@ class ConditionalFlow(nn.Module):
             raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
         if self.coupling not in _COUPLINGS:
             raise ValueError(f"coupling must be one of {_COUPLINGS}, got {self.coupling!r}")
+        if self.support not in _SUPPORTS:
+            raise ValueError(f"support must be one of {_SUPPORTS}, got {self.support!r}")
         if not self.max_log_scale > 0:
             raise ValueError(f"max_log_scale must be > 0, got {self.max_log_scale}")
         for name in ("event_loc", "event_scale"):
@@ -176,7 +202,8 @@ class ConditionalFlow(nn.Module):
         """T_x as a distrax bijector acting on arrays whose batch shape equals x's."""
         x = jnp.asarray(x, self.dtype)
         d = self.event_dim
-        layers = [distrax.Block(distrax.ScalarAffine(shift=self.loc, log_scale=self.log_scale), 1)]
+        layers = [distrax.Block(_Exp(), 1)] if self.support == "positive" else []
+        layers.append(distrax.Block(distrax.ScalarAffine(shift=self.loc, log_scale=self.log_scale), 1))
         out = self.context_affine(x)
         layers.append(
             distrax.Block(
@@ -225,7 +252,17 @@ class ConditionalFlow(nn.Module):
         return self.bijector(x).inverse_and_log_det(c)
 
     def log_prob(self, c: Float[ArrayLike, "... d"], x: Float[ArrayLike, "... p"]) -> Float[Array, "..."]:
-        """log p_theta(c | x), exact (change of variables); ``(...)``."""
+        """log p_theta(c | x), exact (change of variables); ``(...)``.
+
+        With ``support="positive"``, ``-inf`` where a coordinate of c is <= 0.
+        """
+        if self.support == "positive":
+            self._check(c, x)
+            c = jnp.asarray(c, self.dtype)
+            inside = jnp.all(c > 0, axis=-1)
+            safe = jnp.where(c > 0, c, jnp.ones_like(c))
+            z, ildj = self.inverse_and_log_det(safe, x)
+            return jnp.where(inside, self._base_log_prob(z) + ildj, -jnp.inf)
         z, ildj = self.inverse_and_log_det(c, x)
         return self._base_log_prob(z) + ildj
 
@@ -254,14 +291,19 @@ class ConditionalFlow(nn.Module):
         return self.sample_and_log_prob(key, x, num_samples)[0]
 
 
-def standardise_params(params: Any, c: Float[ArrayLike, "n d"]) -> Any:
-    """``params`` with the standardisation set to the mean and std of costs ``c: (n, d)``.
+def standardise_params(params: Any, c: Float[ArrayLike, "n d"], *, log: bool = False) -> Any:
+    """``params`` with the standardisation set to the mean and std of costs ``c: (n, d)``
+    (of ``log c`` with ``log=True``, for a flow with ``support="positive"``).
 
     Constant columns get scale 1. Use right after ``flow.init``.
     """
     c = jnp.asarray(c)
     if c.ndim != 2 or c.shape[0] < 1:
         raise ValueError(f"c must have shape (n, d) with n >= 1, got {c.shape}")
+    if log:
+        if is_concrete(c) and not bool(jnp.all(c > 0)):
+            raise ValueError("c must be > 0 everywhere for log=True (support='positive')")
+        c = jnp.log(c)
     inner = dict(params["params"])
     dtype = inner["event_loc"].dtype
     if c.shape[1] != inner["event_loc"].shape[0]:

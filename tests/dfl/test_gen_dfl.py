@@ -195,3 +195,21 @@ def test_bad_input_raises():
     # task_cost matches its definition
     w = jnp.array([0.25, 0.75])
     np.testing.assert_allclose(objective(problem, jnp.array([1.0, 2.0]), w), -(0.25 + 1.5), rtol=1e-6)
+
+
+def test_normalized_loss_divides_the_regret_by_the_mean_proxy_cost():
+    problem, x, c, flow, params, proxy, config = _small_setup()
+    w_q = jnp.full((4, 2), 0.5)
+    batch, key = (x[:4], c[:4], w_q), jax.random.key(3)
+    loss = jax.jit(lambda p, cfg_norm: gen_dfl_loss(p, batch, key, flow=flow, problem=problem, proxy=proxy,
+                                                    config=config._replace(normalize=cfg_norm, gamma=0.0)),
+                   static_argnums=1)
+    raw, (regret, _) = loss(params, False)
+    scaled, (regret_n, _) = loss(params, True)
+    # the same keys draw the same q-samples: the scale is mean_x |mean_k f(c_k, w_q)|
+    keys = jax.random.split(key, 4)
+    scale = jnp.mean(jnp.stack([
+        jnp.abs(jnp.mean(objective(problem, proxy.sample(jax.random.split(k)[1], xi, config.proxy_samples), wi)))
+        for k, xi, wi in zip(keys, x[:4], w_q)]))
+    np.testing.assert_allclose(regret_n, regret / scale, rtol=1e-4)
+    np.testing.assert_allclose(scaled, config.beta * regret_n, rtol=1e-5)

@@ -97,3 +97,32 @@ def test_proxy_is_frozen_pytree_and_checkpoint_resume(tmp_path):
     with pytest.raises(ValueError, match="x and c"):
         fit_proxy(jax.random.key(0), x, c[:5])
     assert isinstance(proxy.flow, ConditionalFlow)
+
+
+def test_validation_split_selects_the_best_evaluated_parameters():
+    x, c = _data(jax.random.key(7), n=64)
+    flow = ConditionalFlow(2, 2, hidden_sizes=(8,), num_layers=1)
+    xv, cv = _data(jax.random.key(8), n=32)
+    result = fit_nll(jax.random.key(9), flow, x, c, num_steps=20, batch_size=16, learning_rate=1e-2,
+                     validation=(xv, cv), eval_every=5)
+    steps = [s for s, _ in result.evaluations]
+    scores = [v for _, v in result.evaluations]
+    assert steps == [0, 5, 10, 15, 20]
+    # the returned parameters are those of the best score, and it is the validation NLL
+    chosen = float(jax.jit(lambda p: nll_loss(flow, p, (xv, cv)))(result.state.params))
+    np.testing.assert_allclose(chosen, min(scores), rtol=1e-5)
+    assert min(scores) < scores[0]
+
+
+def test_fit_selected_keeps_the_initial_parameters_when_they_score_best():
+    from tailjax.dfl.proxy import fit_selected
+
+    step = jax.jit(lambda st, k, b: (st._replace(params=st.params + 1.0, step=st.step + 1), st.params))
+    state = nll_init(jnp.zeros(()), optax.sgd(1.0))
+    result = fit_selected(step, state, jax.random.key(0), 6, batch_fn=lambda i: None,
+                          score_fn=lambda p: float(p) ** 2, eval_every=3)
+    assert float(result.state.params) == 0.0 and int(result.state.step) == 6
+    assert result.evaluations == [(0, 0.0), (3, 9.0), (6, 36.0)]
+    with pytest.raises(ValueError, match="eval_fn"):
+        fit_selected(step, state, jax.random.key(0), 2, batch_fn=lambda i: None,
+                     score_fn=lambda p: 0.0, eval_fn=lambda s: 0)

@@ -34,9 +34,20 @@ def test_carbon_task(data_dir):
     assert set(task.tests) == {"ERCOT-2023", "ERCOT-2024", "GB-2021", "GB-2022", "GB-2023", "GB-2024"}
     for name, windows in task.tests.items():
         assert windows.shape[1] == 13 and np.all(np.isfinite(windows))
-        assert windows.min() >= 0.0 and windows.max() <= 1.0
         assert task.wasserstein[name] > 0.0
-    assert np.all(np.isfinite(task.train)) and task.train.min() >= 0.0 and task.train.max() <= 1.0
+    assert np.all(np.isfinite(task.train)) and task.train.min() == 0.0 and task.train.max() == 1.0
+    # default scaling: every series by the training range, so GB (lower levels) goes below 0
+    train = np.concatenate([load_carbon_intensity("ERCOT", y, data_dir) for y in (2021, 2022)])
+    gb = load_carbon_intensity("GB", 2022, data_dir)
+    np.testing.assert_allclose(task.tests["GB-2022"][0], (gb[:13] - train.min()) / (train.max() - train.min()),
+                               rtol=1e-5, atol=1e-6)
+    assert task.tests["GB-2022"].min() < 0.0
+    own = carbon_task("ERCOT", (2021,), test_zones=("GB",), window=12, path=data_dir, test_stride=48,
+                      scaling="own")
+    for windows in own.tests.values():
+        assert windows.min() >= 0.0 and windows.max() <= 1.0
+    with pytest.raises(ValueError, match="scaling"):
+        carbon_task("ERCOT", (2021,), test_zones=("GB",), path=data_dir, scaling="global")
 
 
 def test_usps_and_sklearn_digits(data_dir):

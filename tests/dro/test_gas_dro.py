@@ -9,6 +9,7 @@ from jax.scipy.stats import norm
 
 from tailjax.dro.ambiguity import AmbiguitySet, ddpm_ambiguity_set, vae_ambiguity_set
 from tailjax.dro.gas_dro import (
+    GasDroBatch,
     GasDroConfig,
     _reservoir,
     fit_gas_dro,
@@ -140,3 +141,31 @@ def test_gas_dro_step_on_the_vae_ambiguity_set(optax_promotion):
     new, info = jax.jit(step)(state, jax.random.key(4), batch)
     assert np.isfinite(float(info.reconstruction))
     assert jax.tree_util.tree_structure(new.generator) == jax.tree_util.tree_structure(decoder)
+
+
+def test_outer_loss_mixes_the_nominal_batch_with_the_weight(optax_promotion):
+    """A point-mass generator (S_j = theta_0 exactly) and plain SGD: the outer step is
+    w - lr [(1 - lam) grad f(w, theta_0) + lam mean_B grad f(w, x)]."""
+    theta0 = jnp.array([0.5, -1.0, 2.0])
+    aset = AmbiguitySet(
+        lambda key, th, n: (jnp.tile(th, (n, 1)), jnp.tile(th, (n, 1))),
+        lambda th, x: -jnp.sum((x - th) ** 2, -1),
+        lambda th, key, b: jnp.mean((b - th) ** 2),
+    )
+    loss = lambda w, x: (jnp.dot(w, x[:2]) - x[2]) ** 2
+    nominal = jax.random.normal(jax.random.key(0), (6, 3))
+    w0 = jnp.array([0.3, 0.1])
+    lam = 0.25
+    cfg = CFG._replace(inner_steps=1, epochs=1, nominal_weight=lam)
+    init, step = gas_dro(aset, loss, optax.sgd(0.1), optax.sgd(0.1), cfg)
+    batch = GasDroBatch(nominal[None, :4], nominal)
+    new, info = jax.jit(step)(init(w0, theta0), jax.random.key(1), batch)
+    g = lambda x: jax.grad(loss)(w0, x)
+    expected = w0 - 0.1 * ((1 - lam) * g(theta0) + lam * jnp.mean(jax.vmap(g)(nominal), 0))
+    np.testing.assert_allclose(new.params, expected, rtol=1e-5)
+    f = jax.vmap(loss, in_axes=(None, 0))
+    np.testing.assert_allclose(info.loss, (1 - lam) * loss(w0, theta0) + lam * jnp.mean(f(w0, nominal)), rtol=1e-5)
+    with pytest.raises(ValueError, match="GasDroBatch"):
+        step(init(w0, theta0), jax.random.key(1), nominal[None, :4])
+    with pytest.raises(ValueError, match="nominal_weight"):
+        gas_dro(aset, loss, optax.sgd(0.1), optax.sgd(0.1), cfg._replace(nominal_weight=1.0))

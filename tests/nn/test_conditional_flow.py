@@ -194,3 +194,29 @@ def test_nll_training_recovers_conditional_gaussian():
         jax.scipy.stats.multivariate_normal.logpdf(c, *(_truth(x)[0], jnp.einsum("nij,nkj->nik", *(_truth(x)[1],) * 2)))
     )
     assert float(result.history["nll"][-50:].mean()) < float(true_nll) + 0.1
+
+
+def test_positive_support_is_a_log_normal_when_fresh():
+    """support="positive": a fresh flow is log-normal with the standardisation of log c."""
+    from scipy.stats import lognorm
+
+    loc, scale = (0.3, -1.0), (0.5, 2.0)
+    flow = ConditionalFlow(2, 1, hidden_sizes=(4,), event_loc=loc, event_scale=scale, support="positive")
+    params = jax.jit(flow.init)(jax.random.key(0), jnp.ones(2), jnp.zeros(1))
+    c = jnp.array([[0.7, 2.5], [1.9, 0.1], [-1.0, 1.0]])
+    x = jnp.zeros((3, 1))
+    lp = jax.jit(lambda c, x: flow.apply(params, c, x, method=ConditionalFlow.log_prob))(c, x)
+    expected = sum(lognorm.logpdf(np.asarray(c[:2, i]), s=scale[i], scale=np.exp(loc[i])) for i in range(2))
+    np.testing.assert_allclose(lp[:2], expected, rtol=1e-5)
+    assert lp[2] == -np.inf  # outside the support
+    samples = flow.apply(params, jax.random.key(1), x[:1], 500, method=ConditionalFlow.sample)
+    assert bool(jnp.all(samples > 0))
+    np.testing.assert_allclose(jnp.mean(jnp.log(samples[0]), 0), loc, atol=0.25)
+    # standardise_params(log=True) uses log c, and refuses non-positive costs
+    data = jnp.exp(jnp.array([[0.0, 1.0], [2.0, 3.0]]))
+    fitted = standardise_params(params, data, log=True)
+    np.testing.assert_allclose(fitted["params"]["event_loc"], [1.0, 2.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="> 0"):
+        standardise_params(params, -data, log=True)
+    with pytest.raises(ValueError, match="support"):
+        ConditionalFlow(2, 1, support="simplex").init(jax.random.key(0), jnp.ones(2), jnp.zeros(1))

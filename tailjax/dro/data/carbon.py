@@ -4,8 +4,10 @@ Files ``<path>/carbon_intensity/<ZONE>_<YEAR>_hourly.csv`` (``path`` defaults to
 ``TAILJAX_DATA`` environment variable); column 4 is the direct carbon intensity, column 5
 the life-cycle one. The task: train on one zone's years, test on every other zone-year;
 samples are sliding windows of ``window + 1`` hours (predict the last from the first
-``window``). Each data set is min-max scaled to [0, 1] by its own range (the training set by
-the range of its years together), so test errors measure shape shift rather than level.
+``window``). Scaling (``scaling=``): ``"train"`` min-max scales every series by the range of
+the training zone-years (the training set lies in [0, 1]; other zones fall partly outside it,
+so test errors include the level shift between zones); ``"own"`` scales each zone-year by its
+own range (every set lies in [0, 1]: test errors measure the shift in shape only).
 """
 
 from __future__ import annotations
@@ -99,9 +101,13 @@ def carbon_task(
     stride: int = 1,
     test_stride: int = 1,
     column: str = "direct",
+    scaling: str = "train",
 ) -> CarbonTask:
     """Training windows from ``train_zone``'s ``train_years``; test sets for every other
-    zone-year among ``test_zones`` x 2021-2024."""
+    zone-year among ``test_zones`` x 2021-2024. ``scaling`` is ``"train"`` (every series by
+    the training range) or ``"own"`` (each zone-year by its own range); see the module text."""
+    if scaling not in ("train", "own"):
+        raise ValueError(f"scaling must be 'train' or 'own', got {scaling!r}")
     train_series = np.concatenate([load_carbon_intensity(train_zone, y, path, column) for y in train_years])
     scaled_train = minmax_scale(train_series)
     pieces = []
@@ -113,7 +119,8 @@ def carbon_task(
         for year in YEARS:
             if zone == train_zone and year in train_years:
                 continue
-            s = minmax_scale(load_carbon_intensity(zone, year, path, column))
+            raw = load_carbon_intensity(zone, year, path, column)
+            s = minmax_scale(raw) if scaling == "own" else minmax_scale_like(raw, train_series)
             name = f"{zone}-{year}"
             tests[name] = sliding_windows(s, window, test_stride)
             dists[name] = wasserstein_1d(s, scaled_train)
