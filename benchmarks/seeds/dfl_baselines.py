@@ -99,12 +99,15 @@ def _dflplus_loss(module, problem, alpha, sigma):
     return loss
 
 
-def run(size, alpha, out, problems, methods):
-    cfg = SIZES[size]
+def run(cfg, alpha, out, problems, methods):
+    """Seeds outermost, so a run cut short still covers every (problem, deg) cell; each row is
+    appended to ``out/dfl_baselines_rows.jsonl`` as soon as it is measured (runs with other
+    seeds or methods add to the same file; summarise it with ``--from-rows``)."""
     rows = []
-    for name in problems:
-        for deg in cfg["degs"]:
-            for seed in range(cfg["seeds"]):
+    log = open(out / "dfl_baselines_rows.jsonl", "a")
+    for seed in range(cfg.get("first_seed", 0), cfg.get("first_seed", 0) + cfg["seeds"]):
+        for name in problems:
+            for deg in cfg["degs"]:
                 inst = make_instance(name, num_data=cfg["n"] + cfg["n_test"], deg=deg, seed=seed)
                 problem = inst.problem._replace(reg=jnp.asarray(REG[name], inst.problem.reg.dtype))
                 x = jnp.asarray(inst.features, jnp.float32)
@@ -125,9 +128,12 @@ def run(size, alpha, out, problems, methods):
                                cvar_regret_pct=float(cvar_regret(w, ref, inst.problem)),
                                normalized_regret=float(normalized_regret(w, c_te, inst.problem, oracle)),
                                final_loss=float(losses[-1].mean()), seconds=time.perf_counter() - t0,
-                               reference_seconds=ref_s)
+                               reference_seconds=ref_s, device=jax.devices()[0].device_kind)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+    log.close()
     return rows
 
 
@@ -165,14 +171,27 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=0.1, help="Gen-DFL's alpha (= tail_prob)")
     parser.add_argument("--problems", nargs="*", default=list(PROBLEMS))
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--seeds", type=int, default=None, help="override the size's number of seeds")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--from-rows", default=None,
+                        help="summarise an earlier (possibly cut-short) run's rows.jsonl instead of running")
     args = parser.parse_args(argv)
+    cfg = dict(SIZES[args.size])
+    if args.seeds is not None:
+        cfg["seeds"] = args.seeds
+    cfg["first_seed"] = args.first_seed
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows = run(args.size, args.alpha, out, args.problems, args.methods)
+    if args.from_rows:
+        rows = [json.loads(line) for line in open(args.from_rows) if line.strip()]
+        cfg["seeds"] = len({r["seed"] for r in rows})
+    else:
+        rows = run(cfg, args.alpha, out, args.problems, args.methods)
     summary = summarize(rows)
-    degs = SIZES[args.size]["degs"]
-    result = dict(size=args.size, alpha=args.alpha, device=jax.devices()[0].device_kind, config=SIZES[args.size],
+    degs = cfg["degs"]
+    device = rows[0].get("device", "?") if rows else jax.devices()[0].device_kind
+    result = dict(size=args.size, alpha=args.alpha, device=device, config=cfg,
                   seconds=time.perf_counter() - t0, rows=rows,
                   summary=[dict(problem=p, method=m, deg=d, mean=v[0], std=v[1], seeds=v[2])
                            for (p, m, d), v in summary.items()])
