@@ -23,7 +23,7 @@ from tailjax.stochopt.problems import portfolio_optimum, portfolio_problem, port
 
 TARGET = 0.10
 BETAS = (1e-2, 1e-3)
-CFG = dict(reps=200, a_max=2**18, chunk=50)
+CFG = dict(reps=200, a_max=2**18, dim=5, max_elems=2**25)
 
 
 def run(out_dir: pathlib.Path) -> str:
@@ -39,10 +39,10 @@ def run(out_dir: pathlib.Path) -> str:
         th = jnp.asarray(theta, jnp.float32)
         for method in ("saa", "self_structuring"):
             params = choose_params(p, method, beta, jnp.asarray(var, jnp.float32), th)
-            n, curve = part_a(p, th, beta, exact, method, params, CFG, jax.random.PRNGKey(0), TARGET)
-            row = dict(part="a", returns="t", beta=beta, method=method, n=n, n_max=CFG["a_max"], exact=exact)
+            found, curve, _ = part_a(p, th, beta, exact, method, params, CFG, jax.random.PRNGKey(0), TARGET)
+            row = dict(part="a", returns="t", beta=beta, method=method, n=found["a"], n_max=curve[-1]["n"], exact=exact)
             rows.append(row)
-            curves.append(dict(row, curve=curve))
+            curves.append(dict(row, curve=[dict(n=q["n"], **q["a"]) for q in curve]))
     (out_dir / "importance.json").write_text(json.dumps(dict(target=TARGET, config=CFG, rows=rows, curves=curves), indent=2))
     plot(curves, out_dir / "importance.png")
     lines = [f"heavy-tailed portfolio (t, nu=3, d=5): n for {TARGET:.0%} rel. error of CVaR(theta*) w.p. 95% (200 reps)",

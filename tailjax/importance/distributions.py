@@ -46,6 +46,13 @@ def _chol(cov, d, dtype):
     return jnp.linalg.cholesky(cov)
 
 
+def _whiten(L, identity):
+    """x -> L^-1 x (a triangular solve; skipped for the identity, the common standardised case)."""
+    if identity:
+        return lambda v: v
+    return lambda v: jax.scipy.linalg.solve_triangular(L, v, lower=True)
+
+
 def gaussian(
     mean: Float[ArrayLike, " d"], cov: Float[ArrayLike, "d d"] | None = None
 ) -> Distribution:
@@ -58,12 +65,14 @@ def gaussian(
     mean = mean.astype(dtype)
     L = _chol(cov, d, dtype)
     logdet = jnp.sum(jnp.log(jnp.diag(L)))
+    whiten = _whiten(L, cov is None)
 
     def sample(key, n):
-        return mean + jax.random.normal(key, (n, d), dtype) @ L.T
+        z = jax.random.normal(key, (n, d), dtype)
+        return mean + (z if cov is None else z @ L.T)
 
     def log_prob(x):
-        w = jax.scipy.linalg.solve_triangular(L, jnp.asarray(x, dtype) - mean, lower=True)
+        w = whiten(jnp.asarray(x, dtype) - mean)
         return -0.5 * jnp.dot(w, w) - logdet - 0.5 * d * jnp.log(2 * jnp.pi).astype(dtype)
 
     return Distribution(sample, log_prob, d)
@@ -84,6 +93,7 @@ def multivariate_t(
     loc = loc.astype(dtype)
     L = _chol(scale, d, dtype)
     logdet = jnp.sum(jnp.log(jnp.diag(L)))
+    whiten = _whiten(L, scale is None)
     nu_ = jnp.asarray(nu, dtype)
     const = (
         gammaln((nu_ + d) / 2) - gammaln(nu_ / 2) - 0.5 * d * jnp.log(nu_ * jnp.pi) - logdet
@@ -98,10 +108,11 @@ def multivariate_t(
             w = jnp.sum(jax.random.normal(kw, (n, int(nu)), dtype) ** 2, axis=1, keepdims=True)
         else:
             w = 2.0 * jax.random.gamma(kw, nu_ / 2, (n, 1), dtype)
-        return loc + (z / jnp.sqrt(w / nu_)) @ L.T
+        y = z / jnp.sqrt(w / nu_)
+        return loc + (y if scale is None else y @ L.T)
 
     def log_prob(x):
-        w = jax.scipy.linalg.solve_triangular(L, jnp.asarray(x, dtype) - loc, lower=True)
+        w = whiten(jnp.asarray(x, dtype) - loc)
         return const - 0.5 * (nu_ + d) * jnp.log1p(jnp.dot(w, w) / nu_)
 
     return Distribution(sample, log_prob, d)

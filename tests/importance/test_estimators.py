@@ -47,15 +47,17 @@ def test_is_var_cvar_minimises_is_objective(x64):
     k1, k2 = jax.random.split(key)
     losses = jax.random.normal(k1, (300,), jnp.float64)
     log_lr = 0.5 * jax.random.normal(k2, (300,), jnp.float64) - 0.1
-    v, c = is_var_cvar(losses, log_lr, 0.1)
-    np.testing.assert_allclose(is_objective_from_losses(v, losses, log_lr, 0.1), c, rtol=1e-10)
+    var_cvar_ = jax.jit(lambda l, w: is_var_cvar(l, w, 0.1))
+    objective = jax.jit(lambda u, l, w: is_objective_from_losses(u, l, w, 0.1))
+    v, c = var_cvar_(losses, log_lr)
+    np.testing.assert_allclose(objective(v, losses, log_lr), c, rtol=1e-10)
     grid = jnp.linspace(-2, 3, 201)
-    vals = is_objective_from_losses(grid, jnp.broadcast_to(losses, (201, 300)), jnp.broadcast_to(log_lr, (201, 300)), 0.1)
+    vals = objective(grid, jnp.broadcast_to(losses, (201, 300)), jnp.broadcast_to(log_lr, (201, 300)))
     assert float(jnp.min(vals)) >= float(c) - 1e-10
-    # batched (leading axes) version agrees with the loop
-    vb, cb = is_var_cvar(jnp.stack([losses, -losses]), jnp.stack([log_lr, log_lr]), 0.1)
+    # batched (leading axes) version agrees with the single one
+    vb, cb = var_cvar_(jnp.stack([losses, -losses]), jnp.stack([log_lr, log_lr]))
     np.testing.assert_allclose(cb[0], c, rtol=1e-12)
-    np.testing.assert_allclose(cb[1], is_var_cvar(-losses, log_lr, 0.1)[1], rtol=1e-12)
+    np.testing.assert_allclose(cb[1], var_cvar_(-losses, log_lr)[1], rtol=1e-12)
 
 
 def test_log_space_weights_do_not_overflow(dtype):

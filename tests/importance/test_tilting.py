@@ -108,14 +108,14 @@ def test_tilted_samples_have_mean_a(x64):
     log_mgf = partial(gaussian_log_mgf, mean=mean, cov=cov)
     a, b, _ = gaussian_dominating_points(G[:1], jnp.array([3.0]), mean, cov)
     params = mixture_params(log_mgf, a, b)
-    z, log_lr = sample_gaussian_mixture(jax.random.PRNGKey(0), params, 40_000, jnp.linalg.cholesky(cov))
+    z, log_lr = jax.jit(sample_gaussian_mixture, static_argnums=2)(jax.random.PRNGKey(0), params, 40_000, jnp.linalg.cholesky(cov))
     se = np.sqrt(np.diag(np.asarray(cov)) / 40_000)
     assert np.all(np.abs(np.asarray(z.mean(0) - a[0])) < 4.5 * se)
     # the generic sampler path draws each component and picks one per sample
     sampler = lambda k, bb, n: jnp.asarray(MEAN) + jax.random.normal(k, (n, 3), jnp.float64) @ jnp.linalg.cholesky(cov).T + cov @ bb  # noqa: E731
-    zg, log_lr_g = sample_tilted_mixture(jax.random.PRNGKey(1), params, 40_000, sampler)
+    zg, log_lr_g = jax.jit(lambda k, pr: sample_tilted_mixture(k, pr, 40_000, sampler))(jax.random.PRNGKey(1), params)
     assert np.all(np.abs(np.asarray(zg.mean(0) - a[0])) < 4.5 * se)
-    np.testing.assert_allclose(log_lr_g, jax.vmap(lambda zz: mixture_log_lr(zz, params))(zg), rtol=1e-12)
+    np.testing.assert_allclose(log_lr_g, jax.jit(jax.vmap(lambda zz: mixture_log_lr(zz, params)))(zg), rtol=1e-12)
 
 
 def test_mixture_likelihood_ratio(x64):

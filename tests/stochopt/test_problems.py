@@ -34,7 +34,7 @@ def test_standard_tail_closed_forms(nu, beta, x64):
     assert float(c) == pytest.approx(rc, rel=1e-7)
 
 
-@pytest.mark.parametrize("returns", ["gaussian", "t"])
+@pytest.mark.parametrize("returns", [pytest.param("gaussian", marks=pytest.mark.slow), "t"])
 def test_portfolio_cvar_matches_monte_carlo(returns, x64):
     p = portfolio_problem(6, returns, dtype=jnp.float64)
     theta = p.theta_set.feasible_point(jnp.float64)
@@ -79,6 +79,7 @@ def test_portfolio_bad_input():
         portfolio_problem(5, correlation=1.0)
 
 
+@pytest.mark.slow  # the fast suite checks the farmer through the extensive form below
 def test_farmer_recourse_lp_in_jax(x64):
     fm = farmer_problem()
     theta = jnp.array([170.0, 80.0, 250.0])

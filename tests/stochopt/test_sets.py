@@ -43,13 +43,14 @@ def test_projection_variational_inequality(idx, x64):
     verts = _vertices(theta_set, 5)
     G, h, A, b = (np.asarray(a) for a in theta_set.constraints(jnp.float64))
     ys = 2.0 * jax.random.normal(jax.random.PRNGKey(idx), (50, 5), jnp.float64)
-    ps = np.asarray(jax.jit(jax.vmap(theta_set.project))(ys))
+    project = jax.jit(jax.vmap(theta_set.project))
+    ps = np.asarray(project(ys))
     for y, p in zip(np.asarray(ys), ps):
         assert np.all(G @ p <= h + 1e-9)
         np.testing.assert_allclose(A @ p, b, atol=1e-9)
         # p = Proj(y)  <=>  (y - p)^T (v - p) <= 0 for every v in the set (vertices suffice)
         assert np.max((verts - p) @ (y - p)) <= 1e-8
-    np.testing.assert_allclose(jax.vmap(theta_set.project)(jnp.asarray(ps)), ps, atol=1e-9)
+    np.testing.assert_allclose(project(jnp.asarray(ps)), ps, atol=1e-9)
 
 
 @pytest.mark.parametrize("idx", range(4))
