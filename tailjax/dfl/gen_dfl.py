@@ -28,6 +28,14 @@ and :func:`fit_gen_dfl` drives it with :func:`tailjax.training.fit` (progress ba
 evaluation, checkpoint/resume); it compiles one step per (flow, config, learning rate) with
 the problem, proxy and data as arguments, so seeds and data sets of one shape share it. ``config.importance=True`` replaces step 1-2 by the
 importance-sampled decision of :mod:`tailjax.dfl.gen_dfl_is`.
+
+What the regret term can teach. Warm-started from the NLL flow that is also the proxy q, the
+regret at the start is only the K-sample SAA error of q against its own decision w*_q: its
+gradient moves p_theta towards decisions that are good *under q*, not under the truth, and
+the only truth-facing signal is the NLL term. Gen-DFL then improves on the NLL flow only as
+far as q is better than p_theta's own fit (a larger or longer-trained q, more data). With an
+informative q (an oracle study with q = the true p(c|x)) the same training lowers the true
+regret (``benchmarks/seeds/gen_dfl.py``, method ``gen_dfl_true_q``).
 """
 
 from __future__ import annotations

@@ -213,3 +213,35 @@ def test_normalized_loss_divides_the_regret_by_the_mean_proxy_cost():
         for k, xi, wi in zip(keys, x[:4], w_q)]))
     np.testing.assert_allclose(regret_n, regret / scale, rtol=1e-4)
     np.testing.assert_allclose(scaled, config.beta * regret_n, rtol=1e-5)
+
+
+class _GaussModel:
+    """c | x ~ N(x[0] * mu, 0.3^2 I): a tiny true model with ``sample(key, x, K)``."""
+
+    mu = jnp.asarray([0.3, 0.2, 0.1])
+
+    def sample(self, key, x, num_samples):
+        return x[0] * self.mu + 0.3 * jax.random.normal(key, (num_samples, 3), x.dtype)
+
+
+def test_cvar_gap_form_of_the_evaluation_regret():
+    """``cvar_regret(form="difference_of_cvars")``: closed form, zero at w*, >= 0, and at most
+    eq. (9) (CVaR is subadditive: CVaR(A) - CVaR(B) <= CVaR(A - B)); under jit."""
+    from tailjax.dfl.metrics import cvar_regret, regret_reference
+    from tailjax.risk import cvar
+
+    problem = _simplex_task(3)
+    x = jnp.asarray([[1.0], [2.0]], jnp.float32)
+    ref = regret_reference(jax.random.key(0), problem, _GaussModel(), x, 0.2, num_samples=40)
+    gap = jax.jit(lambda w, r, p: cvar_regret(w, r, p, per_instance=True, form="difference_of_cvars"))
+    assert float(jnp.max(jnp.abs(gap(ref.decisions, ref, problem)))) < 1e-3
+    w = jnp.asarray([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]], jnp.float32)
+    per = gap(w, ref, problem)
+    f = lambda i, wi: objective(problem, ref.samples[i], wi)  # noqa: E731
+    expected = [100 * (cvar(f(i, w[i]), 0.2) - cvar(f(i, ref.decisions[i]), 0.2))
+                / abs(jnp.mean(f(i, ref.decisions[i]))) for i in range(2)]
+    np.testing.assert_allclose(np.asarray(per), np.asarray(expected), rtol=1e-4, atol=1e-3)
+    assert bool(jnp.all(per >= -1e-3)) and float(jnp.max(per)) > 1.0
+    assert bool(jnp.all(per <= cvar_regret(w, ref, problem, per_instance=True) + 1e-3))
+    with pytest.raises(ValueError, match="form"):
+        cvar_regret(w, ref, problem, form="gap")
