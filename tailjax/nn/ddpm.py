@@ -27,7 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 __all__ = [
     "DDPMSchedule",
     "make_schedule",
-    "sinusoidal_embedding",
+    "timestep_embedding",
     "MLPNoiseNet",
     "ConvNoiseNet",
     "q_sample",
@@ -110,7 +110,7 @@ def _floating(x: Array) -> Array:
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
-def sinusoidal_embedding(
+def timestep_embedding(
     t: Array, dim: int, max_period: float = 10_000.0, dtype: Any = jnp.float32
 ) -> Array:
     """Transformer-style embedding of (integer or real) steps ``t``: (...,) -> (..., dim)."""
@@ -131,7 +131,7 @@ class MLPNoiseNet(nn.Module):
     @nn.compact
     def __call__(self, x, t, cond=None):
         h = _floating(x)
-        temb = sinusoidal_embedding(jnp.broadcast_to(t, x.shape[:-1]), self.time_dim, dtype=h.dtype)
+        temb = timestep_embedding(jnp.broadcast_to(t, x.shape[:-1]), self.time_dim, dtype=h.dtype)
         temb = nn.Dense(self.time_dim)(nn.silu(nn.Dense(self.time_dim)(temb)))
         parts = [h, temb] + ([cond.astype(h.dtype)] if cond is not None else [])
         h = jnp.concatenate(parts, axis=-1)
@@ -158,7 +158,7 @@ class ConvNoiseNet(nn.Module):
         h = x[..., None] if self.in_channels is None else x
         lead = h.shape[:-2]
         h = _floating(h.reshape((-1,) + h.shape[-2:]))  # one batch axis: GroupNorm per row
-        temb = sinusoidal_embedding(jnp.broadcast_to(t, lead).reshape(-1), self.time_dim, dtype=h.dtype)
+        temb = timestep_embedding(jnp.broadcast_to(t, lead).reshape(-1), self.time_dim, dtype=h.dtype)
         if cond is not None:
             c = jnp.broadcast_to(cond, lead + cond.shape[-1:]).reshape(-1, cond.shape[-1])
             temb = jnp.concatenate([temb, c.astype(h.dtype)], axis=-1)

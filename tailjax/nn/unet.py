@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tailjax.nn.ddpm import _floating, sinusoidal_embedding
+from tailjax.nn.ddpm import _floating, timestep_embedding
 
 __all__ = ["UNet"]
 
@@ -49,7 +49,7 @@ class UNet(nn.Module):
         if h.shape[-3] % factor or h.shape[-2] % factor:
             raise ValueError(f"image size {h.shape[-3:-1]} must be divisible by {factor}")
         h = _floating(h.reshape((-1,) + h.shape[-3:]))
-        emb = sinusoidal_embedding(jnp.broadcast_to(t, lead).reshape(-1), self.time_dim, dtype=h.dtype)
+        emb = timestep_embedding(jnp.broadcast_to(t, lead).reshape(-1), self.time_dim, dtype=h.dtype)
         if cond is not None:
             c = jnp.broadcast_to(cond, lead + cond.shape[-1:]).reshape(-1, cond.shape[-1])
             emb = jnp.concatenate([emb, c.astype(h.dtype)], axis=-1)

@@ -48,6 +48,16 @@ def test_carbon_task(data_dir):
         assert windows.min() >= 0.0 and windows.max() <= 1.0
     with pytest.raises(ValueError, match="scaling"):
         carbon_task("ERCOT", (2021,), test_zones=("GB",), path=data_dir, scaling="global")
+    # validation: the end of each training year, disjoint from the training windows
+    held = carbon_task("ERCOT", (2021, 2022), test_zones=("GB",), window=12, path=data_dir,
+                       test_stride=48, validation=0.1)
+    assert held.train.shape[0] + held.validation.shape[0] == task.train.shape[0] - 2 * 12
+    year = (load_carbon_intensity("ERCOT", 2021, data_dir) - train.min()) / (train.max() - train.min())
+    np.testing.assert_allclose(held.validation[0], year[8760 - 876:8760 - 876 + 13], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(held.train[8760 - 876 - 13], year[8760 - 876 - 13:8760 - 876], rtol=1e-5, atol=1e-6)
+    assert task.validation is None
+    with pytest.raises(ValueError, match="validation"):
+        carbon_task("ERCOT", (2021,), test_zones=("GB",), path=data_dir, validation=0.5)
 
 
 def test_usps_and_sklearn_digits(data_dir):

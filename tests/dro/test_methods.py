@@ -79,3 +79,23 @@ def test_pipeline_losses_and_generator_training(optax_promotion):
                                    jnp.zeros(2), data, 300, batch_size=5, learning_rate=0.5, chunk=100)
     np.testing.assert_allclose(theta, data.mean(0), atol=0.5)
     assert trace.shape == (300,) and trace[-1] < trace[0]
+
+
+def test_matched_last_steps_follows_the_noise_level():
+    from tailjax.dro.setups import PAPER_NOISE_LEVEL, matched_last_steps
+    from tailjax.nn.ddpm import make_schedule
+
+    assert matched_last_steps(make_schedule(500)) == 15  # the paper's T' = 15 of T = 500
+    for T, beta_end in ((50, 0.4), (40, 0.5), (200, 0.1)):
+        sched = make_schedule(T, beta_end=beta_end)
+        k = matched_last_steps(sched)
+        noise = np.sqrt(1.0 - np.asarray(sched.alpha_bars))
+        assert noise[k - 1] >= PAPER_NOISE_LEVEL and (k == 1 or noise[k - 2] < PAPER_NOISE_LEVEL)
+    assert matched_last_steps(make_schedule(10), level=2.0) == 10  # capped at T
+
+
+def test_digits_setup_rejects_a_bad_validation_fraction():
+    from tailjax.dro.setups import digits_setup
+
+    with pytest.raises(ValueError, match="validation"):
+        digits_setup(jax.random.key(0), validation=0.5)

@@ -15,7 +15,7 @@ from tailjax.nn.ddpm import (
     make_schedule,
     q_sample,
     reverse_mean,
-    sinusoidal_embedding,
+    timestep_embedding,
     step_log_probs,
     trajectory_log_prob,
 )
@@ -55,7 +55,7 @@ def test_schedule_bad_input():
     with pytest.raises(ValueError, match="beta_start"):
         make_schedule(10, beta_start=0.1, beta_end=0.01)
     with pytest.raises(ValueError, match="dim"):
-        sinusoidal_embedding(jnp.arange(3), 5)
+        timestep_embedding(jnp.arange(3), 5)
 
 
 def test_elbo_weight_is_the_kl_between_posterior_and_model_means():

@@ -8,11 +8,15 @@ samples are sliding windows of ``window + 1`` hours (predict the last from the f
 the training zone-years (the training set lies in [0, 1]; other zones fall partly outside it,
 so test errors include the level shift between zones); ``"own"`` scales each zone-year by its
 own range (every set lies in [0, 1]: test errors measure the shift in shape only).
+``validation=f`` holds out the last fraction f of each training year (chronologically; no
+validation window shares an hour with a training window): a training-domain validation split
+for choosing hyperparameters without looking at the test zones.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from typing import NamedTuple, Sequence
 
@@ -51,7 +55,12 @@ def load_carbon_intensity(
     if not file.is_file():
         have = sorted(p.name for p in folder.glob("*_hourly.csv"))
         raise FileNotFoundError(f"{file.name} not in {folder} (zone={zone!r}, year={year}); have {have}")
-    col = _COLUMNS[column]
+    return _read_column(str(file), _COLUMNS[column], column).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _read_column(file: str, col: int, column: str) -> np.ndarray:
+    """Parse one CSV column once per process (tasks reload the same zone-years often)."""
     with open(file, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))[1:]
     values = np.asarray([float(r[col]) for r in rows if len(r) > col and r[col] != ""], np.float32)
@@ -90,6 +99,7 @@ class CarbonTask(NamedTuple):
     train: np.ndarray  # (N, window + 1) scaled training windows
     tests: dict[str, np.ndarray]  # "ZONE-YEAR" -> (N_k, window + 1)
     wasserstein: dict[str, float]  # "ZONE-YEAR" -> W1 of scaled values to the training set
+    validation: np.ndarray | None = None  # (N_v, window + 1) held-out training-zone windows
 
 
 def carbon_task(
@@ -102,17 +112,25 @@ def carbon_task(
     test_stride: int = 1,
     column: str = "direct",
     scaling: str = "train",
+    validation: float = 0.0,
 ) -> CarbonTask:
     """Training windows from ``train_zone``'s ``train_years``; test sets for every other
     zone-year among ``test_zones`` x 2021-2024. ``scaling`` is ``"train"`` (every series by
-    the training range) or ``"own"`` (each zone-year by its own range); see the module text."""
+    the training range) or ``"own"`` (each zone-year by its own range); ``validation`` is the
+    fraction of each training year held out at its end (see the module text)."""
     if scaling not in ("train", "own"):
         raise ValueError(f"scaling must be 'train' or 'own', got {scaling!r}")
+    if not 0.0 <= validation < 0.5:
+        raise ValueError(f"validation must lie in [0, 0.5), got {validation}")
     train_series = np.concatenate([load_carbon_intensity(train_zone, y, path, column) for y in train_years])
     scaled_train = minmax_scale(train_series)
-    pieces = []
+    pieces, held = [], []
     for y in train_years:  # windows do not straddle the year boundary
         s = minmax_scale_like(load_carbon_intensity(train_zone, y, path, column), train_series)
+        cut = s.shape[0] - int(round(validation * s.shape[0]))
+        if cut < s.shape[0]:
+            held.append(sliding_windows(s[cut:], window, stride))
+            s = s[:cut]
         pieces.append(sliding_windows(s, window, stride))
     tests, dists = {}, {}
     for zone in test_zones:
@@ -124,7 +142,8 @@ def carbon_task(
             name = f"{zone}-{year}"
             tests[name] = sliding_windows(s, window, test_stride)
             dists[name] = wasserstein_1d(s, scaled_train)
-    return CarbonTask(np.concatenate(pieces), tests, dists)
+    val = np.concatenate(held) if held else None
+    return CarbonTask(np.concatenate(pieces), tests, dists, val)
 
 
 def minmax_scale_like(series: np.ndarray, reference: np.ndarray) -> np.ndarray:
