@@ -35,7 +35,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tailjax.dfl.baselines import baseline_decisions, fit_baseline
-from tailjax.dfl.gen_dfl import GenDFLConfig, fit_gen_dfl, gen_dfl_decisions
+from tailjax.dfl.gen_dfl import GenDFLConfig, gen_dfl_decisions
+from tailjax.dfl.gen_dfl_fit import fit_gen_dfl
 from tailjax.dfl.metrics import cvar_regret, regret_reference
 from tailjax.dfl.problems import make_problem, portfolio_instance, qp_oracle
 from tailjax.dfl.proxy import fit_proxy

@@ -24,10 +24,9 @@ Kernel (blackjax pattern)::
     state = gen_dfl_init(params, optimizer)
     state, info = step(state, key, (x, c, w_q))       # batch: (B, p), (B, d), (B, d)
 
-and :func:`fit_gen_dfl` drives it with :func:`tailjax.training.fit` (progress bar, periodic
-evaluation, checkpoint/resume); it compiles one step per (flow, config, learning rate) with
-the problem, proxy and data as arguments, so seeds and data sets of one shape share it. ``config.importance=True`` replaces step 1-2 by the
-importance-sampled decision of :mod:`tailjax.dfl.gen_dfl_is`.
+and :func:`tailjax.dfl.gen_dfl_fit.fit_gen_dfl` drives it with :func:`tailjax.training.fit`
+(progress bar, periodic evaluation, checkpoint/resume). ``config.importance=True`` replaces
+steps 1-2 by the importance-sampled decision of :mod:`tailjax.dfl.gen_dfl_is`.
 
 What the regret term can teach. Warm-started from the NLL flow that is also the proxy q, the
 regret at the start is only the K-sample SAA error of q against its own decision w*_q: its
@@ -40,9 +39,7 @@ regret (``benchmarks/seeds/gen_dfl.py``, method ``gen_dfl_true_q``).
 
 from __future__ import annotations
 
-import functools
-import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,10 +49,9 @@ from jaxtyping import Array, ArrayLike, Float
 from tailjax._checks import check_open_unit, check_positive
 from tailjax.dfl.gen_dfl_is import check_num_samples, is_decision
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
-from tailjax.dfl.proxy import apply_optimizer, fit_selected, init_flow, minibatch_fn
+from tailjax.dfl.proxy import apply_optimizer
 from tailjax.nn.conditional_flow import ConditionalFlow
 from tailjax.risk import cvar
-from tailjax.training import FitResult
 
 __all__ = [
     "GenDFLConfig",
@@ -69,7 +65,6 @@ __all__ = [
     "build_gen_dfl_kernel",
     "proxy_decisions",
     "gen_dfl_decisions",
-    "fit_gen_dfl",
 ]
 
 Proxy = Any  # a pytree with ``sample(key, x: (p,), K) -> (K, d)`` (tailjax.dfl.proxy.Proxy)
@@ -86,7 +81,7 @@ class GenDFLConfig(NamedTuple):
     pilot_samples: pilot samples of the importance-sampled decision.
     iterations: interior-point iterations of the decision layer.
     reference_samples: samples of q for the fixed decision w*_q (computed once per x by
-      :func:`fit_gen_dfl`; more samples than ``proxy_samples`` make it closer to the exact
+      :func:`~tailjax.dfl.gen_dfl_fit.fit_gen_dfl`; more samples than ``proxy_samples`` make it closer to the exact
       CVaR-optimal decision under q).
     normalize: divide the batch's mean regret by the batch's mean |E_q f(c, w*_q)| (the
       normalisation of eq. (9)), so that ``beta`` does not depend on the cost's units. Off
@@ -315,142 +310,3 @@ def gen_dfl_decisions(
         )
 
     return jax.lax.map(one, (keys, x), batch_size=batch_size)
-
-
-def fit_gen_dfl(
-    key: jax.Array,
-    flow: ConditionalFlow,
-    problem: DecisionProblem,
-    proxy: Proxy,
-    x: Float[ArrayLike, "n p"],
-    c: Float[ArrayLike, "n d"],
-    *,
-    config: GenDFLConfig = GenDFLConfig(),
-    num_steps: int = 500,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    params: Any = None,
-    w_q: Float[ArrayLike, "n d"] | None = None,
-    validation: Float[ArrayLike, "m p"] | None = None,
-    eval_fn: Callable[[GenDFLState], Any] | None = None,
-    eval_every: int | None = None,
-    checkpoint_path: str | os.PathLike | None = None,
-    checkpoint_every: int = 100,
-    progress: bool = False,
-) -> FitResult:
-    """Train Gen-DFL on ``(x, c)`` with Adam; a thin wrapper over :func:`tailjax.training.fit`.
-
-    Adam is wrapped in ``optax.apply_if_finite``: a step whose gradient is not finite (a
-    degenerate LP instance) is skipped. For LPs prefer a QPTL regulariser in the training
-    layer (``problem.reg > 0``). One step function is compiled per (flow, K, alpha, ...):
-    ``beta``, ``gamma`` and the learning rate are traced, so sweeps over them, seeds and
-    data sets of one shape reuse it.
-
-    Args:
-      key: PRNG key (init, proxy decisions, minibatches, steps).
-      flow: the conditional flow p_theta.
-      problem: the decision problem.
-      proxy: q(c | x), a pytree with ``sample(key, x: (p,), K) -> (K, d)``: a frozen
-        :class:`~tailjax.dfl.proxy.Proxy` (or, for oracle studies, a true model).
-      x, c: training features ``(n, p)`` and costs ``(n, d)``.
-      config: :class:`GenDFLConfig` (K, alpha, beta, gamma, ...).
-      params: initial flow parameters (e.g. the NLL-trained flow: warm start); otherwise
-        :func:`~tailjax.dfl.proxy.init_flow` (standardised to ``c``).
-      w_q: precomputed decisions under q, ``(n, d)``; computed here otherwise.
-      validation: features ``(m, p)`` of a held-out split: the returned parameters are
-        those (initial ones included) of lowest mean validation regret under q (fixed
-        keys), checked every ``eval_every`` steps (:func:`~tailjax.dfl.proxy.fit_selected`).
-      eval_fn, eval_every, checkpoint_path, checkpoint_every, progress: see :func:`fit`.
-    """
-    check_config(config)
-    x, c = jnp.asarray(x), jnp.asarray(c)
-    if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0]:
-        raise ValueError(f"x and c must have shapes (n, p) and (n, d), got {x.shape} and {c.shape}")
-    _check_context(flow, x)
-    k_init, k_q, k_batch, k_fit = jax.random.split(key, 4)
-    if params is None:
-        params = init_flow(k_init, flow, x, c)
-    if w_q is None:
-        w_q = _proxy_decisions_jit(
-            k_q, proxy, problem, x, alpha=config.alpha, num_samples=config.reference_samples
-        )
-    w_q = jnp.asarray(w_q)
-    if w_q.shape != (x.shape[0], problem.dim):
-        raise ValueError(f"w_q must have shape ({x.shape[0]}, d), got {w_q.shape}")
-    score_fn = None
-    if validation is not None:
-        xv = jnp.asarray(validation)
-        _check_context(flow, xv, "validation")
-        if xv.ndim != 2 or xv.shape[0] == 0:
-            raise ValueError(f"validation must have shape (m, p) with m >= 1, got {xv.shape}")
-        k_vq, k_v = jax.random.split(jax.random.fold_in(k_q, 1))
-        wv = _proxy_decisions_jit(
-            k_vq, proxy, problem, xv, alpha=config.alpha, num_samples=config.reference_samples
-        )
-        value = _validation_regret(flow, _static(config))
-        score_fn = lambda p: float(value(p, k_v, xv, wv, problem, proxy))  # noqa: E731
-    step = _gen_dfl_step(flow, _static(config))
-    dtype = jnp.result_type(float)
-    weights = (jnp.asarray(config.beta, dtype), jnp.asarray(config.gamma, dtype))
-    return fit_selected(
-        lambda state, k, batch: step(state, k, batch, problem, proxy, weights),
-        gen_dfl_init(params, _optimizer(float(learning_rate))),
-        k_fit,
-        num_steps,
-        batch_fn=minibatch_fn(k_batch, (x, c, w_q), batch_size),
-        score_fn=score_fn,
-        eval_fn=eval_fn,
-        eval_every=eval_every,
-        checkpoint_path=checkpoint_path,
-        checkpoint_every=checkpoint_every,
-        progress=progress,
-        description="Gen-DFL",
-    )
-
-
-def _static(config: GenDFLConfig) -> GenDFLConfig:
-    """The part of a config that shapes the compiled step (beta, gamma are traced)."""
-    return config._replace(beta=0.0, gamma=0.0)
-
-
-def _optimizer(learning_rate):
-    # Adam (learning rate as a traced hyper-parameter) that skips and counts updates with
-    # non-finite gradients: an interior-point iterate of a degenerate LP instance can give an
-    # infinite implicit gradient.
-    adam = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
-    return optax.apply_if_finite(adam, max_consecutive_errors=20)
-
-
-@functools.lru_cache(maxsize=64)
-def _gen_dfl_step(flow, config):
-    optimizer = _optimizer(1e-3)  # the rate lives in the optimiser state
-
-    def step(state, key, batch, problem, proxy, weights):
-        cfg = config._replace(beta=weights[0], gamma=weights[1])
-        loss_fn = lambda p: gen_dfl_loss(  # noqa: E731
-            p, batch, key, flow=flow, problem=problem, proxy=proxy, config=cfg
-        )
-        (loss, (regret, nll)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        params, opt_state = apply_optimizer(optimizer, grads, state.opt_state, state.params)
-        info = GenDFLInfo(loss, regret, nll, optax.global_norm(grads))
-        return GenDFLState(params, opt_state, state.step + 1), info
-
-    return jax.jit(step)
-
-
-@functools.lru_cache(maxsize=64)
-def _validation_regret(flow, config):
-    def value(params, key, x, w_q, problem, proxy):
-        keys = jax.random.split(key, x.shape[0])
-        regrets, scales = jax.vmap(
-            lambda k, xi, wi: _regret_and_scale(
-                params, k, xi, wi, flow=flow, problem=problem, proxy=proxy, config=config
-            )
-        )(keys, x, w_q)
-        out = jnp.mean(regrets)
-        return out / jnp.mean(scales) if config.normalize else out
-
-    return jax.jit(value)
-
-
-_proxy_decisions_jit = jax.jit(proxy_decisions, static_argnames=("alpha", "num_samples", "reg", "batch_size"))

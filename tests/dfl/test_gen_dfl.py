@@ -12,7 +12,6 @@ from tailjax.dfl.gen_dfl import (
     GenDFLConfig,
     build_gen_dfl_kernel,
     check_config,
-    fit_gen_dfl,
     gen_dfl_decisions,
     gen_dfl_init,
     gen_dfl_loss,
@@ -20,6 +19,7 @@ from tailjax.dfl.gen_dfl import (
     proxy_decisions,
     sample_decision,
 )
+from tailjax.dfl.gen_dfl_fit import fit_gen_dfl
 from tailjax.dfl.problems.base import decision, make_problem, objective
 from tailjax.dfl.proxy import Proxy, fit_proxy, init_flow
 from tailjax.layers.polytope import make_polytope
