@@ -21,6 +21,7 @@ from tailjax.dro.ambiguity import (
 from tailjax.dro.dragen import dragen_objective
 from tailjax.dro.erm import dml_dataset, erm_objective
 from tailjax.dro.gas_dro import (
+    GasDroBatch,
     GasDroConfig,
     GasDroInfo,
     GasDroState,
@@ -58,6 +59,7 @@ __all__ = [
     "standardize",
     "dual_update",
     "GasDroConfig",
+    "GasDroBatch",
     "GasDroState",
     "GasDroInfo",
     "gas_dro",
