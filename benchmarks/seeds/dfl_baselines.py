@@ -104,7 +104,7 @@ def run(cfg, alpha, out, problems, methods):
     appended to ``out/dfl_baselines_rows.jsonl`` as soon as it is measured (runs with other
     seeds or methods add to the same file; summarise it with ``--from-rows``)."""
     rows = []
-    log = open(out / "dfl_baselines_rows.jsonl", "a")
+    log = out / "dfl_baselines_rows.jsonl"
     for seed in range(cfg.get("first_seed", 0), cfg.get("first_seed", 0) + cfg["seeds"]):
         for name in problems:
             for deg in cfg["degs"]:
@@ -131,9 +131,8 @@ def run(cfg, alpha, out, problems, methods):
                                reference_seconds=ref_s, device=jax.devices()[0].device_kind)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
-    log.close()
+                    with open(log, "a") as f:
+                        f.write(json.dumps(row) + "\n")
     return rows
 
 
