@@ -10,7 +10,8 @@ w* the SAA decision on the same M samples), in two forms (``tailjax.dfl.metrics.
 authors' public code reports. The first is first order in w_hat - w* (on the sigma = 20
 portfolio even the SAA decision on 64 samples of the *true* distribution scores 73-83%), the
 second is second order near the optimum. For ICON the true p(c|x) is unknown and a frozen
-proxy flow q plays its part (the paper's sample-based evaluation). Methods: ``gen_dfl`` (flow
+evaluation flow plays its part (the paper's sample-based evaluation): fitted by NLL on every
+row with its own key, so it is not the training proxy q that Gen-DFL and ``nll_flow`` start from. Methods: ``gen_dfl`` (flow
 initialised from the NLL-trained proxy, then trained on beta * Regret / mean |E_q f| + gamma *
 NLL, i.e. ``normalize=True``), ``nll_flow`` (that NLL-only flow, i.e. generate-then-optimize
 without the decision loss), the Pred-DFL baselines of ``tailjax.dfl.baselines`` (linear
@@ -133,7 +134,7 @@ def _split(cfg, n_train):
 
 
 def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_alphas=(ALPHA,), model=None,
-             alpha_train=ALPHA, beta=10.0, K=None, log=print, problem_name=None):
+             model_is_truth=True, alpha_train=ALPHA, beta=10.0, K=None, log=print, problem_name=None):
     """Train the methods on the first ``n_train`` rows; eq. (9) on the rest for each alpha.
 
     Returns ``({method: {(alpha, form): regret %}}, flow, proxy, refs)`` with ``form`` each of
@@ -143,6 +144,9 @@ def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_alphas=(ALPHA,), m
     baselines train on the same fit rows. With the true model known, two calibration rows are
     added: ``oracle_saa`` (SAA decision on ``K_eval`` samples of the *true* p(c|x): a perfect
     generative model) and ``true_mean`` (the decision at the true mean: a perfect PTO).
+    ``model_is_truth=False``: ``model`` is an evaluation proxy (the ICON task), so neither the
+    calibration rows nor ``gen_dfl_true_q`` are computed; ``model=None`` scores under the
+    training proxy itself.
     """
     K = K or cfg["K"]
     forms = cfg.get("forms", ("cvar_of_difference",))
@@ -156,7 +160,7 @@ def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_alphas=(ALPHA,), m
     val = (xva, cva) if n_val else None
     proxy = fit_proxy(k_proxy, xtr, ctr, num_steps=cfg["proxy_steps"], batch_size=64, flow=flow,
                       learning_rate=cfg.get("proxy_lr", 2e-3), validation=val)
-    truth_known = model is not None
+    truth_known = model is not None and model_is_truth
     model = proxy if model is None else model
     refs = {a: regret_reference(k_ref, inst.problem, model, xte, a, num_samples=cfg["ref_samples"])
             for a in eval_alphas}
@@ -242,7 +246,8 @@ def run_experiment(name, cfg, args, log=print, sink=None):
               "samples": ("K", cfg["Ks"])}
     if name in sweeps:
         field, values = sweeps[name]
-        methods = ("gen_dfl", "mse") if name in ("sigma", "dim", "train_size") else ("gen_dfl",)
+        methods = (("gen_dfl", "nll_flow", "mse", "spo+") if name in ("sigma", "dim", "train_size")
+                   else ("gen_dfl", "nll_flow"))
         for v in values:
             for s in seeds:
                 log(f"  {name}={v} seed={s}")
@@ -292,7 +297,12 @@ def run_experiment(name, cfg, args, log=print, sink=None):
         idx = np.concatenate([tr, te])
         for s in seeds:
             log(f"  energy (ICON, proxy-q evaluation) seed={s}")
-            out = evaluate(cfg, inst, x[idx], c[idx], len(tr), s, methods=cfg["methods"], model=None, log=log)[0]
+            # evaluation proxy: its own flow, fitted on every row (test rows included, as in the
+            # authors' code) with another key, so no method is scored under its own training proxy
+            q_eval = fit_proxy(jax.random.key(10_000 + s), x[idx], c[idx], num_steps=cfg["proxy_steps"],
+                               batch_size=64, flow=_flow(cfg, "energy", c, x), learning_rate=cfg["proxy_lr"])
+            out = evaluate(cfg, inst, x[idx], c[idx], len(tr), s, methods=cfg["methods"], model=q_eval,
+                           model_is_truth=False, log=log)[0]
             add(out, problem="icon_energy", seed=s)
         return recs
     raise ValueError(f"unknown experiment {name!r}")
@@ -316,37 +326,47 @@ def table(rows):
     return "\n".join(lines)
 
 
-def plot(rows, path):
+def plot(rows, path, metric="cvar_of_difference"):
+    """One panel per experiment, eq. (9) regret (``metric``); the oracle SAA row dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r.get("metric", metric) == metric and r["method"] != "true_mean"]
     exps = [e for e in EXPERIMENTS if any(r["experiment"] == e for r in rows)]
-    fig, axes = plt.subplots(1, len(exps), figsize=(4 * len(exps), 3.2), squeeze=False)
+    ncols = min(4, len(exps))
+    nrows = -(-len(exps) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
     xfield = {"table1": "deg", "sigma": "sigma", "dim": "dim", "train_size": "n_train", "beta": "beta",
               "alpha": "alpha_eval", "samples": "K", "is_gto": "K", "energy": None}
-    for ax, e in zip(axes[0], exps):
+    for ax, e in zip(axes.flat, exps):
         sub = [r for r in rows if r["experiment"] == e]
         f = xfield[e]
         if f is None:
             ax.bar([r["method"] for r in sub], [r["mean"] for r in sub], yerr=[r["std"] for r in sub])
             ax.tick_params(axis="x", rotation=60)
         else:
+            if e == "alpha":  # Fig. 5: one line per training alpha
+                sub = [r for r in sub if r["method"] == "gen_dfl"]
             series = {}
             for r in sub:
                 label = r["method"] + (f" {r['problem']}" if e == "table1" else "")
-                label += f" a_train={r['alpha_train']}" if e == "alpha" else ""
-                label += " (CVaR gap)" if r.get("metric") == "difference_of_cvars" else ""
+                label += f" alpha_train={r['alpha_train']}" if e == "alpha" else ""
                 series.setdefault(label, []).append((r[f], r["mean"], r["std"]))
             for label, pts in series.items():
                 pts.sort()
+                style = dict(ls="--", color="gray") if label.startswith("oracle_saa") else {}
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                            label=label, capsize=2)
+                            label=label, capsize=2, **style)
+            if f in ("beta", "K", "n_train"):
+                ax.set_xscale("log")
             ax.set_xlabel(f)
-            ax.legend(fontsize=6)
+            ax.legend(fontsize=7)
         ax.set_title(e)
-        ax.set_ylabel("CVaR regret (%)")
+        ax.set_ylabel("CVaR regret (%)" if metric == "cvar_of_difference" else "CVaR gap (%)")
+    for ax in list(axes.flat)[len(exps):]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
