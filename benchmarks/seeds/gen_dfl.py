@@ -76,7 +76,8 @@ SIZES = {
                   ref_samples=1000, hidden=(16,), layers=2, max_log_scale=0.5,
                   methods=("gen_dfl", "nll_flow", "mse", "spo+"),
                   sigmas=(40, 100), dims=(5, 20), train_sizes=(100, 400), betas=(1.0, 100.0),
-                  alphas=(0.05, 0.5), eval_alphas=(0.05, 0.1, 0.5, 1.0), Ks=(8, 32), is_Ks=(8, 32),
+                  alphas=(0.05, 0.5), eval_alphas=(0.05, 0.1, 0.5, 1.0), Ks=(8, 32), is_Ks=(8, 16, 32, 64),
+                  is_dims=(2, 10), is_repeats=3,
                   icon_train=200, icon_test=24),
     "paper": dict(problems=("portfolio", "knapsack", "shortest_path", "energy"), degs=(2, 4, 6, 8),
                   seeds=10, n_train=320, n_test=100, dim=50, K=100, K_eval=100, Kq=100, steps=500,
@@ -86,7 +87,7 @@ SIZES = {
                   sigmas=(40, 60, 80, 100), dims=(10, 25, 50, 100), train_sizes=(160, 320, 640, 1280),
                   betas=(0.1, 1.0, 10.0, 100.0), alphas=(0.05, 0.1, 0.25, 0.5, 1.0),
                   eval_alphas=(0.05, 0.1, 0.25, 0.5, 1.0), Ks=(8, 16, 32, 64, 100, 200),
-                  is_Ks=(8, 16, 32, 64, 128), icon_train=None, icon_test=None),
+                  is_Ks=(8, 16, 32, 64, 128), is_dims=(2, 10, 50), is_repeats=3, icon_train=None, icon_test=None),
 }
 COMMON = dict(  # model selection and evaluation settings shared by both sizes (see evaluate)
     val_frac=0.2, eval_every=10, normalize=True, support={"shortest_path": "positive"},
@@ -267,23 +268,28 @@ def run_experiment(name, cfg, args, log=print, sink=None):
                                eval_alphas=cfg["eval_alphas"], alpha_train=a_train, log=log)[0]
                 add(out, problem="portfolio", deg=4, seed=s, alpha_train=a_train)
         return recs
-    if name == "is_gto":
+    if name == "is_gto":  # regret against K with and without importance sampling, per dimension
         alpha = 0.05
-        for s in seeds:
-            inst, x, c = make_data("portfolio", 4, s, n + nte, dim)
-            _, flow, proxy, _ = evaluate(cfg, inst, x, c, n, s, methods=("nll_flow",), model=inst.model, log=log)
-            ref = regret_reference(jax.random.key(100 + s), inst.problem, inst.model, x[n:], alpha,
-                                   num_samples=cfg["ref_samples"])
-            for K in cfg["is_Ks"]:
-                for imp in (False, True):
-                    w = _decisions(jax.random.key(7 + s), flow, proxy.params, inst.problem, x[n:], alpha=alpha,
-                                   num_samples=K, importance=imp)
-                    v = float(cvar_regret(w, ref, inst.problem))
-                    log(f"  is_gto K={K} importance={imp}: {v:.2f}")
-                    recs.append(dict(experiment=name, method="is" if imp else "plain", alpha_eval=alpha, regret=v,
-                                     K=K, seed=s, problem="portfolio", deg=4))
-                    if sink is not None:
-                        sink(recs)
+        for d in cfg.get("is_dims", (dim,)):
+            for s in seeds:
+                log(f"  is_gto dim={d} seed={s}")
+                inst, x, c = make_data("portfolio", 4, s, n + nte, d)
+                _, flow, proxy, _ = evaluate(cfg, inst, x, c, n, s, methods=("nll_flow",), model=inst.model,
+                                             log=log)
+                ref = regret_reference(jax.random.key(100 + s), inst.problem, inst.model, x[n:], alpha,
+                                       num_samples=cfg["ref_samples"])
+                for K in cfg["is_Ks"]:
+                    for imp in (False, True):
+                        # mean over decision keys: one draw of K samples per row is itself noisy
+                        v = float(np.mean([cvar_regret(_decisions(jax.random.key(7 + s + 1000 * r), flow,
+                                                                  proxy.params, inst.problem, x[n:], alpha=alpha,
+                                                                  num_samples=K, importance=imp),
+                                                       ref, inst.problem) for r in range(cfg.get("is_repeats", 1))]))
+                        log(f"  is_gto dim={d} K={K} importance={imp}: {v:.2f}")
+                        recs.append(dict(experiment=name, method="is" if imp else "plain", alpha_eval=alpha,
+                                         regret=v, K=K, dim=d, seed=s, problem="portfolio", deg=4))
+                        if sink is not None:
+                            sink(recs)
         return recs
     if name == "energy":
         path = pathlib.Path(args.data) / "icon_energy"
@@ -353,6 +359,7 @@ def plot(rows, path, metric="cvar_of_difference"):
             for r in sub:
                 label = r["method"] + (f" {r['problem']}" if e == "table1" else "")
                 label += f" alpha_train={r['alpha_train']}" if e == "alpha" else ""
+                label += f" dim={r['dim']}" if e == "is_gto" and "dim" in r else ""
                 series.setdefault(label, []).append((r[f], r["mean"], r["std"]))
             for label, pts in series.items():
                 pts.sort()

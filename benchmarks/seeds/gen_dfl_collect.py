@@ -22,7 +22,7 @@ _HEADER = re.compile(r"^  (\w+)=([\d.]+) seed=(\d+)$")
 _TABLE1 = re.compile(r"^  table1 (\w+) deg=(\d+) seed=(\d+)$")
 _ENERGY = re.compile(r"^  energy .* seed=(\d+)$")
 _RESULT = re.compile(r"^\s+[\d.]+ s  (.*)$")
-_IS_GTO = re.compile(r"^  is_gto K=(\d+) importance=(True|False): ([\d.]+)$")
+_IS_GTO = re.compile(r"^  is_gto (?:dim=(\d+) )?K=(\d+) importance=(True|False): ([\d.]+)$")
 _FORMS = ("cvar_of_difference", "difference_of_cvars")
 
 
@@ -44,8 +44,9 @@ def records_from_log(path):
         elif m := _ENERGY.match(line):
             meta = dict(problem="icon_energy", seed=int(m[1]))
         elif m := _IS_GTO.match(line):
-            recs.append(dict(experiment="is_gto", method="is" if m[2] == "True" else "plain", alpha_eval=0.05,
-                             regret=float(m[3]), K=int(m[1]), seed=0, problem="portfolio", deg=4))
+            dim = {} if m[1] is None else {"dim": int(m[1])}
+            recs.append(dict(experiment="is_gto", method="is" if m[3] == "True" else "plain", alpha_eval=0.05,
+                             regret=float(m[4]), K=int(m[2]), seed=0, problem="portfolio", deg=4, **dim))
         elif (m := _RESULT.match(line)) and meta is not None and experiment != "is_gto":
             for item in m[1].split():
                 method, _, values = item.partition("=")
