@@ -251,6 +251,23 @@ def build_gen_dfl_kernel(
     return step
 
 
+def _map_rows(fn, xs, batch_size):
+    """``fn`` over the rows of the pytree ``xs``, ``batch_size`` rows per vmapped call.
+
+    The rows are padded (with copies of the last) to a whole number of batches: with a
+    remainder, ``lax.map`` adds a second vmapped computation that XLA:CPU may run alongside
+    the scan, and two batched LAPACK solves at once deadlocked jaxlib 0.10.2's CPU thread
+    pool on a 2-core machine (100 rows, batch 64). ``batch_size=None``: all rows in one vmap.
+    """
+    n = jax.tree.leaves(xs)[0].shape[0]
+    if batch_size is None or n <= batch_size:
+        return jax.vmap(fn)(xs)
+    pad = -n % batch_size
+    padded = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), xs)
+    out = jax.lax.map(fn, padded, batch_size=batch_size)
+    return jax.tree.map(lambda a: a[:n], out)
+
+
 def proxy_decisions(
     key: jax.Array,
     proxy: Proxy,
@@ -265,7 +282,7 @@ def proxy_decisions(
     """w*_q(x) for every row of ``x``: CVaR-SAA decisions on ``num_samples`` draws of q.
 
     ``reg`` defaults to 0 (the unregularised decision under q); ``batch_size`` rows are
-    solved per vmapped call (``jax.lax.map``), None solves all at once.
+    solved per vmapped call, None solves all at once.
     """
     check_open_unit(alpha, "alpha", closed_right=True)
     num_samples = check_num_samples(num_samples)
@@ -276,7 +293,7 @@ def proxy_decisions(
         k, xi = args
         return decision(problem, jax.lax.stop_gradient(proxy.sample(k, xi, num_samples)), alpha, reg=reg)
 
-    return jax.lax.map(one, (keys, x), batch_size=batch_size)
+    return _map_rows(one, (keys, x), batch_size)
 
 
 def gen_dfl_decisions(
@@ -296,7 +313,7 @@ def gen_dfl_decisions(
     """Gen-DFL's decisions at evaluation level ``alpha`` for every row of ``x: (n, p)``.
 
     Evaluation decisions are unregularised by default (``reg=0``); ``batch_size`` rows per
-    vmapped call (``jax.lax.map``).
+    vmapped call, None all at once.
     """
     x = jnp.asarray(x)
     _check_context(flow, x)
@@ -309,4 +326,4 @@ def gen_dfl_decisions(
             importance=importance, pilot_samples=pilot_samples, reg=reg,
         )
 
-    return jax.lax.map(one, (keys, x), batch_size=batch_size)
+    return _map_rows(one, (keys, x), batch_size)

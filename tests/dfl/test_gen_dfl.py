@@ -245,3 +245,14 @@ def test_cvar_gap_form_of_the_evaluation_regret():
     assert bool(jnp.all(per <= cvar_regret(w, ref, problem, per_instance=True) + 1e-3))
     with pytest.raises(ValueError, match="form"):
         cvar_regret(w, ref, problem, form="gap")
+
+
+@pytest.mark.parametrize("n, batch_size", [(10, 4), (8, 4), (3, 4), (10, None)])
+def test_map_rows_matches_vmap(n, batch_size):
+    from tailjax.dfl.gen_dfl import _map_rows
+
+    xs = (jnp.arange(n * 2.0).reshape(n, 2), jnp.arange(n * 1.0))
+    fn = lambda args: jnp.sum(args[0]) * args[1]
+    out = _map_rows(fn, xs, batch_size)
+    assert out.shape == (n,)
+    np.testing.assert_allclose(out, jax.vmap(fn)(xs))
