@@ -11,9 +11,9 @@ authors' public code reports. The first is first order in w_hat - w* (on the sig
 portfolio even the SAA decision on 64 samples of the *true* distribution scores 73-83%), the
 second is second order near the optimum. For ICON the true p(c|x) is unknown and a frozen
 evaluation flow plays its part (the paper's sample-based evaluation): fitted by NLL on every
-row with its own key, so it is not the training proxy q that Gen-DFL and ``nll_flow`` start from. Methods: ``gen_dfl`` (flow
-initialised from the NLL-trained proxy, then trained on beta * Regret / mean |E_q f| + gamma *
-NLL, i.e. ``normalize=True``), ``nll_flow`` (that NLL-only flow, i.e. generate-then-optimize
+row with its own key, so it is not the training proxy q that Gen-DFL and ``nll_flow`` start
+from. Methods: ``gen_dfl`` (flow initialised from the NLL-trained proxy, then trained on
+beta * Regret / mean |E_q f| + gamma * NLL, i.e. ``normalize=True``), ``nll_flow`` (that NLL-only flow, i.e. generate-then-optimize
 without the decision loss), the Pred-DFL baselines of ``tailjax.dfl.baselines`` (linear
 predictors) on the same data, and two calibration rows where the truth is known:
 ``oracle_saa`` (SAA decision on K_eval samples of the true p(c|x): a perfect generative model)
@@ -281,10 +281,10 @@ def run_experiment(name, cfg, args, log=print, sink=None):
                 for K in cfg["is_Ks"]:
                     for imp in (False, True):
                         # mean over decision keys: one draw of K samples per row is itself noisy
-                        v = float(np.mean([cvar_regret(_decisions(jax.random.key(7 + s + 1000 * r), flow,
-                                                                  proxy.params, inst.problem, x[n:], alpha=alpha,
-                                                                  num_samples=K, importance=imp),
-                                                       ref, inst.problem) for r in range(cfg.get("is_repeats", 1))]))
+                        keys = [jax.random.key(7 + s + 1000 * r) for r in range(cfg.get("is_repeats", 1))]
+                        ws = [_decisions(k, flow, proxy.params, inst.problem, x[n:], alpha=alpha, num_samples=K,
+                                         importance=imp) for k in keys]
+                        v = float(np.mean([cvar_regret(w, ref, inst.problem) for w in ws]))
                         log(f"  is_gto dim={d} K={K} importance={imp}: {v:.2f}")
                         recs.append(dict(experiment=name, method="is" if imp else "plain", alpha_eval=alpha,
                                          regret=v, K=K, dim=d, seed=s, problem="portfolio", deg=4))
