@@ -254,10 +254,9 @@ def build_gen_dfl_kernel(
 def _map_rows(fn, xs, batch_size):
     """``fn`` over the rows of the pytree ``xs``, ``batch_size`` rows per vmapped call.
 
-    The rows are padded (with copies of the last) to a whole number of batches: with a
-    remainder, ``lax.map`` adds a second vmapped computation that XLA:CPU may run alongside
-    the scan, and two batched LAPACK solves at once deadlocked jaxlib 0.10.2's CPU thread
-    pool on a 2-core machine (100 rows, batch 64). ``batch_size=None``: all rows in one vmap.
+    The rows are padded (with copies of the last) to a whole number of batches, so one
+    batched body is compiled and run (``lax.map`` adds a second vmapped computation for a
+    remainder). ``batch_size=None``: all rows in one vmap.
     """
     n = jax.tree.leaves(xs)[0].shape[0]
     if batch_size is None or n <= batch_size:
