@@ -99,8 +99,9 @@ def _train_all(cfg, key, setup, steps, methods, scores, better, offset, log, gri
     with the best validation score kept (``scores(w) -> (validation, per-test dict)``)."""
     results, predictors = {}, {}
     train_loss = lambda w: float(np.mean(list(evaluate(setup.loss_fn, w, {"t": setup.train}).values())))
-    for i, name in enumerate(methods):
-        k = jax.random.fold_in(key, offset + i)
+    for name in methods:
+        # the key depends on the method, not on its place in ``methods``: a subset reruns the same
+        k = jax.random.fold_in(key, offset + METHODS.index(name))
         if name != "GAS-DRO":
             w, cost, _ = train_method(name, k, setup.loss_fn, setup.params, setup.train, setup.resources,
                                       _settings(cfg, steps, setup.budget), measure_memory=True)
