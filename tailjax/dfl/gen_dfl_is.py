@@ -28,7 +28,7 @@ mu; the tilt only changes its variance.
 When it helps (``benchmarks/seeds/gen_dfl.py --only is_gto``, portfolio, alpha = 0.05): with
 2 assets the importance-sampled decision at K reaches the regret of plain SAA at 2K (K = 32:
 88.6% vs 114.9%, plain K = 64: 85.8%); with 10 assets there is no gain, and with 50 it is
-5-8% worse at every K. One tilt direction covers the tail of the pilot decision only; the
+5-9% worse at every K (one seed). One tilt direction covers the tail of the pilot decision only; the
 optimiser then moves to decisions whose tails lie in directions the proposal does not visit.
 """
 
