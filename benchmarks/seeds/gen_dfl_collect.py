@@ -22,14 +22,14 @@ _HEADER = re.compile(r"^  (\w+)=([\d.]+) seed=(\d+)$")
 _TABLE1 = re.compile(r"^  table1 (\w+) deg=(\d+) seed=(\d+)$")
 _ENERGY = re.compile(r"^  energy .* seed=(\d+)$")
 _RESULT = re.compile(r"^\s+[\d.]+ s  (.*)$")
+_IS_SEED = re.compile(r"^  is_gto dim=\d+ seed=(\d+)$")
 _IS_GTO = re.compile(r"^  is_gto (?:dim=(\d+) )?K=(\d+) importance=(True|False): ([\d.]+)$")
 _FORMS = ("cvar_of_difference", "difference_of_cvars")
 
 
 def records_from_log(path):
     """Records of the per-configuration lines of a ``benchmarks.seeds.gen_dfl`` log."""
-    recs, meta = [], None
-    experiment = None
+    recs, meta, experiment, is_seed = [], None, None, 0
     for line in pathlib.Path(path).read_text().splitlines():
         if line.startswith("[") and line.endswith("]"):
             experiment = line[1:-1]
@@ -43,10 +43,12 @@ def records_from_log(path):
             meta = dict(problem=m[1], deg=int(m[2]), seed=int(m[3]))
         elif m := _ENERGY.match(line):
             meta = dict(problem="icon_energy", seed=int(m[1]))
+        elif m := _IS_SEED.match(line):
+            is_seed = int(m[1])
         elif m := _IS_GTO.match(line):
             dim = {} if m[1] is None else {"dim": int(m[1])}
             recs.append(dict(experiment="is_gto", method="is" if m[3] == "True" else "plain", alpha_eval=0.05,
-                             regret=float(m[4]), K=int(m[2]), seed=0, problem="portfolio", deg=4, **dim))
+                             regret=float(m[4]), K=int(m[2]), seed=is_seed, problem="portfolio", deg=4, **dim))
         elif (m := _RESULT.match(line)) and meta is not None and experiment != "is_gto":
             for item in m[1].split():
                 method, _, values = item.partition("=")

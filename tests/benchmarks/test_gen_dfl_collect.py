@@ -12,6 +12,7 @@ LOG = """[sigma]
 [is_gto]
      120.2 s  nll_flow=67.0/32.0
   is_gto K=8 importance=False: 185.73
+  is_gto dim=2 seed=3
   is_gto dim=2 K=16 importance=True: 99.5
 """
 
@@ -26,8 +27,8 @@ def test_records_from_log(tmp_path):
     assert gen == {"cvar_of_difference": 112.9, "difference_of_cvars": 51.3}
     assert all(r["sigma"] == 40 and r["alpha_eval"] == 0.1 for r in sweep)
     is_recs = [r for r in recs if r["experiment"] == "is_gto"]
-    assert [(r["method"], r["K"], r["regret"], r.get("dim")) for r in is_recs] == [
-        ("plain", 8, 185.73, None), ("is", 16, 99.5, 2)]
+    assert [(r["method"], r["K"], r["regret"], r.get("dim"), r["seed"]) for r in is_recs] == [
+        ("plain", 8, 185.73, None, 0), ("is", 16, 99.5, 2, 3)]
 
 
 def test_unknown_sweep_is_refused(tmp_path):
