@@ -233,9 +233,9 @@ def run_experiment(name, cfg, args, log=print, sink=None):
     seeds = range(first, first + (args.seeds or cfg["seeds"]))
     n, nte, dim = cfg["n_train"], cfg["n_test"], cfg["dim"]
     if name == "table1":
-        for prob in (args.problems or cfg["problems"]):
-            for deg in cfg["degs"]:
-                for s in seeds:
+        for s in seeds:  # seeds outermost: a run cut short still covers every cell
+            for prob in (args.problems or cfg["problems"]):
+                for deg in cfg["degs"]:
                     log(f"  table1 {prob} deg={deg} seed={s}")
                     inst, x, c = make_data(prob, deg, s, n + nte, dim)
                     add(evaluate(cfg, inst, x, c, n, s, methods=cfg["methods"], model=inst.model, log=log,
