@@ -5,7 +5,8 @@
 Each FILE is a ``gen_dfl.json`` written by ``benchmarks.seeds.gen_dfl`` or, where a run was
 cut short before its JSON came back, its log: the per-configuration lines of a log hold
 every method's regret at the first evaluation alpha (0.1 unless the experiment varies it) in
-both forms, and the ``is_gto`` lines their single figure.
+both forms, and the ``is_gto`` lines their single figure. Table 1 records also give
+``table1.md`` (see ``gen_dfl_table1``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import sys
 
 from benchmarks.seeds.gen_dfl import ALPHA, plot, summarise, table
+from benchmarks.seeds.gen_dfl_table1 import table1_report
 
 _FIELDS = {"sigma": "sigma", "dim": "dim", "train_size": "n_train", "beta": "beta", "samples": "K"}
 _HEADER = re.compile(r"^  (\w+)=([\d.]+) seed=(\d+)$")
@@ -78,6 +80,10 @@ def main(argv=None):
                                                       records=recs, summary=rows), indent=1))
     plot(rows, out / "gen_dfl.png")
     print(table(rows))
+    if any(r.get("experiment") == "table1" for r in recs):
+        report = table1_report(recs)
+        (out / "table1.md").write_text(report + "\n")
+        print(report)
 
 
 if __name__ == "__main__":
