@@ -335,21 +335,25 @@ def table(rows):
 
 
 def plot(rows, path, metric="cvar_of_difference"):
-    """One panel per experiment, eq. (9) regret (``metric``); the oracle SAA row dashed."""
+    """One panel per experiment (Table 1: per problem, log scale), eq. (9) regret (``metric``);
+    the oracle SAA row dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r.get("metric", metric) == metric and r["method"] != "true_mean"]
-    exps = [e for e in EXPERIMENTS if any(r["experiment"] == e for r in rows)]
-    ncols = min(4, len(exps))
-    nrows = -(-len(exps) // ncols)
+    panels = []
+    for e in EXPERIMENTS:
+        probs = sorted({r["problem"] for r in rows if r["experiment"] == e})
+        panels += [(e, p) for p in probs] if e == "table1" else [(e, None)] * bool(probs)
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
     xfield = {"table1": "deg", "sigma": "sigma", "dim": "dim", "train_size": "n_train", "beta": "beta",
               "alpha": "alpha_eval", "samples": "K", "is_gto": "K", "energy": None}
-    for ax, e in zip(axes.flat, exps):
-        sub = [r for r in rows if r["experiment"] == e]
+    for ax, (e, prob) in zip(axes.flat, panels):
+        sub = [r for r in rows if r["experiment"] == e and (prob is None or r["problem"] == prob)]
         f = xfield[e]
         if f is None:
             ax.bar([r["method"] for r in sub], [r["mean"] for r in sub], yerr=[r["std"] for r in sub])
@@ -359,7 +363,7 @@ def plot(rows, path, metric="cvar_of_difference"):
                 sub = [r for r in sub if r["method"] == "gen_dfl"]
             series = {}
             for r in sub:
-                label = r["method"] + (f" {r['problem']}" if e == "table1" else "")
+                label = r["method"]
                 label += f" alpha_train={r['alpha_train']}" if e == "alpha" else ""
                 label += f" dim={r['dim']}" if e == "is_gto" and "dim" in r else ""
                 series.setdefault(label, []).append((r[f], r["mean"], r["std"]))
@@ -370,11 +374,13 @@ def plot(rows, path, metric="cvar_of_difference"):
                             label=label, capsize=2, **style)
             if f in ("beta", "K", "n_train"):
                 ax.set_xscale("log")
+            if e == "table1":
+                ax.set_yscale("log")
             ax.set_xlabel(f)
-            ax.legend(fontsize=7)
-        ax.set_title(e)
+            ax.legend(fontsize=6)
+        ax.set_title(e if prob is None else f"{e}: {prob}")
         ax.set_ylabel("CVaR regret (%)" if metric == "cvar_of_difference" else "CVaR gap (%)")
-    for ax in list(axes.flat)[len(exps):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
