@@ -27,7 +27,8 @@ def table1_cells(recs, metric="cvar_of_difference"):
         if r.get("experiment") != "table1" or r.get("metric") != metric or r.get("alpha_eval") != ALPHA:
             continue
         by_seed = cells.setdefault((r["problem"], r["deg"], r["method"]), {})
-        if r["seed"] in by_seed and by_seed[r["seed"]] != r["regret"]:  # e.g. two runs' oracle rows agree
+        # equal duplicates (the oracle rows of two runs on one seed) are fine
+        if r["seed"] in by_seed and by_seed[r["seed"]] != r["regret"]:
             raise ValueError(f"records: two results for {r['problem']} deg {r['deg']} {r['method']} "
                              f"seed {r['seed']} that differ; pass each run once")
         by_seed[r["seed"]] = r["regret"]
@@ -59,7 +60,7 @@ def _mean_sd(values):
 def table1_report(recs, metric="cvar_of_difference"):
     """Markdown: one table per problem, methods by degree, then the per-seed orderings."""
     cells = table1_cells(recs, metric)
-    out = [f"Eq. (9) regret %, alpha = {ALPHA}: mean ± sd over seeds (number of seeds).", ""]
+    out = [f"Eq. (9) regret %, alpha = {ALPHA}: mean ± sample sd over seeds (number of seeds).", ""]
     for prob in sorted({k[0] for k in cells}):
         degs = sorted({k[1] for k in cells if k[0] == prob})
         out += [f"### {prob}", "", "| method | " + " | ".join(f"deg {d}" for d in degs) + " |",
