@@ -60,13 +60,13 @@ ALPHA = 1.0
 with jax.enable_x64(True):
     r_grid = jnp.linspace(-30.0, 45.0, 150_001)
     log_phi = jax.scipy.stats.norm.logpdf(r_grid, scale=jnp.sqrt(2.0))
-    t_left = solve_threshold(r_grid, 0.2, ALPHA, "left", jnp.exp(log_phi))
-    t_right = solve_threshold(r_grid, 0.8, ALPHA, "right", jnp.exp(log_phi))
+    t_left = solve_threshold(r_grid, 0.2, ALPHA, "lower", jnp.exp(log_phi))
+    t_right = solve_threshold(r_grid, 0.8, ALPHA, "upper", jnp.exp(log_phi))
     log_targets = {
         "Pre-trained": log_phi,
         "EXP-FT": log_phi + r_grid / ALPHA,
-        "L-TFFT": log_phi + pseudo_reward(r_grid, t_left, 0.2, "left") / ALPHA,
-        "R-TFFT": log_phi + pseudo_reward(r_grid, t_right, 0.8, "right") / ALPHA,
+        "L-TFFT": log_phi + pseudo_reward(r_grid, t_left, 0.2, "lower") / ALPHA,
+        "R-TFFT": log_phi + pseudo_reward(r_grid, t_right, 0.8, "upper") / ALPHA,
     }
     exact = {k: np.asarray(jax.nn.softmax(v)) for k, v in log_targets.items()}
 

@@ -1,132 +1,302 @@
-"""A generic training loop over a pure ``step`` kernel: progress bar, evaluation, and
-checkpoint/resume.
+"""The one training path: a gradient kernel, minibatches, and the loop that drives any kernel.
 
-Every trainer in tailjax is a pure kernel ``step(state, key, batch) -> (state, info)`` with
-``NamedTuple`` state and info. :func:`fit` only drives it: it derives the key of step ``i``
-as ``fold_in(key, i)`` and asks ``batch_fn(i)`` for the batch, so a run resumed from a
-checkpoint continues exactly as the uninterrupted run would have.
+* :func:`gradient_kernel` turns ``loss(params, batch, key) -> (value, aux)`` and an optax
+  optimiser into a :class:`~tailjax.base.Kernel`; it is the only place in tailjax that calls
+  ``optimizer.update``. Kernels with more state wrap it.
+* :func:`minibatches` gives ``batch_fn(i)``: epoch-wise shuffled minibatches, a pure function
+  of the step index, so a resumed run sees the batches the uninterrupted run would have.
+* :func:`fit` runs ``num_steps`` of a kernel's step with a progress bar, periodic evaluation,
+  validation-based selection with optional early stopping, and checkpoint/resume.
+
+Example, a new trainer in a few lines::
+
+    def loss(params, batch, key):
+        x, y = batch
+        err = model.apply(params, x) - y
+        return jnp.mean(err**2), {"max_err": jnp.max(jnp.abs(err))}
+
+    kernel = gradient_kernel(loss, optax.adam(1e-3))
+    result = fit(kernel, kernel.init(params), key, 1000,
+                 batches=minibatches(data_key, (x, y), 64), checkpoint_path="run.ckpt")
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
-import pickle
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from tqdm.auto import tqdm
 
-__all__ = ["fit", "FitResult", "save_checkpoint", "load_checkpoint"]
+from tailjax import checkpoint as ckpt
+from tailjax.base import Kernel, Loss
+
+__all__ = [
+    "TrainState",
+    "GradientInfo",
+    "gradient_kernel",
+    "minibatches",
+    "FitResult",
+    "fit",
+]
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    step: jax.Array
+
+
+class GradientInfo(NamedTuple):
+    loss: jax.Array
+    grad_norm: jax.Array
+    aux: Any
+
+
+def gradient_kernel(loss: Loss, optimizer: optax.GradientTransformation) -> Kernel:
+    """One optimiser step on ``loss``: ``init(params) -> TrainState`` and
+    ``step(state, key, batch) -> (TrainState, GradientInfo)``.
+
+    ``loss(params, batch, key)`` returns ``(value, aux)``; ``aux`` is passed through to the
+    info. The update runs under standard dtype promotion (optax mixes its int32 count with
+    float hyper-parameters, which strict-promotion users would otherwise see fail).
+    """
+
+    def init(params: Any) -> TrainState:
+        return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+    def step(state: TrainState, key: jax.Array, batch: Any) -> tuple[TrainState, GradientInfo]:
+        (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(state.params, batch, key)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+        info = GradientInfo(value, optax.global_norm(grads), aux)
+        return TrainState(params, opt_state, state.step + 1), info
+
+    return Kernel(init, step)
+
+
+def minibatches(key: jax.Array, data: Any, batch_size: int, *,
+                stack: int | None = None) -> Callable[[int], Any]:
+    """``batch_fn(i)``: the minibatch of step ``i`` from ``data`` (a pytree of arrays with a
+    common leading axis n).
+
+    Each epoch visits the rows in the order of a permutation drawn from
+    ``fold_in(key, epoch)``; an incomplete last minibatch of an epoch is skipped.
+    ``batch_size`` larger than n is clipped to n. With ``stack=K``, step ``i`` gets K
+    consecutive minibatches stacked on a new leading axis (e.g. one per inner step).
+    """
+    leaves = jax.tree_util.tree_leaves(data)
+    if not leaves:
+        raise ValueError("data must hold at least one array")
+    data = jax.tree_util.tree_map(jnp.asarray, data)
+    n = jax.tree_util.tree_leaves(data)[0].shape[0]
+    if any(jnp.ndim(a) == 0 or a.shape[0] != n for a in jax.tree_util.tree_leaves(data)):
+        raise ValueError(
+            "data arrays must share their leading axis, got shapes "
+            f"{[jnp.shape(a) for a in jax.tree_util.tree_leaves(data)]}"
+        )
+    if n == 0:
+        raise ValueError("data is empty")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if stack is not None and int(stack) < 1:
+        raise ValueError(f"stack must be >= 1, got {stack}")
+    b = min(int(batch_size), n)
+    if stack is None:
+        return lambda i: _take(key, data, jnp.asarray(i, jnp.int32), b)
+    k = int(stack)
+    return lambda i: _take_stacked(key, data, jnp.asarray(i, jnp.int32), b, k)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _take(key, data, i, b):
+    n = jax.tree_util.tree_leaves(data)[0].shape[0]
+    per_epoch = n // b
+    perm = jax.random.permutation(jax.random.fold_in(key, i // per_epoch), n)
+    idx = jax.lax.dynamic_slice_in_dim(perm, (i % per_epoch) * b, b)
+    return jax.tree_util.tree_map(lambda a: a[idx], data)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _take_stacked(key, data, i, b, k):
+    return jax.vmap(lambda j: _take(key, data, i * k + j, b))(jnp.arange(k, dtype=jnp.int32))
 
 
 class FitResult(NamedTuple):
-    state: Any
+    state: Any  # final state; with ``validation``, its ``params`` are the selected ones
     history: dict[str, np.ndarray]  # per-step info fields, stacked
-    evaluations: list[tuple[int, Any]]  # (step, eval_fn(state)) pairs
+    evaluations: list[tuple[int, Any]]  # (step, value) of eval_fn, or of validation
+    best_step: int | None  # step of the selected parameters (with ``validation``)
 
 
-def save_checkpoint(path: str | os.PathLike, payload: Any) -> None:
-    """Write ``payload`` (a pytree of arrays plus plain Python data) atomically."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    host = jax.tree_util.tree_map(
-        lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, payload
-    )
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(host, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> Any:
-    """Read what :func:`save_checkpoint` wrote (arrays come back as numpy arrays)."""
-    with open(path, "rb") as f:
-        return pickle.load(f)
-
-
-def _info_to_host(info: Any) -> dict[str, np.ndarray]:
-    if hasattr(info, "_asdict"):
-        items = info._asdict().items()
-    elif isinstance(info, dict):
-        items = info.items()
+def _flat_info(info: Any) -> dict[str, np.ndarray]:
+    if hasattr(info, "_asdict") or isinstance(info, dict):
+        leaves, _ = jax.tree_util.tree_flatten_with_path(info)
+        names = {
+            ".".join(str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in path): leaf
+            for path, leaf in leaves
+        }
     else:
-        items = [("value", info)]
-    return {k: np.asarray(v) for k, v in items}
+        names = {"value": info}
+    return {k: np.asarray(v) for k, v in names.items()}
+
+
+def _stack_history(history: list[dict]) -> dict[str, np.ndarray]:
+    return {k: np.stack([h[k] for h in history]) for k in history[0]} if history else {}
+
+
+def _host_value(value: Any) -> Any:
+    """Evaluation results as plain host data (dicts, lists, numpy arrays)."""
+    return ckpt.to_host(jax.device_get(value))
+
+
+class _Selection(NamedTuple):
+    score: float
+    step: int
+    params: Any
+    stale: int  # evaluations since the last improvement
 
 
 def fit(
-    step: Callable[[Any, jax.Array, Any], tuple[Any, Any]],
+    kernel: Kernel | Callable[[Any, jax.Array, Any], tuple[Any, Any]],
     state: Any,
     key: jax.Array,
     num_steps: int,
     *,
-    batch_fn: Callable[[int], Any] | None = None,
+    batches: Callable[[int], Any] | Any = None,
     eval_fn: Callable[[Any], Any] | None = None,
     eval_every: int | None = None,
+    validation: Callable[[Any], Any] | None = None,
+    patience: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
+    config: Any = None,
     progress: bool = True,
     description: str = "training",
     jit: bool = True,
 ) -> FitResult:
-    """Run ``num_steps`` of ``step`` from ``state``; resume from ``checkpoint_path`` if present.
+    """Run ``num_steps`` of ``kernel.step`` from ``state``; resume from ``checkpoint_path``.
+
+    Step ``i`` uses the key ``fold_in(key, i)`` and the batch ``batches(i)`` (``batches`` may
+    also be a fixed pytree, given to every step, or None), so a resumed run repeats the
+    uninterrupted one exactly.
 
     Args:
-      step: pure kernel ``step(state, key, batch) -> (state, info)``.
-      state: initial state (ignored when a checkpoint is resumed).
-      key: PRNG key; step ``i`` uses ``jax.random.fold_in(key, i)``.
-      num_steps: total number of steps (including those done before a resume).
-      batch_fn: ``batch_fn(i)`` gives the batch of step ``i`` (``None`` batches otherwise);
-        make it a function of ``i`` so that resuming reproduces the same batches.
-      eval_fn: optional ``eval_fn(state) -> metrics``, run every ``eval_every`` steps and last.
-      checkpoint_path: file for state, step counter and history; written every
-        ``checkpoint_every`` steps and at the end, atomically.
-      progress: show a tqdm progress bar (if tqdm is installed).
-      jit: compile ``step`` with ``jax.jit``.
+      kernel: a :class:`~tailjax.base.Kernel` (its ``step`` is used) or a bare step function.
+      state: initial state (replaced by the checkpoint's when one is resumed).
+      key: PRNG key (raw or typed).
+      num_steps: total number of steps, those done before a resume included.
+      batches: ``batches(i) -> batch`` (e.g. :func:`minibatches`), a fixed batch, or None.
+      eval_fn: ``eval_fn(state) -> metrics``, every ``eval_every`` steps and at the end.
+      eval_every: evaluation period (default with ``validation``: ``max(1, num_steps // 20)``).
+      validation: ``validation(state) -> score`` (lower is better), evaluated on the initial
+        state, every ``eval_every`` steps and at the end; the returned state carries the
+        ``params`` of the best score (the optimiser state is the last one), and
+        ``evaluations`` lists ``(step, score)``. Needs a state with a ``params`` field.
+      patience: with ``validation``, stop after this many evaluations without improvement.
+      checkpoint_path: file for the state, history and selection, written every
+        ``checkpoint_every`` steps and at the end, atomically (:mod:`tailjax.checkpoint`).
+        Resuming refuses a checkpoint of another configuration, key or state shape, or one
+        beyond ``num_steps``, and names what differs.
+      config: the run's configuration (a mapping, NamedTuple or dataclass of plain values:
+        learning rate, model sizes, data description...), recorded in the checkpoint header.
+      progress: show a tqdm progress bar.
+      jit: compile the step with ``jax.jit``.
     """
-    if num_steps < 0:
+    if int(num_steps) < 0:
         raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-    if checkpoint_every < 1:
+    num_steps = int(num_steps)
+    if int(checkpoint_every) < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    start, history, evaluations = 0, [], []
-    if checkpoint_path is not None and pathlib.Path(checkpoint_path).exists():
-        saved = load_checkpoint(checkpoint_path)
-        treedef = jax.tree_util.tree_structure(state)
-        state = jax.tree_util.tree_unflatten(treedef, jax.tree_util.tree_leaves(saved["state"]))
-        start, history, evaluations = saved["step"], saved["history"], saved["evaluations"]
-    step_fn = jax.jit(step) if jit else step
+    if eval_every is not None and int(eval_every) < 1:
+        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if patience is not None and (validation is None or int(patience) < 1):
+        raise ValueError(f"patience must be >= 1 and needs validation, got {patience}")
+    if validation is not None and eval_fn is not None:
+        raise ValueError("pass either eval_fn or validation, not both")
+    if validation is not None and not hasattr(state, "params"):
+        raise ValueError("validation needs a state with a 'params' field")
+    step_fn = kernel.step if isinstance(kernel, Kernel) else kernel
+    if not callable(step_fn):
+        raise ValueError(f"kernel must be a Kernel or a step function, got {type(kernel).__name__}")
+    batch_fn = batches if callable(batches) else (lambda i, fixed=batches: fixed)
+    step_fn = jax.jit(step_fn) if jit else step_fn
+    if validation is not None and eval_every is None:
+        eval_every = max(1, num_steps // 20)
+    evaluate = validation if validation is not None else eval_fn
 
-    def checkpoint(i):
-        if checkpoint_path is not None:
-            payload = {"state": state, "step": i, "history": history, "evaluations": evaluations}
-            save_checkpoint(checkpoint_path, payload)
+    start, history, evaluations, selection, stopped = 0, [], [], None, False
+    path = pathlib.Path(checkpoint_path) if checkpoint_path is not None else None
+    if path is not None and path.exists():
+        state, start, extra = ckpt.restore(path, state, config=config, key=key)
+        if start > num_steps:
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} is at step {start}, beyond num_steps={num_steps}"
+            )
+        history = [dict(zip(extra["history"], v)) for v in zip(*extra["history"].values())] \
+            if extra["history"] else []
+        evaluations = [(int(s), v) for s, v in extra["evaluations"]]
+        stopped = bool(extra["stopped"])
+        if extra["selection"] is not None:
+            sel = extra["selection"]
+            best_params = ckpt.from_flat_arrays(state.params, sel["params"])
+            selection = _Selection(float(sel["score"]), int(sel["step"]), best_params, int(sel["stale"]))
 
-    steps = range(start, num_steps)
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
+    def record(done: int):
+        nonlocal selection, stopped
+        value = _host_value(evaluate(state))
+        if validation is None:
+            evaluations.append((done, value))
+            return
+        score = float(np.asarray(value))
+        evaluations.append((done, score))
+        if selection is None or (np.isfinite(score) and not score >= selection.score):
+            selection = _Selection(score, done, state.params, 0)
+        else:
+            selection = selection._replace(stale=selection.stale + 1)
+            if patience is not None and selection.stale >= int(patience):
+                stopped = True
 
-            bar = tqdm(total=num_steps, initial=start, desc=description, leave=False)
-        except ImportError:
-            bar = None
-    for i in steps:
-        batch = batch_fn(i) if batch_fn is not None else None
-        state, info = step_fn(state, jax.random.fold_in(key, i), batch)
-        history.append(_info_to_host(info))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k: float(v.mean()) for k, v in history[-1].items() if v.size < 8})
+    def save(done: int):
+        if path is None:
+            return
+        sel = None
+        if selection is not None:
+            sel = {"score": selection.score, "step": selection.step, "stale": selection.stale,
+                   "params": ckpt.flat_arrays(selection.params)}
+        extra = {"history": _stack_history(history), "evaluations": [[s, v] for s, v in evaluations],
+                 "selection": sel, "stopped": stopped}
+        ckpt.save(path, state, step=done, config=config, key=key, extra=extra)
+
+    if validation is not None and start == 0 and not evaluations:
+        record(0)
+    bar = tqdm(total=num_steps, initial=start, desc=description, leave=False, disable=not progress)
+    done = start
+    for i in range(start, num_steps):
+        if stopped:
+            break
+        state, info = step_fn(state, jax.random.fold_in(key, i), batch_fn(i))
+        history.append(_flat_info(info))
         done = i + 1
-        if eval_fn is not None and eval_every and done % eval_every == 0 and done < num_steps:
-            evaluations.append((done, jax.device_get(eval_fn(state))))
-        if done % checkpoint_every == 0:
-            checkpoint(done)
-    if bar is not None:
-        bar.close()
-    if eval_fn is not None and (not evaluations or evaluations[-1][0] != num_steps):
-        evaluations.append((num_steps, jax.device_get(eval_fn(state))))
-    checkpoint(num_steps)
-    stacked = {k: np.stack([h[k] for h in history]) for k in history[0]} if history else {}
-    return FitResult(state, stacked, evaluations)
+        bar.update(1)
+        if progress:
+            bar.set_postfix({k: float(v.mean()) for k, v in history[-1].items() if v.size < 8})
+        if evaluate is not None and eval_every and done % int(eval_every) == 0 and done < num_steps:
+            record(done)
+        if done % int(checkpoint_every) == 0:
+            save(done)
+    bar.close()
+    if evaluate is not None and not stopped and (not evaluations or evaluations[-1][0] != done):
+        record(done)
+    save(done)
+    best_step = None
+    if selection is not None:
+        state = state._replace(params=selection.params)
+        best_step = selection.step
+    return FitResult(state, _stack_history(history), evaluations, best_step)

@@ -50,7 +50,7 @@ def run(out_dir: pathlib.Path) -> str:
                              median_rel_error=statistics.median(errors)))
     with jax.enable_x64(True):
         r = math.sqrt(2.0) * jax.random.normal(jax.random.PRNGKey(1), (N,), jnp.float64)
-        t_left = float(risk.solve_threshold(r, 0.2, 1.0, "left"))
+        t_left = float(risk.solve_threshold(r, 0.2, 1.0, "lower"))
     thresholds = dict(left_sample=t_left, left_quadrature=1.4572)
     (out_dir / "risk.json").write_text(json.dumps(dict(n=N, rows=rows, tfft_threshold=thresholds), indent=2))
     _plot(rows, out_dir / "risk.png")

@@ -78,8 +78,8 @@ def table4_exact(grid_points=750_001):
         r = jnp.linspace(-30.0, 45.0, grid_points)
         logphi = norm.logpdf(r, scale=jnp.sqrt(2.0))
         w0 = jnp.exp(logphi)
-        t_l = float(solve_threshold(r, 0.2, ALPHA, "left", w0))
-        t_r = float(solve_threshold(r, 0.8, ALPHA, "right", w0))
+        t_l = float(solve_threshold(r, 0.2, ALPHA, "lower", w0))
+        t_r = float(solve_threshold(r, 0.8, ALPHA, "upper", w0))
         rows = {"Pre-trained": (w0, None)}
         rows["EXP-FT"] = (jnp.exp(logphi + r / ALPHA - logsumexp(logphi + r / ALPHA)), None)
         for name, t, beta, side in (("L-TFFT", t_l, 0.2, "left"), ("R-TFFT", t_r, 0.8, "right")):
@@ -101,8 +101,8 @@ def table4_reweighting(seeds):
     with jax.enable_x64(True):
         for s in range(seeds):
             r = jnp.sqrt(2.0) * jax.random.normal(jax.random.key(1000 + s), (10_000,))
-            t = solve_threshold(r, 0.8, ALPHA, "right")
-            w = jax.nn.softmax(pseudo_reward(r, t, 0.8, "right") / ALPHA)
+            t = solve_threshold(r, 0.8, ALPHA, "upper")
+            w = jax.nn.softmax(pseudo_reward(r, t, 0.8, "upper") / ALPHA)
             rows.append([float(t)] + metrics(r, w) + [float(jnp.max(w))])
     a = np.array(rows)
     return {"mean": a.mean(0).tolist(), "std": a.std(0).tolist(), "columns": ["t*", "E", "R-CVaR", "L-CVaR", "max weight"]}
@@ -204,8 +204,8 @@ def r_tfft_recipe(ctx, name):
     r_all, w_all = stratified_prior(ctx, proposal)
     with jax.enable_x64(True):
         r64, w64 = jnp.asarray(r_all, jnp.float64), jnp.asarray(w_all, jnp.float64)
-        t_is = float(solve_threshold(r64, 0.8, ALPHA, "right", w64))
-        own = metrics(r64, w64 * jnp.exp(pseudo_reward(r64, t_is, 0.8, "right") / ALPHA))
+        t_is = float(solve_threshold(r64, 0.8, ALPHA, "upper", w64))
+        own = metrics(r64, w64 * jnp.exp(pseudo_reward(r64, t_is, 0.8, "upper") / ALPHA))
     ctx.log(f"{name}: Stage-1 t* {float(th.t_star):.4f} (10^4 samples), {t_is:.4f} (stratified importance sample); "
             f"this base's own target E/R/L = {np.round(own, 3)}")
     betas, ts = beta_annealing(th.rewards, 0.8, ALPHA, "right", cfg["anneal_steps"], anneal_fraction=0.5)

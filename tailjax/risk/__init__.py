@@ -2,7 +2,9 @@
 TFFT's threshold problems.
 
 ``tail_prob`` is the probability mass of the tail (0.01 = worst 1%); ``side="upper"`` for
-losses, ``"lower"`` for rewards. TFFT's functions keep TFFT's own quantile-level ``beta``.
+losses, ``"lower"`` for rewards. TFFT's threshold functions take TFFT's own
+``quantile_level`` (beta) and ``temperature`` (alpha); :func:`tail_prob_of_quantile_level`
+converts.
 """
 
 from tailjax.risk.empirical import cvar, mean_cvar, ru_objective, var, var_cvar
@@ -11,6 +13,7 @@ from tailjax.risk.threshold import (
     ThresholdInfo,
     pseudo_reward,
     solve_threshold,
+    tail_prob_of_quantile_level,
     threshold_objective,
 )
 
@@ -26,4 +29,5 @@ __all__ = [
     "threshold_objective",
     "solve_threshold",
     "ThresholdInfo",
+    "tail_prob_of_quantile_level",
 ]

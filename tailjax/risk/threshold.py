@@ -1,10 +1,10 @@
 """TFFT's one-dimensional dual threshold problems.
 
-Convention (TFFT's own, unlike the rest of :mod:`tailjax.risk`): ``beta`` is a *quantile
-level*, ``alpha > 0`` the KL temperature of the entropy-regularised problem, and
-``side="right"`` (right-CVaR_beta: the mean of the top 1 - beta of the rewards) or
-``side="left"`` (left-CVaR_beta: the mean of the bottom beta). In ``tail_prob`` terms the
-right tail has mass 1 - beta and the left tail mass beta.
+Names: ``quantile_level`` is TFFT's beta (a quantile level in (0, 1)), ``temperature`` its
+alpha > 0 (the KL temperature of the entropy-regularised problem), and ``side="upper"``
+(TFFT's right-CVaR_beta: the mean of the top 1 - beta of the rewards) or ``side="lower"``
+(left-CVaR_beta: the mean of the bottom beta). :func:`tail_prob_of_quantile_level` gives the
+library's ``tail_prob``: 1 - beta on the upper side, beta on the lower.
 
 With the pseudo-rewards r*_t = [r - t]_+ / (1 - beta) (right) and -[t - r]_+ / beta (left),
 the optimal value of max_p E_p[t + r*_t] - alpha KL(p || p_pre) is
@@ -31,7 +31,10 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_positive, check_weights
 
-__all__ = ["pseudo_reward", "threshold_objective", "solve_threshold", "ThresholdInfo"]
+__all__ = [
+    "pseudo_reward", "threshold_objective", "solve_threshold", "ThresholdInfo",
+    "tail_prob_of_quantile_level",
+]
 
 _GRID = 129
 _RESCORE = 64
@@ -46,11 +49,28 @@ class ThresholdInfo(NamedTuple):
     bracket_width: Array
 
 
+_SIDES = {"upper": "right", "lower": "left"}
+
+
+def _side(side):
+    if side not in _SIDES:
+        raise ValueError(f"side must be 'upper' or 'lower', got {side!r}")
+    return _SIDES[side]
+
+
+def tail_prob_of_quantile_level(quantile_level: float, side: str) -> float:
+    """The ``tail_prob`` of TFFT's ``quantile_level`` beta: 1 - beta (upper), beta (lower).
+
+    The map is its own inverse: it also turns a ``tail_prob`` into TFFT's beta.
+    """
+    check_open_unit(quantile_level, "quantile_level")
+    return 1.0 - quantile_level if _side(side) == "right" else quantile_level
+
+
 def _check(rewards, beta, alpha, side, weights):
-    check_open_unit(beta, "beta")
-    check_positive(alpha, "alpha")
-    if side not in ("right", "left"):
-        raise ValueError(f"side must be 'right' or 'left' (TFFT's convention), got {side!r}")
+    check_open_unit(beta, "quantile_level")
+    check_positive(alpha, "temperature")
+    _side(side)
     check_nonempty_last_axis(rewards, "rewards")
     if jnp.ndim(rewards) != 1:
         raise ValueError(f"rewards must be 1-D (vmap for a batch), got shape {jnp.shape(rewards)}")
@@ -58,15 +78,13 @@ def _check(rewards, beta, alpha, side, weights):
 
 
 def pseudo_reward(
-    rewards: Float[ArrayLike, "..."], t: Float[ArrayLike, ""], beta: float, side: str
+    rewards: Float[ArrayLike, "..."], t: Float[ArrayLike, ""], quantile_level: float, side: str
 ) -> Float[Array, "..."]:
-    """TFFT's pseudo-reward: [r - t]_+ / (1 - beta) (right) or -[t - r]_+ / beta (left)."""
-    check_open_unit(beta, "beta")
-    if side == "right":
-        return jnp.maximum(jnp.asarray(rewards) - t, 0.0) / (1.0 - beta)
-    if side == "left":
-        return -jnp.maximum(t - jnp.asarray(rewards), 0.0) / beta
-    raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    """TFFT's pseudo-reward r*_t: [r - t]_+ / (1 - beta) (upper) or -[t - r]_+ / beta (lower)."""
+    check_open_unit(quantile_level, "quantile_level")
+    if _side(side) == "right":
+        return jnp.maximum(jnp.asarray(rewards) - t, 0.0) / (1.0 - quantile_level)
+    return -jnp.maximum(t - jnp.asarray(rewards), 0.0) / quantile_level
 
 
 def _log_probs(rewards, weights):
@@ -78,31 +96,38 @@ def _log_probs(rewards, weights):
 
 
 def _objective(t, rewards, logp, beta, alpha, side):
-    return t + alpha * logsumexp(logp + pseudo_reward(rewards, t, beta, side) / alpha)
+    """``side`` here is TFFT's "right" / "left"."""
+    if side == "right":
+        r_star = jnp.maximum(rewards - t, 0.0) / (1.0 - beta)
+    else:
+        r_star = -jnp.maximum(t - rewards, 0.0) / beta
+    return t + alpha * logsumexp(logp + r_star / alpha)
 
 
 def threshold_objective(
     t: Float[ArrayLike, ""],
     rewards: Float[ArrayLike, " n"],
-    beta: float,
-    alpha: float,
-    side: str = "right",
+    quantile_level: float,
+    temperature: float,
+    side: str = "upper",
     *,
     weights: Float[ArrayLike, " n"] | None = None,
 ) -> Float[Array, ""]:
-    """F_R(t) (``side="right"``) or F_L(t) (``side="left"``) by log-sum-exp.
+    """F_R(t) (``side="upper"``) or F_L(t) (``side="lower"``) by log-sum-exp.
 
     Args:
       t: threshold (scalar; vmap for a grid).
       rewards: ``(n,)`` reward samples from the pre-trained model.
-      beta: TFFT quantile level in (0, 1).
-      alpha: KL temperature > 0.
-      side: ``"right"`` or ``"left"``.
+      quantile_level: TFFT's beta in (0, 1).
+      temperature: TFFT's KL temperature alpha > 0.
+      side: ``"upper"`` (right-CVaR) or ``"lower"`` (left-CVaR).
       weights: optional non-negative sample weights, normalised internally.
     """
-    _check(rewards, beta, alpha, side, weights)
+    _check(rewards, quantile_level, temperature, side, weights)
     r = jnp.asarray(rewards)
-    return _objective(jnp.asarray(t, r.dtype), r, _log_probs(r, weights), beta, alpha, side)
+    return _objective(
+        jnp.asarray(t, r.dtype), r, _log_probs(r, weights), quantile_level, temperature, _side(side)
+    )
 
 
 def _derivatives(t, r, logp, beta, alpha, side):
@@ -198,16 +223,16 @@ def _safeguarded_newton(r, logp, beta, alpha, lo, hi, rtol, max_iter):
 
 def solve_threshold(
     rewards: Float[ArrayLike, " n"],
-    beta: float,
-    alpha: float,
-    side: str = "right",
+    quantile_level: float,
+    temperature: float,
+    side: str = "upper",
     weights: Float[ArrayLike, " n"] | None = None,
     *,
     rtol: float = 1e-6,
     max_iter: int = 200,
     return_info: bool = False,
 ):
-    """TFFT Stage 1: t* = argmin F_R (right) or argmax F_L (left), to ``rtol``.
+    """TFFT Stage 1: t* = argmin F_R (upper) or argmax F_L (lower), to ``rtol``.
 
     Right: a grid of 129 reward quantiles brackets the minimiser of the convex F_R; a
     safeguarded Newton/bisection iteration on F_R' (Newton between kinks, bisection
@@ -218,20 +243,22 @@ def solve_threshold(
 
     Args:
       rewards: ``(n,)`` rewards of samples from the pre-trained model.
-      beta: TFFT quantile level in (0, 1) (right tail mass 1 - beta, left tail mass beta).
-      alpha: KL temperature > 0.
-      side: ``"right"`` (right-CVaR) or ``"left"`` (left-CVaR).
+      quantile_level: TFFT's beta in (0, 1) (upper tail mass 1 - beta, lower tail mass beta).
+      temperature: TFFT's KL temperature alpha > 0.
+      side: ``"upper"`` (right-CVaR) or ``"lower"`` (left-CVaR).
       weights: optional non-negative sample weights, normalised internally.
       return_info: also return a :class:`ThresholdInfo`.
     """
-    _check(rewards, beta, alpha, side, weights)
+    _check(rewards, quantile_level, temperature, side, weights)
     check_positive(rtol, "rtol")
     r = jnp.asarray(rewards)
     if not jnp.issubdtype(r.dtype, jnp.floating):
         r = r.astype(jnp.result_type(float))
     if weights is not None:
         weights = jnp.asarray(weights, r.dtype)
-    t, info = _solve(r, weights, beta, alpha, side=side, rtol=float(rtol), max_iter=int(max_iter))
+    t, info = _solve(
+        r, weights, quantile_level, temperature, side=_side(side), rtol=float(rtol), max_iter=int(max_iter)
+    )
     return (t, info) if return_info else t
 
 

@@ -38,8 +38,8 @@ def test_table4_thresholds_by_quadrature(x64):
     """r ~ N(0, 2) (prior N(0, I_2), r = x1 + x2), alpha = 1: the thresholds of TFFT's Table 4."""
     grid = jnp.linspace(-25.0, 30.0, 40001)
     w = norm.pdf(grid, scale=jnp.sqrt(2.0))
-    t_r = solve_threshold(grid, 0.8, 1.0, "right", w)
-    t_l = solve_threshold(grid, 0.2, 1.0, "left", w)
+    t_r = solve_threshold(grid, 0.8, 1.0, "upper", w)
+    t_l = solve_threshold(grid, 0.2, 1.0, "lower", w)
     np.testing.assert_allclose([t_r, t_l], [5.2772, 1.4572], atol=2e-3)
     for t, beta, side in ((t_r, 0.8, "right"), (t_l, 0.2, "left")):
         below, at_or_below = _tilted_cdf(grid, t, beta, 1.0, side, w)
@@ -75,7 +75,7 @@ def test_beta_annealing_schedule(x64):
     assert betas.shape == ts.shape == (100,)
     assert np.all(np.diff(betas) >= 0) and np.all(np.diff(ts) >= -1e-9)
     np.testing.assert_allclose(betas[50:], 0.8)
-    np.testing.assert_allclose(ts[-1], solve_threshold(r, 0.8, 1.0, "right"), rtol=1e-6)
+    np.testing.assert_allclose(ts[-1], solve_threshold(r, 0.8, 1.0, "upper"), rtol=1e-6)
     assert betas[0] < 0.2  # the first of 5 stairs from 0.001 to 0.8
     betas_l, _ = beta_annealing(r, 0.2, 1.0, "left", 40, num_levels=4)
     assert betas_l[0] > 0.7 and np.all(np.diff(betas_l) <= 0) and betas_l[-1] == pytest.approx(0.2)

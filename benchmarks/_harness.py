@@ -1,0 +1,200 @@
+"""What every benchmark script shares: arguments, environment record, timing, JSON, tables,
+plots and the statistics of a comparison over seeds.
+
+A script reads::
+
+    parser = harness.parser(__doc__, sizes=("small", "paper"), out="results/my_bench")
+    args = parser.parse_args(argv)
+    rows = [...]                                     # one dict per measurement
+    harness.write_json(args.out, "my_bench", {"size": args.size, "rows": rows})
+    print(harness.markdown_table(rows, ["method", "seconds"]))
+    harness.save_figure(fig, args.out, "my_bench")
+
+``--size small`` runs on a CPU in minutes, ``--size paper`` is the paper's size on a GPU;
+``--seeds N`` and ``--first-seed S`` pick seeds S..S+N-1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import pathlib
+import platform
+import statistics
+import sys
+import time
+from importlib import metadata
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "parser",
+    "seeds",
+    "environment",
+    "time_call",
+    "write_json",
+    "markdown_table",
+    "figure",
+    "save_figure",
+    "mean_sd",
+    "sign_test",
+]
+
+
+def parser(doc: str | None, *, sizes: Sequence[str] = ("small", "paper"), out: str,
+           seeds: int = 1) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with ``--size``, ``--out``, ``--seeds`` and ``--first-seed``."""
+    first_line = (doc or "").strip().splitlines()[0] if doc else None
+    p = argparse.ArgumentParser(description=first_line)
+    p.add_argument("--size", choices=list(sizes), default=sizes[0],
+                   help="problem size: small (CPU, minutes) or paper (GPU)")
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path(out),
+                   help="folder for the JSON result and the plot")
+    p.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
+    p.add_argument("--first-seed", type=int, default=0, help="first seed")
+    return p
+
+
+def seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds an ``args`` from :func:`parser` asks for."""
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
+    return list(range(args.first_seed, args.first_seed + args.seeds))
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Device, versions and time of the run, for every JSON result."""
+    import jax
+
+    devices = jax.devices()
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": devices[0].platform,
+        "device": devices[0].device_kind,
+        "device_count": len(devices),
+        "process_count": jax.process_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "command": " ".join([pathlib.Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+    for name in ("tailjax", "jax", "jaxlib", "flax", "optax", "jaxopt", "distrax", "numpy"):
+        env[name] = _version(name)
+    if "torch" in sys.modules:
+        env["torch"] = _version("torch")
+    return env
+
+
+def time_call(fn: Callable[..., Any], *args: Any, repeats: int = 10,
+              block: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """Median wall time of ``fn(*args)`` after one warm-up call (compile time reported apart).
+
+    ``block`` waits for the result (default ``jax.block_until_ready``); returns
+    ``{"seconds": median, "compile_seconds": first call, "times": [...], "output": last}``.
+    """
+    import jax
+
+    block = block or jax.block_until_ready
+    start = time.perf_counter()
+    out = block(fn(*args))
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(max(1, int(repeats))):
+        start = time.perf_counter()
+        out = block(fn(*args))
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times), "compile_seconds": first, "times": times, "output": out}
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if hasattr(obj, "tolist") and hasattr(obj, "shape"):
+        return np.asarray(obj).tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if isinstance(obj, pathlib.Path):
+        return str(obj)
+    return obj
+
+
+def write_json(out: str | pathlib.Path, name: str, payload: dict[str, Any]) -> pathlib.Path:
+    """Write ``payload`` plus ``"environment"`` to ``out/name.json``; returns the path."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(_plain({**payload, "environment": environment()}), indent=2))
+    return path
+
+
+def _cell(value: Any, fmt: str | None) -> str:
+    if value is None:
+        return ""
+    if fmt is not None and isinstance(value, (int, float, np.number)):
+        return format(value, fmt)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(rows: Iterable[dict[str, Any]], columns: Sequence[str],
+                   formats: dict[str, str] | None = None) -> str:
+    """A Markdown table of ``rows`` (dicts) with the given ``columns``."""
+    formats = formats or {}
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(_cell(r.get(c), formats.get(c)) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def figure(*args: Any, **kwargs: Any):
+    """``matplotlib.pyplot.subplots`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def save_figure(fig: Any, out: str | pathlib.Path, name: str) -> pathlib.Path:
+    """Save ``fig`` as ``out/name.png`` and close it."""
+    import matplotlib.pyplot as plt
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    values = [float(v) for v in values]
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test p-value for ``wins`` against ``losses`` (ties dropped)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
