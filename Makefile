@@ -1,5 +1,6 @@
 # Two commands: `make demo` (quick reproduction of each method family) and `make test`.
-PYTHON ?= python3
+# Both create .venv with the newest CPython >= 3.12 on the machine (.ci/find-python).
+PYTHON ?= $(shell .ci/find-python)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tailjax-installed

@@ -10,17 +10,22 @@ stays light:
 * :mod:`tailjax.layers`, :mod:`tailjax.dfl` -- differentiable decisions, Gen-DFL, DFL baselines
 * :mod:`tailjax.dro` -- GAS-DRO and classic DRO baselines
 * :mod:`tailjax.nn` -- the Flax modules
-* :mod:`tailjax.training` -- ``fit``: progress bar and checkpoint/resume for any kernel
+* :mod:`tailjax.base` -- the ``Kernel(init, step)`` shape every trainer shares
+* :mod:`tailjax.training` -- ``gradient_kernel``, ``minibatches`` and ``fit`` (progress bar,
+  validation selection, checkpoint/resume) for any kernel
+* :mod:`tailjax.checkpoint` -- msgpack checkpoints whose header knows their run
 """
 
 import importlib
 
 from tailjax import risk
+from tailjax._version import __version__
 from tailjax.risk import cvar, var
 
-__version__ = "0.1.0"
-
-_SUBPACKAGES = ("parallel", "importance", "stochopt", "flows", "layers", "dfl", "dro", "nn", "training")
+_SUBPACKAGES = (
+    "parallel", "importance", "stochopt", "flows", "layers", "dfl", "dro", "nn", "training",
+    "checkpoint", "base",
+)
 
 __all__ = ["risk", "cvar", "var", "__version__", *_SUBPACKAGES]
 

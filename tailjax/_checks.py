@@ -84,10 +84,14 @@ def check_weights(weights: jax.Array | None, samples: jax.Array, name: str = "we
         ) from None
     if is_concrete(weights):
         w = np.asarray(weights)
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"{name} must be finite (found NaN or inf)")
         if np.any(w < 0):
             raise ValueError(f"{name} must be non-negative")
-        if w.size and np.all(np.sum(w, axis=-1) == 0):
-            raise ValueError(f"{name} sum to zero")
+        if w.size and np.any(np.sum(w, axis=-1) == 0):
+            rows = np.argwhere(np.atleast_1d(np.sum(w, axis=-1) == 0)).ravel().tolist()
+            where = "" if w.ndim <= 1 else f" (row(s) {rows[:5]} of the batch)"
+            raise ValueError(f"{name} sum to zero{where}")
 
 
 def run_checked(fn: Callable[..., Any], *args: Any) -> Any:

@@ -34,11 +34,15 @@ def sample_mesh(devices=None) -> Mesh:
 
 
 def shard_samples(x: jax.Array, mesh: Mesh | None = None) -> jax.Array:
-    """Place ``x`` with its first axis split over the mesh (its length must divide evenly)."""
+    """Place ``x`` with its first axis split over the mesh (its length must divide evenly;
+    :func:`sharded_var_cvar` pads uneven samples itself with ``pad=True``)."""
     mesh = mesh or sample_mesh()
     size = mesh.shape[AXIS]
     if jnp.shape(x)[0] % size:
-        raise ValueError(f"x has {jnp.shape(x)[0]} samples, not divisible by {size} devices")
+        raise ValueError(
+            f"x has {jnp.shape(x)[0]} samples, not divisible by {size} devices "
+            "(sharded_var_cvar(..., pad=True) pads with zero-weight copies)"
+        )
     return jax.device_put(x, NamedSharding(mesh, P(AXIS)))
 
 
@@ -129,6 +133,12 @@ def _cvar_from_var(v, x, w, tail_mass):
     return (sum_gt + (tail_mass - mass_gt) * v) / tail_mass
 
 
+def _nan_if_bad(x, w, v, c):
+    """NaN results when any shard holds a NaN sample of positive weight or a NaN weight."""
+    bad = jax.lax.psum(jnp.sum(jnp.isnan(x) & (w != 0)) + jnp.sum(jnp.isnan(w)), AXIS) > 0
+    return jnp.where(bad, jnp.nan, v), jnp.where(bad, jnp.nan, c)
+
+
 def sharded_var_cvar(
     samples: jax.Array,
     tail_prob: float,
@@ -136,6 +146,7 @@ def sharded_var_cvar(
     weights: jax.Array | None = None,
     side: str = "upper",
     mesh: Mesh | None = None,
+    pad: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Exact VaR and CVaR of all shards of a 1-D sample, without gathering it.
 
@@ -144,6 +155,10 @@ def sharded_var_cvar(
     ``"samples"`` axis; pass arrays placed by :func:`shard_samples` to avoid a transfer.
     Unweighted tail masses are counted in integers, so the VaR matches the single-device
     one bit for bit at any n.
+
+    ``pad=True`` accepts a length that the device count does not divide: the sample is
+    padded with copies of its first value carrying zero weight, which leaves the result
+    exact. NaN samples (or weights that are NaN) give NaN, as in :func:`tailjax.risk.cvar`.
     """
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     check_side(side)
@@ -153,8 +168,12 @@ def sharded_var_cvar(
     check_weights(weights, samples)
     mesh = mesh or sample_mesh()
     n = samples.shape[0]
-    if n % mesh.shape[AXIS]:
-        raise ValueError(f"samples has {n} values, not divisible by {mesh.shape[AXIS]} devices")
+    extra = -n % mesh.shape[AXIS]
+    if extra and not pad:
+        raise ValueError(
+            f"samples has {n} values, not divisible by {mesh.shape[AXIS]} devices "
+            "(pass pad=True to pad with zero-weight copies)"
+        )
     x = samples if side == "upper" else -samples
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
@@ -165,15 +184,19 @@ def sharded_var_cvar(
 
         def body(x, w):
             v = _var_upper_shard(x, w, tail_int)
-            return v, _cvar_from_var(v, x, w, jnp.asarray(count, x.dtype))
+            return _nan_if_bad(x, w, v, _cvar_from_var(v, x, w, jnp.asarray(count, x.dtype)))
 
     else:
-        w = jnp.asarray(weights, x.dtype)
+        w = jnp.broadcast_to(jnp.asarray(weights, x.dtype), x.shape)
 
         def body(x, w):
             tail_mass = tail_prob * jax.lax.psum(jnp.sum(w), AXIS)
             v = _var_upper_shard(x, w, tail_mass)
-            return v, _cvar_from_var(v, x, w, tail_mass)
+            return _nan_if_bad(x, w, v, _cvar_from_var(v, x, w, tail_mass))
+
+    if extra:
+        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra,))])
+        w = jnp.concatenate([w, jnp.zeros((extra,), w.dtype)])
 
     mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(AXIS), P(AXIS)), out_specs=(P(), P()),
                            check_vma=False)
@@ -181,6 +204,6 @@ def sharded_var_cvar(
     return (v, c) if side == "upper" else (-v, -c)
 
 
-def sharded_cvar(samples, tail_prob, *, weights=None, side="upper", mesh=None):
+def sharded_cvar(samples, tail_prob, *, weights=None, side="upper", mesh=None, pad=False):
     """Exact CVaR of all shards of a 1-D sample; see :func:`sharded_var_cvar`."""
-    return sharded_var_cvar(samples, tail_prob, weights=weights, side=side, mesh=mesh)[1]
+    return sharded_var_cvar(samples, tail_prob, weights=weights, side=side, mesh=mesh, pad=pad)[1]

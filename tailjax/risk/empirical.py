@@ -11,7 +11,9 @@ sampling). ``ru_objective`` instead uses the raw weights as the measure (1/n) su
 delta(x_i), which is the unbiased importance-sampling objective.
 
 All functions reduce over the last axis, so a leading batch axis works directly or under
-``jax.vmap``. NaN samples give NaN; pass ``checked=True`` to raise instead.
+``jax.vmap``. Bad static input raises ``ValueError``. Where a value cannot be checked
+(under ``jit``), a row with NaN samples, weights that are not finite, negative or all zero,
+or a traced ``tail_prob`` outside (0, 1] gives NaN; pass ``checked=True`` to raise instead.
 """
 
 from __future__ import annotations
@@ -39,11 +41,30 @@ def _validate(samples, tail_prob, weights, side, *, closed_right=False):
     check_weights(weights, samples)
 
 
-def _traced_checks(samples, weights):
+def _traced_checks(samples, weights, tail_prob=None):
     checkify.check(~jnp.any(jnp.isnan(samples)), "samples contain NaN")
     if weights is not None:
+        checkify.check(jnp.all(jnp.isfinite(weights)), "weights must be finite")
         checkify.check(jnp.all(weights >= 0), "weights must be non-negative")
-        checkify.check(jnp.all(jnp.sum(weights, -1) > 0), "weights sum to zero")
+        checkify.check(jnp.all(jnp.sum(weights, -1) > 0), "weights of a row sum to zero")
+    if tail_prob is not None:
+        p = jnp.asarray(tail_prob)
+        checkify.check((p > 0) & (p <= 1), "tail_prob must lie in (0, 1]")
+
+
+def _invalid(samples, weights, tail_prob):
+    """Per-row flag of inputs whose result is documented as NaN: NaN samples, weights that are
+    not finite, negative or all zero, and a traced ``tail_prob`` outside (0, 1]."""
+    bad = jnp.any(jnp.isnan(_float(samples)), axis=-1)
+    if weights is not None:
+        w = _float(weights)
+        w_bad = (jnp.any(~jnp.isfinite(w) | (w < 0), axis=-1)
+                 | (jnp.sum(jnp.where(jnp.isfinite(w), w, 0.0), axis=-1) <= 0))
+        bad = bad | w_bad
+    if not isinstance(tail_prob, (int, float)):
+        p = jnp.asarray(tail_prob)
+        bad = bad | ~((p > 0) & (p <= 1))
+    return bad
 
 
 def _float(x):
@@ -52,18 +73,22 @@ def _float(x):
 
 
 def tail_count(n: int, tail_prob, dtype=None):
-    """n * tail_prob, snapped to an integer when within rounding of one.
+    """n * tail_prob, snapped to a positive integer when within rounding of one.
 
     Concrete ``tail_prob``: computed in double precision (relative snap 1e-9); traced: in
-    ``dtype``. The VaR of n unweighted samples is the (floor(tail_count) + 1)-th largest.
+    ``dtype``, with the snap passing the derivative n straight through (so the gradient in
+    ``tail_prob`` at an integer count lies between the two one-sided derivatives, not 0).
+    A count below 1 is never snapped to 0: the tail is then a share of the largest atom.
+    The VaR of n unweighted samples is the (floor(tail_count) + 1)-th largest.
     """
     if not isinstance(tail_prob, jax.core.Tracer):
         c = n * float(tail_prob)
         r = round(c)
-        return float(r) if abs(c - r) <= 1e-9 * max(1.0, c) else c
+        return float(r) if r > 0 and abs(c - r) <= 1e-9 * max(1.0, c) else c
     c = n * jnp.asarray(tail_prob, dtype)
     r = jnp.round(c)
-    return jnp.where(jnp.abs(c - r) <= 4 * jnp.finfo(dtype).eps * jnp.maximum(c, 1.0), r, c)
+    snap = (r > 0) & (jnp.abs(c - r) <= 4 * jnp.finfo(dtype).eps * jnp.maximum(c, 1.0))
+    return c + jax.lax.stop_gradient(jnp.where(snap, r - c, 0.0))
 
 
 def _var_cvar_upper(samples, tail_prob, weights):
@@ -74,12 +99,18 @@ def _var_cvar_upper(samples, tail_prob, weights):
     if weights is None:
         values = -jnp.sort(-x, axis=-1)
         count = tail_count(n, tail_prob, x.dtype)
-        share = jnp.clip(count - jnp.arange(n, dtype=x.dtype), 0.0, 1.0) / n
+        # max/min (not clip) so that at an integer count the derivative splits evenly
+        # between the two atoms at the boundary: a subgradient between the one-sided ones.
+        share = jnp.minimum(jnp.maximum(count - jnp.arange(n, dtype=x.dtype), 0.0), 1.0) / n
         k = jnp.minimum(jnp.floor(jnp.asarray(count, x.dtype)).astype(jnp.int32), n - 1)
         k = jnp.broadcast_to(k, values.shape[:-1])
         tail = jnp.asarray(count, x.dtype) / n
     else:
         w = jnp.broadcast_to(_float(weights).astype(x.dtype), x.shape)
+        # Scale by a power of two near the largest weight before summing: weights near the
+        # float maximum would overflow the sum (and 1 / max would flush to zero).
+        _, exponent = jnp.frexp(jax.lax.stop_gradient(jnp.max(w, axis=-1, keepdims=True)))
+        w = jnp.ldexp(w, -exponent)
         order = jnp.argsort(-x, axis=-1)
         values = jnp.take_along_axis(x, order, axis=-1)
         w_sorted = jnp.take_along_axis(w, order, axis=-1)
@@ -88,7 +119,9 @@ def _var_cvar_upper(samples, tail_prob, weights):
         share = jnp.clip(tail - before, 0.0, mass)
         # The last atom whose preceding mass does not exceed the tail mass.
         k = jnp.sum(before <= tail * (1 + 4 * jnp.finfo(x.dtype).eps), axis=-1) - 1
-    cvar_value = jnp.sum(share * values, axis=-1) / tail
+    # Atoms outside the tail take no part, also when infinite (0 * -inf would be NaN).
+    inside = jnp.where((share > 0) | jnp.isfinite(values), values, 0.0)
+    cvar_value = jnp.sum(share * inside, axis=-1) / tail
     # VaR (Rockafellar-Uryasev): the smallest v with P(X > v) <= tail_prob.
     var_value = jnp.take_along_axis(values, k[..., None], axis=-1)[..., 0]
     return var_value, cvar_value
@@ -111,9 +144,11 @@ def var_cvar(
 
     def compute(samples, weights):
         if checked:
-            _traced_checks(samples, weights)
+            _traced_checks(samples, weights, tail_prob)
         v, c = _var_cvar_upper(_oriented(samples, side), tail_prob, weights)
-        return (v, c) if side == "upper" else (-v, -c)
+        v, c = (v, c) if side == "upper" else (-v, -c)
+        invalid = _invalid(samples, weights, tail_prob)
+        return jnp.where(invalid, jnp.nan, v), jnp.where(invalid, jnp.nan, c)
 
     if checked:
         return run_checked(compute, samples, weights)

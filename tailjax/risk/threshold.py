@@ -151,8 +151,11 @@ def _derivatives(t, r, logp, beta, alpha, side):
 
 def _bracket(r, logp, beta, alpha):
     """A bracket [lo, hi] around argmin F_R (convex) from a grid of reward quantiles."""
-    span = jnp.max(r) - jnp.min(r) + 1.0
-    grid = jnp.quantile(r, jnp.linspace(0.0, 1.0, _GRID, dtype=r.dtype))
+    finite = jnp.isfinite(r)
+    r_min = jnp.min(jnp.where(finite, r, jnp.inf))
+    r_max = jnp.max(jnp.where(finite, r, -jnp.inf))
+    span = r_max - r_min + 1.0
+    grid = jnp.quantile(jnp.clip(r, r_min, r_max), jnp.linspace(0.0, 1.0, _GRID, dtype=r.dtype))
     grid = jnp.concatenate([grid[:1] - span, grid, grid[-1:] + span])
     values = jax.vmap(lambda t: _objective(t, r, logp, beta, alpha, "right"))(grid)
     m = jnp.clip(jnp.argmin(values), 1, grid.shape[0] - 2)
@@ -248,6 +251,12 @@ def solve_threshold(
       side: ``"upper"`` (right-CVaR) or ``"lower"`` (left-CVaR).
       weights: optional non-negative sample weights, normalised internally.
       return_info: also return a :class:`ThresholdInfo`.
+
+    Bad static arguments raise ``ValueError``; under ``jit`` (traced levels, rewards or
+    weights) NaN rewards, weights that are not finite, negative or all zero, a
+    ``quantile_level`` outside (0, 1) or a ``temperature`` <= 0 give ``t = NaN``; so does a
+    ``+inf`` reward (F_R is then infinite everywhere and F_L unbounded). ``-inf`` rewards
+    are allowed.
     """
     _check(rewards, quantile_level, temperature, side, weights)
     check_positive(rtol, "rtol")
@@ -278,4 +287,12 @@ def _solve(r, weights, beta, alpha, *, side, rtol, max_iter):
         lo = hi = t
         it = jnp.asarray(0, jnp.int32)
     g, _ = _derivatives(t, r, logp, beta, alpha, side)
+    # What cannot be checked under jit gives NaN: NaN rewards, bad weights, or a traced
+    # quantile_level outside (0, 1) or temperature <= 0.
+    invalid = jnp.any(jnp.isnan(r)) | ~((beta > 0) & (beta < 1) & (alpha > 0))
+    # A +inf reward of positive mass makes F_R infinite everywhere and F_L unbounded above.
+    invalid = invalid | jnp.any((r == jnp.inf) & (logp > -jnp.inf))
+    if weights is not None:
+        invalid = invalid | jnp.any(~jnp.isfinite(weights) | (weights < 0)) | (jnp.sum(weights) <= 0)
+    t = jnp.where(invalid, jnp.nan, t)
     return t, ThresholdInfo(_objective(t, r, logp, beta, alpha, side), g, it, hi - lo)

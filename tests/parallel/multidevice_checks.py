@@ -48,6 +48,24 @@ def main():
         v, c = parallel.sharded_var_cvar(parallel.shard_samples(d64, mesh), 0.01, mesh=mesh)
         rv, rc = risk.var_cvar(d64, 0.01)
         assert float(v) == float(rv) and np.isclose(float(c), float(rc), rtol=1e-12)
+    # n not divisible by the device count: zero-weight padding is exact
+    odd = x[:4001 - 6]
+    for p, side in [(0.013, "upper"), (1.0, "lower"), (0.5, "upper")]:
+        v, c = parallel.sharded_var_cvar(odd, p, side=side, mesh=mesh, pad=True)
+        rv, rc = risk.var_cvar(odd, p, side=side)
+        assert float(v) == float(rv), (p, side, float(v), float(rv))
+        assert np.isclose(float(c), float(rc), rtol=1e-5, atol=1e-6), (p, side, float(c), float(rc))
+        v, c = parallel.sharded_var_cvar(odd, p, weights=w[: odd.shape[0]], side=side, mesh=mesh, pad=True)
+        rv, rc = risk.var_cvar(odd, p, weights=w[: odd.shape[0]], side=side)
+        assert float(v) == float(rv) and np.isclose(float(c), float(rc), rtol=1e-5, atol=1e-6)
+    # one -inf outside the tail, one NaN: single- and multi-device agree
+    low = x.at[int(jnp.argmin(x))].set(-jnp.inf)
+    assert np.isclose(float(parallel.sharded_cvar(parallel.shard_samples(low, mesh), 0.01, mesh=mesh)),
+                      float(risk.cvar(low, 0.01)), rtol=1e-5)
+    nan = x.at[17].set(jnp.nan)
+    assert np.isnan(float(parallel.sharded_cvar(parallel.shard_samples(nan, mesh), 0.01, mesh=mesh)))
+    assert np.isnan(float(parallel.sharded_var_cvar(parallel.shard_samples(nan, mesh), 0.01, mesh=mesh)[0]))
+    assert np.isnan(float(risk.var(nan, 0.01))) and np.isnan(float(risk.cvar(nan, 0.01)))
     print("MULTIDEVICE OK")
 
 
