@@ -23,8 +23,9 @@
 # * **FDC** (β = 0.8): the same right-CVaR target reached by rounds of adjoint matching with
 #   a re-estimated VaR.
 #
-# TFFT's convention: β is a quantile level, α = 1/λ. Since r ~ N(0, 2) under the prior and
-# every target is a tilt of it, the exact targets follow from 1-D quadrature.
+# Names: TFFT's β is `quantile_level`, its α `temperature`, and `side="upper"` / `"lower"`
+# picks the right or left CVaR. Since r ~ N(0, 2) under the prior and every target is a tilt
+# of it, the exact targets follow from 1-D quadrature.
 
 # %%
 import os
@@ -38,20 +39,22 @@ import optax
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from tailjax.flows.adjoint import adjoint_matching
-from tailjax.flows.fdc import fdc_fine_tune
-from tailjax.flows.finetune import fine_tune
-from tailjax.flows.matching import fit_flow_matching
-from tailjax.flows.sde import memoryless_sample
-from tailjax.flows.tfft import beta_annealing, tfft_threshold
-from tailjax.nn.velocity import VelocityField
+from tailjax.flows import (
+    exp_ft,
+    fdc_fine_tune,
+    fit_adjoint_matching,
+    fit_flow_matching,
+    memoryless_sample,
+    tfft_fine_tune,
+)
+from tailjax.nn import VelocityField
 from tailjax.risk import cvar, pseudo_reward, solve_threshold
 
 SMALL = os.environ.get("TAILJAX_NOTEBOOK_SMALL") == "1"
 HIDDEN = (32, 32) if SMALL else (128, 128)
 PRE_STEPS, FT_STEPS, BATCH, GRID = (300, 60, 128, 16) if SMALL else (4000, 1000, 512, 40)
 N_EVAL = 10_000 if SMALL else 100_000
-ALPHA = 1.0
+TEMPERATURE = 1.0
 
 # %% [markdown]
 # ## Exact targets by quadrature
@@ -60,13 +63,13 @@ ALPHA = 1.0
 with jax.enable_x64(True):
     r_grid = jnp.linspace(-30.0, 45.0, 150_001)
     log_phi = jax.scipy.stats.norm.logpdf(r_grid, scale=jnp.sqrt(2.0))
-    t_left = solve_threshold(r_grid, 0.2, ALPHA, "lower", jnp.exp(log_phi))
-    t_right = solve_threshold(r_grid, 0.8, ALPHA, "upper", jnp.exp(log_phi))
+    t_left = solve_threshold(r_grid, 0.2, TEMPERATURE, "lower", jnp.exp(log_phi))
+    t_right = solve_threshold(r_grid, 0.8, TEMPERATURE, "upper", jnp.exp(log_phi))
     log_targets = {
         "Pre-trained": log_phi,
-        "EXP-FT": log_phi + r_grid / ALPHA,
-        "L-TFFT": log_phi + pseudo_reward(r_grid, t_left, 0.2, "lower") / ALPHA,
-        "R-TFFT": log_phi + pseudo_reward(r_grid, t_right, 0.8, "upper") / ALPHA,
+        "EXP-FT": log_phi + r_grid / TEMPERATURE,
+        "L-TFFT": log_phi + pseudo_reward(r_grid, t_left, 0.2, "lower") / TEMPERATURE,
+        "R-TFFT": log_phi + pseudo_reward(r_grid, t_right, 0.8, "upper") / TEMPERATURE,
     }
     exact = {k: np.asarray(jax.nn.softmax(v)) for k, v in log_targets.items()}
 
@@ -90,7 +93,7 @@ field = lambda p, x, t: module.apply(p, x, t)
 key = jax.random.key(0)
 data = jax.random.normal(jax.random.fold_in(key, 1), (50_000, 2))
 pre = fit_flow_matching(
-    jax.random.fold_in(key, 2), field, module.init(key, jnp.zeros(2), 0.0), data, PRE_STEPS,
+    jax.random.fold_in(key, 2), field, module.init(key, jnp.zeros(2), 0.0), data, num_steps=PRE_STEPS,
     batch_size=512, optimizer=optax.adam(optax.cosine_decay_schedule(2e-3, PRE_STEPS, 0.05)), progress=False,
 )
 base_params = pre.state.params
@@ -98,43 +101,35 @@ base = lambda x, t: field(base_params, x, t)
 reward = lambda x: x[0] + x[1]
 
 # %% [markdown]
-# ## Fine-tune: EXP-FT and TFFT share one adjoint-matching kernel
+# ## Fine-tune: EXP-FT and TFFT are adjoint-matching kernels
 #
-# The reward is a piecewise-linear function of r with parameters fed each step:
-# g(r) = a r + b [r − t]₊ + c [t − r]₊ covers EXP-FT (a = 1) and both TFFT pseudo-rewards.
-# TFFT's Stage 1 solves the 1-D threshold problem on 10⁴ offline samples; R-TFFT anneals β
-# from 0 to 0.8 (the run starts as EXP-FT).
+# `exp_ft` is adjoint matching on r at temperature α; `fit_adjoint_matching` drives any
+# adjoint-matching kernel with `tailjax.training.fit`. `tfft_fine_tune` runs TFFT's two
+# stages: Stage 1 solves the 1-D threshold problem on 10⁴ offline samples, Stage 2 fine-tunes
+# on the pseudo-reward. R-TFFT anneals β from 0 to 0.8 (the run starts as EXP-FT).
 
 # %%
-def g(r, p):
-    return p[0] * r + p[1] * jnp.maximum(r - p[3], 0.0) + p[2] * jnp.maximum(p[3] - r, 0.0)
-
-
-kernel = adjoint_matching(field, base, lambda x, p: g(reward(x), p), optax.adam(1e-3), 2, reward_scale=1 / ALPHA,
-                          batch_size=BATCH, num_steps=GRID, example_reward_params=np.zeros(4, np.float32))
-offline = jax.jit(lambda k, n: memoryless_sample(k, field, base_params, n, 2, num_steps=GRID), static_argnums=1)
-th_l = tfft_threshold(jax.random.key(3), offline, reward, beta=0.2, alpha=ALPHA, side="left")
-th_r = tfft_threshold(jax.random.key(3), offline, reward, beta=0.8, alpha=ALPHA, side="right")
-betas, ts = beta_annealing(th_r.rewards, 0.8, ALPHA, "right", FT_STEPS, anneal_fraction=0.5)
-print(f"Stage 1 (10^4 samples): t* left = {float(th_l.t_star):.3f}, t* right = {float(th_r.t_star):.3f}")
-schedules = {
-    "EXP-FT": lambda i: np.array([1.0, 0, 0, 0], np.float32),
-    "L-TFFT": lambda i: np.array([0, 0, -1 / 0.2, float(th_l.t_star)], np.float32),
-    "R-TFFT": lambda i: np.array([0, 1 / (1 - betas[i]), 0, ts[i]], np.float32),
-}
+tune = dict(batch_size=BATCH, num_steps=GRID)
+kernel = exp_ft(field, base, reward, optax.adam(1e-3), 2, temperature=TEMPERATURE, **tune)
 params = {"Pre-trained": base_params}
-for i, (name, sched) in enumerate(schedules.items()):
-    params[name] = fine_tune(jax.random.key(10 + i), kernel, base_params, FT_STEPS, reward_params_fn=sched,
-                             progress=False).state.params
+params["EXP-FT"] = fit_adjoint_matching(jax.random.key(10), kernel, base_params, num_steps=FT_STEPS,
+                                        progress=False).state.params
+tfft_kw = dict(temperature=TEMPERATURE, num_steps=FT_STEPS, optimizer=optax.adam(1e-3), grid_steps=GRID,
+               batch_size=BATCH, progress=False)
+left = tfft_fine_tune(jax.random.key(11), field, base_params, reward, 2, quantile_level=0.2, side="lower", **tfft_kw)
+right = tfft_fine_tune(jax.random.key(12), field, base_params, reward, 2, quantile_level=0.8, side="upper",
+                       anneal_quantile_level=True, **tfft_kw)
+params["L-TFFT"], params["R-TFFT"] = left.params, right.params
+print(f"Stage 1 (10^4 samples): t* left = {float(left.t_star):.3f}, t* right = {float(right.t_star):.3f}")
 
 # %% [markdown]
 # ## FDC: rounds of adjoint matching with the VaR of the current model
 #
 # Each round's target is the FDC operator's next iterate p_pre · exp(Σⱼ aⱼ [r − tⱼ]₊ / (1 − β)),
-# with tⱼ the VaR of the model at round j (see `tailjax.flows.fdc`).
+# with tⱼ the VaR of the model at round j (see `tailjax.flows.fdc_fine_tune`).
 
 # %%
-fdc = fdc_fine_tune(jax.random.key(20), field, base_params, reward, 2, beta=0.8, alpha=ALPHA,
+fdc = fdc_fine_tune(jax.random.key(20), field, base_params, reward, 2, quantile_level=0.8, temperature=TEMPERATURE,
                     num_rounds=2 if SMALL else 5, steps_per_round=FT_STEPS // 2, num_var_samples=5000,
                     optimizer=optax.adam(1e-3), grid_steps=GRID, batch_size=BATCH, progress=False)
 params["FDC"] = fdc.params
@@ -169,6 +164,6 @@ plt.show()
 # EXP-FT and L-TFFT land on their exact targets. The R-TFFT target puts 20% of its mass near
 # r ≈ 10, i.e. x ≈ (5, 5), where neither the 10⁴ offline samples nor the pre-trained model ever
 # go: Stage 1 then under-estimates t*, and a plain fine-tune cannot hold the split between the
-# two modes. `benchmarks/seeds/tfft.py` shows what it takes to reach the true target (a tail
-# proposal, an importance-sampled Stage 1 with `tailjax.flows.girsanov` path weights, and
-# importance-weighted adjoint matching).
+# two modes. `tfft_fine_tune` has the options that reach the true target (`proposal_steps`: a
+# tail proposal and an importance-sampled Stage 1 with `tailjax.flows` path weights;
+# `refine_steps`: importance-weighted adjoint matching); `benchmarks/seeds/tfft.py` runs them.

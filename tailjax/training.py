@@ -108,24 +108,38 @@ def minibatches(key: jax.Array, data: Any, batch_size: int, *,
     if stack is not None and int(stack) < 1:
         raise ValueError(f"stack must be >= 1, got {stack}")
     b = min(int(batch_size), n)
-    if stack is None:
-        return lambda i: _take(key, data, jnp.asarray(i, jnp.int32), b)
-    k = int(stack)
-    return lambda i: _take_stacked(key, data, jnp.asarray(i, jnp.int32), b, k)
+    per_epoch = n // b
+    k = 1 if stack is None else int(stack)
+    perms: dict[int, jax.Array] = {}  # permutations of the epochs in use (a cache, not state)
+
+    def permutation(epoch: int) -> jax.Array:
+        if epoch not in perms:
+            if len(perms) > 2:
+                perms.pop(min(perms))
+            perms[epoch] = _permutation(key, epoch, n)
+        return perms[epoch]
+
+    def batch_fn(i: int) -> Any:
+        parts = []
+        for j in range(int(i) * k, int(i) * k + k):
+            epoch, slot = divmod(j, per_epoch)
+            parts.append(_slice(data, permutation(epoch), slot * b, b))
+        if stack is None:
+            return parts[0]
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *parts)
+
+    return batch_fn
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _permutation(key, epoch, n):
+    return jax.random.permutation(jax.random.fold_in(key, epoch), n)
 
 
 @functools.partial(jax.jit, static_argnums=3)
-def _take(key, data, i, b):
-    n = jax.tree_util.tree_leaves(data)[0].shape[0]
-    per_epoch = n // b
-    perm = jax.random.permutation(jax.random.fold_in(key, i // per_epoch), n)
-    idx = jax.lax.dynamic_slice_in_dim(perm, (i % per_epoch) * b, b)
+def _slice(data, perm, start, b):
+    idx = jax.lax.dynamic_slice_in_dim(perm, start, b)
     return jax.tree_util.tree_map(lambda a: a[idx], data)
-
-
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _take_stacked(key, data, i, b, k):
-    return jax.vmap(lambda j: _take(key, data, i * k + j, b))(jnp.arange(k, dtype=jnp.int32))
 
 
 class FitResult(NamedTuple):

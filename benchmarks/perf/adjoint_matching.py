@@ -14,10 +14,7 @@ loss is compared on the same noise before timing. Compile time (JAX) is reported
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import pathlib
 import statistics
 import time
 
@@ -26,9 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tailjax.flows.adjoint import adjoint_matching, adjoint_matching_loss, lean_adjoint
-from tailjax.flows.sde import memoryless_coefficients, memoryless_solve
-from tailjax.nn.velocity import VelocityField
+from benchmarks import _harness as harness
+from tailjax.flows import (
+    AdjointMatchingBatch, adjoint_matching, adjoint_matching_loss, lean_adjoint, memoryless_coefficients,
+    memoryless_solve,
+)
+from tailjax.nn import VelocityField
 
 SIZES = {
     "small": dict(batch=64, grid=10, hidden=(64, 64), dims=(2, 8), iters=5, repeats=3),
@@ -59,27 +59,26 @@ def jax_loss_on_noise(field, params, base_params, x0, noise, grid):
     _, traj = memoryless_solve(field, params, x0, noise, coefficients=coefs, return_trajectory=True)
     g = jax.vmap(jax.grad(reward_jax))(traj[:, -1])
     adj, vb = jax.vmap(lambda p, a: lean_adjoint(lambda x, t: field(base_params, x, t), p, a, coefs))(traj, -g)
-    idx = jnp.arange(1, grid)
-    return adjoint_matching_loss(field, params, traj, adj, vb, coefs.sigma, coefs.ts, idx)
+    batch = AdjointMatchingBatch(traj, adj, vb, jnp.arange(1, grid))
+    return adjoint_matching_loss(params, batch, None, velocity_fn=field, coefficients=coefs)[0]
 
 
 def time_jax(kernel, params, cfg):
+    """Compile time, then iterations/s of ``iters`` chained steps, ``repeats`` times."""
     step = jax.jit(kernel.step)
     state = kernel.init(params)
-    key = jax.random.key(0)
     t0 = time.perf_counter()
-    compiled = step.lower(state, key).compile()
+    compiled = step.lower(state, jax.random.key(0)).compile()
     compile_s = time.perf_counter() - t0
-    state, info = compiled(state, key)
-    jax.block_until_ready(info)
-    runs = []
-    for r in range(cfg["repeats"]):
-        t0 = time.perf_counter()
+
+    def run(state):
         for i in range(cfg["iters"]):
-            state, info = compiled(state, jax.random.key(r * 1000 + i))
-        jax.block_until_ready((state, info))
-        runs.append(cfg["iters"] / (time.perf_counter() - t0))
-    return compile_s, runs, float(info.loss)
+            state, info = compiled(state, jax.random.key(i))
+        return state, info
+
+    timing = harness.time_call(run, state, repeats=cfg["repeats"])
+    runs = [cfg["iters"] / t for t in timing["times"]]
+    return compile_s, runs, float(timing["output"][1].loss)
 
 
 # ----------------------------------------------------------------------------------- PyTorch
@@ -159,41 +158,35 @@ def torch_impl(torch, d, cfg, flax_params, device):
 
 
 def time_torch(torch, step, cfg, device):
+    """First step's time, then iterations/s of ``iters`` steps, ``repeats`` times."""
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     t0 = time.perf_counter()
-    loss = step(gen)
+    step(gen)
     sync()
     first_s = time.perf_counter() - t0
-    runs = []
-    for _ in range(cfg["repeats"]):
-        t0 = time.perf_counter()
+
+    def run():
         for _ in range(cfg["iters"]):
             loss = step(gen)
-        sync()
-        runs.append(cfg["iters"] / (time.perf_counter() - t0))
-    return first_s, runs, loss.item()
+        return loss
+
+    timing = harness.time_call(run, repeats=cfg["repeats"], block=lambda loss: (sync(), loss)[1])
+    return first_s, [cfg["iters"] / t for t in timing["times"]], timing["output"].item()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--size", choices=SIZES, default="small")
-    parser.add_argument("--out", default="results/perf_adjoint_matching")
+    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/perf_adjoint_matching")
     args = parser.parse_args(argv)
     cfg = SIZES[args.size]
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device_kind = jax.devices()[0].device_kind
-    platform = jax.devices()[0].platform
     try:
         import torch
     except ImportError:
         torch = None
     tdev = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
-    result = {"size": args.size, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-              "jax_device": device_kind, "jax_platform": platform, "rows": []}
+    result = {"size": args.size, "config": cfg, "jax_platform": jax.devices()[0].platform,
+              "jax_device": jax.devices()[0].device_kind, "rows": []}
     if torch is not None:
-        result["torch"] = torch.__version__
         result["torch_device"] = torch.cuda.get_device_name() if tdev == "cuda" else "cpu"
     for d in cfg["dims"]:
         field, params, base_params, kernel = jax_setup(d, cfg, jax.random.key(d))
@@ -217,39 +210,36 @@ def main(argv=None):
             row["torch_runs"] = truns
             row["speedup"] = row["jax_it_per_s"] / row["torch_it_per_s"]
         result["rows"].append(row)
-        print(json.dumps(row), flush=True)
-    (out / "adjoint_matching.json").write_text(json.dumps(result, indent=2))
-    table = _table(result)
-    _plot(result, out / "adjoint_matching.png")
-    print(table)
+        print({k: v for k, v in row.items() if not k.endswith("_runs")}, flush=True)
+    harness.write_json(args.out, "adjoint_matching", result)
+    _plot(result, args.out)
+    print(_table(result))
     return result
 
 
 def _table(result):
+    """Absolute iterations/s from a GPU; on a CPU only the ratio to PyTorch is shown."""
     absolute = result["jax_platform"] == "gpu"
-    lines = [f"adjoint matching, batch {result['config']['batch']}, {result['config']['grid']} steps, "
-             f"JAX on {result['jax_device']}" + (f", PyTorch {result.get('torch')} on {result.get('torch_device')}" if "torch" in result else "")]
-    head = f"{'d':>4} {'JAX it/s':>10} {'torch it/s':>11} {'speedup':>8} {'JAX compile s':>14} {'loss rel diff':>14}"
-    lines.append(head if absolute else head.replace("it/s", "(rel)"))
+    title = (f"adjoint matching, batch {result['config']['batch']}, {result['config']['grid']} steps, JAX on "
+             f"{result['jax_device']}" + (f", PyTorch on {result['torch_device']}" if "torch_device" in result else ""))
+    rows = []
     for r in result["rows"]:
-        if "torch_it_per_s" in r:
-            jv, tv = (r["jax_it_per_s"], r["torch_it_per_s"]) if absolute else (r["speedup"], 1.0)
-            lines.append(f"{r['d']:>4} {jv:>10.2f} {tv:>11.2f} {r['speedup']:>7.2f}x {r['jax_compile_s']:>14.2f} {r['loss_rel_diff']:>14.2e}")
-        else:
-            lines.append(f"{r['d']:>4} {r['jax_it_per_s'] if absolute else float('nan'):>10.2f} {'-':>11} {'-':>8} {r['jax_compile_s']:>14.2f}")
-    if not absolute:
-        lines.append("(CPU run: iterations/s shown relative to PyTorch; absolute times only from a GPU)")
-    return "\n".join(lines)
+        row = {"d": r["d"], "JAX compile s": r["jax_compile_s"], "speedup": r.get("speedup"),
+               "loss rel diff": r.get("loss_rel_diff")}
+        if absolute:
+            row["JAX it/s"], row["torch it/s"] = r["jax_it_per_s"], r.get("torch_it_per_s")
+        rows.append(row)
+    columns = ["d", "JAX it/s", "torch it/s"] if absolute else ["d"]
+    table = harness.markdown_table(rows, columns + ["speedup", "JAX compile s", "loss rel diff"],
+                                   {"JAX it/s": ".2f", "torch it/s": ".2f", "speedup": ".2f",
+                                    "JAX compile s": ".2f", "loss rel diff": ".2e"})
+    note = "" if absolute else "\n(CPU run: only the speed ratio to PyTorch; absolute times only from a GPU)"
+    return f"{title}\n{table}{note}"
 
 
-def _plot(result, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(result, out_dir):
     rows = [r for r in result["rows"] if "torch_it_per_s" in r]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = harness.figure(figsize=(5, 3.2))
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["jax_it_per_s"] for r in rows], 0.4, label="tailjax (JAX)")
     ax.bar(x + 0.2, [r["torch_it_per_s"] for r in rows], 0.4, label="PyTorch (same step)")
@@ -259,9 +249,7 @@ def _plot(result, path):
     ax.set_ylabel("iterations / s")
     ax.set_title(f"adjoint matching on {result['jax_device']}", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    harness.save_figure(fig, out_dir, "adjoint_matching")
 
 
 if __name__ == "__main__":

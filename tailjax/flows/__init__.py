@@ -1,21 +1,41 @@
 """Tail-aware fine-tuning of flow models: flow matching, ODE and memoryless-SDE sampling,
 adjoint matching, TFFT (two-stage CVaR fine-tuning), EXP-FT and FDC.
 
+Every trainer is a :class:`~tailjax.base.Kernel` on :func:`tailjax.training.gradient_kernel`
+driven by :func:`tailjax.training.fit`: :func:`flow_matching` (loss
+:func:`flow_matching_loss`) pre-trains a velocity field, :func:`adjoint_matching` (loss
+:func:`adjoint_matching_loss`) fine-tunes it towards p_base exp(r / temperature), and
+:func:`exp_ft`, :func:`tfft` are adjoint-matching kernels on the plain reward and on TFFT's
+pseudo-reward. :func:`fit_flow_matching`, :func:`fit_adjoint_matching`,
+:func:`tfft_fine_tune` and :func:`fdc_fine_tune` run them end to end, with checkpoints.
+
+Names: ``temperature`` is the papers' alpha (the KL temperature), ``quantile_level`` TFFT's
+beta, ``side`` ``"upper"`` (right-CVaR) or ``"lower"`` (left-CVaR).
+
 Modules: ``schedule`` (interpolants, kappa/eta/sigma), ``gaussian`` (exact Gaussian and mixture
 velocities), ``matching`` (flow matching), ``ode`` and ``sde`` (samplers), ``girsanov`` (path
-weights), ``adjoint`` (adjoint matching), ``finetune`` (EXP-FT, driver), ``tfft`` and ``fdc``.
+weights), ``adjoint`` (adjoint matching), ``finetune`` (EXP-FT and the fit helper), ``stage1``
+(TFFT's thresholds), ``tfft`` and ``fdc``.
 """
 
 from tailjax.flows.adjoint import (
-    AdjointMatching,
+    AdjointMatchingBatch,
     AdjointMatchingInfo,
-    AdjointMatchingState,
     adjoint_matching,
     adjoint_matching_loss,
     lean_adjoint,
 )
-from tailjax.flows.fdc import fdc_fine_tune, fdc_grid, fdc_operator, grid_distances
-from tailjax.flows.finetune import check_reward_values, exp_ft, fine_tune
+from tailjax.flows.fdc import (
+    FDCGridResult,
+    FDCResult,
+    GridDistances,
+    default_eta,
+    fdc_fine_tune,
+    fdc_grid,
+    fdc_operator,
+    grid_distances,
+)
+from tailjax.flows.finetune import exp_ft, fit_adjoint_matching
 from tailjax.flows.gaussian import (
     gaussian_mixture_log_prob,
     gaussian_mixture_velocity,
@@ -34,19 +54,21 @@ from tailjax.flows.schedule import (
     memoryless_sigma,
     rectified_flow,
 )
-from tailjax.flows.sde import memoryless_coefficients, memoryless_sample, memoryless_solve
-from tailjax.flows.tfft import beta_annealing, tfft, tfft_fine_tune, tfft_reward, tfft_threshold
+from tailjax.flows.sde import MemorylessCoefficients, memoryless_coefficients, memoryless_sample, memoryless_solve
+from tailjax.flows.stage1 import TFFTThreshold, tfft_stratified_threshold, tfft_threshold
+from tailjax.flows.tfft import TFFTResult, quantile_level_annealing, tfft, tfft_fine_tune, tfft_reward
 
 __all__ = [
     "Schedule", "rectified_flow", "cosine_schedule", "kappa", "eta", "memoryless_sigma", "data_prediction",
     "gaussian_velocity", "gaussian_mixture_velocity", "gaussian_mixture_log_prob", "tilt_gaussian_mixture",
     "flow_matching_loss", "flow_matching", "fit_flow_matching",
     "uniform_time_grid", "ode_solve", "ode_sample", "ode_sample_and_log_prob", "ode_log_prob",
-    "memoryless_coefficients", "memoryless_solve", "memoryless_sample",
+    "MemorylessCoefficients", "memoryless_coefficients", "memoryless_solve", "memoryless_sample",
     "path_log_weight", "memoryless_sample_and_log_weight",
-    "lean_adjoint", "adjoint_matching_loss", "adjoint_matching", "AdjointMatching", "AdjointMatchingState",
-    "AdjointMatchingInfo",
-    "exp_ft", "fine_tune", "check_reward_values",
-    "tfft_threshold", "tfft_reward", "beta_annealing", "tfft", "tfft_fine_tune",
-    "fdc_operator", "fdc_grid", "fdc_fine_tune", "grid_distances",
+    "lean_adjoint", "AdjointMatchingBatch", "adjoint_matching_loss", "adjoint_matching", "AdjointMatchingInfo",
+    "exp_ft", "fit_adjoint_matching",
+    "TFFTThreshold", "tfft_threshold", "tfft_stratified_threshold",
+    "tfft_reward", "quantile_level_annealing", "tfft", "TFFTResult", "tfft_fine_tune",
+    "fdc_operator", "fdc_grid", "FDCGridResult", "default_eta", "fdc_fine_tune", "FDCResult",
+    "grid_distances", "GridDistances",
 ]

@@ -1,6 +1,7 @@
 """Adjoint matching (Domingo-Enrich et al. 2024): reward fine-tuning of a flow model.
 
-Target: p*(x) proportional to p_base(x) exp(lambda r(x)) (TFFT's temperature alpha = 1/lambda).
+Target: p*(x) proportional to p_base(x) exp(r(x) / temperature), with ``temperature`` the
+paper's alpha (the KL temperature; lambda = 1 / alpha below).
 With the memoryless noise schedule the fine-tuned field v_theta is learned by regression:
 
 1. Trajectories X_0..X_K of the memoryless SDE under the current v_theta, held fixed
@@ -14,7 +15,10 @@ With the memoryless noise schedule the fine-tuned field v_theta is learned by re
    with the vector-Jacobian product at (X_{k+1}, t_{k+1}) by ``jax.vjp``. (Plain Euler,
    a_k = a_{k+1} + h_k (2 (grad v)^T a_{k+1} - kappa a_{k+1}), is kept as an option.)
 3. The loss sum_k |(2 / sigma_k)(v_theta - v_base)(X_k, t_k) + sigma_k a_k|^2 over interior
-   times 0 < t_k < 1 (sigma is infinite at 0 and zero at 1), averaged over the batch.
+   times 0 < t_k < 1 (sigma is infinite at 0 and zero at 1), averaged over the batch
+   (:func:`adjoint_matching_loss`, a loss in the convention of :mod:`tailjax.base` whose
+   batch carries the paths, adjoints and base velocities), minimised by one step of
+   :func:`tailjax.training.gradient_kernel` per batch of fresh paths.
 
 Option ``importance_weighting``: weight each path by dP*/dP_theta (the reward tilt times the
 discrete Girsanov ratio of :mod:`tailjax.flows.girsanov`), so that the regression target is
@@ -24,29 +28,34 @@ example, where the upper mode keeps growing past its optimal mass); the weighted
 
 ``velocity_fn(params, x, t)`` is the fine-tuned field, ``base_velocity_fn(x, t)`` the frozen base
 (both per sample); ``reward_fn(x, reward_params) -> ()`` per sample, where ``reward_params`` is the
-third argument of ``step`` (``None`` unless a schedule feeds it, e.g. TFFT's beta annealing).
+third argument of ``step`` (``None`` unless a schedule feeds it, e.g. TFFT's quantile-level
+annealing). The grid of a kernel is ``memoryless_coefficients(schedule, num_steps, ts, dtype)``
+(:mod:`tailjax.flows.sde`) for the arguments it was built with.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.experimental import checkify
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_positive, run_checked
+from tailjax.base import Kernel
 from tailjax.flows.girsanov import path_log_weight
 from tailjax.flows.schedule import Schedule, rectified_flow
 from tailjax.flows.sde import MemorylessCoefficients, memoryless_coefficients, memoryless_solve
+from tailjax.training import gradient_kernel
 
 __all__ = [
     "lean_adjoint",
+    "AdjointMatchingBatch",
     "adjoint_matching_loss",
-    "AdjointMatchingState",
     "AdjointMatchingInfo",
-    "AdjointMatching",
     "adjoint_matching",
     "check_fields",
 ]
@@ -103,40 +112,50 @@ def lean_adjoint(
     return adjoint, v_base
 
 
-def adjoint_matching_loss(
-    velocity_fn: VelocityFn,
-    params: Any,
-    trajectories: Float[ArrayLike, "n k1 d"],
-    adjoints: Float[ArrayLike, "n k1 d"],
-    base_velocities: Float[ArrayLike, "n k1 d"],
-    sigma: Float[ArrayLike, " k1"],
-    ts: Float[ArrayLike, " k1"],
-    time_indices: Array,
-    *,
-    time_weight: float = 1.0,
-    clip: float | None = None,
-    sample_weights: Float[ArrayLike, " n"] | None = None,
-) -> Float[Array, ""]:
-    """sum over ``time_indices`` of |(2/sigma)(v_theta - v_base) + sigma a|^2, batch-averaged.
+class AdjointMatchingBatch(NamedTuple):
+    """What :func:`adjoint_matching_loss` regresses on (all held fixed, no gradient)."""
 
-    ``time_indices`` must pick interior times (1..K-1). Each (sample, time) term is clipped at
-    ``clip`` if given (its gradient is zero beyond the clip). ``time_weight`` rescales the sum
-    (K - 1) / m when ``m`` random times stand for all ``K - 1``. ``sample_weights`` (summing
-    to 1) replace the plain batch average by a weighted one.
+    trajectories: Array  # (n, K + 1, d) memoryless paths X_0..X_K
+    adjoints: Array  # (n, K + 1, d) lean adjoints a(t_k)
+    base_velocities: Array  # (n, K + 1, d) v_base(X_k, t_k)
+    time_indices: Array  # (m,) interior grid indices in 1..K-1 used by the loss
+    sample_weights: Array | None = None  # (n,) summing to 1, or None for the plain average
+
+
+def adjoint_matching_loss(
+    params: Any,
+    batch: AdjointMatchingBatch,
+    key: Array | None = None,
+    *,
+    velocity_fn: VelocityFn,
+    coefficients: MemorylessCoefficients,
+    clip: float | None = None,
+) -> tuple[Float[Array, ""], dict]:
+    """sum over ``batch.time_indices`` of |(2/sigma)(v_theta - v_base) + sigma a|^2, batch-averaged.
+
+    ``batch.time_indices: (m,)`` must pick interior times (1..K-1) of ``coefficients.ts``;
+    the sum over them is rescaled by (K - 1) / m so that m random times stand for all K - 1
+    (the factor is 1 when every interior time is used). Each (sample, time) term is clipped
+    at ``clip`` if given (its gradient is zero beyond the clip). ``batch.sample_weights``
+    ``(n,)`` (summing to 1) replace the plain batch average by a weighted one. ``key`` is
+    unused (the loss convention of :mod:`tailjax.base`). Returns ``(loss, {})``.
     """
-    x = jnp.asarray(trajectories)[:, time_indices]
-    a = jnp.asarray(adjoints)[:, time_indices]
-    vb = jnp.asarray(base_velocities)[:, time_indices]
-    s = jnp.asarray(sigma, x.dtype)[time_indices][None, :, None]
-    t = jnp.asarray(ts, x.dtype)[time_indices]
+    idx = jnp.asarray(batch.time_indices)
+    x = jnp.asarray(batch.trajectories)[:, idx]
+    a = jnp.asarray(batch.adjoints)[:, idx]
+    vb = jnp.asarray(batch.base_velocities)[:, idx]
+    s = jnp.asarray(coefficients.sigma, x.dtype)[idx][None, :, None]
+    t = jnp.asarray(coefficients.ts, x.dtype)[idx]
+    time_weight = (coefficients.h.shape[0] - 1) / idx.shape[0]
     v = jax.vmap(jax.vmap(velocity_fn, in_axes=(None, 0, 0)), in_axes=(None, 0, None))(params, x, t)
     terms = jnp.sum(((2.0 / s) * (v - vb) + s * a) ** 2, axis=-1)
     if clip is not None:
         terms = jnp.minimum(terms, clip)
     per_sample = jnp.sum(terms, axis=1)
-    if sample_weights is None:
-        return time_weight * jnp.mean(per_sample)
-    return time_weight * jnp.sum(jnp.asarray(sample_weights, per_sample.dtype) * per_sample)
+    if batch.sample_weights is None:
+        return time_weight * jnp.mean(per_sample), {}
+    weights = jnp.asarray(batch.sample_weights, per_sample.dtype)
+    return time_weight * jnp.sum(weights * per_sample), {}
 
 
 def check_fields(
@@ -165,12 +184,6 @@ def check_fields(
         raise ValueError(f"reward_fn must return a scalar per sample, got shape {out.shape}")
 
 
-class AdjointMatchingState(NamedTuple):
-    params: Any
-    opt_state: optax.OptState
-    step: Array
-
-
 class AdjointMatchingInfo(NamedTuple):
     loss: Array
     reward: Array  # mean reward of the step's samples
@@ -180,14 +193,6 @@ class AdjointMatchingInfo(NamedTuple):
     ess: Array  # effective sample size fraction of the importance weights (1 when unweighted)
 
 
-class AdjointMatching(NamedTuple):
-    """``init(params) -> state`` and ``step(state, key, reward_params=None) -> (state, info)``."""
-
-    init: Callable[[Any], AdjointMatchingState]
-    step: Callable[..., tuple[AdjointMatchingState, AdjointMatchingInfo]]
-    coefficients: MemorylessCoefficients
-
-
 def adjoint_matching(
     velocity_fn: VelocityFn,
     base_velocity_fn: BaseFn,
@@ -195,7 +200,7 @@ def adjoint_matching(
     optimizer: optax.GradientTransformation,
     dim: int,
     *,
-    reward_scale: float = 1.0,
+    temperature: float = 1.0,
     batch_size: int = 512,
     num_steps: int = 40,
     ts: Float[ArrayLike, " k1"] | None = None,
@@ -207,8 +212,16 @@ def adjoint_matching(
     importance_weighting: bool = False,
     example_reward_params: Any = None,
     dtype: Any = None,
-) -> AdjointMatching:
-    """Build the adjoint-matching kernel (jit ``step`` yourself or through ``training.fit``).
+) -> Kernel:
+    """The adjoint-matching kernel (jit ``step`` yourself or drive it with ``training.fit``).
+
+    ``init(params) -> TrainState`` (checks the fields' shapes) and
+    ``step(state, key, reward_params=None) -> (TrainState, AdjointMatchingInfo)``: each step
+    samples ``batch_size`` memoryless paths under the current field, integrates their lean
+    adjoints, and takes one :func:`~tailjax.training.gradient_kernel` step on
+    :func:`adjoint_matching_loss`. The batch of ``step`` is the ``reward_params`` handed to
+    ``reward_fn`` (an annealing schedule's current value, or ``None``). The kernel's grid is
+    ``memoryless_coefficients(schedule, num_steps, ts, dtype)``.
 
     Args:
       velocity_fn: fine-tuned per-sample field ``velocity_fn(params, x, t)``.
@@ -216,7 +229,8 @@ def adjoint_matching(
       reward_fn: per-sample ``reward_fn(x, reward_params) -> ()``.
       optimizer: optax transformation.
       dim: data dimension d.
-      reward_scale: lambda = 1 / alpha (> 0).
+      temperature: the KL temperature (the paper's alpha > 0); the target is
+        p_base exp(r / temperature), i.e. lambda = 1 / temperature.
       batch_size: trajectories per step.
       num_steps: K of the uniform memoryless grid (ignored when ``ts`` is given).
       ts: optional grid from 0 to 1.
@@ -226,8 +240,8 @@ def adjoint_matching(
       exact_kappa: exact integration of the kappa part of the adjoint (default True).
       checked: the step raises (checkify) on non-finite rewards or reward gradients; it then
         runs eagerly (compiled inside), so drive it with ``fit(..., jit=False)``.
-      importance_weighting: weight each path by dP*/dP_theta, i.e. exp(lambda r(X_1)) times
-        the discrete Girsanov ratio dP_base/dP_theta (:mod:`tailjax.flows.girsanov`),
+      importance_weighting: weight each path by dP*/dP_theta, i.e. exp(r(X_1) / temperature)
+        times the discrete Girsanov ratio dP_base/dP_theta (:mod:`tailjax.flows.girsanov`),
         self-normalised over the batch. The regression target is then E_{P*}[a | X_t]
         whatever field drew the paths, which removes the feedback that can make the plain
         iteration drift away from a multimodal optimum (a mass split between distant modes);
@@ -235,8 +249,9 @@ def adjoint_matching(
         when the current field is far from the target (see ``info.ess``).
       example_reward_params: what ``step`` will pass as ``reward_params`` (for the shape check
         that ``init`` runs).
+      dtype: float dtype of the samples (default: JAX's default float).
     """
-    check_positive(reward_scale, "reward_scale")
+    check_positive(temperature, "temperature")
     if batch_size < 1 or dim < 1:
         raise ValueError(f"batch_size and dim must be >= 1, got {batch_size}, {dim}")
     if loss_clip is not None:
@@ -248,10 +263,13 @@ def adjoint_matching(
     interior = jnp.arange(1, k)
     if loss_timesteps is not None and not 1 <= loss_timesteps <= k - 1:
         raise ValueError(f"loss_timesteps must lie in [1, {k - 1}], got {loss_timesteps}")
+    lam = 1.0 / temperature
+    loss = functools.partial(adjoint_matching_loss, velocity_fn=velocity_fn, coefficients=coefs, clip=loss_clip)
+    inner = gradient_kernel(loss, optimizer)
 
     def init(params):
         check_fields(velocity_fn, base_velocity_fn, reward_fn, params, dim, dtype, example_reward_params)
-        return AdjointMatchingState(params, optimizer.init(params), jnp.asarray(0, jnp.int32))
+        return inner.init(params)
 
     def raw_step(state, key, reward_params=None):
         key_x0, key_noise, key_t = jax.random.split(key, 3)
@@ -268,10 +286,8 @@ def adjoint_matching(
         )
         bad = ~jnp.isfinite(rewards) | ~jnp.all(jnp.isfinite(grads_r), axis=-1)
         if checked:
-            from jax.experimental import checkify
-
             checkify.check(~jnp.any(bad), "reward_fn returned a non-finite reward or gradient")
-        terminal = -reward_scale * grads_r
+        terminal = -lam * grads_r
         adjoints, v_base = jax.vmap(
             lambda p, a: lean_adjoint(base_velocity_fn, p, a, coefs, exact_kappa=exact_kappa)
         )(traj, terminal)
@@ -279,36 +295,29 @@ def adjoint_matching(
             log_ratio = jax.vmap(
                 lambda p: path_log_weight(velocity_fn, frozen, base_velocity_fn, p, coefs, schedule)
             )(traj)
-            sample_weights = jax.lax.stop_gradient(jax.nn.softmax(reward_scale * rewards + log_ratio))
+            sample_weights = jax.lax.stop_gradient(jax.nn.softmax(lam * rewards + log_ratio))
             ess = 1.0 / (batch_size * jnp.sum(sample_weights**2))
         else:
             sample_weights, ess = None, jnp.ones((), dtype)
         if loss_timesteps is None:
-            idx, weight = interior, 1.0
+            idx = interior
         else:
             idx = jax.random.permutation(key_t, interior)[:loss_timesteps]
-            weight = (k - 1) / loss_timesteps
-        loss, grads = jax.value_and_grad(
-            lambda p: adjoint_matching_loss(
-                velocity_fn, p, traj, adjoints, v_base, coefs.sigma, coefs.ts, idx,
-                time_weight=weight, clip=loss_clip, sample_weights=sample_weights,
-            )
-        )(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        batch = AdjointMatchingBatch(traj, adjoints, v_base, idx, sample_weights)
+        state, grad_info = inner.step(state, key_t, batch)
         info = AdjointMatchingInfo(
-            loss,
+            grad_info.loss,
             jnp.mean(rewards),
-            optax.global_norm(grads),
+            grad_info.grad_norm,
             jnp.mean(jnp.linalg.norm(terminal, axis=-1)),
             jnp.sum(bad),
             ess,
         )
-        return AdjointMatchingState(params, opt_state, state.step + 1), info
+        return state, info
 
     if checked:
         def step(state, key, reward_params=None):
             return run_checked(raw_step, state, key, reward_params)
     else:
         step = raw_step
-    return AdjointMatching(init, step, coefs)
+    return Kernel(init, step)

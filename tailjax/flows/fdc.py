@@ -1,10 +1,10 @@
 """FDC (Flow Density Control) baseline for CVaR fine-tuning, on a grid and at model level.
 
-Distribution-level operator (TFFT App. C.2; beta is TFFT's quantile level, alpha the KL
-temperature):
+Distribution-level operator (TFFT App. C.2; beta is TFFT's ``quantile_level``, alpha its
+``temperature``):
 
     p_{k+1} proportional to p_k^(1 - alpha/eta_k) p_pre^(alpha/eta_k) exp(g_k / eta_k),
-    g_k = [r - VaR_beta(p_k)]_+ / (1 - beta)   (right; left: -[VaR_beta(p_k) - r]_+ / beta),
+    g_k = [r - VaR_beta(p_k)]_+ / (1 - beta)   (upper; lower: -[VaR_beta(p_k) - r]_+ / beta),
 
 with an increasing eta_k >= alpha. Its fixed point is TFFT's target
 p* proportional to p_pre exp(r*_{t*} / alpha) with t* = VaR_beta(p*) (TFFT Proposition 5.2).
@@ -14,11 +14,15 @@ beta-quantile of p* is an interval between two cells' rewards that contains t*; 
 takes its lower end, so the iterates settle within the grid's resolution of p*.
 
 :func:`fdc_fine_tune` is the model-level version: K rounds of adjoint matching, each with
-VaR_beta recomputed from samples of the current model and the same eta_k schedule.
+VaR_beta recomputed from samples of the current model and the same eta_k schedule, each
+round one :func:`~tailjax.flows.finetune.fit_adjoint_matching` run (so each round can
+checkpoint and a rerun resumes).
 """
 
 from __future__ import annotations
 
+import os
+import pathlib
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -28,10 +32,11 @@ import optax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, is_concrete
+from tailjax._checks import is_concrete
 from tailjax.flows.adjoint import adjoint_matching
-from tailjax.flows.finetune import check_reward_values, fine_tune
+from tailjax.flows.finetune import check_reward_values, fit_adjoint_matching
 from tailjax.flows.sde import memoryless_sample
+from tailjax.flows.stage1 import check_tfft
 from tailjax.risk.empirical import var
 from tailjax.risk.threshold import pseudo_reward, solve_threshold
 
@@ -66,10 +71,11 @@ def grid_distances(log_p: Float[ArrayLike, "... g"], log_q: Float[ArrayLike, " g
     return GridDistances(kl, js, tv)
 
 
-def default_eta(num_iterations: int, alpha: float, dtype: Any = None) -> Array:
-    """eta_k = alpha (1 + sqrt(k)), k = 0..K-1: a full first step, then shrinking steps."""
+def default_eta(num_iterations: int, temperature: float, dtype: Any = None) -> Float[Array, " k"]:
+    """eta_k = alpha (1 + sqrt(k)), k = 0..K-1 (alpha: ``temperature``): a full first step,
+    then shrinking steps."""
     k = jnp.arange(num_iterations).astype(dtype or jnp.result_type(float))
-    return alpha * (1.0 + jnp.sqrt(k))
+    return temperature * (1.0 + jnp.sqrt(k))
 
 
 class FDCGridResult(NamedTuple):
@@ -80,14 +86,10 @@ class FDCGridResult(NamedTuple):
     t_star: Array  # TFFT's threshold (the beta-quantile of p*)
 
 
-def _pseudo(r, t, beta, side):
-    return pseudo_reward(r, t, beta, side)
-
-
 def _beta_quantile(r, beta, side, weights=None):
-    """VaR_beta in TFFT's convention: the upper VaR at tail mass 1 - beta (right) or the
-    lower VaR at tail mass beta (left)."""
-    if side == "right":
+    """VaR_beta in TFFT's convention: the upper VaR at tail mass 1 - beta (upper) or the
+    lower VaR at tail mass beta (lower)."""
+    if side == "upper":
         return var(r, 1.0 - beta, weights=weights)
     return var(r, beta, weights=weights, side="lower")
 
@@ -99,16 +101,17 @@ def fdc_operator(
     t: Float[ArrayLike, ""],
     eta: Float[ArrayLike, ""],
     *,
-    beta: float,
-    alpha: float,
-    side: str = "right",
+    quantile_level: float,
+    temperature: float,
+    side: str = "upper",
 ) -> Float[Array, " g"]:
-    """One FDC step at a given threshold ``t``: normalised
-    (1 - alpha/eta) log p + (alpha/eta) log p_pre + r*_t / eta on grid cells."""
+    """One FDC step at a given threshold ``t`` on grid cells ``(g,)``: normalised
+    (1 - alpha/eta) log p + (alpha/eta) log p_pre + r*_t / eta (beta: ``quantile_level``,
+    alpha: ``temperature``)."""
     log_p = jnp.asarray(log_p)
-    gamma = alpha / eta
+    gamma = temperature / eta
     new = (1.0 - gamma) * log_p + gamma * jnp.asarray(log_p_pre, log_p.dtype)
-    new = new + _pseudo(jnp.asarray(rewards, log_p.dtype), t, beta, side) / eta
+    new = new + pseudo_reward(jnp.asarray(rewards, log_p.dtype), t, quantile_level, side) / eta
     return new - logsumexp(new)
 
 
@@ -116,11 +119,11 @@ def fdc_grid(
     log_p_pre: Float[ArrayLike, " g"],
     rewards: Float[ArrayLike, " g"],
     *,
-    beta: float,
-    alpha: float,
+    quantile_level: float,
+    temperature: float,
     num_iterations: int = 50,
     eta: Float[ArrayLike, " k"] | None = None,
-    side: str = "right",
+    side: str = "upper",
     log_p_init: Float[ArrayLike, " g"] | None = None,
 ) -> FDCGridResult:
     """Run the FDC operator on grid cells.
@@ -128,18 +131,16 @@ def fdc_grid(
     Args:
       log_p_pre: ``(g,)`` log-probabilities of the cells under the prior (normalised inside).
       rewards: ``(g,)`` reward of each cell.
-      beta: TFFT quantile level in (0, 1).
-      alpha: KL temperature > 0.
+      quantile_level: TFFT's quantile level beta in (0, 1).
+      temperature: TFFT's KL temperature alpha > 0.
       num_iterations: K.
       eta: ``(K,)`` step parameters eta_k >= alpha; default alpha (1 + sqrt(k)), increasing
         (with eta_k = alpha the iteration can cycle between two distributions).
-      side: ``"right"`` or ``"left"`` CVaR.
+      side: ``"upper"`` (right-CVaR) or ``"lower"`` (left-CVaR).
       log_p_init: starting distribution (the prior by default).
     """
-    check_open_unit(beta, "beta")
-    check_positive(alpha, "alpha")
-    if side not in ("right", "left"):
-        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    check_tfft(quantile_level, temperature, side)
+    beta, alpha = quantile_level, temperature
     log_pre = jnp.asarray(log_p_pre)
     r = jnp.asarray(rewards, log_pre.dtype)
     if log_pre.ndim != 1 or r.shape != log_pre.shape:
@@ -153,7 +154,7 @@ def fdc_grid(
         if jnp.shape(eta) != (num_iterations,):
             raise ValueError(f"eta must have shape ({num_iterations},), got {jnp.shape(eta)}")
         if is_concrete(eta) and float(np.min(np.asarray(eta))) < alpha:
-            raise ValueError(f"eta must be >= alpha = {alpha} everywhere, got min {float(np.min(np.asarray(eta)))}")
+            raise ValueError(f"eta must be >= temperature = {alpha} everywhere, got min {float(np.min(np.asarray(eta)))}")
         eta = jnp.asarray(eta, log_pre.dtype)
 
     def quantile(log_p):
@@ -161,7 +162,7 @@ def fdc_grid(
 
     def body(log_p, eta_k):
         t_k = quantile(log_p)
-        new = fdc_operator(log_p, log_pre, r, t_k, eta_k, beta=beta, alpha=alpha, side=side)
+        new = fdc_operator(log_p, log_pre, r, t_k, eta_k, quantile_level=beta, temperature=alpha, side=side)
         return new, (new, t_k)
 
     log_p0 = log_pre if log_p_init is None else jnp.asarray(log_p_init, log_pre.dtype) - logsumexp(jnp.asarray(log_p_init, log_pre.dtype))
@@ -169,7 +170,7 @@ def fdc_grid(
     log_ps = jnp.concatenate([log_p0[None], iterates], axis=0)
     thresholds = jnp.concatenate([ts, quantile(last)[None]])
     t_star = solve_threshold(r, beta, alpha, side, weights=jnp.exp(log_pre))
-    log_star = log_pre + _pseudo(r, t_star, beta, side) / alpha
+    log_star = log_pre + pseudo_reward(r, t_star, beta, side) / alpha
     log_star = log_star - logsumexp(log_star)
     return FDCGridResult(log_ps, thresholds, grid_distances(log_ps, log_star), log_star, t_star)
 
@@ -188,9 +189,9 @@ def fdc_fine_tune(
     reward_fn: Callable[[Array], Array],
     dim: int,
     *,
-    beta: float,
-    alpha: float = 1.0,
-    side: str = "right",
+    quantile_level: float,
+    temperature: float = 1.0,
+    side: str = "upper",
     num_rounds: int = 5,
     steps_per_round: int = 200,
     eta: Float[ArrayLike, " k"] | None = None,
@@ -198,6 +199,7 @@ def fdc_fine_tune(
     optimizer: optax.GradientTransformation | None = None,
     grid_steps: int = 40,
     progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
     **adjoint_kwargs: Any,
 ) -> FDCResult:
     """Model-level FDC: ``num_rounds`` rounds of adjoint matching, each with a fresh VaR.
@@ -208,35 +210,43 @@ def fdc_fine_tune(
     Round k samples ``num_var_samples`` points from the current model, sets
     t_k = VaR_beta of their rewards, updates the weights a_j, and fine-tunes (warm-started
     from the current parameters, base field = the pre-trained one, lambda = 1) on the reward
-    phi_{k+1}. Each round's target is then exactly the grid operator's next iterate, with no
-    density of the current model needed.
+    phi_{k+1} for ``steps_per_round`` steps. Each round's target is then exactly the grid
+    operator's next iterate, with no density of the current model needed.
 
     What it approximates: the distribution-level operator of :func:`fdc_grid`, up to (i) the
     finite fine-tune of each round, which only approximately reaches its target, and (ii) the
     Monte Carlo VaR from ``num_var_samples`` samples of the current model (the grid version
     uses the exact weighted quantile). Default ``eta``: :func:`default_eta`.
+
+    ``quantile_level`` is TFFT's beta and ``temperature`` its alpha. ``checkpoint_dir`` holds
+    one checkpoint per round (``round_01.ckpt``, ...); a rerun with the same arguments skips
+    the finished rounds and resumes the interrupted one. ``adjoint_kwargs`` go to
+    :func:`~tailjax.flows.adjoint.adjoint_matching`.
     """
-    check_open_unit(beta, "beta")
-    check_positive(alpha, "alpha")
+    check_tfft(quantile_level, temperature, side)
+    beta, alpha = quantile_level, temperature
     if num_rounds < 1 or steps_per_round < 1:
         raise ValueError(f"num_rounds and steps_per_round must be >= 1, got {num_rounds}, {steps_per_round}")
     if eta is None:
         eta = np.asarray(default_eta(num_rounds, alpha))
     eta = np.asarray(eta, dtype=float)
     if eta.shape != (num_rounds,) or np.any(eta < alpha):
-        raise ValueError(f"eta must have shape ({num_rounds},) with every eta_k >= alpha")
+        raise ValueError(f"eta must have shape ({num_rounds},) with every eta_k >= temperature")
     optimizer = optimizer or optax.adam(1e-4)
     base = lambda x, t: velocity_fn(base_params, x, t)
 
     def potential(x, tp):
         # tp = (thresholds (K,), weights (K,)); rounds not reached yet have weight 0.
         r = reward_fn(x)
-        return jnp.sum(tp[1].astype(r.dtype) * _pseudo(r, tp[0].astype(r.dtype), beta, side))
+        return jnp.sum(tp[1].astype(r.dtype) * pseudo_reward(r, tp[0].astype(r.dtype), beta, side))
 
     example = (np.zeros(num_rounds, np.float32), np.zeros(num_rounds, np.float32))
-    kernel = adjoint_matching(velocity_fn, base, potential, optimizer, dim, reward_scale=1.0,
+    kernel = adjoint_matching(velocity_fn, base, potential, optimizer, dim, temperature=1.0,
                               num_steps=grid_steps, example_reward_params=example, **adjoint_kwargs)
     sample = jax.jit(lambda k, p: memoryless_sample(k, velocity_fn, p, num_var_samples, dim, num_steps=grid_steps))
+    config = {"method": "fdc", "quantile_level": beta, "temperature": alpha, "side": side,
+              "num_rounds": num_rounds, "steps_per_round": steps_per_round, "eta": eta.tolist(),
+              "num_var_samples": num_var_samples, "grid_steps": grid_steps, "adjoint": adjoint_kwargs}
     params, thresholds, fits = base_params, np.zeros(num_rounds), []
     coefs = np.zeros(num_rounds)
     for k in range(num_rounds):
@@ -247,8 +257,12 @@ def fdc_fine_tune(
         coefs = (1.0 - alpha / eta[k]) * coefs
         coefs[k] = 1.0 / eta[k]
         tp = (thresholds.astype(np.float32), coefs.astype(np.float32))
-        result = fine_tune(key_tune, kernel, params, steps_per_round, reward_params_fn=lambda i, tp=tp: tp,
-                           progress=progress, description=f"FDC round {k + 1}/{num_rounds}")
+        path = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / f"round_{k + 1:02d}.ckpt"
+        result = fit_adjoint_matching(
+            key_tune, kernel, params, num_steps=steps_per_round, reward_params=tp, checkpoint_path=path,
+            config={**config, "round": k + 1, "thresholds": tp[0], "coefficients": tp[1]},
+            progress=progress, description=f"FDC round {k + 1}/{num_rounds}",
+        )
         params = result.state.params
         fits.append(result)
     return FDCResult(params, jnp.asarray(thresholds), jnp.asarray(coefs), fits)

@@ -1,7 +1,7 @@
-"""EXP-FT (entropy-regularised reward fine-tuning) and the driver shared by all fine-tuners.
+"""EXP-FT (entropy-regularised reward fine-tuning) and the fit helper shared by all fine-tuners.
 
 EXP-FT solves max_p E_p[r] - alpha KL(p || p_pre), whose solution is
-p*(x) proportional to p_pre(x) exp(r(x) / alpha): adjoint matching with lambda = 1 / alpha.
+p*(x) proportional to p_pre(x) exp(r(x) / alpha): adjoint matching at ``temperature`` alpha.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import optax
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_positive
-from tailjax.flows.adjoint import AdjointMatching, adjoint_matching
+from tailjax.base import Kernel
+from tailjax.flows.adjoint import adjoint_matching
 from tailjax.training import FitResult, fit
 
-__all__ = ["exp_ft", "fine_tune", "check_reward_values"]
+__all__ = ["exp_ft", "fit_adjoint_matching", "check_reward_values"]
 
 
 def check_reward_values(
@@ -48,53 +49,60 @@ def exp_ft(
     optimizer: optax.GradientTransformation,
     dim: int,
     *,
-    alpha: float = 1.0,
+    temperature: float = 1.0,
     **adjoint_kwargs: Any,
-) -> AdjointMatching:
-    """EXP-FT kernel: adjoint matching on ``reward_fn(x) -> ()`` with lambda = 1 / ``alpha``.
+) -> Kernel:
+    """EXP-FT kernel: adjoint matching on ``reward_fn(x) -> ()`` at ``temperature`` (the paper's alpha).
 
     ``adjoint_kwargs`` go to :func:`~tailjax.flows.adjoint.adjoint_matching` (batch_size,
-    num_steps, loss_timesteps, loss_clip, ...).
+    num_steps, loss_timesteps, loss_clip, importance_weighting, ...).
     """
-    check_positive(alpha, "alpha")
+    check_positive(temperature, "temperature")
     return adjoint_matching(
         velocity_fn, base_velocity_fn, lambda x, _: reward_fn(x), optimizer, dim,
-        reward_scale=1.0 / alpha, **adjoint_kwargs,
+        temperature=temperature, **adjoint_kwargs,
     )
 
 
-def fine_tune(
+def fit_adjoint_matching(
     key: Array,
-    kernel: AdjointMatching,
+    kernel: Kernel,
     params: Any,
-    num_steps: int,
     *,
-    reward_params_fn: Callable[[int], Any] | None = None,
+    num_steps: int,
+    reward_params: Callable[[int], Any] | Any = None,
     eval_fn: Callable[[Any], Any] | None = None,
     eval_every: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 200,
+    config: Any = None,
     progress: bool = True,
     jit: bool = True,
     description: str = "adjoint matching",
 ) -> FitResult:
-    """Run an adjoint-matching kernel for ``num_steps`` with :func:`tailjax.training.fit`.
+    """Run an adjoint-matching kernel (:func:`~tailjax.flows.adjoint.adjoint_matching`,
+    :func:`exp_ft`, :func:`~tailjax.flows.tfft.tfft`) for ``num_steps`` with
+    :func:`tailjax.training.fit`, from ``params`` (usually a copy of the base parameters).
 
-    ``params`` is where the fine-tuned field starts (usually a copy of the base parameters).
-    ``reward_params_fn(i)`` feeds step ``i``'s ``reward_params`` (annealing schedules); pass
+    ``reward_params`` is step ``i``'s reward parameters: a function ``i -> reward_params``
+    (annealing schedules), a fixed pytree, or None. ``eval_fn(params)`` is evaluated every
+    ``eval_every`` steps. ``config`` (plain values describing the run) goes into the
+    checkpoint header, so a resume from ``checkpoint_path`` refuses another run's file. Pass
     ``jit=False`` for a kernel built with ``checked=True``. The result's ``state.params`` are
-    the fine-tuned parameters; ``history`` holds the per-step info.
+    the fine-tuned parameters; ``history`` holds the per-step
+    :class:`~tailjax.flows.adjoint.AdjointMatchingInfo`.
     """
     return fit(
-        kernel.step,
+        kernel,
         kernel.init(params),
         key,
         num_steps,
-        batch_fn=reward_params_fn,
+        batches=reward_params,
         eval_fn=(lambda s: eval_fn(s.params)) if eval_fn is not None else None,
         eval_every=eval_every,
         checkpoint_path=checkpoint_path,
         checkpoint_every=checkpoint_every,
+        config=config,
         progress=progress,
         jit=jit,
         description=description,

@@ -1,4 +1,4 @@
-"""Conditional flow matching: the loss, an ``init``/``step`` kernel, and a ``fit`` helper.
+"""Conditional flow matching: the loss, its gradient kernel, and a ``fit`` helper.
 
 A velocity field is a per-sample function ``velocity_fn(params, x: (d,), t: ()) -> (d,)``; for a
 Flax module use ``lambda p, x, t: module.apply(p, x, t)``. The loss regresses it on the
@@ -9,46 +9,43 @@ conditional velocity of the interpolant X_t = beta_t X_0 + alpha_t X_1:
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax.base import Kernel
 from tailjax.flows.schedule import Schedule, rectified_flow
-from tailjax.training import FitResult, fit
+from tailjax.training import FitResult, fit, gradient_kernel, minibatches
 
-__all__ = [
-    "flow_matching_loss",
-    "FlowMatchingState",
-    "FlowMatchingInfo",
-    "FlowMatching",
-    "flow_matching",
-    "fit_flow_matching",
-]
+__all__ = ["flow_matching_loss", "flow_matching", "fit_flow_matching"]
 
 VelocityFn = Callable[[Any, Array, Array], Array]
 
 
-def _check_data(data):
+def _check_data(data, name="batch"):
     if jnp.ndim(data) != 2:
-        raise ValueError(f"data must have shape (n, d), got {jnp.shape(data)}")
+        raise ValueError(f"{name} must have shape (n, d), got {jnp.shape(data)}")
     if jnp.shape(data)[0] == 0:
-        raise ValueError("data is empty")
+        raise ValueError(f"{name} is empty")
 
 
 def flow_matching_loss(
-    velocity_fn: VelocityFn,
     params: Any,
     batch: Float[ArrayLike, "n d"],
     key: Array,
+    *,
+    velocity_fn: VelocityFn,
     schedule: Schedule | None = None,
-) -> Float[Array, ""]:
+) -> tuple[Float[Array, ""], dict]:
     """Conditional flow-matching loss on a batch of data ``(n, d)`` (one t and X_0 per row).
 
-    The squared error is summed over coordinates and averaged over the batch.
+    The squared error is summed over coordinates and averaged over the batch. Returns
+    ``(loss, {})`` (the loss convention of :mod:`tailjax.base`).
     """
     _check_data(batch)
     x1 = jnp.asarray(batch)
@@ -58,25 +55,7 @@ def flow_matching_loss(
     x0 = jax.random.normal(key_0, x1.shape, x1.dtype)
     xt, target = schedule.interpolate(x0, x1, t)
     pred = jax.vmap(velocity_fn, in_axes=(None, 0, 0))(params, xt, t)
-    return jnp.mean(jnp.sum((pred - target) ** 2, axis=-1))
-
-
-class FlowMatchingState(NamedTuple):
-    params: Any
-    opt_state: optax.OptState
-    step: Array
-
-
-class FlowMatchingInfo(NamedTuple):
-    loss: Array
-    grad_norm: Array
-
-
-class FlowMatching(NamedTuple):
-    """``init(params) -> state`` and ``step(state, key, data) -> (state, info)``."""
-
-    init: Callable[[Any], FlowMatchingState]
-    step: Callable[[FlowMatchingState, Array, Array], tuple[FlowMatchingState, FlowMatchingInfo]]
+    return jnp.mean(jnp.sum((pred - target) ** 2, axis=-1)), {}
 
 
 def flow_matching(
@@ -85,39 +64,35 @@ def flow_matching(
     *,
     schedule: Schedule | None = None,
     batch_size: int | None = None,
-) -> FlowMatching:
-    """Training kernel for conditional flow matching.
+) -> Kernel:
+    """Training kernel for conditional flow matching, on :func:`~tailjax.training.gradient_kernel`.
+
+    ``init(params) -> TrainState`` and ``step(state, key, batch) -> (TrainState, GradientInfo)``
+    with ``batch: (n, d)`` data.
 
     Args:
       velocity_fn: per-sample ``velocity_fn(params, x, t) -> v``.
       optimizer: an optax transformation.
       schedule: interpolant schedule (rectified flow by default).
-      batch_size: if given, each step draws this many rows of ``data`` (with replacement)
-        from its key, so ``data`` can be the whole training set; otherwise ``data`` is the batch.
+      batch_size: if given, each step draws this many rows of its ``batch`` (with
+        replacement) from its key, so the batch can be the whole training set; otherwise
+        the batch is used as it is (e.g. from :func:`~tailjax.training.minibatches`).
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    schedule = schedule or rectified_flow()
+    loss = functools.partial(flow_matching_loss, velocity_fn=velocity_fn, schedule=schedule or rectified_flow())
+    inner = gradient_kernel(loss, optimizer)
+    if batch_size is None:
+        return inner
 
-    def init(params):
-        return FlowMatchingState(params, optimizer.init(params), jnp.asarray(0, jnp.int32))
-
-    def step(state, key, data):
-        _check_data(data)
+    def step(state, key, batch):
+        _check_data(batch)
         key_batch, key_loss = jax.random.split(key)
-        batch = jnp.asarray(data)
-        if batch_size is not None:
-            idx = jax.random.randint(key_batch, (batch_size,), 0, batch.shape[0])
-            batch = batch[idx]
-        loss, grads = jax.value_and_grad(
-            lambda p: flow_matching_loss(velocity_fn, p, batch, key_loss, schedule)
-        )(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        info = FlowMatchingInfo(loss, optax.global_norm(grads))
-        return FlowMatchingState(params, opt_state, state.step + 1), info
+        batch = jnp.asarray(batch)
+        idx = jax.random.randint(key_batch, (batch_size,), 0, batch.shape[0])
+        return inner.step(state, key_loss, batch[idx])
 
-    return FlowMatching(init, step)
+    return Kernel(inner.init, step)
 
 
 def fit_flow_matching(
@@ -125,8 +100,8 @@ def fit_flow_matching(
     velocity_fn: VelocityFn,
     params: Any,
     data: Float[ArrayLike, "n d"],
-    num_steps: int,
     *,
+    num_steps: int,
     optimizer: optax.GradientTransformation | None = None,
     batch_size: int = 256,
     schedule: Schedule | None = None,
@@ -136,23 +111,29 @@ def fit_flow_matching(
 ) -> FitResult:
     """Pre-train a velocity field on ``data: (n, d)`` with :func:`tailjax.training.fit`.
 
-    Minibatches of ``batch_size`` rows are drawn from step keys, so a run resumed from
-    ``checkpoint_path`` repeats the uninterrupted run exactly. The default optimizer is Adam
-    with learning rate 1e-3. Returns the :class:`~tailjax.training.FitResult` (its ``state``
-    is a :class:`FlowMatchingState`).
+    Epoch-wise shuffled minibatches of ``batch_size`` rows
+    (:func:`~tailjax.training.minibatches`), so a run resumed from ``checkpoint_path``
+    repeats the uninterrupted run exactly. The default optimizer is Adam with learning rate
+    1e-3. Returns the :class:`~tailjax.training.FitResult` (its ``state`` is a
+    :class:`~tailjax.training.TrainState`).
     """
-    _check_data(data)
+    _check_data(data, "data")
     optimizer = optimizer or optax.adam(1e-3)
-    kernel = flow_matching(velocity_fn, optimizer, schedule=schedule, batch_size=batch_size)
+    schedule = schedule or rectified_flow()
+    kernel = flow_matching(velocity_fn, optimizer, schedule=schedule)
     data = jnp.asarray(data)
+    key_data, key_fit = jax.random.split(key)
+    config = {"method": "flow_matching", "batch_size": int(batch_size), "data_shape": list(data.shape),
+              "schedule": schedule.name}
     return fit(
-        kernel.step,
+        kernel,
         kernel.init(params),
-        key,
+        key_fit,
         num_steps,
-        batch_fn=lambda i: data,
+        batches=minibatches(key_data, data, batch_size),
         checkpoint_path=checkpoint_path,
         checkpoint_every=checkpoint_every,
+        config=config,
         progress=progress,
         description="flow matching",
     )

@@ -1,24 +1,28 @@
 """TFFT (Algorithm 1 of "Efficient Tail-Aware Generative Optimization via Flow Model
 Fine-Tuning"): CVaR fine-tuning in two stages.
 
-Convention (TFFT's own, as in :mod:`tailjax.risk.threshold`): ``beta`` is a *quantile level*,
-``alpha > 0`` the KL temperature (lambda = 1 / alpha), ``side="right"`` maximises the
-right-CVaR_beta (mean of the top 1 - beta of rewards, tail_prob = 1 - beta) and
-``side="left"`` the left-CVaR_beta (mean of the bottom beta, tail_prob = beta).
+Names (as in :mod:`tailjax.risk.threshold`): ``quantile_level`` is the paper's beta,
+``temperature`` its alpha > 0 (the KL temperature), ``side="upper"`` maximises the paper's
+right-CVaR_beta (mean of the top 1 - beta of rewards, ``tail_prob`` = 1 - beta) and
+``side="lower"`` its left-CVaR_beta (mean of the bottom beta, ``tail_prob`` = beta).
 
 Stage 1 draws N offline samples from the pre-trained model, scores them and solves the 1-D
-dual problem t* = argmin F_R (right) or argmax F_L (left) with
+dual problem t* = argmin F_R (upper) or argmax F_L (lower) with
 :func:`tailjax.risk.solve_threshold`. Stage 2 runs one adjoint-matching fine-tune on the
-pseudo-reward r* = [r - t*]_+ / (1 - beta) (right) or -[t* - r]_+ / beta (left); the target is
+pseudo-reward r* = [r - t*]_+ / (1 - beta) (upper) or -[t* - r]_+ / beta (lower); the target is
 p* proportional to p_pre exp(r* / alpha), and t* is the beta-quantile of p* (Theorems 4.1-4.2).
 
-beta annealing (the paper's molecule setting) raises beta from near 0 to its target over the
-first part of the fine-tune, re-solving t*(beta) on the same offline rewards; at beta -> 0 the
-right pseudo-reward is r - min r, i.e. EXP-FT, so the run starts from the plain tilt.
+Quantile-level annealing (the paper's molecule setting) raises beta from near 0 to its target
+over the first part of the fine-tune, re-solving t*(beta) on the same offline rewards; at
+beta -> 0 the upper pseudo-reward is r - min r, i.e. EXP-FT, so the run starts from the plain
+tilt. :func:`tfft_fine_tune` runs the whole algorithm, optionally with an importance-sampled
+Stage 1 (:mod:`tailjax.flows.stage1`) and an importance-weighted refinement.
 """
 
 from __future__ import annotations
 
+import os
+import pathlib
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -28,113 +32,64 @@ import optax
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_open_unit, check_positive
-from tailjax.flows.adjoint import AdjointMatching, adjoint_matching
-from tailjax.flows.finetune import check_reward_values, fine_tune
+from tailjax.base import Kernel
+from tailjax.flows.adjoint import adjoint_matching
+from tailjax.flows.finetune import exp_ft, fit_adjoint_matching
+from tailjax.flows.girsanov import memoryless_sample_and_log_weight
 from tailjax.flows.sde import memoryless_sample
-from tailjax.risk.threshold import ThresholdInfo, pseudo_reward, solve_threshold
+from tailjax.flows.stage1 import TFFTThreshold, check_tfft, tfft_stratified_threshold, tfft_threshold
+from tailjax.risk.threshold import pseudo_reward, solve_threshold, tail_prob_of_quantile_level
 from tailjax.training import FitResult
 
 __all__ = [
-    "TFFTThreshold",
-    "tfft_threshold",
     "tfft_reward",
-    "beta_annealing",
+    "quantile_level_annealing",
     "tfft",
     "TFFTResult",
     "tfft_fine_tune",
 ]
 
 
-def _check_tfft(beta, alpha, side):
-    check_open_unit(beta, "beta")
-    check_positive(alpha, "alpha")
-    if side not in ("right", "left"):
-        raise ValueError(f"side must be 'right' or 'left' (TFFT's convention), got {side!r}")
-
-
-class TFFTThreshold(NamedTuple):
-    t_star: Array
-    rewards: Array  # (N,) rewards of the offline samples
-    info: ThresholdInfo
-    weights: Array | None = None  # (N,) normalised importance weights, if any
-
-
-def tfft_threshold(
-    key: Array,
-    sample_fn: Callable[[Array, int], Array],
-    reward_fn: Callable[[Array], Array],
-    *,
-    beta: float,
-    alpha: float,
-    side: str = "right",
-    num_samples: int = 10_000,
-    log_weight_fn: Callable[[Array], Array] | None = None,
-) -> TFFTThreshold:
-    """Stage 1: t* from ``num_samples`` offline samples ``sample_fn(key, n) -> (n, d)``.
-
-    By default the samples come from the pre-trained model. ``log_weight_fn(samples) -> (n,)``
-    turns Stage 1 into importance sampling: the samples then come from a proposal q and the
-    log-weights are log p_pre - log q up to a constant (path weights of a fine-tuned model,
-    :func:`~tailjax.flows.girsanov.memoryless_sample_and_log_weight`, or ODE likelihoods,
-    :func:`~tailjax.flows.ode.ode_log_prob`). This matters when the target's tail lies beyond
-    the pre-trained samples: F_R averages exp([r - t]_+ / (alpha (1 - beta))), which N plain
-    samples under-estimate badly once the tilted mass sits where they never land.
-
-    Raises ``ValueError`` if ``reward_fn`` returns a non-finite value on any sample.
-    """
-    _check_tfft(beta, alpha, side)
-    if num_samples < 2:
-        raise ValueError(f"num_samples must be >= 2, got {num_samples}")
-    samples = sample_fn(key, num_samples)
-    rewards = check_reward_values(reward_fn, samples)
-    weights = None
-    if log_weight_fn is not None:
-        logw = jnp.asarray(log_weight_fn(samples), rewards.dtype)
-        if logw.shape != rewards.shape or not bool(jnp.all(jnp.isfinite(logw))):
-            raise ValueError("log_weight_fn must return finite log-weights of shape (num_samples,)")
-        weights = jax.nn.softmax(logw)
-    t_star, info = solve_threshold(rewards, beta, alpha, side, weights, return_info=True)
-    return TFFTThreshold(t_star, rewards, info, weights)
-
-
 def tfft_reward(
-    reward_fn: Callable[[Array], Array], t_star: Float[ArrayLike, ""], beta: float, side: str
+    reward_fn: Callable[[Array], Array], t_star: Float[ArrayLike, ""], quantile_level: float, side: str
 ) -> Callable[[Array], Array]:
-    """The per-sample pseudo-reward x -> r*(x) at threshold ``t_star``."""
-    check_open_unit(beta, "beta")
-    return lambda x: pseudo_reward(reward_fn(x), t_star, beta, side)
+    """The per-sample pseudo-reward x -> r*(x) at threshold ``t_star`` (``quantile_level``: beta)."""
+    check_open_unit(quantile_level, "quantile_level")
+    return lambda x: pseudo_reward(reward_fn(x), t_star, quantile_level, side)
 
 
-def beta_annealing(
+def quantile_level_annealing(
     rewards: Float[ArrayLike, " n"],
-    beta: float,
-    alpha: float,
+    quantile_level: float,
+    temperature: float,
     side: str,
     num_steps: int,
     *,
     anneal_fraction: float = 0.5,
-    beta_start: float | None = None,
+    start_level: float | None = None,
     num_levels: int = 32,
     weights: Float[ArrayLike, " n"] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step (beta_i, t*(beta_i)) for a fine-tune of ``num_steps`` steps, as numpy arrays.
+    """Per-step (beta_i, t*(beta_i)) for a fine-tune of ``num_steps`` steps, as numpy arrays ``(num_steps,)``.
 
-    beta moves linearly from ``beta_start`` to ``beta`` over the first ``anneal_fraction`` of
-    the steps (in ``num_levels`` equal stairs, each with its t* solved on the offline
-    ``rewards``, with optional importance ``weights``), then stays at ``beta``. The default start is the EXP-FT end of each side:
-    0.001 for the right tail (right-CVaR_0 is the mean) and 0.999 for the left tail.
+    beta (``quantile_level``) moves linearly from ``start_level`` to ``quantile_level`` over
+    the first ``anneal_fraction`` of the steps (in ``num_levels`` equal stairs, each with its
+    t* solved on the offline ``rewards: (n,)``, with optional importance ``weights: (n,)``),
+    then stays at ``quantile_level``. The default start is the EXP-FT end of each side: 0.001
+    for the upper tail (right-CVaR_0 is the mean) and 0.999 for the lower tail.
     """
-    _check_tfft(beta, alpha, side)
-    if beta_start is None:
-        beta_start = 1e-3 if side == "right" else 1.0 - 1e-3
-    check_open_unit(beta_start, "beta_start")
+    check_tfft(quantile_level, temperature, side)
+    if start_level is None:
+        start_level = 1e-3 if side == "upper" else 1.0 - 1e-3
+    check_open_unit(start_level, "start_level")
     check_open_unit(anneal_fraction, "anneal_fraction", closed_right=True)
     if num_steps < 1 or num_levels < 1:
         raise ValueError(f"num_steps and num_levels must be >= 1, got {num_steps}, {num_levels}")
-    levels = np.linspace(beta_start, beta, num_levels + 1)[1:] if num_levels > 1 else np.array([beta])
+    levels = (np.linspace(start_level, quantile_level, num_levels + 1)[1:] if num_levels > 1
+              else np.array([quantile_level]))
     r = jnp.asarray(rewards)
     w = None if weights is None else jnp.asarray(weights, r.dtype)
-    solve = jax.jit(jax.vmap(lambda b, r, w: solve_threshold(r, b, alpha, side, w), in_axes=(0, None, None)))
+    solve = jax.jit(jax.vmap(lambda b, r, w: solve_threshold(r, b, temperature, side, w), in_axes=(0, None, None)))
     t_levels = np.asarray(solve(jnp.asarray(levels, r.dtype), r, w))
     ramp = max(int(round(anneal_fraction * num_steps)), 1)
     stair = np.minimum((np.arange(num_steps) * num_levels) // ramp, num_levels - 1)
@@ -148,36 +103,45 @@ def tfft(
     optimizer: optax.GradientTransformation,
     dim: int,
     *,
-    beta: float,
-    alpha: float,
-    side: str = "right",
+    quantile_level: float,
+    temperature: float,
+    side: str = "upper",
     t_star: Float[ArrayLike, ""] | None = None,
     **adjoint_kwargs: Any,
-) -> AdjointMatching:
-    """Stage 2 kernel: adjoint matching on the pseudo-reward with lambda = 1 / alpha.
+) -> Kernel:
+    """Stage 2 kernel: adjoint matching on the pseudo-reward at ``temperature`` (the paper's alpha).
 
     With ``t_star`` given the pseudo-reward is fixed and ``step(state, key)`` needs nothing
-    else. With ``t_star=None`` the kernel reads ``(beta_i, t_i)`` from ``reward_params`` each
-    step (see :func:`beta_annealing`), and ``beta`` only serves the checks.
+    else. With ``t_star=None`` the kernel reads ``(beta_i, t_i)`` from its batch (the
+    ``reward_params``) each step (see :func:`quantile_level_annealing`), and
+    ``quantile_level`` only serves the checks. ``adjoint_kwargs`` go to
+    :func:`~tailjax.flows.adjoint.adjoint_matching`.
     """
-    _check_tfft(beta, alpha, side)
+    check_tfft(quantile_level, temperature, side)
     if t_star is not None:
-        reward = lambda x, _: pseudo_reward(reward_fn(x), t_star, beta, side)
+        reward = lambda x, _: pseudo_reward(reward_fn(x), t_star, quantile_level, side)
         example = None
     else:
         reward = lambda x, bt: pseudo_reward(reward_fn(x), bt[1], bt[0], side)
-        example = (jnp.asarray(beta), jnp.asarray(0.0))
+        example = (jnp.asarray(quantile_level), jnp.asarray(0.0))
     return adjoint_matching(
-        velocity_fn, base_velocity_fn, reward, optimizer, dim, reward_scale=1.0 / alpha,
+        velocity_fn, base_velocity_fn, reward, optimizer, dim, temperature=temperature,
         example_reward_params=example, **adjoint_kwargs,
     )
 
 
 class TFFTResult(NamedTuple):
-    params: Any
-    t_star: Array
-    threshold: TFFTThreshold
-    fit: FitResult
+    params: Any  # the fine-tuned parameters (after the refinement, if any)
+    t_star: Array  # the threshold of the fixed pseudo-reward (importance-sampled with a proposal)
+    threshold: TFFTThreshold  # Stage 1 on pre-trained samples
+    fit: FitResult  # Stage 2 (its state.params are the parameters before any refinement)
+    proposal: FitResult | None = None  # the EXP-FT tail proposal, with proposal_steps > 0
+    importance_threshold: TFFTThreshold | None = None  # the stratified Stage 1, with a proposal
+    refinement: FitResult | None = None  # importance-weighted steps, with refine_steps > 0
+
+
+def _phase_path(checkpoint_dir, name):
+    return None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / f"{name}.ckpt"
 
 
 def tfft_fine_tune(
@@ -187,51 +151,115 @@ def tfft_fine_tune(
     reward_fn: Callable[[Array], Array],
     dim: int,
     *,
-    beta: float,
-    alpha: float = 1.0,
-    side: str = "right",
+    quantile_level: float,
+    temperature: float = 1.0,
+    side: str = "upper",
     num_steps: int = 1000,
     num_offline: int = 10_000,
     optimizer: optax.GradientTransformation | None = None,
-    anneal_beta: bool = False,
+    anneal_quantile_level: bool = False,
     anneal_fraction: float = 0.5,
+    proposal_steps: int = 0,
+    stratify_level: float = 0.99,
+    refine_steps: int = 0,
+    base_velocity_fn: Callable[[Array, Array], Array] | None = None,
     grid_steps: int = 40,
     progress: bool = True,
-    checkpoint_path: str | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
     **adjoint_kwargs: Any,
 ) -> TFFTResult:
     """TFFT Algorithm 1 end to end for a field ``velocity_fn(params, x, t)`` at ``base_params``.
 
-    Stage 1 samples the pre-trained model with the memoryless SDE on the fine-tune's grid
-    (``grid_steps`` uniform steps, or ``ts``); Stage 2 fine-tunes a copy of ``base_params`` for
-    ``num_steps`` optimizer steps (Adam 1e-4 by default). ``adjoint_kwargs`` go to
-    :func:`~tailjax.flows.adjoint.adjoint_matching`.
+    Stage 1 samples ``num_offline`` points of the pre-trained model with the memoryless SDE
+    on the fine-tune's grid (``grid_steps`` uniform steps, or ``ts``) and solves for t*.
+    Stage 2 fine-tunes a copy of ``base_params`` for ``num_steps`` optimizer steps (Adam 1e-4
+    by default) at t*, or, with ``anneal_quantile_level``, along
+    :func:`quantile_level_annealing` solved on the Stage 1 sample. Options for a target whose
+    tail the pre-trained samples never reach:
+
+    * ``proposal_steps > 0``: first fine-tune an EXP-FT proposal at temperature
+      ``temperature * tail_prob`` (the slope of the pseudo-reward on its tail; ``tail_prob`` =
+      1 - beta upper, beta lower) for that many steps, then re-solve t* on the stratified
+      importance sample of :func:`~tailjax.flows.stage1.tfft_stratified_threshold` (pre-trained
+      samples below their ``stratify_level`` quantile, proposal samples above it, with path
+      weights). That t* is the one the fixed pseudo-reward uses (an annealed Stage 2 still
+      follows the thresholds of the pre-trained sample).
+    * ``refine_steps > 0``: then run that many importance-weighted adjoint-matching steps
+      (``importance_weighting=True``), warm-started from Stage 2, at the fixed t*.
+
+    ``base_velocity_fn`` is the frozen base field (default ``velocity_fn(base_params, ., .)``;
+    pass it when the fine-tuned field is a residual on a known base). ``adjoint_kwargs`` go to
+    :func:`~tailjax.flows.adjoint.adjoint_matching` in every phase. ``checkpoint_dir`` holds
+    one checkpoint per phase (``proposal.ckpt``, ``stage2.ckpt``, ``refine.ckpt``); a rerun
+    with the same arguments resumes where it stopped.
     """
-    _check_tfft(beta, alpha, side)
+    check_tfft(quantile_level, temperature, side)
+    check_open_unit(stratify_level, "stratify_level")
+    if num_steps < 1 or proposal_steps < 0 or refine_steps < 0:
+        raise ValueError(f"num_steps must be >= 1 and proposal_steps, refine_steps >= 0, got "
+                         f"{num_steps}, {proposal_steps}, {refine_steps}")
     optimizer = optimizer or optax.adam(1e-4)
     sde_kwargs = {k: adjoint_kwargs[k] for k in ("ts", "schedule") if k in adjoint_kwargs}
     sde_kwargs["num_steps"] = grid_steps
     key_offline, key_tune = jax.random.split(key)
-    sample_fn = jax.jit(lambda k, n: memoryless_sample(k, velocity_fn, base_params, n, dim, **sde_kwargs),
+    base = base_velocity_fn or (lambda x, t: velocity_fn(base_params, x, t))
+    base_field = lambda _, x, t: base(x, t)
+    sample_fn = jax.jit(lambda k, n: memoryless_sample(k, base_field, None, n, dim, **sde_kwargs),
                         static_argnums=1)
-    threshold = tfft_threshold(
-        key_offline, sample_fn, reward_fn, beta=beta, alpha=alpha, side=side, num_samples=num_offline
-    )
-    base = lambda x, t: velocity_fn(base_params, x, t)
-    if anneal_beta:
-        betas, t_stars = beta_annealing(
-            threshold.rewards, beta, alpha, side, num_steps, anneal_fraction=anneal_fraction,
-            weights=threshold.weights,
+    levels = dict(quantile_level=quantile_level, temperature=temperature, side=side)
+    threshold = tfft_threshold(key_offline, sample_fn, reward_fn, num_samples=num_offline, **levels)
+    config = {"method": "tfft", **levels, "num_offline": num_offline, "grid_steps": grid_steps,
+              "adjoint": adjoint_kwargs}
+
+    proposal = is_threshold = refinement = None
+    t_star = threshold.t_star
+    if proposal_steps:
+        key_prop, key_is, key_refine = jax.random.split(jax.random.fold_in(key, 1), 3)
+        tail_prob = tail_prob_of_quantile_level(quantile_level, side)
+        prop_kernel = exp_ft(velocity_fn, base, reward_fn, optimizer, dim, temperature=temperature * tail_prob,
+                             num_steps=grid_steps, **adjoint_kwargs)
+        proposal = fit_adjoint_matching(
+            key_prop, prop_kernel, base_params, num_steps=proposal_steps,
+            checkpoint_path=_phase_path(checkpoint_dir, "proposal"), config={**config, "phase": "proposal"},
+            progress=progress, description="TFFT proposal",
         )
-        kernel = tfft(velocity_fn, base, reward_fn, optimizer, dim, beta=beta, alpha=alpha,
-                      side=side, num_steps=grid_steps, **adjoint_kwargs)
-        params_fn = lambda i: (betas[i], t_stars[i])
+        proposal_fn = jax.jit(lambda k, n: memoryless_sample_and_log_weight(
+            k, velocity_fn, proposal.state.params, base, n, dim, **sde_kwargs), static_argnums=1)
+        is_threshold = tfft_stratified_threshold(
+            key_is, sample_fn, proposal_fn, reward_fn, num_samples=num_offline, stratify_level=stratify_level,
+            **levels,
+        )
+        t_star = is_threshold.t_star
     else:
-        kernel = tfft(velocity_fn, base, reward_fn, optimizer, dim, beta=beta, alpha=alpha,
-                      side=side, t_star=threshold.t_star, num_steps=grid_steps, **adjoint_kwargs)
-        params_fn = None
-    result = fine_tune(
-        key_tune, kernel, base_params, num_steps, reward_params_fn=params_fn, progress=progress,
-        checkpoint_path=checkpoint_path, description=f"TFFT ({side}, beta={beta})",
+        key_refine = jax.random.fold_in(key, 1)
+
+    if anneal_quantile_level:
+        betas, t_stars = quantile_level_annealing(
+            threshold.rewards, quantile_level, temperature, side, num_steps,
+            anneal_fraction=anneal_fraction, weights=threshold.weights,
+        )
+        kernel = tfft(velocity_fn, base, reward_fn, optimizer, dim, num_steps=grid_steps, **levels,
+                      **adjoint_kwargs)
+        reward_params = lambda i: (betas[i], t_stars[i])
+        stage_config = {**config, "phase": "stage2", "annealed": True, "anneal_fraction": anneal_fraction}
+    else:
+        kernel = tfft(velocity_fn, base, reward_fn, optimizer, dim, t_star=t_star, num_steps=grid_steps,
+                      **levels, **adjoint_kwargs)
+        reward_params = None
+        stage_config = {**config, "phase": "stage2", "t_star": float(t_star)}
+    result = fit_adjoint_matching(
+        key_tune, kernel, base_params, num_steps=num_steps, reward_params=reward_params,
+        checkpoint_path=_phase_path(checkpoint_dir, "stage2"), config=stage_config, progress=progress,
+        description=f"TFFT ({side}, beta={quantile_level})",
     )
-    return TFFTResult(result.state.params, threshold.t_star, threshold, result)
+    params = result.state.params
+    if refine_steps:
+        weighted = tfft(velocity_fn, base, reward_fn, optimizer, dim, t_star=t_star, num_steps=grid_steps,
+                        **levels, **{**adjoint_kwargs, "importance_weighting": True})
+        refinement = fit_adjoint_matching(
+            key_refine, weighted, params, num_steps=refine_steps,
+            checkpoint_path=_phase_path(checkpoint_dir, "refine"), progress=progress,
+            config={**config, "phase": "refine", "t_star": float(t_star)}, description="TFFT refinement",
+        )
+        params = refinement.state.params
+    return TFFTResult(params, t_star, threshold, result, proposal, is_threshold, refinement)

@@ -1,11 +1,13 @@
 """Flax modules: velocity fields, conditional flows, DDPM noise networks, VAEs, predictors.
 
-Every module is a ``flax.linen`` module with parameters passed explicitly to ``apply``.
+Every module is a ``flax.linen`` module with parameters passed explicitly to ``apply``;
+:func:`from_nnx` turns a Flax NNX module into the same ``(apply_fn, params)`` pair.
 Helpers that belong to one model family (DDPM losses and samplers, VAE losses) stay in their
 own module (:mod:`tailjax.nn.ddpm`, :mod:`tailjax.nn.vae`).
 """
 
 from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
+from tailjax.nn.nnx import from_nnx, to_nnx
 from tailjax.nn.ddpm import ConvNoiseNet, MLPNoiseNet
 from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster
 from tailjax.nn.predictors import LinearPredictor, MLPPredictor
@@ -27,4 +29,6 @@ __all__ = [
     "MLPClassifier",
     "LinearPredictor",
     "MLPPredictor",
+    "from_nnx",
+    "to_nnx",
 ]

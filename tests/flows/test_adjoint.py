@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from tailjax.flows.adjoint import adjoint_matching, adjoint_matching_loss, lean_adjoint
+from tailjax.flows.adjoint import AdjointMatchingBatch, adjoint_matching, adjoint_matching_loss, lean_adjoint
+from tailjax.flows.finetune import fit_adjoint_matching
 from tailjax.flows.gaussian import gaussian_mixture_velocity, gaussian_velocity, tilt_gaussian_mixture
 from tailjax.flows.schedule import rectified_flow
 from tailjax.flows.sde import memoryless_coefficients, memoryless_solve
@@ -92,7 +93,8 @@ def test_loss_vanishes_at_the_implied_control(x64):
         return base(x, t) + p[jnp.round(t * k).astype(jnp.int32)]
 
     idx = jnp.arange(1, k)
-    loss = jax.jit(lambda p: adjoint_matching_loss(tuned, p, traj, adj, vb, coefs.sigma, coefs.ts, idx))
+    batch = AdjointMatchingBatch(traj, adj, vb, idx)
+    loss = jax.jit(lambda p: adjoint_matching_loss(p, batch, None, velocity_fn=tuned, coefficients=coefs)[0])
     # The shift is the same for every path (linear reward): one table is the optimal field.
     assert float(loss(shift[0])) < 1e-20
     assert float(loss(jnp.zeros_like(shift[0]))) > 1.0
@@ -101,7 +103,7 @@ def test_loss_vanishes_at_the_implied_control(x64):
 def test_fine_tunes_gaussian_to_the_tilt(optax_promotion):
     field = lambda p, x, t: gaussian_velocity(x, t, p, COV)
     kernel = adjoint_matching(field, base, lambda x, _: jnp.asarray(C, x.dtype) @ x, optax.adam(0.05), 2,
-                              reward_scale=LAM, batch_size=64, num_steps=20)
+                              temperature=1 / LAM, batch_size=64, num_steps=20)
     state = kernel.init(jnp.asarray(MU, jnp.float32))
     step = jax.jit(kernel.step)
     for i in range(150):
@@ -129,6 +131,49 @@ def test_fine_tunes_mixture_to_reweighted_components(optax_promotion):
     np.testing.assert_allclose(state.params["means"], m_star, atol=0.1)
 
 
+def test_loss_weights_and_time_subsets(x64):
+    """Uniform sample weights give the plain average; m random interior times are rescaled by
+    (K - 1) / m, so the sum over all of them, split in two halves, averages to the full loss."""
+    k = 9
+    coefs = memoryless_coefficients(num_steps=k)
+    keys = jax.random.split(jax.random.key(2), 3)
+    traj, adj, vb = (jax.random.normal(kk, (4, k + 1, 2)) for kk in keys)
+    tuned = lambda p, x, t: base(x, t) + p
+    loss = jax.jit(lambda p, b: adjoint_matching_loss(p, b, None, velocity_fn=tuned, coefficients=coefs)[0])
+    p = jnp.array([0.3, -0.2])
+    full = loss(p, AdjointMatchingBatch(traj, adj, vb, jnp.arange(1, k)))
+    weighted = loss(p, AdjointMatchingBatch(traj, adj, vb, jnp.arange(1, k), jnp.full((4,), 0.25)))
+    np.testing.assert_allclose(weighted, full, rtol=1e-12)
+    halves = [loss(p, AdjointMatchingBatch(traj, adj, vb, idx)) for idx in (jnp.arange(1, 5), jnp.arange(5, 9))]
+    np.testing.assert_allclose(0.5 * (halves[0] + halves[1]), full, rtol=1e-12)
+    # All weight on one path: that path's loss alone.
+    one = loss(p, AdjointMatchingBatch(traj, adj, vb, jnp.arange(1, k), jnp.eye(4)[2]))
+    alone = loss(p, AdjointMatchingBatch(traj[2:3], adj[2:3], vb[2:3], jnp.arange(1, k)))
+    np.testing.assert_allclose(one, alone, rtol=1e-12)
+
+
+def test_fit_adjoint_matching_resumes_exactly(tmp_path, optax_promotion):
+    field = lambda p, x, t: gaussian_velocity(x, t, p, COV)
+    reward = lambda x, s: s * (jnp.asarray(C, x.dtype) @ x)
+    kernel = adjoint_matching(field, base, reward, optax.adam(0.05), 2, batch_size=16, num_steps=6,
+                              example_reward_params=jnp.asarray(1.0))
+    scale = lambda i: jnp.asarray(1.0 + 0.1 * i, jnp.float32)
+    params = jnp.asarray(MU, jnp.float32)
+    run = lambda n, **kw: fit_adjoint_matching(jax.random.key(5), kernel, params, num_steps=n, reward_params=scale,
+                                               progress=False, config={"lr": 0.05}, **kw)
+    straight = run(4, eval_fn=lambda p: jnp.sum(p), eval_every=2)
+    ckpt = tmp_path / "am.ckpt"
+    run(2, checkpoint_path=ckpt, checkpoint_every=1)
+    resumed = run(4, checkpoint_path=ckpt)
+    np.testing.assert_array_equal(straight.state.params, resumed.state.params)
+    np.testing.assert_array_equal(straight.history["loss"], resumed.history["loss"])
+    assert set(straight.history) >= {"loss", "reward", "grad_norm", "adjoint_norm", "nonfinite", "ess"}
+    assert [s for s, _ in straight.evaluations] == [2, 4]
+    with pytest.raises(ValueError, match="config"):
+        fit_adjoint_matching(jax.random.key(5), kernel, params, num_steps=4, reward_params=scale, progress=False,
+                             config={"lr": 0.1}, checkpoint_path=ckpt)
+
+
 def test_kernel_options_and_info(optax_promotion):
     field = lambda p, x, t: base(x, t) + p
     kernel = adjoint_matching(field, base, lambda x, _: jnp.sum(x), optax.sgd(0.0), 2, batch_size=8,
@@ -154,8 +199,8 @@ def test_nonfinite_reward_is_counted_and_raised_when_checked(optax_promotion):
 def test_bad_input():
     field = lambda p, x, t: base(x, t) + p
     reward = lambda x, _: jnp.sum(x)
-    with pytest.raises(ValueError, match="reward_scale"):
-        adjoint_matching(field, base, reward, optax.adam(1e-3), 2, reward_scale=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        adjoint_matching(field, base, reward, optax.adam(1e-3), 2, temperature=0.0)
     with pytest.raises(ValueError, match="loss_timesteps"):
         adjoint_matching(field, base, reward, optax.adam(1e-3), 2, num_steps=5, loss_timesteps=5)
     kernel = adjoint_matching(field, base, reward, optax.adam(1e-3), 3)

@@ -21,7 +21,7 @@ def _data(n, key=0):
 def test_loss_is_smallest_at_the_exact_velocity(x64):
     data = _data(4096)
     field = lambda p, x, t: gaussian_velocity(x, t, p, COV)
-    loss = jax.jit(lambda m, k: flow_matching_loss(field, m, data.astype(jnp.float64), k))
+    loss = jax.jit(lambda m, k: flow_matching_loss(m, data.astype(jnp.float64), k, velocity_fn=field)[0])
     keys = jax.random.split(jax.random.key(1), 4)
     exact = np.mean([loss(jnp.asarray(MU), k) for k in keys])
     for shift in (np.array([0.3, 0.0]), np.array([0.0, -0.3])):
@@ -54,12 +54,12 @@ def test_fit_resumes_exactly(tmp_path, optax_promotion):
     field = lambda p, x, t: module.apply(p, x, t)
     params = module.init(jax.random.key(0), jnp.zeros(2), 0.0)
     data = _data(64)
-    straight = fit_flow_matching(jax.random.key(3), field, params, data, 6, batch_size=16, progress=False)
-    ckpt = tmp_path / "fm.pkl"
-    fit_flow_matching(jax.random.key(3), field, params, data, 3, batch_size=16, progress=False,
+    straight = fit_flow_matching(jax.random.key(3), field, params, data, num_steps=6, batch_size=16, progress=False)
+    ckpt = tmp_path / "fm.ckpt"
+    fit_flow_matching(jax.random.key(3), field, params, data, num_steps=3, batch_size=16, progress=False,
                       checkpoint_path=ckpt, checkpoint_every=1)
-    resumed = fit_flow_matching(jax.random.key(3), field, params, data, 6, batch_size=16, progress=False,
-                                checkpoint_path=ckpt)
+    resumed = fit_flow_matching(jax.random.key(3), field, params, data, num_steps=6, batch_size=16,
+                                progress=False, checkpoint_path=ckpt)
     for a, b in zip(jax.tree_util.tree_leaves(straight.state.params), jax.tree_util.tree_leaves(resumed.state.params)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     np.testing.assert_allclose(straight.history["loss"], resumed.history["loss"], rtol=1e-6)
@@ -67,10 +67,12 @@ def test_fit_resumes_exactly(tmp_path, optax_promotion):
 
 def test_bad_input():
     field = lambda p, x, t: x
-    with pytest.raises(ValueError, match="data"):
-        flow_matching_loss(field, None, jnp.zeros(3), jax.random.key(0))
+    with pytest.raises(ValueError, match="batch"):
+        flow_matching_loss(None, jnp.zeros(3), jax.random.key(0), velocity_fn=field)
     with pytest.raises(ValueError, match="empty"):
-        flow_matching_loss(field, None, jnp.zeros((0, 2)), jax.random.key(0))
+        flow_matching_loss(None, jnp.zeros((0, 2)), jax.random.key(0), velocity_fn=field)
+    with pytest.raises(ValueError, match="data"):
+        fit_flow_matching(jax.random.key(0), field, None, jnp.zeros(3), num_steps=1)
     with pytest.raises(ValueError, match="batch_size"):
         flow_matching(field, optax.adam(1e-3), batch_size=0)
 
@@ -79,5 +81,19 @@ def test_fit_helper_runs(optax_promotion):
     module = VelocityField(hidden=(8,), time_embedding_dim=4)
     field = lambda p, x, t: module.apply(p, x, t)
     res = fit_flow_matching(jax.random.key(3), field, module.init(jax.random.key(0), jnp.zeros(2), 0.0), _data(64),
-                            3, batch_size=16, progress=False)
+                            num_steps=3, batch_size=16, progress=False)
     assert res.history["loss"].shape == (3,) and int(res.state.step) == 3
+    assert np.all(np.isfinite(res.history["grad_norm"]))
+
+
+def test_kernel_without_batch_size_uses_the_batch_as_given(optax_promotion):
+    """Without ``batch_size`` the kernel is the plain gradient kernel on the loss."""
+    field = lambda p, x, t: gaussian_velocity(x, t, p, COV)
+    data = _data(32)
+    kernel = flow_matching(field, optax.sgd(0.1))
+    state, info = jax.jit(kernel.step)(kernel.init(jnp.zeros(2)), jax.random.key(4), data)
+    value, grad = jax.value_and_grad(lambda p: flow_matching_loss(p, data, jax.random.key(4), velocity_fn=field)[0])(
+        jnp.zeros(2))
+    np.testing.assert_allclose(info.loss, value, rtol=1e-6)
+    np.testing.assert_allclose(state.params, -0.1 * grad, rtol=1e-5)
+    assert int(state.step) == 1

@@ -7,7 +7,8 @@ from jax.scipy.stats import norm
 
 from tailjax.flows.finetune import check_reward_values, exp_ft
 from tailjax.flows.gaussian import gaussian_velocity
-from tailjax.flows.tfft import beta_annealing, tfft, tfft_fine_tune, tfft_reward, tfft_threshold
+from tailjax.flows.stage1 import tfft_stratified_threshold, tfft_threshold
+from tailjax.flows.tfft import quantile_level_annealing, tfft, tfft_fine_tune, tfft_reward
 from tailjax.risk import pseudo_reward, solve_threshold, var
 
 
@@ -18,18 +19,18 @@ def _tilted_cdf(r, t, beta, alpha, side, w=None):
     return float(jnp.sum(jnp.where(r < t, tilt, 0.0))), float(jnp.sum(jnp.where(r <= t, tilt, 0.0)))
 
 
-@pytest.mark.parametrize("side,beta", [("right", 0.95), ("left", 0.05)])
+@pytest.mark.parametrize("side,beta", [("upper", 0.95), ("lower", 0.05)])
 def test_stage1_threshold_is_the_quantile_of_the_tilted_target(side, beta, x64):
     """TFFT Theorems 4.1-4.2 on an empirical distribution (a skewed one): t* is a
     beta-quantile of p*, i.e. P*(R < t*) <= beta <= P*(R <= t*)."""
     sample = lambda k, n: jax.random.gamma(k, 2.0, (n, 1))
-    res = tfft_threshold(jax.random.key(0), sample, lambda x: x[0], beta=beta, alpha=0.7, side=side,
-                         num_samples=5000)
+    res = tfft_threshold(jax.random.key(0), sample, lambda x: x[0], quantile_level=beta, temperature=0.7,
+                         side=side, num_samples=5000)
     below, at_or_below = _tilted_cdf(res.rewards, res.t_star, beta, 0.7, side)
     assert below - 1e-5 <= beta <= at_or_below + 1e-5
     # And it is VaR_beta of the tilted samples (the lower or upper end of the quantile set).
     tilt = jax.nn.softmax(pseudo_reward(res.rewards, res.t_star, beta, side) / 0.7)
-    q = var(res.rewards, 1.0 - beta, weights=tilt) if side == "right" else var(res.rewards, beta, weights=tilt, side="lower")
+    q = var(res.rewards, 1.0 - beta, weights=tilt) if side == "upper" else var(res.rewards, beta, weights=tilt, side="lower")
     at_q = float(jnp.sum(jnp.where(res.rewards <= q, tilt, 0.0)))
     assert float(q) <= float(res.t_star) + 1e-9 and at_q >= beta - 1e-5
 
@@ -41,7 +42,7 @@ def test_table4_thresholds_by_quadrature(x64):
     t_r = solve_threshold(grid, 0.8, 1.0, "upper", w)
     t_l = solve_threshold(grid, 0.2, 1.0, "lower", w)
     np.testing.assert_allclose([t_r, t_l], [5.2772, 1.4572], atol=2e-3)
-    for t, beta, side in ((t_r, 0.8, "right"), (t_l, 0.2, "left")):
+    for t, beta, side in ((t_r, 0.8, "upper"), (t_l, 0.2, "lower")):
         below, at_or_below = _tilted_cdf(grid, t, beta, 1.0, side, w)
         assert abs(below - beta) < 2e-3 and abs(at_or_below - beta) < 2e-3
 
@@ -50,7 +51,8 @@ def test_importance_sampled_stage1_reaches_the_true_threshold(x64):
     """Plain Stage 1 with 10^4 prior samples misses t* = 5.277; a defensive proposal does not."""
     scale = jnp.sqrt(2.0)
     prior = lambda k, n: scale * jax.random.normal(k, (n, 1))
-    plain = tfft_threshold(jax.random.key(1), prior, lambda x: x[0], beta=0.8, alpha=1.0, num_samples=10000)
+    plain = tfft_threshold(jax.random.key(1), prior, lambda x: x[0], quantile_level=0.8, temperature=1.0,
+                           num_samples=10000)
     assert float(plain.t_star) < 5.0
 
     def proposal(k, n):
@@ -63,21 +65,32 @@ def test_importance_sampled_stage1_reaches_the_true_threshold(x64):
         log_q = jnp.logaddexp(log_p, norm.logpdf(x[:, 0], 10.0, scale)) + jnp.log(0.5)
         return log_p - log_q
 
-    res = tfft_threshold(jax.random.key(2), proposal, lambda x: x[0], beta=0.8, alpha=1.0,
+    res = tfft_threshold(jax.random.key(2), proposal, lambda x: x[0], quantile_level=0.8, temperature=1.0,
                          num_samples=10000, log_weight_fn=log_weights)
     assert abs(float(res.t_star) - 5.2772) < 0.05
     np.testing.assert_allclose(jnp.sum(res.weights), 1.0, rtol=1e-10)
+    # The stratified sample: the prior below its 99th percentile, a wide proposal N(8, 8)
+    # above it with exact log-weights log p - log q.
+    def wide(k, n):
+        x = 2.0 * scale * jax.random.normal(k, (n, 1)) + 8.0
+        return x, norm.logpdf(x[:, 0], scale=scale) - norm.logpdf(x[:, 0], 8.0, 2.0 * scale)
+
+    strat = tfft_stratified_threshold(jax.random.key(4), prior, wide, lambda x: x[0], quantile_level=0.8,
+                                      temperature=1.0, num_samples=10000)
+    assert abs(float(strat.t_star) - 5.2772) < 0.02
+    np.testing.assert_allclose(jnp.sum(strat.weights), 1.0, rtol=1e-10)
+    assert strat.rewards.shape == strat.weights.shape
 
 
-def test_beta_annealing_schedule(x64):
+def test_quantile_level_annealing_schedule(x64):
     r = jnp.sqrt(2.0) * jax.random.normal(jax.random.key(3), (2000,))
-    betas, ts = beta_annealing(r, 0.8, 1.0, "right", 100, anneal_fraction=0.5, num_levels=5)
+    betas, ts = quantile_level_annealing(r, 0.8, 1.0, "upper", 100, anneal_fraction=0.5, num_levels=5)
     assert betas.shape == ts.shape == (100,)
     assert np.all(np.diff(betas) >= 0) and np.all(np.diff(ts) >= -1e-9)
     np.testing.assert_allclose(betas[50:], 0.8)
     np.testing.assert_allclose(ts[-1], solve_threshold(r, 0.8, 1.0, "upper"), rtol=1e-6)
     assert betas[0] < 0.2  # the first of 5 stairs from 0.001 to 0.8
-    betas_l, _ = beta_annealing(r, 0.2, 1.0, "left", 40, num_levels=4)
+    betas_l, _ = quantile_level_annealing(r, 0.2, 1.0, "lower", 40, num_levels=4)
     assert betas_l[0] > 0.7 and np.all(np.diff(betas_l) <= 0) and betas_l[-1] == pytest.approx(0.2)
 
 
@@ -89,7 +102,7 @@ reward = lambda x: x[0] + x[1]
 
 def test_exp_ft_closed_form_tilt(optax_promotion):
     """EXP-FT at temperature alpha: N(0, I) with r = x1 + x2 goes to N((1, 1) / alpha, I)."""
-    kernel = exp_ft(field, base, reward, optax.adam(0.05), 2, alpha=2.0, batch_size=64, num_steps=20)
+    kernel = exp_ft(field, base, reward, optax.adam(0.05), 2, temperature=2.0, batch_size=64, num_steps=20)
     state = kernel.init(jnp.zeros(2))
     step = jax.jit(kernel.step)
     for i in range(120):
@@ -98,21 +111,22 @@ def test_exp_ft_closed_form_tilt(optax_promotion):
 
 
 def test_tfft_kernel_fixed_and_annealed(optax_promotion):
-    fixed = tfft(field, base, reward, optax.adam(1e-2), 2, beta=0.8, alpha=1.0, t_star=1.0,
+    fixed = tfft(field, base, reward, optax.adam(1e-2), 2, quantile_level=0.8, temperature=1.0, t_star=1.0,
                  batch_size=16, num_steps=8)
     s, info = jax.jit(fixed.step)(fixed.init(jnp.zeros(2)), jax.random.key(0))
     assert np.isfinite(info.loss)
-    annealed = tfft(field, base, reward, optax.adam(1e-2), 2, beta=0.8, alpha=1.0, batch_size=16, num_steps=8)
+    annealed = tfft(field, base, reward, optax.adam(1e-2), 2, quantile_level=0.8, temperature=1.0, batch_size=16,
+                    num_steps=8)
     s, info = jax.jit(annealed.step)(annealed.init(jnp.zeros(2)), jax.random.key(0), (0.5, 0.0))
     assert np.isfinite(info.loss)
     x = jnp.array([2.0, 1.5])
-    np.testing.assert_allclose(tfft_reward(reward, 1.0, 0.8, "right")(x), (3.5 - 1.0) / 0.2, rtol=1e-6)
-    np.testing.assert_allclose(tfft_reward(reward, 4.0, 0.2, "left")(x), -(4.0 - 3.5) / 0.2, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(tfft_reward(reward, 1.0, 0.8, "upper"))(x), (3.5 - 1.0) / 0.2, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(tfft_reward(reward, 4.0, 0.2, "lower"))(x), -(4.0 - 3.5) / 0.2, rtol=1e-6)
 
 
 @pytest.mark.slow
 def test_tfft_fine_tune_end_to_end_moves_the_tail(optax_promotion):
-    res = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, beta=0.5, alpha=1.0,
+    res = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, quantile_level=0.5, temperature=1.0,
                          num_steps=30, num_offline=2000, optimizer=optax.adam(0.05), grid_steps=10,
                          batch_size=64, progress=False)
     assert res.fit.history["loss"].shape == (30,)
@@ -121,19 +135,50 @@ def test_tfft_fine_tune_end_to_end_moves_the_tail(optax_promotion):
 
 
 @pytest.mark.slow
-def test_tfft_fine_tune_with_beta_annealing(optax_promotion):
-    res2 = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, beta=0.8, alpha=1.0,
+def test_tfft_fine_tune_with_quantile_level_annealing(optax_promotion):
+    res2 = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, quantile_level=0.8, temperature=1.0,
                           num_steps=6, num_offline=500, grid_steps=6, batch_size=16, progress=False,
-                          anneal_beta=True)
+                          anneal_quantile_level=True)
     assert res2.fit.history["loss"].shape == (6,)
 
 
+@pytest.mark.slow
+def test_tfft_fine_tune_with_proposal_and_refinement(tmp_path, optax_promotion):
+    """The R-TFFT recipe of benchmarks/seeds/tfft.py: an EXP-FT tail proposal, a stratified
+    importance-sampled Stage 1, an annealed Stage 2 and importance-weighted refinement; a
+    rerun with the same checkpoint folder resumes every phase and returns the same result."""
+    kwargs = dict(quantile_level=0.8, temperature=1.0, num_steps=4, num_offline=400, grid_steps=6,
+                  batch_size=16, progress=False, optimizer=optax.adam(0.05), anneal_quantile_level=True,
+                  proposal_steps=5, refine_steps=3, base_velocity_fn=base, checkpoint_dir=tmp_path)
+    res = tfft_fine_tune(jax.random.key(1), field, jnp.zeros(2), reward, 2, **kwargs)
+    assert res.proposal.history["loss"].shape == (5,) and res.refinement.history["loss"].shape == (3,)
+    assert float(res.t_star) == float(res.importance_threshold.t_star)
+    np.testing.assert_allclose(jnp.sum(res.importance_threshold.weights), 1.0, rtol=1e-5)
+    # The proposal (EXP-FT at temperature 0.2, target mean (5, 5)) moves along (1, 1) at
+    # about Adam's full step size (5 steps of 0.05).
+    assert float(jnp.min(res.proposal.state.params)) > 0.2
+    assert np.all(res.refinement.history["ess"] <= 1.0 + 1e-6) and np.all(res.fit.history["ess"] == 1.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proposal.ckpt", "refine.ckpt", "stage2.ckpt"]
+    again = tfft_fine_tune(jax.random.key(1), field, jnp.zeros(2), reward, 2, **kwargs)
+    np.testing.assert_array_equal(again.params, res.params)
+    np.testing.assert_array_equal(again.refinement.history["loss"], res.refinement.history["loss"])
+
+
+def test_tfft_fine_tune_bad_options():
+    with pytest.raises(ValueError, match="refine_steps"):
+        tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, quantile_level=0.5, refine_steps=-1)
+    with pytest.raises(ValueError, match="stratify_level"):
+        tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, quantile_level=0.5, stratify_level=1.0)
+    with pytest.raises(ValueError, match="side"):
+        tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, quantile_level=0.5, side="left")
+
+
 @pytest.mark.parametrize("kwargs,match", [
-    ({"beta": 1.0, "alpha": 1.0}, "beta"),
-    ({"beta": 0.0, "alpha": 1.0}, "beta"),
-    ({"beta": 0.5, "alpha": 0.0}, "alpha"),
-    ({"beta": 0.5, "alpha": -1.0}, "alpha"),
-    ({"beta": 0.5, "alpha": 1.0, "side": "upper"}, "side"),
+    ({"quantile_level": 1.0, "temperature": 1.0}, "quantile_level"),
+    ({"quantile_level": 0.0, "temperature": 1.0}, "quantile_level"),
+    ({"quantile_level": 0.5, "temperature": 0.0}, "temperature"),
+    ({"quantile_level": 0.5, "temperature": -1.0}, "temperature"),
+    ({"quantile_level": 0.5, "temperature": 1.0, "side": "right"}, "side"),
 ])
 def test_bad_levels(kwargs, match):
     sample = lambda k, n: jax.random.normal(k, (n, 2))
@@ -146,9 +191,10 @@ def test_bad_levels(kwargs, match):
 def test_nan_reward_and_mismatched_dimensions():
     sample = lambda k, n: jax.random.normal(k, (n, 2))
     with pytest.raises(ValueError, match="non-finite"):
-        tfft_threshold(jax.random.key(0), sample, lambda x: jnp.log(x[0]), beta=0.5, alpha=1.0, num_samples=100)
+        tfft_threshold(jax.random.key(0), sample, lambda x: jnp.log(x[0]), quantile_level=0.5, temperature=1.0,
+                       num_samples=100)
     with pytest.raises(ValueError, match="scalar"):
         check_reward_values(lambda x: x, jnp.zeros((3, 2)))
-    kernel = tfft(field, base, reward, optax.adam(1e-3), 3, beta=0.5, alpha=1.0, t_star=0.0)
+    kernel = tfft(field, base, reward, optax.adam(1e-3), 3, quantile_level=0.5, temperature=1.0, t_star=0.0)
     with pytest.raises(ValueError, match="shape"):
         kernel.init(jnp.zeros(2))
