@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tailjax-installed
 
-.PHONY: demo test test-all
+.PHONY: demo test test-all docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,3 +21,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+$(VENV)/.tailjax-docs: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,docs]'
+	touch $@
+
+docs: $(VENV)/.tailjax-docs
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html

@@ -82,7 +82,7 @@ def check_weights(weights: jax.Array | None, samples: jax.Array, name: str = "we
             f"{name} of shape {jnp.shape(weights)} does not match samples of shape "
             f"{jnp.shape(samples)}"
         ) from None
-    if is_concrete(weights):
+    if is_concrete(weights) and getattr(weights, "is_fully_addressable", True):
         w = np.asarray(weights)
         if not np.all(np.isfinite(w)):
             raise ValueError(f"{name} must be finite (found NaN or inf)")

@@ -1,7 +1,9 @@
 """Sample axes sharded across devices: per-shard statistics made global, exactly.
 
 A sample array is split along its first axis over a 1-D :class:`jax.sharding.Mesh` of all
-local devices (axis name ``"samples"``) and processed with :func:`jax.shard_map`. Sums and
+devices (axis name ``"samples"``) and processed with :func:`jax.shard_map`. Under
+``jax.distributed`` (several processes, one or more hosts) the mesh spans every process's
+devices and :func:`shard_samples` builds the global array from each process's own part. Sums and
 counts combine with ``psum``. The CVaR of the union of the shards is exact: the global VaR
 is found by bisection on the order-preserving integer keys of the floats (32 or 64 steps,
 each one ``psum`` of a scalar), after one local sort per shard; no sample leaves its device.
@@ -28,22 +30,34 @@ AXIS = "samples"
 
 
 def sample_mesh(devices=None) -> Mesh:
-    """A 1-D mesh named ``"samples"`` over ``devices`` (default: all local devices)."""
-    devices = jax.local_devices() if devices is None else list(devices)
+    """A 1-D mesh named ``"samples"`` over ``devices`` (default: every device of every
+    process, i.e. ``jax.devices()``)."""
+    devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.asarray(devices), (AXIS,))
 
 
 def shard_samples(x: jax.Array, mesh: Mesh | None = None) -> jax.Array:
-    """Place ``x`` with its first axis split over the mesh (its length must divide evenly;
-    :func:`sharded_var_cvar` pads uneven samples itself with ``pad=True``)."""
+    """The global sample array whose first axis is split over the mesh.
+
+    ``x`` is this process's part of the sample: all of it in a single process; under
+    ``jax.distributed`` each process passes its own rows (in process order), and the result
+    is one global array of all of them (``jax.make_array_from_process_local_data``). The
+    part's length must divide evenly over this process's devices in the mesh
+    (:func:`sharded_var_cvar` pads uneven single-process samples itself with ``pad=True``).
+    """
     mesh = mesh or sample_mesh()
-    size = mesh.shape[AXIS]
-    if jnp.shape(x)[0] % size:
+    local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    if local == 0:
+        raise ValueError("the mesh holds none of this process's devices")
+    if jnp.shape(x)[0] % local:
         raise ValueError(
-            f"x has {jnp.shape(x)[0]} samples, not divisible by {size} devices "
+            f"x has {jnp.shape(x)[0]} samples, not divisible by {local} devices "
             "(sharded_var_cvar(..., pad=True) pads with zero-weight copies)"
         )
-    return jax.device_put(x, NamedSharding(mesh, P(AXIS)))
+    sharding = NamedSharding(mesh, P(AXIS))
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
 
 
 def global_statistic(
@@ -169,6 +183,8 @@ def sharded_var_cvar(
     mesh = mesh or sample_mesh()
     n = samples.shape[0]
     extra = -n % mesh.shape[AXIS]
+    if extra and pad and jax.process_count() > 1:
+        raise ValueError("pad=True works in a single process; give each process an even part")
     if extra and not pad:
         raise ValueError(
             f"samples has {n} values, not divisible by {mesh.shape[AXIS]} devices "
