@@ -143,7 +143,7 @@ def _slice(data, perm, start, b):
 
 
 class FitResult(NamedTuple):
-    state: Any  # final state; with ``validation``, its ``params`` are the selected ones
+    state: Any  # final state; with ``validation``, carrying the selected ``params``
     history: dict[str, np.ndarray]  # per-step info fields, stacked
     evaluations: list[tuple[int, Any]]  # (step, value) of eval_fn, or of validation
     best_step: int | None  # step of the selected parameters (with ``validation``)
@@ -212,7 +212,8 @@ def fit(
       validation: ``validation(state) -> score`` (lower is better), evaluated on the initial
         state, every ``eval_every`` steps and at the end; the returned state carries the
         ``params`` of the best score (the optimiser state is the last one), and
-        ``evaluations`` lists ``(step, score)``. Needs a state with a ``params`` field.
+        ``evaluations`` lists ``(step, score)``. A state without a ``params`` field (a
+        wrapper kernel's) is selected whole: the best state itself is returned.
       patience: with ``validation``, stop after this many evaluations without improvement.
       checkpoint_path: file for the state, history and selection, written every
         ``checkpoint_every`` steps and at the end, atomically (:mod:`tailjax.checkpoint`).
@@ -234,8 +235,8 @@ def fit(
         raise ValueError(f"patience must be >= 1 and needs validation, got {patience}")
     if validation is not None and eval_fn is not None:
         raise ValueError("pass either eval_fn or validation, not both")
-    if validation is not None and not hasattr(state, "params"):
-        raise ValueError("validation needs a state with a 'params' field")
+    has_params = hasattr(state, "params") and hasattr(state, "_replace")
+    chosen = (lambda st: st.params) if has_params else (lambda st: st)
     step_fn = kernel.step if isinstance(kernel, Kernel) else kernel
     if not callable(step_fn):
         raise ValueError(f"kernel must be a Kernel or a step function, got {type(kernel).__name__}")
@@ -259,7 +260,7 @@ def fit(
         stopped = bool(extra["stopped"])
         if extra["selection"] is not None:
             sel = extra["selection"]
-            best_params = ckpt.from_flat_arrays(state.params, sel["params"])
+            best_params = ckpt.from_flat_arrays(chosen(state), sel["params"])
             selection = _Selection(float(sel["score"]), int(sel["step"]), best_params, int(sel["stale"]))
 
     def record(done: int):
@@ -271,7 +272,7 @@ def fit(
         score = float(np.asarray(value))
         evaluations.append((done, score))
         if selection is None or (np.isfinite(score) and not score >= selection.score):
-            selection = _Selection(score, done, state.params, 0)
+            selection = _Selection(score, done, chosen(state), 0)
         else:
             selection = selection._replace(stale=selection.stale + 1)
             if patience is not None and selection.stale >= int(patience):
@@ -311,6 +312,6 @@ def fit(
     save(done)
     best_step = None
     if selection is not None:
-        state = state._replace(params=selection.params)
+        state = state._replace(params=selection.params) if has_params else selection.params
         best_step = selection.step
     return FitResult(state, _stack_history(history), evaluations, best_step)

@@ -241,6 +241,12 @@ def test_fit_bad_input():
         fit(kernel, state, jax.random.PRNGKey(0), 5, patience=2, progress=False)
     with pytest.raises(ValueError, match="eval_every"):
         fit(kernel, state, jax.random.PRNGKey(0), 5, eval_fn=lambda s: 0.0, eval_every=0, progress=False)
-    with pytest.raises(ValueError, match="params"):
-        fit(lambda s, k, b: (s, ()), (1.0,), jax.random.PRNGKey(0), 5, validation=lambda s: 0.0,
-            progress=False)
+
+
+def test_validation_selects_a_whole_state_without_params_field():
+    def step(state, key, batch):
+        return (state[0] + 1.0,), {}
+
+    result = fit(step, (jnp.zeros(()),), jax.random.PRNGKey(0), 10,
+                 validation=lambda s: float((s[0] - 4.0) ** 2), eval_every=1, progress=False)
+    assert result.best_step == 4 and float(result.state[0]) == 4.0

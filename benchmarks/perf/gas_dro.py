@@ -7,7 +7,8 @@ One inner step (paper settings, Appendix D.3): draw 64 DDPM trajectories of T = 
 score them with the LSTM forecaster, 10 Adam epochs (lr 1e-5) on the clipped PPO surrogate
 (likelihood ratio over the last T' = 15 steps, kappa = 0.4) minus mu J_DM on a nominal
 batch, then the dual update. Both implementations start from the same weights; the script
-checks that they compute the same trajectory log-probabilities and rewards.
+checks that they compute the same trajectory log-probabilities and rewards. PyTorch is
+optional: without it only the JAX side is timed.
 
     python -m benchmarks.perf.gas_dro --size paper   # GPU
     python -m benchmarks.perf.gas_dro --size small   # CPU smoke run
@@ -15,11 +16,8 @@ checks that they compute the same trajectory log-probabilities and rewards.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pathlib
-import statistics
 import time
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")  # leave room for PyTorch
@@ -29,11 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tailjax.dro.ambiguity import ddpm_ambiguity_set
-from tailjax.dro.inner import InnerState, build_inner_step
-from tailjax.dro.pipeline import forecast_loss
-from tailjax.nn.ddpm import MLPNoiseNet, make_schedule
-from tailjax.nn.forecasters import LSTMForecaster
+from benchmarks import _harness as harness
+from benchmarks.setups.dro import MethodSettings, carbon_setup, evaluate, forecast_loss, train_method
+from tailjax import dro
+from tailjax.nn import LSTMForecaster, MLPNoiseNet, ddpm
 
 SIZES = {
     "small": dict(T=50, last=15, batch=64, epochs=10, features=(256, 256, 256), hidden=32, window=24,
@@ -47,7 +44,7 @@ SIZES = {
 
 # ----------------------------------------------------------------------------- PyTorch step
 def torch_inner_step(torch, net, lstm, head, opt, sched, mu, nominal, cfg, gen):
-    """One GAS-DRO inner step in plain PyTorch (eager), mirroring tailjax.dro.inner."""
+    """One GAS-DRO inner step in plain PyTorch (eager), mirroring tailjax.dro.inner_max_kernel."""
     T, last, n, d = cfg["T"], cfg["last"], cfg["batch"], cfg["window"] + 1
     betas, alphas, abar, sig = sched
     dev = nominal.device
@@ -152,46 +149,33 @@ def torch_modules(torch, theta, w, cfg, dev):
     return Net().to(dev), lstm.to(dev), head.to(dev)
 
 
-def _timeit(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
 def bench_step(cfg, nominal_np, log=print):
-    import torch
-
     key = jax.random.key(0)
     d = cfg["window"] + 1
-    sched = make_schedule(cfg["T"], beta_end=min(0.02 * 1000 / cfg["T"], 0.5) if cfg["T"] < 1000 else 0.02)
+    sched = ddpm.make_schedule(cfg["T"], beta_end=min(0.02 * 1000 / cfg["T"], 0.5) if cfg["T"] < 1000 else 0.02)
     net = MLPNoiseNet(tuple(cfg["features"]))
-    apply = lambda p, x, t, c: net.apply(p, x, t, c)
+    apply = lambda p, x, t, c: net.apply(p, x, t, c)  # noqa: E731
     theta = net.init(key, jnp.zeros(d), jnp.array(1))
     theta = jax.tree_util.tree_map(lambda a: a + 0.01 * jax.random.normal(jax.random.key(1), a.shape), theta)
     model = LSTMForecaster(cfg["hidden"])
     w = model.init(jax.random.key(2), jnp.zeros(cfg["window"]))
-    aset = ddpm_ambiguity_set(apply, sched, (d,), cfg["last"])
-    opt = optax.adam(1e-5)
-    step = jax.jit(build_inner_step(aset, forecast_loss(model), opt, clip=0.4, budget=0.2, dual_lr=1.0,
-                                    num_samples=cfg["batch"], epochs=cfg["epochs"]))
+    aset = dro.ddpm_ambiguity_set(apply, sched, (d,), cfg["last"])
+    kernel = dro.inner_max_kernel(aset, forecast_loss(model), optax.adam(1e-5), clip=0.4, budget=0.2, dual_lr=1.0,
+                                  num_samples=cfg["batch"], epochs=cfg["epochs"])
     nominal = jnp.asarray(nominal_np[: cfg["batch"]])
-    state = InnerState(theta, opt.init(theta), jnp.float32(0.1))
+    state, batch = kernel.init(theta, 0.1), dro.InnerBatch(w, nominal)
     t0 = time.perf_counter()
-    compiled = step.lower(state, key, w, nominal).compile()
+    compiled = jax.jit(kernel.step).lower(state, key, batch).compile()
     compile_s = time.perf_counter() - t0
-    holder = {"s": state, "i": 0}
-
-    def run_jax():
-        holder["i"] += 1
-        holder["s"], info = compiled(holder["s"], jax.random.fold_in(key, holder["i"]), w, nominal)
-        jax.block_until_ready(holder["s"])
-
-    run_jax(), run_jax()  # warm-up
-    jax_med, jax_all = _timeit(run_jax, cfg["repeats"])
+    timing = harness.time_call(compiled, state, key, batch, repeats=cfg["repeats"])
+    jax_med = timing["seconds"]
     log(f"JAX inner step: median {jax_med * 1e3:.1f} ms (compile {compile_s:.1f} s)")
+    out = {"jax_median_s": jax_med, "jax_times_s": timing["times"], "jax_compile_s": compile_s}
+    try:
+        import torch
+    except ImportError:
+        log("PyTorch not installed: the PyTorch peer is skipped")
+        return {**out, "torch_median_s": None, "speedup": None}
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     tnet, lstm, head = torch_modules(torch, theta, w, cfg, dev)
@@ -210,8 +194,8 @@ def bench_step(cfg, nominal_np, log=print):
         s = sg[ts - 1][:, None]
         lp_t = (-0.5 * ((xp - mu_) / s) ** 2 - torch.log(s) - 0.5 * np.log(2 * np.pi)).sum(-1).reshape(4, last).sum(-1)
         win = st[:, -1]
-        out, _ = lstm(win[:, :-1, None])
-        r_t = ((head(out[:, -1])[:, 0] - win[:, -1]) ** 2).cpu().numpy()
+        lstm_out, _ = lstm(win[:, :-1, None])
+        r_t = ((head(lstm_out[:, -1])[:, 0] - win[:, -1]) ** 2).cpu().numpy()
     r_jax = np.asarray(jax.vmap(forecast_loss(model), in_axes=(None, 0))(w, traj.states[:, -1]))
     parity = {"log_prob_max_rel_diff": float(np.max(np.abs(lp_t.cpu().numpy() - lp_jax) / np.abs(lp_jax))),
               "reward_max_abs_diff": float(np.max(np.abs(r_t - r_jax)))}
@@ -224,31 +208,25 @@ def bench_step(cfg, nominal_np, log=print):
 
     def run_torch():
         mu["v"], _ = torch_inner_step(torch, tnet, lstm, head, topt, sched_t, mu["v"], nominal_t, cfg, gen)
-        if dev == "cuda":
-            torch.cuda.synchronize()
 
-    run_torch(), run_torch()
-    torch_med, torch_all = _timeit(run_torch, cfg["repeats"])
+    sync = (lambda _: torch.cuda.synchronize()) if dev == "cuda" else (lambda _: None)
+    torch_timing = harness.time_call(run_torch, repeats=cfg["repeats"], block=sync)
+    torch_med = torch_timing["seconds"]
     log(f"PyTorch inner step: median {torch_med * 1e3:.1f} ms; speed-up {torch_med / jax_med:.1f}x")
-    return {"jax_median_s": jax_med, "jax_times_s": jax_all, "jax_compile_s": compile_s,
-            "torch_median_s": torch_med, "torch_times_s": torch_all, "speedup": torch_med / jax_med,
-            "torch_version": torch.__version__, "torch_device": dev, "parity": parity}
+    return {**out, "torch_median_s": torch_med, "torch_times_s": torch_timing["times"],
+            "speedup": torch_med / jax_med, "torch_version": torch.__version__, "torch_device": dev,
+            "parity": parity}
 
 
 def full_run(cfg, data, log=print):
     """GAS-DRO end to end on the carbon task: nominal DDPM pre-training + Algorithm 1."""
-    from tailjax.dro.gas_dro import GasDroConfig
-    from tailjax.dro.methods import MethodSettings, train_method
-    from tailjax.dro.pipeline import evaluate
-    from tailjax.dro.setups import carbon_setup
-
     f = cfg["full_run"]
     t0 = time.perf_counter()
     setup = carbon_setup(jax.random.key(0), data, stride=f["stride"], test_stride=f["test_stride"],
                          num_steps=f["num_steps"], generator_steps=f["generator_steps"], baselines=False)
     setup_s = time.perf_counter() - t0
-    gas = GasDroConfig(inner_steps=f["inner_steps"], epochs=f["epochs"], dual_lr=1.0, advantages="center",
-                       budget=setup.budget)
+    gas = dro.GasDroConfig(inner_steps=f["inner_steps"], epochs=f["epochs"], dual_lr=1.0, advantages="center",
+                           budget=setup.budget)
     out = {}
     for name in ("ML", "GAS-DRO"):
         w, cost, _ = train_method(name, jax.random.key(1), setup.loss_fn, setup.params, setup.train,
@@ -265,46 +243,41 @@ def full_run(cfg, data, log=print):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="GAS-DRO inner step: JAX vs PyTorch")
-    p.add_argument("--size", choices=list(SIZES), default="small")
-    p.add_argument("--out", default="results/perf_gas_dro")
-    p.add_argument("--data", default=os.environ.get("TAILJAX_DATA", str(pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data")))
+    p = harness.parser(__doc__, sizes=tuple(SIZES), out="results/perf_gas_dro")
+    p.add_argument("--data", default=os.environ.get(
+        "TAILJAX_DATA", str(pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data")))
     p.add_argument("--skip-full-run", action="store_true")
     p.add_argument("--full-steps", type=int, default=None, help="outer iterations of the full run")
     args = p.parse_args(argv)
     cfg = dict(SIZES[args.size])
     if args.full_steps is not None:
         cfg["full_run"] = {**cfg["full_run"], "steps": args.full_steps}
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = jax.devices()[0].device_kind
     print(f"device: {device}")
     rng = np.random.default_rng(0)
     nominal = rng.standard_normal((cfg["batch"], cfg["window"] + 1)).astype(np.float32)
-    report = {"device": device, "size": args.size, "config": {k: v for k, v in cfg.items() if k != "full_run"},
+    report = {"size": args.size, "config": {k: v for k, v in cfg.items() if k != "full_run"},
               "step": bench_step(cfg, nominal)}
-    (out / "perf_gas_dro.json").write_text(json.dumps(report, indent=1, default=float))
+    harness.write_json(args.out, "perf_gas_dro", report)
     if not args.skip_full_run and (pathlib.Path(args.data) / "carbon_intensity").is_dir():
         report["full_run"] = full_run(cfg, args.data)
-    (out / "perf_gas_dro.json").write_text(json.dumps(report, indent=1, default=float))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        harness.write_json(args.out, "perf_gas_dro", report)
 
     s = report["step"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.bar(["JAX (tailjax)", "PyTorch eager"], [s["jax_median_s"] * 1e3, s["torch_median_s"] * 1e3])
+    rows = [{"implementation": "JAX (tailjax)", "median ms": s["jax_median_s"] * 1e3,
+             "compile s": s["jax_compile_s"]}]
+    if s["torch_median_s"] is not None:
+        rows.append({"implementation": "PyTorch eager", "median ms": s["torch_median_s"] * 1e3})
+    fig, ax = harness.figure(figsize=(5, 3.5))
+    ax.bar([r["implementation"] for r in rows], [r["median ms"] for r in rows])
     ax.set_ylabel("inner step, median ms")
-    ax.set_title(f"GAS-DRO inner step on {device}\n{s['speedup']:.1f}x faster")
-    fig.tight_layout()
-    fig.savefig(out / "perf_gas_dro.png", dpi=120)
-    plt.close(fig)
-    lines = [f"device {device}", f"{'implementation':16s} {'median ms':>10s}",
-             f"{'JAX (tailjax)':16s} {s['jax_median_s'] * 1e3:10.1f}",
-             f"{'PyTorch eager':16s} {s['torch_median_s'] * 1e3:10.1f}",
-             f"speed-up {s['speedup']:.1f}x (goal >= 5x); JAX compile {s['jax_compile_s']:.1f} s"]
+    speed = f"\n{s['speedup']:.1f}x faster" if s["speedup"] is not None else ""
+    ax.set_title(f"GAS-DRO inner step on {device}{speed}")
+    harness.save_figure(fig, args.out, "perf_gas_dro")
+    lines = [f"device {device}", harness.markdown_table(rows, ["implementation", "median ms", "compile s"],
+                                                        {"median ms": ".1f", "compile s": ".1f"})]
+    if s["speedup"] is not None:
+        lines.append(f"speed-up {s['speedup']:.1f}x (goal >= 5x)")
     if "full_run" in report:
         fr = report["full_run"]
         lines.append(f"full carbon run: DDPM pre-training {fr['ddpm_pretrain_seconds']:.1f} s, setup "

@@ -8,7 +8,8 @@ three pure functions the search needs:
   leading axis n) the predictor's loss sees; ``trajectories`` is what ``log_prob`` scores.
 - ``log_prob(theta, trajectories) -> (n,)``: log-likelihood of each trajectory under theta
   (for a DDPM the last T' reverse steps, for a VAE the decoder density of x given z).
-- ``reconstruction_loss(theta, key, data) -> scalar``: J(theta, P_0) on a nominal batch.
+- ``reconstruction_loss(theta, data, key) -> scalar``: J(theta, P_0) on a nominal batch
+  (arguments in the library's loss order; the value alone, no aux).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = [
 class AmbiguitySet(NamedTuple):
     sample: Callable[[jax.Array, Any, int], tuple[Any, Any]]
     log_prob: Callable[[Any, Any], jax.Array]
-    reconstruction_loss: Callable[[Any, jax.Array, Any], jax.Array]
+    reconstruction_loss: Callable[[Any, Any, jax.Array], jax.Array]
 
 
 class DDPMTrajectory(NamedTuple):
@@ -45,14 +46,6 @@ class VAETrajectory(NamedTuple):
     x: jax.Array  # (n, *shape) decoder draws
     z: jax.Array  # (n, latent_dim)
     cond: jax.Array | None
-
-
-def _split_data(data):
-    """Nominal data is ``x`` or a pair ``(x, cond)``."""
-    if isinstance(data, (tuple, list)):
-        x, cond = data
-        return x, cond
-    return data, None
 
 
 def _sample_conds(cond_sampler, key, n):
@@ -108,9 +101,8 @@ def ddpm_ambiguity_set(
             return jax.vmap(lambda s: fn(s, None))(traj.states)
         return jax.vmap(fn)(traj.states, traj.cond)
 
-    def reconstruction_loss(theta, key, data):
-        x, cond = _split_data(data)
-        return _ddpm.dm_loss(apply_fn, theta, key, x, schedule, weighting, cond)
+    def reconstruction_loss(theta, data, key):
+        return _ddpm.dm_loss(theta, data, key, apply_fn=apply_fn, schedule=schedule, weighting=weighting)[0]
 
     return AmbiguitySet(sample, log_prob, reconstruction_loss)
 
@@ -154,9 +146,8 @@ def vae_ambiguity_set(
         const = d * (jnp.log(vae.obs_std) + 0.5 * jnp.log(2.0 * jnp.pi))
         return -0.5 * jnp.sum(r**2, axis=-1) / vae.obs_std**2 - const
 
-    def reconstruction_loss(theta, key, data):
-        x, cond = _split_data(data)
+    def reconstruction_loss(theta, data, key):
         params = _vae.merge_params(jax.lax.stop_gradient(encoder), theta)
-        return _vae.reconstruction_loss(vae, params, key, x, cond)
+        return _vae.reconstruction_loss(params, data, key, vae=vae)[0]
 
     return AmbiguitySet(sample, log_prob, reconstruction_loss)

@@ -14,29 +14,31 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from tailjax._checks import check_positive
-from tailjax.dro.wasserstein import penalty_ascent
+from tailjax.dro.wasserstein import _check_ascent, penalty_ascent
 
-__all__ = ["dragen_objective"]
+__all__ = ["dragen_loss"]
 
 
-def dragen_objective(
+def dragen_loss(
+    params: Any,
+    batch: Any,
+    key: jax.Array,
+    *,
     loss_fn: Callable[[Any, Any], jax.Array],
     encode: Callable[[Any], jax.Array],
     decode: Callable[[jax.Array, Any], Any],
     penalty: float = 1.0,
     steps: int = 15,
     step_size: float = 0.05,
-):
-    """``objective(params, key, batch)``.
+) -> tuple[jax.Array, dict]:
+    """The latent-space penalty surrogate averaged over ``batch``: ``(value, {})``.
 
     ``encode(sample) -> z`` (latent code of one sample) and ``decode(z, sample) -> sample'``
-    (a sample with its data replaced by the decoding of z) close over the frozen VAE.
+    (a sample with its data replaced by the decoding of z) close over the frozen VAE;
+    ``penalty`` is gamma, ``steps`` and ``step_size`` the latent gradient ascent.
     """
-    check_positive(penalty, "penalty")
-    check_positive(step_size, "step_size")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    del key
+    _check_ascent(penalty, steps, step_size)
 
     def robust_loss(w, sample):
         z0 = jax.lax.stop_gradient(encode(sample))
@@ -44,8 +46,4 @@ def dragen_objective(
         z_adv = penalty_ascent(value, z0, penalty, steps, step_size)
         return loss_fn(w, jax.lax.stop_gradient(decode(z_adv, sample)))
 
-    def objective(params, key, batch):
-        del key
-        return jnp.mean(jax.vmap(robust_loss, in_axes=(None, 0))(params, batch))
-
-    return objective
+    return jnp.mean(jax.vmap(robust_loss, in_axes=(None, 0))(params, batch)), {}

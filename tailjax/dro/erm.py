@@ -1,5 +1,9 @@
 """The ML and DML baselines: empirical risk minimisation on the nominal data (ML), and on the
-nominal data augmented with draws of the nominal generative model (DML)."""
+nominal data augmented with draws of the nominal generative model (DML).
+
+Every DRO loss in :mod:`tailjax.dro` is built on a per-sample loss ``loss_fn(w, sample) ->
+scalar`` (the paper's f(w, x)); :func:`per_sample_losses` vmaps it over a batch.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,29 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from tailjax.dro.ambiguity import AmbiguitySet
-from tailjax.dro.predictor import batch_loss, concatenate
 
-__all__ = ["erm_objective", "dml_dataset"]
+__all__ = ["per_sample_losses", "erm_loss", "dml_dataset"]
+
+SampleLoss = Callable[[Any, Any], jax.Array]
 
 
-def erm_objective(loss_fn: Callable[[Any, Any], jax.Array]):
-    """``objective(params, key, batch) = mean_i f(w, x_i)`` (ML; DML on the augmented set)."""
+def per_sample_losses(loss_fn: SampleLoss, params: Any, batch: Any) -> Float[Array, " n"]:
+    """f(w, x_i) for every sample of ``batch`` (a pytree with leading axis n): shape (n,)."""
+    return jax.vmap(loss_fn, in_axes=(None, 0))(params, batch)
 
-    def objective(params, key, batch):
-        del key
-        return jnp.mean(batch_loss(loss_fn, params, batch))
 
-    return objective
+def erm_loss(params: Any, batch: Any, key: jax.Array, *, loss_fn: SampleLoss) -> tuple[Array, dict]:
+    """mean_i f(w, x_i) over ``batch`` (pytree, leading axis n): ``(value, {})``.
+
+    ML trains it on the nominal data, DML on :func:`dml_dataset`;
+    ``functools.partial(erm_loss, loss_fn=f)`` goes to
+    :func:`tailjax.training.gradient_kernel`.
+    """
+    del key
+    return jnp.mean(per_sample_losses(loss_fn, params, batch)), {}
 
 
 def dml_dataset(
@@ -34,11 +46,14 @@ def dml_dataset(
 ) -> Any:
     """DML's training set: ``data`` plus ``num_generated`` draws of the nominal generator.
 
-    ``data`` must have the structure of the generator's samples (what the loss takes).
-    Draws are made ``chunk`` at a time to bound memory.
+    ``data`` (pytree, leading axis n) must have the structure of the generator's samples
+    (what the loss takes); the result has leading axis n + num_generated. Draws are made
+    ``chunk`` at a time to bound memory.
     """
     if num_generated < 0:
         raise ValueError(f"num_generated must be >= 0, got {num_generated}")
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     if num_generated == 0:
         return data
     sample = jax.jit(lambda k, n: ambiguity_set.sample(k, generator_params, n)[0], static_argnums=1)
@@ -47,4 +62,4 @@ def dml_dataset(
         n = min(chunk, left)
         parts.append(sample(jax.random.fold_in(key, i), n))
         left, i = left - n, i + 1
-    return concatenate(data, *parts)
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=0), data, *parts)

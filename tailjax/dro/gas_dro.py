@@ -4,16 +4,18 @@
 
 One outer iteration j of :func:`gas_dro`'s ``step``:
 
-1. InnerMax: K inner steps (:func:`tailjax.dro.inner.build_inner_step`) on theta and mu,
-   all under one ``lax.scan``; theta(j) is drawn uniformly among the inner iterates
+1. InnerMax: K steps of :func:`tailjax.dro.inner.inner_max_kernel` on theta and mu, all
+   under one ``lax.scan``; theta(j) is drawn uniformly among the inner iterates
    theta_1..theta_K (reservoir sampling in the scan, so no copy of all K is kept);
 2. draw a data set S_j of ``outer_samples`` points from P_theta(j);
-3. ``outer_steps`` gradient steps of the predictor optimiser on mean_{x in S_j} f(w, x)
-   (with ``nominal_weight = lam > 0``: on (1 - lam) mean_{S_j} f + lam mean_{B_0} f, B_0 a
-   batch of nominal data; the issue's Algorithm 1 is lam = 0, the default).
+3. ``outer_steps`` steps of a :func:`tailjax.training.gradient_kernel` on
+   :func:`gas_dro_outer_loss`, mean_{x in S_j} f(w, x) (with ``nominal_weight = lam > 0``:
+   (1 - lam) mean_{S_j} f + lam mean_{B_0} f, B_0 a batch of nominal data; the issue's
+   Algorithm 1 is lam = 0, the default).
 
 The returned predictor is the last iterate, or (``select_predictor(state, "uniform")``) one
-drawn uniformly among the outer iterates, again by reservoir sampling. With
+drawn uniformly among the outer iterates, again by reservoir sampling; :func:`fit_gas_dro`
+runs the outer iterations with :func:`tailjax.training.fit`. With
 ``warm_start=False`` every InnerMax restarts from the nominal generator and mu = mu_0.
 Defaults follow the paper's Appendix D.3: K = 10 inner steps of 10 PPO epochs, T' = 15
 (set on the ambiguity set), kappa = 0.4, epsilon = 0.015, eta = 0.01, batch 64; the
@@ -22,24 +24,29 @@ generator optimiser of the paper is ``optax.adam(1e-5)``.
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+from jaxtyping import Array
 
 from tailjax import training
+from tailjax.base import Kernel
 from tailjax.dro.ambiguity import AmbiguitySet
-from tailjax.dro.inner import InnerState, build_inner_step
+from tailjax.dro.erm import per_sample_losses
+from tailjax.dro.inner import InnerBatch, InnerState, inner_max_kernel
 
 __all__ = [
     "GasDroConfig",
     "GasDroState",
     "GasDroInfo",
     "GasDroBatch",
-    "gas_dro",
+    "OuterBatch",
+    "gas_dro_outer_loss",
+    "gas_dro_kernel",
     "select_predictor",
     "fit_gas_dro",
 ]
@@ -67,23 +74,27 @@ class GasDroBatch(NamedTuple):
     nominal: Any  # a batch of nominal samples in the predictor's space (for the outer loss)
 
 
+class OuterBatch(NamedTuple):
+    """The outer loss's input: generated samples S_j and (optionally) a nominal batch B_0."""
+
+    samples: Any  # pytree, leading axis |S_j|
+    nominal: Any = None  # pytree, leading axis |B_0|, or None
+
+
 class GasDroState(NamedTuple):
-    params: Any  # predictor w
-    opt_state: Any
-    generator: Any  # theta, current inner iterate
-    generator_opt_state: Any
-    mu: jax.Array
-    nominal: Any  # theta_0 (used when warm_start=False)
+    predictor: training.TrainState  # w and its optimiser state
+    inner: InnerState  # theta (current inner iterate) with its optimiser state, and mu
+    nominal: Any  # (theta_0, mu_0), the restart point when warm_start=False
     selected: Any  # predictor drawn uniformly among the outer iterates so far
-    count: jax.Array  # outer iterations done
+    count: Array  # outer iterations done
 
 
 class GasDroInfo(NamedTuple):
-    loss: jax.Array  # outer loss (mean f over S_j, mixed with the nominal batch) before the update
-    adversarial_loss: jax.Array  # mean f over the last inner step's trajectories
-    reconstruction: jax.Array  # J(theta_K, P_0)
-    mu: jax.Array
-    clip_fraction: jax.Array
+    loss: Array  # outer loss (mean f over S_j, mixed with the nominal batch) before the update
+    adversarial_loss: Array  # mean f over the last inner step's trajectories
+    reconstruction: Array  # J(theta_K, P_0)
+    mu: Array
+    clip_fraction: Array
 
 
 def _reservoir(key, selected, candidate, count):
@@ -92,32 +103,59 @@ def _reservoir(key, selected, candidate, count):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(take, b, a), selected, candidate)
 
 
-def gas_dro(
+def gas_dro_outer_loss(
+    params: Any,
+    batch: OuterBatch,
+    key: jax.Array,
+    *,
+    loss_fn: Callable[[Any, Any], Array],
+    nominal_weight: float = 0.0,
+) -> tuple[Array, dict]:
+    """(1 - lam) mean_{x in S_j} f(w, x) + lam mean_{x in B_0} f(w, x): ``(value, {})``.
+
+    ``nominal_weight`` is lam in [0, 1); with lam = 0 (Algorithm 1) ``batch.nominal`` is
+    not used and may be None.
+    """
+    del key
+    lam = float(nominal_weight)
+    if not 0.0 <= lam < 1.0:
+        raise ValueError(f"nominal_weight must lie in [0, 1), got {nominal_weight}")
+    value = jnp.mean(per_sample_losses(loss_fn, params, batch.samples))
+    if lam > 0.0:
+        if batch.nominal is None:
+            raise ValueError("nominal_weight > 0 needs a nominal batch (OuterBatch.nominal)")
+        value = (1.0 - lam) * value + lam * jnp.mean(per_sample_losses(loss_fn, params, batch.nominal))
+    return value, {}
+
+
+def _check_config(config: GasDroConfig) -> None:
+    for field in ("inner_steps", "outer_steps", "outer_samples"):
+        if int(getattr(config, field)) < 1:
+            raise ValueError(f"config.{field} must be >= 1, got {getattr(config, field)}")
+    if not 0.0 <= float(config.nominal_weight) < 1.0:
+        raise ValueError(f"config.nominal_weight must lie in [0, 1), got {config.nominal_weight}")
+
+
+def gas_dro_kernel(
     ambiguity_set: AmbiguitySet,
-    loss_fn: Callable[[Any, Any], jax.Array],
+    loss_fn: Callable[[Any, Any], Array],
     optimizer: optax.GradientTransformation,
     generator_optimizer: optax.GradientTransformation,
     config: GasDroConfig = GasDroConfig(),
-) -> tuple[Callable[..., GasDroState], Callable[..., tuple[GasDroState, GasDroInfo]]]:
-    """Build the GAS-DRO kernel ``(init, step)``.
+) -> Kernel:
+    """GAS-DRO (Algorithm 1) as a :class:`~tailjax.base.Kernel`; one step is one outer iteration.
 
     ``init(params, generator_params, mu=0.0) -> GasDroState``;
-    ``step(state, key, data) -> (state, info)`` with ``data`` a stack of K nominal batches
-    (leading axis K; an array or an ``(x, cond)`` pair), batch k used for J in inner step k;
-    with ``config.nominal_weight > 0``, ``data`` is a :class:`GasDroBatch` that also carries
-    a nominal batch in the predictor's space. ``loss_fn(w, sample)`` is the per-sample loss
-    f of the predictor.
+    ``step(state, key, batch) -> (GasDroState, GasDroInfo)`` with ``batch`` a stack of K
+    nominal batches in the generator's space (leading axis K = ``config.inner_steps``; an
+    array or an ``(x, cond)`` pair), batch k used for J in inner step k; with
+    ``config.nominal_weight > 0``, ``batch`` is a :class:`GasDroBatch` that also carries a
+    nominal batch in the predictor's space. ``loss_fn(w, sample)`` is the predictor's
+    per-sample loss f; ``optimizer`` updates w, ``generator_optimizer`` theta.
     """
-    if int(config.inner_steps) < 1:
-        raise ValueError(f"config.inner_steps must be >= 1, got {config.inner_steps}")
-    if int(config.outer_steps) < 1:
-        raise ValueError(f"config.outer_steps must be >= 1, got {config.outer_steps}")
-    if int(config.outer_samples) < 1:
-        raise ValueError(f"config.outer_samples must be >= 1, got {config.outer_samples}")
+    _check_config(config)
     lam = float(config.nominal_weight)
-    if not 0.0 <= lam < 1.0:
-        raise ValueError(f"config.nominal_weight must lie in [0, 1), got {config.nominal_weight}")
-    inner_step = build_inner_step(
+    inner = inner_max_kernel(
         ambiguity_set,
         loss_fn,
         generator_optimizer,
@@ -129,127 +167,108 @@ def gas_dro(
         estimator=config.estimator,
         advantages=config.advantages,
     )
+    outer = training.gradient_kernel(
+        functools.partial(gas_dro_outer_loss, loss_fn=loss_fn, nominal_weight=lam), optimizer
+    )
 
-    def init(params, generator_params, mu=0.0) -> GasDroState:
-        mu = jnp.asarray(mu, jnp.float32)
-        return GasDroState(
-            params,
-            optimizer.init(params),
-            generator_params,
-            generator_optimizer.init(generator_params),
-            mu,
-            (generator_params, mu),
-            params,
-            jnp.zeros((), jnp.int32),
-        )
+    def init(params: Any, generator_params: Any, mu: Any = 0.0) -> GasDroState:
+        inner_state = inner.init(generator_params, mu)
+        return GasDroState(outer.init(params), inner_state, (generator_params, inner_state.mu), params,
+                           jnp.zeros((), jnp.int32))
 
-    def mean_loss(w, samples):
-        return jnp.mean(jax.vmap(loss_fn, in_axes=(None, 0))(w, samples))
-
-    def step(state: GasDroState, key, data):
-        nominal = None
-        if isinstance(data, GasDroBatch):
-            data, nominal = data.generator_data, data.nominal
+    def step(state: GasDroState, key: jax.Array, batch: Any) -> tuple[GasDroState, GasDroInfo]:
+        data, nominal = (batch.generator_data, batch.nominal) if isinstance(batch, GasDroBatch) else (batch, None)
         if lam > 0.0 and nominal is None:
-            raise ValueError("config.nominal_weight > 0 needs data=GasDroBatch(generator_data, nominal)")
-        k_inner, k_pick, k_sample, k_w = jax.random.split(key, 4)
-        if config.warm_start:
-            inner0 = InnerState(state.generator, state.generator_opt_state, state.mu)
-        else:
-            theta0, mu0 = state.nominal
-            inner0 = InnerState(theta0, generator_optimizer.init(theta0), mu0)
-
-        def body(carry, inp):
-            inner, picked = carry
-            k, k_res, batch, idx = inp
-            inner, info = inner_step(inner, k, state.params, batch)
-            picked = _reservoir(k_res, picked, inner.params, idx + 1)
-            return (inner, picked), info
-
+            raise ValueError("config.nominal_weight > 0 needs batch=GasDroBatch(generator_data, nominal)")
         K = config.inner_steps
         leading = jax.tree_util.tree_leaves(data)[0].shape[0]
         if leading != K:
-            raise ValueError(f"data must stack config.inner_steps={K} batches, got {leading}")
+            raise ValueError(f"batch must stack config.inner_steps={K} batches, got {leading}")
+        k_inner, k_pick, k_sample, k_w = jax.random.split(key, 4)
+        inner0 = state.inner if config.warm_start else inner.init(*state.nominal)
+        w = state.predictor.params
+
+        def body(carry, inp):
+            inner_state, picked = carry
+            k, k_res, data_k, idx = inp
+            inner_state, info = inner.step(inner_state, k, InnerBatch(w, data_k))
+            picked = _reservoir(k_res, picked, inner_state.generator.params, idx + 1)
+            return (inner_state, picked), info
+
         inputs = (jax.random.split(k_inner, K), jax.random.split(k_pick, K), data, jnp.arange(K))
-        (inner, theta_j), infos = jax.lax.scan(body, (inner0, inner0.params), inputs)
+        (inner_state, theta_j), infos = jax.lax.scan(body, (inner0, inner0.generator.params), inputs)
 
         samples, _ = ambiguity_set.sample(k_sample, theta_j, config.outer_samples)
-        samples = jax.lax.stop_gradient(samples)
+        outer_batch = OuterBatch(jax.lax.stop_gradient(samples), nominal)
 
-        def outer_loss(w):
-            value = mean_loss(w, samples)
-            if lam > 0.0:
-                value = (1.0 - lam) * value + lam * mean_loss(w, nominal)
-            return value
+        def outer_step(predictor, k):
+            return outer.step(predictor, k, outer_batch)
 
-        def outer(carry, _):
-            w, opt_state = carry
-            value, grads = jax.value_and_grad(outer_loss)(w)
-            updates, opt_state = optimizer.update(grads, opt_state, w)
-            return (optax.apply_updates(w, updates), opt_state), value
-
-        (w, opt_state), values = jax.lax.scan(
-            outer, (state.params, state.opt_state), None, length=config.outer_steps
-        )
+        outer_keys = jax.random.split(jax.random.fold_in(k_sample, 1), config.outer_steps)
+        predictor, outer_infos = jax.lax.scan(outer_step, state.predictor, outer_keys)
         count = state.count + 1
-        selected = _reservoir(k_w, state.selected, w, count)
-        new = GasDroState(w, opt_state, inner.params, inner.opt_state, inner.mu, state.nominal,
-                          selected, count)
+        selected = _reservoir(k_w, state.selected, predictor.params, count)
+        new = GasDroState(predictor, inner_state, state.nominal, selected, count)
         last = jax.tree_util.tree_map(lambda x: x[-1], infos)
-        info = GasDroInfo(values[0], last.objective, last.reconstruction, last.mu, last.clip_fraction)
+        info = GasDroInfo(outer_infos.loss[0], last.objective, last.reconstruction, last.mu, last.clip_fraction)
         return new, info
 
-    return init, step
+    return Kernel(init, step)
 
 
 def select_predictor(state: GasDroState, rule: str = "last") -> Any:
     """The predictor to return: ``"last"`` iterate or ``"uniform"`` among the outer iterates."""
     if rule == "last":
-        return state.params
+        return state.predictor.params
     if rule == "uniform":
         return state.selected
     raise ValueError(f"rule must be 'last' or 'uniform', got {rule!r}")
 
 
-def stacked_batches(data: Any, batch_size: int, stack: int, seed: int = 0) -> Callable[[int], Any]:
-    """``batch_fn(i)``: ``stack`` minibatches of ``batch_size`` rows of ``data`` (pytree of
-    arrays with a common leading axis), drawn without replacement from a generator seeded by
-    (seed, i) so that a resumed run sees the same batches."""
-    leaves = jax.tree_util.tree_leaves(data)
-    n = leaves[0].shape[0]
-    if batch_size > n:
-        raise ValueError(f"batch_size={batch_size} exceeds the {n} data points")
-
-    def batch_fn(i):
-        rng = np.random.default_rng((seed, i))
-        idx = np.stack([rng.choice(n, batch_size, replace=False) for _ in range(stack)])
-        return jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], data)
-
-    return batch_fn
-
-
 def fit_gas_dro(
-    kernel: tuple[Callable, Callable],
-    state: GasDroState,
     key: jax.Array,
+    kernel: Kernel,
+    state: GasDroState,
     data: Any,
+    *,
     num_steps: int,
-    config: GasDroConfig = GasDroConfig(),
+    config: GasDroConfig,
     batch_size: int = 64,
+    nominal: Any = None,
+    nominal_batch_size: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
+    run_config: Mapping[str, Any] | None = None,
     **fit_kwargs: Any,
 ) -> training.FitResult:
-    """Run ``num_steps`` outer iterations with :func:`tailjax.training.fit` (progress bar,
-    checkpoint/resume). ``data`` is the whole nominal set; step i gets K minibatches."""
-    _, step = kernel
-    batch_fn = stacked_batches(data, batch_size, config.inner_steps, seed=fit_kwargs.pop("seed", 0))
-    return training.fit(
-        step,
-        state,
-        key,
-        num_steps,
-        batch_fn=batch_fn,
-        checkpoint_path=checkpoint_path,
-        description=fit_kwargs.pop("description", "GAS-DRO"),
-        **fit_kwargs,
-    )
+    """Run ``num_steps`` outer iterations of a :func:`gas_dro_kernel` with
+    :func:`tailjax.training.fit` (progress bar, evaluation, checkpoint/resume).
+
+    Args:
+      key: PRNG key of the run (minibatch order and the steps' keys).
+      kernel, state: from :func:`gas_dro_kernel` built with ``config``, and its ``init``.
+      data: the whole nominal set in the generator's space (pytree, leading axis n); step i
+        gets ``config.inner_steps`` minibatches of ``batch_size`` rows, stacked.
+      config: the :class:`GasDroConfig` of the kernel.
+      nominal: with ``config.nominal_weight > 0``, the nominal samples in the predictor's
+        space; step i gets a minibatch of ``nominal_batch_size`` rows (default ``batch_size``).
+      checkpoint_path: resume from / write to this file; the header records ``config``,
+        the batch sizes and ``run_config`` (e.g. learning rates), and a resume with other
+        values is refused.
+      fit_kwargs: passed to :func:`tailjax.training.fit` (``eval_fn``, ``eval_every``,
+        ``checkpoint_every``, ``progress``, ``description``, ``jit``).
+    """
+    _check_config(config)
+    if float(config.nominal_weight) > 0.0 and nominal is None:
+        raise ValueError("config.nominal_weight > 0 needs nominal (samples in the predictor's space)")
+    k_data, k_nominal, k_run = jax.random.split(key, 3)
+    generator_batches = training.minibatches(k_data, data, batch_size, stack=config.inner_steps)
+    batches = generator_batches
+    nominal_size = batch_size if nominal_batch_size is None else nominal_batch_size
+    if float(config.nominal_weight) > 0.0:
+        nominal_batches = training.minibatches(k_nominal, nominal, nominal_size)
+        batches = lambda i: GasDroBatch(generator_batches(i), nominal_batches(i))  # noqa: E731
+    header = {"gas_dro": config, "batch_size": int(batch_size), "nominal_batch_size": int(nominal_size),
+              **dict(run_config or {})}
+    fit_kwargs.setdefault("description", "GAS-DRO")
+    return training.fit(kernel, state, k_run, num_steps, batches=batches, checkpoint_path=checkpoint_path,
+                        config=header, **fit_kwargs)

@@ -4,16 +4,22 @@
 One inner step (``InnerMax`` of Algorithm 1, k -> k + 1):
 
 1. draw n trajectories from theta_old = theta_k and score them, r_i = f(w, x_i);
-2. ``epochs`` Adam steps on the PPO surrogate (eq. (10))
-   E[min(rho A, clip(rho, 1 - kappa, 1 + kappa) A)] - mu J(theta, P_0), where
-   rho = P_theta(x_{0:T'}) / P_theta_old(x_{0:T'}) is the likelihood ratio over the last T'
-   reverse steps and A the (optionally standardised) losses; or on the REINFORCE form of
-   eq. (9), E[A log P_theta(x_{0:T'})] - mu J, as an option;
+2. ``epochs`` optimiser steps (Adam in the paper) on :func:`lagrangian_loss`, the negative
+   of the PPO surrogate (eq. (10)) E[min(rho A, clip(rho, 1 - kappa, 1 + kappa) A)] -
+   mu J(theta, P_0), where rho = P_theta(x_{0:T'}) / P_theta_old(x_{0:T'}) is the
+   likelihood ratio over the last T' reverse steps and A the (optionally standardised)
+   losses; or of the REINFORCE form of eq. (9), E[A log P_theta(x_{0:T'})] - mu J, as an
+   option. The epochs are a :func:`tailjax.training.gradient_kernel`'s steps under
+   ``lax.scan``;
 3. mu <- max{0, mu + eta (J(theta_{k+1}, P_0) - epsilon)}.
+
+:func:`inner_max_kernel` is this step as a :class:`~tailjax.base.Kernel`, with the
+multiplier mu as its extra state.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -21,7 +27,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float
 
+from tailjax import training
 from tailjax._checks import check_open_unit, check_positive
+from tailjax.base import Kernel
 from tailjax.dro.ambiguity import AmbiguitySet
 
 __all__ = [
@@ -30,9 +38,12 @@ __all__ = [
     "reinforce_surrogate",
     "standardize",
     "dual_update",
+    "PolicyBatch",
+    "lagrangian_loss",
+    "InnerBatch",
     "InnerState",
     "InnerInfo",
-    "build_inner_step",
+    "inner_max_kernel",
 ]
 
 
@@ -74,9 +85,51 @@ def dual_update(mu: Array, constraint: Array, budget: float, lr: float) -> Array
     return jnp.maximum(0.0, mu + lr * (constraint - budget))
 
 
+class PolicyBatch(NamedTuple):
+    """What one policy epoch needs: scored trajectories of theta_old and the multiplier."""
+
+    trajectories: Any  # what ``ambiguity_set.log_prob`` scores, n of them
+    log_prob_old: Array  # (n,) log P_theta_old of the trajectories
+    advantages: Array  # (n,) what multiplies the likelihood ratio
+    mu: Array  # Lagrange multiplier of J(theta, P_0) <= epsilon
+    data: Any  # nominal batch for J
+
+
+def lagrangian_loss(
+    theta: Any,
+    batch: PolicyBatch,
+    key: jax.Array,
+    *,
+    ambiguity_set: AmbiguitySet,
+    clip: float = 0.4,
+    estimator: str = "ppo",
+) -> tuple[Array, dict]:
+    """The negative Lagrangian -surrogate(theta) + mu J(theta, P_0), minimised over the
+    generator's parameters theta: ``(value, {"reconstruction": J})``.
+
+    The surrogate is :func:`ppo_surrogate` (``estimator="ppo"``, clip = the paper's kappa)
+    or :func:`reinforce_surrogate` (``"reinforce"``); ``key`` draws J's Monte-Carlo terms.
+    """
+    if estimator not in ("ppo", "reinforce"):
+        raise ValueError(f"estimator must be 'ppo' or 'reinforce', got {estimator!r}")
+    logp = ambiguity_set.log_prob(theta, batch.trajectories)
+    if estimator == "ppo":
+        surrogate = ppo_surrogate(logp, batch.log_prob_old, batch.advantages, clip)
+    else:
+        surrogate = reinforce_surrogate(logp, batch.advantages)
+    j_value = ambiguity_set.reconstruction_loss(theta, batch.data, key)
+    return -surrogate + batch.mu * j_value, {"reconstruction": j_value}
+
+
+class InnerBatch(NamedTuple):
+    """The input of one inner step: the predictor to attack and a nominal batch for J."""
+
+    predictor: Any  # w (held fixed)
+    data: Any  # nominal batch in the generator's space: x, or (x, cond)
+
+
 class InnerState(NamedTuple):
-    params: Any  # generator parameters theta
-    opt_state: Any
+    generator: training.TrainState  # theta and its optimiser state
     mu: Array  # Lagrange multiplier of J(theta, P_0) <= epsilon
 
 
@@ -87,7 +140,7 @@ class InnerInfo(NamedTuple):
     clip_fraction: Array  # share of ratios outside [1 - kappa, 1 + kappa] after the epochs
 
 
-def build_inner_step(
+def inner_max_kernel(
     ambiguity_set: AmbiguitySet,
     loss_fn: Callable[[Any, Any], Array],
     optimizer: optax.GradientTransformation,
@@ -99,16 +152,19 @@ def build_inner_step(
     epochs: int = 10,
     estimator: str = "ppo",
     advantages: str = "center",
-) -> Callable[[InnerState, jax.Array, Any, Any], tuple[InnerState, InnerInfo]]:
-    """Return ``inner_step(state, key, w, data) -> (state, info)``, one pure, jittable step.
+) -> Kernel:
+    """GAS-DRO's InnerMax step as a :class:`~tailjax.base.Kernel`.
 
+    ``init(generator_params, mu=0.0) -> InnerState``;
+    ``step(state, key, InnerBatch(w, data)) -> (InnerState, InnerInfo)``, pure and jittable.
     ``loss_fn(w, sample) -> scalar`` is the predictor's per-sample loss f; ``data`` a nominal
-    batch for J (array, or ``(x, cond)`` for conditional generators). ``advantages`` is what
-    multiplies the likelihood ratio: the losses themselves (``"raw"``, eq. (9)), the losses
-    minus their batch mean (``"center"``: same expected gradient, less variance, and the
-    Lagrangian keeps the scale of f so that mu stays comparable with the paper's eta), or
-    standardised losses (``"standardize"``: scale-free, as in DDPO; mu then has to grow to
-    the scale of a unit-variance reward).
+    batch for J (array, or ``(x, cond)`` for conditional generators). ``clip`` is kappa,
+    ``budget`` epsilon, ``dual_lr`` eta, ``num_samples`` the trajectories per step.
+    ``advantages`` is what multiplies the likelihood ratio: the losses themselves (``"raw"``,
+    eq. (9)), the losses minus their batch mean (``"center"``: same expected gradient, less
+    variance, and the Lagrangian keeps the scale of f so that mu stays comparable with the
+    paper's eta), or standardised losses (``"standardize"``: scale-free, as in DDPO; mu then
+    has to grow to the scale of a unit-variance reward).
     """
     check_open_unit(clip, "clip")
     check_positive(budget, "budget", allow_zero=True)
@@ -121,10 +177,19 @@ def build_inner_step(
         raise ValueError(f"estimator must be 'ppo' or 'reinforce', got {estimator!r}")
     if advantages not in ("raw", "center", "standardize"):
         raise ValueError(f"advantages must be 'raw', 'center' or 'standardize', got {advantages!r}")
+    policy = training.gradient_kernel(
+        functools.partial(lagrangian_loss, ambiguity_set=ambiguity_set, clip=clip, estimator=estimator),
+        optimizer,
+    )
 
-    def inner_step(state: InnerState, key, w, data):
+    def init(generator_params: Any, mu: Any = 0.0) -> InnerState:
+        return InnerState(policy.init(generator_params), jnp.asarray(mu, jnp.float32))
+
+    def step(state: InnerState, key: jax.Array, batch: InnerBatch) -> tuple[InnerState, InnerInfo]:
+        w, data = batch
+        theta_old = state.generator.params
         k_sample, k_epochs, k_j = jax.random.split(key, 3)
-        samples, traj = ambiguity_set.sample(k_sample, state.params, num_samples)
+        samples, traj = ambiguity_set.sample(k_sample, theta_old, num_samples)
         losses = jax.vmap(loss_fn, in_axes=(None, 0))(jax.lax.stop_gradient(w), samples)
         if advantages == "standardize":
             adv = standardize(losses)
@@ -132,29 +197,20 @@ def build_inner_step(
             adv = losses - jnp.mean(losses)
         else:
             adv = losses
-        logp_old = jax.lax.stop_gradient(ambiguity_set.log_prob(state.params, traj))
+        logp_old = jax.lax.stop_gradient(ambiguity_set.log_prob(theta_old, traj))
+        policy_batch = PolicyBatch(traj, logp_old, adv, state.mu, data)
 
-        def negative_lagrangian(theta, k):
-            logp = ambiguity_set.log_prob(theta, traj)
-            if estimator == "ppo":
-                surrogate = ppo_surrogate(logp, logp_old, adv, clip)
-            else:
-                surrogate = reinforce_surrogate(logp, adv)
-            return -surrogate + state.mu * ambiguity_set.reconstruction_loss(theta, k, data)
-
-        def epoch(carry, k):
-            theta, opt_state = carry
-            grads = jax.grad(negative_lagrangian)(theta, k)
-            updates, opt_state = optimizer.update(grads, opt_state, theta)
-            return (optax.apply_updates(theta, updates), opt_state), None
+        def epoch(generator, k):
+            return policy.step(generator, k, policy_batch)[0], None
 
         keys = jax.random.split(k_epochs, epochs)
-        (theta, opt_state), _ = jax.lax.scan(epoch, (state.params, state.opt_state), keys)
-        j_value = ambiguity_set.reconstruction_loss(theta, k_j, data)
+        generator, _ = jax.lax.scan(epoch, state.generator, keys)
+        theta = generator.params
+        j_value = ambiguity_set.reconstruction_loss(theta, data, k_j)
         mu = dual_update(state.mu, j_value, budget, dual_lr)
         rho = ppo_ratio(ambiguity_set.log_prob(theta, traj), logp_old)
         clipped = jnp.mean(((rho < 1.0 - clip) | (rho > 1.0 + clip)).astype(losses.dtype))
         info = InnerInfo(jnp.mean(losses), j_value, mu, clipped)
-        return InnerState(theta, opt_state, mu), info
+        return InnerState(generator, mu), info
 
-    return inner_step
+    return Kernel(init, step)

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_positive
-from tailjax.dro.predictor import batch_loss
+from tailjax.dro.erm import per_sample_losses
 
-__all__ = ["kl_dual", "kl_tilted_divergence", "kl_worst_case", "kl_dro_objective", "kl_dro_init"]
+__all__ = ["kl_dual", "kl_tilted_divergence", "kl_worst_case", "kl_dro_params", "kl_dro_loss"]
 
 
 def _log_probs(losses, probs):
@@ -76,24 +76,29 @@ def kl_worst_case(
     return value, jnp.where(saturated, 0.0, lam)
 
 
-def kl_dro_init(params: Any, lam: float = 1.0) -> tuple[Any, Array]:
-    """Joint parameters (w, log lam) for :func:`kl_dro_objective`."""
+def kl_dro_params(params: Any, lam: float = 1.0) -> tuple[Any, Array]:
+    """Joint parameters (w, log lam) of :func:`kl_dro_loss` from the predictor's ``params``."""
     check_positive(lam, "lam")
     return params, jnp.log(jnp.asarray(lam, jnp.float32))
 
 
-def kl_dro_objective(loss_fn: Callable[[Any, Any], jax.Array], radius: float = 0.1):
-    """``objective((w, log_lam), key, batch)``: the KL dual, minimised jointly over w and lam.
+def kl_dro_loss(
+    params: tuple[Any, Array],
+    batch: Any,
+    key: jax.Array,
+    *,
+    loss_fn: Callable[[Any, Any], jax.Array],
+    radius: float = 0.1,
+) -> tuple[Array, dict]:
+    """The KL dual lam log mean_i exp(f(w, x_i) / lam) + lam rho, minimised jointly over
+    ``params = (w, log lam)`` (:func:`kl_dro_params`): ``(value, {"lam": lam})``.
 
-    The predictor is ``params[0]`` of the trained joint parameters.
+    ``radius`` is the paper's rho; the trained predictor is ``params[0]``.
     """
+    del key
     check_positive(radius, "radius", allow_zero=True)
-
-    def objective(params, key, batch):
-        del key
-        w, log_lam = params
-        losses = batch_loss(loss_fn, w, batch)
-        lam = jnp.exp(log_lam).astype(losses.dtype)
-        return lam * jax.nn.logsumexp(losses / lam - math.log(losses.shape[0])) + lam * radius
-
-    return objective
+    w, log_lam = params
+    losses = per_sample_losses(loss_fn, w, batch)
+    lam = jnp.exp(log_lam).astype(losses.dtype)
+    value = lam * jax.nn.logsumexp(losses / lam - math.log(losses.shape[0])) + lam * radius
+    return value, {"lam": lam}

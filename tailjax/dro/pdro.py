@@ -4,28 +4,44 @@ KL constraint around the nominal model q_psi0 (the MLE of the data).
 The adversary re-weights real data by likelihood ratios q_psi / q_psi0, normalised over the
 minibatch (the paper's minibatch-level normalisation), pi_i = softmax_i(log q_psi(x_i) -
 log q_psi0(x_i)). The predictor descends sum_i pi_i f(w, x_i); the adversary ascends
-sum_i pi_i f(w, x_i) - tau KL(pi || uniform), the KL penalty standing for the constraint.
+sum_i pi_i f(w, x_i) - tau KL(pi || uniform), the KL penalty (``kl_weight``, the paper's
+tau) standing for the constraint. :func:`pdro_kernel` takes one step of each player, both
+through :func:`tailjax.training.gradient_kernel` on :func:`reweighted_loss` and
+:func:`pdro_adversary_loss`.
 
 The adversary is any ``log_density(psi, feature)``; :func:`gmm_log_density` (a diagonal
-Gaussian mixture, fitted by :func:`fit_gmm`) is the one the experiments use.
+Gaussian mixture, fitted by :func:`gmm_mle`) is the one the experiments use.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jaxtyping import Array, Float
 
+from tailjax import training
 from tailjax._checks import check_positive
-from tailjax.dro.predictor import batch_loss
+from tailjax.base import Kernel
+from tailjax.dro.erm import per_sample_losses
 
-__all__ = ["gmm_log_density", "fit_gmm", "PDroState", "PDroInfo", "pdro"]
+__all__ = [
+    "gmm_log_density",
+    "gmm_mle",
+    "reweighted_loss",
+    "pdro_adversary_loss",
+    "PDroAdversaryBatch",
+    "PDroState",
+    "PDroInfo",
+    "pdro_kernel",
+]
 
 
-def gmm_log_density(psi: dict, x: jax.Array) -> jax.Array:
+def gmm_log_density(psi: dict, x: Float[Array, " d"]) -> Float[Array, ""]:
     """log of sum_m softmax(logits)_m N(x; means_m, diag exp(log_stds_m)^2), x of shape (d,)."""
     logw = jax.nn.log_softmax(psi["logits"])
     z = (x - psi["means"]) / jnp.exp(psi["log_stds"])
@@ -33,10 +49,17 @@ def gmm_log_density(psi: dict, x: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(logw + comp)
 
 
-def fit_gmm(key: jax.Array, x: jax.Array, components: int = 4, iters: int = 100,
+def gmm_mle(key: jax.Array, x: Float[Array, "n d"], *, components: int = 4, iters: int = 100,
             min_std: float = 1e-3) -> dict:
-    """Maximum-likelihood diagonal Gaussian mixture of the rows of ``x`` (n, d) by EM."""
+    """Maximum-likelihood diagonal Gaussian mixture of the rows of ``x`` (n, d) by ``iters``
+    EM iterations from ``components`` rows drawn with ``key``; stds floored at ``min_std``.
+
+    Returns ``{"logits": (m,), "means": (m, d), "log_stds": (m, d)}`` for
+    :func:`gmm_log_density`.
+    """
     n, d = x.shape
+    if int(iters) < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
     if not 1 <= components <= n:
         raise ValueError(f"components must lie in [1, {n}], got {components}")
     means = x[jax.random.choice(key, n, (components,), replace=False)]
@@ -62,65 +85,104 @@ def fit_gmm(key: jax.Array, x: jax.Array, components: int = 4, iters: int = 100,
     return psi
 
 
+def _kl_uniform(pi):
+    """KL(pi || uniform) of weights pi (n,)."""
+    return jnp.sum(pi * (jnp.log(pi + 1e-30) + math.log(pi.shape[0])))
+
+
+def _weights(log_density, features, psi, nominal, samples):
+    """pi = softmax_i(log q_psi(x_i) - log q_psi0(x_i)) over the batch."""
+    feats = jax.vmap(features)(samples)
+    ell = jax.vmap(log_density, in_axes=(None, 0))(psi, feats)
+    ell0 = jax.vmap(log_density, in_axes=(None, 0))(nominal, feats)
+    return jax.nn.softmax(ell - jax.lax.stop_gradient(ell0))
+
+
+def reweighted_loss(
+    params: Any, batch: tuple[Any, Float[Array, " n"]], key: jax.Array, *,
+    loss_fn: Callable[[Any, Any], jax.Array],
+) -> tuple[Array, dict]:
+    """sum_i pi_i f(w, x_i) for ``batch = (samples, weights)``: the P-DRO predictor's loss,
+    ``(value, {})``; the weights (n,) are constants."""
+    del key
+    samples, weights = batch
+    return jnp.sum(jax.lax.stop_gradient(weights) * per_sample_losses(loss_fn, params, samples)), {}
+
+
+class PDroAdversaryBatch(NamedTuple):
+    samples: Any  # pytree, leading axis n
+    losses: Array  # f(w, x_i) of the current predictor, (n,)
+    nominal: Any  # psi0
+
+
+def pdro_adversary_loss(
+    psi: Any, batch: PDroAdversaryBatch, key: jax.Array, *,
+    log_density: Callable[[Any, jax.Array], jax.Array],
+    features: Callable[[Any], jax.Array] | None = None,
+    kl_weight: float = 0.1,
+) -> tuple[Array, dict]:
+    """-(sum_i pi_i f_i - kl_weight KL(pi || uniform)) with pi the adversary's batch
+    weights: the P-DRO adversary's loss (to minimise), ``(value, {"kl": KL})``.
+
+    ``features(sample)`` maps one sample to the adversary's input (default: the sample);
+    ``kl_weight`` is the paper's tau.
+    """
+    del key
+    check_positive(kl_weight, "kl_weight")
+    pi = _weights(log_density, features or (lambda s: s), psi, batch.nominal, batch.samples)
+    kl = _kl_uniform(pi)
+    return -(jnp.sum(pi * jax.lax.stop_gradient(batch.losses)) - kl_weight * kl), {"kl": kl}
+
+
 class PDroState(NamedTuple):
-    params: Any
-    opt_state: Any
-    adversary: Any
-    adversary_opt_state: Any
+    predictor: training.TrainState  # w
+    adversary: training.TrainState  # psi
     nominal: Any  # psi0, fixed
 
 
 class PDroInfo(NamedTuple):
-    loss: jax.Array  # re-weighted loss sum_i pi_i f_i
-    kl: jax.Array  # KL(pi || uniform) of the batch weights
+    loss: Array  # re-weighted loss sum_i pi_i f_i, before the update
+    kl: Array  # KL(pi || uniform) of the batch weights
+    grad_norm: Array  # of the predictor's loss
+    adversary_grad_norm: Array
 
 
-def pdro(
+def pdro_kernel(
     loss_fn: Callable[[Any, Any], jax.Array],
     log_density: Callable[[Any, jax.Array], jax.Array],
     optimizer: optax.GradientTransformation,
     adversary_optimizer: optax.GradientTransformation,
-    tau: float = 0.1,
+    *,
+    kl_weight: float = 0.1,
     features: Callable[[Any], jax.Array] | None = None,
-):
-    """P-DRO kernel ``(init, step)``: ``init(params, psi0)``, ``step(state, key, batch)``.
+) -> Kernel:
+    """P-DRO as a :class:`~tailjax.base.Kernel`.
 
-    ``features(sample)`` maps one sample to the adversary's input (default: the sample).
+    ``init(params, psi0) -> PDroState``; ``step(state, key, batch) -> (PDroState, PDroInfo)``
+    with ``batch`` a minibatch of samples (pytree, leading axis n): one predictor step on
+    :func:`reweighted_loss` under the current adversary's weights, and one adversary step on
+    :func:`pdro_adversary_loss` against the current predictor's losses.
+    ``features(sample)`` maps one sample to the adversary's input (default: the sample);
+    ``kl_weight`` is the paper's tau.
     """
-    check_positive(tau, "tau")
+    check_positive(kl_weight, "kl_weight")
     features = features or (lambda s: s)
+    predictor = training.gradient_kernel(functools.partial(reweighted_loss, loss_fn=loss_fn), optimizer)
+    adversary = training.gradient_kernel(
+        functools.partial(pdro_adversary_loss, log_density=log_density, features=features, kl_weight=kl_weight),
+        adversary_optimizer,
+    )
 
-    def init(params, psi0):
-        return PDroState(params, optimizer.init(params), psi0, adversary_optimizer.init(psi0), psi0)
+    def init(params: Any, psi0: Any) -> PDroState:
+        return PDroState(predictor.init(params), adversary.init(psi0), psi0)
 
-    def weights(psi, nominal, batch):
-        feats = jax.vmap(features)(batch)
-        ell = jax.vmap(log_density, in_axes=(None, 0))(psi, feats)
-        ell0 = jax.vmap(log_density, in_axes=(None, 0))(nominal, feats)
-        return jax.nn.softmax(ell - jax.lax.stop_gradient(ell0))
+    def step(state: PDroState, key: jax.Array, batch: Any) -> tuple[PDroState, PDroInfo]:
+        k_w, k_psi = jax.random.split(key)
+        pi = jax.lax.stop_gradient(_weights(log_density, features, state.adversary.params, state.nominal, batch))
+        losses = jax.lax.stop_gradient(per_sample_losses(loss_fn, state.predictor.params, batch))
+        w_state, w_info = predictor.step(state.predictor, k_w, (batch, pi))
+        psi_state, psi_info = adversary.step(state.adversary, k_psi, PDroAdversaryBatch(batch, losses, state.nominal))
+        info = PDroInfo(w_info.loss, _kl_uniform(pi), w_info.grad_norm, psi_info.grad_norm)
+        return PDroState(w_state, psi_state, state.nominal), info
 
-    def kl_uniform(pi):
-        return jnp.sum(pi * (jnp.log(pi + 1e-30) + math.log(pi.shape[0])))
-
-    def step(state: PDroState, key, batch):
-        del key
-        pi = jax.lax.stop_gradient(weights(state.adversary, state.nominal, batch))
-
-        def predictor_loss(w):
-            return jnp.sum(pi * batch_loss(loss_fn, w, batch))
-
-        value, g_w = jax.value_and_grad(predictor_loss)(state.params)
-        losses = jax.lax.stop_gradient(batch_loss(loss_fn, state.params, batch))
-
-        def adversary_loss(psi):
-            p = weights(psi, state.nominal, batch)
-            return -(jnp.sum(p * losses) - tau * kl_uniform(p))
-
-        g_psi = jax.grad(adversary_loss)(state.adversary)
-        upd_w, opt_w = optimizer.update(g_w, state.opt_state, state.params)
-        upd_psi, opt_psi = adversary_optimizer.update(g_psi, state.adversary_opt_state, state.adversary)
-        new = PDroState(optax.apply_updates(state.params, upd_w), opt_w,
-                        optax.apply_updates(state.adversary, upd_psi), opt_psi, state.nominal)
-        return new, PDroInfo(value, kl_uniform(pi))
-
-    return init, step
+    return Kernel(init, step)

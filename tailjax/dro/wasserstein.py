@@ -1,6 +1,6 @@
 """W-DRO in the Wasserstein penalty form (Sinha, Namkoong & Duchi; Staib & Jegelka):
 
-    min_w E_{x ~ P_0} sup_{x'} [ f(w, x') - gamma ||x' - x||^2 ],
+    min_w E_{x ~ P_0} sup_{x'} [ f(w, x') - gamma ||x' - x||^2 ]      (gamma: ``penalty``),
 
 the inner sup approximated by ``steps`` gradient-ascent steps on the input from x' = x, and
 the outer gradient taken at the adversarial x' (Danskin). DRAGEN is the same construction in
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from tailjax._checks import check_positive
 
-__all__ = ["penalty_ascent", "wasserstein_objective"]
+__all__ = ["penalty_ascent", "wasserstein_loss"]
 
 
 def penalty_ascent(
@@ -36,24 +36,35 @@ def penalty_ascent(
     return jax.lax.stop_gradient(u)
 
 
-def wasserstein_objective(
+def _check_ascent(penalty, steps, step_size):
+    check_positive(penalty, "penalty")
+    check_positive(step_size, "step_size")
+    if int(steps) < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+
+
+def wasserstein_loss(
+    params: Any,
+    batch: Any,
+    key: jax.Array,
+    *,
     loss_fn: Callable[[Any, Any], jax.Array],
     penalty: float = 1.0,
     steps: int = 15,
     step_size: float = 0.05,
     where: Callable[[Any], jax.Array] | None = None,
     replace: Callable[[Any, jax.Array], Any] | None = None,
-):
-    """``objective(params, key, batch)``: the W-DRO penalty surrogate averaged over the batch.
+) -> tuple[jax.Array, dict]:
+    """The W-DRO penalty surrogate averaged over ``batch`` (pytree, leading axis n):
+    ``(value, {})``.
 
-    ``where(sample)`` picks the array that the adversary moves and ``replace(sample, x)`` puts
-    a moved one back (default: the whole sample is the array). E.g. for (image, label) pairs,
-    ``where=lambda s: s[0], replace=lambda s, x: (x, s[1])``.
+    ``penalty`` is gamma, ``steps`` and ``step_size`` the inner gradient ascent.
+    ``where(sample)`` picks the array that the adversary moves and ``replace(sample, x)``
+    puts a moved one back (default: the whole sample is the array). E.g. for (image, label)
+    pairs, ``where=lambda s: s[0], replace=lambda s, x: (x, s[1])``.
     """
-    check_positive(penalty, "penalty")
-    check_positive(step_size, "step_size")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    del key
+    _check_ascent(penalty, steps, step_size)
     where = where or (lambda s: s)
     replace = replace or (lambda s, x: x)
 
@@ -63,8 +74,4 @@ def wasserstein_objective(
         x_adv = penalty_ascent(value, x, penalty, steps, step_size)
         return loss_fn(w, replace(sample, x_adv))
 
-    def objective(params, key, batch):
-        del key
-        return jnp.mean(jax.vmap(robust_loss, in_axes=(None, 0))(params, batch))
-
-    return objective
+    return jnp.mean(jax.vmap(robust_loss, in_axes=(None, 0))(params, batch)), {}

@@ -8,11 +8,11 @@ own module (:mod:`tailjax.nn.ddpm`, :mod:`tailjax.nn.vae`).
 
 from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
 from tailjax.nn.nnx import from_nnx, to_nnx
-from tailjax.nn.ddpm import ConvNoiseNet, MLPNoiseNet
+from tailjax.nn.ddpm import ConvNoiseNet, DDPMSchedule, MLPNoiseNet, ddpm_sample, dm_loss, make_schedule
 from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster
 from tailjax.nn.predictors import LinearPredictor, MLPPredictor
 from tailjax.nn.unet import UNet
-from tailjax.nn.vae import VAE
+from tailjax.nn.vae import VAE, merge_params, split_params, vae_loss, vae_sample
 from tailjax.nn.velocity import VelocityField, sinusoidal_embedding
 
 __all__ = [
@@ -22,8 +22,16 @@ __all__ = [
     "standardise_params",
     "MLPNoiseNet",
     "ConvNoiseNet",
+    "DDPMSchedule",
+    "make_schedule",
+    "dm_loss",
+    "ddpm_sample",
     "UNet",
     "VAE",
+    "vae_loss",
+    "vae_sample",
+    "split_params",
+    "merge_params",
     "LSTMForecaster",
     "MLPForecaster",
     "MLPClassifier",

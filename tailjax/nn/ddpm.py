@@ -209,26 +209,30 @@ def _dm_loss_single(apply_fn, params, key, x0, schedule, weights, cond):
 
 
 def dm_loss(
-    apply_fn: NoiseFn,
     params: Any,
+    batch: Float[Array, "n ..."] | tuple[Float[Array, "n ..."], Float[Array, "n c"]],
     key: PRNGKeyArray,
-    x0: Float[Array, "n ..."],
+    *,
+    apply_fn: NoiseFn,
     schedule: DDPMSchedule,
     weighting: str | Array = "simple",
-    cond: Array | None = None,
-) -> Float[Array, ""]:
-    """J_DM = E_{t, x_0, eps} iota_t ||eps - eps_theta(x_t, t)||^2 / dim (eq. (4)).
+) -> tuple[Float[Array, ""], dict]:
+    """J_DM = E_{t, x_0, eps} iota_t ||eps - eps_theta(x_t, t)||^2 / dim (eq. (4)), as a loss
+    ``(value, {})`` in the library's ``loss(params, batch, key)`` order.
 
-    One uniform step t and one noise draw per sample of the batch ``x0`` (n, ...); the
-    squared error is averaged over coordinates. ``cond`` (n, c) conditions the network.
+    ``batch`` is ``x0`` (n, ...) or a pair ``(x0, cond)`` with ``cond`` (n, c) conditioning
+    the network. One uniform step t and one noise draw per sample; the squared error is
+    averaged over coordinates. ``functools.partial(dm_loss, apply_fn=..., schedule=...)``
+    trains a DDPM with :func:`tailjax.training.gradient_kernel`.
     """
+    x0, cond = batch if isinstance(batch, (tuple, list)) else (batch, None)
     if jnp.ndim(x0) < 1 or x0.shape[0] == 0:
-        raise ValueError(f"x0 must hold a non-empty batch, got shape {jnp.shape(x0)}")
+        raise ValueError(f"batch x0 must hold a non-empty batch, got shape {jnp.shape(x0)}")
     weights = dm_loss_weights(schedule, weighting).astype(x0.dtype)
     keys = jax.random.split(key, x0.shape[0])
     fn = lambda k, x, c: _dm_loss_single(apply_fn, params, k, x, schedule, weights, c)
     losses = jax.vmap(fn)(keys, x0, cond) if cond is not None else jax.vmap(lambda k, x: fn(k, x, None))(keys, x0)
-    return jnp.mean(losses)
+    return jnp.mean(losses), {}
 
 
 def reverse_mean(schedule: DDPMSchedule, x_t: Array, t: Array, eps: Array) -> Array:

@@ -109,26 +109,50 @@ def elbo(
     return _log_lik(vae, x, x_mean) - gaussian_kl(mean, log_std)
 
 
+def _split_batch(batch):
+    """A batch is ``x`` (n, *data_shape) or a pair ``(x, cond)`` with ``cond`` (n, c)."""
+    x, cond = batch if isinstance(batch, (tuple, list)) else (batch, None)
+    if jnp.ndim(x) < 1 or x.shape[0] == 0:
+        raise ValueError(f"batch x must hold a non-empty batch, got shape {jnp.shape(x)}")
+    return x, cond
+
+
 def vae_loss(
-    vae: VAE, params: Any, key: PRNGKeyArray, x: Float[Array, "n ..."], cond: Array | None = None
-) -> Float[Array, ""]:
-    """Negative ELBO averaged over the batch ``x`` (n, *data_shape), per coordinate."""
+    params: Any,
+    batch: Float[Array, "n ..."] | tuple[Float[Array, "n ..."], Float[Array, "n c"]],
+    key: PRNGKeyArray,
+    *,
+    vae: VAE,
+) -> tuple[Float[Array, ""], dict]:
+    """Negative ELBO averaged over the batch, per coordinate: ``(value, {})``.
+
+    ``batch`` is ``x`` (n, *data_shape) or ``(x, cond)``; the library's loss order, so
+    ``functools.partial(vae_loss, vae=vae)`` trains with
+    :func:`tailjax.training.gradient_kernel`.
+    """
+    x, cond = _split_batch(batch)
     keys = jax.random.split(key, x.shape[0])
     if cond is None:
         values = jax.vmap(lambda k, xi: elbo(vae, params, k, xi))(keys, x)
     else:
         values = jax.vmap(lambda k, xi, ci: elbo(vae, params, k, xi, ci))(keys, x, cond)
-    return -jnp.mean(values) / x[0].size
+    return -jnp.mean(values) / x[0].size, {}
 
 
 def reconstruction_loss(
-    vae: VAE, params: Any, key: PRNGKeyArray, x: Float[Array, "n ..."], cond: Array | None = None
-) -> Float[Array, ""]:
-    """E_{x ~ batch} E_{z ~ q(z|x)} mean ||x - g(z)||^2 / dim: the VAE's reconstruction loss J."""
+    params: Any,
+    batch: Float[Array, "n ..."] | tuple[Float[Array, "n ..."], Float[Array, "n c"]],
+    key: PRNGKeyArray,
+    *,
+    vae: VAE,
+) -> tuple[Float[Array, ""], dict]:
+    """E_{x ~ batch} E_{z ~ q(z|x)} ||x - g(z)||^2 / dim, the VAE's reconstruction loss J:
+    ``(value, {})``, ``batch`` as in :func:`vae_loss`."""
+    x, cond = _split_batch(batch)
     mean, log_std = vae.apply(params, x, cond, method=VAE.encode)
     z = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
     x_hat = vae.apply(params, z, cond, method=VAE.decode)
-    return jnp.mean((x - x_hat) ** 2)
+    return jnp.mean((x - x_hat) ** 2), {}
 
 
 def vae_sample(

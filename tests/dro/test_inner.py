@@ -7,11 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tailjax.dro.ambiguity import ddpm_ambiguity_set
-from tailjax.dro.inner import (
-    InnerState,
-    build_inner_step,
+from tailjax.base import Kernel
+from tailjax.dro import (
+    InnerBatch,
+    PolicyBatch,
+    ddpm_ambiguity_set,
     dual_update,
+    inner_max_kernel,
+    lagrangian_loss,
     ppo_ratio,
     ppo_surrogate,
     reinforce_surrogate,
@@ -118,18 +121,19 @@ def test_inner_max_on_gaussian_toy_moves_mean_up_to_the_budget(estimator, optax_
     # closed form J(m) against the Monte-Carlo J_DM of the ambiguity set
     for m in (0.0, 1.0):
         th = {"params": {"m": jnp.asarray(m)}}
-        mc = jnp.mean(jax.vmap(lambda k: aset.reconstruction_loss(th, k, data))(jax.random.split(jax.random.key(1), 8)))
+        mc = jnp.mean(jax.vmap(lambda k: aset.reconstruction_loss(th, data, k))(jax.random.split(jax.random.key(1), 8)))
         np.testing.assert_allclose(mc, j0 + c * m**2, rtol=0.03)
     delta_star = 0.5
     budget = float(j0 + c * delta_star**2)  # worst case under J <= budget: m = +0.5
-    opt = optax.adam(0.02)
-    step = jax.jit(build_inner_step(aset, lambda w, x: x[0], opt, budget=budget, dual_lr=100.0,
-                                    num_samples=128, epochs=3, estimator=estimator))
-    state = InnerState(theta0, opt.init(theta0), jnp.zeros(()))
+    kernel = inner_max_kernel(aset, lambda w, x: x[0], optax.adam(0.02), budget=budget, dual_lr=100.0,
+                              num_samples=128, epochs=3, estimator=estimator)
+    assert isinstance(kernel, Kernel)
+    step = jax.jit(kernel.step)
+    state = kernel.init(theta0)
     ms = []
     for k in range(80):
-        state, info = step(state, jax.random.key(k), None, data[:2048])
-        ms.append(float(state.params["params"]["m"]))
+        state, info = step(state, jax.random.key(k), InnerBatch(None, data[:2048]))
+        ms.append(float(state.generator.params["params"]["m"]))
     m_final = float(np.mean(ms[-15:]))
     assert m_final > 0.3  # the loss-increasing direction
     assert abs(m_final - delta_star) < 0.12  # stops at the budget, not beyond
@@ -137,16 +141,43 @@ def test_inner_max_on_gaussian_toy_moves_mean_up_to_the_budget(estimator, optax_
     assert float(info.mu) > 0.0
 
 
-def test_build_inner_step_bad_input():
+def test_inner_max_kernel_bad_input():
     aset = None  # validation happens before the ambiguity set is used
     loss = lambda w, x: jnp.sum(x)
     with pytest.raises(ValueError, match="clip"):
-        build_inner_step(aset, loss, optax.adam(1e-3), clip=0.0)
+        inner_max_kernel(aset, loss, optax.adam(1e-3), clip=0.0)
     with pytest.raises(ValueError, match="estimator"):
-        build_inner_step(aset, loss, optax.adam(1e-3), estimator="trpo")
+        inner_max_kernel(aset, loss, optax.adam(1e-3), estimator="trpo")
     with pytest.raises(ValueError, match="num_samples"):
-        build_inner_step(aset, loss, optax.adam(1e-3), num_samples=1)
+        inner_max_kernel(aset, loss, optax.adam(1e-3), num_samples=1)
     with pytest.raises(ValueError, match="epochs"):
-        build_inner_step(aset, loss, optax.adam(1e-3), epochs=0)
+        inner_max_kernel(aset, loss, optax.adam(1e-3), epochs=0)
     with pytest.raises(ValueError, match="budget"):
-        build_inner_step(aset, loss, optax.adam(1e-3), budget=-1.0)
+        inner_max_kernel(aset, loss, optax.adam(1e-3), budget=-1.0)
+    with pytest.raises(ValueError, match="advantages"):
+        inner_max_kernel(aset, loss, optax.adam(1e-3), advantages="rank")
+
+
+def test_lagrangian_loss_is_minus_surrogate_plus_mu_j():
+    aset, theta = _small_set()
+    data = jax.random.normal(jax.random.key(2), (16, 3))
+    key = jax.random.key(3)
+
+    @jax.jit
+    def values(theta):
+        samples, traj = aset.sample(jax.random.key(1), theta, 8)
+        adv = standardize(jnp.sum(samples**2, axis=-1))
+        logp_old = aset.log_prob(theta, traj) - 0.1  # ratios exp(0.1), inside the clip region
+        batch = PolicyBatch(traj, logp_old, adv, jnp.float32(0.7), data)
+        ppo, aux = lagrangian_loss(theta, batch, key, ambiguity_set=aset, estimator="ppo")
+        reinforce, _ = lagrangian_loss(theta, batch, key, ambiguity_set=aset, estimator="reinforce")
+        logp = aset.log_prob(theta, traj)
+        j = aset.reconstruction_loss(theta, data, key)
+        refs = (-ppo_surrogate(logp, logp_old, adv, 0.4) + 0.7 * j, -reinforce_surrogate(logp, adv) + 0.7 * j)
+        return (ppo, reinforce), refs, aux["reconstruction"], j
+
+    got, refs, j_aux, j = values(theta)
+    np.testing.assert_allclose(got, refs, rtol=1e-5)
+    np.testing.assert_allclose(j_aux, j, rtol=1e-6)
+    with pytest.raises(ValueError, match="estimator"):
+        lagrangian_loss(theta, None, key, ambiguity_set=aset, estimator="trpo")

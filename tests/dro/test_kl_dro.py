@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,14 +7,8 @@ import optax
 import pytest
 from scipy.optimize import brentq, minimize_scalar
 
-from tailjax.dro.kl_dro import (
-    kl_dro_init,
-    kl_dro_objective,
-    kl_dual,
-    kl_tilted_divergence,
-    kl_worst_case,
-)
-from tailjax.dro.predictor import fit_predictor, predictor_kernel
+from tailjax.dro import kl_dro_loss, kl_dro_params, kl_dual, kl_tilted_divergence, kl_worst_case
+from tailjax.training import fit, gradient_kernel, minibatches
 
 F = np.array([0.3, 1.2, -0.5, 2.0, 0.7])
 P = np.array([0.1, 0.3, 0.2, 0.15, 0.25])
@@ -64,20 +60,26 @@ def test_kl_uniform_weights_default_and_bad_input():
         kl_worst_case(jnp.zeros((0,)), 0.1)
 
 
-def test_kl_dro_objective_trains_and_matches_the_dual(optax_promotion):
+def test_kl_dro_loss_trains_and_matches_the_dual():
     x = jax.random.normal(jax.random.key(0), (64, 2))
     y = x @ jnp.array([1.0, -2.0]) + 0.1 * jax.random.normal(jax.random.key(1), (64,))
     data = (x, y)
     loss = lambda w, s: (jnp.dot(w, s[0]) - s[1]) ** 2
-    obj = kl_dro_objective(loss, radius=0.1)
-    params = kl_dro_init(jnp.zeros(2), lam=2.0)
-    # at fixed (w, lam) the objective is the dual of the batch losses
+    kl_loss = functools.partial(kl_dro_loss, loss_fn=loss, radius=0.1)
+    params = kl_dro_params(jnp.zeros(2), lam=2.0)
+    # at fixed (w, lam) the loss is the dual of the batch losses
     losses = jax.vmap(loss, in_axes=(None, 0))(params[0], data)
-    np.testing.assert_allclose(obj(params, None, data), kl_dual(losses, 2.0, 0.1), rtol=1e-5)
-    res = fit_predictor(predictor_kernel(obj, optax.adam(5e-2)), params, jax.random.key(2), data, 300,
-                        batch_size=64, progress=False)
+    value, aux = jax.jit(kl_loss)(params, data, None)
+    np.testing.assert_allclose(value, kl_dual(losses, 2.0, 0.1), rtol=1e-5)
+    np.testing.assert_allclose(aux["lam"], 2.0, rtol=1e-6)
+    kernel = gradient_kernel(kl_loss, optax.adam(5e-2))
+    res = fit(kernel, kernel.init(params), jax.random.key(2), 300,
+              batches=minibatches(jax.random.key(3), data, 64), progress=False)
     w, log_lam = res.state.params
     np.testing.assert_allclose(w, [1.0, -2.0], atol=0.1)
     assert res.history["loss"][-1] < res.history["loss"][0]
+    assert res.history["aux.lam"].shape == (300,)
     with pytest.raises(ValueError, match="lam"):
-        kl_dro_init(jnp.zeros(2), lam=0.0)
+        kl_dro_params(jnp.zeros(2), lam=0.0)
+    with pytest.raises(ValueError, match="radius"):
+        kl_dro_loss(params, data, None, loss_fn=loss, radius=-1.0)

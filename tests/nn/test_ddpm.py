@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,7 @@ from tailjax.nn.ddpm import (
     step_log_probs,
     trajectory_log_prob,
 )
+from tailjax.training import gradient_kernel
 
 
 def _mlp(dim=2, features=(32, 32), seed=0, perturb=True):
@@ -149,7 +152,7 @@ def test_float32_stable_with_500_steps(which):
     keys = jax.random.split(jax.random.key(0), 8)
     x0, states = jax.jit(jax.vmap(lambda k: ddpm_sample(k, apply, params, s, (2,), last_steps=15)))(keys)
     lp = jax.vmap(lambda st: trajectory_log_prob(apply, params, s, st))(states)
-    loss = dm_loss(apply, params, jax.random.key(1), x0, s, "elbo")
+    loss, _ = dm_loss(params, x0, jax.random.key(1), apply_fn=apply, schedule=s, weighting="elbo")
     g = jax.grad(lambda p: jnp.sum(jax.vmap(lambda st: trajectory_log_prob(apply, p, s, st))(states)))(params)
     for v in (x0, states, lp, loss, *jax.tree_util.tree_leaves(g)):
         assert np.all(np.isfinite(np.asarray(v)))
@@ -178,10 +181,32 @@ def test_dm_loss_errors_and_conditioning():
     net = MLPNoiseNet((8,))
     params = jax.jit(net.init)(jax.random.key(0), jnp.zeros(3), jnp.array(1), jnp.zeros(2))
     apply = lambda p, x, t, c: net.apply(p, x, t, c)
-    v = jax.jit(lambda p: dm_loss(apply, p, jax.random.key(0), jnp.ones((4, 3)), s, cond=jnp.ones((4, 2))))(params)
-    assert np.isfinite(v)
+    v, aux = jax.jit(lambda p: dm_loss(p, (jnp.ones((4, 3)), jnp.ones((4, 2))), jax.random.key(0),
+                                       apply_fn=apply, schedule=s))(params)
+    assert np.isfinite(v) and aux == {}
     with pytest.raises(ValueError, match="x0"):
-        dm_loss(apply, params, jax.random.key(0), jnp.ones((0, 3)), s)
+        dm_loss(params, jnp.ones((0, 3)), jax.random.key(0), apply_fn=apply, schedule=s)
+
+
+def test_dm_loss_trains_with_the_gradient_kernel():
+    """dm_loss has the library's loss shape: partial(dm_loss, apply_fn=..., schedule=...) is a
+    loss for training.gradient_kernel, and one step on a batch lowers it on that batch."""
+    s = make_schedule(10)
+    net = MLPNoiseNet((8,))
+    params = jax.jit(net.init)(jax.random.key(0), jnp.zeros(3), jnp.array(1))
+    apply = lambda p, x, t, c: net.apply(p, x, t, c)
+    loss = functools.partial(dm_loss, apply_fn=apply, schedule=s)
+    kernel = gradient_kernel(loss, optax.sgd(0.05))
+    x0 = jax.random.normal(jax.random.key(1), (32, 3)) + 2.0
+    key = jax.random.key(2)
+
+    @jax.jit
+    def before_after(state):
+        new, info = kernel.step(state, key, x0)
+        return info.loss, loss(new.params, x0, key)[0]
+
+    before, after = before_after(kernel.init(params))
+    assert float(after) < float(before)
 
 
 @pytest.mark.slow
@@ -195,21 +220,17 @@ def test_ddpm_on_gaussian_mixture_matches_moments():
     net = MLPNoiseNet((64, 64))
     apply = lambda p, x, t, c: net.apply(p, x, t, c)
     params = net.init(jax.random.key(0), jnp.zeros(2), jnp.array(1))
-    opt = optax.adam(3e-3)
+    kernel = gradient_kernel(functools.partial(dm_loss, apply_fn=apply, schedule=s), optax.adam(3e-3))
 
     @jax.jit
     def train(params, key):
-        def step(carry, k):
-            p, o = carry
+        def step(state, k):
             k1, k2 = jax.random.split(k)
-            g = jax.grad(lambda q: dm_loss(apply, q, k1, data(k2, 256), s))(p)
-            u, o = opt.update(g, o, p)
-            return (optax.apply_updates(p, u), o), None
-        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, 1500))
-        return params
+            return kernel.step(state, k1, data(k2, 256))[0], None
+        state, _ = jax.lax.scan(step, kernel.init(params), jax.random.split(key, 1500))
+        return state.params
 
-    with jax.numpy_dtype_promotion("standard"):  # optax's Adam under strict promotion
-        params = train(params, jax.random.key(1))
+    params = train(params, jax.random.key(1))
     keys = jax.random.split(jax.random.key(2), 4000)
     x = jax.jit(jax.vmap(lambda k: ddpm_sample(k, apply, params, s, (2,))))(keys)
     ref = data(jax.random.key(3), 200_000)

@@ -47,7 +47,8 @@ def test_unet_trains_with_dm_loss_and_rejects_bad_sizes():
     apply = lambda p, x, t, c: net.apply(p, x, t, c)
     x0 = jax.random.uniform(jax.random.key(3), (4, 16, 16))
     cond = jax.nn.one_hot(jnp.arange(4), 10)
-    val, g = jax.jit(jax.value_and_grad(lambda p: dm_loss(apply, p, jax.random.key(4), x0, s, cond=cond)))(params)
+    val, g = jax.jit(jax.value_and_grad(
+        lambda p: dm_loss(p, (x0, cond), jax.random.key(4), apply_fn=apply, schedule=s)[0]))(params)
     assert np.isfinite(float(val))
     assert all(np.all(np.isfinite(l)) for l in jax.tree_util.tree_leaves(g))
     with pytest.raises(ValueError, match="divisible"):

@@ -1,15 +1,28 @@
+"""The GAS-DRO benchmarks' experiment code (``benchmarks/setups/dro``): method registry,
+recipes and task constants."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from tailjax.dro.ambiguity import AmbiguitySet
-from tailjax.dro.gas_dro import GasDroConfig
-from tailjax.dro.methods import METHODS, MethodSettings, Resources, train_method
-from tailjax.dro.pipeline import classification_loss, evaluate, forecast_loss, train_generator
-from tailjax.dro.pdro import fit_gmm
-from tailjax.nn.forecasters import MLPClassifier, MLPForecaster
+from benchmarks.setups.dro import (
+    METHODS,
+    PAPER_NOISE_LEVEL,
+    MethodSettings,
+    Resources,
+    classification_loss,
+    digits_setup,
+    estimate_reconstruction,
+    evaluate,
+    forecast_loss,
+    matched_last_steps,
+    train_generator,
+    train_method,
+)
+from tailjax.dro import AmbiguitySet, GasDroConfig, gmm_mle
+from tailjax.nn import MLPClassifier, MLPForecaster
+from tailjax.nn.ddpm import make_schedule
 
 
 def _toy():
@@ -28,7 +41,7 @@ def _toy():
     def log_prob(theta, x):
         return -0.5 * jnp.sum(((x - theta) / 0.1) ** 2, -1)
 
-    def recon(theta, key, batch):
+    def recon(theta, batch, key):
         return jnp.mean((batch - theta) ** 2)
 
     aset = AmbiguitySet(sample, log_prob, recon)
@@ -36,13 +49,13 @@ def _toy():
     res = Resources(ambiguity_set=aset, generator_params=theta0, generator_data=np.asarray(data),
                     dml_data=np.concatenate([np.asarray(data), np.asarray(sample(jax.random.key(2), theta0, 64)[0])]),
                     encode=lambda s: s, decode=lambda z, s: z, pdro_features=lambda s: s,
-                    pdro_nominal=fit_gmm(jax.random.key(3), data, components=2, iters=10))
+                    pdro_nominal=gmm_mle(jax.random.key(3), data, components=2, iters=10))
     return loss, params, np.asarray(data), res
 
 
 @pytest.mark.parametrize("name", [m if m == "GAS-DRO" else pytest.param(m, marks=pytest.mark.slow)
                                   for m in METHODS])
-def test_every_method_trains_the_same_predictor(name, optax_promotion):
+def test_every_method_trains_the_same_predictor(name):
     loss, params, data, res = _toy()
     settings = MethodSettings(steps=30, batch_size=16, learning_rate=1e-2, gas_data_batch=16,
                               gas=GasDroConfig(inner_steps=1, epochs=1, num_samples=8, outer_samples=16,
@@ -57,6 +70,23 @@ def test_every_method_trains_the_same_predictor(name, optax_promotion):
     assert all(np.all(np.isfinite(v)) for v in hist.values())
 
 
+@pytest.mark.slow  # fit_gas_dro's resume is tested in the fast suite (test_gas_dro.py)
+def test_train_method_checkpoint_resumes(tmp_path):
+    loss, params, data, res = _toy()
+    settings = MethodSettings(steps=6, batch_size=16, learning_rate=1e-2, gas_data_batch=16,
+                              gas=GasDroConfig(inner_steps=1, epochs=1, num_samples=8, outer_samples=16,
+                                               budget=0.2))
+    path = tmp_path / "gas.ckpt"
+    full, _, _ = train_method("GAS-DRO", jax.random.key(4), loss, params, data, res, settings)
+    train_method("GAS-DRO", jax.random.key(4), loss, params, data, res, settings._replace(steps=3),
+                 checkpoint_path=path)
+    resumed, _, hist = train_method("GAS-DRO", jax.random.key(4), loss, params, data, res, settings,
+                                    checkpoint_path=path)
+    for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert hist["mu"].shape == (6,)
+
+
 def test_train_method_validation():
     loss, params, data = (lambda w, x: jnp.sum(w * x)), jnp.zeros(2), np.zeros((4, 2), np.float32)
     with pytest.raises(ValueError, match="name"):
@@ -65,7 +95,7 @@ def test_train_method_validation():
         train_method("GAS-DRO", jax.random.key(0), loss, params, data)
 
 
-def test_pipeline_losses_and_generator_training(optax_promotion):
+def test_recipes_losses_and_generator_training():
     clf = MLPClassifier(hidden=4, num_classes=3, image_ndim=1)
     p = clf.init(jax.random.key(0), jnp.zeros(5))
     f = classification_loss(clf, 3)
@@ -75,16 +105,17 @@ def test_pipeline_losses_and_generator_training(optax_promotion):
     np.testing.assert_allclose(ev["a"], f(p, (x, y)), rtol=1e-5)
     # train_generator: fit a mean by least squares
     data = jnp.arange(20.0).reshape(10, 2)
-    theta, trace = train_generator(jax.random.key(1), lambda th, k, b: jnp.mean((b - th) ** 2),
-                                   jnp.zeros(2), data, 300, batch_size=5, learning_rate=0.5, chunk=100)
+    theta, trace = train_generator(jax.random.key(1), lambda th, b, k: (jnp.mean((b - th) ** 2), {}),
+                                   jnp.zeros(2), data, num_steps=300, batch_size=5, learning_rate=0.5)
     np.testing.assert_allclose(theta, data.mean(0), atol=0.5)
     assert trace.shape == (300,) and trace[-1] < trace[0]
+    # estimate_reconstruction averages recon(params, data, key) over keys
+    recon = lambda th, b, k: jnp.mean((b - th) ** 2) + 0.0 * jax.random.normal(k)
+    np.testing.assert_allclose(estimate_reconstruction(recon, jnp.zeros(2), jax.random.key(2), data, reps=3),
+                               jnp.mean(data**2), rtol=1e-6)
 
 
 def test_matched_last_steps_follows_the_noise_level():
-    from tailjax.dro.setups import PAPER_NOISE_LEVEL, matched_last_steps
-    from tailjax.nn.ddpm import make_schedule
-
     assert matched_last_steps(make_schedule(500)) == 15  # the paper's T' = 15 of T = 500
     for T, beta_end in ((50, 0.4), (40, 0.5), (200, 0.1)):
         sched = make_schedule(T, beta_end=beta_end)
@@ -95,7 +126,5 @@ def test_matched_last_steps_follows_the_noise_level():
 
 
 def test_digits_setup_rejects_a_bad_validation_fraction():
-    from tailjax.dro.setups import digits_setup
-
     with pytest.raises(ValueError, match="validation"):
         digits_setup(jax.random.key(0), validation=0.5)

@@ -1,5 +1,5 @@
 """The two GAS-DRO tasks, assembled: data, predictor, per-sample loss, nominal generators
-and every method's :class:`~tailjax.dro.methods.Resources`.
+and every method's :class:`~benchmarks.setups.dro.methods.Resources`.
 
 - :func:`carbon_setup`: one-step carbon-intensity forecasting with an LSTM; train on one
   zone's years, test on every other zone-year. Generators act on standardised windows.
@@ -19,16 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tailjax.dro.ambiguity import ddpm_ambiguity_set, vae_ambiguity_set
-from tailjax.dro.corruptions import corrupt
-from tailjax.dro.data import carbon_task, load_sklearn_digits, load_usps
-from tailjax.dro.erm import dml_dataset
-from tailjax.dro.methods import Resources
-from tailjax.dro.pdro import fit_gmm
-from tailjax.dro.pipeline import classification_loss, forecast_loss, train_ddpm, train_vae
+from benchmarks.setups.dro.methods import Resources
+from benchmarks.setups.dro.recipes import classification_loss, forecast_loss, train_ddpm, train_vae
+from tailjax import dro
+from tailjax.nn import LSTMForecaster, MLPClassifier, MLPNoiseNet, ddpm
 from tailjax.nn import vae as _vae
-from tailjax.nn.ddpm import MLPNoiseNet, make_schedule
-from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier
 
 __all__ = ["Setup", "carbon_setup", "digits_setup", "estimate_reconstruction", "matched_last_steps"]
 
@@ -51,10 +46,11 @@ class Setup(NamedTuple):
 
 def estimate_reconstruction(recon: Callable, params: Any, key: jax.Array, data: Any, reps: int = 8,
                             batch: int = 2048) -> float:
-    """Average of ``reps`` Monte-Carlo estimates of J(params, P_0) on ``batch`` rows."""
+    """Average of ``reps`` Monte-Carlo estimates of J(params, P_0) on ``batch`` rows;
+    ``recon(params, data, key)`` is an ambiguity set's ``reconstruction_loss``."""
     part = jax.tree_util.tree_map(lambda a: jnp.asarray(a[:batch]), data)
     keys = jax.random.split(key, reps)
-    return float(jnp.mean(jax.jit(jax.vmap(lambda k: recon(params, k, part)))(keys)))
+    return float(jnp.mean(jax.jit(jax.vmap(lambda k: recon(params, part, k)))(keys)))
 
 
 def matched_last_steps(schedule, level: float = PAPER_NOISE_LEVEL) -> int:
@@ -93,10 +89,10 @@ def carbon_setup(
     """Carbon-intensity forecasting (the paper's Table 1 structure). ``baselines=False``
     skips what only DML, DRAGEN and P-DRO need (VAE, mixture, generated data set);
     ``scaling`` and ``validation`` (held-out end of each training year, excluded from the
-    training set and the generators' data) are passed to :func:`~tailjax.dro.data.carbon_task`.
+    training set and the generators' data) are passed to :func:`tailjax.dro.carbon_task`.
     ``last_steps=None`` takes T' from :func:`matched_last_steps` (15 for T = 500)."""
     keys = jax.random.split(key, 8)
-    task = carbon_task(train_zone, train_years, window=window, path=path, stride=stride,
+    task = dro.carbon_task(train_zone, train_years, window=window, path=path, stride=stride,
                        test_stride=test_stride, scaling=scaling, validation=validation)
     train = jnp.asarray(task.train)
     mean, std = float(train.mean()), float(train.std())
@@ -107,17 +103,17 @@ def carbon_setup(
     info = {"train_windows": int(train.shape[0]), "wasserstein": task.wasserstein}
 
     beta_end = min(0.02 * 1000 / num_steps, 0.5) if num_steps < 1000 else 0.02
-    schedule = make_schedule(num_steps, beta_end=beta_end)
+    schedule = ddpm.make_schedule(num_steps, beta_end=beta_end)
     net = MLPNoiseNet(tuple(noise_features))
     apply = lambda p, x, t, c: net.apply(p, x, t, c)
     t0 = time.perf_counter()
     theta0, trace = train_ddpm(keys[1], apply, net.init(keys[2], z[0], jnp.array(1)), schedule, z,
-                               generator_steps, 256, 2e-3)
+                               num_steps=generator_steps, batch_size=256, learning_rate=2e-3)
     info["ddpm_seconds"], info["ddpm_final_loss"] = time.perf_counter() - t0, float(trace[-100:].mean())
     unscale = lambda x, c: x * std + mean
     last_steps = matched_last_steps(schedule) if last_steps is None else int(last_steps)
     info["last_steps"] = last_steps
-    aset = ddpm_ambiguity_set(apply, schedule, (window + 1,), last_steps, to_sample=unscale)
+    aset = dro.ddpm_ambiguity_set(apply, schedule, (window + 1,), last_steps, to_sample=unscale)
     j0 = estimate_reconstruction(aset.reconstruction_loss, theta0, keys[3], z)
     info.update(J0=j0, budget=j0 + budget_delta)
     tests = {k: np.asarray(v) for k, v in task.tests.items()}
@@ -128,13 +124,14 @@ def carbon_setup(
 
     vae = _vae.VAE((window + 1,), latent_dim=8, hidden=(128, 128), obs_std=0.1)
     t0 = time.perf_counter()
-    vparams, _ = train_vae(keys[4], vae, vae.init(keys[5], z[0], jnp.zeros(8)), z, vae_steps, 256, 2e-3)
+    vparams, _ = train_vae(keys[4], vae, vae.init(keys[5], z[0], jnp.zeros(8)), z, num_steps=vae_steps,
+                           batch_size=256, learning_rate=2e-3)
     info["vae_seconds"] = time.perf_counter() - t0
     encode = lambda s: vae.apply(vparams, (s - mean) / std, method=_vae.VAE.encode)[0]
     decode = lambda lat, s: vae.apply(vparams, lat, method=_vae.VAE.decode) * std + mean
-    gmm = fit_gmm(keys[6], z[:8192], components=8)
+    gmm = dro.gmm_mle(keys[6], z[:8192], components=8)
     n_gen = int(train.shape[0]) if num_generated is None else num_generated
-    dml = dml_dataset(keys[7], aset, theta0, train, n_gen)
+    dml = dro.dml_dataset(keys[7], aset, theta0, train, n_gen)
     resources = Resources(
         ambiguity_set=aset, generator_params=theta0, generator_data=np.asarray(z),
         dml_data=np.asarray(dml), encode=encode, decode=decode,
@@ -176,8 +173,8 @@ def digits_setup(
     if not 0.0 <= validation < 0.5:
         raise ValueError(f"validation must lie in [0, 0.5), got {validation}")
     keys = jax.random.split(key, 8)
-    usps = load_usps(path)
-    sk_x, sk_y = load_sklearn_digits(16)
+    usps = dro.load_usps(path)
+    sk_x, sk_y = dro.load_sklearn_digits(16)
     x_all, y_all = usps["x_train"][:max_train], _onehot(usps["y_train"][:max_train])
     cut = x_all.shape[0] - int(round(validation * x_all.shape[0]))
     train = (x_all[:cut], y_all[:cut])
@@ -190,20 +187,20 @@ def digits_setup(
     for i, (kind, level) in enumerate(levels.items()):
         for j, (name, (x, y)) in enumerate(clean.items()):
             k = jax.random.fold_in(keys[0], 10 * i + j)
-            tests[f"{name}+{kind}"] = (np.asarray(corrupt(k, jnp.asarray(x), kind, level)), y)
+            tests[f"{name}+{kind}"] = (np.asarray(dro.corrupt(k, jnp.asarray(x), kind, level)), y)
     model = MLPClassifier(hidden=hidden)
     params = model.init(keys[1], train[0][0])
     loss_fn = classification_loss(model)
 
     vae = _vae.VAE((16, 16), latent_dim=latent_dim, hidden=(256, 256), obs_std=obs_std)
     t0 = time.perf_counter()
-    vparams, trace = train_vae(keys[2], vae, vae.init(keys[3], train[0][0], jnp.zeros(latent_dim),
-                                                      train[1][0]), train, vae_steps, 256, 1e-3)
+    vparams, trace = train_vae(keys[2], vae, vae.init(keys[3], train[0][0], jnp.zeros(latent_dim), train[1][0]),
+                               train, num_steps=vae_steps, batch_size=256, learning_rate=1e-3)
     info = {"vae_seconds": time.perf_counter() - t0, "vae_final_loss": float(trace[-100:].mean())}
     labels = np.argmax(train[1], -1)
     freqs = jnp.asarray(np.bincount(labels, minlength=10) / labels.size, jnp.float32)
     cond_sampler = lambda k: jax.nn.one_hot(jax.random.categorical(k, jnp.log(freqs)), 10)
-    aset = vae_ambiguity_set(vae, vparams, cond_sampler=cond_sampler)
+    aset = dro.vae_ambiguity_set(vae, vparams, cond_sampler=cond_sampler)
     _, decoder = _vae.split_params(vparams)
     j0 = estimate_reconstruction(aset.reconstruction_loss, decoder, keys[4], train)
     encode = lambda s: vae.apply(vparams, s[0], s[1], method=_vae.VAE.encode)[0]
@@ -216,9 +213,9 @@ def digits_setup(
                               encode=encode, decode=decode)
         return Setup(loss_fn, model, params, train, tests, resources, j0 + budget_delta, info, held)
     all_feats = jax.jit(jax.vmap(feats))(jax.tree_util.tree_map(jnp.asarray, train))
-    gmm = fit_gmm(keys[5], all_feats, components=10)
+    gmm = dro.gmm_mle(keys[5], all_feats, components=10)
     n_gen = int(train[0].shape[0]) if num_generated is None else num_generated
-    dml = dml_dataset(keys[6], aset, decoder, jax.tree_util.tree_map(jnp.asarray, train), n_gen)
+    dml = dro.dml_dataset(keys[6], aset, decoder, jax.tree_util.tree_map(jnp.asarray, train), n_gen)
     resources = Resources(
         ambiguity_set=aset, generator_params=decoder, generator_data=train,
         dml_data=jax.tree_util.tree_map(np.asarray, dml),

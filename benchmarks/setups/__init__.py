@@ -1,0 +1,1 @@
+"""Experiment set-ups of the benchmarks: paper tasks, method registries, recipes (one module or package per family)."""
