@@ -15,13 +15,14 @@
 # # Importance sampling for tail-risk minimisation
 #
 # Deo & Murthy's tutorial in code: a heavy-tailed portfolio (multivariate Student-t
-# returns, nu = 3) at tail level beta = 1e-3. Plain sample-average approximation (SAA) sees
-# about one tail sample per thousand draws; the self-structuring transformation T_h
+# returns, nu = 3) at tail mass `tail_prob` = 1e-3 (the tutorial's beta). Plain
+# sample-average approximation (SAA) sees about one tail sample per thousand draws; the self-structuring transformation T_h
 # stretches typical draws into the tail and reweights them by an exact likelihood ratio.
 #
 # 1. the samples before and after T_h (the tutorial's Figure 1 idea),
 # 2. relative error of the CVaR estimate against n, SAA vs self-structuring IS,
-# 3. retrospective approximation (Algorithm 1) with IS: the iterate path.
+# 3. retrospective approximation (Algorithm 1) with IS: the iterate path,
+# 4. stochastic approximation (Algorithm 3) with adaptive IS: a `Kernel` run by `training.fit`.
 #
 # Set `TAILJAX_NOTEBOOK_SMALL=1` for a quick run.
 
@@ -44,17 +45,18 @@ from tailjax.importance import (
     self_structuring_scheme,
     self_structuring_transform,
 )
-from tailjax.stochopt import retrospective_approximation
+from tailjax.stochopt import retrospective_approximation, stochastic_approximation
 from tailjax.stochopt.problems import portfolio_optimum, portfolio_problem, portfolio_var_cvar
+from tailjax.training import fit
 
 jax.config.update("jax_enable_x64", True)
 SMALL = os.environ.get("TAILJAX_NOTEBOOK_SMALL") == "1"
-BETA = 1e-3
+TAIL_PROB = 1e-3  # the tutorial's beta: the worst 0.1% of the losses
 REPS = 40 if SMALL else 200
 N_GRID = [2**k for k in range(8, 12 if SMALL else 17)]
 
 p = portfolio_problem(5, "t", nu=3.0, dtype=jnp.float64)
-theta_star, c_star, var_star = portfolio_optimum(p, BETA)
+theta_star, c_star, var_star = portfolio_optimum(p, TAIL_PROB)
 print(f"optimal CVaR c_beta = {float(c_star):.3f} (VaR {float(var_star):.3f}), theta* = {np.round(np.asarray(theta_star), 3)}")
 
 # %% [markdown]
@@ -66,13 +68,13 @@ print(f"optimal CVaR c_beta = {float(c_star):.3f} (VaR {float(var_star):.3f}), t
 # the cloud keeps its shape while reaching the region where the loss exceeds the VaR (red).
 
 # %%
-oracle = jax.jit(lambda k, u, th: self_structuring_oracle(k, u, th, p.dist, p.loss, BETA, pilot_size=1024))
+oracle = jax.jit(lambda k, u, th: self_structuring_oracle(k, u, th, p.dist, p.loss, TAIL_PROB, pilot_size=1024))
 theta_star, var_star = jnp.asarray(theta_star), jnp.asarray(var_star)
 h, info = oracle(jax.random.PRNGKey(0), var_star, theta_star)
 print(f"oracle: h = {float(h):.3f}")
 
 x = p.dist.sample(jax.random.PRNGKey(1), 3000)
-z = jax.vmap(lambda xi: self_structuring_transform(xi, h, BETA))(x)
+z = jax.vmap(lambda xi: self_structuring_transform(xi, h, TAIL_PROB))(x)
 loss_x = sample_losses(p.loss, x, theta_star)
 loss_z = sample_losses(p.loss, z, theta_star)
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
@@ -99,16 +101,16 @@ fig.tight_layout()
 # form. We plot the 95% quantile of the relative error.
 
 # %%
-exact = float(portfolio_var_cvar(p, theta_star, BETA)[1])
-unit_h = 1.0 / max(np.log(np.log(1 / BETA)), 1.0)  # s_h = 1: T_h is the identity, i.e. SAA
+exact = float(portfolio_var_cvar(p, theta_star, TAIL_PROB)[1])
+unit_h = 1.0 / max(np.log(np.log(1 / TAIL_PROB)), 1.0)  # s_h = 1: T_h is the identity, i.e. SAA
 
 
 def make_estimator(n):
     """REPS estimates of CVaR(theta*) from n samples of T_h(X) (h traced: one program per n)."""
 
     def estimate(key, h_value):
-        zz, log_lr = self_structuring_sample(key, p.dist, n, h_value, BETA)
-        return is_var_cvar(sample_losses(p.loss, zz, theta_star), log_lr, BETA)[1]
+        zz, log_lr = self_structuring_sample(key, p.dist, n, h_value, TAIL_PROB)
+        return is_var_cvar(sample_losses(p.loss, zz, theta_star), log_lr, TAIL_PROB)[1]
 
     return jax.jit(jax.vmap(estimate, in_axes=(0, None)))
 
@@ -138,14 +140,14 @@ for n, a, b in zip(N_GRID, q_saa, q_ss):
 # eps_k = K / sqrt(n_k) with the JAX level method (warm-started), and moves on.
 
 # %%
-scheme = self_structuring_scheme(p.dist, p.loss, BETA, pilot_size=1024)
+scheme = self_structuring_scheme(p.dist, p.loss, TAIL_PROB, pilot_size=1024)
 res = retrospective_approximation(
-    jax.random.PRNGKey(2), p.loss, scheme, p.theta_set, BETA,
+    jax.random.PRNGKey(2), p.loss, scheme, p.theta_set, TAIL_PROB,
     n0=256 if SMALL else 2048, growth=2.0, num_stages=3 if SMALL else 5,
     tolerance_scale=0.5, u0=0.0, padding="max",
 )
 for s in res.stages:
-    true = float(portfolio_var_cvar(p, s.theta, BETA)[1])
+    true = float(portfolio_var_cvar(p, s.theta, TAIL_PROB)[1])
     print(f"n={s.n:6d} h={float(s.is_param):.2f} eps={s.tolerance:.4f} gap={float(s.gap):.2e} "
           f"IS value={float(s.value):.3f} true CVaR(theta_k)={true:.3f}")
 thetas = np.stack([np.asarray(s.theta) for s in res.stages])
@@ -158,8 +160,35 @@ axes[0].set_xlabel("stage sample size n_k")
 axes[0].set_title("RA iterates theta_k (dotted: theta*)")
 axes[0].legend(fontsize=7)
 axes[1].semilogx([s.n for s in res.stages], [float(s.value) for s in res.stages], "o-", label="stage IS optimum")
-axes[1].semilogx([s.n for s in res.stages], [float(portfolio_var_cvar(p, s.theta, BETA)[1]) for s in res.stages], "s-", label="true CVaR of theta_k")
+axes[1].semilogx([s.n for s in res.stages], [float(portfolio_var_cvar(p, s.theta, TAIL_PROB)[1]) for s in res.stages], "s-", label="true CVaR of theta_k")
 axes[1].axhline(float(c_star), color="k", ls="--", lw=0.8, label="c_beta")
 axes[1].set_xlabel("n_k")
 axes[1].legend(fontsize=8)
 fig.tight_layout()
+
+# %% [markdown]
+# ## 4. Stochastic approximation with adaptive IS
+#
+# Algorithm 3 is a `Kernel(init, step)` like every trainer in tailjax: each step draws a
+# batch from the current IS law, takes a projected SGD step on (u, theta) with step size
+# gamma_n = c n^(-gamma) (an optax schedule inside `training.gradient_kernel`), updates the
+# Polyak averages, and re-runs the oracle every `update_every` steps. `training.fit` drives
+# it (progress bar, history, checkpoints if asked).
+
+# %%
+sa_scheme = self_structuring_scheme(p.dist, p.loss, TAIL_PROB, h_grid=np.geomspace(0.5, 8.0, 8), pilot_size=512)
+kernel = stochastic_approximation(
+    p.loss, sa_scheme, p.theta_set, TAIL_PROB, batch_size=64, step_scale=0.05,
+    update_every=100, average_start=100,
+)
+state = kernel.init(p.theta_set.feasible_point(jnp.float64), jax.random.PRNGKey(3), u0=float(var_star))
+sa = fit(kernel, state, jax.random.PRNGKey(4), 400 if SMALL else 3000, progress=False)
+sa_value = float(portfolio_var_cvar(p, sa.state.theta_avg, TAIL_PROB)[1])
+print(f"SA: true CVaR of the averaged decision {sa_value:.3f} vs c_beta {float(c_star):.3f} "
+      f"({sa_value / float(c_star) - 1:+.2%})")
+plt.figure(figsize=(5, 3.2))
+plt.plot(sa.history["objective"], lw=0.5)
+plt.axhline(float(c_star), color="k", ls="--", lw=0.8, label="c_beta")
+plt.xlabel("step n")
+plt.ylabel("batch objective F_b")
+plt.legend()

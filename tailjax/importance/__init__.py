@@ -1,6 +1,10 @@
-"""Importance sampling for tail risks (Deo & Murthy's tutorial): SAA and IS estimators of
-the CVaR objective in log space, exponential tilting at dominating points, the
-self-structuring transformation T_h, and IS oracles/schemes (Algorithm 2)."""
+"""Importance sampling for tail risks (Deo & Murthy's tutorial): nominal laws, SAA and IS
+estimators of the CVaR objective in log space, exponential tilting at dominating points,
+the self-structuring transformation T_h, and IS oracles (Algorithm 2) packaged as
+:class:`ISScheme` sampling schemes (``choose`` an IS law at a decision, ``sample`` from it),
+which the optimisers of :mod:`tailjax.stochopt` consume.
+
+``tail_prob`` is the tail mass of the loss's upper tail (the tutorial's beta)."""
 
 from tailjax.importance.distributions import (
     Distribution,

@@ -155,17 +155,17 @@ def iid_weibull(shape: float, dim: int, scale: float = 1.0, dtype=jnp.float32) -
     return Distribution(sample, log_prob, dim)
 
 
-def iid_pareto(alpha: float, dim: int, scale: float = 1.0, dtype=jnp.float32) -> Distribution:
+def iid_pareto(tail_index: float, dim: int, scale: float = 1.0, dtype=jnp.float32) -> Distribution:
     """``dim`` independent Pareto type II (Lomax) coordinates on [0, inf):
-    P(X > x) = (1 + x / scale)^(-alpha).
+    P(X > x) = (1 + x / scale)^(-tail_index) (``tail_index`` is the Pareto shape alpha > 0).
 
     The support starts at 0 rather than at ``scale`` (type I): T_h maps each orthant onto
     itself and fixes 0, so it only covers supports that are unions of orthants; for a
     type-I Pareto, shift it to start at 0.
     """
-    check_positive(alpha, "alpha")
+    check_positive(tail_index, "tail_index")
     check_positive(scale, "scale")
-    a, xm = jnp.asarray(alpha, dtype), jnp.asarray(scale, dtype)
+    a, xm = jnp.asarray(tail_index, dtype), jnp.asarray(scale, dtype)
 
     def sample(key, n):
         uni = jax.random.uniform(key, (n, dim), dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)

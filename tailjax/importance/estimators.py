@@ -1,8 +1,9 @@
 """Sample-average and importance-sampling estimators of the tail-risk objective.
 
-Notation of Deo & Murthy's tutorial: loss l(x, theta), tail level beta (``tail_prob``),
-F(x; u, theta) = u + (l(x, theta) - u)_+ / beta, objective f(u, theta) = E F(X; u, theta),
-whose minimum over u is CVaR_beta(l(X, theta)) (attained at the VaR).
+Notation of Deo & Murthy's tutorial: loss l(x, theta), tail mass beta (``tail_prob``, the
+mass of the loss's upper tail), F(x; u, theta) = u + (l(x, theta) - u)_+ / beta, objective
+f(u, theta) = E F(X; u, theta), whose minimum over u is CVaR_beta(l(X, theta)) (attained
+at the VaR).
 
 * SAA (tutorial eq. (7)): f_n(u, theta) = u + (n beta)^-1 sum_i (l(X_i, theta) - u)_+,
   X_i ~ f_X.
@@ -18,6 +19,7 @@ over decisions ``(u, theta)`` and over the IS parameter that produced ``log_lr``
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import jax
@@ -25,8 +27,9 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_nonempty_last_axis, check_open_unit
+from tailjax._checks import check_nonempty_last_axis, check_open_unit, is_concrete
 from tailjax.risk import ru_objective, var_cvar
+from tailjax.risk.empirical import tail_count
 
 __all__ = [
     "sample_losses",
@@ -39,7 +42,9 @@ __all__ = [
     "log_second_moment",
 ]
 
-Loss = Callable[[Array, Any], Array]
+# l(x, theta): the loss of decision theta at one sample x: (d,) (a problem's loss, not the
+# training-loss shape of tailjax.base.Loss).
+SampleLoss = Callable[[Array, Any], Array]
 
 
 def _float(x):
@@ -55,7 +60,7 @@ def _check_lr(losses, log_lr):
         )
 
 
-def sample_losses(loss: Loss, samples: Float[ArrayLike, "n d"], theta: Any) -> Float[Array, " n"]:
+def sample_losses(loss: SampleLoss, samples: Float[ArrayLike, "n d"], theta: Any) -> Float[Array, " n"]:
     """``l(X_i, theta)`` for every row of ``samples: (n, d)``."""
     return jax.vmap(loss, in_axes=(0, None))(jnp.asarray(samples), theta)
 
@@ -63,7 +68,7 @@ def sample_losses(loss: Loss, samples: Float[ArrayLike, "n d"], theta: Any) -> F
 def saa_objective(
     u: Float[ArrayLike, ""],
     theta: Any,
-    loss: Loss,
+    loss: SampleLoss,
     samples: Float[ArrayLike, "n d"],
     tail_prob: float,
 ) -> Float[Array, ""]:
@@ -78,7 +83,11 @@ def is_objective_from_losses(
     log_lr: Float[ArrayLike, "... n"],
     tail_prob: float,
 ) -> Float[Array, "..."]:
-    """u + (n beta)^-1 sum_i (l_i - u)_+ exp(log_lr_i), summed in log space."""
+    """u + (n beta)^-1 sum_i (l_i - u)_+ exp(log_lr_i), summed in log space.
+
+    Differentiable in ``u``, ``losses`` and ``log_lr``; where no loss exceeds ``u`` the
+    value is ``u`` and the gradient in ``u`` is 1 (not the NaN of a log of zero).
+    """
     check_open_unit(tail_prob, "tail_prob")
     _check_lr(losses, log_lr)
     losses = _float(losses)
@@ -86,15 +95,17 @@ def is_objective_from_losses(
     u = jnp.asarray(u, losses.dtype)
     n = losses.shape[-1]
     excess = jnp.maximum(losses - u[..., None], 0.0)
-    log_sum = logsumexp(log_lr, b=excess, axis=-1)
+    hit = jnp.any(excess > 0, axis=-1, keepdims=True)
+    # Without a hit the log-sum is log 0; a finite stand-in keeps its gradient finite.
+    log_sum = logsumexp(jnp.where(hit, log_lr, 0.0), b=jnp.where(hit, excess, 1.0), axis=-1)
     log_norm = jnp.log(jnp.asarray(n * tail_prob, losses.dtype))
-    return u + jnp.exp(log_sum - log_norm)
+    return u + jnp.where(hit[..., 0], jnp.exp(log_sum - log_norm), 0.0)
 
 
 def is_objective(
     u: Float[ArrayLike, ""],
     theta: Any,
-    loss: Loss,
+    loss: SampleLoss,
     samples: Float[ArrayLike, "n d"],
     log_lr: Float[ArrayLike, " n"],
     tail_prob: float,
@@ -135,6 +146,8 @@ def is_var_cvar(
     losses: Float[ArrayLike, "... n"],
     log_lr: Float[ArrayLike, "... n"] | None,
     tail_prob: float,
+    *,
+    max_tail_prob: float | None = None,
 ) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     """The minimiser u* (VaR) and minimum (CVaR) over u of the SAA/IS objective, exactly.
 
@@ -142,10 +155,26 @@ def is_var_cvar(
     alpha = n beta / W of the self-normalised measure sum_i (L_i / W) delta(l_i), so it is
     computed by one weighted sort (:func:`tailjax.risk.var_cvar`). ``log_lr=None`` is SAA.
     When W < n beta (a degenerate IS sample) alpha is clipped to 1, giving the IS mean.
+
+    Args:
+      losses: ``(..., n)`` losses l(Z_i, theta).
+      log_lr: ``(..., n)`` log-likelihood ratios, or ``None`` for plain samples (SAA).
+      tail_prob: tail mass in (0, 1) of the upper tail (the tutorial's beta); may be traced.
+      max_tail_prob: SAA only (``log_lr=None``): a static bound on ``tail_prob`` (checked
+        when ``tail_prob`` is concrete). Only the largest floor(n max_tail_prob) + 1 losses
+        are selected (``lax.top_k``) instead of sorting all n: the same values (the count
+        rule of :func:`tailjax.risk.var_cvar`), much faster for rare tails on a CPU.
     """
     check_open_unit(tail_prob, "tail_prob")
     losses = _float(losses)
     check_nonempty_last_axis(losses, "losses")
+    if max_tail_prob is not None:
+        check_open_unit(max_tail_prob, "max_tail_prob")
+        if log_lr is not None:
+            raise ValueError("max_tail_prob applies to plain samples only (log_lr=None)")
+        if is_concrete(tail_prob) and float(tail_prob) > float(max_tail_prob):
+            raise ValueError(f"tail_prob={tail_prob} exceeds max_tail_prob={max_tail_prob}")
+        return _top_var_cvar(losses, tail_prob, float(max_tail_prob))
     if log_lr is None:
         return var_cvar(losses, tail_prob)
     _check_lr(losses, log_lr)
@@ -162,6 +191,19 @@ def is_var_cvar(
         flat(losses), alpha.reshape(-1), flat(probs)
     )
     return v.reshape(alpha.shape), c.reshape(alpha.shape)
+
+
+def _top_var_cvar(losses, tail_prob, max_tail_prob):
+    """Upper VaR and CVaR of equally weighted losses from their top k values, with
+    k = floor(n max_tail_prob) + 1 >= floor(n tail_prob) + 1 (the VaR's rank)."""
+    n = losses.shape[-1]
+    k = min(int(math.floor(tail_count(n, max_tail_prob))) + 1, n)
+    count = jnp.asarray(tail_count(n, tail_prob, losses.dtype), losses.dtype)
+    top = jax.lax.top_k(losses, k)[0]  # (..., k), descending
+    share = jnp.clip(count - jnp.arange(k, dtype=losses.dtype), 0.0, 1.0)
+    rank = jnp.minimum(jnp.floor(count).astype(jnp.int32), k - 1)
+    var_value = jnp.take(top, rank, axis=-1)
+    return var_value, jnp.sum(share * top, axis=-1) / count
 
 
 def log_second_moment(

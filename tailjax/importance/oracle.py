@@ -42,9 +42,9 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_open_unit, check_positive, is_concrete
 from tailjax.importance.distributions import Distribution
-from tailjax.importance.estimators import Loss, sample_losses
+from tailjax.importance.estimators import SampleLoss, sample_losses
 from tailjax.importance.self_structuring import (
     self_structuring_log_density,
     self_structuring_log_lr,
@@ -74,6 +74,15 @@ _GOLDEN = 0.6180339887498949
 
 
 class ISScheme(NamedTuple):
+    """An importance-sampling scheme: how to pick an IS law at a decision and draw from it.
+
+    A sampling scheme, not a trainer (it holds no state and takes no optimisation step):
+    ``choose(key, u, theta) -> params`` is the oracle, ``sample(key, params, n) -> (z: (n,
+    d), log_lr: (n,))`` draws ``n`` (static) samples of the chosen law with their
+    log-likelihood ratios log f_X(z) / g(z). Both are pure and jittable; ``params`` is any
+    pytree. The optimisers of :mod:`tailjax.stochopt` consume schemes.
+    """
+
     choose: Callable[[Array, Array, Any], Any]
     sample: Callable[[Array, Any, int], tuple[Array, Array]]
 
@@ -85,15 +94,21 @@ class OracleInfo(NamedTuple):
 
 
 def default_h_grid(tail_prob: float, num: int = 24, max_scale: float = 64.0) -> np.ndarray:
-    """h values whose scales s_h run geometrically from 1 (no transform) to ``max_scale``."""
+    """h values whose scales s_h run geometrically from 1 (no transform) to ``max_scale``.
+
+    ``tail_prob`` (the tutorial's beta) must be concrete (a float, not a tracer).
+    """
     check_open_unit(tail_prob, "tail_prob")
+    if not is_concrete(tail_prob):
+        raise ValueError("tail_prob must be concrete to build the default h_grid; pass h_grid")
     unit = float(max(np.log(np.log(1.0 / tail_prob)), 1.0))
     return np.geomspace(1.0, max_scale, num) / unit
 
 
 def _probe_log_density(dist: Distribution) -> None:
-    x = dist.sample(jax.random.PRNGKey(0), 8)
-    lp = np.asarray(jax.vmap(dist.log_prob)(x))
+    with jax.ensure_compile_time_eval():  # also when the scheme is built under jit
+        x = dist.sample(jax.random.PRNGKey(0), 8)
+        lp = np.asarray(jax.vmap(dist.log_prob)(x))
     if np.any(np.isnan(lp)):
         raise ValueError("log_density (dist.log_prob) returned NaN on samples of dist")
 
@@ -116,7 +131,7 @@ def self_structuring_oracle(
     u: Float[ArrayLike, ""],
     theta: Any,
     dist: Distribution,
-    loss: Loss,
+    loss: SampleLoss,
     tail_prob: float,
     *,
     rho: float = 1.0,
@@ -131,7 +146,8 @@ def self_structuring_oracle(
       key: PRNG key for the m = ``pilot_size`` nominal samples.
       u, theta: the decision.
       dist: nominal law of X.  loss: ``loss(x, theta)``.
-      tail_prob: beta.  rho: growth rate of the loss.
+      tail_prob: tail mass in (0, 1) of the loss (the tutorial's beta).
+      rho: growth rate of the loss.
       h_grid: increasing grid of h > 0 (default :func:`default_h_grid`); the pilot samples
         come from the equal mixture of the g_h on this grid.
       refine_steps: golden-section steps in log h around the best grid point.
@@ -194,7 +210,7 @@ def self_structuring_oracle(
 
 def self_structuring_scheme(
     dist: Distribution,
-    loss: Loss,
+    loss: SampleLoss,
     tail_prob: float,
     *,
     rho: float = 1.0,
@@ -205,8 +221,10 @@ def self_structuring_scheme(
 ) -> ISScheme:
     """Self-structuring IS with h chosen by :func:`self_structuring_oracle`.
 
+    Arguments as in :func:`self_structuring_oracle`; ``params`` of the scheme is h.
     ``dist.log_prob`` is probed once on a few samples and a ``ValueError`` is raised if it
-    returns NaN.
+    returns NaN. ``tail_prob`` may be traced (the scheme built inside ``jit``, e.g. to share
+    one program across tail levels); ``choose`` then needs an explicit ``h_grid``.
     """
     check_open_unit(tail_prob, "tail_prob")
     check_positive(rho, "rho")

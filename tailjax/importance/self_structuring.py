@@ -1,7 +1,7 @@
 """The self-structuring importance-sampling transformation T_h (Deo & Murthy).
 
-For x in R^d, tail level beta and the loss's growth rate rho (1 for piecewise-linear
-losses, 2 for quadratic ones),
+For x in R^d, tail mass beta (``tail_prob``) and the loss's growth rate rho (1 for
+piecewise-linear losses, 2 for quadratic ones),
 
     s_h = h * max{log log(1/beta), 1},
     kappa_i(x) = log(1 + |x_i|) / (rho log(1 + ||x||_inf)),
@@ -189,7 +189,7 @@ def self_structuring_sample(
       n: number of samples (static).
       h: IS parameter (> 0), e.g. from
         :func:`tailjax.importance.oracle.self_structuring_oracle`.
-      tail_prob: beta in (0, 1).
+      tail_prob: tail mass in (0, 1) of the loss (the tutorial's beta).
       rho: growth rate of the loss (> 0).
       checked: raise if ``dist.log_prob`` returns NaN (checkify).
 

@@ -12,6 +12,9 @@ API (one instance per call; ``jax.vmap`` over instances; everything jit-able)
 - ``solve_qp(Q, q, A, b, G, h) -> QPSolution``: the dense QP solver underneath (fixed-budget
   Mehrotra interior point; implicit differentiation by ``jaxopt.implicit_diff.root_vjp``
   with a structured KKT solve).
+- ``solve_lp(c, A, b, G, h) -> QPSolution``: the same engine for an LP (``Q = 0``), and
+  ``lp_value(c, A, b, G, h)``: its optimal value, differentiable by the envelope theorem
+  (dV = dc'x* + z*'(dG x* - dh) + y*'(dA x* - db)); ``A, b`` may be ``None``.
 - Exact oracles for surrogate losses: ``grid_shortest_path`` (DP under ``lax.scan``),
   ``fractional_knapsack`` (sort by value/weight), ``box_budget`` (energy: cheapest first).
 
@@ -29,9 +32,10 @@ Gradients flow to ``costs``, ``weights``, ``quadratic`` and the polytope's array
 """
 
 from tailjax.layers.cvar import DecisionInfo, cvar_decision, point_decision
+from tailjax.layers.lp import lp_value, solve_lp
 from tailjax.layers.oracles import box_budget, fractional_knapsack, grid_arcs, grid_shortest_path
 from tailjax.layers.polytope import Polytope, check_feasible, make_polytope, polytope_constraints
-from tailjax.layers.qp import QPSolution, default_tol, solve_qp
+from tailjax.layers.qp import QPSolution, solve_qp
 
 __all__ = [
     "Polytope",
@@ -43,7 +47,8 @@ __all__ = [
     "DecisionInfo",
     "solve_qp",
     "QPSolution",
-    "default_tol",
+    "solve_lp",
+    "lp_value",
     "grid_arcs",
     "grid_shortest_path",
     "fractional_knapsack",

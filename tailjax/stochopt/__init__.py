@@ -1,16 +1,19 @@
 """Stochastic optimisation of tail risks (Deo & Murthy's tutorial): decision sets with
-projections, a small JAX LP/QP solver, the level method, SAA for CVaR and mean-CVaR,
-retrospective approximation (Algorithm 1) and stochastic approximation with adaptive IS
-(Algorithm 3). Test problems live in :mod:`tailjax.stochopt.problems`."""
+projections, the level method, SAA for CVaR and mean-CVaR, retrospective approximation
+(Algorithm 1) and the stochastic-approximation kernel with adaptive IS (Algorithm 3).
+Test problems live in :mod:`tailjax.stochopt.problems`; LPs and QPs are solved by the
+interior-point engine of :mod:`tailjax.layers`.
+
+``tail_prob`` is the tail mass of the loss's upper tail (the tutorial's beta)."""
 
 from tailjax.stochopt.approximation import (
     SAInfo,
+    SAParams,
     SAState,
     run_stochastic_approximation,
     stochastic_approximation,
 )
 from tailjax.stochopt.level import LevelResult, level_method
-from tailjax.stochopt.lp import QPSolution, lp_value, solve_lp, solve_qp
 from tailjax.stochopt.retrospective import (
     RAResult,
     RAStage,
@@ -27,10 +30,6 @@ __all__ = [
     "Box",
     "TargetReturnSimplex",
     "project_simplex",
-    "QPSolution",
-    "solve_qp",
-    "solve_lp",
-    "lp_value",
     "LevelResult",
     "level_method",
     "SAAResult",
@@ -41,6 +40,7 @@ __all__ = [
     "retrospective_approximation",
     "build_retrospective_approximation",
     "sample_sizes",
+    "SAParams",
     "SAState",
     "SAInfo",
     "stochastic_approximation",

@@ -8,7 +8,7 @@ Given a convex ``fun(theta) -> (value, aux)`` and a decision set Theta from
    objective this is the exact dual subgradient) and adds the cut
    f(theta) >= f(theta_k) + g_k^T (theta - theta_k);
 2. solves the master LP min {eta : eta >= every cut, theta in Theta} with the interior-point
-   solver of :mod:`tailjax.stochopt.lp`, and turns its cut multipliers lambda (a convex
+   engine of :func:`tailjax.layers.solve_qp`, and turns its cut multipliers lambda (a convex
    combination) into a *rigorous* lower bound
    f* >= sum_j lambda_j (f_j - g_j^T theta_j) + min_{theta in Theta} (sum_j lambda_j g_j)^T theta
    through the set's exact linear minimisation oracle, so the bound holds whatever the
@@ -33,9 +33,11 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_positive
-from tailjax.stochopt.lp import solve_qp
+from tailjax.layers import solve_qp
 
 __all__ = ["LevelResult", "level_method"]
+
+_QP_ITERATIONS = 100  # interior-point cap of the master and projection problems
 
 
 class LevelResult(NamedTuple):
@@ -137,12 +139,12 @@ def level_method(
         cap = jnp.where(is_master, best_v, lev)
         G = jnp.concatenate([jnp.concatenate([cut_g, -jnp.ones((K, 1), dt)], axis=1), cap_row, G_set])
         h = jnp.concatenate([-cut_c, cap[None], hs])
-        sol = solve_qp(P, c, G, h, A_full, bs)
+        sol = solve_qp(P, c, A_full, bs, G, h, iterations=_QP_ITERATIONS)
         # Master: a rigorous bound from the cut multipliers (whatever the solve's accuracy).
-        bound = _lower_bound(theta_set, cut_g, cut_c, sol.z[:K])
+        bound = _lower_bound(theta_set, cut_g, cut_c, sol.ineq_dual[:K])
         lower = jnp.where(is_master & jnp.isfinite(bound), jnp.maximum(lower, bound), lower)
         # Projection: the next iterate, then its cut.
-        x = sol.x[:d]
+        x = sol.primal[:d]
         x = theta_set.project(jnp.where(jnp.all(jnp.isfinite(x)), x, theta))
         theta = jnp.where(is_master, theta, x)
         theta, cut_g, cut_c, best_v, best_theta, k, best_aux = jax.lax.cond(

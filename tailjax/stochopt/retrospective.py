@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_open_unit, check_positive
-from tailjax.importance.estimators import Loss
+from tailjax.importance.estimators import SampleLoss
 from tailjax.importance.oracle import ISScheme
 from tailjax.stochopt.saa import solve_saa
 
@@ -77,7 +77,7 @@ def _pad(z, log_lr, n, size):
 
 
 def build_retrospective_approximation(
-    loss: Loss,
+    loss: SampleLoss,
     scheme: ISScheme,
     theta_set: Any,
     tail_prob: float,
@@ -148,7 +148,7 @@ def build_retrospective_approximation(
 
 def retrospective_approximation(
     key: Array,
-    loss: Loss,
+    loss: SampleLoss,
     scheme: ISScheme,
     theta_set: Any,
     tail_prob: float,
@@ -171,7 +171,8 @@ def retrospective_approximation(
       key: PRNG key (stage k uses ``fold_in(key, k)``).
       loss: ``loss(x, theta)``, convex in theta.
       scheme: IS scheme (:mod:`tailjax.importance.oracle`); ``plain_scheme`` gives plain RA.
-      theta_set: decision set.  tail_prob: beta.
+      theta_set: decision set.
+      tail_prob: tail mass in (0, 1) of the loss's upper tail (the tutorial's beta).
       n0, growth, num_stages: n_1 = n0, n_k = ceil(growth n_{k-1}), growth > 1.
       tolerance_scale: K in eps_k = K / sqrt(n_k) (absolute gap, in loss units).
       relative_tolerance: optional extra relative gap, the stage stops at

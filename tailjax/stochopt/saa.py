@@ -24,7 +24,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_open_unit, is_concrete
-from tailjax.importance.estimators import Loss, is_var_cvar, sample_losses
+from tailjax.importance.estimators import SampleLoss, is_var_cvar, sample_losses
 from tailjax.stochopt.level import level_method
 
 __all__ = ["SAAResult", "saa_value", "solve_saa"]
@@ -47,7 +47,7 @@ def _check_risk_weight(risk_weight):
 
 def saa_value(
     theta: Float[ArrayLike, " d"],
-    loss: Loss,
+    loss: SampleLoss,
     samples: Float[ArrayLike, "n k"],
     tail_prob: float,
     *,
@@ -60,7 +60,7 @@ def saa_value(
       theta: decision ``(d,)``.
       loss: ``loss(x, theta) -> scalar`` for one sample.
       samples: ``(n, k)`` samples (from f_X, or from an IS law with ``log_lr``).
-      tail_prob: beta in (0, 1).
+      tail_prob: tail mass in (0, 1) of the loss's upper tail (the tutorial's beta).
       log_lr: optional ``(n,)`` log-likelihood ratios log f_X(Z_i)/g(Z_i).
       risk_weight: lam in [0, 1]; 0 is CVaR (may be traced, e.g. to vmap over lam).
     """
@@ -83,7 +83,7 @@ def saa_value(
 
 
 def solve_saa(
-    loss: Loss,
+    loss: SampleLoss,
     samples: Float[ArrayLike, "n k"],
     theta_set: Any,
     tail_prob: float,

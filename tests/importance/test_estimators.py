@@ -96,8 +96,43 @@ def test_estimators_jit_and_vmap_over_decisions():
     assert te.shape == ()
 
 
+def test_is_objective_gradient_is_finite_without_tail_hits(x64):
+    losses = jnp.array([0.1, -0.4, 0.3])
+    log_lr = jnp.array([0.2, -1.0, 0.5])
+    f = jax.jit(jax.value_and_grad(is_objective_from_losses, argnums=(0, 1, 2)), static_argnums=3)
+    value, (g_u, g_l, g_lr) = f(jnp.asarray(2.0), losses, log_lr, 0.1)  # no loss above u
+    assert float(value) == 2.0 and float(g_u) == 1.0
+    np.testing.assert_array_equal(g_l, 0.0)
+    np.testing.assert_array_equal(g_lr, 0.0)
+    # with hits: d/du = 1 - sum_{l_i > u} L_i / (n beta), d/dl_i = L_i 1{l_i > u} / (n beta)
+    value, (g_u, g_l, _) = f(jnp.asarray(0.0), losses, log_lr, 0.1)
+    w = np.exp(np.asarray(log_lr)) * (np.asarray(losses) > 0) / 0.3
+    assert float(g_u) == pytest.approx(1.0 - w.sum(), rel=1e-12)
+    np.testing.assert_allclose(g_l, w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("tail_prob", [1e-3, 0.004, 0.01, 0.0123])
+def test_top_k_var_cvar_equals_the_full_sort(tail_prob, x64):
+    losses = jax.random.normal(jax.random.PRNGKey(4), (5, 1000), jnp.float64)
+    v, c = is_var_cvar(losses, None, tail_prob, max_tail_prob=0.02)
+    rv, rc = is_var_cvar(losses, None, tail_prob)
+    np.testing.assert_array_equal(v, rv)
+    np.testing.assert_allclose(c, rc, rtol=1e-13)
+    # tail_prob traced (one program for every level), vmapped over replications
+    f = jax.jit(jax.vmap(lambda l, p: is_var_cvar(l, None, p, max_tail_prob=0.02)[1], in_axes=(0, None)))
+    np.testing.assert_allclose(f(losses, jnp.asarray(tail_prob)), rc, rtol=1e-13)
+    g = jax.grad(lambda l: is_var_cvar(l, None, tail_prob, max_tail_prob=0.02)[1])(losses[0])
+    np.testing.assert_allclose(g, jax.grad(lambda l: cvar(l, tail_prob))(losses[0]), atol=1e-14)
+
+
 def test_bad_input_raises():
     losses = jnp.zeros(4)
+    with pytest.raises(ValueError, match="max_tail_prob"):
+        is_var_cvar(losses, None, 0.5, max_tail_prob=0.25)
+    with pytest.raises(ValueError, match="max_tail_prob"):
+        is_var_cvar(losses, losses, 0.1, max_tail_prob=0.25)
+    with pytest.raises(ValueError, match="max_tail_prob"):
+        is_var_cvar(losses, None, 0.1, max_tail_prob=1.0)
     with pytest.raises(ValueError, match="tail_prob"):
         is_objective_from_losses(0.0, losses, losses, 1.5)
     with pytest.raises(ValueError, match="tail_prob"):

@@ -75,6 +75,26 @@ def test_schemes_shapes_and_jit(problem, x64):
     np.testing.assert_array_equal(np.asarray(log_lr), 0.0)
 
 
+def test_scheme_built_under_jit_with_a_traced_tail_prob(problem, x64):
+    """One program for every tail level: the scheme is built inside jit (its NaN probe runs
+    at trace time) and samples as the eagerly built one does."""
+    p, theta, var, _, _ = problem
+
+    @jax.jit
+    def sample(key, h, tail_prob):
+        return self_structuring_scheme(p.dist, p.loss, tail_prob).sample(key, h, 16)
+
+    for tail_prob in (1e-2, 1e-3):
+        eager = self_structuring_scheme(p.dist, p.loss, tail_prob).sample(jax.random.PRNGKey(3), 2.0, 16)
+        traced = sample(jax.random.PRNGKey(3), 2.0, tail_prob)
+        np.testing.assert_allclose(traced[0], eager[0], rtol=1e-12)
+        np.testing.assert_allclose(traced[1], eager[1], rtol=1e-10)
+    # the oracle needs a grid when tail_prob is traced
+    with pytest.raises(ValueError, match="h_grid"):
+        jax.jit(lambda b: self_structuring_scheme(p.dist, p.loss, b).choose(
+            jax.random.PRNGKey(0), var, theta))(1e-3)
+
+
 def test_oracle_bad_input():
     dist = gaussian(jnp.zeros(2))
     loss = lambda x, th: jnp.sum(x)  # noqa: E731

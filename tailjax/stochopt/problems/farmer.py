@@ -12,8 +12,9 @@ the clip at 0 is reached with probability ~1e-11). Second stage, for each outcom
 (buy y at 238/210 to feed the cattle, sell w; beets sell at 36 up to the 6000 T quota and at
 10 beyond). The loss is the total cost l(x, theta) = c^T theta + Q(theta, t(x)) (negative
 for a profit), convex and piecewise linear in theta and in x (rho = 1). Q is solved in JAX
-by the interior-point solver of :mod:`tailjax.stochopt.lp`, one LP per sample under
-``vmap``; its gradient in theta comes from the LP's duals. :func:`recourse_closed_form`
+by :func:`tailjax.layers.lp_value` (the interior-point engine of :mod:`tailjax.layers`), one
+LP per sample under ``vmap``; its gradient in theta comes from the LP's duals (envelope
+theorem). :func:`recourse_closed_form`
 gives the same value in closed form (the LP separates by crop) for checking.
 
 The extensive form (every scenario's recourse variables in one LP) is the reference that
@@ -31,7 +32,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_positive
 from tailjax.importance.distributions import Distribution, gaussian
-from tailjax.stochopt.lp import lp_value
+from tailjax.layers import lp_value
 from tailjax.stochopt.sets import CappedSimplex
 
 __all__ = [
@@ -116,7 +117,7 @@ def recourse_cost(theta: Float[ArrayLike, " 3"], yields: Float[ArrayLike, " 3"])
     produced = jnp.stack([t[0] * theta[0], t[1] * theta[1], t[2] * theta[2], jnp.zeros((), dt)])
     G = jnp.concatenate([W, -jnp.eye(6, dtype=dt)])
     h = jnp.concatenate([h0 + produced, jnp.zeros(6, dt)])
-    return lp_value(q, G, h)
+    return lp_value(q, None, None, G, h)
 
 
 def recourse_closed_form(theta: Float[ArrayLike, " 3"], yields: Float[ArrayLike, " 3"]) -> Float[Array, ""]:
