@@ -7,7 +7,7 @@ losses, ``"lower"`` for rewards. TFFT's threshold functions take TFFT's own
 converts.
 """
 
-from tailjax.risk.empirical import cvar, mean_cvar, ru_objective, var, var_cvar
+from tailjax.risk.empirical import cvar, mean_cvar, ru_objective, tail_count, var, var_cvar
 from tailjax.risk.select import cvar_large, var_large
 from tailjax.risk.threshold import (
     ThresholdInfo,
@@ -23,6 +23,7 @@ __all__ = [
     "var_cvar",
     "ru_objective",
     "mean_cvar",
+    "tail_count",
     "cvar_large",
     "var_large",
     "pseudo_reward",
