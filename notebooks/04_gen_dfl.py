@@ -15,11 +15,12 @@
 # # Gen-DFL: decision-focused generative learning
 #
 # A portfolio whose returns `c` depend on features `x` through a factor model. We want the
-# decision `w` that minimises the CVaR (worst `alpha` fraction) of the loss
-# `f(c, w) = -c^T w + w^T Sigma w`. Point predictors (two-stage PTO, SPO+) plug one predicted
-# `c` into the optimiser and ignore the spread of `c | x`; Gen-DFL learns a conditional
-# normalizing flow `p_theta(c | x)`, solves the CVaR decision on its samples, and trains the
-# flow on `beta * regret + gamma * NLL`, differentiating through the decision layer.
+# decision `w` that minimises the CVaR (the worst `tail_prob` fraction; the paper's alpha) of
+# the loss `f(c, w) = -c^T w + w^T Sigma w`. Point predictors (two-stage PTO, SPO+) plug one
+# predicted `c` into the optimiser and ignore the spread of `c | x`; Gen-DFL learns a
+# conditional normalizing flow `p_theta(c | x)`, solves the CVaR decision on its samples, and
+# trains the flow on `regret_weight * regret + nll_weight * NLL` (the paper's beta and gamma),
+# differentiating through the decision layer.
 #
 # Set `TAILJAX_NOTEBOOK_SMALL=1` for the small size the test suite runs.
 
@@ -34,19 +35,27 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tailjax.dfl.baselines import baseline_decisions, fit_baseline
-from tailjax.dfl.gen_dfl import GenDFLConfig, gen_dfl_decisions
-from tailjax.dfl.gen_dfl_fit import fit_gen_dfl
-from tailjax.dfl.metrics import cvar_regret, regret_reference
-from tailjax.dfl.problems import make_problem, portfolio_instance, qp_oracle
-from tailjax.dfl.proxy import fit_proxy
+from tailjax.dfl import (
+    GenDFLConfig,
+    baseline_decisions,
+    cvar_regret,
+    fit_baseline,
+    fit_gen_dfl,
+    fit_proxy,
+    gen_dfl_decisions,
+    make_problem,
+    mse_loss,
+    regret_reference,
+    spo_plus_loss,
+)
+from tailjax.dfl.problems import portfolio_instance, qp_oracle
 from tailjax.layers import make_polytope
-from tailjax.nn.conditional_flow import ConditionalFlow
+from tailjax.nn import ConditionalFlow, LinearPredictor
 
 SMALL = os.environ.get("TAILJAX_NOTEBOOK_SMALL") == "1"
 D, N_TRAIN, N_TEST = (5, 120, 8) if SMALL else (20, 320, 50)
 STEPS, PROXY_STEPS, K = (30, 100, 16) if SMALL else (300, 1500, 64)
-ALPHA = 0.1
+TAIL_PROB = 0.1  # the paper's alpha
 
 # %% [markdown]
 # ## Data and problem
@@ -73,35 +82,41 @@ print(x_tr.shape, c_tr.shape)
 flow = ConditionalFlow(D, x.shape[1], num_layers=4, hidden_sizes=(32, 32))
 proxy = fit_proxy(jax.random.key(1), x_tr, c_tr, num_steps=PROXY_STEPS, batch_size=64, flow=flow,
                   learning_rate=2e-3)
-config = GenDFLConfig(num_samples=K, proxy_samples=2 * K, alpha=ALPHA, beta=10.0, gamma=1.0)
-result = fit_gen_dfl(jax.random.key(2), flow, problem, proxy, x_tr, c_tr, config=config,
-                     num_steps=STEPS, batch_size=32, learning_rate=1e-3, params=proxy.params)
-print("regret (train batches):", result.history["regret"][:3], "...", result.history["regret"][-3:])
+config = GenDFLConfig(num_samples=K, proxy_samples=2 * K, tail_prob=TAIL_PROB, regret_weight=10.0,
+                      nll_weight=1.0)
+result = fit_gen_dfl(jax.random.key(2), flow, problem, proxy, x_tr, c_tr, num_steps=STEPS, config=config,
+                     batch_size=32, learning_rate=1e-3, params=proxy.params)
+regret = result.history["aux.regret"]  # the loss's aux (GenDFLAux) per step
+print("regret (train batches):", regret[:3], "...", regret[-3:])
 
 # %% [markdown]
 # ## Baselines: two-stage PTO and SPO+
+# Linear predictors trained for 10 epochs with the MSE and SPO+ losses.
 
 # %%
-pto = fit_baseline("mse", jax.random.key(3), inst, x_tr, c_tr, epochs=10)
-spo = fit_baseline("spo+", jax.random.key(3), inst, x_tr, c_tr, epochs=10)
+predictor = LinearPredictor(D)
+steps = 10 * (N_TRAIN // 32)
+pto = fit_baseline(jax.random.key(3), predictor, inst, x_tr, c_tr, loss=mse_loss, num_steps=steps)
+spo = fit_baseline(jax.random.key(3), predictor, inst, x_tr, c_tr, loss=spo_plus_loss, num_steps=steps)
 
 # %% [markdown]
-# ## Regret across evaluation alpha
-# Gen-DFL was trained at `alpha = 0.1`; the decision level at evaluation is a separate
+# ## Regret across evaluation levels
+# Gen-DFL was trained at `tail_prob = 0.1`; the decision level at evaluation is a separate
 # choice. Eq. (9) uses the true `p(c|x)` (a cached SAA reference per level).
 
 # %%
-decide = jax.jit(gen_dfl_decisions, static_argnames=("flow", "alpha", "num_samples"))
-eval_alphas = (0.1, 1.0) if SMALL else (0.05, 0.1, 0.25, 0.5, 1.0)
+decide = jax.jit(gen_dfl_decisions, static_argnames=("flow", "tail_prob", "num_samples"))
+eval_levels = (0.1, 1.0) if SMALL else (0.05, 0.1, 0.25, 0.5, 1.0)
 table = {"Gen-DFL": [], "PTO": [], "SPO+": []}
-for a in eval_alphas:
+for a in eval_levels:
     ref = regret_reference(jax.random.key(9), problem, inst.model, x_te, a, num_samples=100 if SMALL else 1000)
-    w_gen = decide(jax.random.key(4), flow, result.state.params, problem, x_te, alpha=a, num_samples=4 * K)
+    w_gen = decide(jax.random.key(4), flow, result.state.params, problem, x_te, tail_prob=a, num_samples=4 * K)
     table["Gen-DFL"].append(float(cvar_regret(w_gen, ref, problem)))
-    table["PTO"].append(float(cvar_regret(baseline_decisions(pto, x_te, inst), ref, problem)))
-    table["SPO+"].append(float(cvar_regret(baseline_decisions(spo, x_te, inst), ref, problem)))
+    for name, fitted in (("PTO", pto), ("SPO+", spo)):
+        w = baseline_decisions(predictor, fitted.state.params, x_te, inst)
+        table[name].append(float(cvar_regret(w, ref, problem)))
 for name, vals in table.items():
-    print(f"{name:8s}", "  ".join(f"alpha={a}: {v:7.2f}%" for a, v in zip(eval_alphas, vals)))
+    print(f"{name:8s}", "  ".join(f"tail_prob={a}: {v:7.2f}%" for a, v in zip(eval_levels, vals)))
 
 # %% [markdown]
 # ## Generated returns against the truth for one x
@@ -118,8 +133,8 @@ axes[0].set_xlabel("return of asset 0")
 axes[0].set_ylabel("return of asset 1")
 axes[0].legend()
 for name, vals in table.items():
-    axes[1].plot(eval_alphas, vals, marker="o", label=name)
-axes[1].set_xlabel("evaluation alpha")
+    axes[1].plot(eval_levels, vals, marker="o", label=name)
+axes[1].set_xlabel("evaluation tail_prob")
 axes[1].set_ylabel("CVaR regret (%)")
 axes[1].legend()
 fig.tight_layout()

@@ -90,6 +90,9 @@ def minibatches(key: jax.Array, data: Any, batch_size: int, *,
     ``fold_in(key, epoch)``; an incomplete last minibatch of an epoch is skipped.
     ``batch_size`` larger than n is clipped to n. With ``stack=K``, step ``i`` gets K
     consecutive minibatches stacked on a new leading axis (e.g. one per inner step).
+
+    ``batch_fn`` is traceable (``i`` may be a tracer inside ``jit`` or ``lax.scan``); called
+    with a Python int it reuses each epoch's permutation instead of redrawing it per step.
     """
     leaves = jax.tree_util.tree_leaves(data)
     if not leaves:
@@ -120,6 +123,8 @@ def minibatches(key: jax.Array, data: Any, batch_size: int, *,
         return perms[epoch]
 
     def batch_fn(i: int) -> Any:
+        if isinstance(i, jax.core.Tracer):  # inside jit / lax.scan: compute in the trace
+            return _traced_batch(key, data, i, b, k, stack is not None)
         parts = []
         for j in range(int(i) * k, int(i) * k + k):
             epoch, slot = divmod(j, per_epoch)
@@ -129,6 +134,20 @@ def minibatches(key: jax.Array, data: Any, batch_size: int, *,
         return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *parts)
 
     return batch_fn
+
+
+def _traced_batch(key, data, i, b, k, stacked):
+    n = jax.tree_util.tree_leaves(data)[0].shape[0]
+    per_epoch = n // b
+
+    def one(j):
+        perm = jax.random.permutation(jax.random.fold_in(key, j // per_epoch), n)
+        idx = jax.lax.dynamic_slice_in_dim(perm, (j % per_epoch) * b, b)
+        return jax.tree_util.tree_map(lambda a: a[idx], data)
+
+    js = jnp.asarray(i, jnp.int32) * k + jnp.arange(k, dtype=jnp.int32)
+    out = jax.vmap(one)(js)
+    return out if stacked else jax.tree_util.tree_map(lambda a: a[0], out)
 
 
 @functools.partial(jax.jit, static_argnums=2)

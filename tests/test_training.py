@@ -101,6 +101,15 @@ def test_minibatches_visit_every_row_once_per_epoch_and_repeat():
     np.testing.assert_array_equal(stacked[0], batch_fn(3)["i"])
 
 
+def test_minibatches_trace_inside_scan_as_on_the_host():
+    data = (jnp.arange(30.0), jnp.arange(30) * 2)
+    batch_fn = minibatches(jax.random.PRNGKey(3), data, 7, stack=2)
+    _, traced = jax.lax.scan(lambda c, i: (c, batch_fn(i)), None, jnp.arange(5))
+    for i in range(5):
+        for a, b in zip(jax.tree_util.tree_leaves(batch_fn(i)), jax.tree_util.tree_leaves(traced)):
+            np.testing.assert_array_equal(a, b[i])
+
+
 def test_minibatches_bad_input():
     with pytest.raises(ValueError, match="batch_size"):
         minibatches(jax.random.PRNGKey(0), jnp.zeros(4), 0)

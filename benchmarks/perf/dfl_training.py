@@ -5,9 +5,13 @@ training points, p = 5, deg = 4, noise half-width 0.5, batch 32, Adam 1e-2), sid
 in one process:
 
 - ``tailjax``: the exact DP oracle under ``lax.scan``; one epoch is a single jitted
-  ``lax.scan`` over the minibatches of :func:`tailjax.dfl.baselines.baseline_kernel`.
+  ``lax.scan`` of :func:`tailjax.dfl.baseline_kernel` (``spo_plus_loss``) over the epoch's
+  minibatch rows (drawn by :func:`tailjax.training.minibatches` before the timed epochs:
+  a permutation of 1000 integers per epoch).
 - ``pyepo-jax-mpax``: PyEPO's JAX frontend (``pyepo.func.jax.SPOPlus``) with its MPAX
-  backend (``pyepo.model.mpax.shortestPathModel``, raPDHG), the loss and step jitted.
+  backend (``pyepo.model.mpax.shortestPathModel``, raPDHG), the loss and step jitted (the
+  Adam step of :func:`tailjax.training.gradient_kernel`, so both sides differ only in the
+  loss and its solver).
 - ``pyepo-torch-ortools``: PyEPO's PyTorch ``SPOPlus`` with the OR-Tools backend.
 
 Reported: seconds per epoch (median over epochs after a warm-up epoch that includes
@@ -24,22 +28,21 @@ relative objective gap to a tight float64 reference.
 
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
 import statistics
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tailjax.dfl.baselines import DFLBatch, baseline_kernel, make_loss
-from tailjax.dfl.metrics import normalized_regret
+from benchmarks import _harness as harness
+from tailjax.dfl import DFLBatch, baseline_kernel, normalized_regret, spo_plus_loss
 from tailjax.dfl.problems import shortest_path_gen_data, shortest_path_problem
 from tailjax.layers import cvar_decision, grid_shortest_path, make_polytope
-from tailjax.nn.predictors import LinearPredictor, init_predictor
+from tailjax.nn import LinearPredictor
+from tailjax.training import gradient_kernel, minibatches
 
 SIZES = {
     "small": dict(epochs=4, layer_batch=64, layer_repeats=3),
@@ -59,26 +62,28 @@ def run_tailjax(epochs, data):
     oracle = grid_shortest_path
     w_tr = jax.jit(jax.vmap(oracle))(c_tr)
     module = LinearPredictor(40)
-    params = init_predictor(module, jax.random.key(0), P)
-    loss = make_loss("spo+", module.apply, problem, oracle)
-    init, step = baseline_kernel(loss, optax.adam(LR))
-    state = init(params, w_tr[:1])
+    params = module.init(jax.random.key(0), x_tr[:1])
+    loss = partial(spo_plus_loss, apply_fn=module.apply, problem=problem, oracle=oracle)
+    kernel = baseline_kernel(loss, optax.adam(LR))
+    state = kernel.init(params, w_tr[:1])
     steps = N_TRAIN // BATCH
+    epoch_rows = minibatches(jax.random.key(1), jnp.arange(N_TRAIN), BATCH, stack=steps)  # (steps, BATCH)
+    rows = [epoch_rows(e) for e in range(epochs + 1)]
 
     @jax.jit
-    def epoch(state, key):
-        perm = jax.random.permutation(key, N_TRAIN)[: steps * BATCH].reshape(steps, BATCH)
-
-        def body(st, idx):
-            st, info = step(st, key, DFLBatch(x_tr[idx], c_tr[idx], w_tr[idx]))
+    def epoch(state, e, rows):
+        def body(st, step):
+            i, idx = step
+            batch = DFLBatch(x_tr[idx], c_tr[idx], w_tr[idx])
+            st, info = kernel.step(st, jax.random.fold_in(jax.random.key(2), i), batch)
             return st, info.loss
 
-        return jax.lax.scan(body, state, perm)
+        return jax.lax.scan(body, state, (e * steps + jnp.arange(steps), rows))
 
     times = []
     for e in range(epochs + 1):
         t0 = time.perf_counter()
-        state, losses = epoch(state, jax.random.key(e))
+        state, losses = epoch(state, e, rows[e])
         jax.block_until_ready(losses)
         times.append(time.perf_counter() - t0)
     w_hat = jax.vmap(oracle)(module.apply(state.params, x_te))
@@ -98,20 +103,10 @@ def run_pyepo_jax(epochs, data):
     objs = jnp.asarray(np.asarray(ds.objs), jnp.float32).reshape(-1, 1)
     spo = SPOPlus(optmodel, processes=1)
     module = LinearPredictor(40)
-    params = init_predictor(module, jax.random.key(0), P)
-    opt = optax.adam(LR)
-    opt_state = opt.init(params)
     xj, cj = jnp.asarray(x_tr, jnp.float32), jnp.asarray(c_tr, jnp.float32)
-
-    @jax.jit
-    def train_step(params, opt_state, xb, cb, wb, zb):
-        def loss_fn(p):
-            return spo(module.apply(p, xb), cb, wb, zb)
-
-        value, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
+    kernel = gradient_kernel(lambda p, b, k: (spo(module.apply(p, b[0]), *b[1:]), None), optax.adam(LR))
+    state = kernel.init(module.init(jax.random.key(0), xj[:1]))
+    train_step = jax.jit(kernel.step)
     steps = N_TRAIN // BATCH
     rng = np.random.default_rng(0)
     times = []
@@ -120,10 +115,10 @@ def run_pyepo_jax(epochs, data):
         t0 = time.perf_counter()
         for j in range(steps):
             idx = perm[j * BATCH : (j + 1) * BATCH]
-            params, opt_state, value = train_step(params, opt_state, xj[idx], cj[idx], sols[idx], objs[idx])
-        jax.block_until_ready(value)
+            state, info = train_step(state, jax.random.key(j), (xj[idx], cj[idx], sols[idx], objs[idx]))
+        jax.block_until_ready(info.loss)
         times.append(time.perf_counter() - t0)
-    c_hat = np.asarray(module.apply(params, jnp.asarray(x_te, jnp.float32)))
+    c_hat = np.asarray(module.apply(state.params, jnp.asarray(x_te, jnp.float32)))
     regret = _pyepo_regret(optmodel, c_hat, c_te)
     return dict(first_epoch_s=times[0], epoch_s=statistics.median(times[1:]), regret=regret)
 
@@ -178,15 +173,9 @@ def _layer_setup(batch, dtype=jnp.float32):
 
 
 def _time(fn, arg, repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(arg))
-    compile_s = time.perf_counter() - t0
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(arg))
-        ts.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(ts)
+    """(compile + first call s, median s of ``repeats`` calls)."""
+    timing = harness.time_call(fn, arg, repeats=repeats)
+    return timing["compile_seconds"], timing["seconds"]
 
 
 def _boxosqp_cvar(C, tail, reg, maxiter, tol):
@@ -239,14 +228,10 @@ def run_layer(batch, repeats):
     )
 
 
-def _plot(result, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    names = [k for k in ("tailjax", "pyepo-jax-mpax", "pyepo-torch-ortools") if k in result["spo_plus"]]
+def _plot(result, out):
+    fig, axes = harness.figure(1, 2, figsize=(10, 3.5))
+    runs = result["spo_plus"]
+    names = [k for k in ("tailjax", "pyepo-jax-mpax", "pyepo-torch-ortools") if "epoch_s" in runs.get(k, {})]
     axes[0].bar(names, [result["spo_plus"][k]["epoch_s"] for k in names], color=["C0", "C1", "C2"][: len(names)])
     axes[0].set_yscale("log")
     axes[0].set_ylabel("seconds / epoch")
@@ -257,22 +242,17 @@ def _plot(result, path):
     axes[1].set_yscale("log")
     axes[1].set_ylabel("instances / s (forward)")
     axes[1].set_title(f"CVaR layer K=100 d=50 batch {lay['batch']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    harness.save_figure(fig, out, "dfl_training")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--size", choices=list(SIZES), default="small")
-    parser.add_argument("--out", default="results/dfl_training")
-    parser.add_argument("--skip", nargs="*", default=[], help="runs to skip: tailjax pyepo-jax-mpax pyepo-torch-ortools layer")
+    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/dfl_training")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="runs to skip: tailjax pyepo-jax-mpax pyepo-torch-ortools layer")
     args = parser.parse_args(argv)
     cfg = SIZES[args.size]
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     data = _data()
-    result = dict(size=args.size, device=jax.devices()[0].device_kind, platform=jax.devices()[0].platform,
+    result = dict(size=args.size,
                   setup=dict(n_train=N_TRAIN, n_test=N_TEST, p=P, deg=DEG, noise_width=NOISE, batch=BATCH,
                              lr=LR, epochs=cfg["epochs"]),
                   spo_plus={})
@@ -287,28 +267,25 @@ def main(argv=None):
         print(name, result["spo_plus"][name], flush=True)
     runs = result["spo_plus"]
     pyepo_times = [runs[k]["epoch_s"] for k in runs if k != "tailjax" and "epoch_s" in runs[k]]
-    if "tailjax" in runs and pyepo_times:
+    if "epoch_s" in runs.get("tailjax", {}) and pyepo_times:
         result["speedup_vs_fastest_pyepo"] = min(pyepo_times) / runs["tailjax"]["epoch_s"]
     if "layer" not in args.skip:
         result["layer"] = run_layer(cfg["layer_batch"], cfg["layer_repeats"])
         print("layer", result["layer"], flush=True)
-    (out / "dfl_training.json").write_text(json.dumps(result, indent=2))
+    harness.write_json(args.out, "dfl_training", result)
     if "layer" in result and runs:
-        _plot(result, out / "dfl_training.png")
-    lines = [f"device: {result['device']}", f"{'run':22s} {'s/epoch':>10s} {'1st epoch':>10s} {'regret':>8s}"]
-    for k, v in runs.items():
-        if "epoch_s" in v:
-            lines.append(f"{k:22s} {v['epoch_s']:10.4f} {v['first_epoch_s']:10.3f} {v['regret']:8.4f}")
-        else:
-            lines.append(f"{k:22s} {v['error']}")
+        _plot(result, args.out)
+    rows = [dict(run=k, **({"s/epoch": v["epoch_s"], "1st epoch s": v["first_epoch_s"], "regret": v["regret"]}
+                           if "epoch_s" in v else {"note": v["error"]})) for k, v in runs.items()]
+    print(harness.markdown_table(rows, ["run", "s/epoch", "1st epoch s", "regret", "note"],
+                                 {"s/epoch": ".4f", "1st epoch s": ".3f", "regret": ".4f"}))
     if "speedup_vs_fastest_pyepo" in result:
-        lines.append(f"speed-up vs fastest PyEPO backend: {result['speedup_vs_fastest_pyepo']:.1f}x")
+        print(f"speed-up vs fastest PyEPO backend: {result['speedup_vs_fastest_pyepo']:.1f}x")
     if "layer" in result:
         lt, lo = result["layer"]["tailjax"], result["layer"]["jaxopt_boxosqp"]
-        lines.append(f"CVaR layer K=100 d=50 batch {result['layer']['batch']}: tailjax fwd {lt['fwd_inst_per_s']:.0f}/s "
-                     f"fwd+bwd {lt['fwd_bwd_inst_per_s']:.0f}/s gap {lt['max_rel_gap']:.1e}; "
-                     f"BoxOSQP fwd {lo['fwd_inst_per_s']:.0f}/s gap {lo['max_rel_gap']:.1e}")
-    print("\n".join(lines))
+        print(f"CVaR layer K=100 d=50 batch {result['layer']['batch']}: tailjax fwd {lt['fwd_inst_per_s']:.0f}/s "
+              f"fwd+bwd {lt['fwd_bwd_inst_per_s']:.0f}/s gap {lt['max_rel_gap']:.1e}; "
+              f"BoxOSQP fwd {lo['fwd_inst_per_s']:.0f}/s gap {lo['max_rel_gap']:.1e}")
     return result
 
 

@@ -6,23 +6,22 @@ PyTorch loop that solves each CVaR-SAA decision with a CPU solver (cvxpylayers),
 
 Workload (both sides identical): fully-invested portfolio, n instances, batch 32, K samples
 of the conditional flow per x (RealNVP, tanh-bounded log-scales, conditional affine, same
-layer count and widths), the CVaR-SAA decision min_w CVaR_alpha[-c^T w + w^T Sigma w] on
-the samples, the regret's CVaR over Kq proxy samples against a fixed w_q, loss
-beta * regret + gamma * NLL, backward through the decision layer, one Adam step per batch.
+layer count and widths), the CVaR-SAA decision min_w CVaR[-c^T w + w^T Sigma w] at
+tail_prob (the paper's alpha) on the samples, the regret's CVaR over Kq proxy samples against
+a fixed w_q, loss regret_weight * regret + nll_weight * NLL (the paper's beta and gamma),
+backward through the decision layer, one Adam step per batch (tailjax: :func:`tailjax.dfl.gen_dfl`).
 
 The comparison (the structure of the Gen-DFL authors' PyTorch code): a Python loop over the
 instances of a batch; for each, sample from the torch flow (on the GPU when there is one),
 solve the decision with ``cvxpylayers`` (diffcp/SCS on the CPU) and backpropagate through
 it. Timings: compile/warm-up separately, then the median of repeated epochs
 (``block_until_ready``); the torch loop runs ``--torch-batches`` batches and scales to an
-epoch (said in the output). Requires ``torch`` and ``cvxpylayers`` (benchmark only).
+epoch (said in the output). The torch side needs ``torch`` and ``cvxpylayers`` (optional:
+without them, or with ``--skip-torch``, only tailjax is timed).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
 import statistics
 import time
 
@@ -31,35 +30,35 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.seeds.gen_dfl import make_data
-from tailjax.dfl.gen_dfl import GenDFLConfig, build_gen_dfl_kernel, gen_dfl_init
-from tailjax.dfl.proxy import Proxy, init_flow
-from tailjax.nn.conditional_flow import ConditionalFlow
+from benchmarks import _harness as harness
+from benchmarks.setups.dfl import make_data
+from tailjax.dfl import GenDFLConfig, Proxy, gen_dfl, init_flow
+from tailjax.nn import ConditionalFlow
 
 SIZES = {"small": dict(dim=10, K=32, n=64, layers=4, hidden=64, repeats=3, torch_batches=2),
          "paper": dict(dim=50, K=100, n=320, layers=4, hidden=64, repeats=5, torch_batches=3)}
-ALPHA, BETA, GAMMA, BATCH = 0.1, 10.0, 1.0, 32
+TAIL_PROB, REGRET_WEIGHT, NLL_WEIGHT, BATCH = 0.1, 10.0, 1.0, 32  # the paper's alpha, beta, gamma
 
 
 def jax_epoch(inst, x, c, cfg):
     flow = ConditionalFlow(c.shape[1], x.shape[1], num_layers=cfg["layers"], hidden_sizes=(cfg["hidden"],) * 2)
     params = init_flow(jax.random.key(0), flow, x, c)
     proxy = Proxy(flow, params)
-    config = GenDFLConfig(num_samples=cfg["K"], proxy_samples=cfg["K"], alpha=ALPHA, beta=BETA, gamma=GAMMA)
-    opt = optax.adam(1e-3)
+    config = GenDFLConfig(num_samples=cfg["K"], proxy_samples=cfg["K"], tail_prob=TAIL_PROB,
+                          regret_weight=REGRET_WEIGHT, nll_weight=NLL_WEIGHT)
     w_q = jnp.full(c.shape, 1.0 / c.shape[1], jnp.float32)
-    kernel = build_gen_dfl_kernel(flow, inst.problem, proxy, config, opt)
+    kernel = gen_dfl(flow, inst.problem, proxy, config, optax.adam(1e-3))
     nb = x.shape[0] // BATCH
     xb, cb, wb = (jnp.asarray(a[: nb * BATCH]).reshape(nb, BATCH, -1) for a in (x, c, w_q))
 
     @jax.jit
     def epoch(state, key):
         def body(s, i):
-            s, info = kernel(s, jax.random.fold_in(key, i), (xb[i], cb[i], wb[i]))
+            s, info = kernel.step(s, jax.random.fold_in(key, i), (xb[i], cb[i], wb[i]))
             return s, info.loss
         return jax.lax.scan(body, state, jnp.arange(nb))
 
-    state = gen_dfl_init(params, opt)
+    state = kernel.init(params)
     t0 = time.perf_counter()
     state, losses = jax.block_until_ready(epoch(state, jax.random.key(1)))
     first = time.perf_counter() - t0
@@ -123,7 +122,7 @@ def torch_epoch(inst, x, c, cfg):
     opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
     C = cp.Parameter((K, d))
     w, u, s = cp.Variable(d), cp.Variable(), cp.Variable(K)
-    obj = u + cp.sum(s) / (ALPHA * K) + cp.quad_form(w, cp.psd_wrap(sigma))
+    obj = u + cp.sum(s) / (TAIL_PROB * K) + cp.quad_form(w, cp.psd_wrap(sigma))
     cons = [s >= -C @ w - u, s >= 0, w >= 0, w <= 1, cp.sum(w) == 1]
     layer = CvxpyLayer(cp.Problem(cp.Minimize(obj), cons), parameters=[C], variables=[w])
     sig_t = torch.tensor(sigma, dtype=torch.float32, device=dev)
@@ -134,7 +133,7 @@ def torch_epoch(inst, x, c, cfg):
         return -(cc @ ww) + ww @ sig_t @ ww
 
     def cvar(v):
-        k = max(1, int(np.ceil(ALPHA * v.shape[0])))
+        k = max(1, int(np.ceil(TAIL_PROB * v.shape[0])))
         return torch.topk(v, k).values.mean()
 
     times = []
@@ -150,7 +149,7 @@ def torch_epoch(inst, x, c, cfg):
                 cq = flow(torch.randn(K, d, device=dev), xi)  # proxy samples (frozen q)
             regrets.append(cvar(cost(cq, wi) - cost(cq, wq)))
         nll = -flow.log_prob(cs[b * BATCH:(b + 1) * BATCH], xs[b * BATCH:(b + 1) * BATCH]).mean()
-        loss = BETA * torch.stack(regrets).mean() + GAMMA * nll
+        loss = REGRET_WEIGHT * torch.stack(regrets).mean() + NLL_WEIGHT * nll
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -163,44 +162,46 @@ def torch_epoch(inst, x, c, cfg):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--out", default="results/perf_gen_dfl")
+    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/perf_gen_dfl")
     parser.add_argument("--torch-batches", type=int, default=None)
+    parser.add_argument("--skip-torch", action="store_true", help="time tailjax only")
     args = parser.parse_args(argv)
     cfg = dict(SIZES[args.size])
     if args.torch_batches:
         cfg["torch_batches"] = args.torch_batches
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     inst, x, c = make_data("portfolio", 4, 0, cfg["n"], cfg["dim"])
     res_jax = jax_epoch(inst, x, c, cfg)
     print(f"tailjax: compile+first epoch {res_jax['compile_and_first_s']:.2f} s, epoch {res_jax['epoch_s']:.4f} s",
           flush=True)
-    res_torch = torch_epoch(inst, x, c, cfg)
-    ratio = res_torch["epoch_s"] / res_jax["epoch_s"]
-    device = jax.devices()[0].device_kind
-    payload = dict(size=args.size, config=cfg, alpha=ALPHA, batch=BATCH, device=device, tailjax=res_jax,
-                   torch_loop=res_torch, speedup=ratio, goal=20.0)
-    (out / "gen_dfl.json").write_text(json.dumps(payload, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.bar(["tailjax (jit+vmap)", f"torch loop + CPU solver\n({res_torch['torch_device']})"],
-           [res_jax["epoch_s"], res_torch["epoch_s"]], color=["C0", "C1"])
+    payload = dict(size=args.size, config=cfg, tail_prob=TAIL_PROB, batch=BATCH, tailjax=res_jax, goal=20.0)
+    rows = [dict(implementation="tailjax (jit + vmap)", seconds_per_epoch=res_jax["epoch_s"])]
+    if not args.skip_torch:
+        try:
+            res_torch = torch_epoch(inst, x, c, cfg)
+        except ImportError as err:  # torch or cvxpylayers not installed
+            res_torch = dict(error=f"not run: {err}")
+        payload["torch_loop"] = res_torch
+        if "epoch_s" in res_torch:
+            payload["speedup"] = res_torch["epoch_s"] / res_jax["epoch_s"]
+            rows.append(dict(implementation=f"torch loop + cvxpylayers ({res_torch['torch_device']})",
+                             seconds_per_epoch=res_torch["epoch_s"],
+                             note=f"{res_torch['batches_timed']} of {cfg['n'] // BATCH} batches timed, scaled"))
+        else:
+            rows.append(dict(implementation="torch loop + cvxpylayers", note=res_torch["error"]))
+    harness.write_json(args.out, "gen_dfl", payload)
+    fig, ax = harness.figure(figsize=(4.5, 3))
+    timed = [r for r in rows if "seconds_per_epoch" in r]
+    ax.bar([r["implementation"].replace(" + ", "\n+ ") for r in timed], [r["seconds_per_epoch"] for r in timed],
+           color=["C0", "C1"][: len(timed)])
     ax.set_yscale("log")
     ax.set_ylabel("seconds per epoch")
-    ax.set_title(f"Gen-DFL epoch, d={cfg['dim']}, K={cfg['K']}, n={cfg['n']} ({ratio:.0f}x)")
-    fig.tight_layout()
-    fig.savefig(out / "gen_dfl.png", dpi=120)
-    print(f"{'implementation':<34}{'s / epoch':>12}")
-    print(f"{'tailjax (' + device + ')':<34}{res_jax['epoch_s']:>12.4f}")
-    print(f"{'torch loop + cvxpylayers (' + res_torch['torch_device'] + ')':<34}{res_torch['epoch_s']:>12.3f}"
-          f"   ({res_torch['batches_timed']} of {cfg['n'] // BATCH} batches timed, scaled)")
-    print(f"speed-up: {ratio:.1f}x (goal >= 20x)")
+    speedup = f" ({payload['speedup']:.0f}x)" if "speedup" in payload else ""
+    ax.set_title(f"Gen-DFL epoch, d={cfg['dim']}, K={cfg['K']}, n={cfg['n']}{speedup}")
+    harness.save_figure(fig, args.out, "gen_dfl")
+    print(harness.markdown_table(rows, ["implementation", "seconds_per_epoch", "note"], {"seconds_per_epoch": ".4f"}))
+    if "speedup" in payload:
+        print(f"speed-up: {payload['speedup']:.1f}x (goal >= 20x)")
+    return payload
 
 
 if __name__ == "__main__":

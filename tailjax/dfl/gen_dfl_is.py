@@ -1,17 +1,18 @@
 """Importance-sampled generate-then-optimize (beyond the Gen-DFL paper).
 
-With K samples of p_theta(c | x) the CVaR-SAA decision at a small alpha sees only about
-alpha*K samples in the tail it optimises. Here the samples come instead from a proposal
-r(c | x) that puts half of them in that tail, and the decision uses self-normalised
-importance weights p_theta / r (``weights`` of :func:`tailjax.layers.cvar.cvar_decision`).
+With K samples of p_theta(c | x) the CVaR-SAA decision at a small tail probability
+(``tail_prob``, the paper's alpha) sees only about tail_prob * K samples in the tail it
+optimises. Here the samples come instead from a proposal r(c | x) that puts half of them in
+that tail, and the decision uses self-normalised importance weights p_theta / r
+(``weights`` of :func:`tailjax.layers.cvar.cvar_decision`).
 
 Proposal. The flow is c = T_x(z), z ~ N(0, I). A pilot decision w0 (CVaR-SAA on
 ``pilot_samples`` plain draws, gradient stopped) defines the latent loss
 L(z) = f(T_x(z), w0). Its gradient g at z = 0 gives the direction in which the loss grows;
 the dominating-point tilt of a linearised loss puts the mean shift at the mean of the
-alpha-tail of a standard normal along g:
+tail_prob-tail of a standard normal along g:
 
-    mu = (phi(q) / alpha) * g / |g|,        q = Phi^{-1}(1 - alpha)
+    mu = (phi(q) / tail_prob) * g / |g|,        q = Phi^{-1}(1 - tail_prob)
 
 (exponential tilting of the base Gaussian; cf. the importance-sampling family). The proposal
 is the defensive mixture r = pi0 * T_x#N(0, I) + pi1 * T_x#N(mu, I) with the samples
@@ -25,7 +26,7 @@ The weights do not depend on theta (mu is stopped), so the decision's gradient f
 the reparameterised samples exactly as in plain Gen-DFL. The estimator is consistent for any
 mu; the tilt only changes its variance.
 
-When it helps (``benchmarks/seeds/gen_dfl.py --only is_gto``, portfolio, alpha = 0.05): with
+When it helps (``benchmarks/seeds/gen_dfl.py --only is_gto``, portfolio, tail_prob = 0.05): with
 2 assets the importance-sampled decision at K reaches the regret of plain SAA at 2K (K = 32:
 88.6% vs 114.9%, plain K = 64: 85.8%); with 10 assets there is no gain, and with 50 it is
 5-9% worse at every K (one seed). One tilt direction covers the tail of the pilot decision only; the
@@ -60,10 +61,11 @@ def check_num_samples(num_samples: Any, name: str = "num_samples") -> int:
     return k
 
 
-def tail_shift(alpha: float, dtype=jnp.float32) -> Array:
-    """phi(q) / alpha with q = Phi^{-1}(1 - alpha): the mean of the alpha-tail of N(0, 1)."""
-    check_open_unit(alpha, "alpha", closed_right=True)
-    a = jnp.asarray(alpha, dtype)
+def tail_shift(tail_prob: float, dtype=jnp.float32) -> Array:
+    """phi(q) / tail_prob with q = Phi^{-1}(1 - tail_prob): the mean of the upper tail of
+    N(0, 1) of mass ``tail_prob`` (the paper's alpha) in (0, 1]."""
+    check_open_unit(tail_prob, "tail_prob", closed_right=True)
+    a = jnp.asarray(tail_prob, dtype)
     q = norm.ppf(1.0 - a)
     return jnp.where(a < 1.0, norm.pdf(q) / a, jnp.zeros((), dtype))
 
@@ -74,7 +76,7 @@ def is_samples(
     params: Any,
     problem: DecisionProblem,
     x: Float[ArrayLike, " p"],
-    alpha: float,
+    tail_prob: float,
     num_samples: int,
     *,
     pilot_samples: int = 16,
@@ -83,16 +85,17 @@ def is_samples(
 ) -> tuple[Float[Array, "K d"], Float[Array, " K"], Float[Array, " d"]]:
     """K proposal samples for one x, their log-weights log p_theta/r, and the latent shift mu.
 
+    ``tail_prob``: the CVaR level of the decision (the paper's alpha) in (0, 1].
     Returns ``(c: (K, d), log_w: (K,), mu: (d,))``; ``c`` is differentiable in ``params``.
     """
-    check_open_unit(alpha, "alpha", closed_right=True)
+    check_open_unit(tail_prob, "tail_prob", closed_right=True)
     K = check_num_samples(num_samples)
     pilot_samples = check_num_samples(pilot_samples, "pilot_samples")
     d = flow.event_dim
     x = jnp.asarray(x, flow.dtype)
     k_pilot, k_z = jax.random.split(key)
     pilot = flow.apply(params, k_pilot, x, pilot_samples, method=ConditionalFlow.sample)
-    w0 = jax.lax.stop_gradient(decision(problem, pilot, alpha, reg=reg, iterations=iterations))
+    w0 = jax.lax.stop_gradient(decision(problem, pilot, tail_prob, reg=reg, iterations=iterations))
 
     def forward(z):
         return flow.apply(params, z, x, method=ConditionalFlow.forward_and_log_det)[0]
@@ -101,7 +104,7 @@ def is_samples(
     grad = jax.lax.stop_gradient(grad)
     norm_g = jnp.linalg.norm(grad)
     direction = jnp.where(norm_g > 0, grad / jnp.where(norm_g > 0, norm_g, 1.0), jnp.zeros_like(grad))
-    mu = tail_shift(alpha, flow.dtype) * direction
+    mu = tail_shift(tail_prob, flow.dtype) * direction
 
     k1 = K // 2
     k0 = K - k1
@@ -123,22 +126,21 @@ def is_decision(
     params: Any,
     problem: DecisionProblem,
     x: Float[ArrayLike, " p"],
-    alpha: float,
+    tail_prob: float,
     num_samples: int,
     *,
     pilot_samples: int = 16,
     reg: float | None = None,
     iterations: int = 40,
 ) -> Float[Array, " d"]:
-    """Importance-sampled CVaR-SAA decision for one x ``(p,)``; see the module docstring.
+    """Importance-sampled CVaR-SAA decision for one x ``(p,)`` at ``tail_prob`` (the paper's
+    alpha); see the module docstring.
 
     ``reg``: QPTL regulariser of the decision layer (None: ``problem.reg``).
     """
     c, log_w, _ = is_samples(
-        key, flow, params, problem, x, alpha, num_samples,
+        key, flow, params, problem, x, tail_prob, num_samples,
         pilot_samples=pilot_samples, reg=reg, iterations=iterations,
     )
     weights = jnp.exp(log_w - jnp.max(log_w))
-    return decision(problem, c, alpha, reg=reg, weights=weights, iterations=iterations)
-
-
+    return decision(problem, c, tail_prob, reg=reg, weights=weights, iterations=iterations)

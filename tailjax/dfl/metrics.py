@@ -11,7 +11,7 @@ over the same M samples (``reg = 0``). :func:`regret_reference` draws the sample
 for w* once; the returned :class:`RegretReference` is the cache, reused for every method and
 every evaluation (pass it to :func:`cvar_regret`). ``tail_prob = 1`` gives the plain
 normalised regret ``E[f(c, w_hat) - f(c, w*)] / |E f(c, w*)|`` with w* the mean-cost decision.
-``alpha`` is Gen-DFL's level = ``tail_prob``.
+Here alpha is ``tail_prob`` (tail_prob: the paper's alpha).
 
 ``cvar_regret(..., form="difference_of_cvars")`` scores instead the gap of the two CVaRs,
 ``CVaR_alpha f(c, w_hat) - CVaR_alpha f(c, w*)`` (>= 0 up to solver tolerance, as w* minimises
@@ -74,7 +74,7 @@ def regret_reference(
       problem: the decision problem.
       model: true conditional with ``model.sample(key, x, num_samples) -> (M, d)``.
       features: ``(N, p)`` test features.
-      tail_prob: Gen-DFL's alpha in (0, 1].
+      tail_prob: the paper's alpha in (0, 1].
       num_samples: M, the SAA size of the reference (large: the paper's "true" optimum).
       chunk_size: instances solved per vmapped call (bounds memory).
     """

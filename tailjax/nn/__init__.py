@@ -10,7 +10,7 @@ from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
 from tailjax.nn.nnx import from_nnx, to_nnx
 from tailjax.nn.ddpm import ConvNoiseNet, DDPMSchedule, MLPNoiseNet, ddpm_sample, dm_loss, make_schedule
 from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster
-from tailjax.nn.predictors import LinearPredictor, MLPPredictor
+from tailjax.nn.predictors import LinearPredictor, MLPPredictor, init_predictor
 from tailjax.nn.unet import UNet
 from tailjax.nn.vae import VAE, merge_params, split_params, vae_loss, vae_sample
 from tailjax.nn.velocity import VelocityField, sinusoidal_embedding
@@ -37,6 +37,7 @@ __all__ = [
     "MLPClassifier",
     "LinearPredictor",
     "MLPPredictor",
+    "init_predictor",
     "from_nnx",
     "to_nnx",
 ]

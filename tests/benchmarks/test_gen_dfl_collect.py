@@ -25,7 +25,7 @@ def test_records_from_log(tmp_path):
     assert len(sweep) == 4  # two methods x two forms; the cut sigma=60 adds nothing
     gen = {r["metric"]: r["regret"] for r in sweep if r["method"] == "gen_dfl"}
     assert gen == {"cvar_of_difference": 112.9, "difference_of_cvars": 51.3}
-    assert all(r["sigma"] == 40 and r["alpha_eval"] == 0.1 for r in sweep)
+    assert all(r["sigma"] == 40 and r["tail_prob_eval"] == 0.1 for r in sweep)
     is_recs = [r for r in recs if r["experiment"] == "is_gto"]
     assert [(r["method"], r["K"], r["regret"], r.get("dim"), r["seed"]) for r in is_recs] == [
         ("plain", 8, 185.73, None, 0), ("is", 16, 99.5, 2, 3)]

@@ -3,12 +3,12 @@
 import pytest
 from scipy import stats
 
-from benchmarks.seeds.gen_dfl_table1 import best_baseline, ordering, table1_cells, table1_report
+from benchmarks.setups.dfl import best_baseline, ordering, renamed, table1_cells, table1_report
 
 
 def _rec(method, seed, regret, deg=2, metric="cvar_of_difference"):
     return dict(experiment="table1", problem="portfolio", deg=deg, seed=seed, method=method,
-                alpha_eval=0.1, metric=metric, regret=regret)
+                tail_prob_eval=0.1, metric=metric, regret=regret)
 
 
 def test_ordering_counts_paired_wins_and_drops_ties():
@@ -41,3 +41,23 @@ def test_conflicting_duplicate_seed_is_refused():
         ("portfolio", 2, "oracle_saa"): {0: 1.0}}
     with pytest.raises(ValueError, match="seed 0"):
         table1_cells([_rec("gen_dfl", 0, 1.0), _rec("gen_dfl", 0, 1.1)])
+
+
+def test_records_of_older_files_are_renamed():
+    old = dict(experiment="alpha", method="gen_dfl", alpha_eval=0.1, alpha_train=0.5, beta=10.0, regret=1.0)
+    assert renamed(old) == dict(experiment="tail_prob", method="gen_dfl", tail_prob_eval=0.1,
+                                tail_prob_train=0.5, regret_weight=10.0, regret=1.0)
+    assert table1_cells([renamed(dict(_rec("gen_dfl", 0, 2.0), alpha_eval=0.1))]) == {
+        ("portfolio", 2, "gen_dfl"): {0: 2.0}}
+
+
+def test_table1_script_writes_the_report(tmp_path):
+    import json
+
+    from benchmarks.seeds.gen_dfl_table1 import main
+
+    path = tmp_path / "gen_dfl.json"
+    path.write_text(json.dumps({"records": [_rec("gen_dfl", s, 1.0 + s) for s in range(2)]}))
+    report = main([str(path), "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "table1.md").read_text().strip() == report.strip()
+    assert "| Gen-DFL | 1.5 ± 0.7 (2) |" in report

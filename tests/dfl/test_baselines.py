@@ -1,27 +1,45 @@
 """Pred-DFL baselines: surrogate closed forms and invariants, losses under jit/vmap, the
 optax kernel (cache growth), fit/resume and evaluation decisions."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from tailjax.dfl.baselines import (
-    METHODS,
+from tailjax.dfl import (
     DFLBatch,
     baseline_decisions,
     baseline_kernel,
-    contrastive_map,
+    contrastive_map_loss,
+    dfl_plus_loss,
+    dfl_plus_sigma,
     fit_baseline,
-    listwise_ltr,
-    make_loss,
-    nce,
-    pairwise_ltr,
-    spo_plus,
+    listwise_ltr_loss,
+    make_instance,
+    make_problem,
+    mse_loss,
+    nce_loss,
+    pairwise_ltr_loss,
+    qptl_loss,
+    spo_plus_loss,
 )
-from tailjax.dfl.problems import make_instance, make_problem
+from tailjax.dfl.baselines import contrastive_map, listwise_ltr, nce, pairwise_ltr, spo_plus
 from tailjax.layers import make_polytope
+from tailjax.nn import LinearPredictor
+
+LOSSES = {"mse": mse_loss, "spo+": spo_plus_loss, "nce": nce_loss, "map": contrastive_map_loss,
+          "pairwise": pairwise_ltr_loss, "listwise": listwise_ltr_loss, "dfl": qptl_loss, "dfl+": dfl_plus_loss}
+POOL = ("nce", "map", "pairwise", "listwise")
+
+
+def _options(method, **dfl_plus):
+    """Each loss's own options in these tests."""
+    if method in POOL:
+        return {"pool_size": 8}
+    return dfl_plus if method == "dfl+" else {}
 
 
 def _simplex_problem(d=3):
@@ -81,16 +99,17 @@ def sp():
 
 
 @pytest.mark.parametrize(
-    "method", [pytest.param(m, marks=pytest.mark.slow if m == "dfl" else ()) for m in METHODS]
+    "method", [pytest.param(m, marks=pytest.mark.slow if m == "dfl" else ()) for m in LOSSES]
 )
 def test_every_loss_is_finite_and_differentiable_under_jit(sp, method):
     inst, x, c, w = sp
     apply_fn = lambda p, f: f @ p["W"] + p["b"]  # noqa: E731
     params = {"W": jnp.full((3, 40), 0.01, jnp.float32), "b": jnp.ones(40, jnp.float32)}
-    loss = make_loss(method, apply_fn, inst.problem, inst.oracle, num_samples=4, pool_size=8, tail_prob=0.5)
+    loss = partial(LOSSES[method], apply_fn=apply_fn, problem=inst.problem, oracle=inst.oracle,
+                   **_options(method, num_samples=4, tail_prob=0.5, sigma=0.1))
     batch = DFLBatch(x[:4], c[:4], w[:4], w)
-    value, grads = jax.jit(jax.value_and_grad(loss))(params, batch, jax.random.key(0))
-    assert np.isfinite(float(value))
+    (value, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, batch, jax.random.key(0))
+    assert np.isfinite(float(value)) and aux is None
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
     if method in ("mse", "spo+", "dfl"):
         assert float(value) >= -1e-6
@@ -100,52 +119,80 @@ def test_kernel_cache_growth(sp):
     inst, x, c, w = sp
     apply_fn = lambda p, f: f @ p["W"] + p["b"]  # noqa: E731
     params = {"W": jnp.zeros((3, 40), jnp.float32), "b": jnp.ones(40, jnp.float32)}
-    loss = make_loss("nce", apply_fn, inst.problem, inst.oracle, pool_size=4)
-    init, step = baseline_kernel(loss, optax.sgd(0.1), apply_fn=apply_fn, oracle=inst.oracle, solve_ratio=1.0)
-    state = init(params, jnp.zeros((6, 40), jnp.float32))
-    state, info = jax.jit(step)(state, jax.random.key(1), DFLBatch(x[:4], c[:4], w[:4]))
-    assert int(state.cache_ptr) == 4 and np.isfinite(float(info.loss))
+    loss = partial(nce_loss, apply_fn=apply_fn, problem=inst.problem, pool_size=4)
+    kernel = baseline_kernel(loss, optax.sgd(0.1), apply_fn=apply_fn, oracle=inst.oracle, solve_ratio=1.0)
+    state = kernel.init(params, jnp.zeros((6, 40), jnp.float32))
+    state, info = jax.jit(kernel.step)(state, jax.random.key(1), DFLBatch(x[:4], c[:4], w[:4]))
+    assert int(state.cache_ptr) == 4 and int(state.step) == 1 and np.isfinite(float(info.loss))
     np.testing.assert_allclose(jnp.sum(state.cache[:4], axis=1), 8.0)  # 8-arc paths added
     np.testing.assert_allclose(state.cache[4:], 0.0)
 
 
 def test_fit_resume_and_decisions(sp, tmp_path):
     inst, x, c, w = sp
-    kw = dict(epochs=2, batch_size=16, learning_rate=0.05, solutions=w)
-    full = fit_baseline("spo+", jax.random.key(0), inst, x, c, **kw)
-    ck = tmp_path / "ck.pkl"
-    fit_baseline("spo+", jax.random.key(0), inst, x, c, **{**kw, "epochs": 1}, checkpoint_path=ck)
-    resumed = fit_baseline("spo+", jax.random.key(0), inst, x, c, **kw, checkpoint_path=ck)
+    predictor = LinearPredictor(40)
+    kw = dict(loss=spo_plus_loss, num_steps=6, batch_size=16, learning_rate=0.05, solutions=w)
+    full = fit_baseline(jax.random.key(0), predictor, inst, x, c, **kw)
+    ck = tmp_path / "ck.ckpt"
+    fit_baseline(jax.random.key(0), predictor, inst, x, c, **{**kw, "num_steps": 3}, checkpoint_path=ck)
+    resumed = fit_baseline(jax.random.key(0), predictor, inst, x, c, **kw, checkpoint_path=ck)
     for a, b in zip(jax.tree_util.tree_leaves(full.state.params), jax.tree_util.tree_leaves(resumed.state.params)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
-    assert full.result.history["loss"].shape == (6,)
-    dec = baseline_decisions(full, x[:5], inst)
+    assert full.history["loss"].shape == (6,)
+    dec = baseline_decisions(predictor, full.state.params, x[:5], inst)
     np.testing.assert_allclose(jnp.sum(dec, axis=1), 8.0)
+    # Pred-DFL+ decisions: CVaR decisions over Gaussian samples around the prediction
+    sampled = baseline_decisions(predictor, full.state.params, x[:3], inst, sigma=0.5, tail_prob=0.5,
+                                 key=jax.random.key(1), num_samples=8)
+    assert sampled.shape == (3, 40) and bool(jnp.all(jnp.isfinite(sampled)))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", list(LOSSES))
 def test_training_reduces_regret(method):
-    from tailjax.dfl.metrics import normalized_regret
+    from tailjax.dfl import normalized_regret
 
     inst = make_instance("shortest_path", num_data=300, num_features=5, deg=4, seed=0)
     inst = inst._replace(problem=inst.problem._replace(reg=jnp.asarray(0.5, jnp.float32)))
     x, c = inst.features, inst.costs
-    fitted = fit_baseline(method, jax.random.key(0), inst, x[:200], c[:200], epochs=10, learning_rate=0.02,
-                          solve_ratio=0.1, num_samples=8)
-    untrained = fit_baseline(method, jax.random.key(0), inst, x[:200], c[:200], epochs=1, learning_rate=0.0)
-    r_fit = normalized_regret(baseline_decisions(fitted, x[200:], inst), c[200:], inst.problem, inst.oracle)
-    r_0 = normalized_regret(baseline_decisions(untrained, x[200:], inst), c[200:], inst.problem, inst.oracle)
+    predictor = LinearPredictor(40)
+    sigma = dfl_plus_sigma(c[:200])
+    options = {"pool_size": 32} if method in POOL else _options(method, num_samples=8, sigma=sigma)
+    ratio = 0.1 if method in POOL else 0.0
+    fitted = fit_baseline(jax.random.key(0), predictor, inst, x[:200], c[:200], loss=LOSSES[method],
+                          num_steps=60, learning_rate=0.02, solve_ratio=ratio, **options)
+    untrained = fit_baseline(jax.random.key(0), predictor, inst, x[:200], c[:200], loss=LOSSES[method],
+                             num_steps=6, learning_rate=0.0, **options)
+    decide_sigma = sigma if method == "dfl+" else None
+    r_fit = normalized_regret(baseline_decisions(predictor, fitted.state.params, x[200:], inst, sigma=decide_sigma),
+                              c[200:], inst.problem, inst.oracle)
+    r_0 = normalized_regret(baseline_decisions(predictor, untrained.state.params, x[200:], inst, sigma=decide_sigma),
+                            c[200:], inst.problem, inst.oracle)
     assert float(r_fit) < float(r_0)
 
 
 def test_bad_input(sp):
     inst, x, c, w = sp
-    with pytest.raises(ValueError, match="method"):
-        make_loss("blackbox", lambda p, f: f, inst.problem, inst.oracle)
+    batch = DFLBatch(x[:2], c[:2], w[:2])
+    identity = lambda p, f: jnp.zeros((f.shape[0], 40), f.dtype)  # noqa: E731
     with pytest.raises(ValueError, match="tail_prob"):
-        make_loss("dfl+", lambda p, f: f, inst.problem, inst.oracle, tail_prob=1.5)
+        dfl_plus_loss(None, batch, jax.random.key(0), apply_fn=identity, problem=inst.problem, sigma=0.1,
+                      tail_prob=1.5)
+    with pytest.raises(ValueError, match="sigma"):
+        dfl_plus_loss(None, batch, jax.random.key(0), apply_fn=identity, problem=inst.problem, sigma=-1.0)
+    with pytest.raises(ValueError, match="cache"):
+        nce_loss(None, batch, jax.random.key(0), apply_fn=identity, problem=inst.problem)
+    with pytest.raises(ValueError, match="pool_size"):
+        nce_loss(None, batch._replace(cache=w), jax.random.key(0), apply_fn=identity, problem=inst.problem,
+                 pool_size=0)
+    with pytest.raises(ValueError, match="temperature"):
+        listwise_ltr_loss(None, batch._replace(cache=w), jax.random.key(0), apply_fn=identity,
+                          problem=inst.problem, temperature=0.0)
     with pytest.raises(ValueError, match="solve_ratio"):
-        baseline_kernel(lambda *a: 0.0, optax.sgd(0.1), solve_ratio=2.0)
+        baseline_kernel(lambda *a: (0.0, None), optax.sgd(0.1), solve_ratio=2.0)
+    with pytest.raises(ValueError, match="cache"):
+        baseline_kernel(lambda *a: (0.0, None), optax.sgd(0.1)).init({}, jnp.zeros((0, 40)))
     with pytest.raises(ValueError, match="batch_size"):
-        fit_baseline("mse", jax.random.key(0), inst, x, c, batch_size=1000)
+        fit_baseline(jax.random.key(0), LinearPredictor(40), inst, x, c, loss=mse_loss, batch_size=1000)
+    with pytest.raises(ValueError, match="costs"):
+        dfl_plus_sigma(c[0])

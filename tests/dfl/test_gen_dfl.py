@@ -8,22 +8,26 @@ import optax
 import pytest
 from jax.scipy.stats import norm
 
-from tailjax.dfl.gen_dfl import (
+from tailjax.dfl import (
     GenDFLConfig,
-    build_gen_dfl_kernel,
-    check_config,
+    Proxy,
+    decision,
+    fit_gen_dfl,
+    fit_proxy,
+    gen_dfl,
     gen_dfl_decisions,
-    gen_dfl_init,
     gen_dfl_loss,
+    gen_dfl_mean_regret,
     gen_dfl_regret,
+    init_flow,
+    make_problem,
+    objective,
     proxy_decisions,
     sample_decision,
 )
-from tailjax.dfl.gen_dfl_fit import fit_gen_dfl
-from tailjax.dfl.problems.base import decision, make_problem, objective
-from tailjax.dfl.proxy import Proxy, fit_proxy, init_flow
-from tailjax.layers.polytope import make_polytope
-from tailjax.nn.conditional_flow import ConditionalFlow
+from tailjax.dfl.gen_dfl import check_config
+from tailjax.layers import make_polytope
+from tailjax.nn import ConditionalFlow
 
 
 def _simplex_task(d, dtype=jnp.float32, quadratic=None):
@@ -50,7 +54,7 @@ def test_regret_gradient_matches_finite_differences(x64):
     x = jnp.array([0.3, -0.7])
     w_q = jnp.array([0.2, 0.5, 0.3])
     proxy = Proxy(flow, params)
-    config = GenDFLConfig(num_samples=12, proxy_samples=40, alpha=0.25)
+    config = GenDFLConfig(num_samples=12, proxy_samples=40, tail_prob=0.25)
     key = jax.random.key(3)
 
     def regret(prm):
@@ -76,10 +80,10 @@ def _gaussian_truth(x):
     return m, sd
 
 
-def _closed_form_cvar_regret(w_hat, x, alpha):
-    """Eq. (9) exactly: f = -c^T w is Gaussian, CVaR_alpha = mean + sd phi(q)/alpha."""
+def _closed_form_cvar_regret(w_hat, x, tail_prob):
+    """Eq. (9) exactly: f = -c^T w is Gaussian, CVaR = mean + sd phi(q)/tail_prob."""
     m, sd = _gaussian_truth(x)
-    k = norm.pdf(norm.ppf(1 - alpha)) / alpha
+    k = norm.pdf(norm.ppf(1 - tail_prob)) / tail_prob
     t = jnp.linspace(0.0, 1.0, 2001)
     grid = jnp.stack([t, 1 - t], -1)  # the feasible segment w1 + w2 = 1
     cvar_grid = -m @ grid.T + k * jnp.sqrt((grid**2) @ (sd**2))  # (n, 2001)
@@ -91,7 +95,7 @@ def _closed_form_cvar_regret(w_hat, x, alpha):
 
 @pytest.mark.slow
 def test_gen_dfl_beats_two_stage_on_gaussian_closed_form():
-    alpha = 0.2
+    tail_prob = 0.2
     n = 256
     kx, ke = jax.random.split(jax.random.key(0))
     x = jax.random.uniform(kx, (n, 1), minval=-1.0, maxval=1.0)
@@ -104,16 +108,17 @@ def test_gen_dfl_beats_two_stage_on_gaussian_closed_form():
     x_test = jnp.linspace(-1.0, 1.0, 32)[:, None]
     pred = jnp.concatenate([x_test, jnp.ones((32, 1))], -1) @ coef
     w_pto = jax.vmap(lambda ci: decision(problem, ci[None], 1.0))(pred)
-    pto_regret = _closed_form_cvar_regret(w_pto, x_test, alpha)
+    pto_regret = _closed_form_cvar_regret(w_pto, x_test, tail_prob)
 
     proxy = fit_proxy(jax.random.key(1), x, c, num_steps=300, batch_size=64, hidden_sizes=(16,), num_layers=2,
                       learning_rate=3e-3)
     flow = ConditionalFlow(2, 1, hidden_sizes=(16,), num_layers=2)
-    config = GenDFLConfig(num_samples=32, proxy_samples=32, alpha=alpha)
+    config = GenDFLConfig(num_samples=32, proxy_samples=32, tail_prob=tail_prob)
     result = fit_gen_dfl(jax.random.key(2), flow, problem, proxy, x, c, config=config,
                          num_steps=120, batch_size=32, learning_rate=3e-3)
-    w_gen = jax.jit(lambda k: gen_dfl_decisions(k, flow, result.state.params, problem, x_test, alpha, 64))(jax.random.key(3))
-    gen_regret = _closed_form_cvar_regret(w_gen, x_test, alpha)
+    w_gen = jax.jit(lambda k: gen_dfl_decisions(k, flow, result.state.params, problem, x_test, tail_prob, 64))(
+        jax.random.key(3))
+    gen_regret = _closed_form_cvar_regret(w_gen, x_test, tail_prob)
     assert np.isfinite(result.history["loss"]).all()
     assert float(gen_regret) < 0.5 * float(pto_regret), (float(gen_regret), float(pto_regret))
 
@@ -125,7 +130,7 @@ def _small_setup():
     c = jnp.concatenate([0.1 + 0.05 * x, 0.05 + 0.0 * x], -1)
     flow = ConditionalFlow(d, p, hidden_sizes=(4,), num_layers=1)
     params = init_flow(jax.random.key(1), flow, x, c + 0.01 * jax.random.normal(jax.random.key(2), c.shape))
-    config = GenDFLConfig(num_samples=4, proxy_samples=8, alpha=0.5)
+    config = GenDFLConfig(num_samples=4, proxy_samples=8, tail_prob=0.5)
     return problem, x, c, flow, params, Proxy(flow, params), config
 
 
@@ -144,11 +149,15 @@ def test_kernel_step_and_decisions_under_jit_and_vmap():
     assert w_q.shape == (x.shape[0], 2)
     np.testing.assert_allclose(jnp.sum(w_q, -1), 1.0, atol=1e-4)
     np.testing.assert_allclose(batched, single, atol=1e-5)  # lax.map over rows == vmap
-    opt = optax.adam(1e-3)
-    step = jax.jit(build_gen_dfl_kernel(flow, problem, proxy, config, opt))
-    state, info = step(gen_dfl_init(params, opt), jax.random.key(3), (x[:4], c[:4], w_q[:4]))
-    np.testing.assert_allclose(info.loss, config.beta * info.regret + config.gamma * info.nll, rtol=1e-5)
+    kernel = gen_dfl(flow, problem, proxy, config, optax.adam(1e-3))
+    state, info = jax.jit(kernel.step)(kernel.init(params), jax.random.key(3), (x[:4], c[:4], w_q[:4]))
+    np.testing.assert_allclose(
+        info.loss, config.regret_weight * info.aux.regret + config.nll_weight * info.aux.nll, rtol=1e-5)
     assert int(state.step) == 1 and np.isfinite(float(info.grad_norm)) and float(info.grad_norm) > 0
+    # the regret term is gen_dfl_mean_regret with the step's key
+    mean_regret = jax.jit(lambda p: gen_dfl_mean_regret(p, jax.random.key(3), x[:4], w_q[:4], flow=flow,
+                                                         problem=problem, proxy=proxy, config=config))
+    np.testing.assert_allclose(info.aux.regret, mean_regret(params), rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -159,16 +168,41 @@ def test_fit_evaluates_and_resumes(tmp_path):
     kw = dict(config=config, num_steps=4, batch_size=4, w_q=w_q, params=params)
     full = fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x, c, eval_fn=eval_fn, eval_every=2, **kw)
     assert [e[0] for e in full.evaluations] == [2, 4]
-    path = tmp_path / "gen.pkl"
+    path = tmp_path / "gen.ckpt"
     fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x, c, checkpoint_path=path, checkpoint_every=1,
                 **{**kw, "num_steps": 2})
     resumed = fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x, c, checkpoint_path=path, **kw)
     for a, b in zip(jax.tree_util.tree_leaves(full.state.params), jax.tree_util.tree_leaves(resumed.state.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # loss = beta * regret + gamma * nll, as the loss function computes it
+    # loss = regret_weight * regret + nll_weight * nll, as the loss function computes it
     loss, (regret, nll) = jax.jit(lambda p: gen_dfl_loss(p, (x[:4], c[:4], w_q[:4]), jax.random.key(3), flow=flow,
                                                          problem=problem, proxy=proxy, config=config))(params)
-    np.testing.assert_allclose(loss, config.beta * regret + config.gamma * nll, rtol=1e-5)
+    np.testing.assert_allclose(loss, config.regret_weight * regret + config.nll_weight * nll, rtol=1e-5)
+    assert set(full.history) == {"loss", "grad_norm", "aux.regret", "aux.nll"}
+
+
+@pytest.mark.slow
+def test_fit_validation_selects_and_weight_sweeps_reuse_one_step():
+    from tailjax.dfl.gen_dfl_fit import _sweep_kernel
+
+    problem, x, c, flow, params, proxy, config = _small_setup()
+    kw = dict(num_steps=4, batch_size=4, w_q=jnp.full((12, 2), 0.5), params=params)
+    before = _sweep_kernel.cache_info()
+    result = fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x[:12], c[:12], config=config,
+                         validation=x[12:], eval_every=2, **kw)
+    assert [s for s, _ in result.evaluations] == [0, 2, 4]
+    scores = [v for _, v in result.evaluations]
+    assert result.best_step == [0, 2, 4][int(np.argmin(scores))]
+    # other weights and learning rate: the same step function (one compilation)
+    swept = fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x[:12], c[:12], learning_rate=1e-2,
+                        config=config._replace(regret_weight=1.0, nll_weight=0.5), **kw)
+    after = _sweep_kernel.cache_info()
+    assert after.misses - before.misses <= 1 and after.hits - before.hits >= 1
+    np.testing.assert_allclose(swept.history["loss"],
+                               1.0 * swept.history["aux.regret"] + 0.5 * swept.history["aux.nll"], rtol=1e-5)
+    with pytest.raises(ValueError, match="validation"):
+        fit_gen_dfl(jax.random.key(6), flow, problem, proxy, x[:12], c[:12], config=config,
+                    validation=jnp.zeros((2, 3)), **kw)
 
 
 def test_bad_input_raises():
@@ -180,16 +214,18 @@ def test_bad_input_raises():
         check_config(GenDFLConfig(num_samples=0))
     with pytest.raises(ValueError, match="num_samples"):
         sample_decision(jax.random.key(0), flow, params, problem, x[0], 0.5, 0)
-    with pytest.raises(ValueError, match="alpha"):
-        check_config(GenDFLConfig(alpha=0.0))
-    with pytest.raises(ValueError, match="alpha"):
-        check_config(GenDFLConfig(alpha=1.5))
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="tail_prob"):
+        check_config(GenDFLConfig(tail_prob=0.0))
+    with pytest.raises(ValueError, match="tail_prob"):
+        check_config(GenDFLConfig(tail_prob=1.5))
+    with pytest.raises(ValueError, match="tail_prob"):
         gen_dfl_decisions(jax.random.key(0), flow, params, problem, x, 1.2, 4)
     with pytest.raises(ValueError, match="context_dim"):
         gen_dfl_decisions(jax.random.key(0), flow, params, problem, jnp.zeros((4, 3)), 0.5, 4)
-    with pytest.raises(ValueError, match="beta"):
-        check_config(GenDFLConfig(beta=-1.0))
+    with pytest.raises(ValueError, match="regret_weight"):
+        check_config(GenDFLConfig(regret_weight=-1.0))
+    with pytest.raises(ValueError, match="nll_weight"):
+        gen_dfl(flow, problem, Proxy(flow, params), GenDFLConfig(nll_weight=-1.0), optax.adam(1e-3))
     with pytest.raises(ValueError, match="x and c"):
         fit_gen_dfl(jax.random.key(0), flow, problem, Proxy(flow, params), x, jnp.zeros((3, 2)))
     # task_cost matches its definition
@@ -202,7 +238,7 @@ def test_normalized_loss_divides_the_regret_by_the_mean_proxy_cost():
     w_q = jnp.full((4, 2), 0.5)
     batch, key = (x[:4], c[:4], w_q), jax.random.key(3)
     loss = jax.jit(lambda p, cfg_norm: gen_dfl_loss(p, batch, key, flow=flow, problem=problem, proxy=proxy,
-                                                    config=config._replace(normalize=cfg_norm, gamma=0.0)),
+                                                    config=config._replace(normalize=cfg_norm, nll_weight=0.0)),
                    static_argnums=1)
     raw, (regret, _) = loss(params, False)
     scaled, (regret_n, _) = loss(params, True)
@@ -212,7 +248,7 @@ def test_normalized_loss_divides_the_regret_by_the_mean_proxy_cost():
         jnp.abs(jnp.mean(objective(problem, proxy.sample(jax.random.split(k)[1], xi, config.proxy_samples), wi)))
         for k, xi, wi in zip(keys, x[:4], w_q)]))
     np.testing.assert_allclose(regret_n, regret / scale, rtol=1e-4)
-    np.testing.assert_allclose(scaled, config.beta * regret_n, rtol=1e-5)
+    np.testing.assert_allclose(scaled, config.regret_weight * regret_n, rtol=1e-5)
 
 
 class _GaussModel:
@@ -227,7 +263,7 @@ class _GaussModel:
 def test_cvar_gap_form_of_the_evaluation_regret():
     """``cvar_regret(form="difference_of_cvars")``: closed form, zero at w*, >= 0, and at most
     eq. (9) (CVaR is subadditive: CVaR(A) - CVaR(B) <= CVaR(A - B)); under jit."""
-    from tailjax.dfl.metrics import cvar_regret, regret_reference
+    from tailjax.dfl import cvar_regret, regret_reference
     from tailjax.risk import cvar
 
     problem = _simplex_task(3)

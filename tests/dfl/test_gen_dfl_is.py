@@ -10,12 +10,10 @@ import optax
 import pytest
 from jax.scipy.stats import norm
 
-from tailjax.dfl.gen_dfl import GenDFLConfig, build_gen_dfl_kernel, gen_dfl_init
-from tailjax.dfl.gen_dfl_is import check_num_samples, is_decision, is_samples, tail_shift
-from tailjax.dfl.problems.base import make_problem
-from tailjax.dfl.proxy import Proxy
-from tailjax.layers.polytope import make_polytope
-from tailjax.nn.conditional_flow import ConditionalFlow
+from tailjax.dfl import GenDFLConfig, Proxy, gen_dfl, is_decision, is_samples, make_problem, tail_shift
+from tailjax.dfl.gen_dfl_is import check_num_samples
+from tailjax.layers import make_polytope
+from tailjax.nn import ConditionalFlow
 from tailjax.risk import cvar
 
 
@@ -24,7 +22,7 @@ def test_tail_shift_closed_form():
     a = 0.05
     np.testing.assert_allclose(tail_shift(a), norm.pdf(norm.ppf(1 - a)) / a, rtol=1e-5)
     assert float(tail_shift(1.0)) == 0.0
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="tail_prob"):
         tail_shift(0.0)
     with pytest.raises(ValueError, match="pilot_samples"):
         check_num_samples(0, "pilot_samples")
@@ -73,21 +71,21 @@ def test_log_weights_are_the_exact_density_ratio():
 
 
 def test_importance_sampling_reduces_tail_estimate_error():
-    """CVaR_alpha of f(c, 1) = -c for c ~ N(loc, s^2): closed form vs plain and IS estimates."""
-    loc, scale, alpha, K = 1.0, 0.5, 0.02, 64
+    """CVaR of f(c, 1) = -c for c ~ N(loc, s^2): closed form vs plain and IS estimates."""
+    loc, scale, tail_prob, K = 1.0, 0.5, 0.02, 64
     flow = ConditionalFlow(1, 1, num_layers=1, hidden_sizes=(4,), event_loc=(loc,), event_scale=(scale,))
     params = jax.jit(flow.init)(jax.random.key(0), jnp.zeros(1), jnp.zeros(1))
     problem = _line_problem()
     x = jnp.zeros(1)
-    truth = -loc + scale * norm.pdf(norm.ppf(1 - alpha)) / alpha
+    truth = -loc + scale * norm.pdf(norm.ppf(1 - tail_prob)) / tail_prob
 
     @jax.jit
     def estimates(key):
         k1, k2 = jax.random.split(key)
-        c, log_w, _ = is_samples(k1, flow, params, problem, x, alpha, K, pilot_samples=4)
-        is_est = cvar(-c[:, 0], alpha, weights=jnp.exp(log_w - jnp.max(log_w)))
+        c, log_w, _ = is_samples(k1, flow, params, problem, x, tail_prob, K, pilot_samples=4)
+        is_est = cvar(-c[:, 0], tail_prob, weights=jnp.exp(log_w - jnp.max(log_w)))
         plain = flow.apply(params, k2, x, K, method=ConditionalFlow.sample)
-        return is_est, cvar(-plain[:, 0], alpha)
+        return is_est, cvar(-plain[:, 0], tail_prob)
 
     is_est, plain_est = jax.vmap(estimates)(jax.random.split(jax.random.key(1), 400))
     mse_is = float(jnp.mean((is_est - truth) ** 2))
@@ -128,9 +126,8 @@ def test_is_decision_gradient_and_training_step():
     grads = jax.jit(jax.grad(lambda p: jnp.sum(decisions(p, jax.random.key(1))[:, 0])))(params)
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
     # Gen-DFL training with the importance-sampled decision
-    config = GenDFLConfig(num_samples=8, proxy_samples=8, alpha=0.1, importance=True, pilot_samples=4)
-    opt = optax.adam(1e-3)
-    step = jax.jit(build_gen_dfl_kernel(flow, problem, Proxy(flow, params), config, opt))
+    config = GenDFLConfig(num_samples=8, proxy_samples=8, tail_prob=0.1, importance=True, pilot_samples=4)
+    kernel = gen_dfl(flow, problem, Proxy(flow, params), config, optax.adam(1e-3))
     c = jnp.array([[0.1, 0.05], [0.3, 0.06], [-0.1, 0.04]])
-    _, info = step(gen_dfl_init(params, opt), jax.random.key(2), (xs, c, w))
+    _, info = jax.jit(kernel.step)(kernel.init(params), jax.random.key(2), (xs, c, w))
     assert np.isfinite(float(info.loss)) and np.isfinite(float(info.grad_norm))

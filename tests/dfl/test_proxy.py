@@ -1,4 +1,4 @@
-"""NLL kernel, minibatches and the frozen proxy q(c|x)."""
+"""NLL loss, kernel and fit (validation selection, resume), and the frozen proxy q(c|x)."""
 
 import math
 
@@ -8,17 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from tailjax.dfl.proxy import (
-    Proxy,
-    build_nll_kernel,
-    fit_nll,
-    fit_proxy,
-    init_flow,
-    minibatch_fn,
-    nll_init,
-    nll_loss,
-)
-from tailjax.nn.conditional_flow import ConditionalFlow
+from tailjax.dfl import Proxy, fit_nll, fit_proxy, init_flow, nll_kernel, nll_loss
+from tailjax.nn import ConditionalFlow
 
 
 def _data(key, n=256):
@@ -37,7 +28,9 @@ def test_init_flow_standardises_and_nll_matches_closed_form():
     # a fresh flow is N(mean, diag(std^2)): its NLL is the Gaussian one
     z = (c - loc) / scale
     expected = jnp.mean(0.5 * jnp.sum(z**2, -1)) + math.log(2 * math.pi) + jnp.sum(jnp.log(scale))
-    np.testing.assert_allclose(jax.jit(lambda p: nll_loss(flow, p, (x, c)))(params), expected, rtol=1e-5)
+    value, aux = jax.jit(lambda p: nll_loss(p, (x, c), jax.random.key(0), flow=flow))(params)
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    assert aux is None
     with pytest.raises(ValueError, match="x and c"):
         init_flow(jax.random.key(1), flow, x, c[0])
 
@@ -46,30 +39,16 @@ def test_nll_kernel_decreases_loss_under_jit():
     x, c = _data(jax.random.key(2))
     flow = ConditionalFlow(2, 2, hidden_sizes=(16,), num_layers=2)
     params = init_flow(jax.random.key(3), flow, x, c)
-    opt = optax.adam(1e-2)
-    step = jax.jit(build_nll_kernel(flow, opt))
-    state = nll_init(params, opt)
+    kernel = nll_kernel(flow, optax.adam(1e-2))
+    step = jax.jit(kernel.step)
+    state = kernel.init(params)
     first = None
     for i in range(60):
         state, info = step(state, jax.random.key(i), (x, c))
-        first = info.nll if first is None else first
+        first = info.loss if first is None else first
     assert int(state.step) == 60
-    assert float(info.nll) < float(first) - 0.5
+    assert float(info.loss) < float(first) - 0.5
     assert np.isfinite(float(info.grad_norm))
-
-
-def test_minibatches_are_reproducible_permutations():
-    a = jnp.arange(10)
-    fn = minibatch_fn(jax.random.key(0), (a, 2 * a), 4)
-    b0, b1, b2 = fn(0), fn(1), fn(2)  # 2 batches per epoch; step 2 starts epoch 1
-    np.testing.assert_array_equal(b0[1], 2 * b0[0])
-    assert len(set(np.asarray(b0[0])) | set(np.asarray(b1[0]))) == 8
-    np.testing.assert_array_equal(fn(0)[0], b0[0])
-    assert b2[0].shape == (4,)
-    with pytest.raises(ValueError, match="batch_size"):
-        minibatch_fn(jax.random.key(0), (a,), 0)
-    with pytest.raises(ValueError, match="first axis"):
-        minibatch_fn(jax.random.key(0), (a, a[:3]), 2)
 
 
 def test_proxy_is_frozen_pytree_and_checkpoint_resume(tmp_path):
@@ -88,7 +67,7 @@ def test_proxy_is_frozen_pytree_and_checkpoint_resume(tmp_path):
 
     # resuming from a checkpoint reproduces the uninterrupted run
     flow = ConditionalFlow(2, 2, hidden_sizes=(8,), num_layers=2)
-    path = tmp_path / "nll.pkl"
+    path = tmp_path / "nll.ckpt"
     full = fit_nll(jax.random.key(7), flow, x, c, num_steps=12, batch_size=32)
     fit_nll(jax.random.key(7), flow, x, c, num_steps=6, batch_size=32, checkpoint_path=path)
     resumed = fit_nll(jax.random.key(7), flow, x, c, num_steps=12, batch_size=32, checkpoint_path=path)
@@ -109,20 +88,20 @@ def test_validation_split_selects_the_best_evaluated_parameters():
     scores = [v for _, v in result.evaluations]
     assert steps == [0, 5, 10, 15, 20]
     # the returned parameters are those of the best score, and it is the validation NLL
-    chosen = float(jax.jit(lambda p: nll_loss(flow, p, (xv, cv)))(result.state.params))
+    chosen = float(jax.jit(lambda p: nll_loss(p, (xv, cv), flow=flow)[0])(result.state.params))
     np.testing.assert_allclose(chosen, min(scores), rtol=1e-5)
     assert min(scores) < scores[0]
 
 
-def test_fit_selected_keeps_the_initial_parameters_when_they_score_best():
-    from tailjax.dfl.proxy import fit_selected
-
-    step = jax.jit(lambda st, k, b: (st._replace(params=st.params + 1.0, step=st.step + 1), st.params))
-    state = nll_init(jnp.zeros(()), optax.sgd(1.0))
-    result = fit_selected(step, state, jax.random.key(0), 6, batch_fn=lambda i: None,
-                          score_fn=lambda p: float(p) ** 2, eval_every=3)
-    assert float(result.state.params) == 0.0 and int(result.state.step) == 6
-    assert result.evaluations == [(0, 0.0), (3, 9.0), (6, 36.0)]
-    with pytest.raises(ValueError, match="eval_fn"):
-        fit_selected(step, state, jax.random.key(0), 2, batch_fn=lambda i: None,
-                     score_fn=lambda p: 0.0, eval_fn=lambda s: 0)
+def test_validation_keeps_the_initial_parameters_when_nothing_improves_and_patience_stops():
+    x, c = _data(jax.random.key(10), n=32)
+    flow = ConditionalFlow(2, 2, hidden_sizes=(4,), num_layers=1)
+    params = init_flow(jax.random.key(11), flow, x, c)
+    result = fit_nll(jax.random.key(12), flow, x, c, num_steps=12, batch_size=8, learning_rate=0.0,
+                     params=params, validation=(x, c), eval_every=2, patience=2)
+    assert result.best_step == 0 and result.evaluations[0][0] == 0
+    assert result.history["loss"].shape == (4,)  # checks at 2 and 4 do not improve: stop
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(result.state.params)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="validation"):
+        fit_nll(jax.random.key(12), flow, x, c, num_steps=2, validation=(x, c[:3]))

@@ -1,47 +1,62 @@
 """Pred-DFL baselines: point predictors trained by two-stage MSE (PTO), SPO+, NCE, MAP,
-pairwise/listwise learning to rank, QPTL (``dfl``) and Pred-DFL+ (``dfl+``).
+pairwise/listwise learning to rank, QPTL and Pred-DFL+.
 
-Each is ``loss(params, batch, key)`` (:func:`make_loss`), trained by the optax kernel
-:func:`baseline_kernel` and the :func:`fit_baseline` helper (built on
-:func:`tailjax.training.fit`); :func:`baseline_decisions` gives evaluation decisions.
+Each method is a loss on the convention ``loss(params, batch, key, *, apply_fn, problem,
+oracle, ...) -> (value, aux)`` (:mod:`~tailjax.dfl.baselines.losses`), built from the
+per-instance surrogates (:mod:`~tailjax.dfl.baselines.surrogates`); :func:`baseline_kernel`
+(a :class:`~tailjax.base.Kernel` on :func:`tailjax.training.gradient_kernel` with a
+solution cache) trains it, :func:`fit_baseline` drives it with :func:`tailjax.training.fit`,
+and :func:`baseline_decisions` gives evaluation decisions.
 """
 
-from tailjax.dfl.baselines.losses import METHODS, DFLBatch, make_loss
+from tailjax.dfl.baselines.losses import (
+    DFLBatch,
+    contrastive_map_loss,
+    dfl_plus_loss,
+    listwise_ltr_loss,
+    mse_loss,
+    nce_loss,
+    pairwise_ltr_loss,
+    qptl_loss,
+    spo_plus_loss,
+)
 from tailjax.dfl.baselines.surrogates import (
     contrastive_map,
+    decision_regret,
     listwise_ltr,
     mse,
     nce,
     pairwise_ltr,
-    regret_loss,
     spo_plus,
 )
 from tailjax.dfl.baselines.training import (
-    BaselineFit,
-    BaselineInfo,
     BaselineState,
     baseline_decisions,
     baseline_kernel,
+    dfl_plus_sigma,
     fit_baseline,
-    minibatches,
 )
 
 __all__ = [
-    "METHODS",
     "DFLBatch",
-    "make_loss",
+    "mse_loss",
+    "spo_plus_loss",
+    "nce_loss",
+    "contrastive_map_loss",
+    "pairwise_ltr_loss",
+    "listwise_ltr_loss",
+    "qptl_loss",
+    "dfl_plus_loss",
     "mse",
     "spo_plus",
     "nce",
     "contrastive_map",
     "pairwise_ltr",
     "listwise_ltr",
-    "regret_loss",
+    "decision_regret",
     "BaselineState",
-    "BaselineInfo",
-    "BaselineFit",
     "baseline_kernel",
     "fit_baseline",
     "baseline_decisions",
-    "minibatches",
+    "dfl_plus_sigma",
 ]

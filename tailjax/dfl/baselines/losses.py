@@ -1,39 +1,56 @@
-"""Batch losses ``loss(params, batch, key) -> scalar`` of the Pred-DFL baselines.
+"""Batch losses of the Pred-DFL baselines, on the loss convention
+``loss(params, batch, key, *, apply_fn, problem, oracle, ...) -> (value, None)``.
+
+``functools.partial(spo_plus_loss, apply_fn=..., problem=..., oracle=...)`` is a loss for
+:func:`tailjax.training.gradient_kernel` or :func:`~tailjax.dfl.baselines.baseline_kernel`.
+Every loss takes the same three keywords (a loss that needs no ``problem`` or ``oracle``
+ignores them), so one call site trains any of them.
 
 ``batch`` is a :class:`DFLBatch`: features ``(B, p)``, realised costs ``(B, d)``, their
 hindsight-optimal solutions w*(c) ``(B, d)`` (cached once per data set), and the solution
-cache ``(S, d)`` for the contrastive and ranking losses (the training kernel fills it in).
+cache ``(S, d)`` of the contrastive and ranking losses (the baseline kernel fills it in).
+``apply_fn(params, features (B, p)) -> c_hat (B, d)`` is the point predictor.
 
-Methods (``METHODS``):
-
-=========  ==============================================================================
-``mse``    two-stage PTO: mean squared error.
-``spo+``   SPO+ with the exact oracle.
-``nce``    noise-contrastive estimation against ``pool_size`` cached solutions.
-``map``    contrastive MAP (the best cached solution under the prediction).
-``pairwise`` / ``listwise``  learning to rank the pool (+ w*).
-``dfl``    QPTL: regret of the point decision with ``reg = problem.reg`` (mu ||w||^2).
-``dfl+``   Pred-DFL+: regret of the CVaR decision over ``num_samples`` Gaussian samples
-           c_hat + sigma eps (isotropic, ``sigma`` fixed) at ``tail_prob`` (= alpha).
-=========  ==============================================================================
+=========================  =====================================================================
+:func:`mse_loss`           two-stage PTO: mean squared error.
+:func:`spo_plus_loss`      SPO+ with the exact ``oracle``.
+:func:`nce_loss`           noise-contrastive estimation against ``pool_size`` cached solutions.
+:func:`contrastive_map_loss`  contrastive MAP (the best cached solution under the prediction).
+:func:`pairwise_ltr_loss`  pairwise learning to rank of the pool (+ w*), hinge ``margin``.
+:func:`listwise_ltr_loss`  listwise learning to rank, softmax ``temperature``.
+:func:`qptl_loss`          QPTL: regret of the point decision with ``reg = problem.reg``.
+:func:`dfl_plus_loss`      Pred-DFL+: regret of the CVaR decision at ``tail_prob`` over
+                           ``num_samples`` Gaussian samples c_hat + sigma eps.
+=========================  =====================================================================
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, Float
 
 from tailjax._checks import check_open_unit, check_positive
 from tailjax.dfl.baselines import surrogates as S
 from tailjax.dfl.problems.base import DecisionProblem, decision, point_decision_of
 
-__all__ = ["DFLBatch", "METHODS", "make_loss"]
+__all__ = [
+    "DFLBatch",
+    "mse_loss",
+    "spo_plus_loss",
+    "nce_loss",
+    "contrastive_map_loss",
+    "pairwise_ltr_loss",
+    "listwise_ltr_loss",
+    "qptl_loss",
+    "dfl_plus_loss",
+]
 
-METHODS = ("mse", "spo+", "nce", "map", "pairwise", "listwise", "dfl", "dfl+")
-POOL_METHODS = ("nce", "map", "pairwise", "listwise")
+ApplyFn = Callable[[Any, Array], Array]
+Oracle = Callable[[Array], Array]
+Loss = tuple[Float[Array, ""], None]
 
 
 class DFLBatch(NamedTuple):
@@ -43,73 +60,99 @@ class DFLBatch(NamedTuple):
     cache: Array | None = None  # (S, d) cached feasible solutions
 
 
-def _pool(key, cache, w_star, pool_size):
-    idx = jax.random.randint(key, (pool_size,), 0, cache.shape[0])
-    return jnp.concatenate([w_star[None, :], cache[idx]], axis=0)
+def _mean_over_batch(per_instance, params, batch: DFLBatch, key, apply_fn) -> Loss:
+    """mean_i per_instance(c_hat_i, c_i, w*_i, key_i), key_i = split(key, B)[i]."""
+    c_hat = apply_fn(params, batch.features)
+    c = batch.costs.astype(c_hat.dtype)
+    w_star = batch.solutions.astype(c_hat.dtype)
+    keys = jax.random.split(key, c.shape[0])
+    return jnp.mean(jax.vmap(per_instance)(c_hat, c, w_star, keys)), None
 
 
-def make_loss(
-    method: str,
-    apply_fn: Callable[[object, Array], Array],
-    problem: DecisionProblem,
-    oracle: Callable[[Array], Array],
-    *,
-    pool_size: int = 32,
-    margin: float = 0.1,
-    temperature: float = 1.0,
-    tail_prob: float = 1.0,
-    num_samples: int = 16,
-    sigma: float = 0.1,
-) -> Callable[[object, DFLBatch, Array], Array]:
-    """Build ``loss(params, batch, key)`` for ``method`` (see the module docstring).
-
-    Args:
-      apply_fn: ``apply_fn(params, features (B, p)) -> c_hat (B, d)``.
-      problem: the decision problem (``problem.reg`` is QPTL's mu for ``dfl``/``dfl+``).
-      oracle: exact ``oracle(c (d,)) -> argmin_w f(c, w)``.
-      pool_size: cached solutions drawn per instance for the pool methods.
-      margin, temperature: pairwise hinge margin, listwise softmax temperature.
-      tail_prob, num_samples, sigma: Pred-DFL+'s CVaR level (alpha), K and noise scale.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+def _pool_loss(pool_fn, params, batch: DFLBatch, key, apply_fn, pool_size: int, name: str) -> Loss:
+    """Mean of ``pool_fn(c_hat, c, w*, pool)`` with pool = [w*, pool_size cached solutions]."""
+    if batch.cache is None:
+        raise ValueError(f"{name} needs batch.cache (a solution cache)")
     if int(pool_size) < 1:
         raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+
+    def one(c_hat, c, w_star, k):
+        idx = jax.random.randint(k, (int(pool_size),), 0, batch.cache.shape[0])
+        pool = jnp.concatenate([w_star[None, :], batch.cache[idx].astype(w_star.dtype)], axis=0)
+        return pool_fn(c_hat, c, w_star, pool)
+
+    return _mean_over_batch(one, params, batch, key, apply_fn)
+
+
+def mse_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+             problem: DecisionProblem | None = None, oracle: Oracle | None = None) -> Loss:
+    """Two-stage PTO: mean ||c_hat - c||^2 / d (``problem`` and ``oracle`` unused)."""
+    return _mean_over_batch(lambda ch, c, w, k: S.mse(ch, c), params, batch, key, apply_fn)
+
+
+def spo_plus_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+                  problem: DecisionProblem, oracle: Oracle) -> Loss:
+    """SPO+ (Elmachtoub & Grigas) with the exact ``oracle(c (d,)) -> w (d,)``."""
+    return _mean_over_batch(lambda ch, c, w, k: S.spo_plus(ch, c, w, problem, oracle),
+                            params, batch, key, apply_fn)
+
+
+def nce_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+             problem: DecisionProblem, oracle: Oracle | None = None, pool_size: int = 32) -> Loss:
+    """Noise-contrastive estimation against ``pool_size`` solutions drawn from the cache."""
+    return _pool_loss(lambda ch, c, w, pool: S.nce(ch, w, pool, problem),
+                      params, batch, key, apply_fn, pool_size, "nce_loss")
+
+
+def contrastive_map_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+                         problem: DecisionProblem, oracle: Oracle | None = None,
+                         pool_size: int = 32) -> Loss:
+    """Contrastive MAP: w* against the best of ``pool_size`` cached solutions under c_hat."""
+    return _pool_loss(lambda ch, c, w, pool: S.contrastive_map(ch, w, pool, problem),
+                      params, batch, key, apply_fn, pool_size, "contrastive_map_loss")
+
+
+def pairwise_ltr_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+                      problem: DecisionProblem, oracle: Oracle | None = None,
+                      pool_size: int = 32, margin: float = 0.1) -> Loss:
+    """Pairwise learning to rank of the pool (+ w*) with hinge ``margin``."""
+    return _pool_loss(lambda ch, c, w, pool: S.pairwise_ltr(ch, c, pool, problem, margin),
+                      params, batch, key, apply_fn, pool_size, "pairwise_ltr_loss")
+
+
+def listwise_ltr_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+                      problem: DecisionProblem, oracle: Oracle | None = None,
+                      pool_size: int = 32, temperature: float = 1.0) -> Loss:
+    """Listwise learning to rank of the pool (+ w*), softmax ``temperature`` > 0."""
+    check_positive(temperature, "temperature")
+    return _pool_loss(lambda ch, c, w, pool: S.listwise_ltr(ch, c, pool, problem, temperature),
+                      params, batch, key, apply_fn, pool_size, "listwise_ltr_loss")
+
+
+def qptl_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+              problem: DecisionProblem, oracle: Oracle | None = None) -> Loss:
+    """QPTL: regret f(c, w(c_hat)) - f(c, w*) of the point decision regularised by
+    ``problem.reg`` ||w||^2 (differentiable; ``problem.reg > 0`` for LPs)."""
+    return _mean_over_batch(
+        lambda ch, c, w, k: S.decision_regret(point_decision_of(problem, ch), c, w, problem),
+        params, batch, key, apply_fn,
+    )
+
+
+def dfl_plus_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+                  problem: DecisionProblem, oracle: Oracle | None = None, sigma: float | Array,
+                  tail_prob: float = 1.0, num_samples: int = 16) -> Loss:
+    """Pred-DFL+: regret of the CVaR decision at ``tail_prob`` (the paper's alpha) over
+    ``num_samples`` isotropic Gaussian samples c_hat + sigma eps (``sigma`` >= 0, may be
+    traced; :func:`~tailjax.dfl.baselines.dfl_plus_sigma` gives the usual choice)."""
+    check_open_unit(tail_prob, "tail_prob", closed_right=True)
+    check_positive(sigma, "sigma", allow_zero=True)
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    check_open_unit(tail_prob, "tail_prob", closed_right=True)
-    check_positive(temperature, "temperature")
-    check_positive(sigma, "sigma", allow_zero=True)
 
-    def per_instance(c_hat, c, w_star, cache, key):
-        if method == "mse":
-            return S.mse(c_hat, c)
-        if method == "spo+":
-            return S.spo_plus(c_hat, c, w_star, problem, oracle)
-        if method == "dfl":
-            return S.regret_loss(point_decision_of(problem, c_hat), c, w_star, problem)
-        if method == "dfl+":
-            eps = jax.random.normal(key, (int(num_samples), c_hat.shape[0]), c_hat.dtype)
-            w = decision(problem, c_hat + sigma * eps, tail_prob)
-            return S.regret_loss(w, c, w_star, problem)
-        pool = _pool(key, cache, w_star, int(pool_size))
-        if method == "nce":
-            return S.nce(c_hat, w_star, pool, problem)
-        if method == "map":
-            return S.contrastive_map(c_hat, w_star, pool, problem)
-        if method == "pairwise":
-            return S.pairwise_ltr(c_hat, c, pool, problem, margin)
-        return S.listwise_ltr(c_hat, c, pool, problem, temperature)
+    def one(c_hat, c, w_star, k):
+        eps = jax.random.normal(k, (int(num_samples), c_hat.shape[0]), c_hat.dtype)
+        w = decision(problem, c_hat + jnp.asarray(sigma, c_hat.dtype) * eps, tail_prob)
+        return S.decision_regret(w, c, w_star, problem)
 
-    def loss(params, batch: DFLBatch, key: Array) -> Array:
-        if method in POOL_METHODS and batch.cache is None:
-            raise ValueError(f"method {method!r} needs batch.cache (a solution cache)")
-        c_hat = apply_fn(params, batch.features)
-        c = batch.costs.astype(c_hat.dtype)
-        w_star = batch.solutions.astype(c_hat.dtype)
-        keys = jax.random.split(key, c.shape[0])
-        cache = batch.cache if batch.cache is not None else w_star
-        values = jax.vmap(per_instance, in_axes=(0, 0, 0, None, 0))(c_hat, c, w_star, cache, keys)
-        return jnp.mean(values)
-
-    return loss
+    return _mean_over_batch(one, params, batch, key, apply_fn)

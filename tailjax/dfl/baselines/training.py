@@ -1,220 +1,222 @@
 """Training kernel, ``fit`` helper and evaluation decisions of the Pred-DFL baselines.
 
-``baseline_kernel(loss, optimizer, ...)`` returns a pure pair ``init(params, cache) ->
-BaselineState`` and ``step(state, key, batch) -> (BaselineState, BaselineInfo)``. The
-state carries the solution cache of the contrastive/ranking losses; with
-``solve_ratio > 0`` each step adds the oracle solutions of a random ``solve_ratio`` share
-of the batch's predictions to it (ring buffer), as in Mulamba et al. and PyEPO.
+:func:`baseline_kernel` wraps :func:`tailjax.training.gradient_kernel` around a baseline
+loss (:mod:`tailjax.dfl.baselines.losses`) and adds the solution cache of the contrastive
+and ranking losses to the state: ``init(params, cache) -> BaselineState`` and
+``step(state, key, batch) -> (BaselineState, GradientInfo)``. The step hands the cache to
+the loss in ``batch.cache``; with ``solve_ratio > 0`` it then adds the oracle solutions of
+a random ``solve_ratio`` share of the batch's new predictions to it (ring buffer), as in
+Mulamba et al. and PyEPO.
 
-:func:`fit_baseline` wires a predictor (linear or MLP), the loss, optax and
-:func:`tailjax.training.fit` (tqdm, checkpoint/resume) on a data set.
-:func:`baseline_decisions` gives the evaluation decisions: the exact decision on the point
-prediction (the CVaR of a point mass is its value), or for ``dfl+`` the CVaR decision over
-Gaussian samples around it.
+:func:`fit_baseline` trains a point predictor (a Flax module such as
+:class:`tailjax.nn.LinearPredictor`) with one of the losses under
+:func:`tailjax.training.fit`; :func:`baseline_decisions` gives the evaluation decisions:
+the exact decision at the point prediction (the CVaR of a point mass is its value), or,
+given Pred-DFL+'s ``sigma``, the CVaR decision over Gaussian samples around it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jaxtyping import Array
+from jaxtyping import Array, ArrayLike, Float
 
-from tailjax.dfl.baselines.losses import POOL_METHODS, DFLBatch, make_loss
+from tailjax.base import Kernel
+from tailjax.dfl.baselines.losses import DFLBatch
 from tailjax.dfl.problems.base import ProblemInstance, decision
-from tailjax.nn.predictors import init_predictor, make_predictor
-from tailjax.training import FitResult, fit
+from tailjax.nn.predictors import init_predictor
+from tailjax.training import FitResult, GradientInfo, TrainState, fit, gradient_kernel, minibatches
 
 __all__ = [
     "BaselineState",
-    "BaselineInfo",
     "baseline_kernel",
-    "BaselineFit",
     "fit_baseline",
     "baseline_decisions",
-    "minibatches",
+    "dfl_plus_sigma",
 ]
 
 
 class BaselineState(NamedTuple):
     params: Any
     opt_state: Any
-    cache: Array  # (S, d) solution cache (unused by mse/spo+/dfl)
+    step: Array  # () optimiser steps taken
+    cache: Array  # (S, d) solution cache (read by the pool losses)
     cache_ptr: Array  # () next ring-buffer slot
 
 
-class BaselineInfo(NamedTuple):
-    loss: Array
-    grad_norm: Array
-
-
 def baseline_kernel(
-    loss_fn: Callable[[Any, DFLBatch, Array], Array],
+    loss: Callable[[Any, DFLBatch, Array], tuple[Array, Any]],
     optimizer: optax.GradientTransformation,
     *,
     apply_fn: Callable[[Any, Array], Array] | None = None,
     oracle: Callable[[Array], Array] | None = None,
     solve_ratio: float = 0.0,
-):
-    """``(init, step)`` for a baseline loss; see the module docstring."""
+) -> Kernel:
+    """The baseline kernel; see the module docstring.
+
+    ``loss(params, batch, key) -> (value, aux)`` with ``batch`` a :class:`DFLBatch`;
+    ``apply_fn`` and ``oracle`` (the predictor and the exact oracle) are needed only with
+    ``solve_ratio`` in (0, 1], the share of each batch whose solutions join the cache.
+    """
     if not 0.0 <= solve_ratio <= 1.0:
         raise ValueError(f"solve_ratio must lie in [0, 1], got {solve_ratio}")
     if solve_ratio > 0 and (apply_fn is None or oracle is None):
         raise ValueError("solve_ratio > 0 needs apply_fn and oracle")
+    inner = gradient_kernel(loss, optimizer)
 
-    def init(params, cache: Array) -> BaselineState:
+    def init(params: Any, cache: Float[ArrayLike, "S d"]) -> BaselineState:
         cache = jnp.asarray(cache)
         if cache.ndim != 2 or cache.shape[0] == 0:
             raise ValueError(f"cache must have shape (S, d) with S >= 1, got {cache.shape}")
-        return BaselineState(params, optimizer.init(params), cache, jnp.asarray(0, jnp.int32))
+        train = inner.init(params)
+        return BaselineState(train.params, train.opt_state, train.step, cache, jnp.asarray(0, jnp.int32))
 
-    def step(state: BaselineState, key: Array, batch: DFLBatch):
+    def step(state: BaselineState, key: Array, batch: DFLBatch) -> tuple[BaselineState, GradientInfo]:
         k_loss, k_mask = jax.random.split(key)
         batch = batch._replace(cache=state.cache)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, k_loss)
-        # optax mixes its int32 step count with float hyper-parameters: run it under
-        # standard promotion so that strict-promotion users (and the tests) work.
-        with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
+        train, info = inner.step(TrainState(state.params, state.opt_state, state.step), k_loss, batch)
         cache, ptr = state.cache, state.cache_ptr
         if solve_ratio > 0:
-            c_hat = jax.lax.stop_gradient(apply_fn(params, batch.features))
+            c_hat = jax.lax.stop_gradient(apply_fn(train.params, batch.features))
             sols = jax.vmap(oracle)(c_hat).astype(cache.dtype)
             take = jax.random.bernoulli(k_mask, solve_ratio, (sols.shape[0],))
             slots = (ptr + jnp.cumsum(take) - 1) % cache.shape[0]
             slots = jnp.where(take, slots, cache.shape[0])  # out of range: dropped
             cache = cache.at[slots].set(sols, mode="drop")
             ptr = (ptr + jnp.sum(take).astype(jnp.int32)) % cache.shape[0]
-        info = BaselineInfo(loss, optax.global_norm(grads))
-        return BaselineState(params, opt_state, cache, ptr), info
+        return BaselineState(train.params, train.opt_state, train.step, cache, ptr), info
 
-    return init, step
-
-
-def minibatches(key: Array, num_data: int, batch_size: int) -> Callable[[int], np.ndarray]:
-    """``index_fn(i)``: indices of step ``i``; a fresh permutation per epoch (a pure function
-    of ``i``, so resumed runs see the same batches). Incomplete last batches are dropped."""
-    if batch_size < 1 or batch_size > num_data:
-        raise ValueError(f"batch_size must lie in [1, {num_data}], got {batch_size}")
-    per_epoch = num_data // batch_size
-    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-
-    def index_fn(i: int) -> np.ndarray:
-        epoch, j = divmod(int(i), per_epoch)
-        perm = np.random.default_rng([seed, epoch]).permutation(num_data)
-        return perm[j * batch_size : (j + 1) * batch_size]
-
-    return index_fn
+    return Kernel(init, step)
 
 
-class BaselineFit(NamedTuple):
-    method: str
-    module: Any
-    state: BaselineState
-    result: FitResult
-    sigma: float
-    apply_fn: Callable[[Any, Array], Array]
+def dfl_plus_sigma(costs: Float[ArrayLike, "n d"]) -> float:
+    """Pred-DFL+'s usual noise scale: half the mean per-coordinate standard deviation of the
+    training costs ``(n, d)``."""
+    c = jnp.asarray(costs)
+    if c.ndim != 2 or c.shape[0] == 0:
+        raise ValueError(f"costs must have shape (n, d) with n >= 1, got {c.shape}")
+    return 0.5 * float(jnp.mean(jnp.std(c, axis=0)))
 
 
 def fit_baseline(
-    method: str,
     key: Array,
+    predictor: nn.Module,
     instance: ProblemInstance,
-    features: np.ndarray,
-    costs: np.ndarray,
+    features: Float[ArrayLike, "n p"],
+    costs: Float[ArrayLike, "n d"],
     *,
-    predictor: str = "linear",
-    hidden: Sequence[int] = (64,),
-    epochs: int = 10,
+    loss: Callable[..., tuple[Array, Any]],
+    num_steps: int = 100,
     batch_size: int = 32,
     learning_rate: float = 1e-2,
     optimizer: optax.GradientTransformation | None = None,
-    solutions: np.ndarray | None = None,
+    params: Any = None,
+    solutions: Float[ArrayLike, "n d"] | None = None,
     solve_ratio: float = 0.0,
-    tail_prob: float = 1.0,
-    num_samples: int = 16,
-    sigma: float | None = None,
-    checkpoint_path: str | os.PathLike | None = None,
     eval_fn: Callable[[BaselineState], Any] | None = None,
     eval_every: int | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
     progress: bool = False,
-    **loss_kwargs,
-) -> BaselineFit:
-    """Train one baseline on ``features (n, p)``, ``costs (n, d)`` with Adam.
+    **loss_options: Any,
+) -> FitResult:
+    """Train ``predictor`` with a baseline ``loss`` on ``features (n, p)``, ``costs (n, d)``;
+    a thin wrapper over :func:`tailjax.training.fit` with :func:`baseline_kernel`.
 
-    ``solutions``: cached hindsight-optimal w*(c) (computed with ``instance.oracle`` if
-    None); they also seed the solution cache. ``sigma`` (Pred-DFL+) defaults to half the
-    mean per-coordinate standard deviation of the training costs.
+    Args:
+      key: PRNG key; ``(init, minibatches, steps) = split(key, 3)``.
+      predictor: Flax module ``features (B, p) -> c_hat (B, d)``.
+      instance: the problem and its exact oracle (``instance.problem``, ``instance.oracle``).
+      loss: a loss of :mod:`tailjax.dfl.baselines.losses` (called with ``apply_fn``,
+        ``problem``, ``oracle`` and ``loss_options``, e.g. ``sigma`` for
+        :func:`~tailjax.dfl.baselines.dfl_plus_loss`).
+      num_steps: optimiser steps on minibatches of ``batch_size`` rows (at most n).
+      optimizer: default Adam at ``learning_rate``.
+      params: initial predictor parameters (default ``init_predictor``).
+      solutions: cached hindsight-optimal w*(c) ``(n, d)`` (computed with the oracle if
+        None); they also seed the solution cache.
+      solve_ratio: share of each batch solved and added to the cache (pool losses); the
+        cache then holds 2n solutions.
+      eval_fn, eval_every, checkpoint_path, checkpoint_every, progress: see
+        :func:`tailjax.training.fit` (the checkpoint header records the loss's name, the
+        learning rate, batch size, solve ratio and ``loss_options``).
+
+    Returns the :class:`~tailjax.training.FitResult`; ``result.state.params`` are the
+    predictor's parameters (:func:`baseline_decisions`).
     """
-    x = jnp.asarray(features)
-    c = jnp.asarray(costs)
+    x, c = jnp.asarray(features), jnp.asarray(costs)
     if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0]:
         raise ValueError(f"features {x.shape} and costs {c.shape} must be (n, p) and (n, d)")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not 1 <= int(batch_size) <= x.shape[0]:
+        raise ValueError(f"batch_size must lie in [1, {x.shape[0]}], got {batch_size}")
     dtype = jnp.result_type(float)
     x, c = x.astype(dtype), c.astype(dtype)
     if solutions is None:
         solutions = jax.jit(jax.vmap(instance.oracle))(c)
     w_star = jnp.asarray(solutions, dtype)
-    if sigma is None:
-        sigma = 0.5 * float(jnp.mean(jnp.std(c, axis=0)))
-    module = make_predictor(predictor, c.shape[1], hidden=hidden)
     k_init, k_data, k_fit = jax.random.split(key, 3)
-    params = init_predictor(module, k_init, x.shape[1], dtype)
-    apply_fn = module.apply
-    loss = make_loss(
-        method, apply_fn, instance.problem, instance.oracle, tail_prob=tail_prob,
-        num_samples=num_samples, sigma=sigma, **loss_kwargs,
-    )
+    if params is None:
+        params = init_predictor(predictor, k_init, x.shape[1], dtype)
+    bound = functools.partial(loss, apply_fn=predictor.apply, problem=instance.problem,
+                              oracle=instance.oracle, **loss_options)
     opt = optimizer if optimizer is not None else optax.adam(learning_rate)
-    ratio = solve_ratio if method in POOL_METHODS else 0.0
-    init, step = baseline_kernel(loss, opt, apply_fn=apply_fn, oracle=instance.oracle, solve_ratio=ratio)
-    cache = jnp.concatenate([w_star, w_star], axis=0) if ratio > 0 else w_star
-    state = init(params, cache)
-    if ratio > 0:
+    kernel = baseline_kernel(bound, opt, apply_fn=predictor.apply, oracle=instance.oracle,
+                             solve_ratio=solve_ratio)
+    cache = jnp.concatenate([w_star, w_star], axis=0) if solve_ratio > 0 else w_star
+    state = kernel.init(params, cache)
+    if solve_ratio > 0:
         state = state._replace(cache_ptr=jnp.asarray(w_star.shape[0], jnp.int32))
-    index_fn = minibatches(k_data, x.shape[0], batch_size)
-
-    def batch_fn(i):
-        idx = index_fn(i)
-        return DFLBatch(x[idx], c[idx], w_star[idx])
-
-    num_steps = epochs * (x.shape[0] // batch_size)
-    result = fit(
-        step, state, k_fit, num_steps, batch_fn=batch_fn, eval_fn=eval_fn, eval_every=eval_every,
-        checkpoint_path=checkpoint_path, progress=progress, description=f"{method} ({predictor})",
+    name = getattr(loss, "__name__", type(loss).__name__)
+    return fit(
+        kernel, state, k_fit, num_steps,
+        batches=minibatches(k_data, DFLBatch(x, c, w_star), batch_size),
+        eval_fn=eval_fn, eval_every=eval_every,
+        checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
+        config=dict(loss=name, learning_rate=float(learning_rate), batch_size=int(batch_size),
+                    solve_ratio=float(solve_ratio), loss_options=loss_options,
+                    optimizer="adam" if optimizer is None else "custom"),
+        progress=progress, description=name,
     )
-    return BaselineFit(method, module, result.state, result, float(sigma), apply_fn)
 
 
 def baseline_decisions(
-    trained: BaselineFit,
-    features: np.ndarray,
+    predictor: nn.Module,
+    params: Any,
+    features: Float[ArrayLike, "N p"],
     instance: ProblemInstance,
     *,
+    sigma: float | None = None,
     tail_prob: float = 1.0,
     key: Array | None = None,
     num_samples: int = 64,
-) -> Array:
-    """Evaluation decisions ``(N, d)``: the exact decision at the point prediction, or for
-    ``dfl+`` the CVaR decision (``reg = 0``) over ``num_samples`` Gaussian samples."""
+) -> Float[Array, "N d"]:
+    """Evaluation decisions ``(N, d)`` of a trained predictor.
+
+    ``sigma=None``: the exact decision at the point prediction (``instance.oracle``).
+    ``sigma`` given (Pred-DFL+): the CVaR decision (``reg = 0``) at ``tail_prob`` (the
+    paper's alpha) over ``num_samples`` samples c_hat + sigma eps, keys from ``key``
+    (default ``jax.random.key(0)``).
+    """
     x = jnp.asarray(features, jnp.result_type(float))
-    c_hat = trained.apply_fn(trained.state.params, x)
-    if trained.method != "dfl+":
+    c_hat = predictor.apply(params, x)
+    if sigma is None:
         return jax.jit(jax.vmap(instance.oracle))(c_hat)
     key = jax.random.key(0) if key is None else key
     keys = jax.random.split(key, c_hat.shape[0])
-    sigma = trained.sigma
+    return _sampled_decisions(instance.problem, c_hat, keys, jnp.asarray(sigma, c_hat.dtype),
+                              float(tail_prob), int(num_samples))
 
-    @jax.jit
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _sampled_decisions(problem, c_hat, keys, sigma, tail_prob, num_samples):
     def one(ch, k):
         eps = jax.random.normal(k, (num_samples, ch.shape[0]), ch.dtype)
-        return decision(instance.problem, ch + sigma * eps, tail_prob, reg=0.0)
+        return decision(problem, ch + sigma * eps, tail_prob, reg=0.0)
 
     return jax.vmap(one)(c_hat, keys)

@@ -1,0 +1,43 @@
+"""Decision-focused learning set-ups of the benchmarks: the baselines by name
+(:mod:`~benchmarks.setups.dfl.baselines`), the Gen-DFL paper's data, sizes and evaluation
+pipeline (:mod:`~benchmarks.setups.dfl.gen_dfl`), and the reports
+(:mod:`~benchmarks.setups.dfl.report`)."""
+
+from benchmarks.setups.dfl.baselines import (
+    BASELINES,
+    METHODS,
+    POOL_METHODS,
+    TrainedBaseline,
+    decide_baseline,
+    loss_options,
+    train_baseline,
+)
+from benchmarks.setups.dfl.gen_dfl import (
+    LP_REG,
+    PAPER_TABLE1,
+    SIZES,
+    TAIL_PROB,
+    decide_gen_dfl,
+    evaluate,
+    make_data,
+    make_flow,
+    saa_decisions,
+)
+from benchmarks.setups.dfl.report import (
+    EXPERIMENTS,
+    best_baseline,
+    ordering,
+    plot,
+    renamed,
+    summarise,
+    table,
+    table1_cells,
+    table1_report,
+)
+
+__all__ = [
+    "BASELINES", "METHODS", "POOL_METHODS", "TrainedBaseline", "decide_baseline", "loss_options",
+    "train_baseline", "LP_REG", "PAPER_TABLE1", "SIZES", "TAIL_PROB", "decide_gen_dfl", "evaluate",
+    "make_data", "make_flow", "saa_decisions", "EXPERIMENTS", "best_baseline", "ordering", "plot", "renamed",
+    "summarise", "table", "table1_cells", "table1_report",
+]
