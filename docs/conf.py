@@ -6,6 +6,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "_ext"))
 
 import tailjax  # noqa: E402
 
@@ -26,9 +27,9 @@ autodoc_typehints = "none"  # jaxtyping annotations read badly; docstrings state
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 nb_execution_mode = "off"  # the test suite executes the notebooks
-nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
+nb_custom_formats = {".py": "notebook_reader.read_percent"}
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".py": "myst-nb"}
-exclude_patterns = ["_build", "conf.py"]
+exclude_patterns = ["_build", "_ext", "conf.py"]
 html_theme = "furo"
 suppress_warnings = ["mystnb.unknown_mime_type"]
 

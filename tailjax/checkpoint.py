@@ -9,6 +9,19 @@ asks for it and names what differs.
 
 Typed PRNG keys (``jax.random.key``) are stored as their key data and re-wrapped with the
 template's implementation, so states holding either kind of key round-trip.
+
+>>> import os, tempfile, jax, jax.numpy as jnp
+>>> from tailjax import checkpoint
+>>> path = os.path.join(tempfile.mkdtemp(), "state.ckpt")
+>>> state = {"w": jnp.ones(3), "key": jax.random.key(0)}
+>>> checkpoint.save(path, state, step=7, config={"lr": 0.1})
+>>> restored, step, _ = checkpoint.restore(path, state, config={"lr": 0.1})
+>>> step, restored["w"].tolist()
+(7, [1.0, 1.0, 1.0])
+>>> checkpoint.restore(path, state, config={"lr": 0.2})
+Traceback (most recent call last):
+...
+tailjax.checkpoint.CheckpointError: checkpoint ... belongs to another run; differences: config.lr (checkpoint 0.1, now 0.2)
 """
 
 from __future__ import annotations

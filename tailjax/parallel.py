@@ -3,12 +3,18 @@
 A sample array is split along its first axis over a 1-D :class:`jax.sharding.Mesh` of all
 devices (axis name ``"samples"``) and processed with :func:`jax.shard_map`. Under
 ``jax.distributed`` (several processes, one or more hosts) the mesh spans every process's
-devices and :func:`shard_samples` builds the global array from each process's own part. Sums and
-counts combine with ``psum``. The CVaR of the union of the shards is exact: the global VaR
-is found by bisection on the order-preserving integer keys of the floats (32 or 64 steps,
-each one ``psum`` of a scalar), after one local sort per shard; no sample leaves its device.
-Results equal :func:`tailjax.risk.var` / :func:`tailjax.risk.cvar` on the gathered array
-(the VaR bit for bit, the CVaR up to float rounding of the sums).
+devices and :func:`shard_samples` builds the global array from each process's own part.
+Sums and counts combine with ``psum``. The CVaR of the union of the shards is exact: the
+global VaR is found by bisection on the order-preserving integer keys of the floats (32 or
+64 steps, each one ``psum`` of a scalar), after one local sort per shard; no sample leaves
+its device. Results equal :func:`tailjax.risk.var` / :func:`tailjax.risk.cvar` on the
+gathered array (the VaR bit for bit, the CVaR up to float rounding of the sums).
+
+>>> import jax.numpy as jnp
+>>> from tailjax import parallel
+>>> x = parallel.shard_samples(jnp.arange(8.0))
+>>> float(parallel.sharded_cvar(x, 0.25))
+6.5
 """
 
 from __future__ import annotations

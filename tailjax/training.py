@@ -18,6 +18,17 @@ Example, a new trainer in a few lines::
     kernel = gradient_kernel(loss, optax.adam(1e-3))
     result = fit(kernel, kernel.init(params), key, 1000,
                  batches=minibatches(data_key, (x, y), 64), checkpoint_path="run.ckpt")
+
+A runnable one:
+
+>>> import jax, jax.numpy as jnp, optax
+>>> from tailjax.training import fit, gradient_kernel
+>>> loss = lambda p, batch, key: (jnp.mean((batch - p) ** 2), {})
+>>> kernel = gradient_kernel(loss, optax.sgd(0.1))
+>>> result = fit(kernel, kernel.init(jnp.zeros(())), jax.random.PRNGKey(0), 100,
+...              batches=jnp.array([1.0, 3.0]), progress=False)
+>>> round(float(result.state.params), 4), int(result.state.step)
+(2.0, 100)
 """
 
 from __future__ import annotations

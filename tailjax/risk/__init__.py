@@ -5,6 +5,20 @@ TFFT's threshold problems.
 losses, ``"lower"`` for rewards. TFFT's threshold functions take TFFT's own
 ``quantile_level`` (beta) and ``temperature`` (alpha); :func:`tail_prob_of_quantile_level`
 converts.
+
+Example:
+
+>>> import jax.numpy as jnp
+>>> from tailjax import risk
+>>> losses = jnp.arange(10.0)
+>>> float(risk.cvar(losses, 0.2))              # mean of the worst 20%: (9 + 8) / 2
+8.5
+>>> float(risk.var(losses, 0.2))               # smallest v with P(X > v) <= 0.2
+7.0
+>>> float(risk.cvar(losses, 0.2, side="lower"))  # rewards: mean of the lowest 20%
+0.5
+>>> float(risk.cvar(losses, 0.15))             # the atom at the VaR is split exactly
+8.666666984558105
 """
 
 from tailjax.risk.empirical import cvar, mean_cvar, ru_objective, tail_count, var, var_cvar
