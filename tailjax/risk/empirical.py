@@ -18,6 +18,8 @@ or a traced ``tail_prob`` outside (0, 1] gives NaN; pass ``checked=True`` to rai
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
@@ -91,18 +93,33 @@ def tail_count(n: int, tail_prob, dtype=None):
     return c + jax.lax.stop_gradient(jnp.where(snap, r - c, 0.0))
 
 
+_TOP_K_SHARE = 0.125  # select with top_k when the tail needs at most this share of the values
+
+
+def _top_size(n, tail_prob):
+    """How many of the largest values the unweighted VaR/CVaR needs (n: sort them all)."""
+    if isinstance(tail_prob, jax.core.Tracer) or jnp.ndim(tail_prob) != 0:
+        return n
+    needed = min(math.floor(tail_count(n, float(tail_prob))) + 2, n)  # +1: the atom at a boundary
+    return needed if needed <= _TOP_K_SHARE * n else n
+
+
 def _var_cvar_upper(samples, tail_prob, weights):
     """Sort descending; give each atom the share of its mass inside the tail."""
     x = _float(samples)
     n = x.shape[-1]
     tail = jnp.asarray(tail_prob, x.dtype)
     if weights is None:
-        values = -jnp.sort(-x, axis=-1)
         count = tail_count(n, tail_prob, x.dtype)
+        top = _top_size(n, tail_prob)
+        # The VaR is the (floor(count) + 1)-th largest: with a concrete tail_prob only that
+        # many values are selected (lax.top_k) when it is a small part of n, else all sorted.
+        values = jax.lax.top_k(x, top)[0] if top < n else -jnp.sort(-x, axis=-1)
+        m = values.shape[-1]
         # max/min (not clip) so that at an integer count the derivative splits evenly
         # between the two atoms at the boundary: a subgradient between the one-sided ones.
-        share = jnp.minimum(jnp.maximum(count - jnp.arange(n, dtype=x.dtype), 0.0), 1.0) / n
-        k = jnp.minimum(jnp.floor(jnp.asarray(count, x.dtype)).astype(jnp.int32), n - 1)
+        share = jnp.minimum(jnp.maximum(count - jnp.arange(m, dtype=x.dtype), 0.0), 1.0) / n
+        k = jnp.minimum(jnp.floor(jnp.asarray(count, x.dtype)).astype(jnp.int32), m - 1)
         k = jnp.broadcast_to(k, values.shape[:-1])
         tail = jnp.asarray(count, x.dtype) / n
     else:

@@ -1,0 +1,125 @@
+"""Many CVaRs of moderate size at once: ``risk.cvar`` over a batch axis, (B, n) float32.
+
+    python -m benchmarks.perf.cvar_batched --size paper   # GPU: 1e4 x 1e3, 1e3 x 1e5, 1e2 x 1e6
+    python -m benchmarks.perf.cvar_batched --size small   # CPU: a tenth of each row count
+
+The workload every family runs (a Gen-DFL decision, an IS oracle call, a TFFT Stage 1 is a
+batch of CVaRs). Side by side in one run: ``tailjax.risk.cvar`` (it selects the top
+floor(n p) + 2 values with ``lax.top_k`` when they are at most an eighth of a row, else
+sorts), a full ``jnp.sort``, ``lax.top_k`` of the same k, ``torch.topk`` when torch is
+installed (on the GPU when JAX runs there), and one read of the array (``jnp.sum``) as the
+floor. Each result is checked against a float64 reference on the host.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import _harness as harness
+from tailjax import risk
+
+SHAPES = {
+    "paper": [(10_000, 1_000), (1_000, 100_000), (100, 1_000_000)],
+    "small": [(1_000, 1_000), (100, 10_000), (10, 100_000)],
+}
+
+
+def _reference(x64, tail_prob):
+    n = x64.shape[1]
+    count = risk.tail_count(n, tail_prob)
+    k = math.floor(count)
+    top = -np.sort(-x64, axis=1)[:, : k + 1]
+    return (top[:, :k].sum(1) + (count - k) * top[:, k]) / count
+
+
+def _from_top(top, n, tail_prob):
+    count = risk.tail_count(n, tail_prob)
+    k = math.floor(count)
+    return (jnp.sum(top[:, :k], axis=1) + (count - k) * top[:, k]) / count
+
+
+def _torch_time(x_np, tail_prob, repeats):
+    try:
+        import torch
+    except ImportError:
+        return None
+    on_gpu = jax.default_backend() == "gpu"
+    if on_gpu and not torch.cuda.is_available():
+        return None
+    dev = "cuda" if on_gpu else "cpu"
+    xt = torch.from_numpy(x_np).to(dev)
+    n = xt.shape[1]
+    count = risk.tail_count(n, tail_prob)
+    k = math.floor(count)
+
+    def run():
+        top = torch.topk(xt, k + 1, dim=1, sorted=True).values
+        return (top[:, :k].sum(1) + (count - k) * top[:, k]) / count
+
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    timing = harness.time_call(run, repeats=repeats, block=lambda out: (sync(), out)[1])
+    return timing["seconds"], np.asarray(timing["output"].cpu()), f"torch.topk ({dev})"
+
+
+def main(argv=None):
+    parser = harness.parser(__doc__, out="results/cvar_batched")
+    parser.add_argument("--tail-probs", type=float, nargs="*", default=[0.01, 0.1])
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    rows = []
+    for batch, n in SHAPES[args.size]:
+        x = jax.random.normal(jax.random.PRNGKey(0), (batch, n), jnp.float32)
+        x_np = np.asarray(x)
+        x64 = x_np.astype(np.float64)
+        floor = harness.time_call(jax.jit(jnp.sum), x, repeats=args.repeats)["seconds"]
+        for p in args.tail_probs:
+            ref = _reference(x64, p)
+            k = math.floor(risk.tail_count(n, p)) + 2  # through the atom after the VaR
+            candidates = {
+                "tailjax.risk.cvar": jax.jit(lambda x, p=p: risk.cvar(x, p)),
+                "jnp.sort": jax.jit(lambda x, p=p: _from_top(-jnp.sort(-x, axis=1), n, p)),
+                "lax.top_k": jax.jit(lambda x, p=p, k=k: _from_top(jax.lax.top_k(x, k)[0], n, p)),
+            }
+            timings = {name: harness.time_call(fn, x, repeats=args.repeats) for name, fn in candidates.items()}
+            results = {name: (t["seconds"], np.asarray(t["output"])) for name, t in timings.items()}
+            torch_result = _torch_time(x_np, p, args.repeats)
+            if torch_result is not None:
+                results[torch_result[2]] = torch_result[:2]
+            for name, (seconds, value) in results.items():
+                rows.append({
+                    "shape": f"{batch}x{n}", "tail_prob": p, "method": name, "ms": 1e3 * seconds,
+                    "x_floor": seconds / floor, "floor_ms": 1e3 * floor,
+                    "max_rel_err": float(np.max(np.abs(value - ref) / np.maximum(np.abs(ref), 1e-12))),
+                })
+            print(f"{batch}x{n} p={p}: " + ", ".join(f"{r['method']} {r['ms']:.3f} ms" for r in rows[-len(results):]),
+                  flush=True)
+    harness.write_json(args.out, "cvar_batched", {"size": args.size, "repeats": args.repeats, "rows": rows})
+    print(harness.markdown_table(rows, ["shape", "tail_prob", "method", "ms", "x_floor", "max_rel_err"],
+                                 {"ms": ".3f", "x_floor": ".1f", "max_rel_err": ".1e"}))
+    fig, axes = harness.figure(1, len(args.tail_probs), figsize=(5 * len(args.tail_probs), 3.5), squeeze=False)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    for ax, p in zip(axes[0], args.tail_probs):
+        for j, m in enumerate(methods):
+            ms = [next((r["ms"] for r in rows if r["method"] == m and r["shape"] == s and r["tail_prob"] == p), np.nan)
+                  for s in shapes]
+            ax.bar(np.arange(len(shapes)) + j * 0.8 / len(methods), ms, 0.8 / len(methods), label=m)
+        floors = [next(r["floor_ms"] for r in rows if r["shape"] == s) for s in shapes]
+        ax.scatter(np.arange(len(shapes)) + 0.3, floors, color="k", marker="_", s=400, label="one read")
+        ax.set_xticks(np.arange(len(shapes)) + 0.3)
+        ax.set_xticklabels(shapes)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (median)")
+        ax.set_title(f"batched CVaR, tail_prob={p:g}")
+        ax.legend(fontsize=7)
+    harness.save_figure(fig, args.out, "cvar_batched")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
