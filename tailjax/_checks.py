@@ -21,6 +21,8 @@ __all__ = [
     "check_weights",
     "is_concrete",
     "run_checked",
+    "traced_out_of_range",
+    "traced_bad_weights",
 ]
 
 
@@ -92,6 +94,28 @@ def check_weights(weights: jax.Array | None, samples: jax.Array, name: str = "we
             rows = np.argwhere(np.atleast_1d(np.sum(w, axis=-1) == 0)).ravel().tolist()
             where = "" if w.ndim <= 1 else f" (row(s) {rows[:5]} of the batch)"
             raise ValueError(f"{name} sum to zero{where}")
+
+
+def traced_out_of_range(value: Any, *, low: float = 0.0, high: float = 1.0,
+                        low_closed: bool = False, high_closed: bool = False) -> Any:
+    """For a traced scalar, the array flag "outside the interval" (NaN included); ``False``
+    for a concrete one (it is checked eagerly). Used to return NaN where a check cannot run."""
+    if is_concrete(value):
+        return False
+    v = jnp.asarray(value)
+    above = v >= low if low_closed else v > low
+    below = v <= high if high_closed else v < high
+    return ~(above & below)
+
+
+def traced_bad_weights(weights: Any) -> Any:
+    """Per-row flag of traced weights that are not finite, negative or all zero."""
+    if weights is None or is_concrete(weights):
+        return False
+    w = jnp.asarray(weights)
+    finite = jnp.isfinite(w)
+    return (jnp.any(~finite | (w < 0), axis=-1)
+            | (jnp.sum(jnp.where(finite, w, 0), axis=-1) <= 0))
 
 
 def run_checked(fn: Callable[..., Any], *args: Any) -> Any:

@@ -27,7 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, check_weights
+from tailjax._checks import (
+    check_nonempty_last_axis,
+    check_open_unit,
+    check_side,
+    check_weights,
+    is_concrete,
+    traced_bad_weights,
+    traced_out_of_range,
+)
 from tailjax.risk.empirical import tail_count
 
 __all__ = ["sample_mesh", "shard_samples", "global_statistic", "sharded_var_cvar", "sharded_cvar"]
@@ -176,6 +184,9 @@ def sharded_var_cvar(
     Unweighted tail masses are counted in integers, so the VaR matches the single-device
     one bit for bit at any n.
 
+    Under ``jit``, a traced ``tail_prob`` outside (0, 1] or traced weights that are not
+    finite, negative or all zero give NaN.
+
     ``pad=True`` accepts a length that the device count does not divide: the sample is
     padded with copies of its first value carrying zero weight, which leaves the result
     exact. NaN samples (or weights that are NaN) give NaN, as in :func:`tailjax.risk.cvar`.
@@ -200,9 +211,10 @@ def sharded_var_cvar(
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
     if weights is None:
-        count = tail_count(n, tail_prob)
+        count = tail_count(n, tail_prob, x.dtype)
         w = jnp.ones(x.shape, jnp.int32)
-        tail_int = math.floor(count)  # integer masses: counts stay exact at any n
+        # integer masses: counts stay exact at any n
+        tail_int = math.floor(count) if is_concrete(count) else jnp.floor(count).astype(jnp.int32)
 
         def body(x, w):
             v = _var_upper_shard(x, w, tail_int)
@@ -219,10 +231,12 @@ def sharded_var_cvar(
     if extra:
         x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (extra,))])
         w = jnp.concatenate([w, jnp.zeros((extra,), w.dtype)])
+    invalid = traced_out_of_range(tail_prob, high_closed=True) | traced_bad_weights(weights)
 
     mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(AXIS), P(AXIS)), out_specs=(P(), P()),
                            check_vma=False)
     v, c = mapped(x, w)
+    v, c = jnp.where(invalid, jnp.nan, v), jnp.where(invalid, jnp.nan, c)
     return (v, c) if side == "upper" else (-v, -c)
 
 

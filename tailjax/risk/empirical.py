@@ -31,6 +31,8 @@ from tailjax._checks import (
     check_side,
     check_weights,
     run_checked,
+    traced_bad_weights,
+    traced_out_of_range,
 )
 
 __all__ = ["var", "cvar", "var_cvar", "ru_objective", "mean_cvar"]
@@ -242,6 +244,9 @@ def ru_objective(
     (eq. (10)). Weights are *not* normalised. Its minimum over u is the CVaR of the upper
     tail and the VaR is a minimiser.
 
+    Under ``jit``, a traced ``tail_prob`` outside (0, 1] or weights that are not finite,
+    negative or all zero give NaN.
+
     Args:
       u: threshold, broadcast against ``losses.shape[:-1]``.
       losses: ``(..., n)``.
@@ -256,7 +261,9 @@ def ru_objective(
     excess = jnp.maximum(losses - u[..., None], 0.0)
     if weights is not None:
         excess = excess * jnp.asarray(weights, losses.dtype)
-    return u + jnp.mean(excess, axis=-1) / jnp.asarray(tail_prob, losses.dtype)
+    value = u + jnp.mean(excess, axis=-1) / jnp.asarray(tail_prob, losses.dtype)
+    invalid = traced_out_of_range(tail_prob, high_closed=True) | traced_bad_weights(weights)
+    return jnp.where(invalid, jnp.nan, value)
 
 
 def mean_cvar(

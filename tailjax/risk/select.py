@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side
+from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
 from tailjax.risk._compact import compact
 from tailjax.risk.empirical import tail_count
 
@@ -166,6 +166,11 @@ def _rank(n, tail_prob):
 
 
 def _check(samples, tail_prob, side):
+    if not is_concrete(tail_prob):
+        raise ValueError(
+            "tail_prob must be a concrete Python float for cvar_large/var_large (it fixes the "
+            "selected rank when the function is traced); use risk.cvar for a traced tail_prob"
+        )
     check_open_unit(tail_prob, "tail_prob")
     check_side(side)
     check_nonempty_last_axis(samples, "samples")
@@ -208,6 +213,7 @@ def var_large(
     """VaR of a large 1-D unweighted sample; equals :func:`tailjax.risk.var` exactly."""
     x = _prepare(samples, tail_prob, side)
     v, _ = _var_excess_upper(x, _rank(x.shape[0], tail_prob), config or SelectConfig())
+    v = jnp.where(jnp.any(jnp.isnan(x)), jnp.nan, v)  # NaN samples give NaN, as risk.var
     return v if side == "upper" else -v
 
 

@@ -29,7 +29,14 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_positive, check_weights
+from tailjax._checks import (
+    check_nonempty_last_axis,
+    check_open_unit,
+    check_positive,
+    check_weights,
+    traced_bad_weights,
+    traced_out_of_range,
+)
 
 __all__ = [
     "pseudo_reward", "threshold_objective", "solve_threshold", "ThresholdInfo",
@@ -67,6 +74,13 @@ def tail_prob_of_quantile_level(quantile_level: float, side: str) -> float:
     return 1.0 - quantile_level if _side(side) == "right" else quantile_level
 
 
+def _traced_invalid(quantile_level, temperature, weights):
+    """Flag of traced arguments out of range (NaN results); False when all are concrete."""
+    return (traced_out_of_range(quantile_level)
+            | traced_out_of_range(temperature, high=float("inf"))
+            | traced_bad_weights(weights))
+
+
 def _check(rewards, beta, alpha, side, weights):
     check_open_unit(beta, "quantile_level")
     check_positive(alpha, "temperature")
@@ -83,8 +97,10 @@ def pseudo_reward(
     """TFFT's pseudo-reward r*_t: [r - t]_+ / (1 - beta) (upper) or -[t - r]_+ / beta (lower)."""
     check_open_unit(quantile_level, "quantile_level")
     if _side(side) == "right":
-        return jnp.maximum(jnp.asarray(rewards) - t, 0.0) / (1.0 - quantile_level)
-    return -jnp.maximum(t - jnp.asarray(rewards), 0.0) / quantile_level
+        value = jnp.maximum(jnp.asarray(rewards) - t, 0.0) / (1.0 - quantile_level)
+    else:
+        value = -jnp.maximum(t - jnp.asarray(rewards), 0.0) / quantile_level
+    return jnp.where(traced_out_of_range(quantile_level), jnp.nan, value)
 
 
 def _log_probs(rewards, weights):
@@ -125,9 +141,10 @@ def threshold_objective(
     """
     _check(rewards, quantile_level, temperature, side, weights)
     r = jnp.asarray(rewards)
-    return _objective(
+    value = _objective(
         jnp.asarray(t, r.dtype), r, _log_probs(r, weights), quantile_level, temperature, _side(side)
     )
+    return jnp.where(_traced_invalid(quantile_level, temperature, weights), jnp.nan, value)
 
 
 def _derivatives(t, r, logp, beta, alpha, side):

@@ -1,0 +1,150 @@
+"""The public functions the bad-input suite probes, each with a valid call and the kinds of
+the arguments it checks (see spec.py)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tailjax import dro, flows, importance, parallel, risk, stochopt, training
+from tests.bad_input.spec import Spec, choice, count, level, positive, samples, weights
+
+X = jax.random.normal(jax.random.PRNGKey(0), (64,))
+W = jax.random.uniform(jax.random.PRNGKey(1), (64,), minval=0.1, maxval=1.0)
+LOG_LR = 0.1 * jax.random.normal(jax.random.PRNGKey(2), (64,))
+Z = jax.random.normal(jax.random.PRNGKey(3), (64, 3))
+
+
+def _risk_specs():
+    common = {"samples": samples(), "tail_prob": level(closed_right=True), "weights": weights(),
+              "side": choice("upper", "lower")}
+    valid = {"samples": X, "tail_prob": 0.1, "weights": W, "side": "upper"}
+    specs = [
+        Spec(f"risk.{name}", lambda fn=fn, **a: fn(a["samples"], a["tail_prob"], weights=a["weights"], side=a["side"]),
+             valid, common)
+        for name, fn in [("var", risk.var), ("cvar", risk.cvar), ("var_cvar", risk.var_cvar)]
+    ]
+    specs.append(Spec(
+        "risk.mean_cvar",
+        lambda **a: risk.mean_cvar(a["samples"], a["tail_prob"], a["risk_weight"], weights=a["weights"]),
+        {"samples": X, "tail_prob": 0.1, "risk_weight": 0.5, "weights": W},
+        {"samples": samples(), "tail_prob": level(closed_right=True), "weights": weights()},
+    ))
+    specs.append(Spec(
+        "risk.ru_objective",
+        lambda **a: risk.ru_objective(a["u"], a["losses"], a["tail_prob"], weights=a["weights"]),
+        {"u": 0.5, "losses": X, "tail_prob": 0.1, "weights": W},
+        {"losses": samples(), "tail_prob": level(closed_right=True), "weights": weights()},
+    ))
+    large = {"samples": samples(batched=False), "tail_prob": level(closed_right=True), "side": choice("upper", "lower")}
+    for name, fn in [("cvar_large", risk.cvar_large), ("var_large", risk.var_large)]:
+        specs.append(Spec(f"risk.{name}", lambda fn=fn, **a: fn(a["samples"], a["tail_prob"], side=a["side"]),
+                          {"samples": X, "tail_prob": 0.1, "side": "upper"}, large))
+    threshold = {"rewards": samples(batched=False), "quantile_level": level(), "temperature": positive(),
+                 "side": choice("upper", "lower"), "weights": weights()}
+    valid_t = {"rewards": X, "quantile_level": 0.8, "temperature": 1.0, "side": "upper", "weights": W}
+    specs.append(Spec(
+        "risk.solve_threshold",
+        lambda **a: risk.solve_threshold(a["rewards"], a["quantile_level"], a["temperature"], a["side"], a["weights"]),
+        valid_t, threshold,
+    ))
+    specs.append(Spec(
+        "risk.threshold_objective",
+        lambda **a: risk.threshold_objective(0.5, a["rewards"], a["quantile_level"], a["temperature"], a["side"],
+                                             weights=a["weights"]),
+        valid_t, threshold,
+    ))
+    specs.append(Spec(
+        "risk.pseudo_reward",
+        lambda **a: risk.pseudo_reward(a["rewards"], 0.5, a["quantile_level"], a["side"]),
+        {"rewards": X, "quantile_level": 0.8, "side": "upper"},
+        {"quantile_level": level(), "side": choice("upper", "lower")},
+    ))
+    return specs
+
+
+def _parallel_specs():
+    kinds = {"samples": samples(batched=False), "tail_prob": level(closed_right=True), "weights": weights(),
+             "side": choice("upper", "lower")}
+    return [Spec(
+        "parallel.sharded_var_cvar",
+        lambda **a: parallel.sharded_var_cvar(a["samples"], a["tail_prob"], weights=a["weights"], side=a["side"]),
+        {"samples": X, "tail_prob": 0.1, "weights": W, "side": "upper"}, kinds,
+    )]
+
+
+def _importance_specs():
+    return [
+        Spec("importance.is_var_cvar", lambda **a: importance.is_var_cvar(a["losses"], a["log_lr"], a["tail_prob"]),
+             {"losses": X, "log_lr": LOG_LR, "tail_prob": 0.05},
+             {"losses": samples(), "log_lr": samples(), "tail_prob": level()}),
+        Spec("importance.is_objective_from_losses",
+             lambda **a: importance.is_objective_from_losses(a["u"], a["losses"], a["log_lr"], a["tail_prob"]),
+             {"u": 0.5, "losses": X, "log_lr": LOG_LR, "tail_prob": 0.05},
+             {"losses": samples(), "log_lr": samples(), "tail_prob": level()}),
+        Spec("importance.structuring_scale", lambda **a: importance.structuring_scale(a["h"], a["tail_prob"]),
+             {"h": 1.0, "tail_prob": 0.01}, {"h": positive(), "tail_prob": level()}),
+        Spec("importance.self_structuring_transform",
+             lambda **a: importance.self_structuring_transform(a["x"], a["h"], a["tail_prob"], a["rho"]),
+             {"x": Z[0], "h": 1.0, "tail_prob": 0.01, "rho": 1.0},
+             {"h": positive(), "tail_prob": level(), "rho": positive()}),
+    ]
+
+
+def _stochopt_specs():
+    scheme = importance.plain_scheme(importance.gaussian(jnp.zeros(3)))
+    loss = lambda z, theta: z @ theta  # noqa: E731
+    return [Spec(
+        "stochopt.stochastic_approximation",
+        lambda **a: stochopt.stochastic_approximation(
+            loss, scheme, stochopt.Simplex(3), a["tail_prob"], batch_size=a["batch_size"],
+            step_exponent=a["step_exponent"], risk_weight=a["risk_weight"]),
+        {"tail_prob": 0.05, "batch_size": 8, "step_exponent": 0.75, "risk_weight": 0.0},
+        {"tail_prob": level(), "batch_size": count(1),
+         "step_exponent": level(), "risk_weight": level(closed_right=True, closed_left=True)},
+        jittable=False,
+    )]
+
+
+def _flows_specs():
+    return [Spec(
+        "flows.quantile_level_annealing",
+        lambda **a: flows.quantile_level_annealing(a["rewards"], a["quantile_level"], a["temperature"], "upper",
+                                                   a["num_steps"], weights=a["weights"]),
+        {"rewards": X, "quantile_level": 0.8, "temperature": 1.0, "num_steps": 10, "weights": W},
+        {"rewards": samples(), "quantile_level": level(), "temperature": positive(), "num_steps": count(1),
+         "weights": weights()},
+        jittable=False,
+    )]
+
+
+def _dro_specs():
+    return [
+        Spec("dro.ppo_surrogate", lambda **a: dro.ppo_surrogate(X, X + 0.1, a["advantages"], a["clip"]),
+             {"advantages": W, "clip": 0.4}, {"clip": level(), "advantages": samples()}),
+        Spec("dro.kl_worst_case", lambda **a: dro.kl_worst_case(a["losses"], a["radius"]),
+             {"losses": X, "radius": 0.1}, {"losses": samples(), "radius": positive()}),
+        Spec("dro.dual_update", lambda **a: dro.dual_update(0.5, 0.02, a["budget"], a["lr"]),
+             {"budget": 0.01, "lr": 0.1}, {"budget": positive(allow_zero=True), "lr": positive(allow_zero=True)}),
+    ]
+
+
+def _training_specs():
+    loss = lambda p, b, k: (jnp.sum((p - b) ** 2), {})  # noqa: E731
+    kernel = training.gradient_kernel(loss, optax.sgd(0.1))
+    return [
+        Spec("training.minibatches",
+             lambda **a: training.minibatches(jax.random.PRNGKey(0), X, a["batch_size"])(0),
+             {"batch_size": 8}, {"batch_size": count(1)}, jittable=False),
+        Spec("training.fit",
+             lambda **a: training.fit(kernel, kernel.init(jnp.zeros(())), jax.random.PRNGKey(0), a["num_steps"],
+                                      batches=jnp.ones(()), checkpoint_every=a["checkpoint_every"],
+                                      progress=False).state.params,
+             {"num_steps": 3, "checkpoint_every": 10}, {"num_steps": count(0), "checkpoint_every": count(1)},
+             jittable=False),
+    ]
+
+
+SPECS = (_risk_specs() + _parallel_specs() + _importance_specs() + _stochopt_specs() + _flows_specs()
+         + _dro_specs() + _training_specs())
