@@ -60,8 +60,10 @@ TAIL_PROB = 0.1  # the paper's alpha
 # %% [markdown]
 # ## Data and problem
 # `portfolio_instance` draws PyEPO-style factor-model returns with a known `p(c|x)`
-# (`inst.model`). We make the portfolio fully invested (`1^T w = 1`), so that the
-# normalising denominator `|E f(c, w*)|` of the regret is not zero.
+# (`inst.model`). With the 50 assets of the paper the CVaR-optimal `w*` under `1^T w <= 1`
+# is fully invested on every row; with this notebook's few assets it invests nothing on some
+# rows (`|E f(c, w*)| = 0`, the denominator of the regret), so we make the small portfolio
+# fully invested (`1^T w = 1`).
 
 # %%
 inst = portfolio_instance(num_data=N_TRAIN + N_TEST, num_assets=D, deg=4, noise=20.0, seed=0)

@@ -1,15 +1,18 @@
 """Gen-DFL reproductions: Table 1, Figures 3-6, energy on ICON (proxy-q), importance-sampled GTO.
 
     python -m benchmarks.seeds.gen_dfl --size small            # CPU, minutes (reduced grid)
-    python -m benchmarks.seeds.gen_dfl --size paper --only table1 --seeds 10   # GPU
+    python -m benchmarks.seeds.gen_dfl --size paper --only table1 --seeds 10 --protocol paper-text
+    python -m benchmarks.seeds.gen_dfl --size paper --only table1 --seeds 10 --protocol paper-code
 
-The set-ups, methods, model selection and the stated deviations are those of
-:mod:`benchmarks.setups.dfl.gen_dfl`: every number is a normalised CVaR regret in % of
-|E f(c, w*)| over the true p(c|x), in the forms ``cvar_of_difference`` (eq. (9)) and
-``difference_of_cvars`` (the CVaR gap the paper authors' public code reports). Experiments:
+The set-ups, protocols (``--protocol paper-text``: eq. (9) as written, exact where p(c|x) is
+Gaussian, else fresh evaluation draws; ``--protocol paper-code``: the authors' code's absolute
+CVaR gap under a flow fitted on every row), methods, reference rows, model selection and the
+stated deviations are those of :mod:`benchmarks.setups.dfl.gen_dfl`: every number is a
+normalised CVaR regret in % of |E f(c, w*)|. Experiments:
 ``table1`` (every problem and degree), the portfolio sweeps ``sigma``, ``dim``,
 ``train_size``, ``regret_weight`` (the paper's beta), ``tail_prob`` (the training alpha,
-scored at several evaluation levels: Fig. 5), ``samples`` (K), ``energy`` (ICON prices; the
+scored at several evaluation levels: Fig. 5), ``samples`` (Fig. 6: K at training and at
+decision time together, ``K = K_eval``), ``energy`` (ICON prices; the
 true p(c|x) is unknown and a frozen evaluation flow fitted on every row with its own key plays
 its part, so no method is scored under its own training proxy) and ``is_gto``
 (importance-sampled generate-then-optimize against K, per dimension).
@@ -30,15 +33,19 @@ from benchmarks.setups.dfl import (
     EXPERIMENTS,
     LP_REG,
     PAPER_TABLE1,
+    PROTOCOLS,
     SIZES,
     decide_gen_dfl,
     evaluate,
     make_data,
     make_flow,
     plot,
+    plot_curves,
     summarise,
     table,
+    table1_report,
 )
+from benchmarks.setups.dfl.gen_dfl import FORMS
 from tailjax.dfl import cvar_regret, fit_proxy, regret_reference
 from tailjax.dfl.problems import icon_instance
 
@@ -46,14 +53,20 @@ _SWEEPS = {"sigma": ("sigma", "sigmas"), "dim": ("dim", "dims"), "train_size": (
            "regret_weight": ("regret_weight", "regret_weights"), "samples": ("K", "Ks")}
 
 
-def run_experiment(name, cfg, args, log=print, sink=None):
-    """Records of one experiment; ``sink(records)`` is called after every configuration."""
+def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
+    """Records of one experiment; ``sink(records)`` is called after every configuration, and
+    ``infos`` (a list) receives each configuration's evaluation kind and baseline tuning."""
     recs = []
+    infos = [] if infos is None else infos
+    protocol = cfg["protocol"]
 
-    def add(out, **meta):
+    def add(out, info=None, **meta):
         for method, by_level in out.items():
             for (a, form), v in by_level.items():
-                recs.append(dict(experiment=name, method=method, tail_prob_eval=a, metric=form, regret=v, **meta))
+                recs.append(dict(experiment=name, method=method, tail_prob_eval=a, metric=form, regret=v,
+                                 protocol=protocol, **meta))
+        if info is not None:
+            infos.append(dict(experiment=name, **meta, **info))
         if sink is not None:
             sink(recs)
 
@@ -64,9 +77,11 @@ def run_experiment(name, cfg, args, log=print, sink=None):
             for prob in (args.problems or cfg["problems"]):
                 for deg in cfg["degs"]:
                     log(f"  table1 {prob} deg={deg} seed={s}")
-                    inst, x, c = make_data(prob, deg, s, n + nte, dim)
-                    add(evaluate(cfg, inst, x, c, n, s, methods=cfg["methods"], model=inst.model, log=log,
-                                 problem_name=prob)[0], problem=prob, deg=deg, seed=s)
+                    inst, x, c = make_data(prob, deg, s, n + nte, dim, protocol=protocol, budget=cfg.get("budget"))
+                    info = {}
+                    out = evaluate(cfg, inst, x, c, n, s, methods=cfg["methods"], model=inst.model, log=log,
+                                   problem_name=prob, info=info)[0]
+                    add(out, info, problem=prob, deg=deg, seed=s)
         return recs
     if name in _SWEEPS:
         field, values = _SWEEPS[name]
@@ -77,9 +92,9 @@ def run_experiment(name, cfg, args, log=print, sink=None):
                 log(f"  {name}={v} seed={s}")
                 ntr = v if field == "n_train" else n
                 inst, x, c = make_data("portfolio", 4, s, ntr + nte, v if field == "dim" else dim,
-                                       sigma=v if field == "sigma" else 20.0)
+                                       sigma=v if field == "sigma" else 20.0, protocol=protocol, budget=cfg.get("budget"))
                 kw = {"regret_weight": float(v)} if field == "regret_weight" else (
-                    {"K": int(v)} if field == "K" else {})
+                    {"K": int(v), "K_eval": int(v)} if field == "K" else {})
                 add(evaluate(cfg, inst, x, c, ntr, s, methods=methods, model=inst.model, log=log, **kw)[0],
                     problem="portfolio", deg=4, seed=s, **{field: v})
         return recs
@@ -87,7 +102,7 @@ def run_experiment(name, cfg, args, log=print, sink=None):
         for a_train in cfg["tail_probs"]:
             for s in seeds:
                 log(f"  tail_prob_train={a_train} seed={s}")
-                inst, x, c = make_data("portfolio", 4, s, n + nte, dim)
+                inst, x, c = make_data("portfolio", 4, s, n + nte, dim, protocol=protocol, budget=cfg.get("budget"))
                 out = evaluate(cfg, inst, x, c, n, s, methods=("gen_dfl",), model=inst.model,
                                eval_tail_probs=cfg["eval_tail_probs"], tail_prob_train=a_train, log=log)[0]
                 add(out, problem="portfolio", deg=4, seed=s, tail_prob_train=a_train)
@@ -97,11 +112,11 @@ def run_experiment(name, cfg, args, log=print, sink=None):
         for d in cfg.get("is_dims", (dim,)):
             for s in seeds:
                 log(f"  is_gto dim={d} seed={s}")
-                inst, x, c = make_data("portfolio", 4, s, n + nte, d)
+                inst, x, c = make_data("portfolio", 4, s, n + nte, d, budget="equality")
                 _, flow, proxy, _ = evaluate(cfg, inst, x, c, n, s, methods=("nll_flow",), model=inst.model,
                                              log=log)
                 ref = regret_reference(jax.random.key(100 + s), inst.problem, inst.model, x[n:], level,
-                                       num_samples=cfg["ref_samples"])
+                                       num_samples=cfg["ref_samples"], eval_samples=cfg.get("eval_samples"))
                 for K in cfg["is_Ks"]:
                     for imp in (False, True):
                         # mean over decision keys: one draw of K samples per row is itself noisy
@@ -142,6 +157,7 @@ def main(argv=None):
     parser = harness.parser(__doc__, sizes=("small", "paper"), out="results/seeds_gen_dfl", seeds=None)
     parser.add_argument("--only", nargs="*", choices=EXPERIMENTS)
     parser.add_argument("--problems", nargs="*", default=None)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="paper-text")
     parser.add_argument("--degs", nargs="*", type=int, default=None)
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--set", nargs="*", default=(), metavar="KEY=VALUE",
@@ -150,7 +166,7 @@ def main(argv=None):
     default_data = os.environ.get("TAILJAX_DATA", str(shared))
     parser.add_argument("--data", default=default_data)
     args = parser.parse_args(argv)
-    cfg = dict(SIZES[args.size])
+    cfg = dict(SIZES[args.size], protocol=args.protocol)
     if args.seeds is None:
         args.seeds = cfg["seeds"]
     if args.degs:
@@ -162,23 +178,30 @@ def main(argv=None):
         if k not in cfg:
             raise SystemExit(f"--set: unknown setting {k!r}; one of {sorted(cfg)}")
         cfg[k] = ast.literal_eval(v)
-    recs, timings = [], {}
+    recs, timings, infos = [], {}, []
     for name in args.only or EXPERIMENTS:
         print(f"[{name}]", flush=True)
         t0 = time.perf_counter()
 
         def write(partial, done=recs):
             harness.write_json(args.out, "gen_dfl", dict(
-                size=args.size, config=cfg, timings_s=timings, records=done + partial,
+                size=args.size, protocol=args.protocol, config=cfg, timings_s=timings, records=done + partial,
+                cells=infos,
                 summary=summarise(done + partial),
                 paper_table1={f"{k[0]}/{k[1]}": v for k, v in PAPER_TABLE1.items()}))
 
-        recs += run_experiment(name, cfg, args, log=lambda s: print(s, flush=True), sink=write)
+        recs += run_experiment(name, cfg, args, log=lambda s: print(s, flush=True), sink=write, infos=infos)
         timings[name] = time.perf_counter() - t0
         write([])
     rows = summarise(recs)
-    plot(rows, args.out, "gen_dfl")
+    plot(rows, args.out, "gen_dfl", metric=FORMS[args.protocol][0])
     print(table(rows))
+    if any(r["experiment"] == "table1" for r in recs):
+        report = "\n\n".join(table1_report(recs, m) for m in FORMS[args.protocol])
+        (pathlib.Path(args.out) / "table1.md").write_text(report + "\n")
+        print(report)
+    if infos:
+        plot_curves(infos, args.out)
     print(f"results in {pathlib.Path(args.out).resolve()}")
 
 

@@ -24,10 +24,12 @@ def main(argv=None):
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/gen_dfl_table1"))
     args = parser.parse_args(argv)
     recs = [renamed(r) for f in args.files for r in json.loads(f.read_text())["records"]]
-    report = table1_report(recs)
+    metrics = sorted({r["metric"] for r in recs if r.get("experiment") == "table1" and "metric" in r})
+    report = "\n\n".join(table1_report(recs, m) for m in metrics)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table1.md").write_text(report + "\n")
-    cells = [dict(problem=p, deg=d, method=m, regrets=by_seed) for (p, d, m), by_seed in table1_cells(recs).items()]
+    cells = [dict(problem=p, deg=d, method=k, metric=m, regrets=by_seed)
+             for m in metrics for (p, d, k), by_seed in table1_cells(recs, m).items()]
     harness.write_json(args.out, "table1", dict(sources=[str(f) for f in args.files], cells=cells))
     print(report)
     return report

@@ -9,6 +9,9 @@ with a ``fit_*`` wrapper on :func:`tailjax.training.fit`:
   (:class:`GenDFLConfig`: ``tail_prob`` is the paper's alpha, ``regret_weight`` its beta,
   ``nll_weight`` its gamma), decisions :func:`gen_dfl_decisions`, :func:`proxy_decisions`;
 - the proxy: :func:`nll_loss`, :func:`nll_kernel`, :func:`fit_nll`, :func:`fit_proxy`;
+- evaluation: :func:`cvar_regret` (eq. (9)) against an exact
+  :func:`gaussian_regret_reference` (Gaussian p(c|x): closed-form CVaR, SOCP w*) or a sampled
+  :func:`regret_reference` (fresh evaluation draws);
 - the baselines: :func:`mse_loss`, :func:`spo_plus_loss`, ..., :func:`baseline_kernel`,
   :func:`fit_baseline`, :func:`baseline_decisions`.
 
@@ -43,6 +46,13 @@ from tailjax.dfl.gen_dfl import (
     proxy_decisions,
     sample_decision,
 )
+from tailjax.dfl.exact import (
+    GaussianReference,
+    cvar_multiplier,
+    gaussian_cvar,
+    gaussian_cvar_decision,
+    gaussian_regret_reference,
+)
 from tailjax.dfl.gen_dfl_fit import fit_gen_dfl
 from tailjax.dfl.gen_dfl_is import is_decision, is_samples, tail_shift
 from tailjax.dfl.metrics import RegretReference, cvar_regret, normalized_regret, regret_reference
@@ -71,6 +81,11 @@ __all__ = [
     "regret_reference",
     "cvar_regret",
     "normalized_regret",
+    "GaussianReference",
+    "gaussian_regret_reference",
+    "gaussian_cvar",
+    "gaussian_cvar_decision",
+    "cvar_multiplier",
     # proxy
     "nll_loss",
     "nll_kernel",

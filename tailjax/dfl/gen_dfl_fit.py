@@ -34,7 +34,7 @@ from tailjax.dfl.gen_dfl import (
     proxy_decisions,
 )
 from tailjax.dfl.problems.base import DecisionProblem
-from tailjax.dfl.proxy import init_flow
+from tailjax.dfl.proxy import check_finite_data, init_flow
 from tailjax.nn.conditional_flow import ConditionalFlow
 from tailjax.training import FitResult, fit, gradient_kernel, minibatches
 
@@ -93,8 +93,9 @@ def fit_gen_dfl(
     """
     check_config(config)
     x, c = jnp.asarray(x), jnp.asarray(c)
-    if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0]:
-        raise ValueError(f"x and c must have shapes (n, p) and (n, d), got {x.shape} and {c.shape}")
+    if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"x and c must have shapes (n, p) and (n, d) with n >= 1, got {x.shape} and {c.shape}")
+    check_finite_data(x, c)
     check_context(flow, x)
     k_init, k_q, k_batch, k_fit = jax.random.split(key, 4)
     if params is None:

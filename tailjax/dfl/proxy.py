@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax._checks import is_concrete
 from tailjax.base import Kernel
 from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
 from tailjax.training import FitResult, fit, gradient_kernel, minibatches
@@ -90,9 +91,18 @@ def _nll_value(flow):
 
 def _check_data(x, c, name="x and c"):
     x, c = jnp.asarray(x), jnp.asarray(c)
-    if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0]:
-        raise ValueError(f"{name} must have shapes (n, p) and (n, d), got {x.shape} and {c.shape}")
+    if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"{name} must have shapes (n, p) and (n, d) with n >= 1, got {x.shape} and {c.shape}")
+    check_finite_data(x, c, name)
     return x, c
+
+
+def check_finite_data(x, c, name="x and c"):
+    """``ValueError`` naming ``name`` if concrete data hold NaN or infinite values (a NaN
+    cost would otherwise train every parameter to NaN without a word)."""
+    for a in (x, c):
+        if is_concrete(a) and not bool(jnp.all(jnp.isfinite(a))):
+            raise ValueError(f"{name} must be finite: found NaN or infinite values")
 
 
 def fit_nll(

@@ -45,3 +45,49 @@ def test_dfl_plus_baseline_samples_its_decisions(sp):
     assert trained.sigma == pytest.approx(0.5 * float(np.mean(np.std(c, axis=0))), rel=1e-5)
     w = decide_baseline(trained, x[:3], inst, tail_prob=0.5, key=jax.random.key(1), num_samples=8)
     assert w.shape == (3, 40) and bool(jnp.all(jnp.isfinite(w)))
+
+
+def test_tuned_baseline_keeps_the_best_validation_run(sp):
+    from benchmarks.setups.dfl import tune_baseline
+
+    inst, x, c = sp
+    tuned = tune_baseline("mse", jax.random.key(0), inst, x[:24], c[:24], (x[24:], c[24:]),
+                          learning_rates=(0.01, 0.1), predictors=("linear",), max_epochs=6, patience=2,
+                          batch_size=8)
+    runs = tuned.choice["runs"]
+    assert len(runs) == 2 and tuned.choice["validation_regret"] == min(r["best"] for r in runs)
+    assert all(r["curve"][0][0] == 0 and r["epochs_run"] <= 6 for r in runs)
+    assert decide_baseline(tuned, x[:2], inst).shape == (2, 40)
+
+
+def _check_feasible(inst, rows):
+    poly = inst.problem.polytope
+    for name, w in rows.items():
+        assert w.shape == (3, inst.problem.dim), name
+        assert bool(jnp.all((w >= poly.lower - 1e-6) & (w <= poly.upper + 1e-6))), name
+        assert bool(jnp.all(w @ poly.ineq_matrix.T <= poly.ineq_rhs + 1e-5)), name
+        np.testing.assert_allclose(w @ poly.eq_matrix.T, jnp.broadcast_to(poly.eq_rhs, (3, poly.eq_rhs.shape[0])),
+                                   atol=1e-4, err_msg=name)
+
+
+def test_data_free_rows_are_feasible():
+    from benchmarks.setups.dfl import data_free_decisions
+
+    for name, kw in (("knapsack", dict(num_items=6)), ("energy", {}), ("shortest_path", {})):
+        inst = make_instance(name, num_data=10, **kw)
+        rows = data_free_decisions(name, inst, inst.costs, 3)
+        assert len(rows) == (1 if name == "shortest_path" else 2)
+        _check_feasible(inst, rows)
+    inst = make_instance("portfolio", num_data=10, num_assets=6)
+    rows = data_free_decisions("portfolio", inst, inst.costs, 3)
+    assert set(rows) == {"mean_cost", "equal_weights"}
+    _check_feasible(inst, {"equal_weights": rows["equal_weights"]})
+
+
+@pytest.mark.xfail(reason="the in-flight tailjax/layers on_failure change returns NaN from the portfolio's "
+                          "point QP (reported to the layers owner)", strict=False)
+def test_portfolio_mean_cost_row_is_feasible():
+    from benchmarks.setups.dfl import data_free_decisions
+
+    inst = make_instance("portfolio", num_data=10, num_assets=6)
+    _check_feasible(inst, {"mean_cost": data_free_decisions("portfolio", inst, inst.costs, 3)["mean_cost"]})

@@ -196,3 +196,68 @@ def test_bad_input(sp):
         fit_baseline(jax.random.key(0), LinearPredictor(40), inst, x, c, loss=mse_loss, batch_size=1000)
     with pytest.raises(ValueError, match="costs"):
         dfl_plus_sigma(c[0])
+
+
+def test_early_stopping_selects_the_best_validation_regret(sp):
+    from tailjax.dfl import normalized_regret
+
+    inst, x, c, w = sp
+    res = fit_baseline(jax.random.key(0), LinearPredictor(40), inst, x[:24], c[:24], loss=mse_loss,
+                       num_steps=60, batch_size=8, learning_rate=0.05, validation=(x[24:], c[24:]),
+                       eval_every=3, patience=2)
+    steps, scores = zip(*res.evaluations)
+    assert steps[0] == 0 and len(steps) <= 21  # the initial state is a candidate
+    assert res.best_step in steps and min(scores) == scores[steps.index(res.best_step)]
+    if len(steps) < 21:  # stopped early: patience checks after the best one
+        assert steps[-1] - res.best_step == 2 * 3
+    decisions = baseline_decisions(LinearPredictor(40), res.state.params, x[24:], inst)
+    chosen = normalized_regret(decisions, c[24:], inst.problem, inst.oracle)
+    np.testing.assert_allclose(float(chosen), min(scores), rtol=1e-5)
+    with pytest.raises(ValueError, match="validation"):
+        fit_baseline(jax.random.key(0), LinearPredictor(40), inst, x[:24], c[:24], loss=mse_loss,
+                     num_steps=4, batch_size=8, validation=(x[24:], c[24:27]))
+
+
+def test_nnx_predictor_trains_through_spo_plus(sp):
+    from flax import nnx
+
+    from tailjax.nn import from_nnx, to_nnx
+    from tailjax.training import fit, minibatches
+
+    inst, x, c, w = sp
+
+    class Head(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(3, 40, rngs=rngs)
+
+        def __call__(self, features):
+            return self.dense(features)
+
+    model = Head(nnx.Rngs(0))
+    apply_fn, params = from_nnx(model)
+    loss = partial(spo_plus_loss, apply_fn=apply_fn, problem=inst.problem, oracle=inst.oracle)
+    kernel = baseline_kernel(loss, optax.adam(0.05))
+    batches = minibatches(jax.random.key(1), DFLBatch(x, c, w), 16)
+    result = fit(kernel, kernel.init(params, w), jax.random.key(2), 30, batches=batches, progress=False)
+    first, last = (float(loss(p, DFLBatch(x, c, w), jax.random.key(0))[0]) for p in (params, result.state.params))
+    assert last < 0.8 * first
+    trained = to_nnx(model, result.state.params)
+    np.testing.assert_allclose(trained(x[:2]), apply_fn(result.state.params, x[:2]), rtol=1e-6)
+
+
+def test_nan_or_empty_data_is_refused(sp):
+    from tailjax.dfl import fit_nll
+    from tailjax.nn import ConditionalFlow
+
+    inst, x, c, w = sp
+    bad = c.at[0, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match="features and costs"):
+        fit_baseline(jax.random.key(0), LinearPredictor(40), inst, x, bad, loss=mse_loss, num_steps=1)
+    with pytest.raises(ValueError, match="validation"):
+        fit_baseline(jax.random.key(0), LinearPredictor(40), inst, x, c, loss=mse_loss, num_steps=1,
+                     validation=(x[:4], bad[:4]))
+    flow = ConditionalFlow(40, 3, num_layers=1, hidden_sizes=(4,))
+    with pytest.raises(ValueError, match="finite"):
+        fit_nll(jax.random.key(0), flow, x, bad, num_steps=1)
+    with pytest.raises(ValueError, match="n >= 1"):
+        fit_nll(jax.random.key(0), flow, x[:0], c[:0], num_steps=1)

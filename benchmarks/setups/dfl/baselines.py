@@ -1,6 +1,9 @@
 """The Pred-DFL baselines by name: the registry of the benchmarks (method name -> loss), the
-options each loss takes, and the training recipe of the Gen-DFL paper's comparisons (a
-linear predictor, Adam, batch 32, a number of epochs).
+options each loss takes, and two training recipes: a fixed number of epochs
+(:func:`train_baseline`) and the converged, tuned one of the Table 1 comparisons
+(:func:`tune_baseline`: early stopping on validation regret with patience, up to
+``max_epochs`` epochs, learning rate and predictor (linear or one-hidden-layer MLP) chosen
+on the validation split).
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from tailjax.dfl import (
     qptl_loss,
     spo_plus_loss,
 )
-from tailjax.nn import LinearPredictor
+from tailjax.nn import LinearPredictor, MLPPredictor
 from tailjax.training import FitResult
 
 __all__ = ["BASELINES", "METHODS", "POOL_METHODS", "loss_options", "TrainedBaseline", "train_baseline",
-           "decide_baseline"]
+           "tune_baseline", "decide_baseline"]
 
 BASELINES = {
     "mse": mse_loss,  # two-stage PTO
@@ -63,27 +66,61 @@ class TrainedBaseline(NamedTuple):
     params: Any
     sigma: float | None  # Pred-DFL+'s sampling scale (None: point decisions)
     result: FitResult
+    choice: dict | None = None  # tune_baseline: the chosen lr/predictor and the grid's scores
 
 
 def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, features: np.ndarray,
                    costs: np.ndarray, *, epochs: int = 10, batch_size: int = 32, learning_rate: float = 1e-2,
                    tail_prob: float = 1.0, num_samples: int = 16, solve_ratio: float = 0.0,
-                   predictor: Any = None, **options: Any) -> TrainedBaseline:
+                   predictor: Any = None, validation: Any = None, patience: int | None = None,
+                   **options: Any) -> TrainedBaseline:
     """Train ``method`` for ``epochs`` epochs (a linear predictor unless given); Pred-DFL+'s
     sigma is half the mean per-coordinate sd of the training costs; ``solve_ratio`` applies
-    to the pool methods only."""
+    to the pool methods only. ``validation=(x, c)``: keep the epoch of lowest validation
+    regret (checked every epoch), ``patience`` epochs without improvement stop."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     sigma = dfl_plus_sigma(costs) if method == "dfl+" else None
     predictor = LinearPredictor(np.shape(costs)[1]) if predictor is None else predictor
-    num_steps = epochs * (np.shape(features)[0] // batch_size)
+    steps_per_epoch = max(1, np.shape(features)[0] // batch_size)
     result = fit_baseline(
-        key, predictor, instance, features, costs, loss=BASELINES[method], num_steps=num_steps,
+        key, predictor, instance, features, costs, loss=BASELINES[method], num_steps=epochs * steps_per_epoch,
         batch_size=batch_size, learning_rate=learning_rate,
         solve_ratio=solve_ratio if method in POOL_METHODS else 0.0,
+        validation=validation, patience=patience if validation is not None else None,
+        eval_every=steps_per_epoch if validation is not None else None,
         **loss_options(method, tail_prob=tail_prob, num_samples=num_samples, sigma=sigma, **options),
     )
     return TrainedBaseline(method, predictor, result.state.params, sigma, result)
+
+
+def tune_baseline(method: str, key: jax.Array, instance: ProblemInstance, features: np.ndarray,
+                  costs: np.ndarray, validation: tuple, *, learning_rates=(1e-3, 1e-2, 1e-1),
+                  predictors=("linear", "mlp"), hidden=(32,), max_epochs: int = 200, patience: int = 20,
+                  batch_size: int = 32, tail_prob: float = 1.0, **kwargs: Any) -> TrainedBaseline:
+    """The converged, tuned baseline: for each learning rate and predictor kind, train with
+    early stopping on ``validation=(x_val, c_val)`` (up to ``max_epochs`` epochs, ``patience``
+    epochs without improvement), and keep the run of lowest validation regret. The returned
+    ``choice`` holds the chosen settings, every run's best validation regret, its stopping
+    epoch and its validation curve ``[(epoch, regret), ...]``."""
+    best, runs = None, []
+    d = np.shape(costs)[1]
+    steps_per_epoch = max(1, np.shape(features)[0] // batch_size)
+    for kind in predictors:
+        for lr in learning_rates:
+            trained = train_baseline(method, key, instance, features, costs, epochs=max_epochs,
+                                     batch_size=batch_size, learning_rate=lr, tail_prob=tail_prob,
+                                     predictor=LinearPredictor(d) if kind == "linear" else MLPPredictor(d, tuple(hidden)), validation=validation,
+                                     patience=patience, **kwargs)
+            res = trained.result
+            curve = [(int(s) / steps_per_epoch, float(v)) for s, v in res.evaluations]
+            score = min(v for _, v in curve)
+            runs.append(dict(predictor=kind, learning_rate=lr, best=score, best_epoch=int(res.best_step) / steps_per_epoch,
+                             epochs_run=curve[-1][0], curve=curve))
+            if best is None or score < best[0]:
+                best = (score, trained, kind, lr)
+    score, trained, kind, lr = best
+    return trained._replace(choice=dict(predictor=kind, learning_rate=lr, validation_regret=score, runs=runs))
 
 
 def decide_baseline(trained: TrainedBaseline, features: np.ndarray, instance: ProblemInstance, *,

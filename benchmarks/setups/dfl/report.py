@@ -19,8 +19,8 @@ import numpy as np
 from benchmarks import _harness as harness
 from benchmarks.setups.dfl.gen_dfl import PAPER_TABLE1, TAIL_PROB
 
-__all__ = ["EXPERIMENTS", "renamed", "summarise", "table", "plot", "table1_cells", "best_baseline",
-           "ordering", "table1_report"]
+__all__ = ["EXPERIMENTS", "renamed", "summarise", "table", "plot", "plot_curves", "table1_cells",
+           "best_baseline", "ordering", "verdict", "table1_report"]
 
 EXPERIMENTS = ("table1", "sigma", "dim", "train_size", "regret_weight", "tail_prob", "samples", "energy",
                "is_gto")
@@ -28,10 +28,15 @@ _OLD_NAMES = {"alpha_eval": "tail_prob_eval", "alpha_train": "tail_prob_train", 
 _OLD_EXPERIMENTS = {"alpha": "tail_prob", "beta": "regret_weight"}
 TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SPO+"), ("mse", "PTO (MSE)"),
                   ("nce", "NCE"), ("map", "MAP"), ("pairwise", "pairwise"), ("listwise", "listwise"),
-                  ("dfl", "DFL"), ("dfl+", "DFL+"), ("oracle_saa", "oracle SAA"))
+                  ("dfl", "DFL"), ("dfl+", "DFL+"), ("equal_weights", "equal weights (data-free)"),
+                  ("uniform_fraction", "uniform fraction (data-free)"),
+                  ("uniform_schedule", "uniform schedule (data-free)"),
+                  ("mean_cost", "unconditional mean cost (data-free)"), ("true_mean", "oracle: true mean"),
+                  ("oracle_saa", "oracle: true p(c|x), K samples"), ("oracle_exact", "oracle: true p(c|x), exact"))
 TABLE1_BASELINES = ("spo+", "mse", "nce", "map", "pairwise", "listwise", "dfl", "dfl+")
+DATA_FREE = ("equal_weights", "uniform_fraction", "uniform_schedule", "mean_cost")
 ORDERINGS = (("gen_dfl", "spo+"), ("spo+", "mse"), ("gen_dfl", "mse"), ("gen_dfl", "nll_flow"),
-             ("gen_dfl", "best"))
+             ("gen_dfl", "best"), ("gen_dfl", "data_free"))
 
 
 def renamed(record):
@@ -122,9 +127,10 @@ def table1_cells(recs, metric="cvar_of_difference"):
     return cells
 
 
-def best_baseline(cells, problem, deg):
-    """{seed: lowest regret among the baselines run on that seed}, on seeds where all of them ran."""
-    runs = [cells[problem, deg, m] for m in TABLE1_BASELINES if (problem, deg, m) in cells]
+def best_baseline(cells, problem, deg, methods=TABLE1_BASELINES):
+    """{seed: lowest regret among ``methods`` (default the baselines) run on that seed}, on seeds
+    where all of them ran."""
+    runs = [cells[problem, deg, m] for m in methods if (problem, deg, m) in cells]
     seeds = set.intersection(*(set(r) for r in runs)) if runs else set()
     return {s: min(r[s] for r in runs) for s in seeds}
 
@@ -142,11 +148,36 @@ def _cell(values):
     return f"{mean:.1f} ± {sd:.1f} ({len(values)})"
 
 
+_METRICS = {"cvar_of_difference": "Eq. (9) regret (CVaR of the difference)",
+            "difference_of_cvars": "CVaR gap (difference of the CVaRs)",
+            "abs_difference_of_cvars": "absolute CVaR gap (the authors' code)"}
+
+
+def verdict(cells, problem, deg, other):
+    """Gen-DFL against per-seed ``other``: 'wins' / 'loses' (two-sided sign test p < 0.05),
+    'wins on every seed' / 'loses on every seed' (not significant: with 5 seeds the smallest
+    p is 0.0625), else 'ties'."""
+    if (problem, deg, "gen_dfl") not in cells or not other:
+        return "-"
+    wins, n, p = ordering(cells[problem, deg, "gen_dfl"], other)
+    gen = np.mean([cells[problem, deg, "gen_dfl"][s] for s in other if s in cells[problem, deg, "gen_dfl"]])
+    ref = np.mean(list(other.values()))
+    if p < 0.05:
+        word = "wins" if wins > n - wins else "loses"
+    elif n and wins in (0, n):
+        word = "wins on every seed" if wins == n else "loses on every seed"
+    else:
+        word = "ties"
+    return f"{word} ({gen:.1f} vs {ref:.1f}; {wins}/{n}, p={p:.2g})"
+
+
 def table1_report(recs, metric="cvar_of_difference"):
-    """Markdown: one table per problem, methods by degree, then the per-seed orderings."""
+    """Markdown: one table per problem, methods by degree, the per-seed orderings, and the
+    verdict of Gen-DFL against the best converged baseline and the best data-free row."""
     cells = table1_cells(recs, metric)
-    out = [f"Eq. (9) regret %, tail_prob (the paper's alpha) = {TAIL_PROB}: mean ± sample sd over seeds "
-           "(number of seeds).", ""]
+    out = [f"{_METRICS.get(metric, metric)} in %, tail_prob (the paper's alpha) = {TAIL_PROB}: mean ± sample "
+           "sd over seeds (number of seeds). 'best baseline' / 'best data-free' is the per-seed minimum over "
+           "the converged baselines / the data-free rows.", ""]
     for prob in sorted({k[0] for k in cells}):
         degs = sorted({k[1] for k in cells if k[0] == prob})
         out += [f"### {prob}", "", "| method | " + " | ".join(f"deg {d}" for d in degs) + " |",
@@ -160,16 +191,48 @@ def table1_report(recs, metric="cvar_of_difference"):
             if paper:
                 vals = [paper[(2, 4, 6, 8).index(d)] if d in (2, 4, 6, 8) else None for d in degs]
                 out.append(f"| {label}, paper | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
-        names = dict(TABLE1_METHODS, best="best baseline")
+        names = dict(TABLE1_METHODS, best="best baseline", data_free="best data-free")
+        others = {"best": lambda d: best_baseline(cells, prob, d),
+                  "data_free": lambda d: best_baseline(cells, prob, d, DATA_FREE)}
         for a, b in ORDERINGS:
             row = []
             for d in degs:
-                right = best_baseline(cells, prob, d) if b == "best" else cells.get((prob, d, b))
+                right = others[b](d) if b in others else cells.get((prob, d, b))
                 if (prob, d, a) in cells and right:
                     wins, n, p = ordering(cells[prob, d, a], right)
                     row.append(f"{wins}/{n} (p={p:.2g})")
                 else:
                     row.append("-")
             out.append(f"| seeds {names[a]} < {names[b]} | " + " | ".join(row) + " |")
+        for b in ("best", "data_free"):
+            out.append(f"| **Gen-DFL vs {names[b]}** | " + " | ".join(verdict(cells, prob, d, others[b](d))
+                                                                      for d in degs) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def plot_curves(infos, out, name="baseline_curves"):
+    """The validation-regret curves of every tuned baseline run (each learning rate and
+    predictor) of the first configuration that has them: convergence shown once."""
+    first = next((i for i in infos if i.get("baselines")), None)
+    if first is None:
+        return None
+    methods = sorted(first["baselines"])
+    ncols = min(4, len(methods))
+    nrows = -(-len(methods) // ncols)
+    fig, axes = harness.figure(nrows, ncols, figsize=(4.0 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, m in zip(axes.flat, methods):
+        choice = first["baselines"][m]
+        for run in choice["runs"]:
+            ep, val = zip(*run["curve"])
+            chosen = run["predictor"] == choice["predictor"] and run["learning_rate"] == choice["learning_rate"]
+            ax.plot(ep, val, lw=2 if chosen else 0.8, label=f"{run['predictor']} lr={run['learning_rate']:g}"
+                    + (" (chosen)" if chosen else ""))
+        ax.set_title(f"{m}: {first.get('problem')} deg {first.get('deg')} seed {first.get('seed')}", fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation regret")
+        ax.set_yscale("log")
+        ax.legend(fontsize=5)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    return harness.save_figure(fig, out, name)

@@ -29,7 +29,8 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax.base import Kernel
 from tailjax.dfl.baselines.losses import DFLBatch
-from tailjax.dfl.problems.base import ProblemInstance, decision
+from tailjax.dfl.problems.base import ProblemInstance, decision, objective
+from tailjax.dfl.proxy import check_finite_data
 from tailjax.nn.predictors import init_predictor
 from tailjax.training import FitResult, GradientInfo, TrainState, fit, gradient_kernel, minibatches
 
@@ -119,6 +120,8 @@ def fit_baseline(
     params: Any = None,
     solutions: Float[ArrayLike, "n d"] | None = None,
     solve_ratio: float = 0.0,
+    validation: tuple[ArrayLike, ArrayLike] | None = None,
+    patience: int | None = None,
     eval_fn: Callable[[BaselineState], Any] | None = None,
     eval_every: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
@@ -143,6 +146,11 @@ def fit_baseline(
         None); they also seed the solution cache.
       solve_ratio: share of each batch solved and added to the cache (pool losses); the
         cache then holds 2n solutions.
+      validation: ``(features (m, p), costs (m, d))`` of a held-out split: the returned
+        parameters are those (initial ones included) of lowest validation regret, PyEPO's
+        normalised regret of the point decisions ``oracle(c_hat)`` on the realised costs,
+        checked every ``eval_every`` steps; ``patience`` stops after that many checks
+        without improvement (early stopping).
       eval_fn, eval_every, checkpoint_path, checkpoint_every, progress: see
         :func:`tailjax.training.fit` (the checkpoint header records the loss's name, the
         learning rate, batch size, solve ratio and ``loss_options``).
@@ -153,6 +161,7 @@ def fit_baseline(
     x, c = jnp.asarray(features), jnp.asarray(costs)
     if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0]:
         raise ValueError(f"features {x.shape} and costs {c.shape} must be (n, p) and (n, d)")
+    check_finite_data(x, c, "features and costs")
     if not 1 <= int(batch_size) <= x.shape[0]:
         raise ValueError(f"batch_size must lie in [1, {x.shape[0]}], got {batch_size}")
     dtype = jnp.result_type(float)
@@ -173,16 +182,39 @@ def fit_baseline(
     if solve_ratio > 0:
         state = state._replace(cache_ptr=jnp.asarray(w_star.shape[0], jnp.int32))
     name = getattr(loss, "__name__", type(loss).__name__)
+    score = None
+    if validation is not None:
+        score = _validation_score(predictor, instance, validation, dtype)
     return fit(
         kernel, state, k_fit, num_steps,
         batches=minibatches(k_data, DFLBatch(x, c, w_star), batch_size),
-        eval_fn=eval_fn, eval_every=eval_every,
+        eval_fn=eval_fn, eval_every=eval_every, validation=score, patience=patience,
         checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
         config=dict(loss=name, learning_rate=float(learning_rate), batch_size=int(batch_size),
                     solve_ratio=float(solve_ratio), loss_options=loss_options,
                     optimizer="adam" if optimizer is None else "custom"),
         progress=progress, description=name,
     )
+
+
+def _validation_score(predictor, instance, validation, dtype):
+    """``state -> normalised regret`` of the point decisions on a held-out split."""
+    xv, cv = (jnp.asarray(a) for a in validation)
+    if xv.ndim != 2 or cv.ndim != 2 or xv.shape[0] != cv.shape[0] or xv.shape[0] == 0:
+        raise ValueError(f"validation must be (features (m, p), costs (m, d)) with m >= 1, got "
+                         f"{xv.shape} and {cv.shape}")
+    check_finite_data(xv, cv, "validation")
+    xv, cv = xv.astype(dtype), cv.astype(dtype)
+    problem, oracle = instance.problem, instance.oracle
+    value = jax.vmap(lambda c, w: objective(problem, c, w))
+    f_opt = value(cv, jax.jit(jax.vmap(oracle))(cv))
+
+    @jax.jit
+    def regret(params):
+        w = jax.vmap(oracle)(jax.lax.stop_gradient(predictor.apply(params, xv)))
+        return jnp.sum(value(cv, w) - f_opt) / jnp.sum(jnp.abs(f_opt))
+
+    return lambda state: regret(state.params)
 
 
 def baseline_decisions(
