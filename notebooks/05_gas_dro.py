@@ -26,7 +26,6 @@
 # %%
 import functools
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -42,13 +41,11 @@ from tailjax.nn import VAE, MLPClassifier, vae as vae_lib
 from tailjax.training import fit, gradient_kernel, minibatches
 
 SMALL = os.environ.get("TAILJAX_NOTEBOOK_SMALL") == "1"
-DATA = pathlib.Path(os.environ.get("TAILJAX_DATA", pathlib.Path.cwd().parent.parent / "shared" / "data"))
-if not (DATA / "usps").is_dir():  # run from the repository root instead of notebooks/
-    DATA = pathlib.Path.cwd().parent / "shared" / "data"
-HAVE_DATA = (DATA / "usps").is_dir()
-print("data:", DATA, "| found:", HAVE_DATA, "| small:", SMALL)
-if not HAVE_DATA:
-    print("USPS data not found: set TAILJAX_DATA to the folder holding usps/; cells below skip.")
+# The full USPS set is read from $TAILJAX_DATA/usps; without it, the loaders fall back to the
+# 600-digit USPS subset that ships inside the package (400 training, 200 test digits).
+DATA = os.environ.get("TAILJAX_DATA") or None
+HAVE_DATA = True
+print("data:", DATA or "USPS subset bundled with tailjax", "| small:", SMALL)
 
 # %% [markdown]
 # ## Data under shift

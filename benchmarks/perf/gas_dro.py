@@ -159,9 +159,11 @@ def bench_step(cfg, nominal_np, log=print):
     theta = jax.tree_util.tree_map(lambda a: a + 0.01 * jax.random.normal(jax.random.key(1), a.shape), theta)
     model = LSTMForecaster(cfg["hidden"])
     w = model.init(jax.random.key(2), jnp.zeros(cfg["window"]))
-    aset = dro.ddpm_ambiguity_set(apply, sched, (d,), cfg["last"])
+    # the on-policy step that the PyTorch mirror implements: reference theta_k, every step by theta,
+    # J over all T steps (the paper's defaults differ: see tailjax.dro.ddpm_ambiguity_set)
+    aset = dro.ddpm_ambiguity_set(apply, sched, (d,), cfg["last"], reconstruction_steps="all", stratified=False)
     kernel = dro.inner_max_kernel(aset, forecast_loss(model), optax.adam(1e-5), clip=0.4, budget=0.2, dual_lr=1.0,
-                                  num_samples=cfg["batch"], epochs=cfg["epochs"])
+                                  num_samples=cfg["batch"], epochs=cfg["epochs"], reference="current")
     nominal = jnp.asarray(nominal_np[: cfg["batch"]])
     state, batch = kernel.init(theta, 0.1), dro.InnerBatch(w, nominal)
     t0 = time.perf_counter()
@@ -222,7 +224,7 @@ def full_run(cfg, data, log=print):
     """GAS-DRO end to end on the carbon task: nominal DDPM pre-training + Algorithm 1."""
     f = cfg["full_run"]
     t0 = time.perf_counter()
-    setup = carbon_setup(jax.random.key(0), data, stride=f["stride"], test_stride=f["test_stride"],
+    setup = carbon_setup(jax.random.key(0), data, "today", stride=f["stride"], test_stride=f["test_stride"],
                          num_steps=f["num_steps"], generator_steps=f["generator_steps"], baselines=False)
     setup_s = time.perf_counter() - t0
     gas = dro.GasDroConfig(inner_steps=f["inner_steps"], epochs=f["epochs"], dual_lr=1.0, advantages="center",

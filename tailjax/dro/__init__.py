@@ -12,7 +12,9 @@ paper's f(w, x)):
   maximisation :func:`inner_max_kernel` with dual ascent on mu, then the outer predictor
   steps; :func:`fit_gas_dro` runs it with checkpoints) and :func:`pdro_kernel` (P-DRO);
 - ambiguity sets: :func:`ddpm_ambiguity_set`, :func:`vae_ambiguity_set` (Appendix B);
-- data: carbon intensity, USPS and scikit-learn digits loaders, image corruptions.
+- data: carbon intensity, USPS, scikit-learn digits and MNIST-subset loaders (small carbon
+  and USPS subsets ship with the package for use without $TAILJAX_DATA), image and series
+  corruptions.
 
 Example (ML and GAS-DRO on the same predictor)::
 
@@ -29,12 +31,21 @@ from tailjax.dro.ambiguity import (
     ddpm_ambiguity_set,
     vae_ambiguity_set,
 )
-from tailjax.dro.corruptions import corrupt, cutout, gaussian_noise, perlin_noise
+from tailjax.dro.corruptions import (
+    corrupt,
+    corrupt_series,
+    cutout,
+    gaussian_noise,
+    perlin_field_1d,
+    perlin_noise,
+)
 from tailjax.dro.data import (
     ZONES,
     CarbonTask,
+    available_zone_years,
     carbon_task,
     load_carbon_intensity,
+    load_mnist_subset,
     load_sklearn_digits,
     load_usps,
     sliding_windows,
@@ -131,13 +142,17 @@ __all__ = [
     "ZONES",
     "CarbonTask",
     "carbon_task",
+    "available_zone_years",
     "load_carbon_intensity",
     "load_usps",
     "load_sklearn_digits",
+    "load_mnist_subset",
     "sliding_windows",
     "wasserstein_1d",
     "corrupt",
     "gaussian_noise",
     "perlin_noise",
     "cutout",
+    "corrupt_series",
+    "perlin_field_1d",
 ]

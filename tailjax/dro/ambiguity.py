@@ -63,6 +63,11 @@ def ddpm_ambiguity_set(
     cond_sampler: Callable[[jax.Array], jax.Array] | None = None,
     to_sample: Callable[[jax.Array, Any], Any] | None = None,
     dtype: Any = jnp.float32,
+    *,
+    frozen_params: Any = None,
+    reconstruction_steps: str = "last",
+    stratified: bool = True,
+    policy_std: float | None = None,
 ) -> AmbiguitySet:
     """Ambiguity set of a DDPM with noise network ``apply_fn(theta, x, t, cond)``.
 
@@ -75,9 +80,21 @@ def ddpm_ambiguity_set(
         nominal data is then the pair ``(x, cond)``.
       to_sample: ``to_sample(x0, cond) -> sample`` maps one generated point to what the
         predictor's loss takes (default: ``x0``, or ``(x0, cond)`` when conditional).
+      frozen_params: parameters of the reverse steps T..T'+1 (the paper: the pre-trained
+        theta_0, so the adversary acts on the last T' steps only and the trajectory ratio is
+        exact); None runs every step with the adversary's theta.
+      reconstruction_steps: the steps J(theta, P_0) averages over: ``"last"`` (t <= T', the
+        steps the adversary acts on; the paper) or ``"all"`` (t <= T).
+      stratified: spread each J batch evenly over its steps (:func:`tailjax.nn.ddpm.dm_loss`).
+      policy_std: a constant reverse standard deviation sigma for the last T' steps (the
+        paper's sampling variance), or None for the schedule's sigma_t.
     """
     if not 1 <= last_steps <= schedule.num_steps:
         raise ValueError(f"last_steps must lie in [1, {schedule.num_steps}], got {last_steps}")
+    if reconstruction_steps not in ("last", "all"):
+        raise ValueError(f"reconstruction_steps must be 'last' or 'all', got {reconstruction_steps!r}")
+    _ddpm._check_policy_std(policy_std)
+    max_step = int(last_steps) if reconstruction_steps == "last" else None
     if to_sample is None:
         to_sample = (lambda x, c: x) if cond_sampler is None else (lambda x, c: (x, c))
 
@@ -85,7 +102,9 @@ def ddpm_ambiguity_set(
         k_c, k_x = jax.random.split(key)
         cond = _sample_conds(cond_sampler, k_c, n)
         theta = jax.lax.stop_gradient(theta)
-        one = lambda k, c: _ddpm.ddpm_sample(k, apply_fn, theta, schedule, shape, c, last_steps, dtype)
+        prefix = None if frozen_params is None else jax.lax.stop_gradient(frozen_params)
+        one = lambda k, c: _ddpm.ddpm_sample(k, apply_fn, theta, schedule, shape, c, last_steps, dtype,
+                                             prefix_params=prefix, policy_std=policy_std)
         keys = jax.random.split(k_x, n)
         if cond is None:
             x0, states = jax.vmap(lambda k: one(k, None))(keys)
@@ -96,13 +115,14 @@ def ddpm_ambiguity_set(
         return samples, DDPMTrajectory(states, cond)
 
     def log_prob(theta, traj):
-        fn = lambda s, c: _ddpm.trajectory_log_prob(apply_fn, theta, schedule, s, c)
+        fn = lambda s, c: _ddpm.trajectory_log_prob(apply_fn, theta, schedule, s, c, policy_std)
         if traj.cond is None:
             return jax.vmap(lambda s: fn(s, None))(traj.states)
         return jax.vmap(fn)(traj.states, traj.cond)
 
     def reconstruction_loss(theta, data, key):
-        return _ddpm.dm_loss(theta, data, key, apply_fn=apply_fn, schedule=schedule, weighting=weighting)[0]
+        return _ddpm.dm_loss(theta, data, key, apply_fn=apply_fn, schedule=schedule, weighting=weighting,
+                             max_step=max_step, stratified=stratified)[0]
 
     return AmbiguitySet(sample, log_prob, reconstruction_loss)
 
@@ -112,6 +132,8 @@ def vae_ambiguity_set(
     vae_params: Any,
     cond_sampler: Callable[[jax.Array], jax.Array] | None = None,
     to_sample: Callable[[jax.Array, Any], Any] | None = None,
+    *,
+    anchors: Any = None,
 ) -> AmbiguitySet:
     """The VAE ambiguity set of GAS-DRO's Appendix B: perturb the decoder, freeze the encoder.
 
@@ -120,21 +142,45 @@ def vae_ambiguity_set(
     log-likelihood is log N(x; g_theta(z, c), obs_std^2 I) with z held fixed; J is the
     reconstruction loss E_{x~P_0} E_{z~q_phi(z|x)} ||x - g_theta(z)||^2 / dim with the
     encoder phi frozen at its nominal value.
+
+    ``anchors`` (real data: ``x`` (m, *shape) or ``(x, cond)``) switches sampling to
+    encode-perturb-decode: each draw picks a real point, z ~ q_phi(z | x, c) with the frozen
+    encoder, x' ~ N(g_theta(z, c), obs_std^2 I), and keeps the real point's ``c`` (e.g. its
+    label) instead of drawing one from ``cond_sampler``.
     """
     encoder, _ = _vae.split_params(vae_params)
     if to_sample is None:
-        to_sample = (lambda x, c: x) if cond_sampler is None else (lambda x, c: (x, c))
+        conditional = cond_sampler is not None or isinstance(anchors, (tuple, list))
+        to_sample = (lambda x, c: (x, c)) if conditional else (lambda x, c: x)
+    if anchors is not None:
+        a_x, a_c = anchors if isinstance(anchors, (tuple, list)) else (anchors, None)
+        a_x = jnp.asarray(a_x)
+        a_c = None if a_c is None else jnp.asarray(a_c)
+        if a_x.ndim != len(vae.data_shape) + 1 or a_x.shape[1:] != tuple(vae.data_shape) or a_x.shape[0] == 0:
+            raise ValueError(f"anchors must hold a non-empty batch of shape (m, {tuple(vae.data_shape)}), "
+                             f"got {a_x.shape}")
 
     def sample(key, theta, n):
         k_c, k_x = jax.random.split(key)
-        cond = _sample_conds(cond_sampler, k_c, n)
         params = _vae.merge_params(encoder, jax.lax.stop_gradient(theta))
         keys = jax.random.split(k_x, n)
+        if anchors is not None:
+            idx = jax.random.randint(k_c, (n,), 0, a_x.shape[0])
+            cond = None if a_c is None else a_c[idx]
+            one = lambda k, xi, ci: _vae.vae_encode_decode_sample(k, vae, params, xi, ci)
+            if cond is None:
+                x, z = jax.vmap(lambda k, xi: one(k, xi, None))(keys, a_x[idx])
+            else:
+                x, z = jax.vmap(one)(keys, a_x[idx], cond)
+        else:
+            cond = _sample_conds(cond_sampler, k_c, n)
+            if cond is None:
+                x, z = jax.vmap(lambda k: _vae.vae_sample(k, vae, params))(keys)
+            else:
+                x, z = jax.vmap(lambda k, c: _vae.vae_sample(k, vae, params, c))(keys, cond)
         if cond is None:
-            x, z = jax.vmap(lambda k: _vae.vae_sample(k, vae, params))(keys)
             samples = jax.vmap(lambda xi: to_sample(xi, None))(x)
         else:
-            x, z = jax.vmap(lambda k, c: _vae.vae_sample(k, vae, params, c))(keys, cond)
             samples = jax.vmap(to_sample)(x, cond)
         return samples, VAETrajectory(x, z, cond)
 

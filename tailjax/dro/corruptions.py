@@ -1,6 +1,10 @@
-"""Image corruptions for the digits-under-shift experiment: Gaussian noise, Perlin noise and
-cutout. Each acts on one image (H, W) with values in [0, 1], key first; vmap for batches.
-Results are clipped to [0, 1].
+"""Corruptions for the robustness experiments: Gaussian noise, Perlin noise and cutout.
+
+Images (the digits experiment): each function acts on one image (H, W) with values in
+[0, 1], key first, results clipped to [0, 1]; :func:`corrupt` maps a batch. Series (the
+carbon experiment, GAS-DRO's Tables 2-4): :func:`perlin_field_1d` and :func:`corrupt_series`
+corrupt the input part of forecasting windows (everything but the last value, the target),
+without clipping (scaled series may leave [0, 1]).
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from tailjax._checks import check_positive
 
-__all__ = ["gaussian_noise", "perlin_field", "perlin_noise", "cutout", "corrupt"]
+__all__ = ["gaussian_noise", "perlin_field", "perlin_noise", "cutout", "corrupt", "perlin_field_1d",
+           "corrupt_series"]
+
+KINDS = ("gaussian", "perlin", "cutout")
 
 
 def gaussian_noise(key: PRNGKeyArray, image: Float[Array, "h w"], std: float) -> Array:
@@ -69,6 +76,12 @@ def cutout(key: PRNGKeyArray, image: Float[Array, "h w"], size: int) -> Array:
 def corrupt(key: PRNGKeyArray, images: Float[Array, "n h w"], kind: str, level: float) -> Array:
     """Corrupt a batch: ``kind`` in {"gaussian", "perlin", "cutout"}; ``level`` is the noise
     std, the Perlin strength, or the cutout side in pixels."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be 'gaussian', 'perlin' or 'cutout', got {kind!r}")
+    if jnp.ndim(images) != 3:
+        raise ValueError(f"images must have shape (n, h, w), got {jnp.shape(images)}")
+    if isinstance(level, (int, float)) and not level >= 0:
+        raise ValueError(f"level must be >= 0, got {level}")
     keys = jax.random.split(key, images.shape[0])
     if kind == "gaussian":
         return jax.vmap(lambda k, x: gaussian_noise(k, x, level))(keys, images)
@@ -77,3 +90,48 @@ def corrupt(key: PRNGKeyArray, images: Float[Array, "n h w"], kind: str, level: 
     if kind == "cutout":
         return jax.vmap(lambda k, x: cutout(k, x, int(level)))(keys, images)
     raise ValueError(f"kind must be 'gaussian', 'perlin' or 'cutout', got {kind!r}")
+
+
+def perlin_field_1d(key: PRNGKeyArray, length: int, res: int = 4) -> Array:
+    """1-D Perlin gradient noise of ``length`` points on ``res`` lattice cells, values within
+    about [-1, 1] (0 at the lattice points, smooth between)."""
+    if res < 1:
+        raise ValueError(f"res must be >= 1, got {res}")
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    slopes = jax.random.uniform(key, (res + 1,), minval=-1.0, maxval=1.0)
+    pos = (jnp.arange(length, dtype=jnp.float32) + 0.5) * res / length
+    i = jnp.floor(pos).astype(jnp.int32)
+    f = pos - i.astype(jnp.float32)
+    fade = f * f * f * (f * (f * 6.0 - 15.0) + 10.0)
+    left, right = slopes[i] * f, slopes[i + 1] * (f - 1.0)
+    return 2.0 * (left * (1.0 - fade) + right * fade)
+
+
+def corrupt_series(
+    key: PRNGKeyArray, windows: Float[Array, "n l"], kind: str, level: float, res: int = 4
+) -> Array:
+    """Corrupt the inputs ``windows[:, :-1]`` of forecasting windows (the target, the last
+    value, is kept): ``"gaussian"`` adds N(0, level^2) per value, ``"perlin"`` adds ``level``
+    times a 1-D Perlin field of ``res`` cells, ``"cutout"`` sets ``int(level)`` consecutive
+    values at a uniform position to 0 (the scaled series' floor). Returns (n, l)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be 'gaussian', 'perlin' or 'cutout', got {kind!r}")
+    if jnp.ndim(windows) != 2 or windows.shape[1] < 2:
+        raise ValueError(f"windows must have shape (n, l) with l >= 2, got {jnp.shape(windows)}")
+    if not float(level) >= 0.0:
+        raise ValueError(f"level must be >= 0, got {level}")
+    x, y = windows[:, :-1], windows[:, -1:]
+    n, length = x.shape
+    keys = jax.random.split(key, n)
+    if kind == "gaussian":
+        noisy = x + level * jax.random.normal(key, x.shape, x.dtype)
+    elif kind == "perlin":
+        noisy = x + level * jax.vmap(lambda k: perlin_field_1d(k, length, res))(keys).astype(x.dtype)
+    else:
+        size = int(level)
+        start = jax.vmap(lambda k: jax.random.randint(k, (), 0, length))(keys)
+        idx = jnp.arange(length)[None, :]
+        inside = (idx >= start[:, None] - size // 2) & (idx < start[:, None] - size // 2 + size)
+        noisy = jnp.where(inside, jnp.zeros_like(x), x)
+    return jnp.concatenate([noisy, y], axis=1)

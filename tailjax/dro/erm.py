@@ -21,7 +21,17 @@ SampleLoss = Callable[[Any, Any], jax.Array]
 
 
 def per_sample_losses(loss_fn: SampleLoss, params: Any, batch: Any) -> Float[Array, " n"]:
-    """f(w, x_i) for every sample of ``batch`` (a pytree with leading axis n): shape (n,)."""
+    """f(w, x_i) for every sample of ``batch`` (a pytree with leading axis n): shape (n,).
+
+    Raises ``ValueError`` for an empty batch or leaves with different leading axes."""
+    leaves = jax.tree_util.tree_leaves(batch)
+    if not leaves or any(jnp.ndim(a) == 0 for a in leaves):
+        raise ValueError("batch must hold arrays with a leading sample axis")
+    sizes = {jnp.shape(a)[0] for a in leaves}
+    if len(sizes) != 1:
+        raise ValueError(f"batch arrays must share their leading axis, got sizes {sorted(sizes)}")
+    if sizes == {0}:
+        raise ValueError("batch is empty")
     return jax.vmap(loss_fn, in_axes=(None, 0))(params, batch)
 
 

@@ -18,8 +18,11 @@ drawn uniformly among the outer iterates, again by reservoir sampling; :func:`fi
 runs the outer iterations with :func:`tailjax.training.fit`. With
 ``warm_start=False`` every InnerMax restarts from the nominal generator and mu = mu_0.
 Defaults follow the paper's Appendix D.3: K = 10 inner steps of 10 PPO epochs, T' = 15
-(set on the ambiguity set), kappa = 0.4, epsilon = 0.015, eta = 0.01, batch 64; the
-generator optimiser of the paper is ``optax.adam(1e-5)``.
+(set on the ambiguity set), kappa = 0.4, epsilon = 0.015, eta = 0.01, batch 64, the PPO
+reference fixed at the pre-trained theta_0 with the initial trajectory set drawn once per
+InnerMax (``reference="nominal"``); the generator optimiser of the paper is
+``optax.adam(1e-5)``. The ambiguity set carries the rest of the inner problem as written
+(:func:`tailjax.dro.ddpm_ambiguity_set`: earlier steps frozen at theta_0, J over t <= T').
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array
 
@@ -65,6 +69,7 @@ class GasDroConfig(NamedTuple):
     advantages: str = "center"  # or "raw", "standardize"
     warm_start: bool = True
     nominal_weight: float = 0.0  # lam: weight of a nominal batch in the outer loss (0: S_j only)
+    reference: str = "nominal"  # PPO reference theta_0, draws made once per InnerMax; or "current"
 
 
 class GasDroBatch(NamedTuple):
@@ -95,6 +100,7 @@ class GasDroInfo(NamedTuple):
     reconstruction: Array  # J(theta_K, P_0)
     mu: Array
     clip_fraction: Array
+    path_kl: Array  # E_theta log(P_theta / P_theta0) over the adversary's steps, last inner step
 
 
 def _reservoir(key, selected, candidate, count):
@@ -134,6 +140,8 @@ def _check_config(config: GasDroConfig) -> None:
             raise ValueError(f"config.{field} must be >= 1, got {getattr(config, field)}")
     if not 0.0 <= float(config.nominal_weight) < 1.0:
         raise ValueError(f"config.nominal_weight must lie in [0, 1), got {config.nominal_weight}")
+    if config.reference not in ("nominal", "current"):
+        raise ValueError(f"config.reference must be 'nominal' or 'current', got {config.reference!r}")
 
 
 def gas_dro_kernel(
@@ -166,6 +174,7 @@ def gas_dro_kernel(
         epochs=config.epochs,
         estimator=config.estimator,
         advantages=config.advantages,
+        reference=config.reference,
     )
     outer = training.gradient_kernel(
         functools.partial(gas_dro_outer_loss, loss_fn=loss_fn, nominal_weight=lam), optimizer
@@ -187,11 +196,15 @@ def gas_dro_kernel(
         k_inner, k_pick, k_sample, k_w = jax.random.split(key, 4)
         inner0 = state.inner if config.warm_start else inner.init(*state.nominal)
         w = state.predictor.params
+        theta0 = state.nominal[0]
+        draws = None
+        if config.reference == "nominal":  # the initial set, drawn once per InnerMax from theta_0
+            draws = ambiguity_set.sample(jax.random.fold_in(k_inner, K), theta0, config.num_samples)
 
         def body(carry, inp):
             inner_state, picked = carry
             k, k_res, data_k, idx = inp
-            inner_state, info = inner.step(inner_state, k, InnerBatch(w, data_k))
+            inner_state, info = inner.step(inner_state, k, InnerBatch(w, data_k, theta0, draws))
             picked = _reservoir(k_res, picked, inner_state.generator.params, idx + 1)
             return (inner_state, picked), info
 
@@ -210,7 +223,8 @@ def gas_dro_kernel(
         selected = _reservoir(k_w, state.selected, predictor.params, count)
         new = GasDroState(predictor, inner_state, state.nominal, selected, count)
         last = jax.tree_util.tree_map(lambda x: x[-1], infos)
-        info = GasDroInfo(outer_infos.loss[0], last.objective, last.reconstruction, last.mu, last.clip_fraction)
+        info = GasDroInfo(outer_infos.loss[0], last.objective, last.reconstruction, last.mu, last.clip_fraction,
+                          last.path_kl)
         return new, info
 
     return Kernel(init, step)
@@ -260,6 +274,15 @@ def fit_gas_dro(
     _check_config(config)
     if float(config.nominal_weight) > 0.0 and nominal is None:
         raise ValueError("config.nominal_weight > 0 needs nominal (samples in the predictor's space)")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if nominal_batch_size is not None and int(nominal_batch_size) < 1:
+        raise ValueError(f"nominal_batch_size must be >= 1, got {nominal_batch_size}")
+    for name, tree in (("data", data), ("nominal", nominal)):
+        for leaf in jax.tree_util.tree_leaves(tree):
+            a = np.asarray(leaf)
+            if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+                raise ValueError(f"{name} holds NaN or infinite values")
     k_data, k_nominal, k_run = jax.random.split(key, 3)
     generator_batches = training.minibatches(k_data, data, batch_size, stack=config.inner_steps)
     batches = generator_batches

@@ -13,6 +13,9 @@ One inner step (``InnerMax`` of Algorithm 1, k -> k + 1):
    ``lax.scan``;
 3. mu <- max{0, mu + eta (J(theta_{k+1}, P_0) - epsilon)}.
 
+The paper's reference is the pre-trained theta_0 (``reference="nominal"``: trajectories drawn
+from theta_0, P_theta / P_theta0 as the ratio); ``"current"`` re-sets it to theta_k at each step.
+
 :func:`inner_max_kernel` is this step as a :class:`~tailjax.base.Kernel`, with the
 multiplier mu as its extra state.
 """
@@ -28,7 +31,7 @@ import optax
 from jaxtyping import Array, Float
 
 from tailjax import training
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_positive
 from tailjax.base import Kernel
 from tailjax.dro.ambiguity import AmbiguitySet
 
@@ -60,12 +63,17 @@ def ppo_surrogate(
 ) -> Float[Array, ""]:
     """Clipped PPO objective mean_i min(rho_i A_i, clip(rho_i, 1 - clip, 1 + clip) A_i).
 
-    To be maximised. ``log_prob_old`` and ``advantages`` are treated as constants.
+    To be maximised. ``log_prob_old`` and ``advantages`` are treated as constants; the three
+    arrays must share their shape. A traced ``clip`` outside (0, 1) gives NaN.
     """
     check_open_unit(clip, "clip")
+    shapes = {jnp.shape(log_prob), jnp.shape(log_prob_old), jnp.shape(advantages)}
+    if len(shapes) != 1:
+        raise ValueError(f"log_prob, log_prob_old and advantages must share their shape, got {sorted(shapes)}")
     rho = ppo_ratio(log_prob, jax.lax.stop_gradient(log_prob_old))
     a = jax.lax.stop_gradient(advantages)
-    return jnp.mean(jnp.minimum(rho * a, jnp.clip(rho, 1.0 - clip, 1.0 + clip) * a))
+    value = jnp.mean(jnp.minimum(rho * a, jnp.clip(rho, 1.0 - clip, 1.0 + clip) * a))
+    return jnp.where((clip > 0) & (clip < 1), value, jnp.nan)
 
 
 def reinforce_surrogate(
@@ -77,12 +85,18 @@ def reinforce_surrogate(
 
 def standardize(values: Float[Array, " n"], eps: float = 1e-8) -> Float[Array, " n"]:
     """(values - mean) / (std + eps): a baseline and a scale for the policy gradient."""
+    check_nonempty_last_axis(values, "values")
     return (values - jnp.mean(values)) / (jnp.std(values) + eps)
 
 
 def dual_update(mu: Array, constraint: Array, budget: float, lr: float) -> Array:
-    """mu <- max{0, mu + lr (constraint - budget)}: projected dual ascent on J <= budget."""
-    return jnp.maximum(0.0, mu + lr * (constraint - budget))
+    """mu <- max{0, mu + lr (constraint - budget)}: projected dual ascent on J <= budget.
+
+    Concrete ``budget < 0`` or ``lr < 0`` raise ``ValueError``; traced ones give NaN."""
+    check_positive(budget, "budget", allow_zero=True)
+    check_positive(lr, "lr", allow_zero=True)
+    value = jnp.maximum(0.0, mu + lr * (constraint - budget))
+    return jnp.where((jnp.asarray(budget) >= 0) & (jnp.asarray(lr) >= 0), value, jnp.nan)
 
 
 class PolicyBatch(NamedTuple):
@@ -122,10 +136,14 @@ def lagrangian_loss(
 
 
 class InnerBatch(NamedTuple):
-    """The input of one inner step: the predictor to attack and a nominal batch for J."""
+    """The input of one inner step: the predictor to attack, a nominal batch for J, and (for
+    ``reference="nominal"``) the nominal generator theta_0 and, optionally, trajectories drawn
+    from it once for the whole InnerMax."""
 
     predictor: Any  # w (held fixed)
     data: Any  # nominal batch in the generator's space: x, or (x, cond)
+    reference: Any = None  # theta_0: the PPO reference and the path-KL's base
+    draws: Any = None  # (samples, trajectories) drawn from theta_0, or None to draw here
 
 
 class InnerState(NamedTuple):
@@ -134,10 +152,19 @@ class InnerState(NamedTuple):
 
 
 class InnerInfo(NamedTuple):
-    objective: Array  # mean f(w, x) over the step's trajectories (under theta_old)
+    objective: Array  # estimate of E_{P_theta} f(w, x) (self-normalised IS under "nominal")
     reconstruction: Array  # J(theta_{k+1}, P_0) on the step's nominal batch
     mu: Array  # mu after the dual update
     clip_fraction: Array  # share of ratios outside [1 - kappa, 1 + kappa] after the epochs
+    path_kl: Array  # E_theta log(P_theta / P_theta0) over the last T' steps (NaN without theta_0)
+
+
+def _advantages(losses, kind):
+    if kind == "standardize":
+        return standardize(losses)
+    if kind == "center":
+        return losses - jnp.mean(losses)
+    return losses
 
 
 def inner_max_kernel(
@@ -152,19 +179,25 @@ def inner_max_kernel(
     epochs: int = 10,
     estimator: str = "ppo",
     advantages: str = "center",
+    reference: str = "nominal",
 ) -> Kernel:
     """GAS-DRO's InnerMax step as a :class:`~tailjax.base.Kernel`.
 
     ``init(generator_params, mu=0.0) -> InnerState``;
-    ``step(state, key, InnerBatch(w, data)) -> (InnerState, InnerInfo)``, pure and jittable.
-    ``loss_fn(w, sample) -> scalar`` is the predictor's per-sample loss f; ``data`` a nominal
-    batch for J (array, or ``(x, cond)`` for conditional generators). ``clip`` is kappa,
-    ``budget`` epsilon, ``dual_lr`` eta, ``num_samples`` the trajectories per step.
-    ``advantages`` is what multiplies the likelihood ratio: the losses themselves (``"raw"``,
-    eq. (9)), the losses minus their batch mean (``"center"``: same expected gradient, less
-    variance, and the Lagrangian keeps the scale of f so that mu stays comparable with the
-    paper's eta), or standardised losses (``"standardize"``: scale-free, as in DDPO; mu then
-    has to grow to the scale of a unit-variance reward).
+    ``step(state, key, InnerBatch(w, data, reference, draws)) -> (InnerState, InnerInfo)``,
+    pure and jittable. ``loss_fn(w, sample) -> scalar`` is the predictor's per-sample loss f;
+    ``data`` a nominal batch for J (array, or ``(x, cond)`` for conditional generators).
+    ``clip`` is kappa, ``budget`` epsilon, ``dual_lr`` eta, ``num_samples`` the trajectories
+    per step. ``reference`` is the policy ratio's denominator: ``"nominal"`` (the paper)
+    P_theta / P_theta0 on trajectories drawn from the fixed pre-trained theta_0 =
+    ``batch.reference`` (``batch.draws`` when given, so a caller draws them once per InnerMax;
+    else drawn here), ``"current"`` P_theta / P_theta_k on trajectories redrawn from the
+    current iterate at every step (on-policy PPO). ``advantages`` is what multiplies the
+    likelihood ratio: the losses themselves (``"raw"``, eq. (9)), the losses minus their batch
+    mean (``"center"``: same expected gradient, less variance, and the Lagrangian keeps the
+    scale of f so that mu stays comparable with the paper's eta), or standardised losses
+    (``"standardize"``: scale-free, as in DDPO; mu then has to grow to the scale of a
+    unit-variance reward).
     """
     check_open_unit(clip, "clip")
     check_positive(budget, "budget", allow_zero=True)
@@ -177,6 +210,8 @@ def inner_max_kernel(
         raise ValueError(f"estimator must be 'ppo' or 'reinforce', got {estimator!r}")
     if advantages not in ("raw", "center", "standardize"):
         raise ValueError(f"advantages must be 'raw', 'center' or 'standardize', got {advantages!r}")
+    if reference not in ("nominal", "current"):
+        raise ValueError(f"reference must be 'nominal' or 'current', got {reference!r}")
     policy = training.gradient_kernel(
         functools.partial(lagrangian_loss, ambiguity_set=ambiguity_set, clip=clip, estimator=estimator),
         optimizer,
@@ -186,31 +221,39 @@ def inner_max_kernel(
         return InnerState(policy.init(generator_params), jnp.asarray(mu, jnp.float32))
 
     def step(state: InnerState, key: jax.Array, batch: InnerBatch) -> tuple[InnerState, InnerInfo]:
-        w, data = batch
-        theta_old = state.generator.params
+        w, data, theta_ref, draws = batch
+        theta_k = state.generator.params
         k_sample, k_epochs, k_j = jax.random.split(key, 3)
-        samples, traj = ambiguity_set.sample(k_sample, theta_old, num_samples)
-        losses = jax.vmap(loss_fn, in_axes=(None, 0))(jax.lax.stop_gradient(w), samples)
-        if advantages == "standardize":
-            adv = standardize(losses)
-        elif advantages == "center":
-            adv = losses - jnp.mean(losses)
+        if reference == "nominal":
+            if theta_ref is None:
+                raise ValueError("reference='nominal' needs InnerBatch.reference (theta_0)")
+            samples, traj = draws if draws is not None else ambiguity_set.sample(k_sample, theta_ref, num_samples)
+            logp_old = jax.lax.stop_gradient(ambiguity_set.log_prob(theta_ref, traj))
         else:
-            adv = losses
-        logp_old = jax.lax.stop_gradient(ambiguity_set.log_prob(theta_old, traj))
-        policy_batch = PolicyBatch(traj, logp_old, adv, state.mu, data)
+            samples, traj = ambiguity_set.sample(k_sample, theta_k, num_samples)
+            logp_old = jax.lax.stop_gradient(ambiguity_set.log_prob(theta_k, traj))
+        losses = jax.vmap(loss_fn, in_axes=(None, 0))(jax.lax.stop_gradient(w), samples)
+        policy_batch = PolicyBatch(traj, logp_old, _advantages(losses, advantages), state.mu, data)
 
         def epoch(generator, k):
             return policy.step(generator, k, policy_batch)[0], None
 
-        keys = jax.random.split(k_epochs, epochs)
-        generator, _ = jax.lax.scan(epoch, state.generator, keys)
+        generator, _ = jax.lax.scan(epoch, state.generator, jax.random.split(k_epochs, epochs))
         theta = generator.params
         j_value = ambiguity_set.reconstruction_loss(theta, data, k_j)
         mu = dual_update(state.mu, j_value, budget, dual_lr)
-        rho = ppo_ratio(ambiguity_set.log_prob(theta, traj), logp_old)
+        log_rho = ambiguity_set.log_prob(theta, traj) - logp_old
+        rho = jnp.exp(log_rho)
         clipped = jnp.mean(((rho < 1.0 - clip) | (rho > 1.0 + clip)).astype(losses.dtype))
-        info = InnerInfo(jnp.mean(losses), j_value, mu, clipped)
+        nan = jnp.full((), jnp.nan, losses.dtype)
+        if reference == "nominal":  # E_theta[.] by self-normalised importance weights on theta_0 draws
+            weights = jax.nn.softmax(log_rho)
+            objective = jnp.sum(weights * losses)
+            path_kl = jnp.sum(weights * log_rho)
+        else:  # on-policy draws of theta_k
+            objective = jnp.mean(losses)
+            path_kl = nan if theta_ref is None else jnp.mean(logp_old - ambiguity_set.log_prob(theta_ref, traj))
+        info = InnerInfo(objective, j_value, mu, clipped, jax.lax.stop_gradient(path_kl))
         return InnerState(generator, mu), info
 
     return Kernel(init, step)

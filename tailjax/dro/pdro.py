@@ -25,7 +25,9 @@ import optax
 from jaxtyping import Array, Float
 
 from tailjax import training
-from tailjax._checks import check_positive
+import numpy as np
+
+from tailjax._checks import check_positive, is_concrete
 from tailjax.base import Kernel
 from tailjax.dro.erm import per_sample_losses
 
@@ -43,6 +45,9 @@ __all__ = [
 
 def gmm_log_density(psi: dict, x: Float[Array, " d"]) -> Float[Array, ""]:
     """log of sum_m softmax(logits)_m N(x; means_m, diag exp(log_stds_m)^2), x of shape (d,)."""
+    d = psi["means"].shape[-1]
+    if jnp.shape(x) != (d,):
+        raise ValueError(f"x must have shape ({d},) (the mixture's dimension), got {jnp.shape(x)}")
     logw = jax.nn.log_softmax(psi["logits"])
     z = (x - psi["means"]) / jnp.exp(psi["log_stds"])
     comp = -0.5 * jnp.sum(z**2, -1) - jnp.sum(psi["log_stds"], -1) - 0.5 * x.shape[-1] * math.log(2 * math.pi)
@@ -57,7 +62,12 @@ def gmm_mle(key: jax.Array, x: Float[Array, "n d"], *, components: int = 4, iter
     Returns ``{"logits": (m,), "means": (m, d), "log_stds": (m, d)}`` for
     :func:`gmm_log_density`.
     """
+    if jnp.ndim(x) != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (n, d) with n >= 1, got {jnp.shape(x)}")
+    if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError("x holds NaN or infinite values")
     n, d = x.shape
+    check_positive(min_std, "min_std")
     if int(iters) < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
     if not 1 <= components <= n:
@@ -106,6 +116,9 @@ def reweighted_loss(
     ``(value, {})``; the weights (n,) are constants."""
     del key
     samples, weights = batch
+    n = jax.tree_util.tree_leaves(samples)[0].shape[0]
+    if jnp.shape(weights) != (n,):
+        raise ValueError(f"weights must have shape ({n},) (one per sample), got {jnp.shape(weights)}")
     return jnp.sum(jax.lax.stop_gradient(weights) * per_sample_losses(loss_fn, params, samples)), {}
 
 

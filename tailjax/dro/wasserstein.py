@@ -26,7 +26,10 @@ def penalty_ascent(
     steps: int,
     step_size: float,
 ) -> jax.Array:
-    """Approximate argmax_u value_fn(u) - penalty ||u - start||^2 by gradient ascent from start."""
+    """Approximate argmax_u value_fn(u) - penalty ||u - start||^2 by gradient ascent from start.
+
+    ``penalty`` and ``step_size`` must be > 0 and ``steps`` >= 1 (``ValueError`` otherwise)."""
+    _check_ascent(penalty, steps, step_size)
 
     def body(u, _):
         g = jax.grad(lambda v: value_fn(v) - penalty * jnp.sum((v - start) ** 2))(u)

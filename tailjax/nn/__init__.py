@@ -9,9 +9,10 @@ own module (:mod:`tailjax.nn.ddpm`, :mod:`tailjax.nn.vae`).
 from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
 from tailjax.nn.nnx import from_nnx, to_nnx
 from tailjax.nn.ddpm import ConvNoiseNet, DDPMSchedule, MLPNoiseNet, ddpm_sample, dm_loss, make_schedule
-from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster
+from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster, StackedLSTMForecaster
 from tailjax.nn.predictors import LinearPredictor, MLPPredictor, init_predictor
 from tailjax.nn.unet import UNet
+from tailjax.nn.unet1d import UNet1D
 from tailjax.nn.vae import VAE, merge_params, split_params, vae_loss, vae_sample
 from tailjax.nn.velocity import VelocityField, sinusoidal_embedding
 
@@ -27,6 +28,8 @@ __all__ = [
     "dm_loss",
     "ddpm_sample",
     "UNet",
+    "UNet1D",
+    "StackedLSTMForecaster",
     "VAE",
     "vae_loss",
     "vae_sample",

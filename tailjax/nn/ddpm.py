@@ -200,12 +200,20 @@ def dm_loss_weights(schedule: DDPMSchedule, weighting: str | Array = "simple") -
     return w
 
 
-def _dm_loss_single(apply_fn, params, key, x0, schedule, weights, cond):
-    k_t, k_e = jax.random.split(key)
-    t = jax.random.randint(k_t, (), 1, schedule.num_steps + 1)
-    noise = jax.random.normal(k_e, x0.shape, x0.dtype)
+def _dm_loss_single(apply_fn, params, key, x0, t, schedule, weights, cond):
+    noise = jax.random.normal(key, x0.shape, x0.dtype)
     eps = apply_fn(params, q_sample(schedule, x0, t, noise), t, cond)
     return weights[t - 1] * jnp.mean((noise - eps) ** 2)
+
+
+def _draw_steps(key: Array, n: int, max_step: int, stratified: bool) -> Array:
+    """n steps in 1..max_step: i.i.d. uniform, or stratified (step 1 + (i + u) mod max_step
+    for a uniform offset u and a random order, so every step gets n // max_step or one more)."""
+    if not stratified:
+        return jax.random.randint(key, (n,), 1, max_step + 1)
+    k_off, k_perm = jax.random.split(key)
+    offset = jax.random.randint(k_off, (), 0, max_step)
+    return 1 + jax.random.permutation(k_perm, (jnp.arange(n) + offset) % max_step)
 
 
 def dm_loss(
@@ -216,22 +224,39 @@ def dm_loss(
     apply_fn: NoiseFn,
     schedule: DDPMSchedule,
     weighting: str | Array = "simple",
+    max_step: int | None = None,
+    stratified: bool = False,
 ) -> tuple[Float[Array, ""], dict]:
     """J_DM = E_{t, x_0, eps} iota_t ||eps - eps_theta(x_t, t)||^2 / dim (eq. (4)), as a loss
     ``(value, {})`` in the library's ``loss(params, batch, key)`` order.
 
     ``batch`` is ``x0`` (n, ...) or a pair ``(x0, cond)`` with ``cond`` (n, c) conditioning
-    the network. One uniform step t and one noise draw per sample; the squared error is
-    averaged over coordinates. ``functools.partial(dm_loss, apply_fn=..., schedule=...)``
-    trains a DDPM with :func:`tailjax.training.gradient_kernel`.
+    the network. One step t and one noise draw per sample; the squared error is averaged
+    over coordinates. t is uniform on 1..T, or on 1..``max_step`` (GAS-DRO's J over the
+    steps its adversary acts on, t <= T'); ``stratified=True`` spreads the batch evenly over
+    the steps (same mean, less variance). ``functools.partial(dm_loss, apply_fn=...,
+    schedule=...)`` trains a DDPM with :func:`tailjax.training.gradient_kernel`.
     """
     x0, cond = batch if isinstance(batch, (tuple, list)) else (batch, None)
     if jnp.ndim(x0) < 1 or x0.shape[0] == 0:
         raise ValueError(f"batch x0 must hold a non-empty batch, got shape {jnp.shape(x0)}")
+    T = schedule.num_steps
+    top = T if max_step is None else int(max_step)
+    if not 1 <= top <= T:
+        raise ValueError(f"max_step must lie in [1, {T}], got {max_step}")
     weights = dm_loss_weights(schedule, weighting).astype(x0.dtype)
     keys = jax.random.split(key, x0.shape[0])
-    fn = lambda k, x, c: _dm_loss_single(apply_fn, params, k, x, schedule, weights, c)
-    losses = jax.vmap(fn)(keys, x0, cond) if cond is not None else jax.vmap(lambda k, x: fn(k, x, None))(keys, x0)
+    if stratified:
+        ts = _draw_steps(jax.random.fold_in(key, 1), x0.shape[0], top, True)
+    else:  # one key per sample for its step and its noise
+        pairs = jax.vmap(jax.random.split)(keys)
+        ts = jax.vmap(lambda k: jax.random.randint(k, (), 1, top + 1))(pairs[:, 0])
+        keys = pairs[:, 1]
+    fn = lambda k, x, t, c: _dm_loss_single(apply_fn, params, k, x, t, schedule, weights, c)
+    if cond is None:
+        losses = jax.vmap(lambda k, x, t: fn(k, x, t, None))(keys, x0, ts)
+    else:
+        losses = jax.vmap(fn)(keys, x0, ts, cond)
     return jnp.mean(losses), {}
 
 
@@ -251,34 +276,48 @@ def ddpm_sample(
     cond: Array | None = None,
     last_steps: int = 0,
     dtype: Any = jnp.float32,
+    prefix_params: Any = None,
+    policy_std: float | None = None,
 ) -> Array | tuple[Array, Array]:
     """Ancestral sampling of one sample of ``shape`` under ``lax.scan``.
 
     Returns x_0, or with ``last_steps = T' > 0`` the pair (x_0, states) where states
     (T' + 1, *shape) holds x_{T'}, x_{T'-1}, ..., x_0: the part of the reverse trajectory
     whose log-probability :func:`trajectory_log_prob` scores. Vmap over keys for a batch.
+    ``prefix_params`` runs the first T - T' steps (T..T'+1) with other parameters (GAS-DRO:
+    the pre-trained theta_0, so that x_{T'} does not depend on the adversary's theta);
+    ``policy_std`` replaces sigma_t by a constant in the last T' steps (the paper's sampling
+    variance sigma); both default to the usual sampler.
     """
     T = schedule.num_steps
     if not 0 <= last_steps <= T:
         raise ValueError(f"last_steps must lie in [0, {T}], got {last_steps}")
+    _check_policy_std(policy_std)
     k0, key = jax.random.split(key)
     x_T = jax.random.normal(k0, shape, dtype)
+    head_params = params if prefix_params is None else prefix_params
 
-    def body(x, inp):
+    def body(p, std, x, inp):
         t, k = inp
-        mu = reverse_mean(schedule, x, t, apply_fn(params, x, t, cond))
-        x = mu + schedule.sigmas[t - 1].astype(dtype) * jax.random.normal(k, shape, dtype)
+        mu = reverse_mean(schedule, x, t, apply_fn(p, x, t, cond))
+        sig = schedule.sigmas[t - 1] if std is None else jnp.asarray(std)
+        x = mu + sig.astype(dtype) * jax.random.normal(k, shape, dtype)
         return x, x
 
     keys = jax.random.split(key, T)
     ts = jnp.arange(T, 0, -1)
     head = T - last_steps
-    x, _ = jax.lax.scan(lambda c, i: (body(c, i)[0], None), x_T, (ts[:head], keys[:head]))
+    x, _ = jax.lax.scan(lambda c, i: (body(head_params, None, c, i)[0], None), x_T, (ts[:head], keys[:head]))
     if last_steps == 0:
         return x
     x_last = x
-    x0, states = jax.lax.scan(body, x, (ts[head:], keys[head:]))
+    x0, states = jax.lax.scan(lambda c, i: body(params, policy_std, c, i), x, (ts[head:], keys[head:]))
     return x0, jnp.concatenate([x_last[None], states], axis=0)
+
+
+def _check_policy_std(policy_std: float | None) -> None:
+    if policy_std is not None and not float(policy_std) > 0.0:
+        raise ValueError(f"policy_std must be > 0 (or None for sigma_t), got {policy_std}")
 
 
 def step_log_probs(
@@ -287,20 +326,24 @@ def step_log_probs(
     schedule: DDPMSchedule,
     states: Float[Array, "k1 ..."],
     cond: Array | None = None,
+    policy_std: float | None = None,
 ) -> Float[Array, " k"]:
     """log N(x_{t-1}; mu_theta(x_t, t), sigma_t^2 I) for t = T', ..., 1, one network call.
 
-    ``states`` (T' + 1, *shape) as returned by :func:`ddpm_sample` with ``last_steps=T'``.
+    ``states`` (T' + 1, *shape) as returned by :func:`ddpm_sample` with ``last_steps=T'``;
+    ``policy_std`` (a constant sigma in place of sigma_t) as given to the sampler.
     """
     k = states.shape[0] - 1
     if k < 1:
         raise ValueError(f"states must hold at least two states, got shape {states.shape}")
+    _check_policy_std(policy_std)
     ts = jnp.arange(k, 0, -1)
     x_t, x_prev = states[:-1], states[1:]
     c = None if cond is None else jnp.broadcast_to(cond, (k,) + jnp.shape(cond))
     eps = apply_fn(params, x_t, ts, c)
     mu = jax.vmap(lambda x, t, e: reverse_mean(schedule, x, t, e))(x_t, ts, eps)
-    sig = schedule.sigmas[ts - 1].astype(states.dtype)
+    sig = schedule.sigmas[ts - 1] if policy_std is None else jnp.full((k,), float(policy_std))
+    sig = sig.astype(states.dtype)
     sig = sig.reshape((k,) + (1,) * (states.ndim - 1))
     z = (x_prev - mu) / sig
     d = x_prev[0].size
@@ -314,10 +357,12 @@ def trajectory_log_prob(
     schedule: DDPMSchedule,
     states: Float[Array, "k1 ..."],
     cond: Array | None = None,
+    policy_std: float | None = None,
 ) -> Float[Array, ""]:
     """log P_theta(x_{0:T'} | x_{T'}) = sum_{t=1}^{T'} log p_theta(x_{t-1} | x_t).
 
-    The earlier steps T..T'+1 and the prior on x_T carry no gradient in GAS-DRO and are
-    left out; ratios of two parameter values are exact over the last T' steps.
+    The earlier steps T..T'+1 and the prior on x_T are left out: ratios of two parameter
+    values are exact over the whole trajectory when the earlier steps are run with fixed
+    parameters (``ddpm_sample(prefix_params=theta_0)``), as in GAS-DRO.
     """
-    return jnp.sum(step_log_probs(apply_fn, params, schedule, states, cond))
+    return jnp.sum(step_log_probs(apply_fn, params, schedule, states, cond, policy_std))

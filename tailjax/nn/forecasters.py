@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from tailjax.nn.ddpm import _floating
 
-__all__ = ["LSTMForecaster", "MLPForecaster", "MLPClassifier"]
+__all__ = ["LSTMForecaster", "StackedLSTMForecaster", "MLPForecaster", "MLPClassifier"]
 
 
 class LSTMForecaster(nn.Module):
@@ -35,6 +35,29 @@ class LSTMForecaster(nn.Module):
         h = _floating(h.reshape((-1,) + h.shape[-2:]))
         seq = nn.RNN(nn.OptimizedLSTMCell(self.hidden))(h)
         y = nn.Dense(self.out_dim)(seq[:, -1, :])
+        y = y.reshape(lead + (self.out_dim,))
+        return (y[..., 0] if self.out_dim == 1 else y).astype(x.dtype)
+
+
+class StackedLSTMForecaster(nn.Module):
+    """Next value from the last ``n`` values with stacked LSTM layers of widths ``hidden``
+    (GAS-DRO's carbon predictor: (128, 64)), read out from the last hidden state of the top
+    layer: x (..., n) or (..., n, c) with ``in_channels=c`` -> (...,) (or (..., out_dim))."""
+
+    hidden: Sequence[int] = (128, 64)
+    out_dim: int = 1
+    in_channels: int | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        if len(self.hidden) < 1:
+            raise ValueError("hidden must name at least one layer width")
+        h = x[..., None] if self.in_channels is None else x
+        lead = h.shape[:-2]
+        h = _floating(h.reshape((-1,) + h.shape[-2:]))
+        for width in self.hidden:
+            h = nn.RNN(nn.OptimizedLSTMCell(int(width)))(h)
+        y = nn.Dense(self.out_dim)(h[:, -1, :])
         y = y.reshape(lead + (self.out_dim,))
         return (y[..., 0] if self.out_dim == 1 else y).astype(x.dtype)
 

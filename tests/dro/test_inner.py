@@ -109,10 +109,13 @@ class _GaussianEps(nn.Module):
 
 @pytest.mark.parametrize("estimator", ["ppo", pytest.param("reinforce", marks=pytest.mark.slow)])
 def test_inner_max_on_gaussian_toy_moves_mean_up_to_the_budget(estimator, optax_promotion):
+    """On-policy inner max (reference re-set to theta_k, every step by the adversary's theta,
+    J over all T steps): the mean stops where J meets the budget."""
     T, s = 50, 1.0
     sched = make_schedule(T, beta_end=0.3)
     net = _GaussianEps(s, sched.alpha_bars)
-    aset = ddpm_ambiguity_set(lambda p, x, t, c: net.apply(p, x, t), sched, (1,), last_steps=15)
+    aset = ddpm_ambiguity_set(lambda p, x, t, c: net.apply(p, x, t), sched, (1,), last_steps=15,
+                              reconstruction_steps="all", stratified=False)
     ab = sched.alpha_bars
     a = jnp.sqrt(1 - ab) / (ab * s**2 + 1 - ab)
     j0, c = jnp.mean(ab * s**2 / (ab * s**2 + 1 - ab)), jnp.mean(a**2 * ab)
@@ -126,7 +129,7 @@ def test_inner_max_on_gaussian_toy_moves_mean_up_to_the_budget(estimator, optax_
     delta_star = 0.5
     budget = float(j0 + c * delta_star**2)  # worst case under J <= budget: m = +0.5
     kernel = inner_max_kernel(aset, lambda w, x: x[0], optax.adam(0.02), budget=budget, dual_lr=100.0,
-                              num_samples=128, epochs=3, estimator=estimator)
+                              num_samples=128, epochs=3, estimator=estimator, reference="current")
     assert isinstance(kernel, Kernel)
     step = jax.jit(kernel.step)
     state = kernel.init(theta0)
@@ -156,6 +159,10 @@ def test_inner_max_kernel_bad_input():
         inner_max_kernel(aset, loss, optax.adam(1e-3), budget=-1.0)
     with pytest.raises(ValueError, match="advantages"):
         inner_max_kernel(aset, loss, optax.adam(1e-3), advantages="rank")
+    with pytest.raises(ValueError, match="reference"):
+        inner_max_kernel(aset, loss, optax.adam(1e-3), reference="theta_k")
+    with pytest.raises(ValueError, match="dual_lr"):
+        inner_max_kernel(aset, loss, optax.adam(1e-3), dual_lr=-0.1)
 
 
 def test_lagrangian_loss_is_minus_surrogate_plus_mu_j():

@@ -128,3 +128,58 @@ def test_matched_last_steps_follows_the_noise_level():
 def test_digits_setup_rejects_a_bad_validation_fraction():
     with pytest.raises(ValueError, match="validation"):
         digits_setup(jax.random.key(0), validation=0.5)
+
+
+def test_scorer_shares_one_compilation_and_equals_evaluate():
+    from benchmarks.setups.dro import scorer
+
+    model = MLPForecaster((4,))
+    loss = forecast_loss(model)
+    params = model.init(jax.random.key(0), jnp.zeros(3))
+    sets = {"a": np.random.default_rng(0).normal(size=(37, 4)).astype(np.float32),
+            "b": np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)}
+    got = scorer(loss, sets, chunk=16)(params)
+    ref = evaluate(loss, params, sets)
+    for k in sets:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5)
+    np.testing.assert_allclose(scorer(loss, sets["a"], chunk=16)(params), ref["a"], rtol=1e-5)
+
+
+def test_reference_forecasts_persistence_and_seasonal_naive():
+    from benchmarks.setups.dro import persistence_mse, reference_rows, seasonal_naive_mse
+
+    w = np.stack([np.arange(26.0) + i for i in range(3)])  # a ramp: persistence is off by 1
+    assert persistence_mse(w) == 1.0
+    assert seasonal_naive_mse(w, 24) == 24.0**2
+    rows = reference_rows({"x": w})
+    assert rows == {"persistence": {"x": 1.0}, "seasonal naive": {"x": 576.0}}
+    with pytest.raises(ValueError, match="period"):
+        seasonal_naive_mse(w, 26)
+
+
+def test_verdicts_follow_the_sign_test_over_seeds():
+    from benchmarks.setups.dro import best_baseline, compare, verdict
+
+    assert verdict([1, 1, 1, 1, 1], [2, 2, 2, 2, 2])["verdict"] == "win"
+    assert verdict([3, 3, 3, 3, 3], [2, 2, 2, 2, 2])["verdict"] == "loss"
+    v = verdict([1, 3, 1, 1, 1], [2, 2, 2, 2, 2])
+    assert v["verdict"] == "tie" and (v["wins"], v["losses"]) == (4, 1)
+    run = lambda gas, ml, kl, pers: {  # noqa: E731
+        n: {"mse": {"s": m}, "average": m, "worst": m}
+        for n, m in (("GAS-DRO", gas), ("ML", ml), ("KL-DRO", kl), ("persistence", pers))}
+    runs = [run(1.0, 2.0, 1.5, 0.5) for _ in range(5)]
+    assert best_baseline(runs) == "KL-DRO"
+    comp = compare(runs)
+    assert comp["KL-DRO"]["s"]["verdict"] == "win" and comp["persistence"]["average"]["verdict"] == "loss"
+
+
+@pytest.mark.slow
+def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_dir):
+    from benchmarks.seeds import gas_dro
+
+    report = gas_dro.main(["--size", "smoke", "--data", str(data_dir), "--out", str(tmp_path), "--protocols", "today",
+                           "--parts", "carbon", "corruptions", "budget", "--methods", "ML", "KL-DRO", "GAS-DRO"])
+    res = report["per_seed"]["0"]["today"]["results"]
+    assert {"ML", "KL-DRO", "GAS-DRO", "GAS-DRO (FT)", "persistence", "seasonal naive"} <= set(res)
+    assert (tmp_path / "gas_dro.md").is_file() and (tmp_path / "gas_dro.png").is_file()
+    assert "GAS-DRO" in report["verdicts"]["today"]

@@ -162,18 +162,28 @@ def test_float32_stable_with_500_steps(which):
         assert np.all(np.isfinite(reverse_mean(s, jnp.ones(2), jnp.array(500), jnp.ones(2))))
 
 
-@pytest.mark.parametrize("kind", ["mlp", pytest.param("conv", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["mlp", pytest.param("unet1d", marks=pytest.mark.slow),
+                                  pytest.param("conv", marks=pytest.mark.slow)])
 def test_noise_nets_batch_equals_single(kind):
-    x = jax.random.normal(jax.random.key(0), (4, 25))
+    from tailjax.nn.unet1d import UNet1D
+
+    x = jax.random.normal(jax.random.key(0), (4, 25))  # 25: not a multiple of 8, padded inside UNet1D
     t = jnp.array([1, 5, 9, 200])
-    for net in ([MLPNoiseNet((16,))] if kind == "mlp" else [ConvNoiseNet(channels=8, depth=2)]):
+    nets = {"mlp": MLPNoiseNet((16,)), "conv": ConvNoiseNet(channels=8, depth=2), "unet1d": UNet1D((4, 8), time_dim=8)}
+    for net in [nets[kind]]:
         params = jax.jit(net.init)(jax.random.key(1), x[0], t[0])
         params = jax.tree_util.tree_map(lambda p: p + 0.05, params)
         batched, single = jax.jit(lambda x, t: (net.apply(params, x, t), net.apply(params, x[1], t[1])))(x, t)
         single = jnp.broadcast_to(single, x.shape)
         batched = batched.at[0].set(single[0]).at[2:].set(single[2:])  # compare row 1
         assert batched.shape == x.shape
-        np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-5)
+        # UNet1D: XLA's batched convolutions sum in another order; a row mixing bug would be O(1)
+        tol = dict(rtol=5e-3, atol=5e-4) if kind == "unet1d" else dict(rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(batched, single, **tol)
+        if kind == "unet1d":  # the zero-padded end is read, and t conditions the output
+            f = jax.jit(lambda x, t: net.apply(params, x, t))
+            assert not np.allclose(f(x[1], t[1]), f(x[1].at[-1].add(1.0), t[1]))
+            assert not np.allclose(f(x[1], t[1]), f(x[1], t[3]))
 
 
 def test_dm_loss_errors_and_conditioning():

@@ -56,3 +56,19 @@ def test_lstm_learns_a_sine():
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam under strict promotion
         (params, _), losses = train(params)
     assert float(losses[-1]) < 0.01 * float(jnp.var(y))
+
+
+def test_stacked_lstm_shapes_batch_consistency_and_layers():
+    from tailjax.nn.forecasters import StackedLSTMForecaster
+
+    model = StackedLSTMForecaster((8, 4))
+    x = jax.random.normal(jax.random.key(0), (5, 12))
+    params = model.init(jax.random.key(1), x)
+    cells = sorted(k for k in params["params"] if k.startswith("OptimizedLSTMCell"))
+    assert cells == ["OptimizedLSTMCell_0", "OptimizedLSTMCell_1"]
+    assert params["params"]["OptimizedLSTMCell_1"]["ii"]["kernel"].shape == (8, 4)  # layer 2 reads layer 1
+    y = jax.jit(model.apply)(params, x)
+    assert y.shape == (5,)
+    np.testing.assert_allclose(y[2], model.apply(params, x[2]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="hidden"):
+        StackedLSTMForecaster(()).init(jax.random.key(1), x)

@@ -105,3 +105,18 @@ def test_training_lowers_the_loss():
     r0, _ = reconstruction_loss(params, x, jax.random.key(3), vae=vae)
     r1, _ = reconstruction_loss(params2, x, jax.random.key(3), vae=vae)
     assert float(r1) < float(r0)
+
+
+def test_encode_decode_sample_perturbs_a_real_point_through_the_posterior():
+    from tailjax.nn.vae import vae_encode_decode_sample
+
+    vae, params = _vae()
+    x = jnp.linspace(-1.0, 1.0, 6).reshape(3, 2)
+    out, z = jax.jit(lambda k: vae_encode_decode_sample(k, vae, params, x, noisy=False))(jax.random.key(1))
+    mean, log_std = vae.apply(params, x, method=VAE.encode)
+    eps = jax.random.normal(jax.random.split(jax.random.key(1))[0], mean.shape)
+    np.testing.assert_allclose(z, mean + jnp.exp(log_std) * eps, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, vae.apply(params, z, method=VAE.decode), rtol=1e-5, atol=1e-6)
+    noisy, z2 = vae_encode_decode_sample(jax.random.key(1), vae, params, x)
+    np.testing.assert_allclose(z2, z, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(noisy, out)

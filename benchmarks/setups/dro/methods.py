@@ -22,7 +22,9 @@ METHODS = ("ML", "DML", "KL-DRO", "W-DRO", "DRAGEN", "P-DRO", "GAS-DRO")
 
 
 class MethodSettings(NamedTuple):
-    steps: int = 1000  # predictor updates (GAS-DRO: outer iterations of one update each)
+    steps: int = 1000  # predictor updates at most (GAS-DRO: outer iterations of one update each)
+    patience: int | None = None  # with a validation score: stop after this many evaluations without gain
+    eval_every: int | None = None  # validation period (default: steps // 20)
     batch_size: int = 64
     learning_rate: float = 1e-3
     kl_radius: float = 0.1
@@ -147,24 +149,38 @@ def train_method(
     progress: bool = False,
     checkpoint_path=None,
     measure_memory: bool = False,
+    validation: Callable[[Any], float] | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
-    """Train ``params`` with method ``name`` for ``settings.steps`` predictor updates.
+    """Train ``params`` with method ``name`` for at most ``settings.steps`` predictor updates.
 
+    With ``validation(predictor) -> score`` (lower is better), the predictor with the best
+    score among the evaluations (every ``settings.eval_every`` steps) is returned and training
+    stops after ``settings.patience`` evaluations without improvement (early stopping through
+    :func:`tailjax.training.fit`; a wrapper kernel's whole state is selected).
     Returns (predictor, cost, history); ``cost["seconds"]`` is the wall time of the whole
-    loop (compilation included, pre-training of the nominal generators excluded) and, with
-    ``measure_memory``, ``cost["step_bytes"]`` the memory XLA plans for one step.
-    ``checkpoint_path`` resumes a run of the same method and settings.
+    loop (compilation and validation included, pre-training of the nominal generators
+    excluded), ``cost["steps"]`` the steps run, ``cost["best_step"]`` and
+    ``cost["evaluations"]`` the selection's record and, with ``measure_memory``,
+    ``cost["step_bytes"]`` the memory XLA plans for one step. ``checkpoint_path`` resumes a
+    run of the same method and settings.
     """
     k_data, k_fit = jax.random.split(key)
     method = build_method(name, k_data, loss_fn, params, data, resources, settings)
     cost: dict[str, Any] = {}
     start = time.perf_counter()
+    select = None if validation is None else (lambda st: validation(method.predictor_of(st)))
     res = training.fit(method.kernel, method.state, k_fit, settings.steps, batches=method.batches,
                        progress=progress, description=name, checkpoint_path=checkpoint_path,
+                       validation=select, patience=settings.patience if validation is not None else None,
+                       eval_every=settings.eval_every if validation is not None else None,
                        config={"method": name, **{k: v for k, v in settings._asdict().items() if k != "steps"}})
     out = method.predictor_of(res.state)
     jax.block_until_ready(out)
     cost["seconds"] = time.perf_counter() - start
+    cost["steps"] = int(len(next(iter(res.history.values()))) if res.history else 0)
+    if validation is not None:
+        cost["best_step"] = res.best_step
+        cost["evaluations"] = [[int(s), float(v)] for s, v in res.evaluations]
     if measure_memory:  # after training, so that the time above includes compilation
         cost["step_bytes"] = step_bytes(method.kernel, method.state, k_fit, method.batches(0))
     return out, cost, res.history

@@ -25,7 +25,10 @@ __all__ = [
     "forecast_loss",
     "classification_loss",
     "evaluate",
+    "scorer",
     "accuracy",
+    "persistence_mse",
+    "seasonal_naive_mse",
 ]
 
 
@@ -81,6 +84,48 @@ def classification_loss(model: nn.Module, num_classes: int = 10) -> Callable[[An
         image, onehot = sample
         return jnp.mean((model.apply(w, image) - onehot) ** 2)
     return loss
+
+
+def scorer(loss_fn: Callable[[Any, Any], jax.Array], data: Any, chunk: int = 1024) -> Callable[[Any], Any]:
+    """``score(params)``: the mean per-sample loss on ``data`` (or, for a dict of data sets, a
+    dict of means), compiled once: every set is cut into zero-padded, masked chunks of one
+    shape, so early stopping's many evaluations and every test set share one compilation."""
+    total = jax.jit(lambda w, part, mask: jnp.sum(mask * jax.vmap(loss_fn, in_axes=(None, 0))(w, part)))
+
+    def chunks(d):
+        n = jax.tree_util.tree_leaves(d)[0].shape[0]
+        out = []
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            part = jax.tree_util.tree_map(
+                lambda a: jnp.asarray(np.concatenate([a[s:s + m], np.repeat(a[s:s + 1], chunk - m, 0)])), d)
+            out.append((part, jnp.asarray(np.arange(chunk) < m, np.float32)))
+        return n, out
+
+    sets = data if isinstance(data, dict) else {None: data}
+    prepared = {k: chunks(v) for k, v in sets.items()}
+
+    def score(params: Any) -> Any:
+        means = {k: sum(float(total(params, part, mask)) for part, mask in parts) / n
+                 for k, (n, parts) in prepared.items()}
+        return means if isinstance(data, dict) else means[None]
+
+    return score
+
+
+def persistence_mse(windows: np.ndarray) -> float:
+    """MSE of the persistence forecast (the next value is the last observed one) on windows
+    (N, window + 1) whose last value is the target."""
+    w = np.asarray(windows, np.float64)
+    return float(np.mean((w[:, -1] - w[:, -2]) ** 2))
+
+
+def seasonal_naive_mse(windows: np.ndarray, period: int = 24) -> float:
+    """MSE of the seasonal-naive forecast (the value ``period`` steps before the target)."""
+    w = np.asarray(windows, np.float64)
+    if not 1 <= period < w.shape[1]:
+        raise ValueError(f"period must lie in [1, {w.shape[1] - 1}], got {period}")
+    return float(np.mean((w[:, -1] - w[:, -1 - period]) ** 2))
 
 
 def evaluate(

@@ -1,0 +1,159 @@
+"""Bad input to the DRO family's public functions: a clear ``ValueError`` naming the argument
+for concrete input, NaN (documented) for traced levels out of range, never a silent finite
+wrong number (issue 13)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tailjax import dro
+from tailjax.dro import (
+    dual_update,
+    erm_loss,
+    fit_gas_dro,
+    gmm_log_density,
+    gmm_mle,
+    kl_dro_loss,
+    kl_dual,
+    kl_tilted_divergence,
+    kl_worst_case,
+    penalty_ascent,
+    ppo_surrogate,
+    reweighted_loss,
+    standardize,
+)
+
+LOSSES = jnp.array([0.1, 0.5, 2.0, 0.3])
+
+
+def test_kl_dual_with_a_traced_bad_level_is_nan_not_a_number():
+    f = jax.jit(kl_dual)
+    assert np.isnan(float(f(LOSSES, -1.0, 0.1)))  # lam < 0 used to give a finite value
+    assert np.isnan(float(f(LOSSES, 1.0, -0.1)))  # radius < 0 too
+    assert np.isfinite(float(f(LOSSES, 1.0, 0.1)))
+    with pytest.raises(ValueError, match="lam"):
+        kl_dual(LOSSES, 0.0, 0.1)
+    with pytest.raises(ValueError, match="radius"):
+        kl_dual(LOSSES, 1.0, -0.1)
+
+
+def test_kl_probs_must_match_losses_and_be_a_distribution():
+    with pytest.raises(ValueError, match="probs"):
+        kl_dual(LOSSES, 1.0, 0.1, probs=jnp.ones(3))
+    with pytest.raises(ValueError, match="probs"):
+        kl_dual(LOSSES, 1.0, 0.1, probs=jnp.array([0.5, -0.1, 0.3, 0.3]))
+    with pytest.raises(ValueError, match="probs"):
+        kl_worst_case(LOSSES, 0.1, probs=jnp.array([0.5, jnp.nan, 0.3, 0.3]))
+    with pytest.raises(ValueError, match="probs"):
+        kl_tilted_divergence(LOSSES, 1.0, probs=jnp.zeros(4))
+
+
+def test_kl_worst_case_traced_radius_out_of_range_is_nan():
+    value, lam = jax.jit(kl_worst_case)(LOSSES, -0.5)
+    assert np.isnan(float(value)) and np.isnan(float(lam))
+    with pytest.raises(ValueError, match="radius"):
+        kl_worst_case(LOSSES, 0.0)
+    with pytest.raises(ValueError, match="iters"):
+        kl_worst_case(LOSSES, 0.1, iters=0)
+    with pytest.raises(ValueError, match="lam"):
+        kl_tilted_divergence(LOSSES, -1.0)
+    assert np.isnan(float(jax.jit(kl_tilted_divergence)(LOSSES, -1.0)))
+
+
+def test_kl_dro_loss_with_a_traced_negative_radius_is_nan():
+    loss = lambda w, x: (w - x) ** 2  # noqa: E731
+    params = dro.kl_dro_params(jnp.float32(0.0))
+    v = jax.jit(lambda r: kl_dro_loss(params, LOSSES, None, loss_fn=loss, radius=r)[0])(-0.1)
+    assert np.isnan(float(v))
+    with pytest.raises(ValueError, match="radius"):
+        kl_dro_loss(params, LOSSES, None, loss_fn=loss, radius=-0.1)
+
+
+def test_empty_or_ragged_batches_are_refused_not_averaged_to_nan():
+    loss = lambda w, s: (w * s[0] - s[1]) ** 2  # noqa: E731
+    with pytest.raises(ValueError, match="empty"):
+        erm_loss(1.0, (jnp.zeros(0), jnp.zeros(0)), None, loss_fn=loss)
+    with pytest.raises(ValueError, match="leading axis"):
+        erm_loss(1.0, (jnp.zeros(3), jnp.zeros(4)), None, loss_fn=loss)
+    with pytest.raises(ValueError, match="weights"):
+        reweighted_loss(1.0, ((jnp.zeros(3), jnp.zeros(3)), jnp.ones(1)), None, loss_fn=loss)
+    with pytest.raises(ValueError, match="values"):
+        standardize(jnp.zeros(0))
+
+
+def test_dual_update_refuses_a_negative_step_or_budget():
+    with pytest.raises(ValueError, match="lr"):
+        dual_update(jnp.float32(0.0), jnp.float32(1.0), 0.1, -1.0)
+    with pytest.raises(ValueError, match="budget"):
+        dual_update(jnp.float32(0.0), jnp.float32(1.0), -0.1, 1.0)
+    assert np.isnan(float(jax.jit(dual_update)(jnp.float32(0.0), jnp.float32(1.0), 0.1, -1.0)))
+
+
+def test_ppo_surrogate_shapes_and_traced_clip():
+    with pytest.raises(ValueError, match="shape"):
+        ppo_surrogate(jnp.zeros(4), jnp.zeros(3), jnp.zeros(4), 0.2)
+    assert np.isnan(float(jax.jit(ppo_surrogate)(jnp.zeros(4), jnp.zeros(4), jnp.ones(4), 1.5)))
+    assert np.isfinite(float(jax.jit(ppo_surrogate)(jnp.zeros(4), jnp.zeros(4), jnp.ones(4), 0.2)))
+
+
+def test_penalty_ascent_checks_its_own_arguments():
+    with pytest.raises(ValueError, match="penalty"):
+        penalty_ascent(jnp.sum, jnp.zeros(2), 0.0, 5, 0.1)
+    with pytest.raises(ValueError, match="steps"):
+        penalty_ascent(jnp.sum, jnp.zeros(2), 1.0, 0, 0.1)
+    with pytest.raises(ValueError, match="step_size"):
+        penalty_ascent(jnp.sum, jnp.zeros(2), 1.0, 5, -0.1)
+
+
+def test_gmm_refuses_nan_data_and_wrong_shapes():
+    x = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        gmm_mle(jax.random.key(0), np.where(np.arange(40).reshape(20, 2) == 3, np.nan, x))
+    with pytest.raises(ValueError, match="shape"):
+        gmm_mle(jax.random.key(0), x[:, 0])
+    with pytest.raises(ValueError, match="min_std"):
+        gmm_mle(jax.random.key(0), x, min_std=0.0)
+    psi = gmm_mle(jax.random.key(0), x, components=2, iters=3)
+    with pytest.raises(ValueError, match="shape"):
+        gmm_log_density(psi, jnp.zeros(3))
+
+
+def test_fit_gas_dro_refuses_nan_data_and_bad_batch_sizes():
+    cfg = dro.GasDroConfig(inner_steps=1, epochs=1, num_samples=4, outer_samples=4)
+    data = np.zeros((8, 3), np.float32)
+    bad = data.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="data"):
+        fit_gas_dro(jax.random.key(0), None, None, bad, num_steps=1, config=cfg)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit_gas_dro(jax.random.key(0), None, None, data, num_steps=1, config=cfg, batch_size=0)
+    with pytest.raises(ValueError, match="nominal_batch_size"):
+        fit_gas_dro(jax.random.key(0), None, None, data, num_steps=1, config=cfg, nominal_batch_size=0)
+    with pytest.raises(ValueError, match="reference"):
+        dro.gas_dro_kernel(None, None, optax.sgd(0.1), optax.sgd(0.1), cfg._replace(reference="theta_k"))
+
+
+def test_carbon_helpers_refuse_nan_series_and_bad_arguments():
+    with pytest.raises(ValueError, match="NaN"):
+        dro.sliding_windows(np.array([1.0, np.nan, 2.0, 3.0]), 2)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        dro.sliding_windows(np.zeros((4, 2)), 2)
+    with pytest.raises(ValueError, match="finite"):
+        dro.wasserstein_1d(np.array([1.0, np.nan]), np.array([1.0]))
+    with pytest.raises(ValueError, match="non-empty"):
+        dro.wasserstein_1d(np.array([]), np.array([1.0]))
+
+
+def test_corruptions_refuse_negative_levels_and_wrong_shapes():
+    with pytest.raises(ValueError, match="level"):
+        dro.corrupt(jax.random.key(0), jnp.zeros((2, 4, 4)), "gaussian", -0.1)
+    with pytest.raises(ValueError, match="images"):
+        dro.corrupt(jax.random.key(0), jnp.zeros((4, 4)), "gaussian", 0.1)
+    with pytest.raises(ValueError, match="level"):
+        dro.corrupt_series(jax.random.key(0), jnp.zeros((2, 5)), "perlin", -1.0)
+    with pytest.raises(ValueError, match="windows"):
+        dro.corrupt_series(jax.random.key(0), jnp.zeros(5), "gaussian", 0.1)
+    with pytest.raises(ValueError, match="kind"):
+        dro.corrupt_series(jax.random.key(0), jnp.zeros((2, 5)), "blur", 0.1)
