@@ -1,7 +1,16 @@
-"""Adjoint-matching iterations per second: tailjax (JAX, one jitted step) vs PyTorch.
+"""Adjoint-matching iterations per second: tailjax (JAX, one jitted step) vs PyTorch, and the
+memory and speed of a UNet fine-tuning step with its scale options.
 
     python -m benchmarks.perf.adjoint_matching --size small   # CPU, ratios only
     python -m benchmarks.perf.adjoint_matching --size paper   # GPU: batch 512, 40 steps, d = 2 and 64
+    python -m benchmarks.perf.adjoint_matching --size paper --part unet   # GPU: UNet on 32x32x3 images
+
+Part ``unet``: a class-conditional UNet velocity field on image events, one adjoint-matching
+step at a size where the UNet's compute dominates, in the variants plain, ``remat`` (the loss
+rematerialised over the time grid), ``bf16`` (``compute_dtype``), both, and the batch sharded
+over every local device (``mesh``; with one device it equals plain). Memory is XLA's compiled
+estimate (arguments + outputs + temporaries, ``memory_analysis``) and, on a GPU, the device's
+peak bytes in use after the timed steps.
 
 The PyTorch side is a faithful implementation of the same step (the PyPI package
 ``diffusiongym`` 2.0.1 ships environments and schedulers but no adjoint-matching trainer, and
@@ -28,11 +37,14 @@ from tailjax.flows import (
     AdjointMatchingBatch, adjoint_matching, adjoint_matching_loss, lean_adjoint, memoryless_coefficients,
     memoryless_solve,
 )
-from tailjax.nn import VelocityField
+from tailjax.flows import cast_field
+from tailjax.nn import UNet, VelocityField
 
 SIZES = {
-    "small": dict(batch=64, grid=10, hidden=(64, 64), dims=(2, 8), iters=5, repeats=3),
-    "paper": dict(batch=512, grid=40, hidden=(256, 256, 256), dims=(2, 64), iters=50, repeats=5),
+    "small": dict(batch=64, grid=10, hidden=(64, 64), dims=(2, 8), iters=5, repeats=3,
+                  unet=dict(channels=(8, 16), image=(8, 8, 1), batch=8, grid=6, iters=2, repeats=2)),
+    "paper": dict(batch=512, grid=40, hidden=(256, 256, 256), dims=(2, 64), iters=50, repeats=5,
+                  unet=dict(channels=(128, 256, 256), image=(32, 32, 3), batch=64, grid=40, iters=5, repeats=3)),
 }
 EMB, MAXF, LR = 64, 100.0, 1e-4
 
@@ -175,10 +187,69 @@ def time_torch(torch, step, cfg, device):
     return first_s, [cfg["iters"] / t for t in timing["times"]], timing["output"].item()
 
 
+# ------------------------------------------------------------------------------------ UNet
+def unet_rows(cfg):
+    """Memory and it/s of one UNet adjoint-matching step in each scale variant."""
+    u = cfg["unet"]
+    module = UNet(channels=tuple(u["channels"]), time_dim=128, in_channels=u["image"][-1], time_scale=1000.0,
+                  num_classes=10)
+    field = lambda p, x, t, c: module.apply(p, x, t, c)
+    params = jax.jit(module.init)(jax.random.key(0), jnp.zeros(u["image"]), jnp.zeros(()), jnp.zeros((), jnp.int32))
+    reward = lambda x, _, c: -jnp.mean((x - 0.1 * c) ** 2)
+    devices = jax.local_devices()
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",)) if u["batch"] % len(devices) == 0 else None
+    variants = {"plain": {}, "remat": {"remat": True}, "bf16": {"compute_dtype": jnp.bfloat16},
+                "remat + bf16": {"remat": True, "compute_dtype": jnp.bfloat16}}
+    if mesh is not None:
+        variants[f"sharded over {len(devices)}"] = {"mesh": mesh}
+        variants[f"sharded over {len(devices)} + remat + bf16"] = {"mesh": mesh, "remat": True,
+                                                                 "compute_dtype": jnp.bfloat16}
+    rows = []
+    for name, options in variants.items():
+        low = cast_field(field, options.get("compute_dtype"))
+        base = lambda x, t, c, low=low: low(params, x, t, c)
+        kernel = adjoint_matching(field, base, reward, optax.adam(LR), u["image"], batch_size=u["batch"],
+                                  num_steps=u["grid"], contexts=jnp.arange(10), **options)
+        state = kernel.init(params)
+        t0 = time.perf_counter()
+        compiled = jax.jit(kernel.step).lower(state, jax.random.key(0)).compile()
+        compile_s = time.perf_counter() - t0
+        mem = compiled.memory_analysis()
+        estimate = None if mem is None else (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                                             + mem.temp_size_in_bytes) / 2**20
+
+        def run(state):
+            for i in range(u["iters"]):
+                state, info = compiled(state, jax.random.key(i))
+            return state, info
+
+        timing = harness.time_call(run, state, repeats=u["repeats"])
+        stats = devices[0].memory_stats() or {}
+        row = {"variant": name, "it/s": u["iters"] / timing["seconds"], "compile s": compile_s,
+               "XLA memory MiB": estimate, "peak MiB": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+               "loss": float(timing["output"][1].loss)}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def main(argv=None):
     parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/perf_adjoint_matching")
+    parser.add_argument("--part", nargs="*", choices=["mlp", "unet"], default=["mlp", "unet"])
     args = parser.parse_args(argv)
     cfg = SIZES[args.size]
+    if "unet" in args.part:
+        u = cfg["unet"]
+        rows = unet_rows(cfg)
+        title = (f"UNet {tuple(u['channels'])} adjoint matching on {u['image']} images, batch {u['batch']}, "
+                 f"{u['grid']} steps, {jax.devices()[0].device_kind}")
+        harness.write_json(args.out, "adjoint_matching_unet", {"size": args.size, "config": u, "rows": rows})
+        print(title + "\n" + harness.markdown_table(rows, ["variant", "it/s", "compile s", "XLA memory MiB",
+                                                          "peak MiB", "loss"],
+                                                     {"it/s": ".3f", "compile s": ".1f", "XLA memory MiB": ".1f",
+                                                      "peak MiB": ".1f", "loss": ".4g"}))
+        if "mlp" not in args.part:
+            return rows
     try:
         import torch
     except ImportError:

@@ -1,5 +1,7 @@
 """TFFT's experiment set-ups: Table 4 (prior N(0, I_2), r = x1 + x2, alpha = 1) with its exact
-targets by quadrature, the paper's numbers, flow pre-training, and the 8x8-digits task.
+targets by quadrature, the paper's numbers and flow pre-training; the class-conditional digit
+images (scikit-learn 8 x 8 or USPS 16 x 16), their classifier, margin reward, diversity
+measure and UNet velocity field.
 
 Names are the library's: ``quantile_level`` is TFFT's beta, ``temperature`` its alpha,
 R-CVaR_beta the mean of the top 1 - beta of rewards (``side="upper"``), L-CVaR_beta the mean
@@ -17,13 +19,14 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
 from tailjax.flows import fit_flow_matching
-from tailjax.nn import VelocityField
+from tailjax.nn import UNet, VelocityField
 from tailjax.risk import cvar, pseudo_reward, solve_threshold
 from tailjax.training import fit, gradient_kernel, minibatches
 
 __all__ = [
     "TEMPERATURE", "PAPER", "T_STAR_UPPER", "reward", "metrics", "table4_exact", "table4_reweighting",
-    "pretrain", "digits_data", "train_classifier",
+    "pretrain", "l_tfft_decomposition", "digit_images", "DigitClassifier", "train_classifier", "margin_reward",
+    "diversity", "unet_field",
 ]
 
 TEMPERATURE = 1.0  # TFFT's alpha in Table 4
@@ -97,26 +100,72 @@ def pretrain(key, data, hidden, *, num_steps, batch_size, lr, time_embedding_dim
     return field, res.state.params, res
 
 
-def digits_data(key, reps=10):
-    """scikit-learn's 8x8 digits, dequantised (pixel + U[0, 1)) ``reps`` times and scaled to
-    [-1, 1]: ``(data (reps * 1797, 64), labels)``."""
-    from sklearn.datasets import load_digits
+def l_tfft_decomposition(base_rewards, t_stage1, t_exact, beta=0.2):
+    """Where an L-TFFT run's E[r] departs from the exact 2.000 before any fine-tuning error:
 
-    x_raw, y = load_digits(return_X_y=True)
-    u = jax.random.uniform(key, (reps,) + x_raw.shape)
-    data = ((jnp.asarray(x_raw, jnp.float32)[None] + u) / 17.0 * 2.0 - 1.0).reshape(-1, 64)
-    return data, jnp.tile(jnp.asarray(y), reps)
+    * ``stage1``: the exact target's E[r] at the Stage-1 threshold (quadrature on r ~ N(0, 2)),
+      i.e. the shift caused by the threshold's sampling error alone;
+    * ``own_target``: E[r] of the pre-trained model's own L-TFFT target at the exact t*,
+      by self-normalised reweighting of its samples ``base_rewards`` (the weights
+      exp(-[t - r]_+ / (alpha beta)) are at most 1, so this estimate is stable).
+    """
+    with jax.enable_x64(True):
+        r = jnp.linspace(-30.0, 45.0, 300_001)
+        lw = norm.logpdf(r, scale=jnp.sqrt(2.0)) + pseudo_reward(r, t_stage1, beta, "lower") / TEMPERATURE
+        stage1 = float(jax.nn.softmax(lw) @ r)
+        b = jnp.asarray(base_rewards, jnp.float64)
+        w = jax.nn.softmax(pseudo_reward(b, t_exact, beta, "lower") / TEMPERATURE)
+        return {"stage1": stage1, "own_target": float(w @ b)}
 
 
-class _Classifier(nn.Module):
-    @nn.compact
+# ---------------------------------------------------------------------------- image digits
+def digit_images(name="sklearn", seed=0, reps=4):
+    """Class-labelled digit images in [-1, 1], dequantised: ``(x (n, H, W, 1), labels (n,),
+    x_test, labels_test)``. ``name``: "sklearn" (scikit-learn's 8 x 8 digits, 1797 images,
+    pixels 0-16, dequantised ``reps`` times; the last 297 held out) or "usps" (16 x 16, read
+    from $TAILJAX_DATA/usps with :func:`tailjax.dro.load_usps`)."""
+    rng = np.random.default_rng(seed)
+    if name == "sklearn":
+        from sklearn.datasets import load_digits
+
+        x_raw, y = load_digits(return_X_y=True)
+        x_raw = x_raw.reshape(-1, 8, 8, 1).astype(np.float32)
+        train, test = slice(0, 1500), slice(1500, None)
+        x = np.concatenate([(x_raw[train] + rng.uniform(size=x_raw[train].shape)) / 17.0 for _ in range(reps)])
+        y_train = np.tile(y[train], reps)
+        x_test = (x_raw[test] + 0.5) / 17.0
+        return (2 * x - 1).astype(np.float32), y_train.astype(np.int32), (2 * x_test - 1).astype(np.float32), \
+            y[test].astype(np.int32)
+    if name == "usps":
+        from tailjax.dro import load_usps
+
+        d = load_usps()
+        to = lambda a: (2.0 * np.clip(a, 0.0, 1.0) - 1.0)[..., None].astype(np.float32)
+        return to(d["x_train"]), d["y_train"], to(d["x_test"]), d["y_test"]
+    raise ValueError(f"unknown digits data {name!r}")
+
+
+class DigitClassifier(nn.Module):
+    """A small CNN on (H, W, 1) digits: ``__call__`` gives logits (10,), ``features`` the
+    penultimate 64-d representation (the feature space of the diversity measure)."""
+
+    def setup(self):
+        self.conv1, self.conv2 = nn.Conv(16, (3, 3)), nn.Conv(32, (3, 3))
+        self.hidden, self.head = nn.Dense(64), nn.Dense(10)
+
+    def features(self, x):
+        h = nn.silu(self.conv1(x))
+        h = nn.avg_pool(h, (2, 2), (2, 2))
+        h = nn.silu(self.conv2(h))
+        return nn.silu(self.hidden(h.reshape(h.shape[:-3] + (-1,))))
+
     def __call__(self, x):
-        return nn.Dense(10)(nn.silu(nn.Dense(128)(x)))
+        return self.head(self.features(x))
 
 
 def train_classifier(key, x, y, steps=1500, batch_size=256):
-    """A one-hidden-layer MLP classifier (Adam 3e-3, cross-entropy); returns ``(params, apply)``."""
-    model = _Classifier()
+    """Train :class:`DigitClassifier` (Adam 3e-3, cross-entropy); returns ``(params, module)``."""
+    model = DigitClassifier()
     k_init, k_batch, k_fit = jax.random.split(key, 3)
 
     def loss(p, batch, _):
@@ -126,5 +175,36 @@ def train_classifier(key, x, y, steps=1500, batch_size=256):
 
     kernel = gradient_kernel(loss, optax.adam(3e-3))
     res = fit(kernel, kernel.init(model.init(k_init, x[:1])), k_fit, steps,
-              batches=minibatches(k_batch, (x, y), batch_size), progress=False)
-    return res.state.params, model.apply
+              batches=minibatches(k_batch, (jnp.asarray(x), jnp.asarray(y)), batch_size), progress=False)
+    return res.state.params, model
+
+
+def margin_reward(clf_params, model):
+    """r(x, c) = logit_c(x) - logsumexp_{j != c} logit_j(x): the classifier's log-odds of the
+    conditioning class, unbounded above and below."""
+
+    def reward(x, c):
+        logits = model.apply(clf_params, x)
+        others = jnp.where(jnp.arange(10) == c, -jnp.inf, logits)
+        return logits[c] - jax.scipy.special.logsumexp(others)
+
+    return reward
+
+
+def diversity(features, labels):
+    """Mean pairwise Euclidean distance of feature vectors within each class, averaged over classes."""
+    f, y = np.asarray(features, np.float64), np.asarray(labels)
+    out = []
+    for c in np.unique(y):
+        g = f[y == c]
+        if len(g) > 1:
+            d = np.sqrt(np.maximum(np.sum(g**2, 1)[:, None] + np.sum(g**2, 1)[None] - 2 * g @ g.T, 0.0))
+            out.append(d.sum() / (len(g) * (len(g) - 1)))
+    return float(np.mean(out))
+
+
+def unet_field(channels, num_classes=10, time_dim=64):
+    """A class-conditional UNet velocity field ``(module, field(p, x, t, c))`` on (H, W, 1) images."""
+    module = UNet(channels=tuple(channels), time_dim=time_dim, in_channels=1, time_scale=1000.0,
+                  num_classes=num_classes)
+    return module, (lambda p, x, t, c: module.apply(p, x, t, c))

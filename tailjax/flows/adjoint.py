@@ -27,10 +27,20 @@ split between two distant modes (its fixed point is unstable there; seen on TFFT
 example, where the upper mode keeps growing past its optimal mass); the weighted loss can.
 
 ``velocity_fn(params, x, t)`` is the fine-tuned field, ``base_velocity_fn(x, t)`` the frozen base
-(both per sample); ``reward_fn(x, reward_params) -> ()`` per sample, where ``reward_params`` is the
-third argument of ``step`` (``None`` unless a schedule feeds it, e.g. TFFT's quantile-level
-annealing). The grid of a kernel is ``memoryless_coefficients(schedule, num_steps, ts, dtype)``
+(both per sample, on one event ``x`` of any shape: ``(d,)`` or an image ``(H, W, C)``);
+``reward_fn(x, reward_params) -> ()`` per sample, where ``reward_params`` is the third argument of
+``step`` (``None`` unless a schedule feeds it, e.g. TFFT's quantile-level annealing). With
+``contexts`` (a class label, an embedding per sample) every function takes the sample's context
+last: ``velocity_fn(params, x, t, c)``, ``base_velocity_fn(x, t, c)``, ``reward_fn(x, rp, c)``.
+The grid of a kernel is ``memoryless_coefficients(schedule, num_steps, ts, dtype)``
 (:mod:`tailjax.flows.sde`) for the arguments it was built with.
+
+Scale options of the kernel: ``mesh`` shards every per-sample array of a step over the first
+axis of a device mesh (``NamedSharding``; parameters replicated, the loss a global mean, so
+the step equals the one-device step up to the order of float sums); ``remat`` evaluates the
+loss time by time under ``jax.checkpoint`` (activation memory of one time instead of K - 1);
+``compute_dtype=jnp.bfloat16`` evaluates the fine-tuned field in bf16 (parameters, states and
+losses stay in their own dtype).
 """
 
 from __future__ import annotations
@@ -46,6 +56,11 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_positive, run_checked
 from tailjax.base import Kernel
+from tailjax.flows._fields import (
+    batch_sharding, call_base, call_field, cast_field, check_fields, draw_contexts, event_shape, first_context,
+    shard, sum_event,
+)
+from tailjax.flows.behaviour import behaviour_mixture, mixture_log_ratio, mixture_paths
 from tailjax.flows.girsanov import path_log_weight
 from tailjax.flows.schedule import Schedule, rectified_flow
 from tailjax.flows.sde import MemorylessCoefficients, memoryless_coefficients, memoryless_solve
@@ -60,30 +75,32 @@ __all__ = [
     "check_fields",
 ]
 
-VelocityFn = Callable[[Any, Array, Array], Array]
-BaseFn = Callable[[Array, Array], Array]
-RewardFn = Callable[[Array, Any], Array]
+VelocityFn = Callable[..., Array]
+BaseFn = Callable[..., Array]
+RewardFn = Callable[..., Array]
 
 
 def lean_adjoint(
     base_velocity_fn: BaseFn,
-    trajectory: Float[ArrayLike, "k1 d"],
-    terminal: Float[ArrayLike, " d"],
+    trajectory: Float[ArrayLike, "k1 *event"],
+    terminal: Float[ArrayLike, "*event"],
     coefficients: MemorylessCoefficients,
     *,
     exact_kappa: bool = True,
-) -> tuple[Float[Array, "k1 d"], Float[Array, "k1 d"]]:
+    context: Any = None,
+) -> tuple[Float[Array, "k1 *event"], Float[Array, "k1 *event"]]:
     """Lean adjoint along one path, backwards from ``terminal`` = a(1) = -lambda grad r(X_1).
 
     Args:
-      base_velocity_fn: per-sample ``v_base(x, t)``.
-      trajectory: ``(K + 1, d)`` states X_0..X_K on ``coefficients.ts``.
-      terminal: ``(d,)`` the adjoint at t = 1.
+      base_velocity_fn: per-sample ``v_base(x, t)`` (``v_base(x, t, c)`` with a context).
+      trajectory: ``(K + 1, *event)`` states X_0..X_K on ``coefficients.ts``.
+      terminal: ``(*event)`` the adjoint at t = 1.
       coefficients: the memoryless grid (:func:`~tailjax.flows.sde.memoryless_coefficients`).
       exact_kappa: integrate the kappa part exactly (default) or by plain Euler.
+      context: the path's context (no sample axis), or None.
 
     Returns:
-      ``(adjoint, v_base)``, both ``(K + 1, d)``: a(t_k) for k = 1..K and v_base(X_k, t_k) for
+      ``(adjoint, v_base)``, both ``(K + 1, *event)``: a(t_k) for k = 1..K and v_base(X_k, t_k) for
       k = 1..K. Entry 0 (t = 0, where the kappa part makes a(0) = 0 and sigma is infinite) is
       set to zero in both: the loss never uses it.
     """
@@ -91,10 +108,11 @@ def lean_adjoint(
     a_end = jnp.asarray(terminal, traj.dtype)
     ts, h, alpha = coefficients.ts, coefficients.h, coefficients.alpha
     num = h.shape[0]
+    base = lambda x, t: call_base(base_velocity_fn, x, t, context)
 
     def body(a, k):
         # k runs K-1, ..., 1: from t_{k+1} to t_k.
-        v, vjp = jax.vjp(lambda x: base_velocity_fn(x, ts[k + 1]), traj[k + 1])
+        v, vjp = jax.vjp(lambda x: base(x, ts[k + 1]), traj[k + 1])
         (jt_a,) = vjp(a)
         if exact_kappa:
             a_new = (alpha[k] / alpha[k + 1]) * (a + 2.0 * h[k] * jt_a)
@@ -105,7 +123,7 @@ def lean_adjoint(
     ks = jnp.arange(num - 1, 0, -1)
     _, (adj, vb) = jax.lax.scan(body, a_end, ks)
     # adj[i] = a_{K-1-i} and vb[i] = v_base at k + 1 = K - i.
-    v1 = base_velocity_fn(traj[1], ts[1])
+    v1 = base(traj[1], ts[1])
     zeros = jnp.zeros_like(a_end)
     adjoint = jnp.concatenate([zeros[None], adj[::-1], a_end[None]], axis=0)
     v_base = jnp.concatenate([zeros[None], v1[None], vb[::-1]], axis=0)
@@ -115,11 +133,12 @@ def lean_adjoint(
 class AdjointMatchingBatch(NamedTuple):
     """What :func:`adjoint_matching_loss` regresses on (all held fixed, no gradient)."""
 
-    trajectories: Array  # (n, K + 1, d) memoryless paths X_0..X_K
-    adjoints: Array  # (n, K + 1, d) lean adjoints a(t_k)
-    base_velocities: Array  # (n, K + 1, d) v_base(X_k, t_k)
+    trajectories: Array  # (n, K + 1, *event) memoryless paths X_0..X_K
+    adjoints: Array  # (n, K + 1, *event) lean adjoints a(t_k)
+    base_velocities: Array  # (n, K + 1, *event) v_base(X_k, t_k)
     time_indices: Array  # (m,) interior grid indices in 1..K-1 used by the loss
     sample_weights: Array | None = None  # (n,) summing to 1, or None for the plain average
+    contexts: Any = None  # (n, ...) per-path contexts, or None
 
 
 def adjoint_matching_loss(
@@ -130,58 +149,45 @@ def adjoint_matching_loss(
     velocity_fn: VelocityFn,
     coefficients: MemorylessCoefficients,
     clip: float | None = None,
+    remat: bool = False,
 ) -> tuple[Float[Array, ""], dict]:
     """sum over ``batch.time_indices`` of |(2/sigma)(v_theta - v_base) + sigma a|^2, batch-averaged.
 
     ``batch.time_indices: (m,)`` must pick interior times (1..K-1) of ``coefficients.ts``;
     the sum over them is rescaled by (K - 1) / m so that m random times stand for all K - 1
-    (the factor is 1 when every interior time is used). Each (sample, time) term is clipped
-    at ``clip`` if given (its gradient is zero beyond the clip). ``batch.sample_weights``
-    ``(n,)`` (summing to 1) replace the plain batch average by a weighted one. ``key`` is
+    (the factor is 1 when every interior time is used). The squared norm runs over every
+    event axis. Each (sample, time) term is clipped at ``clip`` if given (its gradient is
+    zero beyond the clip). ``batch.sample_weights`` ``(n,)`` (summing to 1) replace the plain
+    batch average by a weighted one. With ``batch.contexts`` the field is called as
+    ``velocity_fn(params, x, t, c)``. ``remat=True`` evaluates the times one by one under
+    ``jax.checkpoint`` (same value and gradient, activation memory of one time). ``key`` is
     unused (the loss convention of :mod:`tailjax.base`). Returns ``(loss, {})``.
     """
     idx = jnp.asarray(batch.time_indices)
-    x = jnp.asarray(batch.trajectories)[:, idx]
-    a = jnp.asarray(batch.adjoints)[:, idx]
-    vb = jnp.asarray(batch.base_velocities)[:, idx]
-    s = jnp.asarray(coefficients.sigma, x.dtype)[idx][None, :, None]
-    t = jnp.asarray(coefficients.ts, x.dtype)[idx]
+    traj = jnp.asarray(batch.trajectories)
+    sigma = jnp.asarray(coefficients.sigma, traj.dtype)
+    ts = jnp.asarray(coefficients.ts, traj.dtype)
     time_weight = (coefficients.h.shape[0] - 1) / idx.shape[0]
-    v = jax.vmap(jax.vmap(velocity_fn, in_axes=(None, 0, 0)), in_axes=(None, 0, None))(params, x, t)
-    terms = jnp.sum(((2.0 / s) * (v - vb) + s * a) ** 2, axis=-1)
-    if clip is not None:
-        terms = jnp.minimum(terms, clip)
-    per_sample = jnp.sum(terms, axis=1)
+    field = lambda x, t, c: call_field(velocity_fn, params, x, t, c)
+
+    def at_time(i):
+        """(n,) loss terms at grid index i."""
+        x, a = traj[:, i], jnp.asarray(batch.adjoints)[:, i]
+        vb = jnp.asarray(batch.base_velocities)[:, i]
+        s = sigma[i]
+        v = jax.vmap(field, in_axes=(0, None, 0))(x, ts[i], batch.contexts)
+        terms = sum_event(((2.0 / s) * (v - vb) + s * a) ** 2, 1)
+        return terms if clip is None else jnp.minimum(terms, clip)
+
+    if remat:
+        step = jax.checkpoint(lambda acc, i: (acc + at_time(i), None))
+        per_sample, _ = jax.lax.scan(step, jnp.zeros(traj.shape[:1], traj.dtype), idx)
+    else:
+        per_sample = jnp.sum(jax.vmap(at_time, out_axes=1)(idx), axis=1)
     if batch.sample_weights is None:
         return time_weight * jnp.mean(per_sample), {}
     weights = jnp.asarray(batch.sample_weights, per_sample.dtype)
     return time_weight * jnp.sum(weights * per_sample), {}
-
-
-def check_fields(
-    velocity_fn: VelocityFn, base_velocity_fn: BaseFn, reward_fn: RewardFn, params: Any, dim: int,
-    dtype: Any = None, reward_params: Any = None,
-) -> None:
-    """Raise ``ValueError`` unless both fields map ``(dim,)`` to ``(dim,)`` and the reward to ``()``.
-
-    Shapes only (``jax.eval_shape``): nothing is computed.
-    """
-    x = jax.ShapeDtypeStruct((dim,), dtype or jnp.result_type(float))
-    t = jax.ShapeDtypeStruct((), x.dtype)
-    for name, fn in (("velocity_fn", lambda x, t: velocity_fn(params, x, t)),
-                     ("base_velocity_fn", base_velocity_fn)):
-        try:
-            out = jax.eval_shape(fn, x, t)
-        except Exception as err:  # noqa: BLE001 - re-raised with the argument's name
-            raise ValueError(f"{name} fails on a point of shape ({dim},): {err}") from err
-        if out.shape != (dim,):
-            raise ValueError(f"{name} maps shape ({dim},) to {out.shape}; expected ({dim},)")
-    try:
-        out = jax.eval_shape(lambda x: reward_fn(x, reward_params), x)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"reward_fn fails on a point of shape ({dim},): {err}") from err
-    if out.shape != ():
-        raise ValueError(f"reward_fn must return a scalar per sample, got shape {out.shape}")
 
 
 class AdjointMatchingInfo(NamedTuple):
@@ -198,7 +204,7 @@ def adjoint_matching(
     base_velocity_fn: BaseFn,
     reward_fn: RewardFn,
     optimizer: optax.GradientTransformation,
-    dim: int,
+    dim: int | tuple[int, ...],
     *,
     temperature: float = 1.0,
     batch_size: int = 512,
@@ -210,6 +216,12 @@ def adjoint_matching(
     exact_kappa: bool = True,
     checked: bool = False,
     importance_weighting: bool = False,
+    behaviour_fields: Any = None,
+    behaviour_probs: Any = None,
+    contexts: Any = None,
+    mesh: Any = None,
+    remat: bool = False,
+    compute_dtype: Any = None,
     example_reward_params: Any = None,
     dtype: Any = None,
 ) -> Kernel:
@@ -224,11 +236,11 @@ def adjoint_matching(
     ``memoryless_coefficients(schedule, num_steps, ts, dtype)``.
 
     Args:
-      velocity_fn: fine-tuned per-sample field ``velocity_fn(params, x, t)``.
-      base_velocity_fn: frozen base field ``v_base(x, t)`` (closes over the base parameters).
-      reward_fn: per-sample ``reward_fn(x, reward_params) -> ()``.
+      velocity_fn: fine-tuned per-sample field ``velocity_fn(params, x, t[, c])``.
+      base_velocity_fn: frozen base field ``v_base(x, t[, c])`` (closes over the base parameters).
+      reward_fn: per-sample ``reward_fn(x, reward_params[, c]) -> ()``.
       optimizer: optax transformation.
-      dim: data dimension d.
+      dim: data dimension d, or the event shape of one sample (e.g. ``(H, W, C)``).
       temperature: the KL temperature (the paper's alpha > 0); the target is
         p_base exp(r / temperature), i.e. lambda = 1 / temperature.
       batch_size: trajectories per step.
@@ -247,13 +259,32 @@ def adjoint_matching(
         iteration drift away from a multimodal optimum (a mass split between distant modes);
         it costs about K more evaluations of each field per step, and the weights degenerate
         when the current field is far from the target (see ``info.ess``).
+      behaviour_fields: off-policy adjoint matching: draw the paths from a fixed mixture of
+        fields ``f_j(x, t[, c])`` (``None`` stands for the base field) with probabilities
+        ``behaviour_probs`` (default uniform; each step takes round(p_j * batch_size) paths
+        from component j) and weight each path by dP*/dQ = exp(r(X_1) / temperature)
+        dP_base/dQ, Q the mixture path measure (discrete Girsanov ratios). The regression
+        target is E_{P*}[a | X_t] for any current field, with no feedback at all: a defensive
+        mixture of the base and a tail proposal covers a target with distant modes.
+      contexts: per-path contexts: an array (or pytree of arrays) of m contexts from which each
+        step draws ``batch_size`` uniformly, or a function ``(key, n) -> (n, ...)`` contexts.
+        None: unconditional fields.
+      mesh: a ``jax.sharding.Mesh``; the step's samples are sharded over its first axis
+        (``batch_size`` must divide evenly). Results equal the one-device step up to the order
+        of float sums.
+      remat: rematerialise the loss over the time grid (see :func:`adjoint_matching_loss`).
+      compute_dtype: evaluate the fine-tuned field in this dtype (e.g. ``jnp.bfloat16``). Give
+        the base in the same dtype (``cast_field(velocity_fn, dtype)`` at the base parameters):
+        the loss regresses v_theta - v_base, which a mixed-precision pair gets wrong where the
+        two fields agree.
       example_reward_params: what ``step`` will pass as ``reward_params`` (for the shape check
         that ``init`` runs).
       dtype: float dtype of the samples (default: JAX's default float).
     """
     check_positive(temperature, "temperature")
-    if batch_size < 1 or dim < 1:
-        raise ValueError(f"batch_size and dim must be >= 1, got {batch_size}, {dim}")
+    shape = event_shape(dim)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if loss_clip is not None:
         check_positive(loss_clip, "loss_clip")
     schedule = schedule or rectified_flow()
@@ -263,38 +294,54 @@ def adjoint_matching(
     interior = jnp.arange(1, k)
     if loss_timesteps is not None and not 1 <= loss_timesteps <= k - 1:
         raise ValueError(f"loss_timesteps must lie in [1, {k - 1}], got {loss_timesteps}")
+    sharding = batch_sharding(mesh, batch_size)
+    mixture = behaviour_mixture(behaviour_fields, behaviour_probs, batch_size, base_velocity_fn)
     lam = 1.0 / temperature
-    loss = functools.partial(adjoint_matching_loss, velocity_fn=velocity_fn, coefficients=coefs, clip=loss_clip)
+    field = cast_field(velocity_fn, compute_dtype)
+    loss = functools.partial(adjoint_matching_loss, velocity_fn=field, coefficients=coefs, clip=loss_clip,
+                             remat=remat)
     inner = gradient_kernel(loss, optimizer)
 
+    def reward(x, rp, c):
+        return reward_fn(x, rp) if c is None else reward_fn(x, rp, c)
+
     def init(params):
-        check_fields(velocity_fn, base_velocity_fn, reward_fn, params, dim, dtype, example_reward_params)
+        check_fields(velocity_fn, base_velocity_fn, reward_fn, params, shape, dtype, example_reward_params,
+                     first_context(contexts))
         return inner.init(params)
 
     def raw_step(state, key, reward_params=None):
-        key_x0, key_noise, key_t = jax.random.split(key, 3)
+        key_x0, key_noise, key_t, key_c = jax.random.split(key, 4)
         frozen = jax.lax.stop_gradient(state.params)
-        x0 = jax.random.normal(key_x0, (batch_size, dim), dtype)
-        noise = jax.random.normal(key_noise, (batch_size, k, dim), dtype)
-        _, traj = memoryless_solve(
-            velocity_fn, frozen, x0, noise, schedule=schedule, coefficients=coefs,
-            return_trajectory=True,
+        ctx = shard(draw_contexts(contexts, key_c, batch_size), sharding)
+        x0 = shard(jax.random.normal(key_x0, (batch_size,) + shape, dtype), sharding)
+        noise = shard(jax.random.normal(key_noise, (batch_size, k) + shape, dtype), sharding)
+        if mixture is None:
+            _, traj = memoryless_solve(
+                field, frozen, x0, noise, context=ctx, schedule=schedule, coefficients=coefs,
+                return_trajectory=True,
+            )
+        else:
+            traj = mixture_paths(mixture, x0, noise, ctx, schedule, coefs)
+        traj = shard(jax.lax.stop_gradient(traj), sharding)
+        rewards, grads_r = jax.vmap(jax.value_and_grad(reward), in_axes=(0, None, 0))(
+            traj[:, -1], reward_params, ctx
         )
-        traj = jax.lax.stop_gradient(traj)
-        rewards, grads_r = jax.vmap(jax.value_and_grad(reward_fn), in_axes=(0, None))(
-            traj[:, -1], reward_params
-        )
-        bad = ~jnp.isfinite(rewards) | ~jnp.all(jnp.isfinite(grads_r), axis=-1)
+        bad = ~jnp.isfinite(rewards) | ~jnp.all(jnp.isfinite(grads_r), axis=tuple(range(1, grads_r.ndim)))
         if checked:
             checkify.check(~jnp.any(bad), "reward_fn returned a non-finite reward or gradient")
         terminal = -lam * grads_r
         adjoints, v_base = jax.vmap(
-            lambda p, a: lean_adjoint(base_velocity_fn, p, a, coefs, exact_kappa=exact_kappa)
-        )(traj, terminal)
-        if importance_weighting:
+            lambda p, a, c: lean_adjoint(base_velocity_fn, p, a, coefs, exact_kappa=exact_kappa, context=c)
+        )(traj, terminal, ctx)
+        if mixture is not None:
+            log_ratio = mixture_log_ratio(mixture, base_velocity_fn, traj, ctx, coefs, schedule)
+            sample_weights = jax.lax.stop_gradient(jax.nn.softmax(lam * rewards + log_ratio))
+            ess = 1.0 / (batch_size * jnp.sum(sample_weights**2))
+        elif importance_weighting:
             log_ratio = jax.vmap(
-                lambda p: path_log_weight(velocity_fn, frozen, base_velocity_fn, p, coefs, schedule)
-            )(traj)
+                lambda p, c: path_log_weight(field, frozen, base_velocity_fn, p, coefs, schedule, c)
+            )(traj, ctx)
             sample_weights = jax.lax.stop_gradient(jax.nn.softmax(lam * rewards + log_ratio))
             ess = 1.0 / (batch_size * jnp.sum(sample_weights**2))
         else:
@@ -303,13 +350,14 @@ def adjoint_matching(
             idx = interior
         else:
             idx = jax.random.permutation(key_t, interior)[:loss_timesteps]
-        batch = AdjointMatchingBatch(traj, adjoints, v_base, idx, sample_weights)
+        batch = AdjointMatchingBatch(traj, shard(adjoints, sharding), shard(v_base, sharding), idx,
+                                     sample_weights, ctx)
         state, grad_info = inner.step(state, key_t, batch)
         info = AdjointMatchingInfo(
             grad_info.loss,
             jnp.mean(rewards),
             grad_info.grad_norm,
-            jnp.mean(jnp.linalg.norm(terminal, axis=-1)),
+            jnp.mean(jnp.sqrt(sum_event(terminal**2, 1))),
             jnp.sum(bad),
             ess,
         )
@@ -321,3 +369,4 @@ def adjoint_matching(
     else:
         step = raw_step
     return Kernel(init, step)
+

@@ -33,6 +33,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import is_concrete
+from tailjax.flows._fields import cast_field, draw_contexts, event_shape
 from tailjax.flows.adjoint import adjoint_matching
 from tailjax.flows.finetune import check_reward_values, fit_adjoint_matching
 from tailjax.flows.sde import memoryless_sample
@@ -107,10 +108,14 @@ def fdc_operator(
 ) -> Float[Array, " g"]:
     """One FDC step at a given threshold ``t`` on grid cells ``(g,)``: normalised
     (1 - alpha/eta) log p + (alpha/eta) log p_pre + r*_t / eta (beta: ``quantile_level``,
-    alpha: ``temperature``)."""
+    alpha: ``temperature``).
+
+    Cells of zero probability (``-inf`` log-probabilities) stay at zero; at eta = alpha the
+    first term vanishes (never 0 * -inf)."""
     log_p = jnp.asarray(log_p)
-    gamma = temperature / eta
-    new = (1.0 - gamma) * log_p + gamma * jnp.asarray(log_p_pre, log_p.dtype)
+    gamma = jnp.asarray(temperature / eta, log_p.dtype)
+    keep = jnp.where(gamma < 1.0, (1.0 - gamma) * log_p, jnp.zeros_like(log_p))
+    new = keep + gamma * jnp.asarray(log_p_pre, log_p.dtype)
     new = new + pseudo_reward(jnp.asarray(rewards, log_p.dtype), t, quantile_level, side) / eta
     return new - logsumexp(new)
 
@@ -129,7 +134,8 @@ def fdc_grid(
     """Run the FDC operator on grid cells.
 
     Args:
-      log_p_pre: ``(g,)`` log-probabilities of the cells under the prior (normalised inside).
+      log_p_pre: ``(g,)`` log-probabilities of the cells under the prior (normalised inside);
+        ``-inf`` marks cells of zero prior probability, which keep zero probability.
       rewards: ``(g,)`` reward of each cell.
       quantile_level: TFFT's quantile level beta in (0, 1).
       temperature: TFFT's KL temperature alpha > 0.
@@ -165,7 +171,10 @@ def fdc_grid(
         new = fdc_operator(log_p, log_pre, r, t_k, eta_k, quantile_level=beta, temperature=alpha, side=side)
         return new, (new, t_k)
 
-    log_p0 = log_pre if log_p_init is None else jnp.asarray(log_p_init, log_pre.dtype) - logsumexp(jnp.asarray(log_p_init, log_pre.dtype))
+    if log_p_init is None:
+        log_p0 = log_pre
+    else:
+        log_p0 = jnp.asarray(log_p_init, log_pre.dtype) - logsumexp(jnp.asarray(log_p_init, log_pre.dtype))
     last, (iterates, ts) = jax.lax.scan(body, log_p0, eta)
     log_ps = jnp.concatenate([log_p0[None], iterates], axis=0)
     thresholds = jnp.concatenate([ts, quantile(last)[None]])
@@ -186,12 +195,13 @@ def fdc_fine_tune(
     key: Array,
     velocity_fn: Callable[[Any, Array, Array], Array],
     base_params: Any,
-    reward_fn: Callable[[Array], Array],
-    dim: int,
+    reward_fn: Callable[..., Array],
+    dim: int | tuple[int, ...],
     *,
     quantile_level: float,
     temperature: float = 1.0,
     side: str = "upper",
+    contexts: Any = None,
     num_rounds: int = 5,
     steps_per_round: int = 200,
     eta: Float[ArrayLike, " k"] | None = None,
@@ -218,6 +228,11 @@ def fdc_fine_tune(
     Monte Carlo VaR from ``num_var_samples`` samples of the current model (the grid version
     uses the exact weighted quantile). Default ``eta``: :func:`default_eta`.
 
+    ``dim`` is d or an event shape (images). With ``contexts`` (an array of contexts or a
+    sampler ``(key, n) -> (n, ...)``, as in :func:`~tailjax.flows.adjoint.adjoint_matching`) the
+    fields take the context last, the reward is ``reward_fn(x, c)`` and the VaR is pooled
+    over contexts drawn uniformly.
+
     ``quantile_level`` is TFFT's beta and ``temperature`` its alpha. ``checkpoint_dir`` holds
     one checkpoint per round (``round_01.ckpt``, ...); a rerun with the same arguments skips
     the finished rounds and resumes the interrupted one. ``adjoint_kwargs`` go to
@@ -232,27 +247,39 @@ def fdc_fine_tune(
     eta = np.asarray(eta, dtype=float)
     if eta.shape != (num_rounds,) or np.any(eta < alpha):
         raise ValueError(f"eta must have shape ({num_rounds},) with every eta_k >= temperature")
-    optimizer = optimizer or optax.adam(1e-4)
-    base = lambda x, t: velocity_fn(base_params, x, t)
+    optimizer = optax.adam(1e-4) if optimizer is None else optimizer
+    shape = event_shape(dim)
+    low = cast_field(velocity_fn, adjoint_kwargs.get("compute_dtype"))  # the base in the compute dtype
+    base = lambda x, t, *c: low(base_params, x, t, *c)
 
-    def potential(x, tp):
+    def potential(x, tp, *c):
         # tp = (thresholds (K,), weights (K,)); rounds not reached yet have weight 0.
-        r = reward_fn(x)
+        r = reward_fn(x, *c)
         return jnp.sum(tp[1].astype(r.dtype) * pseudo_reward(r, tp[0].astype(r.dtype), beta, side))
 
     example = (np.zeros(num_rounds, np.float32), np.zeros(num_rounds, np.float32))
-    kernel = adjoint_matching(velocity_fn, base, potential, optimizer, dim, temperature=1.0,
+    kernel = adjoint_matching(velocity_fn, base, potential, optimizer, shape, temperature=1.0, contexts=contexts,
                               num_steps=grid_steps, example_reward_params=example, **adjoint_kwargs)
-    sample = jax.jit(lambda k, p: memoryless_sample(k, velocity_fn, p, num_var_samples, dim, num_steps=grid_steps))
+
+    @jax.jit
+    def sample(k, p):
+        k_c, k_x = jax.random.split(k)
+        c = draw_contexts(contexts, k_c, num_var_samples)
+        x = memoryless_sample(k_x, velocity_fn, p, num_var_samples, shape, context=c, num_steps=grid_steps)
+        return x, c
     config = {"method": "fdc", "quantile_level": beta, "temperature": alpha, "side": side,
               "num_rounds": num_rounds, "steps_per_round": steps_per_round, "eta": eta.tolist(),
-              "num_var_samples": num_var_samples, "grid_steps": grid_steps, "adjoint": adjoint_kwargs}
+              "num_var_samples": num_var_samples, "grid_steps": grid_steps,
+              "adjoint": {k: (str(v) if k in ("compute_dtype", "dtype") else v)
+                          for k, v in adjoint_kwargs.items() if k != "mesh"}}
+    if shape != (dim,):
+        config["event_shape"] = list(shape)
     params, thresholds, fits = base_params, np.zeros(num_rounds), []
     coefs = np.zeros(num_rounds)
     for k in range(num_rounds):
         key, key_var, key_tune = jax.random.split(key, 3)
-        samples = sample(key_var, params)
-        rewards = check_reward_values(reward_fn, samples)
+        samples, c = sample(key_var, params)
+        rewards = check_reward_values(reward_fn, samples, context=c)
         thresholds[k] = float(_beta_quantile(rewards, beta, side))
         coefs = (1.0 - alpha / eta[k]) * coefs
         coefs[k] = 1.0 / eta[k]

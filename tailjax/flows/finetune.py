@@ -24,16 +24,21 @@ __all__ = ["exp_ft", "fit_adjoint_matching", "check_reward_values"]
 
 
 def check_reward_values(
-    reward_fn: Callable[[Array], Array], samples: Float[ArrayLike, "n d"], name: str = "reward_fn"
+    reward_fn: Callable[..., Array], samples: Float[ArrayLike, "n *event"], name: str = "reward_fn",
+    context: Any = None,
 ) -> Float[Array, " n"]:
-    """Evaluate a per-sample reward on ``samples: (n, d)``; raise ``ValueError`` if any is not finite.
+    """Evaluate a per-sample reward on ``samples: (n, *event)`` (``reward_fn(x)``, or
+    ``reward_fn(x, c)`` with a per-sample ``context``); raise ``ValueError`` if any is not finite.
 
     Returns the rewards ``(n,)``. Use it on concrete arrays (outside ``jit``).
     """
     samples = jnp.asarray(samples)
-    if samples.ndim != 2:
-        raise ValueError(f"samples must have shape (n, d), got {samples.shape}")
-    rewards = jax.jit(jax.vmap(reward_fn))(samples)
+    if samples.ndim < 2:
+        raise ValueError(f"samples must have shape (n, *event), e.g. (n, d), got {samples.shape}")
+    if context is None:
+        rewards = jax.jit(jax.vmap(reward_fn))(samples)
+    else:
+        rewards = jax.jit(jax.vmap(reward_fn))(samples, context)
     if rewards.shape != samples.shape[:1]:
         raise ValueError(f"{name} must return a scalar per sample, got shape {rewards.shape[1:]}")
     bad = int(np.sum(~np.isfinite(np.asarray(rewards))))
@@ -43,24 +48,29 @@ def check_reward_values(
 
 
 def exp_ft(
-    velocity_fn: Callable[[Any, Array, Array], Array],
-    base_velocity_fn: Callable[[Array, Array], Array],
-    reward_fn: Callable[[Array], Array],
+    velocity_fn: Callable[..., Array],
+    base_velocity_fn: Callable[..., Array],
+    reward_fn: Callable[..., Array],
     optimizer: optax.GradientTransformation,
-    dim: int,
+    dim: int | tuple[int, ...],
     *,
     temperature: float = 1.0,
     **adjoint_kwargs: Any,
 ) -> Kernel:
     """EXP-FT kernel: adjoint matching on ``reward_fn(x) -> ()`` at ``temperature`` (the paper's alpha).
 
+    With ``contexts`` (an ``adjoint_kwargs`` entry) the reward is ``reward_fn(x, c)``.
     ``adjoint_kwargs`` go to :func:`~tailjax.flows.adjoint.adjoint_matching` (batch_size,
-    num_steps, loss_timesteps, loss_clip, importance_weighting, ...).
+    num_steps, loss_timesteps, loss_clip, importance_weighting, contexts, mesh, remat,
+    compute_dtype, ...).
     """
     check_positive(temperature, "temperature")
+    if adjoint_kwargs.get("contexts") is None:
+        reward = lambda x, _: reward_fn(x)
+    else:
+        reward = lambda x, _, c: reward_fn(x, c)
     return adjoint_matching(
-        velocity_fn, base_velocity_fn, lambda x, _: reward_fn(x), optimizer, dim,
-        temperature=temperature, **adjoint_kwargs,
+        velocity_fn, base_velocity_fn, reward, optimizer, dim, temperature=temperature, **adjoint_kwargs,
     )
 
 

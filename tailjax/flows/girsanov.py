@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax.flows._fields import call_base, call_field, check_contexts, event_shape
 from tailjax.flows.schedule import Schedule, data_prediction, rectified_flow
 from tailjax.flows.sde import MemorylessCoefficients, memoryless_coefficients, memoryless_solve
 
@@ -32,26 +33,31 @@ def path_log_weight(
     velocity_fn: Callable[[Any, Array, Array], Array],
     params: Any,
     base_velocity_fn: Callable[[Array, Array], Array],
-    trajectory: Float[ArrayLike, "k1 d"],
+    trajectory: Float[ArrayLike, "k1 *event"],
     coefficients: MemorylessCoefficients,
     schedule: Schedule | None = None,
+    context: Any = None,
 ) -> Float[Array, ""]:
-    """log dP_base / dP_theta of one memoryless path ``trajectory: (K + 1, d)`` drawn under v_theta."""
+    """log dP_base / dP_theta of one memoryless path ``trajectory: (K + 1, *event)`` drawn under
+    v_theta (with the path's ``context``, if the fields take one)."""
     schedule = schedule or rectified_flow()
     traj = jnp.asarray(trajectory)
     c = coefficients
+    ctx = context
+    field = lambda x, t: call_field(velocity_fn, params, x, t, ctx)
+    base = lambda x, t: call_base(base_velocity_fn, x, t, ctx)
     x0, x1 = traj[0], traj[1]
     t0 = c.ts[0]
-    m_theta = c.alpha[1] * data_prediction(schedule, x0, velocity_fn(params, x0, t0), t0)
-    m_base = c.alpha[1] * data_prediction(schedule, x0, base_velocity_fn(x0, t0), t0)
+    m_theta = c.alpha[1] * data_prediction(schedule, x0, field(x0, t0), t0)
+    m_base = c.alpha[1] * data_prediction(schedule, x0, base(x0, t0), t0)
     first = (jnp.sum((x1 - m_theta) ** 2) - jnp.sum((x1 - m_base) ** 2)) / (2.0 * c.beta[1] ** 2)
     ks = jnp.arange(1, c.h.shape[0] - 1)  # the noisy Euler-Maruyama steps
 
     def term(k):
         x, x_next, t, h, s = traj[k], traj[k + 1], c.ts[k], c.h[k], c.noise_scale[k]
-        v_theta = velocity_fn(params, x, t)
+        v_theta = field(x, t)
         resid = x_next - x - h * (2.0 * v_theta - c.kappa[k] * x)  # = s xi
-        delta = 2.0 * h * (v_theta - base_velocity_fn(x, t))
+        delta = 2.0 * h * (v_theta - base(x, t))
         return (jnp.sum(resid**2) - jnp.sum((resid + delta) ** 2)) / (2.0 * s**2)
 
     return first + jnp.sum(jax.vmap(term)(ks))
@@ -63,21 +69,26 @@ def memoryless_sample_and_log_weight(
     params: Any,
     base_velocity_fn: Callable[[Array, Array], Array],
     num_samples: int,
-    dim: int,
+    dim: int | tuple[int, ...],
     *,
+    context: Any = None,
     schedule: Schedule | None = None,
     num_steps: int = 40,
     ts: Float[ArrayLike, " k1"] | None = None,
     dtype: Any = None,
-) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
-    """Samples ``(n, d)`` of the fine-tuned memoryless chain and their log dP_base/dP_theta ``(n,)``."""
+) -> tuple[Float[Array, "n *event"], Float[Array, " n"]]:
+    """Samples ``(n, *event)`` of the fine-tuned memoryless chain and their log dP_base/dP_theta
+    ``(n,)`` (``dim``: d or an event shape; ``context``: optional per-sample context)."""
     dtype = dtype or jnp.result_type(float)
     schedule = schedule or rectified_flow()
+    check_contexts(context, num_samples)
     coefs = memoryless_coefficients(schedule, num_steps, ts, dtype)
+    shape = event_shape(dim)
     k0, k1 = jax.random.split(key)
-    x0 = jax.random.normal(k0, (num_samples, dim), dtype)
-    noise = jax.random.normal(k1, (num_samples, coefs.h.shape[0], dim), dtype)
-    x1, traj = memoryless_solve(velocity_fn, params, x0, noise, schedule=schedule, coefficients=coefs,
-                                return_trajectory=True)
-    logw = jax.vmap(lambda p: path_log_weight(velocity_fn, params, base_velocity_fn, p, coefs, schedule))(traj)
+    x0 = jax.random.normal(k0, (num_samples,) + shape, dtype)
+    noise = jax.random.normal(k1, (num_samples, coefs.h.shape[0]) + shape, dtype)
+    x1, traj = memoryless_solve(velocity_fn, params, x0, noise, context=context, schedule=schedule,
+                                coefficients=coefs, return_trajectory=True)
+    logw = jax.vmap(lambda p, c: path_log_weight(velocity_fn, params, base_velocity_fn, p, coefs, schedule, c))(
+        traj, context)
     return x1, logw

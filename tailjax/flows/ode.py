@@ -1,6 +1,8 @@
 """Probability-flow ODE samplers (Euler, Heun) under ``lax.scan``, with log-densities.
 
-``velocity_fn(params, x: (d,), t: ()) -> (d,)`` is a per-sample field; the samplers vmap it.
+``velocity_fn(params, x, t) -> v`` is a per-sample field on one event ``x`` (``(d,)`` or any
+event shape, e.g. ``(H, W, C)``); the samplers vmap it. With a per-sample ``context`` it is
+called as ``velocity_fn(params, x, t, c)``.
 The ODE dX/dt = v(X, t) runs from X_0 ~ N(0, I) at t = 0 to t = 1 on a time grid
 ``ts: (K + 1,)`` with ts[0] = 0 and ts[-1] = 1.
 
@@ -9,7 +11,8 @@ log p_1(X_1) = log N(X_0; 0, I) - sum_k log|det dX_{k+1}/dX_k|, with two choices
 ``logdet="exact"`` takes the log-determinant of each discrete step's Jacobian (the exact
 density of the discrete map, ``(d, d)`` Jacobians: fine for small d) and ``logdet="trace"``
 integrates the instantaneous rule d log p/dt = -div v with the step's own quadrature
-(Euler: h tr J(x_k); Heun: h/2 (tr J(x_k) + tr J(x_pred))).
+(Euler: h tr J(x_k); Heun: h/2 (tr J(x_k) + tr J(x_pred))). Both form the full Jacobian of
+the flattened event, d = prod(event shape) columns: fine for small d.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
+
+from tailjax.flows._fields import call_field, check_contexts, event_shape
 
 __all__ = ["uniform_time_grid", "ode_solve", "ode_sample", "ode_sample_and_log_prob", "ode_log_prob"]
 
@@ -42,26 +47,27 @@ def _grid(ts, num_steps, dtype):
     return ts
 
 
-def _check(x0, method):
+def _check(x0, method, context=None, name="x0"):
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if jnp.ndim(x0) != 2:
-        raise ValueError(f"x0 must have shape (n, d), got {jnp.shape(x0)}")
+    if jnp.ndim(x0) < 2:
+        raise ValueError(f"{name} must have shape (n, *event), e.g. (n, d), got {jnp.shape(x0)}")
+    check_contexts(context, jnp.shape(x0)[0])
 
 
-def _step(velocity_fn, params, method):
+def _step(velocity_fn, params, method, c=None):
     def step(x, t, h):
-        v = velocity_fn(params, x, t)
+        v = call_field(velocity_fn, params, x, t, c)
         if method == "euler":
             return x + h * v
         pred = x + h * v
-        return x + 0.5 * h * (v + velocity_fn(params, pred, t + h))
+        return x + 0.5 * h * (v + call_field(velocity_fn, params, pred, t + h, c))
 
     return step
 
 
-def _path(velocity_fn, params, x0, ts, method, return_trajectory):
-    step = _step(velocity_fn, params, method)
+def _path(velocity_fn, params, x0, ts, method, return_trajectory, c=None):
+    step = _step(velocity_fn, params, method, c)
 
     def body(x, th):
         x = step(x, th[0], th[1])
@@ -77,22 +83,24 @@ def _path(velocity_fn, params, x0, ts, method, return_trajectory):
 def ode_solve(
     velocity_fn: VelocityFn,
     params: Any,
-    x0: Float[ArrayLike, "n d"],
+    x0: Float[ArrayLike, "n *event"],
     *,
+    context: Any = None,
     num_steps: int = 100,
     method: str = "heun",
     ts: Float[ArrayLike, " k1"] | None = None,
     return_trajectory: bool = False,
 ):
-    """Integrate the probability-flow ODE from ``x0: (n, d)`` over ``ts`` (uniform by default).
+    """Integrate the probability-flow ODE from ``x0: (n, *event)`` over ``ts`` (uniform by default).
 
-    Returns ``x1: (n, d)``, and with ``return_trajectory`` also ``(n, K + 1, d)``.
-    ``ts`` may run backwards (from 1 to 0) to map data to noise.
+    Returns ``x1: (n, *event)``, and with ``return_trajectory`` also ``(n, K + 1, *event)``.
+    ``ts`` may run backwards (from 1 to 0) to map data to noise. ``context``: optional
+    per-sample context (leading axis n).
     """
-    _check(x0, method)
+    _check(x0, method, context)
     x0 = jnp.asarray(x0)
     grid = _grid(ts, num_steps, x0.dtype)
-    return jax.vmap(lambda x: _path(velocity_fn, params, x, grid, method, return_trajectory))(x0)
+    return jax.vmap(lambda x, c: _path(velocity_fn, params, x, grid, method, return_trajectory, c))(x0, context)
 
 
 def ode_sample(
@@ -100,36 +108,45 @@ def ode_sample(
     velocity_fn: VelocityFn,
     params: Any,
     num_samples: int,
-    dim: int,
+    dim: int | tuple[int, ...],
     *,
+    context: Any = None,
     num_steps: int = 100,
     method: str = "heun",
     ts: Float[ArrayLike, " k1"] | None = None,
     return_trajectory: bool = False,
     dtype: Any = None,
 ):
-    """Draw X_0 ~ N(0, I) ``(num_samples, dim)`` and integrate the ODE to t = 1."""
-    x0 = jax.random.normal(key, (num_samples, dim), dtype or jnp.result_type(float))
+    """Draw X_0 ~ N(0, I) ``(num_samples, *event)`` (``dim``: d or an event shape) and integrate
+    the ODE to t = 1."""
+    x0 = jax.random.normal(key, (num_samples,) + event_shape(dim), dtype or jnp.result_type(float))
     return ode_solve(
-        velocity_fn, params, x0, num_steps=num_steps, method=method, ts=ts,
+        velocity_fn, params, x0, context=context, num_steps=num_steps, method=method, ts=ts,
         return_trajectory=return_trajectory,
     )
 
 
-def _logdet_path(velocity_fn, params, x0, ts, method, logdet):
-    step = _step(velocity_fn, params, method)
-    div = lambda x, t: jnp.trace(jax.jacfwd(lambda y: velocity_fn(params, y, t))(x))
+def _flat_jacobian(fn, x):
+    """Jacobian of an event-to-event map as a (d, d) matrix of the flattened event."""
+    flat = lambda y: fn(y.reshape(x.shape)).reshape(-1)
+    return jax.jacfwd(flat)(x.reshape(-1))
+
+
+def _logdet_path(velocity_fn, params, x0, ts, method, logdet, c=None):
+    step = _step(velocity_fn, params, method, c)
+    field = lambda y, t: call_field(velocity_fn, params, y, t, c)
+    div = lambda x, t: jnp.trace(_flat_jacobian(lambda y: field(y, t), x))
 
     def body(carry, th):
         x, acc = carry
         t, h = th[0], th[1]
         x_next = step(x, t, h)
         if logdet == "exact":
-            _, ld = jnp.linalg.slogdet(jax.jacfwd(lambda y: step(y, t, h))(x))
+            _, ld = jnp.linalg.slogdet(_flat_jacobian(lambda y: step(y, t, h), x))
         elif method == "euler":
             ld = h * div(x, t)
         else:
-            pred = x + h * velocity_fn(params, x, t)
+            pred = x + h * field(x, t)
             ld = 0.5 * h * (div(x, t) + div(pred, t + h))
         return (x_next, acc + ld), None
 
@@ -139,59 +156,61 @@ def _logdet_path(velocity_fn, params, x0, ts, method, logdet):
 
 
 def _std_normal_logpdf(x):
-    return -0.5 * (x @ x + x.shape[-1] * jnp.log(2.0 * jnp.pi))
+    return -0.5 * (jnp.sum(x**2) + x.size * jnp.log(2.0 * jnp.pi))
 
 
 def ode_sample_and_log_prob(
     velocity_fn: VelocityFn,
     params: Any,
-    x0: Float[ArrayLike, "n d"],
+    x0: Float[ArrayLike, "n *event"],
     *,
+    context: Any = None,
     num_steps: int = 100,
     method: str = "heun",
     ts: Float[ArrayLike, " k1"] | None = None,
     logdet: str = "exact",
-) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
-    """Samples ``(n, d)`` and their log-densities ``(n,)`` under the sampler started at ``x0``.
+) -> tuple[Float[Array, "n *event"], Float[Array, " n"]]:
+    """Samples ``(n, *event)`` and their log-densities ``(n,)`` under the sampler started at ``x0``.
 
     ``logdet="exact"`` (per-step Jacobian log-determinants) or ``"trace"`` (divergence).
     """
-    _check(x0, method)
+    _check(x0, method, context)
     if logdet not in ("exact", "trace"):
         raise ValueError(f"logdet must be 'exact' or 'trace', got {logdet!r}")
     x0 = jnp.asarray(x0)
     grid = _grid(ts, num_steps, x0.dtype)
 
-    def one(x):
-        x1, total = _logdet_path(velocity_fn, params, x, grid, method, logdet)
+    def one(x, c):
+        x1, total = _logdet_path(velocity_fn, params, x, grid, method, logdet, c)
         return x1, _std_normal_logpdf(x) - total
 
-    return jax.vmap(one)(x0)
+    return jax.vmap(one)(x0, context)
 
 
 def ode_log_prob(
     velocity_fn: VelocityFn,
     params: Any,
-    x1: Float[ArrayLike, "n d"],
+    x1: Float[ArrayLike, "n *event"],
     *,
+    context: Any = None,
     num_steps: int = 100,
     method: str = "heun",
     logdet: str = "exact",
 ) -> Float[Array, " n"]:
-    """log-density ``(n,)`` of given points ``x1: (n, d)`` under the flow, by integrating the
+    """log-density ``(n,)`` of given points ``x1: (n, *event)`` under the flow, by integrating the
     ODE backwards from t = 1 to 0 (uniform grid) and adding the steps' log-determinants.
 
     The backward discrete map is not the exact inverse of the forward sampler; both converge
     to the flow's density as ``num_steps`` grows (first order for Euler, second for Heun).
     """
-    _check(x1, method)
+    _check(x1, method, context, "x1")
     if logdet not in ("exact", "trace"):
         raise ValueError(f"logdet must be 'exact' or 'trace', got {logdet!r}")
     x1 = jnp.asarray(x1)
     grid = uniform_time_grid(num_steps, x1.dtype)[::-1]
 
-    def one(x):
-        z, total = _logdet_path(velocity_fn, params, x, grid, method, logdet)
+    def one(x, c):
+        z, total = _logdet_path(velocity_fn, params, x, grid, method, logdet, c)
         return _std_normal_logpdf(z) + total
 
-    return jax.vmap(one)(x1)
+    return jax.vmap(one)(x1, context)

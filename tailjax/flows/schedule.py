@@ -45,11 +45,16 @@ class Schedule:
     name: str = "custom"
 
     def interpolate(
-        self, x0: Float[ArrayLike, "... d"], x1: Float[ArrayLike, "... d"], t: Float[ArrayLike, "..."]
-    ) -> tuple[Float[Array, "... d"], Float[Array, "... d"]]:
-        """(X_t, d/dt X_t) = (beta_t x0 + alpha_t x1, beta_dot_t x0 + alpha_dot_t x1)."""
+        self, x0: Float[ArrayLike, "*batch *event"], x1: Float[ArrayLike, "*batch *event"],
+        t: Float[ArrayLike, "*batch"],
+    ) -> tuple[Float[Array, "*batch *event"], Float[Array, "*batch *event"]]:
+        """(X_t, d/dt X_t) = (beta_t x0 + alpha_t x1, beta_dot_t x0 + alpha_dot_t x1).
+
+        ``t`` has the batch shape of ``x0`` (its leading axes); the event axes after it take
+        any shape (a vector ``(d,)`` or an image ``(H, W, C)``). A scalar ``t`` broadcasts.
+        """
         x0, x1 = jnp.asarray(x0), jnp.asarray(x1)
-        t = jnp.asarray(t, x0.dtype)[..., None]
+        t = _expand(jnp.asarray(t, x0.dtype), x0)
         xt = self.beta(t) * x0 + self.alpha(t) * x1
         vt = self.beta_dot(t) * x0 + self.alpha_dot(t) * x1
         return xt, vt
@@ -78,6 +83,12 @@ def cosine_schedule() -> Schedule:
     )
 
 
+def _expand(t, x):
+    """``t`` with trailing unit axes, to broadcast against the event axes of ``x``; a scalar
+    ``t`` gets one (it then broadcasts against any event)."""
+    return t.reshape(t.shape + (1,) * max(jnp.ndim(x) - t.ndim, 1 if t.ndim == 0 else 0))
+
+
 def _float(t):
     t = jnp.asarray(t)
     return t if jnp.issubdtype(t.dtype, jnp.floating) else t.astype(jnp.result_type(float))
@@ -102,14 +113,15 @@ def memoryless_sigma(schedule: Schedule, t: Float[ArrayLike, "..."]) -> Float[Ar
 
 
 def data_prediction(
-    schedule: Schedule, x: Float[ArrayLike, "... d"], v: Float[ArrayLike, "... d"], t: Float[ArrayLike, "..."]
-) -> Float[Array, "... d"]:
+    schedule: Schedule, x: Float[ArrayLike, "*batch *event"], v: Float[ArrayLike, "*batch *event"],
+    t: Float[ArrayLike, "*batch"],
+) -> Float[Array, "*batch *event"]:
     """E[X_1 | X_t = x] from the velocity: (beta v - beta_dot x) / (alpha_dot beta - alpha beta_dot).
 
     Finite at t = 0 (where it reads (v - beta_dot_0 x) / alpha_dot_0) and equal to x at t = 1.
     """
     x, v = jnp.asarray(x), jnp.asarray(v)
-    t = jnp.asarray(t, x.dtype)[..., None]
+    t = _expand(jnp.asarray(t, x.dtype), x)
     a, b = schedule.alpha(t), schedule.beta(t)
     ad, bd = schedule.alpha_dot(t), schedule.beta_dot(t)
     return (b * v - bd * x) / (ad * b - a * bd)

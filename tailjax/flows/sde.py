@@ -9,7 +9,11 @@ infinite at t = 0, so the grid is walked in a way that never evaluates them ther
 * Steps 1..K-1 are Euler-Maruyama with coefficients at the left end t_k > 0.
 * The last step (to t = 1) adds no noise: it returns the model's deterministic update.
 
-``velocity_fn(params, x: (d,), t: ()) -> (d,)`` is a per-sample field; the samplers vmap it.
+``velocity_fn(params, x, t) -> v`` is a per-sample field on one event ``x`` (shape ``(d,)``, or any
+event shape such as an image ``(H, W, C)``); the samplers vmap it. With a per-sample
+``context`` it is called as ``velocity_fn(params, x, t, c)`` (:mod:`tailjax.flows._fields`).
+``remat=True`` rematerialises each step under ``jax.checkpoint`` (for a sampler that is
+differentiated; the fine-tuners hold their paths fixed and do not need it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import is_concrete
+from tailjax.flows._fields import call_field, check_contexts, event_shape
 from tailjax.flows.ode import uniform_time_grid
 from tailjax.flows.schedule import Schedule, data_prediction, rectified_flow
 
@@ -75,21 +80,21 @@ def memoryless_coefficients(
     return MemorylessCoefficients(ts, h, kap, sigma, noise, schedule.alpha(ts), schedule.beta(ts))
 
 
-def _path(velocity_fn, params, x0, noise, coefs, schedule, return_trajectory):
-    """One sample: x0 (d,), noise (K, d) standard normals."""
+def _path(velocity_fn, params, x0, noise, c, coefs, schedule, return_trajectory, remat=False):
+    """One sample: x0 (*event), noise (K, *event) standard normals, context c (or None)."""
     t0 = coefs.ts[0]
-    v0 = velocity_fn(params, x0, t0)
+    v0 = call_field(velocity_fn, params, x0, t0, c)
     x1_hat = data_prediction(schedule, x0, v0, t0)
     x = coefs.alpha[1] * x1_hat + coefs.beta[1] * noise[0]
 
     def body(x, k):
         t, h = coefs.ts[k], coefs.h[k]
-        drift = 2.0 * velocity_fn(params, x, t) - coefs.kappa[k] * x
+        drift = 2.0 * call_field(velocity_fn, params, x, t, c) - coefs.kappa[k] * x
         x = x + h * drift + coefs.noise_scale[k] * noise[k]
         return x, (x if return_trajectory else None)
 
     steps = jnp.arange(1, coefs.h.shape[0])
-    x_end, traj = jax.lax.scan(body, x, steps)
+    x_end, traj = jax.lax.scan(jax.checkpoint(body) if remat else body, x, steps)
     if return_trajectory:
         return x_end, jnp.concatenate([x0[None], x[None], traj], axis=0)
     return x_end
@@ -98,30 +103,35 @@ def _path(velocity_fn, params, x0, noise, coefs, schedule, return_trajectory):
 def memoryless_solve(
     velocity_fn: VelocityFn,
     params: Any,
-    x0: Float[ArrayLike, "n d"],
-    noise: Float[ArrayLike, "n k d"],
+    x0: Float[ArrayLike, "n *event"],
+    noise: Float[ArrayLike, "n k *event"],
     *,
+    context: Any = None,
     schedule: Schedule | None = None,
     coefficients: MemorylessCoefficients | None = None,
     num_steps: int | None = None,
     return_trajectory: bool = False,
+    remat: bool = False,
 ):
-    """Run the memoryless sampler from ``x0: (n, d)`` with given standard-normal ``noise: (n, K, d)``.
+    """Run the memoryless sampler from ``x0: (n, *event)`` with standard-normal ``noise: (n, K, *event)``.
 
-    Returns ``x1: (n, d)``, and with ``return_trajectory`` also the path ``(n, K + 1, d)``.
+    ``context``: optional per-sample context ``(n, ...)`` (then ``velocity_fn(params, x, t, c)``).
+    Returns ``x1: (n, *event)``, and with ``return_trajectory`` also the path ``(n, K + 1, *event)``.
     """
     x0, noise = jnp.asarray(x0), jnp.asarray(noise)
-    if x0.ndim != 2:
-        raise ValueError(f"x0 must have shape (n, d), got {x0.shape}")
+    if x0.ndim < 2:
+        raise ValueError(f"x0 must have shape (n, *event), e.g. (n, d), got {x0.shape}")
+    check_contexts(context, x0.shape[0])
     schedule = schedule or rectified_flow()
     if coefficients is None:
         coefficients = memoryless_coefficients(schedule, num_steps or noise.shape[1], dtype=x0.dtype)
     k = coefficients.h.shape[0]
-    if noise.shape != (x0.shape[0], k, x0.shape[1]):
-        raise ValueError(f"noise must have shape {(x0.shape[0], k, x0.shape[1])}, got {noise.shape}")
+    want = (x0.shape[0], k) + x0.shape[1:]
+    if noise.shape != want:
+        raise ValueError(f"noise must have shape {want}, got {noise.shape}")
     return jax.vmap(
-        lambda x, z: _path(velocity_fn, params, x, z, coefficients, schedule, return_trajectory)
-    )(x0, noise)
+        lambda x, z, c: _path(velocity_fn, params, x, z, c, coefficients, schedule, return_trajectory, remat)
+    )(x0, noise, context)
 
 
 def memoryless_sample(
@@ -129,34 +139,39 @@ def memoryless_sample(
     velocity_fn: VelocityFn,
     params: Any,
     num_samples: int,
-    dim: int,
+    dim: int | tuple[int, ...],
     *,
+    context: Any = None,
     schedule: Schedule | None = None,
     num_steps: int = 40,
     ts: Float[ArrayLike, " k1"] | None = None,
     return_trajectory: bool = False,
     dtype: Any = None,
 ):
-    """Sample ``(num_samples, dim)`` by the memoryless SDE from X_0 ~ N(0, I).
+    """Sample ``(num_samples, *event)`` by the memoryless SDE from X_0 ~ N(0, I).
 
     Args:
       key: PRNG key.
-      velocity_fn: per-sample ``velocity_fn(params, x, t)``.
+      velocity_fn: per-sample ``velocity_fn(params, x, t)`` (``(params, x, t, c)`` with a context).
       params: parameters of the field.
+      num_samples: n.
+      dim: the data dimension d, or an event shape such as ``(H, W, C)``.
+      context: optional per-sample context, a pytree of arrays with leading axis n.
       schedule: interpolant schedule (rectified flow by default).
       num_steps: K, when ``ts`` is not given (uniform grid).
       ts: optional grid from 0 to 1.
-      return_trajectory: also return the path ``(num_samples, K + 1, dim)``.
+      return_trajectory: also return the path ``(num_samples, K + 1, *event)``.
     """
-    if num_samples < 1 or dim < 1:
-        raise ValueError(f"num_samples and dim must be >= 1, got {num_samples}, {dim}")
+    shape = event_shape(dim)
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     dtype = dtype or jnp.result_type(float)
     schedule = schedule or rectified_flow()
     coefs = memoryless_coefficients(schedule, num_steps, ts, dtype)
     k0, k1 = jax.random.split(key)
-    x0 = jax.random.normal(k0, (num_samples, dim), dtype)
-    noise = jax.random.normal(k1, (num_samples, coefs.h.shape[0], dim), dtype)
+    x0 = jax.random.normal(k0, (num_samples,) + shape, dtype)
+    noise = jax.random.normal(k1, (num_samples, coefs.h.shape[0]) + shape, dtype)
     return memoryless_solve(
-        velocity_fn, params, x0, noise, schedule=schedule, coefficients=coefs,
+        velocity_fn, params, x0, noise, context=context, schedule=schedule, coefficients=coefs,
         return_trajectory=return_trajectory,
     )

@@ -8,6 +8,7 @@ own module (:mod:`tailjax.nn.ddpm`, :mod:`tailjax.nn.vae`).
 
 from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
 from tailjax.nn.nnx import from_nnx, to_nnx
+from tailjax.nn.pretrained import load_params, save_params
 from tailjax.nn.ddpm import ConvNoiseNet, DDPMSchedule, MLPNoiseNet, ddpm_sample, dm_loss, make_schedule
 from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster, StackedLSTMForecaster
 from tailjax.nn.predictors import LinearPredictor, MLPPredictor, init_predictor
@@ -42,5 +43,7 @@ __all__ = [
     "MLPPredictor",
     "init_predictor",
     "from_nnx",
+    "load_params",
+    "save_params",
     "to_nnx",
 ]

@@ -1,8 +1,15 @@
-"""A small UNet noise network eps_theta(x, t, cond) for DDPMs on small images (16 x 16).
+"""A small UNet eps_theta(x, t, cond) for small images (8 x 8, 16 x 16): a DDPM noise network or a
+flow velocity field.
 
 Two resolution levels below the input (16 -> 8 -> 4 for 16 x 16), residual blocks with
 GroupNorm, the sinusoidal step embedding (plus an optional conditioning vector such as a
 one-hot label) shifting every block, skip connections by concatenation.
+
+As a velocity field v(x, t, c) with t in [0, 1] (:mod:`tailjax.flows`), set ``time_scale=1000``
+so that the step embedding resolves t, and ``num_classes`` to pass integer class labels::
+
+    net = UNet(channels=(32, 64), in_channels=1, time_scale=1000.0, num_classes=10)
+    velocity_fn = lambda p, x, t, c: net.apply(p, x, t, c)   # x: (H, W, 1), c: an int label
 """
 
 from __future__ import annotations
@@ -34,15 +41,24 @@ class _ResBlock(nn.Module):
 class UNet(nn.Module):
     """x: (..., H, W) with ``in_channels=None`` or (..., H, W, C); t: (...,) -> shape of x.
 
-    H and W must be divisible by 2 ** len(channels[1:]).
+    H and W must be divisible by 2 ** len(channels[1:]). ``cond``: a conditioning vector
+    (..., c), or with ``num_classes`` integer labels (...,) (one-hot encoded inside).
+    ``time_scale`` multiplies t before the step embedding (1 for DDPM steps 1..T, about 1000
+    for flow times in [0, 1]).
     """
 
     channels: Sequence[int] = (32, 64, 64)
     time_dim: int = 64
     in_channels: int | None = None
+    time_scale: float = 1.0
+    num_classes: int | None = None
 
     @nn.compact
     def __call__(self, x, t, cond=None):
+        if self.num_classes is not None and cond is not None:
+            cond = jax.nn.one_hot(jnp.asarray(cond), self.num_classes, dtype=_floating(jnp.asarray(x)).dtype)
+        if self.time_scale != 1.0:
+            t = jnp.asarray(t, _floating(jnp.asarray(x)).dtype) * self.time_scale
         h = x[..., None] if self.in_channels is None else x
         lead = h.shape[:-3]
         factor = 2 ** (len(self.channels) - 1)

@@ -47,6 +47,19 @@ def test_converges_from_the_prior(x64):
     assert abs(float(res.thresholds[-1]) - float(res.t_star)) < 0.1
 
 
+def test_fdc_grid_stays_finite_with_zero_prior_cells(x64):
+    """Issue 13: cells of zero prior probability (-inf log-probabilities) keep zero probability,
+    where the first step (eta_0 = alpha, weight 0 on log p) used to give 0 * -inf = NaN."""
+    log_pre, r = _setup(41)
+    log_pre = jnp.where(jnp.arange(log_pre.shape[0]) % 7 == 0, -jnp.inf, log_pre)
+    res = jax.jit(lambda lp, rr: fdc_grid(lp, rr, quantile_level=0.9, temperature=1.0, num_iterations=20))(log_pre, r)
+    zero = ~jnp.isfinite(log_pre)
+    assert not np.any(np.isnan(np.asarray(res.log_p)))
+    assert np.all(np.asarray(res.log_p)[:, zero] == -np.inf) and np.all(np.isfinite(np.asarray(res.log_p)[:, ~zero]))
+    assert np.all(np.isfinite(np.asarray(res.thresholds))) and np.isfinite(float(res.t_star))
+    assert np.asarray(res.distances.kl)[-1] < 0.1 * np.asarray(res.distances.kl)[0]
+
+
 def test_grid_distances_properties(x64):
     p = jax.nn.log_softmax(jax.random.normal(jax.random.key(0), (50,)))
     q = jax.nn.log_softmax(jax.random.normal(jax.random.key(1), (50,)))

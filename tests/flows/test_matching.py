@@ -7,7 +7,7 @@ import pytest
 from tailjax.flows.gaussian import gaussian_velocity
 from tailjax.flows.matching import fit_flow_matching, flow_matching, flow_matching_loss
 from tailjax.flows.ode import ode_sample
-from tailjax.nn.velocity import VelocityField
+from tailjax.nn.velocity import VelocityField, sinusoidal_embedding
 
 MU = np.array([1.0, -0.5])
 COV = np.array([[0.6, 0.25], [0.25, 0.4]])
@@ -97,3 +97,31 @@ def test_kernel_without_batch_size_uses_the_batch_as_given(optax_promotion):
     np.testing.assert_allclose(info.loss, value, rtol=1e-6)
     np.testing.assert_allclose(state.params, -0.1 * grad, rtol=1e-5)
     assert int(state.step) == 1
+
+
+def test_an_nnx_velocity_field_trains_through_flow_matching(optax_promotion):
+    """A Flax NNX module, split by tailjax.nn.from_nnx into (apply_fn, params), pre-trains with
+    fit_flow_matching and samples the data law; to_nnx puts the trained parameters back."""
+    from flax import nnx
+
+    from tailjax.nn import from_nnx, to_nnx
+
+    class Field(nnx.Module):
+        def __init__(self, rngs):
+            self.inp = nnx.Linear(2 + 8, 64, rngs=rngs)
+            self.out = nnx.Linear(64, 2, rngs=rngs)
+
+        def __call__(self, x, t):
+            emb = sinusoidal_embedding(jnp.broadcast_to(t, x.shape[:-1]), 8, 20.0).astype(x.dtype)
+            return self.out(nnx.silu(self.inp(jnp.concatenate([x, emb], -1))))
+
+    model = Field(nnx.Rngs(0))
+    apply_fn, params = from_nnx(model)
+    field = lambda p, x, t: apply_fn(p, x, t)
+    res = fit_flow_matching(jax.random.key(1), field, params, _data(8192), num_steps=600, batch_size=256,
+                            optimizer=optax.adam(optax.cosine_decay_schedule(1e-2, 600)), progress=False)
+    assert res.history["loss"][-50:].mean() < res.history["loss"][:50].mean()
+    x = jax.jit(lambda k: ode_sample(k, field, res.state.params, 8000, 2, num_steps=30))(jax.random.key(2))
+    np.testing.assert_allclose(x.mean(0), MU, atol=0.1)
+    trained = to_nnx(model, res.state.params)
+    np.testing.assert_allclose(trained(x[:4], 0.5), field(res.state.params, x[:4], 0.5), rtol=1e-6)

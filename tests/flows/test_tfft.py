@@ -1,3 +1,5 @@
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +9,9 @@ from jax.scipy.stats import norm
 
 from tailjax.flows.finetune import check_reward_values, exp_ft
 from tailjax.flows.gaussian import gaussian_velocity
-from tailjax.flows.stage1 import tfft_stratified_threshold, tfft_threshold
-from tailjax.flows.tfft import quantile_level_annealing, tfft, tfft_fine_tune, tfft_reward
+from tailjax.flows.stage1 import tfft_stratified_threshold, tfft_threshold, tilt_diagnostics
+from tailjax.flows.tfft import quantile_level_annealing, tfft, tfft_reward
+from tailjax.flows.tfft_fine_tune import TFFTDiagnosticError, TFFTWarning, tfft_fine_tune
 from tailjax.risk import pseudo_reward, solve_threshold, var
 
 
@@ -82,6 +85,15 @@ def test_importance_sampled_stage1_reaches_the_true_threshold(x64):
     assert strat.rewards.shape == strat.weights.shape
 
 
+def test_quantile_level_annealing_rejects_negative_weights():
+    """Issue 13: negative (or non-finite, or all-zero) weights are refused by name, never a
+    schedule of garbage thresholds."""
+    r = jnp.linspace(-1.0, 1.0, 50)
+    for bad in (jnp.full(50, -1.0), jnp.full(50, jnp.nan), jnp.zeros(50), jnp.ones(49)):
+        with pytest.raises(ValueError, match="weights"):
+            quantile_level_annealing(r, 0.8, 1.0, "upper", 10, weights=bad)
+
+
 def test_quantile_level_annealing_schedule(x64):
     r = jnp.sqrt(2.0) * jax.random.normal(jax.random.key(3), (2000,))
     betas, ts = quantile_level_annealing(r, 0.8, 1.0, "upper", 100, anneal_fraction=0.5, num_levels=5)
@@ -149,7 +161,8 @@ def test_tfft_fine_tune_with_proposal_and_refinement(tmp_path, optax_promotion):
     rerun with the same checkpoint folder resumes every phase and returns the same result."""
     kwargs = dict(quantile_level=0.8, temperature=1.0, num_steps=4, num_offline=400, grid_steps=6,
                   batch_size=16, progress=False, optimizer=optax.adam(0.05), anneal_quantile_level=True,
-                  proposal_steps=5, refine_steps=3, base_velocity_fn=base, checkpoint_dir=tmp_path)
+                  proposal_steps=5, refine_steps=3, base_velocity_fn=base, checkpoint_dir=tmp_path,
+                  behaviour_mixture=0.0, num_check=0)
     res = tfft_fine_tune(jax.random.key(1), field, jnp.zeros(2), reward, 2, **kwargs)
     assert res.proposal.history["loss"].shape == (5,) and res.refinement.history["loss"].shape == (3,)
     assert float(res.t_star) == float(res.importance_threshold.t_star)
@@ -198,3 +211,76 @@ def test_nan_reward_and_mismatched_dimensions():
     kernel = tfft(field, base, reward, optax.adam(1e-3), 3, quantile_level=0.5, temperature=1.0, t_star=0.0)
     with pytest.raises(ValueError, match="shape"):
         kernel.init(jnp.zeros(2))
+
+
+def _table4_field():
+    """Exact N(mean, I_2) fields with the mean as parameters (TFFT Table 4's prior at mean 0)."""
+    return field, jnp.zeros(2)
+
+
+def test_weak_stage1_warns_and_strict_raises(optax_promotion):
+    """R-TFFT on Table 4: 2000 prior samples cannot resolve the target's mode near r = 10, and the
+    Stage-1 diagnostics say so (warning; with strict=True an error before any fine-tuning)."""
+    kwargs = dict(quantile_level=0.8, temperature=1.0, num_steps=2, num_offline=2000, grid_steps=6, batch_size=16,
+                  progress=False, proposal_steps=0, num_check=200)
+    with pytest.warns(TFFTWarning, match="Stage 1"):
+        res = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, **kwargs)
+    d = res.diagnostics
+    assert float(res.threshold.tail_ess) < 100 and float(res.threshold.max_weight) > 0.02
+    assert d.target_tail_mass == pytest.approx(0.2) and 0.0 <= float(d.tail_mass) <= 1.0
+    assert any("Stage 1" in m for m in d.warnings) and float(d.t_star_se) > 0
+    with pytest.raises(TFFTDiagnosticError, match="Stage 1"):
+        tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, strict=True, **kwargs)
+
+
+def test_stage1_diagnostics_on_table4(x64):
+    """The tilt weights of 10^4 prior samples: degenerate for R-TFFT (beta = 0.8), healthy for L-TFFT."""
+    r = jnp.sqrt(2.0) * jax.random.normal(jax.random.key(3), (10_000,))
+    t_r, t_l = solve_threshold(r, 0.8, 1.0, "upper"), solve_threshold(r, 0.2, 1.0, "lower")
+    ess_r, top_r = tilt_diagnostics(r, t_r, 0.8, 1.0, "upper")
+    ess_l, top_l = tilt_diagnostics(r, t_l, 0.2, 1.0, "lower")
+    assert float(ess_r) < 20 and float(top_r) > 0.05
+    assert float(ess_l) > 500 and float(top_l) < 1e-3
+
+
+@pytest.mark.slow
+def test_default_r_tfft_runs_the_safe_recipe(optax_promotion):
+    """With the defaults a weak Stage 1 triggers the tail proposal, the stratified importance
+    Stage 1 and an off-policy importance-weighted Stage 2 (paths from the base and the proposal)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TFFTWarning)
+        res = tfft_fine_tune(jax.random.key(1), field, jnp.zeros(2), reward, 2, quantile_level=0.8, num_steps=3,
+                             num_offline=1000, grid_steps=6, batch_size=32, progress=False, num_check=500,
+                             optimizer=optax.adam(0.05))
+    assert res.proposal is not None and res.importance_threshold is not None and res.refinement is None
+    assert float(res.t_star) == float(res.importance_threshold.t_star)
+    np.testing.assert_allclose(jnp.sum(res.importance_threshold.weights), 1.0, rtol=1e-5)
+    ess = res.fit.history["ess"]
+    assert np.all((ess > 0) & (ess <= 1.0 + 1e-6)) and np.any(ess < 1.0)
+    assert res.diagnostics.tail_mass.shape == () and float(res.diagnostics.tail_mass_se) > 0
+
+
+@pytest.mark.slow
+def test_per_context_stage1_has_one_threshold_per_context(optax_promotion):
+    """Class c is N((m_c, m_c), I): its reward x1 + x2 is N(2 m_c, 2), so its L-TFFT threshold is
+    2 m_c + 1.4572 (t* moves with a shift of the reward law)."""
+    means = jnp.array([-1.0, 0.0, 2.0])
+    cfield = lambda p, x, t, c: gaussian_velocity(x, t, p[c], COV)
+    params = jnp.stack([means, means], axis=1)
+    res = tfft_fine_tune(jax.random.key(2), cfield, params, lambda x, c: x[0] + x[1], 2, quantile_level=0.2,
+                         side="lower", num_steps=2, num_offline=3000, grid_steps=6, batch_size=12, progress=False,
+                         contexts=jnp.arange(3), stage1="per_context", num_check=300)
+    assert res.t_star.shape == (3,) and len(res.threshold) == 3 and res.proposal is None
+    np.testing.assert_allclose(res.t_star, 2.0 * means + 1.4572, atol=0.3)
+    assert res.diagnostics.tail_mass.shape == (3,) and res.diagnostics.tail_ess.shape == (3,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TFFTWarning)
+        pooled = tfft_fine_tune(jax.random.key(2), cfield, params, lambda x, c: x[0] + x[1], 2, quantile_level=0.2,
+                                side="lower", num_steps=1, num_offline=3000, grid_steps=6, batch_size=12,
+                                progress=False, contexts=jnp.arange(3), num_check=0, proposal_steps=0)
+    # One threshold for the pooled law (a three-component mixture: F_L's global maximum may
+    # sit at another mode than any class's own threshold).
+    assert pooled.t_star.shape == () and pooled.threshold.rewards.shape == (3000,)
+    with pytest.raises(ValueError, match="per_context"):
+        tfft_fine_tune(jax.random.key(2), cfield, params, lambda x, c: x[0] + x[1], 2, quantile_level=0.2,
+                       stage1="per_context", contexts=lambda k, n: jnp.zeros(n, jnp.int32))

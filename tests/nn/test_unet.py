@@ -65,3 +65,26 @@ def test_unet_shapes_and_validation_without_compiling():
     assert jax.eval_shape(multi.apply, p3, jnp.zeros((2, 16, 16, 3)), jnp.zeros(2, jnp.int32)).shape == (2, 16, 16, 3)
     with pytest.raises(ValueError, match="divisible"):
         jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((9, 9)), jnp.array(1), jnp.zeros(10))
+
+
+def test_unet_as_a_class_conditional_velocity_field_without_compiling():
+    """time_scale and num_classes make the UNet a velocity field v(x, t, c) on (8, 8, 1) images with
+    t in [0, 1] and integer labels; an adjoint-matching step on image events traces (shapes only)."""
+    import optax
+
+    from tailjax.flows import adjoint_matching
+
+    net = UNet(channels=(8, 16), time_dim=16, in_channels=1, time_scale=1000.0, num_classes=10)
+    shapes = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((8, 8, 1)), jnp.zeros(()), jnp.zeros((), jnp.int32))
+    params = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # the base closes over arrays
+    field = lambda p, x, t, c: net.apply(p, x, t, c)
+    out = jax.eval_shape(jax.vmap(field, in_axes=(None, 0, 0, 0)), params, jnp.zeros((3, 8, 8, 1)), jnp.zeros(3),
+                         jnp.zeros(3, jnp.int32))
+    assert out.shape == (3, 8, 8, 1)
+    base = lambda x, t, c: field(params, x, t, c)
+    reward = lambda x, _, c: jnp.where(c == 3, jnp.sum(x), -jnp.sum(x))
+    kernel = adjoint_matching(field, base, reward, optax.adam(1e-3), (8, 8, 1), batch_size=4, num_steps=4,
+                              contexts=jnp.arange(10), remat=True)
+    state = jax.eval_shape(kernel.init, params)
+    new, info = jax.eval_shape(kernel.step, state, jax.random.key(1))
+    assert info.loss.shape == () and jax.tree_util.tree_structure(new.params) == jax.tree_util.tree_structure(params)
