@@ -20,12 +20,15 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_nb",
+    "plain_math",
 ]
-autodoc_default_options = {"members": True, "show-inheritance": False}
+autodoc_default_options = {"members": True, "show-inheritance": False,
+                           "exclude-members": "activation,dtype,parent,name"}
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # jaxtyping annotations read badly; docstrings state shapes
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+napoleon_use_ivar = True  # "Attributes:" as fields (NamedTuple fields are documented too)
 nb_execution_mode = "off"  # the test suite executes the notebooks
 nb_custom_formats = {".py": "notebook_reader.read_percent"}
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".py": "myst-nb"}

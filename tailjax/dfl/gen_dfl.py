@@ -76,20 +76,21 @@ ProxyLike = Any  # a pytree with ``sample(key, x: (p,), K) -> (K, d)``, e.g. tai
 class GenDFLConfig(NamedTuple):
     """Options of the Gen-DFL loss.
 
-    num_samples: K, generated samples per x for the decision.
-    proxy_samples: samples of q(c | x) per x for the regret's CVaR.
-    tail_prob: the paper's alpha, the training CVaR level in (0, 1] (worst fraction).
-    regret_weight: the paper's beta, weight of the regret (paper: 10).
-    nll_weight: the paper's gamma, weight of the negative log-likelihood (paper: 1).
-    importance: use the importance-sampled decision (:mod:`tailjax.dfl.gen_dfl_is`).
-    pilot_samples: pilot samples of the importance-sampled decision.
-    iterations: interior-point iterations of the decision layer.
-    reference_samples: samples of q for the fixed decision w*_q (computed once per x by
-      :func:`~tailjax.dfl.fit_gen_dfl`; more samples than ``proxy_samples`` make it closer
-      to the exact CVaR-optimal decision under q).
-    normalize: divide the batch's mean regret by the batch's mean |E_q f(c, w*_q)| (the
-      normalisation of eq. (9)), so that ``regret_weight`` does not depend on the cost's
-      units. Off by default (the paper's loss).
+    Attributes:
+      num_samples: K, generated samples per x for the decision.
+      proxy_samples: samples of q(c | x) per x for the regret's CVaR.
+      tail_prob: the paper's alpha, the training CVaR level in (0, 1] (worst fraction).
+      regret_weight: the paper's beta, weight of the regret (paper: 10).
+      nll_weight: the paper's gamma, weight of the negative log-likelihood (paper: 1).
+      importance: use the importance-sampled decision (:mod:`tailjax.dfl.gen_dfl_is`).
+      pilot_samples: pilot samples of the importance-sampled decision.
+      iterations: interior-point iterations of the decision layer.
+      reference_samples: samples of q for the fixed decision w*_q (computed once per x by
+        :func:`~tailjax.dfl.fit_gen_dfl`; more samples than ``proxy_samples`` make it closer
+        to the exact CVaR-optimal decision under q).
+      normalize: divide the batch's mean regret by the batch's mean |E_q f(c, w*_q)| (the
+        normalisation of eq. (9)), so that ``regret_weight`` does not depend on the cost's
+        units. Off by default (the paper's loss).
     """
 
     num_samples: int = 32
