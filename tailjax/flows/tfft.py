@@ -86,6 +86,8 @@ def quantile_level_annealing(
     r = jnp.asarray(rewards)
     if r.ndim != 1 or r.shape[0] < 1:
         raise ValueError(f"rewards must be a non-empty 1-D array, got shape {r.shape}")
+    if bool(jnp.any(jnp.isnan(r))):
+        raise ValueError("rewards contain NaN")
     if weights is not None:
         if jnp.shape(weights) != r.shape:
             raise ValueError(f"weights must have the shape of rewards {r.shape}, got {jnp.shape(weights)}")
