@@ -1,7 +1,7 @@
 """Checkpoints that know the run they belong to: msgpack arrays plus a JSON header.
 
 A file holds ``{"header": <JSON text>, "state": {path: array}, "extra": ...}`` serialised
-with :mod:`flax.serialization` (msgpack; nothing is unpickled, so loading a file someone
+with :mod:`flax.serialization` (msgpack of arrays and plain data only, so loading a file someone
 sent you runs no code). The header records the library version, the step, the run's
 configuration and its hash, a fingerprint of the PRNG key and every state leaf's path,
 shape and dtype. :func:`restore` refuses a file whose header disagrees with the run that

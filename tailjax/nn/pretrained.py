@@ -9,7 +9,7 @@
 Either way the parameters are restored into the structure, shapes and dtypes of
 ``template`` (e.g. ``module.init(key, x, t)`` or its ``jax.eval_shape``); a file whose
 leaves do not match raises ``ValueError`` naming the first difference. Nothing is
-unpickled, so a file from elsewhere runs no code.
+turned back into Python objects, so a file from elsewhere runs no code.
 """
 
 from __future__ import annotations
