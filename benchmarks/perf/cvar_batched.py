@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import _harness as harness
+from benchmarks.perf.cvar_large import torch_cvar
 from tailjax import risk
 
 SHAPES = {
@@ -41,29 +42,6 @@ def _from_top(top, n, tail_prob):
     count = risk.tail_count(n, tail_prob)
     k = math.floor(count)
     return (jnp.sum(top[:, :k], axis=1) + (count - k) * top[:, k]) / count
-
-
-def _torch_time(x_np, tail_prob, repeats):
-    try:
-        import torch
-    except ImportError:
-        return None
-    on_gpu = jax.default_backend() == "gpu"
-    if on_gpu and not torch.cuda.is_available():
-        return None
-    dev = "cuda" if on_gpu else "cpu"
-    xt = torch.from_numpy(x_np).to(dev)
-    n = xt.shape[1]
-    count = risk.tail_count(n, tail_prob)
-    k = math.floor(count)
-
-    def run():
-        top = torch.topk(xt, k + 1, dim=1, sorted=True).values
-        return (top[:, :k].sum(1) + (count - k) * top[:, k]) / count
-
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    timing = harness.time_call(run, repeats=repeats, block=lambda out: (sync(), out)[1])
-    return timing["seconds"], np.asarray(timing["output"].cpu()), f"torch.topk ({dev})"
 
 
 def main(argv=None):
@@ -87,7 +65,7 @@ def main(argv=None):
             }
             timings = {name: harness.time_call(fn, x, repeats=args.repeats) for name, fn in candidates.items()}
             results = {name: (t["seconds"], np.asarray(t["output"])) for name, t in timings.items()}
-            torch_result = _torch_time(x_np, p, args.repeats)
+            torch_result = torch_cvar(x_np, p, args.repeats)
             if torch_result is not None:
                 results[torch_result[2]] = torch_result[:2]
             for name, (seconds, value) in results.items():

@@ -35,7 +35,9 @@ def _from_top(top_desc, n, tail_prob):
     return (jnp.sum(top_desc[:k]) + (count - k) * top_desc[k]) / count
 
 
-def _torch(x_np, tail_prob, repeats):
+def torch_cvar(x_np, tail_prob, repeats):
+    """``(seconds, value, label)`` of the CVaR along the last axis by ``torch.topk`` (on the
+    GPU when JAX runs there), or None without torch."""
     try:
         import torch
     except ImportError:
@@ -45,17 +47,17 @@ def _torch(x_np, tail_prob, repeats):
         return None
     dev = "cuda" if on_gpu else "cpu"
     xt = torch.from_numpy(x_np).to(dev)
-    n = xt.shape[0]
+    n = xt.shape[-1]
     count = risk.tail_count(n, tail_prob)
     k = math.floor(count)
 
     def run():
-        top = torch.topk(xt, k + 1, sorted=True).values
-        return (top[:k].sum() + (count - k) * top[k]) / count
+        top = torch.topk(xt, k + 1, dim=-1, sorted=True).values
+        return (top[..., :k].sum(-1) + (count - k) * top[..., k]) / count
 
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     t = harness.time_call(run, repeats=repeats, block=lambda out: (sync(), out)[1])
-    return t["seconds"], float(t["output"].item()), f"torch.topk ({dev})"
+    return t["seconds"], np.asarray(t["output"].cpu()), f"torch.topk ({dev})"
 
 
 def measure(n, tail_probs, repeats, *, with_sort=True):
@@ -80,9 +82,9 @@ def measure(n, tail_probs, repeats, *, with_sort=True):
         for name, fn in methods.items():
             t = harness.time_call(fn, x, repeats=repeats)
             results[name] = (t["seconds"], float(t["output"]))
-        torch_row = _torch(x_np, p, repeats)
+        torch_row = torch_cvar(x_np, p, repeats)
         if torch_row is not None:
-            results[torch_row[2]] = torch_row[:2]
+            results[torch_row[2]] = (torch_row[0], float(torch_row[1]))
         for name, (seconds, value) in results.items():
             rows.append({"n": n, "tail_prob": p, "method": name, "ms": 1e3 * seconds,
                          "floor_ms": 1e3 * floor, "x_floor": seconds / floor,
