@@ -22,6 +22,7 @@ __all__ = [
     "is_concrete",
     "run_checked",
     "traced_out_of_range",
+    "nan_where",
     "traced_bad_weights",
 ]
 
@@ -106,6 +107,13 @@ def traced_out_of_range(value: Any, *, low: float = 0.0, high: float = 1.0,
     above = v >= low if low_closed else v > low
     below = v <= high if high_closed else v < high
     return ~(above & below)
+
+
+def nan_where(flag: Any, tree: Any) -> Any:
+    """``tree`` with every float leaf NaN where ``flag`` holds (``flag is False``: unchanged)."""
+    if flag is False:
+        return tree
+    return jax.tree_util.tree_map(lambda v: jnp.where(flag, jnp.nan, v), tree)
 
 
 def traced_bad_weights(weights: Any) -> Any:

@@ -14,7 +14,7 @@ the float64 decision's (both evaluated in float64 on the same samples). Runs wit
 ``tailjax`` is on the path (to measure the layer before a change, put an older checkout
 first on ``PYTHONPATH``).
 
-    python -m benchmarks.perf.decision_layer --out benchmarks/results/importance_sampling_cpu/decision_layer
+    python -m benchmarks.perf.decision_layer --out benchmarks/results/decision_layer_cpu/after
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Set-up of the importance-sampling benchmarks (Deo & Murthy's tutorial, Example 1).
 
+Asymptotic variances: :func:`saa_asymptotic_variance` (closed form) and
+:func:`is_asymptotic_variance` (from 2^20 or more draws, batch-means interval) of the CVaR
+estimator at a fixed decision; by the tutorial's Theorem 4 the optimal value of the sample
+problem has the same asymptotic variance at the (unique) optimum theta*.
+
 The methods compared (plain SAA, exponential tilting at the dominating point, the
 self-structuring transform), each an :class:`tailjax.importance.ISScheme`; the estimate of
 CVaR(theta) from n draws of a scheme, compiled once per (law, method, n) and shared by every
@@ -190,3 +195,60 @@ def plot_curves(curves: list[dict], target: float, out, name: str):
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     return harness.save_figure(fig, out, name)
+
+
+# ---------------------------------------------------------------- asymptotic variances
+
+Z95 = 1.959963984540054  # the 95% two-sided normal quantile: q95 of |N(0, s^2)| is Z95 s
+
+
+def saa_asymptotic_variance(problem, theta, tail_prob: float) -> float:
+    """sigma^2 with sqrt(n) (CVaR_n - CVaR) -> N(0, sigma^2) for plain SAA at ``theta``, in
+    closed form: l(X, theta) = -theta^T mu + s Y with s = ||L^T theta|| and Y standard normal
+    or t_nu, so sigma^2 = s^2 Var((Y - q)_+) / beta^2 with q the standard VaR (the VaR's own
+    error does not enter at first order). Gaussian moments in closed form, t by quadrature."""
+    from scipy import stats
+
+    from tailjax.stochopt.problems import standard_tail
+
+    with jax.enable_x64(True):
+        q = float(standard_tail(tail_prob, problem.nu, jnp.float64)[0])
+        s = float(np.linalg.norm(np.asarray(problem.chol, np.float64).T @ np.asarray(theta, np.float64)))
+    if problem.nu is None:
+        phi = float(stats.norm.pdf(q))
+        m1, m2 = phi - q * tail_prob, (1 + q * q) * tail_prob - q * phi
+    else:
+        law = stats.t(problem.nu)
+        m1 = law.expect(lambda y: y - q, lb=q, epsabs=1e-14, epsrel=1e-12)
+        m2 = law.expect(lambda y: (y - q) ** 2, lb=q, epsabs=1e-14, epsrel=1e-12)
+    return s * s * (m2 - m1 * m1) / tail_prob**2
+
+
+def is_asymptotic_variance(problem, theta, var: float, tail_prob: float, method: str, params, key, *,
+                           n_total: int = 2**20, batches: int = 32) -> dict:
+    """sigma^2 of the IS (or plain, ``method="saa"``) CVaR estimator at (VaR, theta):
+    Var_g[(l(Z, theta) - VaR)_+ L(Z)] / beta^2 from ``n_total`` draws of the method's law,
+    with a 95% batch-means interval (``batches`` batches, Student-t quantile)."""
+    from scipy import stats
+
+    m = n_total // batches
+    draw = sampler(problem, method, m)
+    level = jnp.asarray(tail_prob, problem.mean.dtype)
+
+    @jax.jit
+    def batch_moments(keys):
+        z, log_lr = draw(keys, params, level)  # (B, m, d), (B, m)
+        losses = jax.vmap(lambda zz: sample_losses(problem.loss, zz, theta))(z)
+        y = jnp.maximum(losses - var, 0.0) * jnp.exp(log_lr)
+        return jnp.mean(y, axis=1), jnp.mean(y * y, axis=1), jnp.max(y * y, axis=1)
+
+    keys = jax.random.split(key, batches)
+    means, squares, largest = (np.asarray(a, np.float64) for a in batch_moments(keys))
+    per_batch = (squares - means**2) * m / (m - 1) / tail_prob**2
+    mean = float(np.mean(squares) - np.mean(means) ** 2) / tail_prob**2
+    half = float(stats.t.ppf(0.975, batches - 1) * np.std(per_batch, ddof=1) / np.sqrt(batches))
+    # the largest single draw's share of sum y^2: near 1 flags a second moment carried by one
+    # draw (heavy-tailed weights), where the interval is not to be trusted
+    share = float(np.max(largest) / (np.sum(squares) * m))
+    return dict(variance=mean, ci=(mean - half, mean + half), n_total=m * batches, batches=batches,
+                max_share=share)

@@ -89,7 +89,7 @@ def kl_worst_case(
     traced ``radius <= 0`` gives NaN.
     """
     check_nonempty_last_axis(losses, "losses")
-    if is_concrete(losses) and bool(jnp.any(jnp.isnan(jnp.asarray(losses)))):
+    if is_concrete(losses) and bool(np.isnan(np.asarray(losses)).any()):
         raise ValueError("losses contain NaN")
     check_positive(radius, "radius")
     _check_probs(probs, losses)

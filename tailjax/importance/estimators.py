@@ -27,7 +27,13 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_nonempty_last_axis, check_open_unit, is_concrete
+from tailjax._checks import (
+    check_nonempty_last_axis,
+    check_open_unit,
+    is_concrete,
+    nan_where,
+    traced_out_of_range,
+)
 from tailjax.risk import ru_objective, var_cvar
 from tailjax.risk.empirical import tail_count
 
@@ -99,7 +105,8 @@ def is_objective_from_losses(
     # Without a hit the log-sum is log 0; a finite stand-in keeps its gradient finite.
     log_sum = logsumexp(jnp.where(hit, log_lr, 0.0), b=jnp.where(hit, excess, 1.0), axis=-1)
     log_norm = jnp.log(jnp.asarray(n * tail_prob, losses.dtype))
-    return u + jnp.where(hit[..., 0], jnp.exp(log_sum - log_norm), 0.0)
+    value = u + jnp.where(hit[..., 0], jnp.exp(log_sum - log_norm), 0.0)
+    return nan_where(traced_out_of_range(tail_prob), value)
 
 
 def is_objective(
@@ -153,8 +160,11 @@ def is_var_cvar(
 
     With likelihood ratios L_i and W = sum_i L_i, min_u f_is,n(u) is the CVaR at tail mass
     alpha = n beta / W of the self-normalised measure sum_i (L_i / W) delta(l_i), so it is
-    computed by one weighted sort (:func:`tailjax.risk.var_cvar`). ``log_lr=None`` is SAA.
-    When W < n beta (a degenerate IS sample) alpha is clipped to 1, giving the IS mean.
+    computed by one weighted sort, in log space: the masses L_i / (n beta) enter through
+    ``log_lr`` capped at 2 (any one ratio of e^120 in float32 gives the right answer, not an
+    underflowed alpha). ``log_lr=None`` is SAA (:func:`tailjax.risk.var_cvar`). When
+    W < n beta (a degenerate IS sample) alpha is clipped to 1, giving the IS mean. NaN
+    losses or log-ratios give NaN; ``log_lr = -inf`` is a zero weight.
 
     Args:
       losses: ``(..., n)`` losses l(Z_i, theta).
@@ -168,6 +178,12 @@ def is_var_cvar(
     check_open_unit(tail_prob, "tail_prob")
     losses = _float(losses)
     check_nonempty_last_axis(losses, "losses")
+    return nan_where(
+        traced_out_of_range(tail_prob), _is_var_cvar(losses, log_lr, tail_prob, max_tail_prob)
+    )
+
+
+def _is_var_cvar(losses, log_lr, tail_prob, max_tail_prob):
     if max_tail_prob is not None:
         check_open_unit(max_tail_prob, "max_tail_prob")
         if log_lr is not None:
@@ -180,17 +196,36 @@ def is_var_cvar(
     _check_lr(losses, log_lr)
     log_lr = jnp.asarray(log_lr, losses.dtype)
     n = losses.shape[-1]
+    return _log_weighted_var_cvar(losses, log_lr, jnp.log(jnp.asarray(n * tail_prob, losses.dtype)))
+
+
+def _log_weighted_var_cvar(losses, log_lr, log_norm):
+    """VaR and CVaR of the measure sum_i q_i delta(l_i) at tail mass 1,
+    q_i = exp(log_lr_i - log_norm), without leaving log space: min_u u + sum_i q_i (l_i - u)_+.
+
+    Sorted by decreasing loss, atom i gets the share clip(1 - (q_1 + ... + q_{i-1}), 0, q_i)
+    of the unit tail. Masses are capped at 2 before the cumulative sum (an atom of mass >= 1
+    already fills the tail, and a cap above 1 keeps "the mass before exceeds 1" exact), so
+    ratios of e^120 in float32 neither overflow nor push the tail mass n beta / W below the
+    smallest float. When sum_i q_i < 1 (W < n beta) the masses are normalised to sum to 1:
+    the IS mean.
+    """
     log_w = logsumexp(log_lr, axis=-1, keepdims=True)
-    probs = jnp.exp(log_lr - log_w)
-    alpha = jnp.exp(jnp.log(jnp.asarray(n * tail_prob, losses.dtype)) - log_w[..., 0])
-    alpha = jnp.minimum(alpha, 1.0)
-    if alpha.ndim == 0:
-        return var_cvar(losses, alpha, weights=probs)
-    flat = lambda a: a.reshape((-1,) + a.shape[alpha.ndim:])  # noqa: E731
-    v, c = jax.vmap(lambda l, a, p: var_cvar(l, a, weights=p))(
-        flat(losses), alpha.reshape(-1), flat(probs)
-    )
-    return v.reshape(alpha.shape), c.reshape(alpha.shape)
+    degenerate = log_w < log_norm
+    log_q = log_lr - jnp.where(degenerate, log_w, log_norm)
+    order = jnp.argsort(-losses, axis=-1)
+    values = jnp.take_along_axis(losses, order, axis=-1)
+    mass = jnp.exp(jnp.minimum(jnp.take_along_axis(log_q, order, axis=-1), jnp.log(2.0)))
+    # the IS mean: masses summing to one exactly (no rounding left outside the tail)
+    mass = jnp.where(degenerate, mass / jnp.sum(mass, axis=-1, keepdims=True), mass)
+    before = jnp.cumsum(mass, axis=-1) - mass
+    share = jnp.clip(1.0 - before, 0.0, mass)
+    k = jnp.sum(before <= 1.0 + 4 * jnp.finfo(losses.dtype).eps, axis=-1) - 1
+    inside = jnp.where((share > 0) | jnp.isfinite(values), values, 0.0)
+    var_value = jnp.take_along_axis(values, jnp.maximum(k, 0)[..., None], axis=-1)[..., 0]
+    bad = jnp.any(jnp.isnan(log_q) | jnp.isnan(losses), axis=-1)
+    return (jnp.where(bad, jnp.nan, var_value),
+            jnp.where(bad, jnp.nan, jnp.sum(share * inside, axis=-1)))
 
 
 def _top_var_cvar(losses, tail_prob, max_tail_prob):

@@ -28,8 +28,15 @@ unbiased for every h, with g_h(y) evaluated through the inverse transform
 (:func:`~tailjax.importance.self_structuring.self_structuring_log_density`). The grid
 minimiser (``vmap`` over h) is refined by golden-section search in log h. Estimating M2(h)
 from samples of g_h itself would be unreliable: when g_h misses the region just beyond u the
-empirical M2 is biased low, which favours exactly the worst h. If fewer than ``min_hits``
-pilot samples exceed u the largest grid h is returned.
+empirical M2 is biased low, which favours exactly the worst h.
+
+Fallback. The estimate is trusted when at least ``min_hits`` pilot draws exceed u. With
+fewer (u far in the tail for every stretch on the grid, or a small pilot), the candidates
+are the grid points whose own draws (those stretched by T_{h_j}) reached beyond u, and the
+one of smallest estimated M2 among them is returned (``OracleInfo.fallback = 1``); with no
+draw beyond u at all, the nominal law (s_h = 1, T_h the identity: plain sampling, which
+cannot do worse than no IS) is returned (``fallback = 2``). A light-tailed problem with a
+known MGF can use :func:`gaussian_tilting_scheme` / :func:`tilting_scheme` instead.
 """
 
 from __future__ import annotations
@@ -90,7 +97,10 @@ class ISScheme(NamedTuple):
 class OracleInfo(NamedTuple):
     h_grid: Array  # (G,)
     log_m2_grid: Array  # (G,) log M2 on the grid (+inf where discarded)
-    log_m2: Array  # log M2 at the returned h
+    log_m2: Array  # log M2 at the returned h (+inf for the nominal law)
+    hits: Array  # (G,) pilot draws of each grid point beyond u
+    fallback: Array  # () int: 0 trusted estimate; 1 < min_hits hits in all, best h among
+    #                  those with hits; 2 no hit, the nominal law (s_h = 1, no IS)
 
 
 def default_h_grid(tail_prob: float, num: int = 24, max_scale: float = 64.0) -> np.ndarray:
@@ -151,7 +161,9 @@ def self_structuring_oracle(
       h_grid: increasing grid of h > 0 (default :func:`default_h_grid`); the pilot samples
         come from the equal mixture of the g_h on this grid.
       refine_steps: golden-section steps in log h around the best grid point.
-      min_hits: below this many pilot samples beyond u, the largest grid h is returned.
+      min_hits: pilot draws beyond u needed to trust the estimated M2 on the whole grid;
+        below, only grid points with hits of their own are candidates, and with no hit
+        at all the nominal law is returned (``OracleInfo.fallback``).
 
     Returns:
       ``(h, OracleInfo)`` with the estimated log M2 on the grid and at h.
@@ -161,8 +173,16 @@ def self_structuring_oracle(
     grid = jnp.asarray(default_h_grid(tail_prob) if h_grid is None else h_grid)
     if grid.ndim != 1 or grid.shape[0] < 2:
         raise ValueError(f"h_grid must be 1-D with at least 2 points, got shape {grid.shape}")
-    if not isinstance(grid, jax.core.Tracer) and np.any(np.asarray(grid) <= 0):
-        raise ValueError("h_grid must be > 0")
+    if not isinstance(grid, jax.core.Tracer):
+        if np.any(np.asarray(grid) <= 0):
+            raise ValueError("h_grid must be > 0")
+        if is_concrete(tail_prob) and is_concrete(rho):
+            unit = max(float(np.log(np.log(1.0 / float(tail_prob)))), 1.0)
+            if np.any(np.asarray(grid) * unit <= np.exp(-float(rho))):
+                raise ValueError(
+                    f"h_grid must exceed e^(-rho) / max(log log(1/tail_prob), 1) = "
+                    f"{np.exp(-float(rho)) / unit:.4g} (s_h > e^(-rho): T_h invertible)"
+                )
     if int(pilot_size) < grid.shape[0]:
         raise ValueError(f"pilot_size must be >= the grid size {grid.shape[0]}, got {pilot_size}")
     x = dist.sample(key, pilot_size)
@@ -173,7 +193,10 @@ def self_structuring_oracle(
     y = jax.vmap(lambda xi, h: self_structuring_transform(xi, h, tail_prob, rho))(x, h_of_sample)
     log_f = jax.vmap(dist.log_prob)(y)
     excess = jnp.maximum(sample_losses(loss, y, theta) - u, 0.0)
-    hits = jnp.sum(excess > 0)
+    point = jnp.arange(pilot_size) % G
+    hits = jnp.zeros((G,), jnp.int32).at[point].add((excess > 0).astype(jnp.int32))
+    trusted = jnp.sum(hits) >= min_hits
+    eligible = trusted | (hits > 0)
 
     def log_g(h):  # log g_h(Y_i) for all i
         return jax.vmap(lambda yi: self_structuring_log_density(yi, h, tail_prob, dist.log_prob, rho))(y)
@@ -186,10 +209,11 @@ def self_structuring_oracle(
         value = logsumexp(2.0 * log_f - log_gh - log_g_mix, b=excess**2) - log_m
         return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
-    values = jax.vmap(criterion_from)(log_g_grid)
+    values = jnp.where(eligible, jax.vmap(criterion_from)(log_g_grid), jnp.inf)
     j = jnp.argmin(values)
-    lo = jnp.log(grid[jnp.maximum(j - 1, 0)])
-    hi = jnp.log(grid[jnp.minimum(j + 1, G - 1)])
+    # refine between the neighbours that are candidates themselves
+    lo = jnp.log(jnp.where(eligible[jnp.maximum(j - 1, 0)], grid[jnp.maximum(j - 1, 0)], grid[j]))
+    hi = jnp.log(jnp.where(eligible[jnp.minimum(j + 1, G - 1)], grid[jnp.minimum(j + 1, G - 1)], grid[j]))
 
     def golden(_, state):
         a, b = state
@@ -204,8 +228,12 @@ def self_structuring_oracle(
     better = v_ref < values[j]
     h = jnp.where(better, h_ref, grid[j])
     log_m2 = jnp.where(better, v_ref, values[j])
-    enough = hits >= min_hits
-    return jnp.where(enough, h, grid[-1]), OracleInfo(grid, values, log_m2)
+    none = ~jnp.any(hits > 0)
+    nominal = 1.0 / jnp.maximum(jnp.log(jnp.log(1.0 / jnp.asarray(tail_prob, x.dtype))), 1.0)
+    h = jnp.where(none, nominal, h)
+    log_m2 = jnp.where(none, jnp.inf, log_m2)
+    fallback = jnp.where(trusted, 0, jnp.where(none, 2, 1)).astype(jnp.int32)
+    return h, OracleInfo(grid, values, log_m2, hits, fallback)
 
 
 def self_structuring_scheme(

@@ -40,6 +40,7 @@ from tailjax._checks import check_open_unit, check_positive, is_concrete
 from tailjax.layers.ipm import ipm_solve
 from tailjax.layers.polytope import Polytope, polytope_constraints
 from tailjax.layers.qp import dense_factor, dense_solve, solve_qp
+from tailjax.layers.scaling import check_on_failure, cost_normalisation, on_failure_result
 
 __all__ = ["DecisionInfo", "cvar_decision", "point_decision"]
 
@@ -168,12 +169,15 @@ def point_decision(
     iterations: int = 40,
     tol: float | None = None,
     return_info: bool = False,
+    on_failure: str = "nan",
 ):
     """argmin_{w in W} c^T w + w^T P w + reg ||w||^2 for one cost vector ``(d,)``.
 
     Equals :func:`cvar_decision` with a single sample (CVaR of a point mass is the value).
-    Differentiable in ``cost``, ``quadratic`` and the polytope.
+    Differentiable in ``cost``, ``quadratic`` and the polytope. ``on_failure`` as in
+    :func:`cvar_decision` (a NaN decision where the solver did not converge, by default).
     """
+    check_on_failure(on_failure)
     cost = jnp.asarray(cost)
     if cost.ndim != 1 or cost.shape[0] == 0:
         raise ValueError(f"cost must be a non-empty vector (d,), got shape {cost.shape}")
@@ -184,7 +188,7 @@ def point_decision(
     Q = _quad_block(quadratic, reg, d, dtype)
     A, b, G, h = (a.astype(dtype) for a in polytope_constraints(polytope))
     sol = solve_qp(Q, cost, A, b, G, h, iterations=iterations, tol=tol)
-    w = sol.primal
+    w = on_failure_result(sol.primal, sol.converged, on_failure, "point_decision")
     if not return_info:
         return w
     obj = 0.5 * w @ (Q @ w) + cost @ w
@@ -202,8 +206,14 @@ def cvar_decision(
     iterations: int = 40,
     tol: float | None = None,
     return_info: bool = False,
+    on_failure: str = "nan",
 ):
     """The CVaR sample-average decision for ``K`` cost samples ``(K, d)``.
+
+    The costs are centred by the equality rows and scaled to order one inside the solver
+    (:mod:`tailjax.layers.scaling`), so float32 reaches the float64 decision for costs of
+    any magnitude (energy prices of order 1e3, costs of order 1e-5); the decision and the
+    info are in the caller's units.
 
     Args:
       costs: ``(K, d)`` cost samples in minimisation form (negate returns/values).
@@ -214,10 +224,15 @@ def cvar_decision(
       weights: optional ``(K,)`` non-negative sample weights, normalised to sum to one.
       iterations, tol: interior-point budget and tolerance (:func:`solve_qp`).
       return_info: also return a :class:`DecisionInfo`.
+      on_failure: where the solver did not converge, ``"nan"`` (default) returns a NaN
+        decision, ``"raise"`` fails a ``checkify`` check (an error outside ``jit``; inside a
+        user's ``jit`` wrap it with ``checkify.checkify``), ``"ignore"`` returns the last
+        iterate (check ``info.converged``).
 
     Returns:
       ``w*`` of shape ``(d,)`` (and the info).
     """
+    check_on_failure(on_failure)
     costs = jnp.asarray(costs)
     if costs.ndim != 2:
         raise ValueError(f"costs must have shape (K, d), got {costs.shape}")
@@ -243,18 +258,26 @@ def cvar_decision(
         # (the RU threshold u would be unbounded below).
         out = point_decision(
             pi @ costs, polytope, quadratic=quadratic, reg=reg, iterations=iterations,
-            tol=tol, return_info=return_info,
+            tol=tol, return_info=return_info, on_failure=on_failure,
         )
         return out
     tail = jnp.asarray(tail_prob, dtype)
     poly = jax.tree_util.tree_map(lambda a: a.astype(dtype), polytope)
+    Qw = _quad_block(quadratic, reg, d, dtype)
+    lam, shift, scale = cost_normalisation(
+        pi @ costs,
+        lambda sh: pi @ jnp.mean((costs - sh) ** 2, axis=1),
+        poly.eq_matrix,
+        jnp.max(jnp.abs(Qw)),
+    )
     P = CVaRQP(
-        costs, pi / tail, _quad_block(quadratic, reg, d, dtype), poly.eq_matrix, poly.eq_rhs,
+        (costs - shift) / scale, pi / tail, Qw / scale, poly.eq_matrix, poly.eq_rhs,
         poly.lower, poly.upper, poly.ineq_matrix, poly.ineq_rhs,
     )
     x, _, _, ok, it = ipm_solve(P, iterations=iterations, tol=tol)
-    w = x[:d]
+    w = on_failure_result(x[:d], ok, on_failure, "cvar_decision")
     if not return_info:
         return w
-    obj = 0.5 * w @ (P.Qw @ w) + P.lin @ x
-    return w, DecisionInfo(obj, x[d], ok, it)
+    offset = lam @ poly.eq_rhs
+    obj = scale * (0.5 * w @ (P.Qw @ w) + P.lin @ x) + offset
+    return w, DecisionInfo(obj, scale * x[d] + offset, ok, it)

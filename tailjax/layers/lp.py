@@ -17,17 +17,19 @@ the value is (two-stage recourse costs, master problems of cutting-plane methods
 
 Every variable must be bounded by some row of G or A (the engine's full-column-rank
 condition); infeasible or unbounded data leave ``converged = False`` in
-:func:`solve_lp` (check it: :func:`lp_value` returns the last iterate's value). One LP per
-call; ``jax.vmap`` for a batch.
+:func:`solve_lp`, and make :func:`lp_value` NaN (or raise, with ``on_failure="raise"``).
+One LP per call; ``jax.vmap`` for a batch.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax.layers.qp import QPSolution, solve_qp
+from tailjax.layers.scaling import check_on_failure, on_failure_result
 
 __all__ = ["solve_lp", "lp_value"]
 
@@ -75,7 +77,8 @@ def solve_lp(
 
 @jax.custom_jvp
 def _value(c, A, b, G, h):
-    return c @ solve_lp(c, A, b, G, h).primal
+    sol = solve_lp(c, A, b, G, h)
+    return c @ sol.primal, sol.converged
 
 
 @_value.defjvp
@@ -84,7 +87,8 @@ def _value_jvp(primals, tangents):
     dc, dA, db, dG, dh = tangents
     sol = solve_lp(c, A, b, G, h)
     x, y, z = sol.primal, sol.eq_dual, sol.ineq_dual
-    return c @ x, dc @ x + z @ (dG @ x - dh) + y @ (dA @ x - db)
+    dv = dc @ x + z @ (dG @ x - dh) + y @ (dA @ x - db)
+    return (c @ x, sol.converged), (dv, np.zeros((), jax.dtypes.float0))
 
 
 def lp_value(
@@ -93,11 +97,20 @@ def lp_value(
     eq_rhs: Float[ArrayLike, " m_eq"] | None,
     ineq_matrix: Float[ArrayLike, "m n"],
     ineq_rhs: Float[ArrayLike, " m"],
+    *,
+    on_failure: str = "nan",
 ) -> Float[Array, ""]:
     """Optimal value of min c'x s.t. Ax = b, Gx <= h; differentiable in all five arrays.
 
     Arguments as in :func:`solve_lp`. Forward and reverse mode (``jax.jvp``, ``jax.grad``,
     under ``jit`` and ``vmap``) use the envelope theorem on the optimal multipliers (see
     the module docstring); no derivative of the solver is taken.
+
+    ``on_failure``: where the solver does not converge (an infeasible or unbounded LP),
+    ``"nan"`` (default) returns NaN, ``"raise"`` fails a ``checkify`` check (an error
+    outside ``jit``), ``"ignore"`` returns the last iterate's value
+    (:mod:`tailjax.layers.scaling`).
     """
-    return _value(*_arrays(lin, eq_matrix, eq_rhs, ineq_matrix, ineq_rhs))
+    check_on_failure(on_failure)
+    value, converged = _value(*_arrays(lin, eq_matrix, eq_rhs, ineq_matrix, ineq_rhs))
+    return on_failure_result(value, converged, on_failure, "lp_value")

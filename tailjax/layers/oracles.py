@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax._checks import is_concrete
+
 __all__ = ["grid_arcs", "grid_shortest_path", "fractional_knapsack", "box_budget"]
 
 
@@ -134,7 +136,12 @@ def box_budget(
     total: Float[ArrayLike, ""],
 ) -> Float[Array, " n"]:
     """argmin c^T w s.t. lower <= w <= upper, sum(w) = total: start at ``lower`` and spend
-    ``total - sum(lower)`` on the cheapest coordinates first (requires a feasible total)."""
+    ``total - sum(lower)`` on the cheapest coordinates first.
+
+    The total must be feasible, sum(lower) <= total <= sum(upper) (and lower <= upper):
+    concrete arguments that break this raise ``ValueError`` naming them; traced ones give a
+    NaN decision (there is no point of the set to return).
+    """
     cost = jnp.asarray(cost)
     dtype = jnp.result_type(cost.dtype, float)
     cost = cost.astype(dtype)
@@ -142,6 +149,16 @@ def box_budget(
     upper = jnp.asarray(upper).astype(dtype)
     if lower.shape != cost.shape or upper.shape != cost.shape or cost.ndim != 1:
         raise ValueError(f"lower and upper must have the shape of cost {cost.shape}")
-    budget = jnp.asarray(total, dtype) - jnp.sum(lower)
-    extra = _greedy_fill(-cost, upper - lower, budget, jnp.ones(cost.shape, bool))
-    return lower + extra
+    total = jnp.asarray(total, dtype)
+    lo_sum, hi_sum = jnp.sum(lower), jnp.sum(upper)
+    slack = 1e-6 * (1.0 + jnp.abs(lo_sum) + jnp.abs(hi_sum))
+    feasible = (total >= lo_sum - slack) & (total <= hi_sum + slack) & jnp.all(lower <= upper)
+    if all(is_concrete(a) for a in (lower, upper, total)) and not bool(feasible):
+        if not bool(jnp.all(lower <= upper)):
+            raise ValueError("upper must be >= lower elementwise")
+        raise ValueError(
+            f"total must lie in [sum(lower), sum(upper)] = [{float(lo_sum)}, {float(hi_sum)}], "
+            f"got {float(total)}: the budget cannot be met"
+        )
+    extra = _greedy_fill(-cost, upper - lower, total - lo_sum, jnp.ones(cost.shape, bool))
+    return jnp.where(feasible, lower + extra, jnp.nan)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax.layers.ipm import default_tol, ipm_solve
+from tailjax.layers.scaling import cost_normalisation
 
 __all__ = ["QPSolution", "solve_qp", "default_tol", "DenseQP", "dense_factor", "dense_solve"]
 
@@ -134,11 +135,20 @@ def solve_qp(
 
     Returns:
       :class:`QPSolution`. Infeasible or unbounded data leave ``converged = False``.
+
+    The objective is centred by the equality rows and scaled to order one inside the solver
+    (:mod:`tailjax.layers.scaling`); the solution and multipliers are in the caller's units.
     """
     arrays = [jnp.asarray(a) for a in (quad, lin, eq_matrix, eq_rhs, ineq_matrix, ineq_rhs)]
     dtype = jnp.result_type(*[a.dtype for a in arrays], float)
     Q, q, A, b, G, h = [a.astype(dtype) for a in arrays]
     _check_shapes(Q, q, A, b, G, h)
-    x, y, z, done, it = ipm_solve(DenseQP(Q, q, A, b, G, h), iterations=iterations, tol=tol)
+    lam, shift, scale = cost_normalisation(
+        q, lambda sh: jnp.mean((q - sh) ** 2), A, jnp.max(jnp.abs(Q))
+    )
+    x, y, z, done, it = ipm_solve(
+        DenseQP(Q / scale, (q - shift) / scale, A, b, G, h), iterations=iterations, tol=tol
+    )
+    y, z = scale * y - lam, scale * z
     slack = h - G @ x
     return QPSolution(x, y, z, slack, done, slack @ z, it)

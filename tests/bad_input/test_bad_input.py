@@ -30,7 +30,7 @@ def test_random_out_of_range_levels(data):
     if closed_right is False and value == 1.0:
         return
     kind = type(spec.kinds[arg])(bad={"drawn": value}, traced=True)
-    probe = type(spec)(spec.name, spec.call, spec.args, {arg: kind})
+    probe = type(spec)(spec.name, spec.call, spec.args, {arg: kind}, jittable=spec.jittable)
     for case in cases([probe]):
         verdict, detail = judge(case)
         assert verdict in ("rejected", "nan"), f"{case.id} ({value!r}): {verdict}: {detail}"

@@ -84,8 +84,6 @@ def test_data_free_rows_are_feasible():
     _check_feasible(inst, {"equal_weights": rows["equal_weights"]})
 
 
-@pytest.mark.xfail(reason="the in-flight tailjax/layers on_failure change returns NaN from the portfolio's "
-                          "point QP (reported to the layers owner)", strict=False)
 def test_portfolio_mean_cost_row_is_feasible():
     from benchmarks.setups.dfl import data_free_decisions
 

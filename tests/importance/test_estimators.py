@@ -83,6 +83,38 @@ def test_log_space_weights_do_not_overflow(dtype):
     assert float(c2) == pytest.approx(float(p @ np.asarray(losses, np.float64) / p.sum()), rel=1e-5)
 
 
+def test_is_var_cvar_with_one_huge_likelihood_ratio_float32_matches_float64():
+    # one log-ratio of +120 (e^120 > float32 max): the tail mass n beta / W underflowed to 0,
+    # so the eager call raised "tail_prob must lie in (0, 1]" and the jitted one gave NaN
+    rng = np.random.default_rng(0)
+    losses = rng.normal(size=200)
+    log_lr = 0.3 * rng.normal(size=200)
+    j = int(np.argsort(losses)[-5])  # the 5th largest loss carries the huge ratio
+    log_lr[j] = 120.0
+    with jax.enable_x64(True):
+        ref = [float(v) for v in is_var_cvar(jnp.asarray(losses), jnp.asarray(log_lr), 0.05)]
+    # the tail ends at the heavy atom: the four larger losses and the rest of the unit mass on it
+    q_above = np.exp(log_lr[losses > losses[j]]) / (200 * 0.05)
+    expected = q_above @ losses[losses > losses[j]] + (1 - q_above.sum()) * losses[j]
+    assert ref[0] == pytest.approx(losses[j]) and ref[1] == pytest.approx(expected)
+    l32, r32 = jnp.asarray(losses, jnp.float32), jnp.asarray(log_lr, jnp.float32)
+    for f in (is_var_cvar, jax.jit(is_var_cvar, static_argnums=2)):
+        v, c = f(l32, r32, 0.05)
+        np.testing.assert_allclose([float(v), float(c)], ref, rtol=1e-6)
+    # gradients stay finite
+    g = jax.grad(lambda l: is_var_cvar(l, r32, 0.05)[1])(l32)
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_is_var_cvar_nan_inputs_give_nan():
+    losses = jnp.array([0.0, 1.0, 2.0, 3.0])
+    v, c = is_var_cvar(losses, jnp.array([0.0, jnp.nan, 0.0, 0.0]), 0.25)
+    assert np.isnan(float(v)) and np.isnan(float(c))
+    # -inf log-ratios are zero weights
+    v, c = is_var_cvar(losses, jnp.array([0.0, 0.0, 0.0, -jnp.inf]), 0.25)
+    assert float(c) == pytest.approx(2.0)
+
+
 def test_estimators_jit_and_vmap_over_decisions():
     key = jax.random.PRNGKey(3)
     x = jax.random.normal(key, (256, 2))

@@ -38,9 +38,26 @@ def test_oracle_minimises_estimated_second_moment(problem, x64):
     assert grid[0] <= float(h) <= grid[-1]
     assert float(info.log_m2) <= float(np.min(info.log_m2_grid)) + 1e-12
     np.testing.assert_allclose(grid, default_h_grid(BETA))
-    # no tail hits at an absurd threshold: fall back to the largest h
-    h_far, _ = oracle(jax.random.PRNGKey(0), 1e6, theta)
-    assert float(h_far) == pytest.approx(grid[-1])
+    assert int(info.fallback) == 0 and int(np.sum(info.hits)) >= 10
+
+
+def test_oracle_falls_back_to_the_nominal_law_without_tail_hits(problem, x64):
+    # at an absurd threshold no grid point sees the tail: it used to return the largest h
+    # (s_h = 64, variance reduction <= 0.06 on a Gaussian problem); now s_h = 1, flagged
+    p, theta, var, _, oracle = problem
+    h_far, info = oracle(jax.random.PRNGKey(0), 1e6, theta)
+    assert int(info.fallback) == 2
+    assert float(h_far) * max(np.log(np.log(1 / BETA)), 1.0) == pytest.approx(1.0)
+    assert np.all(np.asarray(info.hits) == 0) and np.isinf(float(info.log_m2))
+    # a few hits (a 48-draw pilot far in the tail): the best estimate among the grid points
+    # whose own draws reached the tail
+    h, info = jax.jit(lambda k, u, th: self_structuring_oracle(
+        k, u, th, p.dist, p.loss, BETA, pilot_size=48))(jax.random.PRNGKey(0), 4 * var, theta)
+    hits = np.asarray(info.hits)
+    assert int(info.fallback) == 1 and 0 < hits.sum() < 10
+    grid = np.asarray(info.h_grid)
+    assert grid[hits > 0].min() <= float(h) <= grid[hits > 0].max()
+    assert np.all(np.isinf(np.asarray(info.log_m2_grid)[hits == 0]))
 
 
 def test_oracle_choice_beats_plain_sampling(problem, x64):
@@ -107,6 +124,8 @@ def test_oracle_bad_input():
         self_structuring_oracle(key, 1.0, None, dist, loss, 0.01, h_grid=jnp.array([-1.0, 1.0]))
     with pytest.raises(ValueError, match="h_grid"):
         self_structuring_oracle(key, 1.0, None, dist, loss, 0.01, h_grid=jnp.array([1.0]))
+    with pytest.raises(ValueError, match="h_grid must exceed"):  # s_h <= e^-rho somewhere
+        self_structuring_oracle(key, 1.0, None, dist, loss, 0.01, h_grid=jnp.array([0.1, 1.0]))
     with pytest.raises(ValueError, match="pilot_size"):
         self_structuring_oracle(key, 1.0, None, dist, loss, 0.01, pilot_size=4)
     with pytest.raises(ValueError, match="tail_prob"):

@@ -54,6 +54,78 @@ def test_log_jacobian_matches_autodiff(d, x64):
             np.testing.assert_allclose(ours, logdet, rtol=1e-10, atol=1e-10)
 
 
+def _h_for_scale(s, beta):
+    return s / max(np.log(np.log(1 / beta)), 1.0)
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_log_jacobian_matches_jacfwd_for_scales_below_one(d, x64):
+    # eq. (17)'s prod J~ / max J~ is right only for s_h >= 1; below, the Jacobian was wrong
+    # in every d >= 2 case (and NaN for s_h < e^-rho)
+    xs = _points(jax.random.PRNGKey(10 + d), d, 40)
+    beta = 1e-2
+    for rho in (1.0, 2.0):
+        for s in (0.2, 0.4, 0.76, 0.95, 1.0, 8.0):
+            if s <= np.exp(-rho):
+                continue
+            h = _h_for_scale(s, beta)
+            jac = jax.vmap(jax.jacfwd(lambda x: self_structuring_transform(x, h, beta, rho)))(xs)
+            sign, logdet = jnp.linalg.slogdet(jac)
+            ours = self_structuring_log_jacobian(xs, h, beta, rho)  # a batch of rows
+            assert np.all(np.asarray(sign) > 0)
+            np.testing.assert_allclose(ours, logdet, rtol=1e-10, atol=1e-10)
+
+
+def test_inverse_with_scale_below_one_returns_the_point(x64):
+    xs = 3.0 * jax.random.normal(jax.random.PRNGKey(6), (300, 4), jnp.float64)
+    for rho, s in ((1.0, 0.4), (1.0, 0.76), (2.0, 0.2)):
+        h = _h_for_scale(s, 1e-2)
+        z = self_structuring_transform(xs, h, 1e-2, rho)
+        np.testing.assert_allclose(self_structuring_inverse(z, h, 1e-2, rho), xs, rtol=1e-9, atol=1e-9)
+
+
+def test_transform_of_a_batch_uses_each_rows_own_max(x64):
+    # a batch used to share one ||x||_inf (the maximum over the whole batch)
+    xs = jnp.array([[0.5, -0.2, 0.1], [10.0, 3.0, -1.0]])
+    for f in (self_structuring_transform, self_structuring_log_jacobian):
+        batched = f(xs, 2.0, 1e-3)
+        rows = jnp.stack([f(x, 2.0, 1e-3) for x in xs])
+        np.testing.assert_allclose(batched, rows, rtol=1e-12)
+    z = self_structuring_transform(xs, 2.0, 1e-3)
+    np.testing.assert_allclose(self_structuring_inverse(z, 2.0, 1e-3), xs, rtol=1e-10)
+
+
+def test_pushforward_integrates_to_one_below_unit_scale(x64):
+    beta = 1e-2
+    h = 0.5  # s_h = 0.76
+    dist = gaussian(jnp.zeros(2), jnp.array([[1.0, 0.3], [0.3, 1.0]]))
+    g = jnp.linspace(-8.0, 8.0, 641)
+    Z = jnp.stack(jnp.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    logg = jax.jit(jax.vmap(lambda z: self_structuring_log_density(z, h, beta, dist.log_prob)))(Z)
+    total = float(jnp.trapezoid(jnp.trapezoid(jnp.exp(logg).reshape(641, 641), g, axis=1), g))
+    assert total == pytest.approx(1.0, abs=2e-3)
+    # E[L] = 1 (was 0.872 at h = 0.5 and 0.958 at h = 0.6 in d = 3)
+    for h in (0.5, 0.6):
+        _, log_lr = self_structuring_sample(jax.random.PRNGKey(2), gaussian(jnp.zeros(3)), 200_000, h, beta)
+        lr = np.exp(np.asarray(log_lr))
+        assert abs(lr.mean() - 1.0) < 4 * lr.std() / np.sqrt(lr.size)
+
+
+def test_inadmissible_scale_raises_naming_h_and_tail_prob():
+    # s_h <= e^-rho: the coordinate maps fold near 0, T_h is not invertible; the inverse
+    # used to return another preimage (81% of Gaussian points wrong by up to 0.49 at s_h = 0.2)
+    with pytest.raises(ValueError, match=r"h=0.2 at tail_prob=0.01"):
+        self_structuring_transform(jnp.ones(2), 0.2, 0.01)
+    with pytest.raises(ValueError, match=r"h=0.1 at tail_prob=0.01 gives s_h"):
+        self_structuring_inverse(jnp.ones(2), 0.1, 0.01)
+    back = jax.jit(lambda h: self_structuring_inverse(jnp.ones(2), h, 0.01))(0.1)
+    assert np.all(np.isnan(np.asarray(back)))
+    self_structuring_transform(jnp.ones(2), 0.2, 0.01, rho=2.0)  # e^-2 < s_h = 0.31: fine
+    # traced: NaN instead of a wrong number
+    out = jax.jit(lambda h: self_structuring_log_jacobian(jnp.ones(2), h, 0.01))(0.2)
+    assert np.isnan(float(out))
+
+
 def test_transform_structure(x64):
     x = jnp.array([0.3, -2.0, 1.1])
     h, beta = 2.0, 1e-4

@@ -48,6 +48,7 @@ def test_shortest_path_cvar_matches_highs(x64, alpha):
     np.testing.assert_allclose(float(cvar(C @ w, alpha)), ref, rtol=1e-6)
 
 
+@pytest.mark.slow  # fast suite: the float32 layer against HiGHS in test_scaling.py
 def test_float32_objective_gap():
     poly, A, b = _flow_polytope(np.float32)
     C = np.random.default_rng(1).uniform(0.5, 1.5, (20, 12)).astype(np.float32)
@@ -124,6 +125,7 @@ def test_weights_equal_repeated_samples(x64):
     np.testing.assert_allclose(w_rep, w_wt, atol=1e-6)
 
 
+@pytest.mark.slow  # fast suite: jit+vmap in test_scaling.py, gradients by finite differences above
 def test_jit_vmap_and_grad_under_vmap():
     poly, _, _ = _flow_polytope(np.float32)
     C = jnp.asarray(np.random.default_rng(7).uniform(0.5, 1.5, (3, 20, 12)), jnp.float32)

@@ -106,6 +106,19 @@ def test_lp_value_jvp_is_the_envelope_formula(x64):
     assert float(dv) == pytest.approx(float(fd), rel=1e-4)
 
 
+def test_lp_value_of_an_infeasible_lp_is_nan_not_a_number():
+    # x >= 0 and x1 + x2 <= -1: no feasible point; lp_value used to return -0.67 silently
+    c, G, h = jnp.ones(2), jnp.array([[-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]]), jnp.array([0.0, 0.0, -1.0])
+    assert np.isnan(float(lp_value(c, None, None, G, h)))
+    values = jax.jit(jax.vmap(lambda hh: lp_value(-c, None, None, G, hh)))(jnp.stack([h, -h]))
+    assert np.isnan(float(values[0])) and float(values[1]) == pytest.approx(-1.0, abs=1e-4)
+    assert np.isfinite(float(lp_value(c, None, None, G, h, on_failure="ignore")))
+    with pytest.raises(Exception, match="lp_value: the interior-point solver did not converge"):
+        lp_value(c, None, None, G, h, on_failure="raise")
+    with pytest.raises(ValueError, match="on_failure"):
+        lp_value(c, None, None, G, h, on_failure=None)
+
+
 def test_bad_shapes():
     with pytest.raises(ValueError, match="ineq_matrix"):
         solve_lp(jnp.ones(3), None, None, jnp.ones((2, 4)), jnp.ones(2))

@@ -60,6 +60,19 @@ def test_box_budget_equals_lp():
     np.testing.assert_allclose(float(jnp.sum(w)), 7.0, rtol=1e-6)
 
 
+def test_box_budget_with_an_infeasible_total_never_returns_a_point():
+    # total 30 > sum(upper) = 24 used to return w = upper, which breaks sum(w) = total
+    c, lo, hi = np.arange(12.0), np.full(12, 0.1), np.full(12, 2.0)
+    with pytest.raises(ValueError, match="total"):
+        box_budget(c, lo, hi, 30.0)
+    with pytest.raises(ValueError, match="total"):
+        box_budget(c, lo, hi, 1.0)  # below sum(lower) = 1.2
+    w = jax.jit(box_budget)(c, lo, hi, jnp.asarray([30.0, 7.0])[0])
+    assert np.all(np.isnan(np.asarray(w)))
+    w = jax.jit(jax.vmap(box_budget, in_axes=(None, None, None, 0)))(c, lo, hi, jnp.asarray([30.0, 7.0]))
+    assert np.all(np.isnan(np.asarray(w[0]))) and float(jnp.sum(w[1])) == pytest.approx(7.0)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="cost"):
         grid_shortest_path(np.ones(39))

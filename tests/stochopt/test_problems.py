@@ -99,6 +99,26 @@ def test_farmer_recourse_lp_in_jax(x64):
     np.testing.assert_allclose(g_lp, g_cf, rtol=1e-6, atol=1e-6)
 
 
+def test_farmer_with_random_demand_grows_linearly_and_its_lp_matches_the_closed_form(x64):
+    fm = farmer_problem(demand_sd=0.2, shocks="t")
+    assert fm.dist.dim == 5
+    theta = jnp.array([170.0, 80.0, 250.0])
+    x = fm.dist.sample(jax.random.PRNGKey(5), 32)
+    lp = jax.jit(jax.vmap(fm.loss, in_axes=(0, None)))(x, theta)
+    closed = jax.vmap(fm.loss_closed_form, in_axes=(0, None))(x, theta)
+    np.testing.assert_allclose(lp, closed, rtol=1e-8)
+    # assumption 2 with rho = 1: along a demand shock the cost grows like 238 * 200 * 0.2 * t
+    e4 = jnp.zeros(5).at[3].set(1.0)
+    slope = (fm.loss_closed_form(2e4 * e4, theta) - fm.loss_closed_form(1e4 * e4, theta)) / 1e4
+    assert float(slope) == pytest.approx(238.0 * 200.0 * 0.2)
+    # Example 2 is bounded above: no harvest costs at most the feed and the planting
+    ex2 = farmer_problem()
+    worst = float(jnp.dot(ex2.planting_cost, theta)) + 238.0 * 200 + 210.0 * 240
+    assert float(ex2.loss_closed_form(-1e4 * jnp.ones(3), theta)) == pytest.approx(worst)
+    with pytest.raises(ValueError, match="shocks"):
+        farmer_problem(shocks="cauchy")
+
+
 def test_farmer_risk_averse_saa_matches_extensive_form(x64):
     fm = farmer_problem()
     n, beta = 120, 0.1

@@ -32,6 +32,7 @@ def test_ra_reaches_large_sample_optimum(large_sample_reference, x64):
     assert float(jnp.dot(p.mean, res.theta)) >= float(p.theta_set.target) - 1e-9
 
 
+@pytest.mark.slow  # fast suite: test_ra_as_written_keeps_earlier_samples_with_their_own_ratios
 def test_ra_plain_small_reaches_stage_tolerances(large_sample_reference, x64):
     """Fast version: small IS stages, one compiled program for all stages."""
     p, x_large, ref, _ = large_sample_reference
@@ -58,3 +59,40 @@ def test_ra_sample_sizes_and_bad_input(large_sample_reference):
         retrospective_approximation(jax.random.PRNGKey(0), p.loss, scheme, p.theta_set, 0.0)
     with pytest.raises(ValueError, match="tolerance_scale"):
         retrospective_approximation(jax.random.PRNGKey(0), p.loss, scheme, p.theta_set, BETA, tolerance_scale=0.0)
+
+
+def test_ra_as_written_keeps_earlier_samples_with_their_own_ratios(large_sample_reference, x64):
+    """Algorithm 1 as the tutorial writes it: stage k adds n_k - n_{k-1} draws of its own IS
+    law to the earlier ones (each keeping its likelihood ratio), the first stage samples
+    from the given alpha_0 without an oracle call."""
+    from tailjax.importance import ISScheme
+
+    p, x_large, ref, _ = large_sample_reference
+    def choose(key, u, theta):  # a fixed mean shift of the t law
+        return jnp.full((3,), 0.5)
+
+    def sample(key, shift, n):  # X = shift + t-noise: log f(z) - log g(z)
+        z = shift + p.dist.sample(key, n)
+        return z, jax.vmap(lambda zz: p.dist.log_prob(zz) - p.dist.log_prob(zz - shift))(z)
+
+    scheme = ISScheme(choose, sample)
+    alpha0 = jnp.full((3,), 0.25)
+    res = retrospective_approximation(
+        jax.random.PRNGKey(4), p.loss, scheme, p.theta_set, BETA, n0=1000, growth=2.0,
+        num_stages=3, tolerance_scale=1.0, padding="max", max_iter=80, reuse_samples=True,
+        initial_is_param=alpha0,
+    )
+    assert [s.n for s in res.stages] == [1000, 2000, 4000]
+    assert [s.new_samples for s in res.stages] == [1000, 1000, 2000]
+    assert res.total_samples == 4000  # the fresh-sample variant draws 7000
+    assert jnp.array_equal(res.stages[0].is_param, alpha0) and float(res.stages[1].is_param[0]) == 0.5
+    # the last stage problem is the IS objective over all 4000 draws, each with its own ratio
+    draws = [sample(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(4), k))[1], a, m)
+             for k, (a, m) in enumerate([(alpha0, 1000), (jnp.full((3,), 0.5), 1000), (jnp.full((3,), 0.5), 2000)])]
+    z = jnp.concatenate([d[0] for d in draws])
+    log_lr = jnp.concatenate([d[1] for d in draws])
+    value, _ = saa_value(res.theta, p.loss, z, BETA, log_lr=log_lr)
+    assert float(value) == pytest.approx(float(res.value), rel=1e-9)
+    assert all(bool(s.converged) for s in res.stages)
+    value_large, _ = saa_value(res.theta, p.loss, x_large, BETA)
+    assert float(value_large) <= ref * 1.05

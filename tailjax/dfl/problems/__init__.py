@@ -12,7 +12,12 @@ API
   ``make_instance(name, ...)``. ``model.sample(key, x (p,), K) -> (K, d)`` draws from the
   true p(c|x); ``model.mean(x) -> (d,)``; ``oracle(c (d,)) -> w (d,)`` is exact.
 - PyEPO 2.2 ``genData`` twins (same formulas, seeds, draw order, dtypes):
-  ``shortest_path_gen_data``, ``knapsack_gen_data``, ``portfolio_gen_data``.
+  ``shortest_path_gen_data``, ``knapsack_gen_data``, ``portfolio_gen_data``; and PyEPO's
+  twin problems: ``binary_knapsack(values (n,), weights (n,), capacity, *, weight_unit)``
+  (the exact 0-1 knapsack under jit: DP or branch and bound; ``pyepo_knapsack_instance(...,
+  binary=True)``) beside the relaxation, and ``risk_capped_portfolio(r (d,), Sigma (d, d),
+  risk_level)`` (max r^T w, 1^T w = 1, w >= 0, w^T Sigma w <= ``pyepo_risk_level(Sigma)``;
+  ``pyepo_portfolio_instance``).
 """
 
 from tailjax.dfl.problems.base import (
@@ -25,6 +30,7 @@ from tailjax.dfl.problems.base import (
     point_decision_of,
     qp_oracle,
 )
+from tailjax.dfl.problems.binary_knapsack import KnapsackInfo, binary_knapsack
 from tailjax.dfl.problems.energy import SpikyPriceModel, energy_instance, energy_problem
 from tailjax.dfl.problems.icon import IconEnergyData, ResidualBootstrapModel, icon_instance, load_icon_energy
 from tailjax.dfl.problems.knapsack import (
@@ -38,6 +44,11 @@ from tailjax.dfl.problems.portfolio import (
     portfolio_gen_data,
     portfolio_instance,
     portfolio_problem,
+)
+from tailjax.dfl.problems.pyepo_portfolio import (
+    pyepo_portfolio_instance,
+    pyepo_risk_level,
+    risk_capped_portfolio,
 )
 from tailjax.dfl.problems.shortest_path import (
     PolynomialCostModel,
@@ -83,6 +94,11 @@ __all__ = [
     "knapsack_problem",
     "knapsack_gen_data",
     "pyepo_knapsack_instance",
+    "binary_knapsack",
+    "KnapsackInfo",
+    "pyepo_portfolio_instance",
+    "pyepo_risk_level",
+    "risk_capped_portfolio",
     "shortest_path_instance",
     "shortest_path_problem",
     "shortest_path_gen_data",

@@ -11,7 +11,10 @@ factor-model draws, from the same ``RandomState(seed)``; ``capacity = capacity_r
 (the paper does not print its capacity; 0.25 by default, documented choice).
 
 :func:`knapsack_gen_data` reproduces ``pyepo.data.knapsack.genData`` (PyEPO 2.2) exactly,
-whose values are ceil(5 ((B x / sqrt(p) + 3)^deg + 1) / 3.5^deg * eps).
+whose values are ceil(5 ((B x / sqrt(p) + 3)^deg + 1) / 3.5^deg * eps);
+:func:`pyepo_knapsack_instance` gives that data with the fractional oracle or, with
+``binary=True``, PyEPO's default 0-1 knapsack solved exactly
+(:mod:`tailjax.dfl.problems.binary_knapsack`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 
 from tailjax.dfl.problems.base import ProblemInstance, make_problem
+from tailjax.dfl.problems.binary_knapsack import binary_knapsack
 from tailjax.dfl.problems.portfolio import FactorReturnModel, _check, _draw_factor_model, _intercept
 from tailjax.dfl.problems.shortest_path import PolynomialCostModel
 from tailjax.layers import fractional_knapsack, make_polytope
@@ -128,13 +132,24 @@ def pyepo_knapsack_instance(
     *,
     capacity: float = 20.0,
     reg: float = 0.0,
+    binary: bool = False,
 ) -> ProblemInstance:
-    """PyEPO's one-dimensional knapsack data (integer values) with its true p(c|x), relaxed
-    to the fractional knapsack."""
+    """PyEPO's one-dimensional knapsack data (integer values) with its true p(c|x).
+
+    ``binary=False``: the fractional relaxation's oracle (PyEPO's ``relax()``);
+    ``binary=True``: PyEPO's default 0-1 knapsack, solved exactly by
+    :func:`~tailjax.dfl.problems.binary_knapsack` (a DP over capacities in hundredths, the
+    unit of PyEPO's weights). The ``problem`` (and so the CVaR decision layer) is the
+    relaxation either way.
+    """
     _check(num_data, num_features, num_items, deg, noise_width, "num_items")
     B, x, c, weights = _draw_pyepo(num_data, num_features, num_items, 1, deg, noise_width, seed)
     dtype = jnp.result_type(float)
     model = PolynomialCostModel(jnp.asarray(B, dtype), int(deg), float(noise_width), 5.0, True)
     problem = knapsack_problem(weights[0], capacity, reg=reg)
+    if binary:
+        w0, cap = np.asarray(weights[0]), float(capacity)
+        oracle = lambda c: binary_knapsack(c, w0, cap, weight_unit=0.01)  # noqa: E731
+        return ProblemInstance("pyepo_knapsack_binary", problem, model, oracle, x, c)
     oracle = _oracle(jnp.asarray(weights[0], dtype), float(capacity))
     return ProblemInstance("pyepo_knapsack", problem, model, oracle, x, c)

@@ -1,0 +1,150 @@
+"""Float32 decision layers on badly scaled costs (issue 13, item 1) and visible failures.
+
+The energy instances are built as the Gen-DFL benchmark builds them
+(``tailjax.dfl.make_instance("energy", ...)``, benchmarks/setups/dfl/gen_dfl.py): 16 test
+rows, prices ~2-2000 at deg 2. Training layer: K = 100 samples, reg 0.1, 40 iterations;
+evaluation layer: K = 1000 samples, reg 0, 60 iterations. Before the objective was scaled
+inside the solver, float32 converged on 0 of 16 at deg 2 (CVaR up to 25% worse than the
+float64 decision).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import checkify
+
+from tailjax.layers import cvar_decision, make_polytope, point_decision
+from tailjax.risk import cvar
+
+TAIL = 0.1
+
+
+def _energy(deg, K, num=16):
+    from tailjax.dfl import make_instance
+
+    inst = make_instance("energy", num_data=420, deg=deg, seed=0, reg=0.1)
+    model = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), inst.model)
+    x = jnp.asarray(inst.features[320:320 + num], jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(1), num)
+    costs = np.asarray(jax.vmap(lambda k, xi: model.sample(k, xi, K))(keys, x), np.float64)
+    return inst.problem.polytope, costs
+
+
+def _highs_cvar_energy(costs, total):
+    """min_{w in [0,1]^d, sum w = total} CVaR_TAIL(c^T w) over the rows of ``costs`` (HiGHS)."""
+    from scipy.optimize import linprog
+
+    K, d = costs.shape
+    obj = np.concatenate([np.zeros(d), [1.0], np.full(K, 1 / (TAIL * K))])
+    A_ub = np.hstack([costs, -np.ones((K, 1)), -np.eye(K)])
+    A_eq = np.concatenate([np.ones(d), np.zeros(1 + K)])[None]
+    bounds = [(0, 1)] * d + [(None, None)] + [(0, None)] * K
+    return linprog(obj, A_ub=A_ub, b_ub=np.zeros(K), A_eq=A_eq, b_eq=[total], bounds=bounds, method="highs").fun
+
+
+def _solve_both(poly, costs, reg, iterations):
+    def solve(dtype):
+        p = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), poly)
+        f = jax.jit(jax.vmap(lambda c: cvar_decision(
+            c, p, TAIL, reg=reg, iterations=iterations, return_info=True, on_failure="ignore")))
+        return f(jnp.asarray(costs, dtype))
+
+    w32, info32 = solve(jnp.float32)
+    with jax.enable_x64(True):
+        w64, info64 = solve(jnp.float64)
+
+        def objective(w):
+            w = jnp.asarray(w, jnp.float64)
+            losses = jnp.einsum("nkd,nd->nk", jnp.asarray(costs), w)
+            return jax.vmap(lambda l: cvar(l, TAIL))(losses) + reg * jnp.sum(w**2, -1)
+
+        rel = np.asarray((objective(w32) - objective(w64)) / jnp.abs(objective(w64)))
+    return info32, info64, rel
+
+
+def test_float32_energy_prices_converge_to_the_optimal_cvar():
+    # deg 2, K = 100, reg 0, 60 iterations: float32 used to converge on 0 of 16 instances
+    poly, costs = _energy(deg=2, K=100)
+    assert costs.min() < 5 and costs.max() > 500  # energy-scale prices
+    p32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), poly)
+    w, info = jax.jit(jax.vmap(lambda c: cvar_decision(c, p32, TAIL, iterations=60, return_info=True)))(
+        jnp.asarray(costs, jnp.float32))
+    assert bool(np.all(info.converged))
+    total = float(poly.eq_rhs[0])
+    for i in range(costs.shape[0]):
+        ref = _highs_cvar_energy(costs[i], total)
+        value = float(cvar(jnp.asarray(costs[i] @ np.asarray(w[i], np.float64)), TAIL))
+        assert abs(value - ref) <= 1e-4 * abs(ref)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("deg", [2, 8])
+@pytest.mark.parametrize("layer", ["training", "evaluation"])
+def test_float32_energy_layers_converge_to_the_float64_decision(deg, layer):
+    # training: K = 100, reg 0.1, 40 iterations; evaluation: K = 1000, reg 0, 60 iterations
+    K, reg, iterations = (100, 0.1, 40) if layer == "training" else (1000, 0.0, 60)
+    poly, costs = _energy(deg=deg, K=K)
+    info32, info64, rel = _solve_both(poly, costs, reg=reg, iterations=iterations)
+    assert bool(np.all(info64.converged)) and bool(np.all(info32.converged))
+    assert np.max(np.abs(rel)) <= 1e-4
+
+
+def _simplex_case(seed=0, d=5, K=200, tail=0.05):
+    C = np.random.default_rng(seed).normal(size=(K, d))
+    poly = make_polytope(np.zeros(d, np.float32), np.ones(d, np.float32), np.ones((1, d), np.float32),
+                         np.ones(1, np.float32))
+    with jax.enable_x64(True):
+        poly64 = make_polytope(np.zeros(d), np.ones(d), np.ones((1, d)), np.ones(1))
+        w_ref = np.asarray(cvar_decision(C, poly64, tail, tol=1e-11, iterations=100))
+    return C, poly, w_ref, tail
+
+
+@pytest.mark.parametrize("transform", ["times_100", "plus_100", "times_1e-5"])
+def test_float32_simplex_decision_is_invariant_to_cost_scale_and_shift(transform):
+    # x100 and +100 used to stop unconverged with decisions off by 0.1-0.15; x1e-5 passed
+    # the (absolute) gap test with a decision off by 0.12.
+    C, poly, w_ref, tail = _simplex_case()
+    f = {"times_100": lambda c: 100 * c, "plus_100": lambda c: c + 100, "times_1e-5": lambda c: 1e-5 * c}
+    w, info = cvar_decision(f[transform](C).astype(np.float32), poly, tail, return_info=True)
+    assert bool(info.converged)
+    np.testing.assert_allclose(np.asarray(w), w_ref, atol=1e-4)
+
+
+def test_info_is_in_the_callers_units(x64):
+    C, _, _, tail = _simplex_case()
+    poly = make_polytope(np.zeros(5), np.ones(5), np.ones((1, 5)), np.ones(1))
+    w, info = cvar_decision(1e3 * C + 50.0, poly, tail, return_info=True)
+    losses = (1e3 * C + 50.0) @ np.asarray(w)
+    assert float(info.objective) == pytest.approx(float(cvar(jnp.asarray(losses), tail)), rel=1e-8)
+    assert float(info.var) == pytest.approx(float(np.quantile(losses, 1 - tail, method="inverted_cdf")), rel=1e-6)
+
+
+def test_unconverged_decision_is_nan_by_default():
+    C, poly, _, tail = _simplex_case()
+    C = C.astype(np.float32)
+    w = cvar_decision(C, poly, tail, iterations=2)
+    assert np.all(np.isnan(np.asarray(w)))
+    w, info = cvar_decision(C, poly, tail, iterations=2, on_failure="ignore", return_info=True)
+    assert np.all(np.isfinite(np.asarray(w))) and not bool(info.converged)
+    assert np.all(np.isnan(np.asarray(point_decision(C[0], poly, iterations=1))))
+    # under jit and vmap: only the infeasible instance (sum w = 10 with w <= 1) is NaN
+    polys = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), poly)
+    polys = polys._replace(eq_rhs=jnp.asarray([[1.0], [10.0]], jnp.float32))
+    W = jax.jit(jax.vmap(lambda p: cvar_decision(C, p, tail)))(polys)
+    assert np.all(np.isfinite(np.asarray(W[0]))) and np.all(np.isnan(np.asarray(W[1])))
+
+
+def test_unconverged_decision_raises_on_request():
+    C, poly, _, tail = _simplex_case()
+    C = C.astype(np.float32)
+    with pytest.raises(Exception, match="cvar_decision: the interior-point solver did not converge"):
+        cvar_decision(C, poly, tail, iterations=2, on_failure="raise")
+    # inside a user's jit the check is functionalised by checkify
+    f = checkify.checkify(jax.jit(lambda c: cvar_decision(c, poly, tail, iterations=2, on_failure="raise")))
+    err, _ = f(C)
+    assert "did not converge" in str(err.get())
+    err, _ = checkify.checkify(jax.jit(lambda c: cvar_decision(c, poly, tail, on_failure="raise")))(C)
+    assert err.get() is None
+    with pytest.raises(ValueError, match="on_failure"):
+        cvar_decision(C, poly, tail, on_failure="warn")
