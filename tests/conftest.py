@@ -34,3 +34,72 @@ def data_dir():
     if not path.is_dir():
         pytest.skip(f"data folder not found at {path} (set TAILJAX_DATA)")
     return path.resolve()
+
+
+# Tests of more than ~7 s on the 2-core CI machine (measured with --durations=0), run by
+# `make test-all` only, so that the fast suite stays within its 10-minute budget there.
+SLOW_ON_CI = {
+    "tests/benchmarks/test_dfl_setups.py::test_data_free_rows_are_feasible",
+    "tests/benchmarks/test_dfl_setups.py::test_tuned_baseline_keeps_the_best_validation_run",
+    "tests/dfl/test_baselines.py::test_every_loss_is_finite_and_differentiable_under_jit[dfl+]",
+    "tests/dfl/test_baselines.py::test_fit_resume_and_decisions",
+    "tests/dfl/test_exact.py::test_fresh_sample_reference_is_independent_of_the_solve",
+    "tests/dfl/test_gen_dfl.py::test_cvar_gap_form_of_the_evaluation_regret",
+    "tests/dfl/test_gen_dfl.py::test_kernel_step_and_decisions_under_jit_and_vmap",
+    "tests/dfl/test_gen_dfl.py::test_normalized_loss_divides_the_regret_by_the_mean_proxy_cost",
+    "tests/dfl/test_gen_dfl.py::test_regret_gradient_matches_finite_differences",
+    "tests/dfl/test_gen_dfl_is.py::test_importance_sampling_reduces_tail_estimate_error",
+    "tests/dfl/test_gen_dfl_is.py::test_is_decision_under_jit_and_vmap",
+    "tests/dfl/test_gen_dfl_is.py::test_log_weights_are_the_exact_density_ratio",
+    "tests/dfl/test_metrics.py::test_reference_decision_has_zero_regret_and_is_best",
+    "tests/dfl/test_proxy.py::test_proxy_is_frozen_pytree_and_checkpoint_resume",
+    "tests/dfl/test_pyepo_twins.py::test_risk_capped_portfolio_against_slsqp_and_kkt",
+    "tests/dro/test_gas_dro.py::test_gas_dro_step_under_jit",
+    "tests/dro/test_inner.py::test_inner_max_on_gaussian_toy_moves_mean_up_to_the_budget[ppo]",
+    "tests/dro/test_inner.py::test_lagrangian_loss_is_minus_surrogate_plus_mu_j",
+    "tests/dro/test_inner.py::test_ppo_ratio_is_one_and_gradient_equals_reinforce_at_theta_old",
+    "tests/flows/test_adjoint.py::test_lean_adjoint_matches_closed_form_first_order",
+    "tests/flows/test_conditioning.py::test_image_events_equal_the_flattened_computation",
+    "tests/flows/test_fdc.py::test_model_level_rounds",
+    "tests/flows/test_matching.py::test_learns_a_gaussian",
+    "tests/flows/test_pretrained.py::test_ddpm_adapter_samples_the_data_law",
+    "tests/flows/test_scale.py::test_bf16_compute_tracks_float32",
+    "tests/flows/test_scale.py::test_sharded_step_equals_one_device",
+    "tests/flows/test_tfft.py::test_importance_sampled_stage1_reaches_the_true_threshold",
+    "tests/flows/test_tfft.py::test_stage1_threshold_is_the_quantile_of_the_tilted_target[upper-0.95]",
+    "tests/flows/test_tfft.py::test_weak_stage1_warns_and_strict_raises",
+    "tests/flows/test_theory.py::test_bimodal_reward_gives_two_local_maxima_of_f_left",
+    "tests/layers/test_lp.py::test_lp_matches_highs_under_vmap",
+    "tests/layers/test_qp.py::test_gradient_matches_finite_differences",
+    "tests/layers/test_scaling.py::test_float32_energy_prices_converge_to_the_optimal_cvar",
+    "tests/layers/test_scaling.py::test_float32_simplex_decision_is_invariant_to_cost_scale_and_shift[times_100]",
+    "tests/layers/test_scaling.py::test_unconverged_decision_is_nan_by_default",
+    "tests/layers/test_scaling.py::test_unconverged_decision_raises_on_request",
+    "tests/nn/test_conditional_flow.py::test_log_det_matches_jacobian[affine]",
+    "tests/nn/test_conditional_flow.py::test_log_prob_of_samples_is_consistent[affine]",
+    "tests/nn/test_conditional_flow.py::test_log_prob_of_samples_is_consistent[spline]",
+    "tests/nn/test_conditional_flow.py::test_log_prob_vmap_equals_batched",
+    "tests/nn/test_conditional_flow.py::test_nll_training_recovers_conditional_gaussian",
+    "tests/nn/test_ddpm.py::test_float32_stable_with_500_steps[underflow]",
+    "tests/nn/test_ddpm.py::test_trajectory_log_prob_is_sum_of_gaussian_step_densities",
+    "tests/parallel/test_parallel.py::test_four_devices_match_single_device",
+    "tests/risk/test_axioms.py::test_weighted_equals_replicated",
+    "tests/risk/test_empirical.py::test_gradients_against_finite_differences",
+    "tests/risk/test_select.py::test_matches_sort[normal-0.5]",
+    "tests/risk/test_threshold.py::test_weights_equal_replication",
+    "tests/stochopt/test_problems.py::test_farmer_risk_averse_saa_matches_extensive_form",
+    "tests/stochopt/test_problems.py::test_portfolio_optimum_matches_scipy",
+    "tests/stochopt/test_retrospective.py::test_ra_as_written_keeps_earlier_samples_with_their_own_ratios",
+    "tests/stochopt/test_saa.py::test_solve_saa_matches_highs[False-0.0]",
+    "tests/test_notebooks.py::test_notebook_runs[01_tail_risk]",
+    "tests/test_notebooks.py::test_notebook_runs[02_importance_sampling]",
+    "tests/test_notebooks.py::test_notebook_runs[03_tfft]",
+    "tests/test_notebooks.py::test_notebook_runs[04_gen_dfl]",
+    "tests/test_notebooks.py::test_notebook_runs[05_gas_dro]",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in SLOW_ON_CI:
+            item.add_marker(pytest.mark.slow)
