@@ -12,7 +12,9 @@ in one process:
   backend (``pyepo.model.mpax.shortestPathModel``, raPDHG), the loss and step jitted (the
   Adam step of :func:`tailjax.training.gradient_kernel`, so both sides differ only in the
   loss and its solver).
-- ``pyepo-torch-ortools``: PyEPO's PyTorch ``SPOPlus`` with the OR-Tools backend.
+- ``pyepo-torch-ortools``: PyEPO's PyTorch ``SPOPlus`` with the OR-Tools backend, with one
+  solver process and with ``processes`` equal to the machine's CPU cores
+  (``pyepo-torch-ortools-pN``).
 
 Reported: seconds per epoch (median over epochs after a warm-up epoch that includes
 compilation) and the final normalised regret on 1000 test points (PyEPO's definition), and
@@ -23,11 +25,15 @@ box + budget, tail_prob 0.1, reg 0.1, batch 320 at paper size): instances/s forw
 forward+backward, against jaxopt's ``BoxOSQP`` on the same QP (dense, vmapped), with the
 relative objective gap to a tight float64 reference.
 
+Part 3 (``--layer-scaling``): the layer's forward and forward+backward time against K (d = 50)
+and against d (K = 100), same batch, written to ``dfl_layer_scaling.json`` with a log-log plot.
+
 ``--size small`` runs on CPU in a few minutes (fewer epochs, a smaller layer batch).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from functools import partial
@@ -135,7 +141,7 @@ def _pyepo_regret(optmodel, c_hat, c_true):
     return total / denom
 
 
-def run_pyepo_torch(epochs, data):
+def run_pyepo_torch(epochs, data, processes=1):
     import pyepo
     import torch
     from torch.utils.data import DataLoader
@@ -147,7 +153,7 @@ def run_pyepo_torch(epochs, data):
     loader = DataLoader(ds, batch_size=BATCH, shuffle=True, drop_last=True)
     model = torch.nn.Linear(P, 40)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    spo = pyepo.func.SPOPlus(optmodel, processes=1)
+    spo = pyepo.func.SPOPlus(optmodel, processes=processes)
     times = []
     for _ in range(epochs + 1):
         t0 = time.perf_counter()
@@ -160,11 +166,11 @@ def run_pyepo_torch(epochs, data):
     with torch.no_grad():
         c_hat = model(torch.as_tensor(x_te, dtype=torch.float32)).numpy()
     regret = _pyepo_regret(optmodel, c_hat, c_te)
-    return dict(first_epoch_s=times[0], epoch_s=statistics.median(times[1:]), regret=regret)
+    return dict(first_epoch_s=times[0], epoch_s=statistics.median(times[1:]), regret=regret,
+                processes=processes)
 
 
-def _layer_setup(batch, dtype=jnp.float32):
-    K, d = 100, 50
+def _layer_setup(batch, dtype=jnp.float32, K=100, d=50):
     rng = np.random.default_rng(0)
     poly = make_polytope(np.zeros(d), np.ones(d), ineq_matrix=np.ones((1, d)), ineq_rhs=[1.0])
     poly = jax.tree_util.tree_map(lambda a: a.astype(dtype), poly)
@@ -215,7 +221,7 @@ def run_layer(batch, repeats):
     _, obj_osqp = osqp(C)
     with jax.enable_x64(True):
         poly64, C64 = _layer_setup(min(batch, 16), jnp.float64)
-        ref = jax.vmap(lambda c: cvar_decision(c, poly64, tail, reg=reg, tol=1e-11, return_info=True)[1].objective)(C64)
+        ref = jax.vmap(lambda c: cvar_decision(c, poly64, tail, reg=reg, iterations=100, return_info=True)[1].objective)(C64)
     n = ref.shape[0]
     gap = lambda obj: float(jnp.max(jnp.abs(np.asarray(obj[:n], np.float64) - ref) / jnp.abs(ref)))  # noqa: E731
     return dict(
@@ -228,11 +234,42 @@ def run_layer(batch, repeats):
     )
 
 
+def run_layer_scaling(batch, repeats, Ks=(25, 50, 100, 200, 400), ds=(10, 25, 50, 100, 200)):
+    """Forward and forward+backward seconds of the batched layer against K (d = 50) and d (K = 100)."""
+    tail, reg = 0.1, 0.1
+    rows = []
+    for K, d in [(K, 50) for K in Ks] + [(100, d) for d in ds if d != 50]:
+        poly, C = _layer_setup(batch, K=K, d=d)
+        fwd = jax.jit(jax.vmap(lambda c: cvar_decision(c, poly, tail, reg=reg, return_info=True)))
+        bwd = jax.jit(jax.grad(lambda C: jnp.sum(jax.vmap(lambda c: cvar_decision(c, poly, tail, reg=reg))(C)[:, 0])))
+        _, t_f = _time(lambda a: fwd(a)[0], C, repeats)
+        _, t_b = _time(bwd, C, repeats)
+        info = fwd(C)[1]
+        rows.append(dict(K=K, d=d, batch=batch, fwd_s=t_f, fwd_bwd_s=t_b,
+                         converged=float(jnp.mean(info.converged)), max_iterations=int(jnp.max(info.iterations))))
+        print("layer scaling", rows[-1], flush=True)
+    return rows
+
+
+def _plot_layer_scaling(rows, out):
+    fig, axes = harness.figure(1, 2, figsize=(10, 3.5))
+    for ax, (var, fixed) in zip(axes, [("K", ("d", 50)), ("d", ("K", 100))]):
+        sel = sorted((r for r in rows if r[fixed[0]] == fixed[1]), key=lambda r: r[var])
+        for key, label in (("fwd_s", "forward"), ("fwd_bwd_s", "forward + backward")):
+            ax.loglog([r[var] for r in sel], [r[key] for r in sel], "o-", label=label)
+        ax.set_xlabel(var)
+        ax.set_ylabel(f"seconds per batch of {sel[0]['batch']}")
+        ax.set_title(f"CVaR layer, {fixed[0]} = {fixed[1]}")
+        ax.legend(fontsize=8)
+    harness.save_figure(fig, out, "dfl_layer_scaling")
+
+
 def _plot(result, out):
     fig, axes = harness.figure(1, 2, figsize=(10, 3.5))
     runs = result["spo_plus"]
-    names = [k for k in ("tailjax", "pyepo-jax-mpax", "pyepo-torch-ortools") if "epoch_s" in runs.get(k, {})]
-    axes[0].bar(names, [result["spo_plus"][k]["epoch_s"] for k in names], color=["C0", "C1", "C2"][: len(names)])
+    names = [k for k in runs if "epoch_s" in runs[k]]
+    axes[0].bar(names, [runs[k]["epoch_s"] for k in names], color=[f"C{i}" for i in range(len(names))])
+    axes[0].tick_params(axis="x", labelsize=7)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("seconds / epoch")
     axes[0].set_title("SPO+ on 5x5 shortest path (n=1000, batch 32)")
@@ -249,6 +286,7 @@ def main(argv=None):
     parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/dfl_training")
     parser.add_argument("--skip", nargs="*", default=[],
                         help="runs to skip: tailjax pyepo-jax-mpax pyepo-torch-ortools layer")
+    parser.add_argument("--layer-scaling", action="store_true", help="also time the layer against K and d")
     args = parser.parse_args(argv)
     cfg = SIZES[args.size]
     data = _data()
@@ -256,9 +294,11 @@ def main(argv=None):
                   setup=dict(n_train=N_TRAIN, n_test=N_TEST, p=P, deg=DEG, noise_width=NOISE, batch=BATCH,
                              lr=LR, epochs=cfg["epochs"]),
                   spo_plus={})
-    runners = {"tailjax": run_tailjax, "pyepo-jax-mpax": run_pyepo_jax, "pyepo-torch-ortools": run_pyepo_torch}
+    cores = os.cpu_count() or 1
+    runners = {"tailjax": run_tailjax, "pyepo-jax-mpax": run_pyepo_jax, "pyepo-torch-ortools": run_pyepo_torch,
+               f"pyepo-torch-ortools-p{cores}": partial(run_pyepo_torch, processes=cores)}
     for name, fn in runners.items():
-        if name in args.skip:
+        if name in args.skip or (name.startswith("pyepo-torch-ortools") and "pyepo-torch-ortools" in args.skip):
             continue
         try:
             result["spo_plus"][name] = fn(cfg["epochs"], data)
@@ -272,6 +312,9 @@ def main(argv=None):
     if "layer" not in args.skip:
         result["layer"] = run_layer(cfg["layer_batch"], cfg["layer_repeats"])
         print("layer", result["layer"], flush=True)
+    if args.layer_scaling:
+        result["layer_scaling"] = run_layer_scaling(cfg["layer_batch"], cfg["layer_repeats"])
+        _plot_layer_scaling(result["layer_scaling"], args.out)
     harness.write_json(args.out, "dfl_training", result)
     if "layer" in result and runs:
         _plot(result, args.out)

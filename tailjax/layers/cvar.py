@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_open_unit, check_positive, is_concrete
-from tailjax.layers.ipm import ipm_solve
+from tailjax.layers.ipm import full_precision, ipm_solve
 from tailjax.layers.polytope import Polytope, polytope_constraints
 from tailjax.layers.qp import dense_factor, dense_solve, solve_qp
 from tailjax.layers.scaling import check_on_failure, cost_normalisation, on_failure_result
@@ -160,6 +160,7 @@ def _quad_block(quadratic, reg, d, dtype):
     return 2.0 * (0.5 * (P + P.T) + jnp.asarray(reg, dtype) * jnp.eye(d, dtype=dtype))
 
 
+@full_precision
 def point_decision(
     cost: Float[ArrayLike, " d"],
     polytope: Polytope,
@@ -195,6 +196,7 @@ def point_decision(
     return w, DecisionInfo(obj, cost @ w, sol.converged, sol.iterations)
 
 
+@full_precision
 def cvar_decision(
     costs: Float[ArrayLike, "K d"],
     polytope: Polytope,

@@ -30,6 +30,7 @@ solution on non-degenerate instances as ``tol -> 0``.
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -38,7 +39,7 @@ import jax.numpy as jnp
 from jaxopt.implicit_diff import root_vjp
 from jaxtyping import Array
 
-__all__ = ["IPMState", "ipm_solve", "default_tol", "ridge_for"]
+__all__ = ["IPMState", "ipm_solve", "default_tol", "ridge_for", "full_precision"]
 
 _STEP_FRACTION = 0.99
 
@@ -211,16 +212,33 @@ def _core(P, iterations, tol, ridge):
     return _fwd(P, iterations, tol, ridge)[0]
 
 
+# Every product in the solver at full precision: the default lets GPUs (TF32 on Ampere and
+# later) round float32 products to 10 mantissa bits, and late iterations then stall.
+_FULL_PRECISION = "highest"
+
+
+def full_precision(fn):
+    """Trace ``fn`` with every matrix product at full precision (see ``_FULL_PRECISION``)."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.default_matmul_precision(_FULL_PRECISION):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def _fwd(P, iterations, tol, ridge):
-    st = _run(P, iterations, tol, ridge)
-    out = (st.x, st.y, st.z, converged(P, st, tol), st.iterations)
+    with jax.default_matmul_precision(_FULL_PRECISION):
+        st = _run(P, iterations, tol, ridge)
+        out = (st.x, st.y, st.z, converged(P, st, tol), st.iterations)
     return out, ((st.x, st.y, st.z, st.s), P)
 
 
 def _bwd(iterations, tol, ridge, res, cotangent):
     (x, y, z, s), P = res
     solve = lambda matvec, v: _transpose_solve(P, s, z, ridge, v)  # noqa: E731
-    return root_vjp(_kkt, (x, y, z), (P,), cotangent[:3], solve=solve)
+    with jax.default_matmul_precision(_FULL_PRECISION):
+        return root_vjp(_kkt, (x, y, z), (P,), cotangent[:3], solve=solve)
 
 
 _core.defvjp(_fwd, _bwd)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax.layers.ipm import full_precision
 from tailjax.layers.qp import QPSolution, solve_qp
 from tailjax.layers.scaling import check_on_failure, on_failure_result
 
@@ -49,6 +50,7 @@ def _arrays(lin, eq_matrix, eq_rhs, ineq_matrix, ineq_rhs):
     return c, A, b, jnp.asarray(ineq_matrix, dt), jnp.asarray(ineq_rhs, dt)
 
 
+@full_precision
 def solve_lp(
     lin: Float[ArrayLike, " n"],
     eq_matrix: Float[ArrayLike, "m_eq n"] | None,
@@ -91,6 +93,7 @@ def _value_jvp(primals, tangents):
     return (c @ x, sol.converged), (dv, np.zeros((), jax.dtypes.float0))
 
 
+@full_precision
 def lp_value(
     lin: Float[ArrayLike, " n"],
     eq_matrix: Float[ArrayLike, "m_eq n"] | None,

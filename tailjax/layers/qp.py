@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax.layers.ipm import default_tol, ipm_solve
+from tailjax.layers.ipm import default_tol, full_precision, ipm_solve
 from tailjax.layers.scaling import cost_normalisation
 
 __all__ = ["QPSolution", "solve_qp", "default_tol", "DenseQP", "dense_factor", "dense_solve"]
@@ -111,6 +111,7 @@ def _check_shapes(Q, q, A, b, G, h):
         raise ValueError("ineq_matrix has no rows: bound every variable (the solver needs slacks)")
 
 
+@full_precision
 def solve_qp(
     quad: Float[ArrayLike, "n n"],
     lin: Float[ArrayLike, " n"],
