@@ -10,6 +10,19 @@ batch, then the dual update. Both implementations start from the same weights; t
 checks that they compute the same trajectory log-probabilities and rewards. PyTorch is
 optional: without it only the JAX side is timed.
 
+The PyTorch peer runs in every mode of ``--torch-modes`` in the same process (see
+``_torch_modes``): ``eager``; ``compile``, ``torch.compile`` in its default mode; and
+``cudagraphs``, ``torch.compile(mode="reduce-overhead")`` with CUDA-graph capture (CUDA only;
+skipped with a reason elsewhere). A compiled mode compiles four functions, each one static
+graph: the reverse DDPM step (noise net, posterior mean and noise, called T times per step),
+the trajectory log-probability, J_DM and the whole PPO objective (its backward compiled too);
+the sampling and epoch loops, the LSTM scoring (one cuDNN call per step) and Adam (fused on
+CUDA) stay eager. Each mode starts from the same weights; its log-probabilities (with the
+initial weights, after timing) are compared with JAX's and eager's. The headline speed-up is
+against the fastest PyTorch mode, the one against eager is shown too; the first step's time
+includes compilation. PyTorch computes float32 matmuls at ``--torch-matmul-precision`` (TF32
+on GPUs by default, as JAX does).
+
     python -m benchmarks.perf.gas_dro --size paper   # GPU
     python -m benchmarks.perf.gas_dro --size small   # CPU smoke run
 """
@@ -28,6 +41,7 @@ import numpy as np
 import optax
 
 from benchmarks import _harness as harness
+from benchmarks.perf import _torch_modes as modes
 from benchmarks.setups.dro import MethodSettings, carbon_setup, evaluate, forecast_loss, train_method
 from tailjax import dro
 from tailjax.nn import LSTMForecaster, MLPNoiseNet, ddpm
@@ -43,64 +57,87 @@ SIZES = {
 
 
 # ----------------------------------------------------------------------------- PyTorch step
-def torch_inner_step(torch, net, lstm, head, opt, sched, mu, nominal, cfg, gen):
-    """One GAS-DRO inner step in plain PyTorch (eager), mirroring tailjax.dro.inner_max_kernel."""
+def torch_peer(torch, net, lstm, head, sched, nominal, cfg, mode="eager"):
+    """One GAS-DRO inner step in PyTorch ``mode``, mirroring tailjax.dro.inner_max_kernel.
+
+    Returns ``(step, log_prob)``: ``step(mu, gen)`` updates ``net`` in place and returns the
+    new dual variable and the sampled losses; ``log_prob(states)`` scores ``batch`` stored
+    trajectories (the last ``last + 1`` states each). A compiled mode compiles the reverse
+    step (noise net, mean and noise), the log-probability, J_DM and the PPO objective, each
+    as one static graph; the loops, the LSTM scoring and Adam stay eager.
+    """
     T, last, n, d = cfg["T"], cfg["last"], cfg["batch"], cfg["window"] + 1
     betas, alphas, abar, sig = sched
     dev = nominal.device
-
-    def eps_fn(x, t):
-        return net(x, t)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-5, fused=True if dev.type == "cuda" else None)
+    keep = modes.keeper(torch, mode)
+    times = torch.arange(T, 0, -1, device=dev)[:, None].expand(T, n).contiguous()  # row T - t holds t
+    ts = torch.arange(last, 0, -1, device=dev).repeat(n)  # (n * last,)
 
     def mean_fn(x, t, eps):
         coef = (betas[t - 1] / torch.sqrt(1 - abar[t - 1]))[:, None]
         return (x - coef * eps) / torch.sqrt(alphas[t - 1])[:, None]
 
-    with torch.no_grad():
-        x = torch.randn(n, d, device=dev, generator=gen)
-        states = []
-        for t in range(T, 0, -1):
-            if t == last:
-                states.append(x)
-            tt = torch.full((n,), t, device=dev, dtype=torch.long)
-            x = mean_fn(x, tt, eps_fn(x, tt)) + sig[t - 1] * torch.randn(n, d, device=dev, generator=gen)
-            if t <= last:
-                states.append(x)
-        states = torch.stack(states, 1)  # (n, last + 1, d)
-        out, _ = lstm(x[:, :-1, None])
-        losses = (head(out[:, -1])[:, 0] - x[:, -1]) ** 2
-        adv = losses - losses.mean()
+    def reverse(x, t, z, s):  # one DDPM step from time t (a (n,) tensor), noise scale s, standard noise z
+        return mean_fn(x, t, net(x, t)) + s * z
 
-    ts = torch.arange(last, 0, -1, device=dev).repeat(n)  # (n * last,)
-
-    def log_prob():
+    def log_prob(states):
         xt = states[:, :-1].reshape(-1, d)
         xp = states[:, 1:].reshape(-1, d)
-        mu_ = mean_fn(xt, ts, eps_fn(xt, ts))
+        mu_ = mean_fn(xt, ts, net(xt, ts))
         s = sig[ts - 1][:, None]
         lp = -0.5 * ((xp - mu_) / s) ** 2 - torch.log(s) - 0.5 * np.log(2 * np.pi)
         return lp.sum(-1).reshape(n, last).sum(-1)
 
-    def dm_loss():
-        m = nominal.shape[0]
-        t = torch.randint(1, T + 1, (m,), device=dev, generator=gen)
-        noise = torch.randn(nominal.shape, device=dev, generator=gen)
+    def dm_loss(t, noise):
         ab = abar[t - 1][:, None]
         xt = torch.sqrt(ab) * nominal + torch.sqrt(1 - ab) * noise
-        return ((noise - eps_fn(xt, t)) ** 2).mean()
+        return ((noise - net(xt, t)) ** 2).mean()
 
-    with torch.no_grad():
-        logp_old = log_prob()
-    for _ in range(cfg["epochs"]):
-        rho = torch.exp(log_prob() - logp_old)
+    def objective(states, adv, logp_old, mu, t, noise):
+        rho = torch.exp(log_prob(states) - logp_old)
         surr = torch.minimum(rho * adv, torch.clamp(rho, 0.6, 1.4) * adv).mean()
-        loss = -surr + mu * dm_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        j = dm_loss()
-    return max(0.0, mu + 1.0 * (float(j) - 0.2)), losses
+        return -surr + mu * dm_loss(t, noise)
+
+    reverse_c, log_prob_c, dm_loss_c, objective_c = (modes.wrap(torch, f, mode)
+                                                     for f in (reverse, log_prob, dm_loss, objective))
+
+    def draw_dm(gen):
+        t = torch.randint(1, T + 1, (nominal.shape[0],), device=dev, generator=gen)
+        return t, torch.randn(nominal.shape, device=dev, generator=gen)
+
+    def step(mu, gen):
+        modes.step_begin(torch, mode)
+        with torch.no_grad():
+            x = torch.randn(n, d, device=dev, generator=gen)
+            states = []
+            for t in range(T, 0, -1):
+                if t == last:
+                    states.append(x)
+                x = keep(reverse_c(x, times[T - t], torch.randn(n, d, device=dev, generator=gen), sig[t - 1]))
+                if t <= last:
+                    states.append(x)
+            states = torch.stack(states, 1)  # (n, last + 1, d)
+            out, _ = lstm(x[:, :-1, None])
+            losses = (head(out[:, -1])[:, 0] - x[:, -1]) ** 2
+            adv = losses - losses.mean()
+            logp_old = keep(log_prob_c(states))
+        mu_t = torch.tensor(mu, dtype=states.dtype, device=dev)
+        for _ in range(cfg["epochs"]):
+            loss = objective_c(states, adv, logp_old, mu_t, *draw_dm(gen))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            j = dm_loss_c(*draw_dm(gen))
+        return max(0.0, mu + 1.0 * (float(j) - 0.2)), losses
+
+    def scored(states):
+        modes.step_begin(torch, mode)
+        with torch.no_grad():
+            return keep(log_prob_c(states))
+
+    return step, scored
 
 
 def torch_modules(torch, theta, w, cfg, dev):
@@ -149,7 +186,8 @@ def torch_modules(torch, theta, w, cfg, dev):
     return Net().to(dev), lstm.to(dev), head.to(dev)
 
 
-def bench_step(cfg, nominal_np, log=print):
+def bench_step(cfg, nominal_np, torch_modes=modes.MODES, precision="high", log=print):
+    """JAX's inner step, then the PyTorch peer in each of ``torch_modes``."""
     key = jax.random.key(0)
     d = cfg["window"] + 1
     sched = ddpm.make_schedule(cfg["T"], beta_end=min(0.02 * 1000 / cfg["T"], 0.5) if cfg["T"] < 1000 else 0.02)
@@ -177,47 +215,66 @@ def bench_step(cfg, nominal_np, log=print):
         import torch
     except ImportError:
         log("PyTorch not installed: the PyTorch peer is skipped")
-        return {**out, "torch_median_s": None, "speedup": None}
+        return {**out, "torch_median_s": None, "speedup": None, "speedup_vs_eager": None}
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    tnet, lstm, head = torch_modules(torch, theta, w, cfg, dev)
-    # parity: the same trajectory scored by both implementations
-    _, traj = jax.jit(aset.sample, static_argnums=2)(jax.random.key(5), theta, 4)
+    out.update(modes.setup(torch, precision), torch_device=dev, torch_modes=list(torch_modes))
+    # parity: the same trajectories scored by both implementations, in every PyTorch mode
+    n = cfg["batch"]
+    _, traj = jax.jit(aset.sample, static_argnums=2)(jax.random.key(5), theta, n)
     lp_jax = np.asarray(aset.log_prob(theta, traj))
-    sched_t = [torch.tensor(np.asarray(a), device=dev) for a in sched]
-    st = torch.tensor(np.asarray(traj.states), device=dev)
-    with torch.no_grad():
-        last = cfg["last"]
-        ts = torch.arange(last, 0, -1, device=dev).repeat(4)
-        xt, xp = st[:, :-1].reshape(-1, d), st[:, 1:].reshape(-1, d)
-        b, a, ab, sg = sched_t
-        eps = tnet(xt, ts)
-        mu_ = (xt - (b[ts - 1] / torch.sqrt(1 - ab[ts - 1]))[:, None] * eps) / torch.sqrt(a[ts - 1])[:, None]
-        s = sg[ts - 1][:, None]
-        lp_t = (-0.5 * ((xp - mu_) / s) ** 2 - torch.log(s) - 0.5 * np.log(2 * np.pi)).sum(-1).reshape(4, last).sum(-1)
-        win = st[:, -1]
-        lstm_out, _ = lstm(win[:, :-1, None])
-        r_t = ((head(lstm_out[:, -1])[:, 0] - win[:, -1]) ** 2).cpu().numpy()
     r_jax = np.asarray(jax.vmap(forecast_loss(model), in_axes=(None, 0))(w, traj.states[:, -1]))
-    parity = {"log_prob_max_rel_diff": float(np.max(np.abs(lp_t.cpu().numpy() - lp_jax) / np.abs(lp_jax))),
-              "reward_max_abs_diff": float(np.max(np.abs(r_t - r_jax)))}
-    log(f"parity: {parity}")
-    topt = torch.optim.Adam(tnet.parameters(), lr=1e-5)
+    sched_t = [torch.tensor(np.asarray(a), device=dev) for a in sched]
     nominal_t = torch.tensor(np.asarray(nominal), device=dev)
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(0)
-    mu = {"v": 0.1}
+    st = torch.tensor(np.asarray(traj.states), device=dev)
+    sync = modes.synchronizer(torch, dev)
 
-    def run_torch():
-        mu["v"], _ = torch_inner_step(torch, tnet, lstm, head, topt, sched_t, mu["v"], nominal_t, cfg, gen)
+    def bench(mode):
+        tnet, lstm, head = torch_modules(torch, theta, w, cfg, dev)
+        initial = [p.detach().clone() for p in tnet.parameters()]
+        step, log_prob = torch_peer(torch, tnet, lstm, head, sched_t, nominal_t, cfg, mode)
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(0)
+        mu = {"v": 0.1}
 
-    sync = (lambda _: torch.cuda.synchronize()) if dev == "cuda" else (lambda _: None)
-    torch_timing = harness.time_call(run_torch, repeats=cfg["repeats"], block=sync)
-    torch_med = torch_timing["seconds"]
-    log(f"PyTorch inner step: median {torch_med * 1e3:.1f} ms; speed-up {torch_med / jax_med:.1f}x")
-    return {**out, "torch_median_s": torch_med, "torch_times_s": torch_timing["times"],
-            "speedup": torch_med / jax_med, "torch_version": torch.__version__, "torch_device": dev,
-            "parity": parity}
+        def run_torch():
+            mu["v"], _ = step(mu["v"], gen)
+
+        timing = harness.time_call(run_torch, repeats=cfg["repeats"], block=lambda _: sync())
+        with torch.no_grad():  # parity with the initial weights, as JAX scores them
+            for p, p0 in zip(tnet.parameters(), initial):
+                p.copy_(p0)
+            lp_t = log_prob(st).cpu().numpy()
+            lstm_out, _ = lstm(st[:, -1, :-1, None])
+            r_t = ((head(lstm_out[:, -1])[:, 0] - st[:, -1, -1]) ** 2).cpu().numpy()
+        parity = {"log_prob_max_rel_diff": float(np.max(np.abs(lp_t - lp_jax) / np.abs(lp_jax))),
+                  "reward_max_abs_diff": float(np.max(np.abs(r_t - r_jax))),
+                  "reward_scale": float(np.max(np.abs(r_jax))),
+                  "log_prob": lp_t}
+        res = {"median_s": timing["seconds"], "times_s": timing["times"], "first_s": timing["compile_seconds"],
+               "parity": parity}
+        log(f"PyTorch {mode} inner step: median {res['median_s'] * 1e3:.1f} ms (first {res['first_s']:.1f} s), "
+            f"log-prob rel diff {parity['log_prob_max_rel_diff']:.2e}, reward abs diff "
+            f"{parity['reward_max_abs_diff']:.2e} (largest reward {parity['reward_scale']:.3g})")
+        return res
+
+    per_mode = modes.run_modes(torch, torch_modes, dev, bench, log=log)
+    eager_lp = per_mode.get("eager", {}).get("parity", {}).get("log_prob")
+    for mode, r in per_mode.items():
+        if "parity" in r:
+            lp = r["parity"].pop("log_prob")
+            if eager_lp is not None:
+                r["parity"]["log_prob_max_rel_diff_eager"] = float(np.max(np.abs(lp - eager_lp) / np.abs(eager_lp)))
+    out["torch"] = per_mode
+    best = modes.fastest(per_mode, "median_s", higher_is_better=False)
+    out["torch_fastest"] = best
+    out["torch_median_s"] = per_mode[best]["median_s"] if best else None
+    out["speedup"] = out["torch_median_s"] / jax_med if best else None
+    eager = per_mode.get("eager", {}).get("median_s")
+    out["speedup_vs_eager"] = eager / jax_med if eager is not None else None
+    if best:
+        log(f"speed-up against the fastest PyTorch mode ({best}): {out['speedup']:.1f}x")
+    return out
 
 
 def full_run(cfg, data, log=print):
@@ -250,6 +307,7 @@ def main(argv=None):
         "TAILJAX_DATA", str(pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data")))
     p.add_argument("--skip-full-run", action="store_true")
     p.add_argument("--full-steps", type=int, default=None, help="outer iterations of the full run")
+    modes.add_arguments(p)
     args = p.parse_args(argv)
     cfg = dict(SIZES[args.size])
     if args.full_steps is not None:
@@ -259,27 +317,32 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     nominal = rng.standard_normal((cfg["batch"], cfg["window"] + 1)).astype(np.float32)
     report = {"size": args.size, "config": {k: v for k, v in cfg.items() if k != "full_run"},
-              "step": bench_step(cfg, nominal)}
+              "step": bench_step(cfg, nominal, args.torch_modes, args.torch_matmul_precision)}
     harness.write_json(args.out, "perf_gas_dro", report)
     if not args.skip_full_run and (pathlib.Path(args.data) / "carbon_intensity").is_dir():
         report["full_run"] = full_run(cfg, args.data)
         harness.write_json(args.out, "perf_gas_dro", report)
 
     s = report["step"]
-    rows = [{"implementation": "JAX (tailjax)", "median ms": s["jax_median_s"] * 1e3,
-             "compile s": s["jax_compile_s"]}]
-    if s["torch_median_s"] is not None:
-        rows.append({"implementation": "PyTorch eager", "median ms": s["torch_median_s"] * 1e3})
-    fig, ax = harness.figure(figsize=(5, 3.5))
-    ax.bar([r["implementation"] for r in rows], [r["median ms"] for r in rows])
+    rows = _rows(s)
+    ran = [r for r in rows if r["median ms"] is not None]
+    fig, ax = harness.figure(figsize=(6, 3.5))
+    ax.bar([r["implementation"] for r in ran], [r["median ms"] for r in ran])
     ax.set_ylabel("inner step, median ms")
-    speed = f"\n{s['speedup']:.1f}x faster" if s["speedup"] is not None else ""
-    ax.set_title(f"GAS-DRO inner step on {device}{speed}")
+    ax.tick_params(axis="x", labelsize=8)
+    speed = (f"\n{s['speedup']:.1f}x faster than PyTorch {s['torch_fastest']}"
+             if s["speedup"] is not None else "")
+    ax.set_title(f"GAS-DRO inner step on {device}{speed}", fontsize=9)
     harness.save_figure(fig, args.out, "perf_gas_dro")
-    lines = [f"device {device}", harness.markdown_table(rows, ["implementation", "median ms", "compile s"],
-                                                        {"median ms": ".1f", "compile s": ".1f"})]
+    columns = ["implementation", "median ms", "JAX speed-up", "compile s", "first step s", "log-prob rel diff",
+               "vs eager", "reward abs diff", "graphs", "graph breaks", "status"]
+    lines = [f"device {device}", harness.markdown_table(
+        rows, columns, {"median ms": ".1f", "JAX speed-up": ".2f", "compile s": ".1f", "first step s": ".1f",
+                        "log-prob rel diff": ".2e", "vs eager": ".2e", "reward abs diff": ".2e"})]
     if s["speedup"] is not None:
-        lines.append(f"speed-up {s['speedup']:.1f}x (goal >= 5x)")
+        lines.append(f"speed-up {s['speedup']:.1f}x against the fastest PyTorch mode ({s['torch_fastest']}), "
+                     + (f"{s['speedup_vs_eager']:.1f}x against eager " if s["speedup_vs_eager"] else "")
+                     + "(goal >= 5x)")
     if "full_run" in report:
         fr = report["full_run"]
         lines.append(f"full carbon run: DDPM pre-training {fr['ddpm_pretrain_seconds']:.1f} s, setup "
@@ -288,6 +351,22 @@ def main(argv=None):
                      f"ML {fr['ML']['seconds']:.1f} s")
     print("\n".join(lines))
     return report
+
+
+def _rows(s):
+    """One table row for JAX and one per PyTorch mode (ran, skipped or failed)."""
+    rows = [{"implementation": "JAX (tailjax)", "median ms": s["jax_median_s"] * 1e3,
+             "compile s": s["jax_compile_s"], "status": "ran"}]
+    for mode, r in s.get("torch", {}).items():
+        parity = r.get("parity", {})
+        median = r.get("median_s")
+        rows.append({"implementation": f"PyTorch {mode}", "median ms": None if median is None else median * 1e3,
+                     "JAX speed-up": None if median is None else median / s["jax_median_s"],
+                     "first step s": r.get("first_s"), "log-prob rel diff": parity.get("log_prob_max_rel_diff"),
+                     "vs eager": parity.get("log_prob_max_rel_diff_eager"),
+                     "reward abs diff": parity.get("reward_max_abs_diff"), "graphs": r.get("graphs"),
+                     "graph breaks": r.get("graph_breaks"), "status": r.get("skipped") or r.get("error") or "ran"})
+    return rows
 
 
 if __name__ == "__main__":
