@@ -349,6 +349,7 @@ def main(argv=None):
     modes.add_arguments(parser)
     parser.add_argument("--torch-compile-scope", choices=SCOPES, default="step",
                         help="what the compiled PyTorch modes compile: the whole loss or the velocity modules")
+    parser.add_argument("--models", type=int, nargs="+", help="rows of the size's models to run (indices; default all)")
     args = parser.parse_args(argv)
     cfg = SIZES[args.size]
     if "unet" in args.part:
@@ -375,7 +376,8 @@ def main(argv=None):
         result["torch_modes"] = list(args.torch_modes)
         result["torch_compile_scope"] = args.torch_compile_scope
         result.update(modes.setup(torch, args.torch_matmul_precision))
-    for spec in cfg["models"]:
+    specs = cfg["models"] if args.models is None else [cfg["models"][i] for i in args.models]
+    for spec in specs:
         row = mlp_row(spec, cfg, torch, tdev, args.torch_modes, args.torch_compile_scope)
         result["rows"].append(row)
         harness.write_json(args.out, "adjoint_matching", result)
