@@ -53,17 +53,6 @@ def test_pyepo_portfolio_arrays():
     assert r.sum(dtype=np.float64) == PYEPO_PF["total"]
 
 
-def test_against_installed_pyepo_if_present():
-    pyepo_data = pytest.importorskip("pyepo.data")
-    for ours, theirs in [
-        (shortest_path_gen_data(20, 5, (5, 5), 2, 0.5, 3), pyepo_data.shortestpath.genData(20, 5, (5, 5), 2, 0.5, 3)),
-        (portfolio_gen_data(20, 5, 9, 3, 2.0, 3), pyepo_data.portfolio.genData(20, 5, 9, 3, 2.0, 3)),
-        (knapsack_gen_data(20, 5, 9, 1, 2, 0.2, 3), pyepo_data.knapsack.genData(20, 5, 9, 1, 2, 0.2, 3)),
-    ]:
-        for a, b in zip(ours, theirs):
-            np.testing.assert_array_equal(a, b)
-
-
 DIMS = {"portfolio": 50, "knapsack": 50, "shortest_path": 40, "energy": 48}
 
 

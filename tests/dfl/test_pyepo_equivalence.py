@@ -4,7 +4,7 @@ variance-capped portfolio).
 
 PyEPO needs torch, which has no build for this suite's Python; it runs in its own Python 3.11
 environment, ``.venv-pyepo`` (``bash tests/dfl/make_pyepo_env.sh``, the Makefile's
-``.venv-pyepo`` target), through ``tests/dfl/pyepo_reference.py``. Every test here skips,
+``pyepo-env`` target), through ``tests/dfl/pyepo_reference.py``. Every test here skips,
 saying so, only when that environment is absent (``TAILJAX_PYEPO_PYTHON`` points at another
 interpreter).
 """
@@ -51,7 +51,7 @@ TOL = 1e-6  # regrets: |tailjax - PyEPO| <= TOL * max(1, |z*|) per instance, TOL
 def ref(tmp_path_factory):
     if not PYTHON.exists():
         pytest.skip(f"PyEPO reference environment absent ({PYTHON}): build it with "
-                    "`make .venv-pyepo` (bash tests/dfl/make_pyepo_env.sh)")
+                    "`make pyepo-env` (bash tests/dfl/make_pyepo_env.sh)")
     tmp = tmp_path_factory.mktemp("pyepo")
     spec, out = tmp / "spec.json", tmp / "ref.npz"
     spec.write_text(json.dumps({"cases": CASES}))
