@@ -50,7 +50,7 @@ class DecisionInfo(NamedTuple):
 
     objective: Array  # optimal value of the (regularised) decision problem
     var: Array  # the Rockafellar-Uryasev threshold u* (VaR of c^T w*); cost for point decisions
-    converged: Array
+    converged: Array  # tolerances met, or a stalled solve's best iterate within 10x of them
     iterations: Array
 
 

@@ -28,7 +28,8 @@ class QPSolution(NamedTuple):
     eq_dual: Array  # (m_eq,)
     ineq_dual: Array  # (m_ineq,)
     slack: Array  # (m_ineq,)  h - G x (>= 0 up to tol)
-    converged: Array  # () bool: tolerances met (False for infeasible/unbounded data)
+    converged: Array  # () bool: tolerances met, or a stalled solve's best iterate within 10x of
+    #                   them (ipm.REDUCED_ACCURACY); False for infeasible/unbounded data
     gap: Array  # () slack^T ineq_dual
     iterations: Array  # () int: iterations taken
 
