@@ -26,7 +26,8 @@ forward+backward, against jaxopt's ``BoxOSQP`` on the same QP (dense, vmapped), 
 relative objective gap to a tight float64 reference.
 
 Part 3 (``--layer-scaling``): the layer's forward and forward+backward time against K (d = 50)
-and against d (K = 100), same batch, written to ``dfl_layer_scaling.json`` with a log-log plot.
+and against d (K = 100), same batch: ``layer_scaling`` in the JSON, log-log plot
+``dfl_layer_scaling.png``.
 
 ``--size small`` runs on CPU in a few minutes (fewer epochs, a smaller layer batch).
 """
