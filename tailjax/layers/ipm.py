@@ -138,7 +138,7 @@ def _initial_state(P, ridge):
     return IPMState(x, y, shift(-r), shift(r), jnp.asarray(False), jnp.asarray(0, jnp.int32))
 
 
-def _ipm_step(P, st: IPMState, tol, ridge) -> IPMState:
+def _ipm_step(P, st: IPMState, ridge) -> IPMState:
     x, y, z, s = st.x, st.y, st.z, st.s
     m = s.shape[0]
     r_dual, r_eq, r_ineq = _residuals(P, x, y, z, s)
@@ -166,7 +166,7 @@ def _ipm_step(P, st: IPMState, tol, ridge) -> IPMState:
     finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(v)) for v in new[:4]]))
     keep = st.done | ~finite
     merged = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), st, new)
-    return merged._replace(done=st.done | ~finite | converged(P, merged, tol))
+    return merged._replace(done=st.done | ~finite)
 
 
 def _run(P, iterations, tol, ridge) -> tuple[IPMState, Array]:
@@ -179,8 +179,9 @@ def _run(P, iterations, tol, ridge) -> tuple[IPMState, Array]:
 
     def body(carry):
         st, best, best_m = carry
-        new = _ipm_step(P, st, tol, ridge)
+        new = _ipm_step(P, st, ridge)
         m = _merit(P, new, tol)
+        new = new._replace(done=new.done | (m <= 1.0))
         better = m < best_m
         best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new, best)
         return new, best, jnp.minimum(m, best_m)
