@@ -18,6 +18,7 @@ from tailjax.layers import cvar_decision, make_polytope, point_decision
 from tailjax.risk import cvar
 
 TAIL = 0.1
+TIGHT_TOL = 1e-7  # below what float32 solves of the heavy-tailed knapsack reach: some stall
 
 
 def _energy(deg, K, num=16):
@@ -182,11 +183,24 @@ def test_every_solver_product_is_full_precision_so_tf32_gpus_do_not_stall():
         assert set(precisions) == {"HIGHEST"}, (name, precisions.count("DEFAULT"), len(precisions))
 
 
-def test_float32_solves_that_stall_return_their_best_iterate_accepted_and_accurate():
-    # Heavy-tailed knapsack samples (PyEPO's polytope, K = 1000, d = 50): in float32 a quarter
-    # of such solves stall a few percent above the dual test and later iterates get worse;
-    # they used to come back NaN. The best iterate is within REDUCED_ACCURACY of every test
-    # and as accurate as a converged solve.
+def _float64_excess(costs, polytope, w, quadratic=None):
+    """Relative excess of the float64 objective of float32 decisions ``w`` over the float64
+    decisions' (CVaR + w'Pw), per row."""
+    with jax.enable_x64(True):
+        c64 = jnp.asarray(np.asarray(costs), jnp.float64)
+        poly64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), polytope)
+        q64 = None if quadratic is None else jnp.asarray(quadratic, jnp.float64)
+        w64 = jax.vmap(lambda c: cvar_decision(c, poly64, TAIL, quadratic=q64, reg=0.0, iterations=100))(c64)
+
+        def value(c, x):
+            return cvar(c @ x, TAIL) + (0.0 if q64 is None else x @ (q64 @ x))
+
+        ref = jax.vmap(value)(c64, w64)
+        got = jax.vmap(value)(c64, jnp.asarray(np.asarray(w), jnp.float64))
+        return np.asarray((got - ref) / jnp.abs(ref))
+
+
+def _heavy_tailed_knapsack(n=8):
     from tailjax.dfl.problems import pyepo_knapsack_instance
 
     prob = pyepo_knapsack_instance(num_data=10, num_items=50, deg=2, seed=0, reg=0.0).problem
@@ -196,15 +210,48 @@ def test_float32_solves_that_stall_return_their_best_iterate_accepted_and_accura
     factors = rng.normal(size=(16, 1000, 3))
     samples = mean + np.einsum("bkr,bdr->bkd", factors, loadings) * rng.uniform(0.5, 3) \
         + rng.standard_t(3, size=(16, 1000, 50))
-    costs = jnp.asarray(-samples[:8], jnp.float32)
+    return prob, jnp.asarray(-samples[:n], jnp.float32)
+
+
+def test_float32_heavy_tailed_knapsack_converges_quickly_and_accurately():
+    # Heavy-tailed knapsack samples (PyEPO's polytope, K = 1000, d = 50). With a float32
+    # ridge of 1e-5 the refined Newton solves were too inexact: a quarter of such solves
+    # stalled above the dual test for the whole budget.
+    prob, costs = _heavy_tailed_knapsack()
     w, info = jax.jit(jax.vmap(lambda c: cvar_decision(c, prob.polytope, TAIL, reg=0.0, iterations=60,
                                                        return_info=True)))(costs)
+    assert bool(jnp.all(info.converged)) and bool(jnp.all(jnp.isfinite(w)))
+    assert int(jnp.max(info.iterations)) <= 30, np.asarray(info.iterations)
+    assert float(np.max(_float64_excess(costs, prob.polytope, w))) <= 1e-4
+
+
+def test_float32_solves_that_stall_return_their_best_iterate_accepted_and_accurate():
+    # A tolerance float32 cannot meet: iterates stall a little above the tests and later ones
+    # get worse. The best iterate is returned, accepted when within REDUCED_ACCURACY of every
+    # test, and as accurate as a converged solve.
+    prob, costs = _heavy_tailed_knapsack()
+    w, info = jax.jit(jax.vmap(lambda c: cvar_decision(c, prob.polytope, TAIL, reg=0.0, iterations=60,
+                                                       tol=TIGHT_TOL, return_info=True)))(costs)
     assert bool(jnp.any(info.iterations >= 60)), "no solve stalled: the instance no longer tests this"
     assert bool(jnp.all(info.converged)) and bool(jnp.all(jnp.isfinite(w)))
-    with jax.enable_x64(True):
-        c64 = jnp.asarray(np.asarray(costs), jnp.float64)
-        poly64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), prob.polytope)
-        w64 = jax.vmap(lambda c: cvar_decision(c, poly64, TAIL, reg=0.0, iterations=100))(c64)
-        value = jax.vmap(lambda c, x: cvar(c @ x, TAIL))
-        excess = (value(c64, jnp.asarray(np.asarray(w), jnp.float64)) - value(c64, w64)) / jnp.abs(value(c64, w64))
-    assert float(jnp.max(excess)) <= 1e-4, np.asarray(excess)
+    assert float(np.max(_float64_excess(costs, prob.polytope, w))) <= 1e-4
+
+
+def test_float32_energy_scale_decisions_are_within_1e_4_of_float64():
+    # Deg-8 synthetic energy prices (up to ~1.5e4), K = 1000, the Gen-DFL evaluation layer
+    # (reg 0, 60 iterations): with a float32 ridge of 1e-5 two of these rows were flagged
+    # converged 1.2e-3 and 3.5e-3 above the float64 CVaR.
+    from tailjax.dfl.problems import energy_instance
+
+    inst = energy_instance(num_data=240, deg=8, seed=2, reg=0.1)
+    prob = inst.problem
+    x = jnp.asarray(np.asarray(inst.features, np.float32)[-40:][jnp.asarray([0, 2, 27, 31])])
+    key = jax.random.key(2)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray([0, 2, 27, 31]))
+    costs = jax.vmap(lambda k, xi: inst.model.sample(k, xi, 1000))(keys, x)
+    w, info = jax.jit(jax.vmap(lambda c: cvar_decision(c, prob.polytope, TAIL, quadratic=prob.quadratic,
+                                                       reg=0.0, iterations=60, return_info=True)))(costs)
+    assert bool(jnp.all(info.converged))
+    assert float(jnp.max(jnp.abs(costs))) > 1e3, "the instance no longer has energy-scale prices"
+    excess = _float64_excess(costs, prob.polytope, w, prob.quadratic)
+    assert float(np.max(excess)) <= 1e-4, excess
