@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit
+from tailjax._checks import check_open_unit, is_concrete, nan_where, traced_out_of_range
 from tailjax.dfl.problems.base import DecisionProblem, point_decision_of
 
 __all__ = [
@@ -49,8 +49,16 @@ __all__ = [
 
 
 def cvar_multiplier(tail_prob: float) -> float:
-    """kappa(a) = phi(Phi^{-1}(1 - a)) / a: CVaR_a of N(0, 1) (upper tail); 0 at a = 1."""
+    """kappa(a) = phi(Phi^{-1}(1 - a)) / a: CVaR_a of N(0, 1) (upper tail); 0 at a = 1.
+
+    A float for a concrete ``tail_prob``; for a traced one an array, NaN outside (0, 1].
+    """
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
+    if not is_concrete(tail_prob):
+        a = jnp.asarray(tail_prob, jnp.result_type(tail_prob, float))
+        z = jax.scipy.special.ndtri(1.0 - a)
+        kappa = jnp.where(a == 1.0, 0.0, jnp.exp(-0.5 * z**2) / (np.sqrt(2.0 * np.pi) * a))
+        return nan_where(traced_out_of_range(a, high_closed=True), kappa)
     a = float(tail_prob)
     if a == 1.0:
         return 0.0
@@ -60,8 +68,8 @@ def cvar_multiplier(tail_prob: float) -> float:
 
 def _check_gaussian(problem, mean, cov):
     d = problem.dim
-    if jnp.shape(mean)[-1:] != (d,):
-        raise ValueError(f"mean must have last axis {d} (the problem's dimension), got {jnp.shape(mean)}")
+    if jnp.shape(mean) != (d,):
+        raise ValueError(f"mean must have shape ({d},) (one instance; vmap over instances), got {jnp.shape(mean)}")
     if jnp.shape(cov) != (d, d):
         raise ValueError(f"cov must have shape ({d}, {d}), got {jnp.shape(cov)}")
 
@@ -93,10 +101,16 @@ def gaussian_cvar_decision(
     iterations: int = 60,
 ) -> Float[Array, " d"]:
     """The exact CVaR-optimal decision for ``c ~ N(mean, cov)`` (module docstring); one
-    instance, ``jax.vmap`` over means. ``bisections`` halvings of the bracket of ``log t``,
-    ``iterations`` interior-point iterations per QP. Not differentiated (an evaluation tool).
+    instance, ``jax.vmap`` over means. ``bisections`` (>= 1) halvings of the bracket of
+    ``log t``, ``iterations`` interior-point iterations per QP. ``tail_prob`` must be concrete
+    (a Python float). Not differentiated (an evaluation tool).
     """
     _check_gaussian(problem, mean, cov)
+    if not is_concrete(tail_prob):
+        raise TypeError("tail_prob must be concrete (a Python float): the decision at tail_prob = 1 "
+                        "is a different problem")
+    if int(bisections) < 1:
+        raise ValueError(f"bisections must be >= 1, got {bisections}")
     kappa = cvar_multiplier(tail_prob)
     mean = jnp.asarray(mean)
     dtype = jnp.result_type(mean.dtype, problem.polytope.lower.dtype, float)

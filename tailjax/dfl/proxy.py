@@ -30,6 +30,7 @@ from typing import Any, Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
@@ -101,7 +102,7 @@ def check_finite_data(x, c, name="x and c"):
     """``ValueError`` naming ``name`` if concrete data hold NaN or infinite values (a NaN
     cost would otherwise train every parameter to NaN without a word)."""
     for a in (x, c):
-        if is_concrete(a) and not bool(jnp.all(jnp.isfinite(a))):
+        if is_concrete(a) and not bool(np.all(np.isfinite(np.asarray(a)))):
             raise ValueError(f"{name} must be finite: found NaN or infinite values")
 
 

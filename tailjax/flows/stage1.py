@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, check_side
+from tailjax._checks import check_open_unit, check_positive, check_side, nan_where, traced_out_of_range
 from tailjax.flows.finetune import check_reward_values
 from tailjax.risk.threshold import ThresholdInfo, pseudo_reward, solve_threshold
 
@@ -78,6 +78,11 @@ def tilt_diagnostics(
     r < t* lower) and ``max_weight`` the largest normalised w_i.
     """
     r = jnp.asarray(rewards)
+    if r.ndim != 1 or r.shape[0] == 0:
+        raise ValueError(f"rewards must be a non-empty vector (n,), got shape {r.shape}")
+    check_positive(temperature, "temperature")
+    if weights is not None and jnp.shape(weights) != r.shape:
+        raise ValueError(f"weights must have the shape of rewards {r.shape}, got {jnp.shape(weights)}")
     logw = pseudo_reward(r, t_star, quantile_level, side) / temperature
     if weights is not None:
         logw = logw + jnp.log(jnp.asarray(weights, r.dtype))
@@ -85,7 +90,7 @@ def tilt_diagnostics(
     beyond = r > t_star if side == "upper" else r < t_star
     tail = jnp.where(beyond, w, 0.0)
     tail_ess = jnp.sum(tail) ** 2 / jnp.maximum(jnp.sum(tail**2), jnp.finfo(r.dtype).tiny)
-    return tail_ess, jnp.max(w)
+    return nan_where(traced_out_of_range(temperature, high=float("inf")), (tail_ess, jnp.max(w)))
 
 
 @functools.partial(jax.jit, static_argnames=("side", "num"))

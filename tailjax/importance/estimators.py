@@ -140,13 +140,14 @@ def is_tail_probability(
     log_lr: Float[ArrayLike, "... n"],
     u: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
-    """Unbiased IS estimate of P(l(X) > u) : (1/n) sum_i 1{l_i > u} L_i."""
+    """Unbiased IS estimate of P(l(X) > u) : (1/n) sum_i 1{l_i > u} L_i (NaN if a loss is NaN)."""
     _check_lr(losses, log_lr)
     losses = _float(losses)
     u = jnp.asarray(u, losses.dtype)
     hit = (losses > u[..., None]).astype(losses.dtype)
     n = losses.shape[-1]
-    return jnp.exp(logsumexp(jnp.asarray(log_lr, losses.dtype), b=hit, axis=-1)) / n
+    p = jnp.exp(logsumexp(jnp.asarray(log_lr, losses.dtype), b=hit, axis=-1)) / n
+    return jnp.where(jnp.any(jnp.isnan(losses), axis=-1), jnp.nan, p)
 
 
 def is_var_cvar(

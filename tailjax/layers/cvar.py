@@ -34,9 +34,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, is_concrete
+from tailjax._checks import check_open_unit, check_positive, is_concrete, nan_where, traced_out_of_range
 from tailjax.layers.ipm import full_precision, ipm_solve
 from tailjax.layers.polytope import Polytope, polytope_constraints
 from tailjax.layers.qp import dense_factor, dense_solve, solve_qp
@@ -155,6 +156,10 @@ def _check_common(d, polytope, quadratic, reg):
     check_positive(reg, "reg", allow_zero=True)
 
 
+def _traced_bad_reg(reg):
+    return traced_out_of_range(reg, low=0.0, high=float("inf"), low_closed=True)
+
+
 def _quad_block(quadratic, reg, d, dtype):
     P = jnp.zeros((d, d), dtype) if quadratic is None else jnp.asarray(quadratic).astype(dtype)
     return 2.0 * (0.5 * (P + P.T) + jnp.asarray(reg, dtype) * jnp.eye(d, dtype=dtype))
@@ -190,6 +195,7 @@ def point_decision(
     A, b, G, h = (a.astype(dtype) for a in polytope_constraints(polytope))
     sol = solve_qp(Q, cost, A, b, G, h, iterations=iterations, tol=tol)
     w = on_failure_result(sol.primal, sol.converged, on_failure, "point_decision")
+    w = nan_where(_traced_bad_reg(reg), w)
     if not return_info:
         return w
     obj = 0.5 * w @ (Q @ w) + cost @ w
@@ -227,7 +233,7 @@ def cvar_decision(
       iterations, tol: interior-point budget and tolerance (:func:`solve_qp`).
       return_info: also return a :class:`DecisionInfo`.
       on_failure: where the solver did not converge, ``"nan"`` (default) returns a NaN
-        decision, ``"raise"`` fails a ``checkify`` check (an error outside ``jit``; inside a
+        decision (as does a traced ``tail_prob`` or ``reg`` out of range, whatever this is), ``"raise"`` fails a ``checkify`` check (an error outside ``jit``; inside a
         user's ``jit`` wrap it with ``checkify.checkify``), ``"ignore"`` returns the last
         iterate (check ``info.converged``).
 
@@ -251,7 +257,7 @@ def cvar_decision(
         weights = jnp.asarray(weights)
         if weights.shape != (K,):
             raise ValueError(f"weights must have shape ({K},), got {weights.shape}")
-        if is_concrete(weights) and (jnp.any(weights < 0) or jnp.sum(weights) <= 0):
+        if is_concrete(weights) and (np.any(np.asarray(weights) < 0) or np.sum(np.asarray(weights)) <= 0):
             raise ValueError("weights must be non-negative and not all zero")
         weights = weights.astype(dtype)
         pi = weights / jnp.sum(weights)
@@ -278,6 +284,7 @@ def cvar_decision(
     )
     x, _, _, ok, it = ipm_solve(P, iterations=iterations, tol=tol)
     w = on_failure_result(x[:d], ok, on_failure, "cvar_decision")
+    w = nan_where(traced_out_of_range(tail_prob, high_closed=True) | _traced_bad_reg(reg), w)
     if not return_info:
         return w
     offset = lam @ poly.eq_rhs

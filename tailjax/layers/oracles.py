@@ -116,7 +116,9 @@ def fractional_knapsack(
     """argmin c^T w s.t. weights^T w <= capacity, 0 <= w <= 1 (item values are ``-c``).
 
     Items with positive value ``-c_i`` are taken in decreasing value/weight order; the last
-    one fractionally. ``weights`` must be positive.
+    one fractionally. ``weights`` must be positive and finite and ``capacity >= 0``: concrete
+    arguments that break this raise ``ValueError`` naming them; traced ones, and a NaN cost,
+    give a NaN decision.
     """
     cost = jnp.asarray(cost)
     dtype = jnp.result_type(cost.dtype, float)
@@ -124,9 +126,16 @@ def fractional_knapsack(
     weights = jnp.asarray(weights).astype(dtype)
     if weights.shape != cost.shape or cost.ndim != 1:
         raise ValueError(f"weights must have the shape of cost {cost.shape}, got {weights.shape}")
+    capacity = jnp.asarray(capacity, dtype)
+    bad_weights = ~jnp.all(jnp.isfinite(weights) & (weights > 0))
+    bad_capacity = ~((capacity >= 0) & (capacity < jnp.inf))
+    for bad, name in ((bad_weights, "weights"), (bad_capacity, "capacity")):
+        if is_concrete(bad) and bool(bad):
+            raise ValueError(f"{name} must be {'positive and finite' if name == 'weights' else '>= 0 and finite'}")
     value = -cost
-    filled = _greedy_fill(value / weights, weights, jnp.asarray(capacity, dtype), value > 0)
-    return filled / weights
+    filled = _greedy_fill(value / weights, weights, capacity, value > 0)
+    invalid = bad_weights | bad_capacity | jnp.any(jnp.isnan(cost))
+    return jnp.where(invalid, jnp.nan, filled / weights)
 
 
 def box_budget(
@@ -140,7 +149,7 @@ def box_budget(
 
     The total must be feasible, sum(lower) <= total <= sum(upper) (and lower <= upper):
     concrete arguments that break this raise ``ValueError`` naming them; traced ones give a
-    NaN decision (there is no point of the set to return).
+    NaN decision (there is no point of the set to return), as does a NaN cost.
     """
     cost = jnp.asarray(cost)
     dtype = jnp.result_type(cost.dtype, float)
@@ -161,4 +170,4 @@ def box_budget(
             f"got {float(total)}: the budget cannot be met"
         )
     extra = _greedy_fill(-cost, upper - lower, total - lo_sum, jnp.ones(cost.shape, bool))
-    return jnp.where(feasible, lower + extra, jnp.nan)
+    return jnp.where(feasible & ~jnp.any(jnp.isnan(cost)), lower + extra, jnp.nan)

@@ -49,6 +49,7 @@ import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import is_concrete
@@ -301,7 +302,7 @@ def standardise_params(params: Any, c: Float[ArrayLike, "n d"], *, log: bool = F
     if c.ndim != 2 or c.shape[0] < 1:
         raise ValueError(f"c must have shape (n, d) with n >= 1, got {c.shape}")
     if log:
-        if is_concrete(c) and not bool(jnp.all(c > 0)):
+        if is_concrete(c) and not bool(np.all(np.asarray(c) > 0)):
             raise ValueError("c must be > 0 everywhere for log=True (support='positive')")
         c = jnp.log(c)
     inner = dict(params["params"])

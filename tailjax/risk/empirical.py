@@ -84,15 +84,20 @@ def tail_count(n: int, tail_prob, dtype=None):
     ``tail_prob`` at an integer count lies between the two one-sided derivatives, not 0).
     A count below 1 is never snapped to 0: the tail is then a share of the largest atom.
     The VaR of n unweighted samples is the (floor(tail_count) + 1)-th largest.
+    ``tail_prob`` must lie in (0, 1]: a concrete one outside raises ``ValueError``, a traced
+    one gives NaN.
     """
+    check_open_unit(tail_prob, "tail_prob", closed_right=True)
     if not isinstance(tail_prob, jax.core.Tracer):
         c = n * float(tail_prob)
         r = round(c)
         return float(r) if r > 0 and abs(c - r) <= 1e-9 * max(1.0, c) else c
+    dtype = jnp.result_type(tail_prob, float) if dtype is None else dtype
     c = n * jnp.asarray(tail_prob, dtype)
     r = jnp.round(c)
     snap = (r > 0) & (jnp.abs(c - r) <= 4 * jnp.finfo(dtype).eps * jnp.maximum(c, 1.0))
-    return c + jax.lax.stop_gradient(jnp.where(snap, r - c, 0.0))
+    count = c + jax.lax.stop_gradient(jnp.where(snap, r - c, 0.0))
+    return jnp.where(traced_out_of_range(tail_prob, high_closed=True), jnp.nan, count)
 
 
 _TOP_K_SHARE = 0.125  # select with top_k when the tail needs at most this share of the values

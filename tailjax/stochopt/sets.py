@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive, is_concrete
+from tailjax._checks import check_positive, is_concrete, traced_out_of_range
 
 __all__ = ["Simplex", "CappedSimplex", "Box", "TargetReturnSimplex", "project_simplex"]
 
@@ -33,17 +33,26 @@ _BISECTION_STEPS = 100
 
 
 def project_simplex(y: Float[ArrayLike, " d"], radius: float | Array = 1.0) -> Float[Array, " d"]:
-    """Euclidean projection of ``y: (d,)`` onto {theta >= 0, sum(theta) = radius} (sort-based)."""
+    """Euclidean projection of ``y: (d,)`` onto {theta >= 0, sum(theta) = radius} (sort-based).
+
+    ``radius > 0``: a concrete one that is not raises ``ValueError``; a traced one, or a NaN
+    entry of ``y``, gives NaN.
+    """
     y = jnp.asarray(y)
+    if y.ndim != 1 or y.shape[0] == 0:
+        raise ValueError(f"y must be a non-empty vector (d,), got shape {y.shape}")
+    check_positive(radius, "radius")
+    y = y.astype(jnp.result_type(y.dtype, float))
     d = y.shape[-1]
     r = jnp.asarray(radius, y.dtype)
+    invalid = traced_out_of_range(r, high=float("inf")) | jnp.any(jnp.isnan(y))
     mu = -jnp.sort(-y)
     cssv = jnp.cumsum(mu) - r
     ind = jnp.arange(1, d + 1).astype(y.dtype)
     cond = mu - cssv / ind > 0
     rho = jnp.sum(cond.astype(jnp.int32))
     tau = cssv[rho - 1] / rho.astype(y.dtype)
-    return jnp.maximum(y - tau, 0.0)
+    return jnp.where(invalid, jnp.nan, jnp.maximum(y - tau, 0.0))
 
 
 def _check_dim(dim: int) -> None:

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tailjax import dro, flows, importance, parallel, risk, stochopt, training
+from tailjax import dfl, dro, flows, importance, layers, parallel, risk, stochopt, training
 from tests.bad_input.spec import Spec, choice, count, level, positive, samples, weights
 
 X = jax.random.normal(jax.random.PRNGKey(0), (64,))
@@ -146,5 +146,100 @@ def _training_specs():
     ]
 
 
+def _layers_specs():
+    d, K = 3, 16
+    poly = layers.make_polytope(jnp.zeros(d), jnp.ones(d), ineq_matrix=jnp.ones((1, d)), ineq_rhs=jnp.ones(1))
+    C, c = Z[:K], Z[0]
+    G, h = jnp.concatenate([jnp.eye(d), -jnp.eye(d)]), jnp.concatenate([jnp.ones(d), jnp.zeros(d)])
+    solver = {"iterations": count(1), "on_failure": choice("nan", "raise", "ignore")}
+    return [
+        Spec("layers.cvar_decision",
+             lambda **a: layers.cvar_decision(a["costs"], poly, a["tail_prob"], reg=a["reg"], weights=a["weights"],
+                                              iterations=a["iterations"], on_failure=a["on_failure"]),
+             {"costs": C, "tail_prob": 0.2, "reg": 0.1, "weights": W[:K], "iterations": 40, "on_failure": "nan"},
+             {"costs": samples(), "tail_prob": level(closed_right=True), "reg": positive(allow_zero=True),
+              "weights": weights(), **solver}),
+        Spec("layers.point_decision",
+             lambda **a: layers.point_decision(a["cost"], poly, reg=a["reg"], iterations=a["iterations"],
+                                               on_failure=a["on_failure"]),
+             {"cost": c, "reg": 0.1, "iterations": 40, "on_failure": "nan"},
+             {"cost": samples(batched=False), "reg": positive(allow_zero=True), **solver}),
+        Spec("layers.lp_value",
+             lambda **a: layers.lp_value(a["lin"], None, None, G, h, on_failure=a["on_failure"]),
+             {"lin": c, "on_failure": "nan"},
+             {"lin": samples(batched=False), "on_failure": solver["on_failure"]}),
+        Spec("layers.box_budget", lambda **a: layers.box_budget(a["cost"], jnp.zeros(d), jnp.ones(d), a["total"]),
+             {"cost": c, "total": 1.5}, {"cost": samples(batched=False), "total": positive(allow_zero=True)}),
+        Spec("layers.fractional_knapsack",
+             lambda **a: layers.fractional_knapsack(a["cost"], a["weights"], a["capacity"]),
+             {"cost": c, "weights": W[:d], "capacity": 1.0},
+             {"cost": samples(batched=False), "weights": weights(), "capacity": positive(allow_zero=True)}),
+        Spec("layers.make_polytope",
+             lambda **a: layers.make_polytope(a["lower"], jnp.ones(d)).lower,
+             {"lower": jnp.zeros(d)}, {"lower": samples(batched=False)}, jittable=False),
+    ]
+
+
+def _dfl_specs():
+    d, K = 3, 16
+    poly = layers.make_polytope(jnp.zeros(d), jnp.ones(d), ineq_matrix=jnp.ones((1, d)), ineq_rhs=jnp.ones(1))
+    problem = dfl.make_problem(poly, sign=-1.0)
+    mean, cov, w = Z[0], jnp.eye(d) + 0.5, jnp.full((d,), 1.0 / d)
+    return [
+        Spec("dfl.decision",
+             lambda **a: dfl.decision(problem, a["samples"], a["tail_prob"], reg=a["reg"], weights=a["weights"],
+                                      iterations=a["iterations"]),
+             {"samples": Z[:K], "tail_prob": 0.2, "reg": 0.1, "weights": W[:K], "iterations": 40},
+             {"samples": samples(), "tail_prob": level(closed_right=True), "reg": positive(allow_zero=True),
+              "weights": weights(), "iterations": count(1)}),
+        Spec("dfl.gaussian_cvar",
+             lambda **a: dfl.gaussian_cvar(problem, a["mean"], cov, w, a["tail_prob"]),
+             {"mean": mean, "tail_prob": 0.2},
+             {"mean": samples(batched=False), "tail_prob": level(closed_right=True)}),
+        Spec("dfl.gaussian_cvar_decision",
+             lambda **a: dfl.gaussian_cvar_decision(problem, mean, cov, a["tail_prob"], bisections=a["bisections"]),
+             {"tail_prob": 0.2, "bisections": 40},
+             {"tail_prob": level(closed_right=True), "bisections": count(1)}),
+        Spec("dfl.cvar_multiplier", lambda **a: dfl.cvar_multiplier(a["tail_prob"]),
+             {"tail_prob": 0.2}, {"tail_prob": level(closed_right=True)}),
+        # f(c, w) is per sample: a NaN sample gives NaN for that sample only
+        Spec("dfl.objective", lambda **a: dfl.objective(problem, a["c"], w),
+             {"c": Z[:K]}, {"c": samples(nan_ok=True)}),
+    ]
+
+
+def _more_specs():
+    u = jnp.asarray(0.5)
+    is_tail = {"losses": samples(), "log_lr": samples()}
+    return [
+        Spec("risk.tail_count", lambda **a: risk.tail_count(64, a["tail_prob"]),
+             {"tail_prob": 0.1}, {"tail_prob": level(closed_right=True)}),
+        Spec("risk.tail_prob_of_quantile_level",
+             lambda **a: risk.tail_prob_of_quantile_level(a["quantile_level"], a["side"]),
+             {"quantile_level": 0.8, "side": "upper"}, {"quantile_level": level(), "side": choice("upper", "lower")},
+             jittable=False),
+        Spec("importance.is_tail_expectation",
+             lambda **a: importance.is_tail_expectation(a["losses"], a["log_lr"], u),
+             {"losses": X, "log_lr": LOG_LR}, is_tail),
+        Spec("importance.is_tail_probability",
+             lambda **a: importance.is_tail_probability(a["losses"], a["log_lr"], u),
+             {"losses": X, "log_lr": LOG_LR}, is_tail),
+        Spec("importance.log_second_moment",
+             lambda **a: importance.log_second_moment(a["losses"], a["log_lr"], u),
+             {"losses": X, "log_lr": LOG_LR}, is_tail),
+        Spec("flows.tilt_diagnostics",
+             lambda **a: flows.tilt_diagnostics(a["rewards"], 0.5, a["quantile_level"], a["temperature"], a["side"],
+                                                weights=a["weights"]),
+             {"rewards": X, "quantile_level": 0.8, "temperature": 1.0, "side": "upper", "weights": W},
+             {"rewards": samples(batched=False), "quantile_level": level(), "temperature": positive(),
+              "side": choice("upper", "lower"), "weights": weights()}),
+        Spec("dro.kl_dual", lambda **a: dro.kl_dual(a["losses"], jnp.asarray(1.0), a["radius"]),
+             {"losses": X, "radius": 0.1}, {"losses": samples(), "radius": positive(allow_zero=True)}),
+        Spec("stochopt.project_simplex", lambda **a: stochopt.project_simplex(a["y"], a["radius"]),
+             {"y": Z[0], "radius": 1.0}, {"y": samples(batched=False), "radius": positive()}),
+    ]
+
+
 SPECS = (_risk_specs() + _parallel_specs() + _importance_specs() + _stochopt_specs() + _flows_specs()
-         + _dro_specs() + _training_specs())
+         + _dro_specs() + _training_specs() + _layers_specs() + _dfl_specs()
+         + _more_specs())

@@ -154,3 +154,18 @@ def test_bad_input():
         cvar_decision(C, poly, 0.5, reg=-1.0)
     with pytest.raises(ValueError, match="quadratic"):
         cvar_decision(C, poly, 0.5, quadratic=np.eye(3))
+
+
+def test_concrete_weights_inside_a_users_jit_are_checked_not_traced():
+    # The weights check ran jnp ops on a closed-over array inside jit: a tracer, and a
+    # TracerBoolConversionError instead of a decision.
+    d, K = 3, 16
+    poly = make_polytope(np.zeros(d), np.ones(d), ineq_matrix=np.ones((1, d)), ineq_rhs=[1.0])
+    C = jnp.asarray(np.random.default_rng(0).normal(size=(K, d)), jnp.float32)
+    weights = jnp.linspace(0.5, 1.5, K)
+    inside = jax.jit(lambda c: cvar_decision(c, poly, 0.2, reg=0.1, weights=weights))(C)
+    outside = cvar_decision(C, poly, 0.2, reg=0.1, weights=weights)
+    np.testing.assert_allclose(inside, outside, atol=1e-5)
+    negative = -weights
+    with pytest.raises(ValueError, match="weights"):
+        jax.jit(lambda c: cvar_decision(c, poly, 0.2, weights=negative))(C)

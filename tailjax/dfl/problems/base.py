@@ -91,8 +91,11 @@ def make_problem(
 def objective(
     problem: DecisionProblem, c: Float[ArrayLike, "... d"], w: Float[ArrayLike, " d"]
 ) -> Float[Array, "..."]:
-    """Realised cost f(c, w); ``c: (..., d)`` and ``w: (d,)`` give ``(...)``."""
+    """Realised cost f(c, w); ``c: (..., d)`` and ``w: (d,)`` give ``(...)`` (NaN where a
+    sample has a NaN entry)."""
     c = jnp.asarray(c)
+    if c.ndim == 0 or c.shape[-1] != problem.dim:
+        raise ValueError(f"c must have last axis {problem.dim} (the problem's dimension), got shape {c.shape}")
     dtype = jnp.result_type(c.dtype, float)
     c = c.astype(dtype)
     w = jnp.asarray(w).astype(dtype)
@@ -118,8 +121,8 @@ def decision(
     pass ``reg=0.`` for evaluation decisions. One instance: ``jax.vmap`` over instances.
     """
     samples = jnp.asarray(samples)
-    if samples.ndim != 2:
-        raise ValueError(f"samples must have shape (K, d), got {samples.shape}")
+    if samples.ndim != 2 or samples.shape[0] == 0 or samples.shape[1] != problem.dim:
+        raise ValueError(f"samples must have shape (K >= 1, {problem.dim}), got {samples.shape}")
     costs = problem.sign.astype(samples.dtype) * samples
     return cvar_decision(
         costs, problem.polytope, tail_prob, quadratic=problem.quadratic,
