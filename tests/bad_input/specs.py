@@ -240,6 +240,8 @@ def _more_specs():
     ]
 
 
+from tests.bad_input import specs_dfl, specs_dro, specs_flows, specs_importance  # noqa: E402
+
 SPECS = (_risk_specs() + _parallel_specs() + _importance_specs() + _stochopt_specs() + _flows_specs()
          + _dro_specs() + _training_specs() + _layers_specs() + _dfl_specs()
-         + _more_specs())
+         + _more_specs() + specs_importance.SPECS + specs_flows.SPECS + specs_dro.SPECS + specs_dfl.SPECS)
