@@ -228,6 +228,7 @@ def main(argv=None):
     parser.add_argument("--data", choices=["sklearn", "usps"], help="digits data (default: the size's)")
     parser.add_argument("--budget", type=float, help="seconds per fine-tuning arm (default: the size's)")
     parser.add_argument("--temperature", type=float, help="KL temperature alpha of every arm (default: the size's)")
+    parser.add_argument("--pre-steps", type=int, help="flow-matching pre-training steps (default: the size's)")
     parser.add_argument("--stage1", choices=["pooled", "per_context"], default="pooled",
                         help="TFFT thresholds pooled over classes or one per class")
     args = parser.parse_args(argv)
@@ -238,6 +239,8 @@ def main(argv=None):
         cfg["budget_s"] = args.budget
     if args.temperature:
         cfg["temperature"] = args.temperature
+    if args.pre_steps:
+        cfg["pre_steps"] = args.pre_steps
     start = time.perf_counter()
     log = lambda s: print(f"[{time.perf_counter() - start:7.1f} s] {s}", flush=True)
     result = {"size": args.size, "config": cfg, "runs": []}
