@@ -155,8 +155,13 @@ def save(path: str | os.PathLike, state: Any, *, step: int, config: Any = None,
 
     ``extra``: nested dicts/lists of arrays and numbers stored beside the state and returned
     as they are by :func:`restore` (training history, evaluations, selection state).
+    ``path`` must not be a directory and ``step`` must be >= 0 (``ValueError``).
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {path} is a directory, not a checkpoint file")
+    if int(step) < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
     path.parent.mkdir(parents=True, exist_ok=True)
     header = _header(state, step, config, key)
     arrays = flat_arrays(state)
@@ -196,7 +201,7 @@ def _load(path: pathlib.Path) -> dict:
     except Exception as err:  # noqa: BLE001 - any parse failure means a bad file
         raise CheckpointError(
             f"checkpoint {path} is truncated, corrupt or not a tailjax checkpoint "
-            f"({type(err).__name__}: {err})"
+            f"(path must name a checkpoint file; {type(err).__name__}: {err})"
         ) from None
     raw["header"] = header
     return raw
@@ -241,14 +246,14 @@ def restore(path: str | os.PathLike, template: Any, *, config: Any = None,
     saved_specs, wanted_specs = header["state"], wanted["state"]
     for p in sorted(set(saved_specs) | set(wanted_specs)):
         if p not in saved_specs:
-            problems.append(f"state leaf {p} (absent in the checkpoint)")
+            problems.append(f"state leaf {p} (in template, absent in the checkpoint)")
         elif p not in wanted_specs:
-            problems.append(f"state leaf {p} (in the checkpoint, absent now)")
+            problems.append(f"state leaf {p} (in the checkpoint, absent in template)")
         elif saved_specs[p] != wanted_specs[p]:
             (s_shape, s_dtype), (w_shape, w_dtype) = saved_specs[p], wanted_specs[p]
             problems.append(
                 f"state leaf {p}: checkpoint shape {tuple(s_shape)} {s_dtype}, "
-                f"run shape {tuple(w_shape)} {w_dtype}"
+                f"template shape {tuple(w_shape)} {w_dtype}"
             )
     if problems:
         raise CheckpointError(

@@ -58,7 +58,10 @@ def shard_samples(x: jax.Array, mesh: Mesh | None = None) -> jax.Array:
     is one global array of all of them (``jax.make_array_from_process_local_data``). The
     part's length must divide evenly over this process's devices in the mesh
     (:func:`sharded_var_cvar` pads uneven single-process samples itself with ``pad=True``).
+    A scalar or empty ``x`` raises ``ValueError``.
     """
+    if jnp.ndim(x) == 0 or jnp.shape(x)[0] == 0:
+        raise ValueError(f"x must have a non-empty sample axis (axis 0), got shape {jnp.shape(x)}")
     mesh = mesh or sample_mesh()
     local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     if local == 0:
@@ -83,7 +86,12 @@ def global_statistic(
       fn: per-shard statistic, e.g. ``lambda x: jnp.sum(x > 0)``.
       arrays: arrays whose first axis is the sample axis.
       reduce: ``"sum"`` (``psum``), ``"mean"`` (``pmean``), ``"max"`` or ``"min"``.
+
+    An array without a non-empty axis 0 raises ``ValueError`` naming ``arrays``.
     """
+    for i, a in enumerate(arrays):
+        if jnp.ndim(a) == 0 or jnp.shape(a)[0] == 0:
+            raise ValueError(f"arrays[{i}] must have a non-empty sample axis (axis 0), got shape {jnp.shape(a)}")
     reducers = {"sum": jax.lax.psum, "mean": jax.lax.pmean, "max": jax.lax.pmax, "min": jax.lax.pmin}
     if reduce not in reducers:
         raise ValueError(f"reduce must be one of {sorted(reducers)}, got {reduce!r}")

@@ -76,7 +76,13 @@ def gradient_kernel(loss: Loss, optimizer: optax.GradientTransformation) -> Kern
     ``loss(params, batch, key)`` returns ``(value, aux)``; ``aux`` is passed through to the
     info. The update runs under standard dtype promotion (optax mixes its int32 count with
     float hyper-parameters, which strict-promotion users would otherwise see fail).
+    A ``loss`` that is not callable or an ``optimizer`` that is not an optax transformation
+    raises ``TypeError``.
     """
+    if not callable(loss):
+        raise TypeError(f"loss must be callable, got {type(loss).__name__}")
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}")
 
     def init(params: Any) -> TrainState:
         return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))

@@ -167,8 +167,10 @@ def gaussian_regret_reference(
     if not hasattr(model, "covariance") or not hasattr(model, "mean"):
         raise ValueError("model must be Gaussian: it needs .mean(x) and .covariance")
     x = np.asarray(features, np.float64)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"features must have shape (N, p) with N >= 1, got {x.shape}")
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"features must have shape (N, p) with N, p >= 1, got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("features must be finite")
     with jax.enable_x64(True):
         to64 = lambda a: jnp.asarray(np.asarray(a, np.float64))  # noqa: E731
         prob64 = jax.tree_util.tree_map(to64, problem)

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_open_unit, check_positive, nan_where, traced_out_of_range
 from tailjax.base import Kernel
 from tailjax.dfl.gen_dfl_is import check_num_samples, is_decision
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
@@ -155,6 +155,8 @@ def sample_decision(
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     num_samples = check_num_samples(num_samples)
     check_context(flow, x)
+    if jnp.ndim(x) != 1:
+        raise ValueError(f"x must be one feature vector (p,) (vmap over rows), got shape {jnp.shape(x)}")
     if importance:
         return is_decision(
             key, flow, params, problem, x, tail_prob, num_samples,
@@ -188,7 +190,9 @@ def gen_dfl_regret(
     proxy: ProxyLike,
     config: GenDFLConfig,
 ) -> Float[Array, ""]:
-    """Regret_{theta,q}(x) = CVaR_q[f(c, w*_theta) - f(c, w*_q); tail_prob] for one x."""
+    """Regret_{theta,q}(x) = CVaR_q[f(c, w*_theta) - f(c, w*_q); tail_prob] for one x
+    (``config`` is checked, :func:`check_config`)."""
+    check_config(config)
     return _regret_and_scale(
         params, key, x, w_q, flow=flow, problem=problem, proxy=proxy, config=config
     )[0]
@@ -208,10 +212,13 @@ def gen_dfl_mean_regret(
     """The regret term of the loss: mean_x Regret over ``x: (B, p)`` with decisions under q
     ``w_q: (B, d)``; with ``config.normalize`` divided by mean_x |E_q f(c, w*_q)|.
 
-    Row ``i`` uses the key ``split(key, B)[i]``.
+    Row ``i`` uses the key ``split(key, B)[i]``. ``config`` is checked (:func:`check_config`).
     """
+    check_config(config)
     x = jnp.asarray(x)
     check_context(flow, x)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (n, p) with n >= 1, got {x.shape}")
     keys = jax.random.split(key, x.shape[0])
     regret_one = lambda k, xi, wi: _regret_and_scale(  # noqa: E731
         params, k, xi, wi, flow=flow, problem=problem, proxy=proxy, config=config
@@ -237,7 +244,8 @@ def gen_dfl_loss(
     ``(x: (B, p), c: (B, d), w_q: (B, d))``; returns ``(loss, GenDFLAux(regret, nll))``.
 
     The regret term is :func:`gen_dfl_mean_regret` (normalised with ``config.normalize``).
-    ``config.regret_weight`` and ``config.nll_weight`` may be traced scalars.
+    ``config.regret_weight`` and ``config.nll_weight`` may be traced scalars; traced ones
+    (or a traced ``tail_prob``) out of range, or a NaN in ``c``, make loss and aux NaN.
     """
     x, c, w_q = batch
     regret = gen_dfl_mean_regret(
@@ -247,7 +255,15 @@ def gen_dfl_loss(
     dtype = regret.dtype
     loss = (jnp.asarray(config.regret_weight, dtype) * regret
             + jnp.asarray(config.nll_weight, dtype) * nll)
-    return loss, GenDFLAux(regret, nll)
+    invalid = (traced_out_of_range(config.tail_prob, high_closed=True)
+               | _traced_negative(config.regret_weight) | _traced_negative(config.nll_weight)
+               | jnp.any(jnp.isnan(jnp.asarray(c))))
+    return nan_where(invalid, (loss, GenDFLAux(regret, nll)))
+
+
+def _traced_negative(weight):
+    """Flag of a traced weight that is negative or NaN (``False`` for a concrete one)."""
+    return traced_out_of_range(weight, low=0.0, high=jnp.inf, low_closed=True, high_closed=True)
 
 
 def gen_dfl(
@@ -273,6 +289,8 @@ def _map_rows(fn, xs, batch_size):
     batched body is compiled and run (``lax.map`` adds a second vmapped computation for a
     remainder). ``batch_size=None``: all rows in one vmap.
     """
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
     n = jax.tree.leaves(xs)[0].shape[0]
     if batch_size is None or n <= batch_size:
         return jax.vmap(fn)(xs)
@@ -302,6 +320,8 @@ def proxy_decisions(
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     num_samples = check_num_samples(num_samples)
     x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (n, p) with n >= 1, got {x.shape}")
     keys = jax.random.split(key, x.shape[0])
 
     def one(args):
@@ -334,6 +354,8 @@ def gen_dfl_decisions(
     """
     x = jnp.asarray(x)
     check_context(flow, x)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (n, p) with n >= 1, got {x.shape}")
     keys = jax.random.split(key, x.shape[0])
 
     def one(args):

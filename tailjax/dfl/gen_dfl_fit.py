@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import ArrayLike, Float
 
+from tailjax._checks import check_positive
 from tailjax.base import Kernel
 from tailjax.dfl.gen_dfl import (
     GenDFLConfig,
@@ -92,6 +93,7 @@ def fit_gen_dfl(
         learning rate and the batch size).
     """
     check_config(config)
+    check_positive(learning_rate, "learning_rate", allow_zero=True)
     x, c = jnp.asarray(x), jnp.asarray(c)
     if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and c must have shapes (n, p) and (n, d) with n >= 1, got {x.shape} and {c.shape}")

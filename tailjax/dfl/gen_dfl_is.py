@@ -43,7 +43,7 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit
+from tailjax._checks import check_open_unit, nan_where, traced_out_of_range
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
 from tailjax.nn.conditional_flow import ConditionalFlow
 
@@ -63,11 +63,12 @@ def check_num_samples(num_samples: Any, name: str = "num_samples") -> int:
 
 def tail_shift(tail_prob: float, dtype=jnp.float32) -> Array:
     """phi(q) / tail_prob with q = Phi^{-1}(1 - tail_prob): the mean of the upper tail of
-    N(0, 1) of mass ``tail_prob`` (the paper's alpha) in (0, 1]."""
+    N(0, 1) of mass ``tail_prob`` (the paper's alpha) in (0, 1] (NaN for a traced one outside)."""
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     a = jnp.asarray(tail_prob, dtype)
     q = norm.ppf(1.0 - a)
-    return jnp.where(a < 1.0, norm.pdf(q) / a, jnp.zeros((), dtype))
+    shift = jnp.where(a < 1.0, norm.pdf(q) / a, jnp.zeros((), dtype))
+    return nan_where(traced_out_of_range(tail_prob, high_closed=True), shift)
 
 
 def is_samples(
@@ -86,13 +87,16 @@ def is_samples(
     """K proposal samples for one x, their log-weights log p_theta/r, and the latent shift mu.
 
     ``tail_prob``: the CVaR level of the decision (the paper's alpha) in (0, 1].
-    Returns ``(c: (K, d), log_w: (K,), mu: (d,))``; ``c`` is differentiable in ``params``.
+    Returns ``(c: (K, d), log_w: (K,), mu: (d,))``; ``c`` is differentiable in ``params``;
+    all NaN if ``x`` holds a NaN.
     """
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     K = check_num_samples(num_samples)
     pilot_samples = check_num_samples(pilot_samples, "pilot_samples")
     d = flow.event_dim
     x = jnp.asarray(x, flow.dtype)
+    if x.shape != (flow.context_dim,):
+        raise ValueError(f"x must have shape ({flow.context_dim},) (one feature vector), got {x.shape}")
     k_pilot, k_z = jax.random.split(key)
     pilot = flow.apply(params, k_pilot, x, pilot_samples, method=ConditionalFlow.sample)
     w0 = jax.lax.stop_gradient(decision(problem, pilot, tail_prob, reg=reg, iterations=iterations))
@@ -117,7 +121,7 @@ def is_samples(
     log_mix = log_mix if k1 > 0 else log_base  # K == 1: no shifted component
     log_w = jax.lax.stop_gradient(log_base - log_mix)
     c = flow.apply(params, z, x, method=ConditionalFlow.forward_and_log_det)[0]
-    return c, log_w, mu
+    return nan_where(jnp.any(jnp.isnan(x)), (c, log_w, mu))
 
 
 def is_decision(

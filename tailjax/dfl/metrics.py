@@ -97,9 +97,13 @@ def regret_reference(
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     if eval_samples is not None and int(eval_samples) < 1:
         raise ValueError(f"eval_samples must be >= 1, got {eval_samples}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     x = jnp.asarray(features)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"features must have shape (N, p) with N >= 1, got {x.shape}")
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"features must have shape (N, p) with N, p >= 1, got {x.shape}")
+    if not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError("features must be finite")
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(x.shape[0]))
     samples = jax.vmap(lambda k, xi: model.sample(k, xi, int(num_samples)))(keys, x)
     solve = lambda s: _reference_solve(problem, s, float(tail_prob), int(iterations))  # noqa: E731

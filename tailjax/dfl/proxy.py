@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete
+from tailjax._checks import check_positive, is_concrete
 from tailjax.base import Kernel
 from tailjax.nn.conditional_flow import ConditionalFlow, standardise_params
 from tailjax.training import FitResult, fit, gradient_kernel, minibatches
@@ -136,6 +136,7 @@ def fit_nll(
     Key use: ``(init, minibatches, steps) = split(key, 3)``.
     """
     x, c = _check_data(x, c)
+    check_positive(learning_rate, "learning_rate", allow_zero=True)
     k_init, k_batch, k_fit = jax.random.split(key, 3)
     if params is None:
         params = init_flow(k_init, flow, x, c)

@@ -18,6 +18,9 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from tailjax._checks import is_concrete
 
 from tailjax.nn import ddpm as _ddpm
 from tailjax.nn import vae as _vae
@@ -94,6 +97,7 @@ def ddpm_ambiguity_set(
     if reconstruction_steps not in ("last", "all"):
         raise ValueError(f"reconstruction_steps must be 'last' or 'all', got {reconstruction_steps!r}")
     _ddpm._check_policy_std(policy_std)
+    _ddpm.dm_loss_weights(schedule, weighting)  # refuses an unknown weighting now, not at the first J
     max_step = int(last_steps) if reconstruction_steps == "last" else None
     if to_sample is None:
         to_sample = (lambda x, c: x) if cond_sampler is None else (lambda x, c: (x, c))
@@ -146,7 +150,7 @@ def vae_ambiguity_set(
     ``anchors`` (real data: ``x`` (m, *shape) or ``(x, cond)``) switches sampling to
     encode-perturb-decode: each draw picks a real point, z ~ q_phi(z | x, c) with the frozen
     encoder, x' ~ N(g_theta(z, c), obs_std^2 I), and keeps the real point's ``c`` (e.g. its
-    label) instead of drawing one from ``cond_sampler``.
+    label) instead of drawing one from ``cond_sampler``; they must be finite.
     """
     encoder, _ = _vae.split_params(vae_params)
     if to_sample is None:
@@ -159,6 +163,8 @@ def vae_ambiguity_set(
         if a_x.ndim != len(vae.data_shape) + 1 or a_x.shape[1:] != tuple(vae.data_shape) or a_x.shape[0] == 0:
             raise ValueError(f"anchors must hold a non-empty batch of shape (m, {tuple(vae.data_shape)}), "
                              f"got {a_x.shape}")
+        if is_concrete(a_x) and not np.all(np.isfinite(np.asarray(a_x))):
+            raise ValueError("anchors hold NaN or infinite values")
 
     def sample(key, theta, n):
         k_c, k_x = jax.random.split(key)

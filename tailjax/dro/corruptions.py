@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from tailjax._checks import check_positive
+from tailjax._checks import check_positive, is_concrete, nan_where, traced_out_of_range
 
 __all__ = ["gaussian_noise", "perlin_field", "perlin_noise", "cutout", "corrupt", "perlin_field_1d",
            "corrupt_series"]
@@ -21,10 +21,22 @@ __all__ = ["gaussian_noise", "perlin_field", "perlin_noise", "cutout", "corrupt"
 KINDS = ("gaussian", "perlin", "cutout")
 
 
+def _check_image(image, name: str = "image") -> None:
+    if jnp.ndim(image) != 2 or jnp.size(image) == 0:
+        raise ValueError(f"{name} must be a non-empty (h, w) array, got shape {jnp.shape(image)}")
+
+
+def _traced_negative(value):
+    """Flag of a traced noise level that is negative or NaN (concrete ones are checked)."""
+    return traced_out_of_range(value, low=0.0, high=jnp.inf, low_closed=True, high_closed=True)
+
+
 def gaussian_noise(key: PRNGKeyArray, image: Float[Array, "h w"], std: float) -> Array:
-    """image + N(0, std^2) per pixel, clipped to [0, 1]."""
+    """image + N(0, std^2) per pixel, clipped to [0, 1] (NaN for a traced ``std < 0``)."""
+    _check_image(image)
     check_positive(std, "std", allow_zero=True)
-    return jnp.clip(image + std * jax.random.normal(key, image.shape, image.dtype), 0.0, 1.0)
+    out = jnp.clip(image + std * jax.random.normal(key, image.shape, image.dtype), 0.0, 1.0)
+    return nan_where(_traced_negative(std), out)
 
 
 def perlin_field(key: PRNGKeyArray, shape: tuple[int, int], res: int = 4) -> Array:
@@ -52,14 +64,16 @@ def perlin_field(key: PRNGKeyArray, shape: tuple[int, int], res: int = 4) -> Arr
 
 
 def perlin_noise(key: PRNGKeyArray, image: Float[Array, "h w"], strength: float, res: int = 4) -> Array:
-    """image + strength * Perlin field, clipped to [0, 1]."""
+    """image + strength * Perlin field, clipped to [0, 1] (NaN for a traced ``strength < 0``)."""
+    _check_image(image)
     check_positive(strength, "strength", allow_zero=True)
     field = perlin_field(key, image.shape, res).astype(image.dtype)
-    return jnp.clip(image + strength * field, 0.0, 1.0)
+    return nan_where(_traced_negative(strength), jnp.clip(image + strength * field, 0.0, 1.0))
 
 
 def cutout(key: PRNGKeyArray, image: Float[Array, "h w"], size: int) -> Array:
     """Zero a ``size`` x ``size`` square centred at a uniform pixel (it may leave the image)."""
+    _check_image(image)
     if size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
     h, w = image.shape
@@ -75,13 +89,16 @@ def cutout(key: PRNGKeyArray, image: Float[Array, "h w"], size: int) -> Array:
 
 def corrupt(key: PRNGKeyArray, images: Float[Array, "n h w"], kind: str, level: float) -> Array:
     """Corrupt a batch: ``kind`` in {"gaussian", "perlin", "cutout"}; ``level`` is the noise
-    std, the Perlin strength, or the cutout side in pixels."""
+    std, the Perlin strength, or the cutout side in pixels (a traced negative level gives NaN;
+    the cutout side must be concrete)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be 'gaussian', 'perlin' or 'cutout', got {kind!r}")
-    if jnp.ndim(images) != 3:
-        raise ValueError(f"images must have shape (n, h, w), got {jnp.shape(images)}")
-    if isinstance(level, (int, float)) and not level >= 0:
+    if jnp.ndim(images) != 3 or jnp.size(images) == 0:
+        raise ValueError(f"images must have shape (n, h, w) and not be empty, got {jnp.shape(images)}")
+    if is_concrete(level) and not float(level) >= 0:
         raise ValueError(f"level must be >= 0, got {level}")
+    if kind == "cutout" and not is_concrete(level):
+        raise ValueError("level (the cutout side) must be concrete, not traced")
     keys = jax.random.split(key, images.shape[0])
     if kind == "gaussian":
         return jax.vmap(lambda k, x: gaussian_noise(k, x, level))(keys, images)
@@ -114,13 +131,16 @@ def corrupt_series(
     """Corrupt the inputs ``windows[:, :-1]`` of forecasting windows (the target, the last
     value, is kept): ``"gaussian"`` adds N(0, level^2) per value, ``"perlin"`` adds ``level``
     times a 1-D Perlin field of ``res`` cells, ``"cutout"`` sets ``int(level)`` consecutive
-    values at a uniform position to 0 (the scaled series' floor). Returns (n, l)."""
+    values at a uniform position to 0 (the scaled series' floor). Returns (n, l); NaN for a
+    traced negative ``level`` (the cutout length must be concrete)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be 'gaussian', 'perlin' or 'cutout', got {kind!r}")
     if jnp.ndim(windows) != 2 or windows.shape[1] < 2:
         raise ValueError(f"windows must have shape (n, l) with l >= 2, got {jnp.shape(windows)}")
-    if not float(level) >= 0.0:
+    if is_concrete(level) and not float(level) >= 0.0:
         raise ValueError(f"level must be >= 0, got {level}")
+    if kind == "cutout" and not is_concrete(level):
+        raise ValueError("level (the cutout length) must be concrete, not traced")
     x, y = windows[:, :-1], windows[:, -1:]
     n, length = x.shape
     keys = jax.random.split(key, n)
@@ -134,4 +154,4 @@ def corrupt_series(
         idx = jnp.arange(length)[None, :]
         inside = (idx >= start[:, None] - size // 2) & (idx < start[:, None] - size // 2 + size)
         noisy = jnp.where(inside, jnp.zeros_like(x), x)
-    return jnp.concatenate([noisy, y], axis=1)
+    return nan_where(_traced_negative(level), jnp.concatenate([noisy, y], axis=1))

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from tailjax.dro.erm import check_batch
 from tailjax.dro.wasserstein import _check_ascent, penalty_ascent
 
 __all__ = ["dragen_loss"]
@@ -39,6 +40,7 @@ def dragen_loss(
     """
     del key
     _check_ascent(penalty, steps, step_size)
+    check_batch(batch)
 
     def robust_loss(w, sample):
         z0 = jax.lax.stop_gradient(encode(sample))

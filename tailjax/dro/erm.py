@@ -20,18 +20,27 @@ __all__ = ["per_sample_losses", "erm_loss", "dml_dataset"]
 SampleLoss = Callable[[Any, Any], jax.Array]
 
 
-def per_sample_losses(loss_fn: SampleLoss, params: Any, batch: Any) -> Float[Array, " n"]:
-    """f(w, x_i) for every sample of ``batch`` (a pytree with leading axis n): shape (n,).
+def check_batch(batch: Any, name: str = "batch") -> int:
+    """The number of samples n of ``batch`` (a pytree with leading axis n).
 
-    Raises ``ValueError`` for an empty batch or leaves with different leading axes."""
+    Raises ``ValueError`` naming ``name`` for no arrays, a scalar leaf, leaves with different
+    leading axes, or an empty leaf (n = 0 or a zero-length sample axis)."""
     leaves = jax.tree_util.tree_leaves(batch)
     if not leaves or any(jnp.ndim(a) == 0 for a in leaves):
-        raise ValueError("batch must hold arrays with a leading sample axis")
+        raise ValueError(f"{name} must hold arrays with a leading sample axis")
     sizes = {jnp.shape(a)[0] for a in leaves}
     if len(sizes) != 1:
-        raise ValueError(f"batch arrays must share their leading axis, got sizes {sorted(sizes)}")
-    if sizes == {0}:
-        raise ValueError("batch is empty")
+        raise ValueError(f"{name} arrays must share their leading axis, got sizes {sorted(sizes)}")
+    if any(jnp.size(a) == 0 for a in leaves):
+        raise ValueError(f"{name} is empty (shapes {[jnp.shape(a) for a in leaves]})")
+    return sizes.pop()
+
+
+def per_sample_losses(loss_fn: SampleLoss, params: Any, batch: Any, name: str = "batch") -> Float[Array, " n"]:
+    """f(w, x_i) for every sample of ``batch`` (a pytree with leading axis n): shape (n,).
+
+    Raises ``ValueError`` naming ``name`` for a batch that :func:`check_batch` refuses."""
+    check_batch(batch, name)
     return jax.vmap(loss_fn, in_axes=(None, 0))(params, batch)
 
 

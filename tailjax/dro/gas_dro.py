@@ -38,6 +38,7 @@ import optax
 from jaxtyping import Array
 
 from tailjax import training
+from tailjax._checks import is_concrete, nan_where, traced_out_of_range
 from tailjax.base import Kernel
 from tailjax.dro.ambiguity import AmbiguitySet
 from tailjax.dro.erm import per_sample_losses
@@ -120,17 +121,25 @@ def gas_dro_outer_loss(
     """(1 - lam) mean_{x in S_j} f(w, x) + lam mean_{x in B_0} f(w, x): ``(value, {})``.
 
     ``nominal_weight`` is lam in [0, 1); with lam = 0 (Algorithm 1) ``batch.nominal`` is
-    not used and may be None.
+    not used and may be None. A traced lam outside [0, 1) gives NaN.
     """
     del key
-    lam = float(nominal_weight)
-    if not 0.0 <= lam < 1.0:
+    if is_concrete(nominal_weight) and not 0.0 <= float(nominal_weight) < 1.0:
         raise ValueError(f"nominal_weight must lie in [0, 1), got {nominal_weight}")
-    value = jnp.mean(per_sample_losses(loss_fn, params, batch.samples))
+    value = jnp.mean(per_sample_losses(loss_fn, params, batch.samples, "batch.samples"))
+    if not is_concrete(nominal_weight):
+        lam = jnp.asarray(nominal_weight)
+        bad = traced_out_of_range(lam, low=0.0, high=1.0, low_closed=True)
+        if batch.nominal is None:  # only lam = 0 is defined without a nominal batch
+            return jnp.where(bad | (lam != 0), jnp.nan, value), {}
+        nominal = jnp.mean(per_sample_losses(loss_fn, params, batch.nominal, "batch.nominal"))
+        return nan_where(bad, (1.0 - lam) * value + lam * nominal), {}
+    lam = float(nominal_weight)
     if lam > 0.0:
         if batch.nominal is None:
             raise ValueError("nominal_weight > 0 needs a nominal batch (OuterBatch.nominal)")
-        value = (1.0 - lam) * value + lam * jnp.mean(per_sample_losses(loss_fn, params, batch.nominal))
+        value = (1.0 - lam) * value + lam * jnp.mean(per_sample_losses(loss_fn, params, batch.nominal,
+                                                                       "batch.nominal"))
     return value, {}
 
 

@@ -31,7 +31,13 @@ import optax
 from jaxtyping import Array, Float
 
 from tailjax import training
-from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_positive
+from tailjax._checks import (
+    check_nonempty_last_axis,
+    check_open_unit,
+    check_positive,
+    nan_where,
+    traced_out_of_range,
+)
 from tailjax.base import Kernel
 from tailjax.dro.ambiguity import AmbiguitySet
 
@@ -79,14 +85,25 @@ def ppo_surrogate(
 def reinforce_surrogate(
     log_prob: Float[Array, " n"], advantages: Float[Array, " n"]
 ) -> Float[Array, ""]:
-    """mean_i A_i log P_theta(x_i): its gradient is the score-function (REINFORCE) estimate."""
+    """mean_i A_i log P_theta(x_i): its gradient is the score-function (REINFORCE) estimate.
+
+    The two arrays must be non-empty and share their shape (``ValueError`` otherwise)."""
+    check_nonempty_last_axis(log_prob, "log_prob")
+    check_nonempty_last_axis(advantages, "advantages")
+    if jnp.shape(log_prob) != jnp.shape(advantages):
+        raise ValueError(f"log_prob and advantages must share their shape, got {jnp.shape(log_prob)} and "
+                         f"{jnp.shape(advantages)}")
     return jnp.mean(jax.lax.stop_gradient(advantages) * log_prob)
 
 
 def standardize(values: Float[Array, " n"], eps: float = 1e-8) -> Float[Array, " n"]:
-    """(values - mean) / (std + eps): a baseline and a scale for the policy gradient."""
+    """(values - mean) / (std + eps): a baseline and a scale for the policy gradient.
+
+    ``eps`` must be >= 0 (a traced negative one gives NaN)."""
     check_nonempty_last_axis(values, "values")
-    return (values - jnp.mean(values)) / (jnp.std(values) + eps)
+    check_positive(eps, "eps", allow_zero=True)
+    out = (values - jnp.mean(values)) / (jnp.std(values) + eps)
+    return nan_where(traced_out_of_range(eps, low=0.0, high=jnp.inf, low_closed=True, high_closed=True), out)
 
 
 def dual_update(mu: Array, constraint: Array, budget: float, lr: float) -> Array:

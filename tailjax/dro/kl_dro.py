@@ -17,7 +17,7 @@ from jaxtyping import Array, Float
 
 import numpy as np
 
-from tailjax._checks import check_nonempty_last_axis, check_positive, is_concrete
+from tailjax._checks import check_nonempty_last_axis, check_positive, is_concrete, nan_where, traced_out_of_range
 from tailjax.dro.erm import per_sample_losses
 
 __all__ = ["kl_dual", "kl_tilted_divergence", "kl_worst_case", "kl_dro_params", "kl_dro_loss"]
@@ -114,9 +114,11 @@ def kl_worst_case(
 
 
 def kl_dro_params(params: Any, lam: float = 1.0) -> tuple[Any, Array]:
-    """Joint parameters (w, log lam) of :func:`kl_dro_loss` from the predictor's ``params``."""
+    """Joint parameters (w, log lam) of :func:`kl_dro_loss` from the predictor's ``params``
+    (all NaN for a traced ``lam <= 0``)."""
     check_positive(lam, "lam")
-    return params, jnp.log(jnp.asarray(lam, jnp.float32))
+    out = params, jnp.log(jnp.asarray(lam, jnp.float32))
+    return nan_where(traced_out_of_range(lam, low=0.0, high=jnp.inf, high_closed=True), out)
 
 
 def kl_dro_loss(

@@ -27,9 +27,16 @@ from jaxtyping import Array, Float
 from tailjax import training
 import numpy as np
 
-from tailjax._checks import check_positive, is_concrete
+from tailjax._checks import (
+    check_positive,
+    check_weights,
+    is_concrete,
+    nan_where,
+    traced_bad_weights,
+    traced_out_of_range,
+)
 from tailjax.base import Kernel
-from tailjax.dro.erm import per_sample_losses
+from tailjax.dro.erm import check_batch, per_sample_losses
 
 __all__ = [
     "gmm_log_density",
@@ -57,13 +64,14 @@ def gmm_log_density(psi: dict, x: Float[Array, " d"]) -> Float[Array, ""]:
 def gmm_mle(key: jax.Array, x: Float[Array, "n d"], *, components: int = 4, iters: int = 100,
             min_std: float = 1e-3) -> dict:
     """Maximum-likelihood diagonal Gaussian mixture of the rows of ``x`` (n, d) by ``iters``
-    EM iterations from ``components`` rows drawn with ``key``; stds floored at ``min_std``.
+    EM iterations from ``components`` rows drawn with ``key``; stds floored at ``min_std``
+    (NaN everywhere for a traced ``min_std <= 0``).
 
     Returns ``{"logits": (m,), "means": (m, d), "log_stds": (m, d)}`` for
     :func:`gmm_log_density`.
     """
-    if jnp.ndim(x) != 2 or x.shape[0] == 0:
-        raise ValueError(f"x must have shape (n, d) with n >= 1, got {jnp.shape(x)}")
+    if jnp.ndim(x) != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x must have shape (n, d) with n, d >= 1, got {jnp.shape(x)}")
     if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("x holds NaN or infinite values")
     n, d = x.shape
@@ -92,7 +100,7 @@ def gmm_mle(key: jax.Array, x: Float[Array, "n d"], *, components: int = 4, iter
         return {"logits": jnp.log(nk / n), "means": means, "log_stds": jnp.log(stds)}, None
 
     psi, _ = jax.lax.scan(em, psi, None, length=iters)
-    return psi
+    return nan_where(traced_out_of_range(min_std, low=0.0, high=jnp.inf, high_closed=True), psi)
 
 
 def _kl_uniform(pi):
@@ -113,13 +121,16 @@ def reweighted_loss(
     loss_fn: Callable[[Any, Any], jax.Array],
 ) -> tuple[Array, dict]:
     """sum_i pi_i f(w, x_i) for ``batch = (samples, weights)``: the P-DRO predictor's loss,
-    ``(value, {})``; the weights (n,) are constants."""
+    ``(value, {})``; the weights (n,) are constants, finite, >= 0 and not all zero
+    (``ValueError``; NaN for traced ones)."""
     del key
     samples, weights = batch
-    n = jax.tree_util.tree_leaves(samples)[0].shape[0]
+    n = check_batch(samples)
     if jnp.shape(weights) != (n,):
         raise ValueError(f"weights must have shape ({n},) (one per sample), got {jnp.shape(weights)}")
-    return jnp.sum(jax.lax.stop_gradient(weights) * per_sample_losses(loss_fn, params, samples)), {}
+    check_weights(weights, weights)
+    value = jnp.sum(jax.lax.stop_gradient(weights) * per_sample_losses(loss_fn, params, samples))
+    return nan_where(traced_bad_weights(weights), value), {}
 
 
 class PDroAdversaryBatch(NamedTuple):
@@ -138,13 +149,18 @@ def pdro_adversary_loss(
     weights: the P-DRO adversary's loss (to minimise), ``(value, {"kl": KL})``.
 
     ``features(sample)`` maps one sample to the adversary's input (default: the sample);
-    ``kl_weight`` is the paper's tau.
+    ``kl_weight`` is the paper's tau (a traced one <= 0 gives NaN); ``batch.losses`` has one
+    value per sample.
     """
     del key
     check_positive(kl_weight, "kl_weight")
+    n = check_batch(batch.samples, "batch.samples")
+    if jnp.shape(batch.losses) != (n,):
+        raise ValueError(f"batch.losses must have shape ({n},) (one per sample), got {jnp.shape(batch.losses)}")
     pi = _weights(log_density, features or (lambda s: s), psi, batch.nominal, batch.samples)
     kl = _kl_uniform(pi)
-    return -(jnp.sum(pi * jax.lax.stop_gradient(batch.losses)) - kl_weight * kl), {"kl": kl}
+    out = -(jnp.sum(pi * jax.lax.stop_gradient(batch.losses)) - kl_weight * kl), {"kl": kl}
+    return nan_where(traced_out_of_range(kl_weight, low=0.0, high=jnp.inf, high_closed=True), out)
 
 
 class PDroState(NamedTuple):

@@ -14,7 +14,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from tailjax._checks import check_positive
+from tailjax._checks import check_positive, nan_where, traced_out_of_range
+from tailjax.dro.erm import check_batch
 
 __all__ = ["penalty_ascent", "wasserstein_loss"]
 
@@ -28,15 +29,21 @@ def penalty_ascent(
 ) -> jax.Array:
     """Approximate argmax_u value_fn(u) - penalty ||u - start||^2 by gradient ascent from start.
 
-    ``penalty`` and ``step_size`` must be > 0 and ``steps`` >= 1 (``ValueError`` otherwise)."""
+    ``penalty`` and ``step_size`` must be > 0 and ``steps`` >= 1 (``ValueError`` otherwise;
+    traced ones out of range give NaN)."""
     _check_ascent(penalty, steps, step_size)
+    bad = _traced_bad(penalty) | _traced_bad(step_size)
 
     def body(u, _):
         g = jax.grad(lambda v: value_fn(v) - penalty * jnp.sum((v - start) ** 2))(u)
         return u + step_size * g, None
 
     u, _ = jax.lax.scan(body, start, None, length=steps)
-    return jax.lax.stop_gradient(u)
+    return jax.lax.stop_gradient(nan_where(bad, u))
+
+
+def _traced_bad(value):
+    return traced_out_of_range(value, low=0.0, high=jnp.inf, high_closed=True)
 
 
 def _check_ascent(penalty, steps, step_size):
@@ -68,6 +75,7 @@ def wasserstein_loss(
     """
     del key
     _check_ascent(penalty, steps, step_size)
+    check_batch(batch)
     where = where or (lambda s: s)
     replace = replace or (lambda s, x: x)
 

@@ -54,7 +54,9 @@ import optax
 from jax.experimental import checkify
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive, run_checked
+from tailjax._checks import (
+    check_positive, check_weights, nan_where, run_checked, traced_bad_weights, traced_out_of_range,
+)
 from tailjax.base import Kernel
 from tailjax.flows._fields import (
     batch_sharding, call_base, call_field, cast_field, check_fields, draw_contexts, event_shape, first_context,
@@ -102,12 +104,18 @@ def lean_adjoint(
     Returns:
       ``(adjoint, v_base)``, both ``(K + 1, *event)``: a(t_k) for k = 1..K and v_base(X_k, t_k) for
       k = 1..K. Entry 0 (t = 0, where the kappa part makes a(0) = 0 and sigma is infinite) is
-      set to zero in both: the loss never uses it.
+      set to zero in both: the loss never uses it. A NaN in ``trajectory`` or ``terminal``
+      makes both all NaN.
     """
     traj = jnp.asarray(trajectory)
     a_end = jnp.asarray(terminal, traj.dtype)
     ts, h, alpha = coefficients.ts, coefficients.h, coefficients.alpha
     num = h.shape[0]
+    if traj.ndim < 2 or traj.shape[0] != num + 1 or 0 in traj.shape:
+        raise ValueError(f"trajectory must have shape ({num + 1}, *event) for the grid of coefficients, "
+                         f"got {traj.shape}")
+    if a_end.shape != traj.shape[1:]:
+        raise ValueError(f"terminal must have the event shape {traj.shape[1:]} of trajectory, got {a_end.shape}")
     base = lambda x, t: call_base(base_velocity_fn, x, t, context)
 
     def body(a, k):
@@ -127,7 +135,7 @@ def lean_adjoint(
     zeros = jnp.zeros_like(a_end)
     adjoint = jnp.concatenate([zeros[None], adj[::-1], a_end[None]], axis=0)
     v_base = jnp.concatenate([zeros[None], v1[None], vb[::-1]], axis=0)
-    return adjoint, v_base
+    return nan_where(jnp.any(jnp.isnan(traj)) | jnp.any(jnp.isnan(a_end)), (adjoint, v_base))
 
 
 class AdjointMatchingBatch(NamedTuple):
@@ -161,10 +169,20 @@ def adjoint_matching_loss(
     batch average by a weighted one. With ``batch.contexts`` the field is called as
     ``velocity_fn(params, x, t, c)``. ``remat=True`` evaluates the times one by one under
     ``jax.checkpoint`` (same value and gradient, activation memory of one time). ``key`` is
-    unused (the loss convention of :mod:`tailjax.base`). Returns ``(loss, {})``.
+    unused (the loss convention of :mod:`tailjax.base`). Returns ``(loss, {})``. A ``clip``
+    <= 0 or ``sample_weights`` that are negative, not finite, all zero or not ``(n,)`` raise
+    (NaN when traced).
     """
     idx = jnp.asarray(batch.time_indices)
     traj = jnp.asarray(batch.trajectories)
+    if clip is not None:
+        check_positive(clip, "clip")
+    if batch.sample_weights is not None:
+        if jnp.shape(batch.sample_weights) != traj.shape[:1]:
+            raise ValueError(f"sample_weights must have shape {traj.shape[:1]}, got {jnp.shape(batch.sample_weights)}")
+        check_weights(batch.sample_weights, batch.sample_weights, "sample_weights")
+    bad = (False if clip is None else traced_out_of_range(clip, high=float("inf"))) | traced_bad_weights(
+        batch.sample_weights)
     sigma = jnp.asarray(coefficients.sigma, traj.dtype)
     ts = jnp.asarray(coefficients.ts, traj.dtype)
     time_weight = (coefficients.h.shape[0] - 1) / idx.shape[0]
@@ -185,9 +203,9 @@ def adjoint_matching_loss(
     else:
         per_sample = jnp.sum(jax.vmap(at_time, out_axes=1)(idx), axis=1)
     if batch.sample_weights is None:
-        return time_weight * jnp.mean(per_sample), {}
+        return nan_where(bad, time_weight * jnp.mean(per_sample)), {}
     weights = jnp.asarray(batch.sample_weights, per_sample.dtype)
-    return time_weight * jnp.sum(weights * per_sample), {}
+    return nan_where(bad, time_weight * jnp.sum(weights * per_sample)), {}
 
 
 class AdjointMatchingInfo(NamedTuple):

@@ -27,8 +27,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
+from tailjax._checks import is_concrete
 from tailjax.flows.schedule import Schedule
 
 __all__ = ["velocity_from_noise_prediction", "vp_schedule_from_ddpm", "ddpm_velocity"]
@@ -62,10 +64,15 @@ def vp_schedule_from_ddpm(alpha_bars: Array) -> Schedule:
 
     alpha_t = sqrt(abar(s)) and beta_t = sqrt(1 - abar(s)) at s = (1 - t) T, log abar linear
     between integer steps (abar(0) = 1); derivatives by ``jax.grad`` of the interpolation.
+    Concrete ``alpha_bars`` outside (0, 1] (or NaN) raise ``ValueError``.
     """
     alpha_bars = jnp.asarray(alpha_bars)
     if alpha_bars.ndim != 1 or alpha_bars.shape[0] < 2:
         raise ValueError(f"alpha_bars must be a 1-D array of at least 2 steps, got shape {alpha_bars.shape}")
+    if is_concrete(alpha_bars):
+        ab = np.asarray(alpha_bars)
+        if not np.all((ab > 0.0) & (ab <= 1.0)):
+            raise ValueError("alpha_bars must lie in (0, 1] (found a value outside, or NaN)")
     num = alpha_bars.shape[0]
     log_ab = jnp.concatenate([jnp.zeros((1,), alpha_bars.dtype), jnp.log(alpha_bars)])
 

@@ -32,7 +32,7 @@ import optax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete
+from tailjax._checks import check_positive, is_concrete, nan_where, traced_out_of_range
 from tailjax.flows._fields import cast_field, draw_contexts, event_shape
 from tailjax.flows.adjoint import adjoint_matching
 from tailjax.flows.finetune import check_reward_values, fit_adjoint_matching
@@ -60,8 +60,14 @@ class GridDistances(NamedTuple):
 
 
 def grid_distances(log_p: Float[ArrayLike, "... g"], log_q: Float[ArrayLike, " g"]) -> GridDistances:
-    """KL(p||q), JS(p, q) and TV(p, q) of normalised log-probabilities on the same cells."""
+    """KL(p||q), JS(p, q) and TV(p, q) of normalised log-probabilities on the same cells.
+
+    A row of ``log_p`` with a NaN (or any NaN in ``log_q``) gives NaN distances for that row."""
     log_p, log_q = jnp.asarray(log_p), jnp.asarray(log_q)
+    if log_q.ndim != 1 or log_q.shape[0] == 0:
+        raise ValueError(f"log_q must be a non-empty vector (g,), got shape {log_q.shape}")
+    if log_p.ndim < 1 or log_p.shape[-1] != log_q.shape[0]:
+        raise ValueError(f"log_p must have shape (..., {log_q.shape[0]}) to match log_q, got {log_p.shape}")
     p, q = jnp.exp(log_p), jnp.exp(log_q)
     kl = jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
     log_m = jnp.logaddexp(log_p, log_q) - jnp.log(2.0)
@@ -69,14 +75,18 @@ def grid_distances(log_p: Float[ArrayLike, "... g"], log_q: Float[ArrayLike, " g
         jnp.where(q > 0, q * (log_q - log_m), 0.0), axis=-1
     )
     tv = 0.5 * jnp.sum(jnp.abs(p - q), axis=-1)
-    return GridDistances(kl, js, tv)
+    nan = jnp.any(jnp.isnan(log_p), axis=-1) | jnp.any(jnp.isnan(log_q))
+    return nan_where(nan, GridDistances(kl, js, tv))
 
 
 def default_eta(num_iterations: int, temperature: float, dtype: Any = None) -> Float[Array, " k"]:
     """eta_k = alpha (1 + sqrt(k)), k = 0..K-1 (alpha: ``temperature``): a full first step,
-    then shrinking steps."""
+    then shrinking steps. ``temperature`` <= 0 raises (NaN when traced)."""
+    if num_iterations < 1:
+        raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
+    check_positive(temperature, "temperature")
     k = jnp.arange(num_iterations).astype(dtype or jnp.result_type(float))
-    return temperature * (1.0 + jnp.sqrt(k))
+    return nan_where(traced_out_of_range(temperature, high=float("inf")), temperature * (1.0 + jnp.sqrt(k)))
 
 
 class FDCGridResult(NamedTuple):
@@ -111,13 +121,23 @@ def fdc_operator(
     alpha: ``temperature``).
 
     Cells of zero probability (``-inf`` log-probabilities) stay at zero; at eta = alpha the
-    first term vanishes (never 0 * -inf)."""
+    first term vanishes (never 0 * -inf). ``eta`` must be >= ``temperature`` > 0; out-of-range
+    scalars raise (NaN when traced)."""
+    check_tfft(quantile_level, temperature, side)
     log_p = jnp.asarray(log_p)
+    for name, a in (("log_p", log_p), ("log_p_pre", log_p_pre), ("rewards", rewards)):
+        if jnp.ndim(a) != 1 or jnp.shape(a)[0] == 0 or jnp.shape(a) != log_p.shape[-1:]:
+            raise ValueError(f"{name} must be a non-empty vector (g,) like log_p, got shape {jnp.shape(a)}")
+    check_positive(eta, "eta")
+    if is_concrete(eta) and is_concrete(temperature) and float(eta) < float(temperature):
+        raise ValueError(f"eta must be >= temperature = {float(temperature)}, got {float(eta)}")
+    bad = (traced_out_of_range(temperature, high=float("inf"))
+           | (False if is_concrete(eta) and is_concrete(temperature) else ~(jnp.asarray(eta) >= temperature)))
     gamma = jnp.asarray(temperature / eta, log_p.dtype)
     keep = jnp.where(gamma < 1.0, (1.0 - gamma) * log_p, jnp.zeros_like(log_p))
     new = keep + gamma * jnp.asarray(log_p_pre, log_p.dtype)
     new = new + pseudo_reward(jnp.asarray(rewards, log_p.dtype), t, quantile_level, side) / eta
-    return new - logsumexp(new)
+    return nan_where(bad, new - logsumexp(new))
 
 
 def fdc_grid(
@@ -144,13 +164,25 @@ def fdc_grid(
         (with eta_k = alpha the iteration can cycle between two distributions).
       side: ``"upper"`` (right-CVaR) or ``"lower"`` (left-CVaR).
       log_p_init: starting distribution (the prior by default).
+
+    Concrete bad input raises ``ValueError`` naming the argument (NaN in ``log_p_pre`` or
+    ``rewards`` included); traced, it makes the whole result NaN.
     """
     check_tfft(quantile_level, temperature, side)
     beta, alpha = quantile_level, temperature
     log_pre = jnp.asarray(log_p_pre)
     r = jnp.asarray(rewards, log_pre.dtype)
-    if log_pre.ndim != 1 or r.shape != log_pre.shape:
-        raise ValueError(f"log_p_pre and rewards must be 1-D of one shape, got {log_pre.shape}, {r.shape}")
+    if log_pre.ndim != 1 or log_pre.shape[0] == 0:
+        raise ValueError(f"log_p_pre must be a non-empty vector (g,), got shape {log_pre.shape}")
+    if r.shape != log_pre.shape:
+        raise ValueError(f"rewards must have the shape {log_pre.shape} of log_p_pre, got {r.shape}")
+    for name, a in (("log_p_pre", log_pre), ("rewards", r)):
+        if is_concrete(a) and np.any(np.isnan(np.asarray(a))):
+            raise ValueError(f"{name} contains NaN")
+    if is_concrete(log_pre) and not np.any(np.isfinite(np.asarray(log_pre))):
+        raise ValueError("log_p_pre has no cell of positive finite probability")
+    bad = (traced_out_of_range(quantile_level) | traced_out_of_range(temperature, high=float("inf"))
+           | jnp.any(jnp.isnan(log_pre)) | jnp.any(jnp.isnan(r)))
     if num_iterations < 1:
         raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
     log_pre = log_pre - logsumexp(log_pre)
@@ -181,7 +213,7 @@ def fdc_grid(
     t_star = solve_threshold(r, beta, alpha, side, weights=jnp.exp(log_pre))
     log_star = log_pre + pseudo_reward(r, t_star, beta, side) / alpha
     log_star = log_star - logsumexp(log_star)
-    return FDCGridResult(log_ps, thresholds, grid_distances(log_ps, log_star), log_star, t_star)
+    return nan_where(bad, FDCGridResult(log_ps, thresholds, grid_distances(log_ps, log_star), log_star, t_star))
 
 
 class FDCResult(NamedTuple):
@@ -242,6 +274,10 @@ def fdc_fine_tune(
     beta, alpha = quantile_level, temperature
     if num_rounds < 1 or steps_per_round < 1:
         raise ValueError(f"num_rounds and steps_per_round must be >= 1, got {num_rounds}, {steps_per_round}")
+    if num_var_samples < 1:
+        raise ValueError(f"num_var_samples must be >= 1, got {num_var_samples}")
+    if grid_steps < 2:
+        raise ValueError(f"grid_steps must be >= 2, got {grid_steps}")
     if eta is None:
         eta = np.asarray(default_eta(num_rounds, alpha))
     eta = np.asarray(eta, dtype=float)

@@ -43,6 +43,9 @@ def path_log_weight(
     schedule = schedule or rectified_flow()
     traj = jnp.asarray(trajectory)
     c = coefficients
+    want = c.ts.shape[0]
+    if traj.ndim < 2 or traj.shape[0] != want or 0 in traj.shape:
+        raise ValueError(f"trajectory must have shape ({want}, *event) for the grid of coefficients, got {traj.shape}")
     ctx = context
     field = lambda x, t: call_field(velocity_fn, params, x, t, ctx)
     base = lambda x, t: call_base(base_velocity_fn, x, t, ctx)
@@ -79,6 +82,8 @@ def memoryless_sample_and_log_weight(
 ) -> tuple[Float[Array, "n *event"], Float[Array, " n"]]:
     """Samples ``(n, *event)`` of the fine-tuned memoryless chain and their log dP_base/dP_theta
     ``(n,)`` (``dim``: d or an event shape; ``context``: optional per-sample context)."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     dtype = dtype or jnp.result_type(float)
     schedule = schedule or rectified_flow()
     check_contexts(context, num_samples)

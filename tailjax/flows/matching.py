@@ -44,8 +44,8 @@ def _split(batch):
 def _check_data(data, name="batch", context=None):
     if jnp.ndim(data) < 2:
         raise ValueError(f"{name} must have shape (n, *event), e.g. (n, d), got {jnp.shape(data)}")
-    if jnp.shape(data)[0] == 0:
-        raise ValueError(f"{name} is empty")
+    if 0 in jnp.shape(data):
+        raise ValueError(f"{name} is empty, got shape {jnp.shape(data)}")
     check_contexts(context, jnp.shape(data)[0], "context")
 
 

@@ -21,8 +21,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax._checks import is_concrete, nan_where
 from tailjax.flows._fields import call_field, check_contexts, event_shape
 
 __all__ = ["uniform_time_grid", "ode_solve", "ode_sample", "ode_sample_and_log_prob", "ode_log_prob"]
@@ -44,14 +46,26 @@ def _grid(ts, num_steps, dtype):
     ts = jnp.asarray(ts, dtype)
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D grid of at least 2 times, got shape {ts.shape}")
+    if is_concrete(ts):
+        dt = np.diff(np.asarray(ts))
+        if not (np.all(dt > 0) or np.all(dt < 0)):
+            raise ValueError("ts must be strictly monotone (increasing, or decreasing backwards), without NaN")
     return ts
+
+
+def _bad_grid(ts):
+    """Flag of a traced grid that is not strictly monotone (``False`` for a checked one)."""
+    if is_concrete(ts):
+        return False
+    dt = jnp.diff(ts)
+    return ~(jnp.all(dt > 0) | jnp.all(dt < 0))
 
 
 def _check(x0, method, context=None, name="x0"):
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if jnp.ndim(x0) < 2:
-        raise ValueError(f"{name} must have shape (n, *event), e.g. (n, d), got {jnp.shape(x0)}")
+    if jnp.ndim(x0) < 2 or 0 in jnp.shape(x0):
+        raise ValueError(f"{name} must have shape (n, *event), e.g. (n, d), not empty, got {jnp.shape(x0)}")
     check_contexts(context, jnp.shape(x0)[0])
 
 
@@ -95,12 +109,14 @@ def ode_solve(
 
     Returns ``x1: (n, *event)``, and with ``return_trajectory`` also ``(n, K + 1, *event)``.
     ``ts`` may run backwards (from 1 to 0) to map data to noise. ``context``: optional
-    per-sample context (leading axis n).
+    per-sample context (leading axis n). A ``ts`` that is not strictly monotone raises (NaN
+    when traced).
     """
     _check(x0, method, context)
     x0 = jnp.asarray(x0)
     grid = _grid(ts, num_steps, x0.dtype)
-    return jax.vmap(lambda x, c: _path(velocity_fn, params, x, grid, method, return_trajectory, c))(x0, context)
+    out = jax.vmap(lambda x, c: _path(velocity_fn, params, x, grid, method, return_trajectory, c))(x0, context)
+    return nan_where(_bad_grid(grid), out)
 
 
 def ode_sample(
@@ -119,6 +135,8 @@ def ode_sample(
 ):
     """Draw X_0 ~ N(0, I) ``(num_samples, *event)`` (``dim``: d or an event shape) and integrate
     the ODE to t = 1."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     x0 = jax.random.normal(key, (num_samples,) + event_shape(dim), dtype or jnp.result_type(float))
     return ode_solve(
         velocity_fn, params, x0, context=context, num_steps=num_steps, method=method, ts=ts,
@@ -172,7 +190,8 @@ def ode_sample_and_log_prob(
 ) -> tuple[Float[Array, "n *event"], Float[Array, " n"]]:
     """Samples ``(n, *event)`` and their log-densities ``(n,)`` under the sampler started at ``x0``.
 
-    ``logdet="exact"`` (per-step Jacobian log-determinants) or ``"trace"`` (divergence).
+    ``logdet="exact"`` (per-step Jacobian log-determinants) or ``"trace"`` (divergence). A
+    ``ts`` that is not strictly monotone raises (NaN when traced).
     """
     _check(x0, method, context)
     if logdet not in ("exact", "trace"):
@@ -184,7 +203,7 @@ def ode_sample_and_log_prob(
         x1, total = _logdet_path(velocity_fn, params, x, grid, method, logdet, c)
         return x1, _std_normal_logpdf(x) - total
 
-    return jax.vmap(one)(x0, context)
+    return nan_where(_bad_grid(grid), jax.vmap(one)(x0, context))
 
 
 def ode_log_prob(

@@ -19,7 +19,10 @@ import dataclasses
 from typing import Callable
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
+
+from tailjax._checks import is_concrete
 
 __all__ = [
     "Schedule",
@@ -94,14 +97,33 @@ def _float(t):
     return t if jnp.issubdtype(t.dtype, jnp.floating) else t.astype(jnp.result_type(float))
 
 
+def check_time(t, name: str = "t") -> None:
+    """Raise ``ValueError`` naming ``name`` unless every concrete time lies in [0, 1]."""
+    if is_concrete(t):
+        a = np.asarray(t, dtype=float)
+        if not np.all((a >= 0.0) & (a <= 1.0)):
+            raise ValueError(f"{name} must lie in [0, 1], got {a if a.size < 6 else a.shape}")
+
+
+def nan_outside_time(t, out):
+    """``out`` with NaN where a traced ``t`` (broadcast against it) lies outside [0, 1]."""
+    if is_concrete(t):
+        return out
+    return jnp.where((t >= 0.0) & (t <= 1.0), out, jnp.nan)
+
+
 def kappa(schedule: Schedule, t: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
-    """kappa_t = alpha_dot_t / alpha_t (infinite at t = 0)."""
+    """kappa_t = alpha_dot_t / alpha_t (infinite at t = 0); ``t`` outside [0, 1] raises (NaN
+    when traced)."""
+    check_time(t)
     t = _float(t)
-    return schedule.alpha_dot(t) / schedule.alpha(t)
+    return nan_outside_time(t, schedule.alpha_dot(t) / schedule.alpha(t))
 
 
 def eta(schedule: Schedule, t: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
-    """eta_t = beta_t (kappa_t beta_t - beta_dot_t) (infinite at t = 0, zero at t = 1)."""
+    """eta_t = beta_t (kappa_t beta_t - beta_dot_t) (infinite at t = 0, zero at t = 1); ``t``
+    outside [0, 1] raises (NaN when traced)."""
+    check_time(t)
     t = _float(t)
     b = schedule.beta(t)
     return b * (kappa(schedule, t) * b - schedule.beta_dot(t))
@@ -118,10 +140,12 @@ def data_prediction(
 ) -> Float[Array, "*batch *event"]:
     """E[X_1 | X_t = x] from the velocity: (beta v - beta_dot x) / (alpha_dot beta - alpha beta_dot).
 
-    Finite at t = 0 (where it reads (v - beta_dot_0 x) / alpha_dot_0) and equal to x at t = 1.
+    Finite at t = 0 (where it reads (v - beta_dot_0 x) / alpha_dot_0) and equal to x at t = 1;
+    ``t`` outside [0, 1] raises (NaN when traced).
     """
+    check_time(t)
     x, v = jnp.asarray(x), jnp.asarray(v)
     t = _expand(jnp.asarray(t, x.dtype), x)
     a, b = schedule.alpha(t), schedule.beta(t)
     ad, bd = schedule.alpha_dot(t), schedule.beta_dot(t)
-    return (b * v - bd * x) / (ad * b - a * bd)
+    return nan_outside_time(t, (b * v - bd * x) / (ad * b - a * bd))

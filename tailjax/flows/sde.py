@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete
+from tailjax._checks import is_concrete, nan_where
 from tailjax.flows._fields import call_field, check_contexts, event_shape
 from tailjax.flows.ode import uniform_time_grid
 from tailjax.flows.schedule import Schedule, data_prediction, rectified_flow
@@ -52,8 +52,15 @@ def _check_grid(ts):
         raise ValueError(f"ts must be a 1-D grid of at least 3 times, got shape {ts.shape}")
     if is_concrete(ts):
         t = np.asarray(ts)
-        if t[0] != 0.0 or t[-1] != 1.0 or np.any(np.diff(t) <= 0):
+        if t[0] != 0.0 or t[-1] != 1.0 or not np.all(np.diff(t) > 0):
             raise ValueError("ts must increase strictly from 0 to 1")
+
+
+def _bad_grid(ts):
+    """Flag of a traced grid that does not increase strictly from 0 to 1."""
+    if is_concrete(ts):
+        return False
+    return (ts[0] != 0.0) | (ts[-1] != 1.0) | ~jnp.all(jnp.diff(ts) > 0)
 
 
 def memoryless_coefficients(
@@ -62,9 +69,13 @@ def memoryless_coefficients(
     ts: Float[ArrayLike, " k1"] | None = None,
     dtype: Any = None,
 ) -> MemorylessCoefficients:
-    """Coefficients of the memoryless sampler on ``ts`` (uniform with ``num_steps`` by default)."""
+    """Coefficients of the memoryless sampler on ``ts`` (uniform with ``num_steps`` by default).
+
+    A ``ts`` that does not increase strictly from 0 to 1 raises (all NaN when traced)."""
     schedule = schedule or rectified_flow()
     dtype = dtype or jnp.result_type(float)
+    if ts is None and int(num_steps) < 2:
+        raise ValueError(f"num_steps must be >= 2, got {num_steps}")
     ts = uniform_time_grid(num_steps, dtype) if ts is None else jnp.asarray(ts, dtype)
     _check_grid(ts)
     # Interior times only: t = 0 and t = 1 are replaced by the neighbouring point before any
@@ -77,7 +88,8 @@ def memoryless_coefficients(
     sigma = sigma.at[0].set(jnp.inf).at[-1].set(0.0)
     h = jnp.diff(ts)
     noise = (sigma[:-1] * jnp.sqrt(h)).at[0].set(0.0).at[-1].set(0.0)
-    return MemorylessCoefficients(ts, h, kap, sigma, noise, schedule.alpha(ts), schedule.beta(ts))
+    coefs = MemorylessCoefficients(ts, h, kap, sigma, noise, schedule.alpha(ts), schedule.beta(ts))
+    return nan_where(_bad_grid(ts), coefs)
 
 
 def _path(velocity_fn, params, x0, noise, c, coefs, schedule, return_trajectory, remat=False):
@@ -119,8 +131,10 @@ def memoryless_solve(
     Returns ``x1: (n, *event)``, and with ``return_trajectory`` also the path ``(n, K + 1, *event)``.
     """
     x0, noise = jnp.asarray(x0), jnp.asarray(noise)
-    if x0.ndim < 2:
-        raise ValueError(f"x0 must have shape (n, *event), e.g. (n, d), got {x0.shape}")
+    if x0.ndim < 2 or 0 in x0.shape:
+        raise ValueError(f"x0 must have shape (n, *event), e.g. (n, d), not empty, got {x0.shape}")
+    if noise.ndim != x0.ndim + 1:
+        raise ValueError(f"noise must have shape (n, K, *event) for x0 of shape {x0.shape}, got {noise.shape}")
     check_contexts(context, x0.shape[0])
     schedule = schedule or rectified_flow()
     if coefficients is None:

@@ -184,6 +184,8 @@ def tfft_fine_tune(
     if num_steps < 1 or (proposal_steps or 0) < 0 or (refine_steps or 0) < 0:
         raise ValueError(f"num_steps must be >= 1 and proposal_steps, refine_steps >= 0, got "
                          f"{num_steps}, {proposal_steps}, {refine_steps}")
+    if num_offline < 2:
+        raise ValueError(f"num_offline must be >= 2, got {num_offline}")
     shape = event_shape(dim)
     optimizer = optimizer or optax.adam(1e-4)
     num_check = num_offline if num_check is None else int(num_check)

@@ -14,10 +14,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import gammaln
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive
+from tailjax._checks import check_positive, is_concrete
 
 __all__ = [
     "Distribution",
@@ -35,6 +36,19 @@ class Distribution(NamedTuple):
     sample: Callable[[Array, int], Array]
     log_prob: Callable[[Array], Array]
     dim: int
+
+
+def _check_location(x, name):
+    """A non-empty vector, finite when concrete."""
+    if x.ndim != 1 or x.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D vector, got shape {x.shape}")
+    if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError(f"{name} must be finite (found NaN or inf)")
+
+
+def _check_dim(dim):
+    if int(dim) < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
 
 
 def _chol(cov, d, dtype):
@@ -56,10 +70,9 @@ def _whiten(L, identity):
 def gaussian(
     mean: Float[ArrayLike, " d"], cov: Float[ArrayLike, "d d"] | None = None
 ) -> Distribution:
-    """N(mean, cov) (identity covariance by default)."""
+    """N(mean, cov) (identity covariance by default); ``mean`` must be non-empty and finite."""
     mean = jnp.asarray(mean)
-    if mean.ndim != 1:
-        raise ValueError(f"mean must be 1-D, got shape {mean.shape}")
+    _check_location(mean, "mean")
     d = mean.shape[0]
     dtype = mean.dtype if jnp.issubdtype(mean.dtype, jnp.floating) else jnp.result_type(float)
     mean = mean.astype(dtype)
@@ -86,8 +99,7 @@ def multivariate_t(
     """Multivariate Student-t: X = loc + L Z / sqrt(W / nu), Z ~ N(0, I), W ~ chi2(nu)."""
     check_positive(nu, "nu")
     loc = jnp.asarray(loc)
-    if loc.ndim != 1:
-        raise ValueError(f"loc must be 1-D, got shape {loc.shape}")
+    _check_location(loc, "loc")
     d = loc.shape[0]
     dtype = loc.dtype if jnp.issubdtype(loc.dtype, jnp.floating) else jnp.result_type(float)
     loc = loc.astype(dtype)
@@ -121,6 +133,7 @@ def multivariate_t(
 def iid_student_t(nu: float, dim: int, dtype=jnp.float32) -> Distribution:
     """``dim`` independent standard Student-t(nu) coordinates."""
     check_positive(nu, "nu")
+    _check_dim(dim)
     nu_ = jnp.asarray(nu, dtype)
     const = gammaln((nu_ + 1) / 2) - gammaln(nu_ / 2) - 0.5 * jnp.log(nu_ * jnp.pi)
 
@@ -139,6 +152,7 @@ def iid_weibull(shape: float, dim: int, scale: float = 1.0, dtype=jnp.float32) -
     (subexponential) tails for ``shape < 1``."""
     check_positive(shape, "shape")
     check_positive(scale, "scale")
+    _check_dim(dim)
     k, lam = jnp.asarray(shape, dtype), jnp.asarray(scale, dtype)
 
     def sample(key, n):
@@ -165,6 +179,7 @@ def iid_pareto(tail_index: float, dim: int, scale: float = 1.0, dtype=jnp.float3
     """
     check_positive(tail_index, "tail_index")
     check_positive(scale, "scale")
+    _check_dim(dim)
     a, xm = jnp.asarray(tail_index, dtype), jnp.asarray(scale, dtype)
 
     def sample(key, n):

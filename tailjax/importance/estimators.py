@@ -67,8 +67,11 @@ def _check_lr(losses, log_lr):
 
 
 def sample_losses(loss: SampleLoss, samples: Float[ArrayLike, "n d"], theta: Any) -> Float[Array, " n"]:
-    """``l(X_i, theta)`` for every row of ``samples: (n, d)``."""
-    return jax.vmap(loss, in_axes=(0, None))(jnp.asarray(samples), theta)
+    """``l(X_i, theta)`` for every row of ``samples: (n, d)`` (non-empty)."""
+    samples = jnp.asarray(samples)
+    if samples.ndim == 0 or samples.size == 0:
+        raise ValueError(f"samples must be a non-empty array (n, d), got shape {samples.shape}")
+    return jax.vmap(loss, in_axes=(0, None))(samples, theta)
 
 
 def saa_objective(
@@ -78,9 +81,11 @@ def saa_objective(
     samples: Float[ArrayLike, "n d"],
     tail_prob: float,
 ) -> Float[Array, ""]:
-    """SAA objective f_n(u, theta) on samples X_i ~ f_X (tutorial eq. (7))."""
+    """SAA objective f_n(u, theta) on samples X_i ~ f_X (tutorial eq. (7)); NaN for a traced
+    ``tail_prob`` outside (0, 1)."""
     check_open_unit(tail_prob, "tail_prob")
-    return ru_objective(u, sample_losses(loss, samples, theta), tail_prob)
+    value = ru_objective(u, sample_losses(loss, samples, theta), tail_prob)
+    return nan_where(traced_out_of_range(tail_prob), value)
 
 
 def is_objective_from_losses(

@@ -49,7 +49,13 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, is_concrete
+from tailjax._checks import (
+    check_open_unit,
+    check_positive,
+    is_concrete,
+    nan_where,
+    traced_out_of_range,
+)
 from tailjax.importance.distributions import Distribution
 from tailjax.importance.estimators import SampleLoss, sample_losses
 from tailjax.importance.self_structuring import (
@@ -106,13 +112,37 @@ class OracleInfo(NamedTuple):
 def default_h_grid(tail_prob: float, num: int = 24, max_scale: float = 64.0) -> np.ndarray:
     """h values whose scales s_h run geometrically from 1 (no transform) to ``max_scale``.
 
-    ``tail_prob`` (the tutorial's beta) must be concrete (a float, not a tracer).
+    ``tail_prob`` (the tutorial's beta) must be concrete (a float, not a tracer); ``num >= 2``
+    and ``max_scale > 0``.
     """
     check_open_unit(tail_prob, "tail_prob")
+    check_positive(max_scale, "max_scale")
+    if int(num) < 2:
+        raise ValueError(f"num must be >= 2, got {num}")
     if not is_concrete(tail_prob):
         raise ValueError("tail_prob must be concrete to build the default h_grid; pass h_grid")
     unit = float(max(np.log(np.log(1.0 / tail_prob)), 1.0))
     return np.geomspace(1.0, max_scale, num) / unit
+
+
+def _check_oracle_args(grid, tail_prob, rho, refine_steps, min_hits):
+    """Static checks of the oracle's grid and counts (the grid's values when concrete)."""
+    if grid.ndim != 1 or grid.shape[0] < 2:
+        raise ValueError(f"h_grid must be 1-D with at least 2 points, got shape {grid.shape}")
+    if int(refine_steps) < 0:
+        raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+    if int(min_hits) < 0:
+        raise ValueError(f"min_hits must be >= 0, got {min_hits}")
+    if is_concrete(grid):
+        if not np.all(np.asarray(grid) > 0):
+            raise ValueError("h_grid must be > 0 (found a value <= 0 or NaN)")
+        if is_concrete(tail_prob) and is_concrete(rho):
+            unit = max(float(np.log(np.log(1.0 / float(tail_prob)))), 1.0)
+            if np.any(np.asarray(grid) * unit <= np.exp(-float(rho))):
+                raise ValueError(
+                    f"h_grid must exceed e^(-rho) / max(log log(1/tail_prob), 1) = "
+                    f"{np.exp(-float(rho)) / unit:.4g} (s_h > e^(-rho): T_h invertible)"
+                )
 
 
 def _probe_log_density(dist: Distribution) -> None:
@@ -166,23 +196,15 @@ def self_structuring_oracle(
         at all the nominal law is returned (``OracleInfo.fallback``).
 
     Returns:
-      ``(h, OracleInfo)`` with the estimated log M2 on the grid and at h.
+      ``(h, OracleInfo)`` with the estimated log M2 on the grid and at h. Traced
+      ``tail_prob``, ``rho`` or ``h_grid`` out of range give NaN for h and the log M2s.
     """
     check_open_unit(tail_prob, "tail_prob")
     check_positive(rho, "rho")
     grid = jnp.asarray(default_h_grid(tail_prob) if h_grid is None else h_grid)
-    if grid.ndim != 1 or grid.shape[0] < 2:
-        raise ValueError(f"h_grid must be 1-D with at least 2 points, got shape {grid.shape}")
-    if not isinstance(grid, jax.core.Tracer):
-        if np.any(np.asarray(grid) <= 0):
-            raise ValueError("h_grid must be > 0")
-        if is_concrete(tail_prob) and is_concrete(rho):
-            unit = max(float(np.log(np.log(1.0 / float(tail_prob)))), 1.0)
-            if np.any(np.asarray(grid) * unit <= np.exp(-float(rho))):
-                raise ValueError(
-                    f"h_grid must exceed e^(-rho) / max(log log(1/tail_prob), 1) = "
-                    f"{np.exp(-float(rho)) / unit:.4g} (s_h > e^(-rho): T_h invertible)"
-                )
+    _check_oracle_args(grid, tail_prob, rho, refine_steps, min_hits)
+    invalid = (traced_out_of_range(tail_prob) | traced_out_of_range(rho, high=float("inf"))
+               | (False if is_concrete(grid) else ~jnp.all(grid > 0)))
     if int(pilot_size) < grid.shape[0]:
         raise ValueError(f"pilot_size must be >= the grid size {grid.shape[0]}, got {pilot_size}")
     x = dist.sample(key, pilot_size)
@@ -233,6 +255,7 @@ def self_structuring_oracle(
     h = jnp.where(none, nominal, h)
     log_m2 = jnp.where(none, jnp.inf, log_m2)
     fallback = jnp.where(trusted, 0, jnp.where(none, 2, 1)).astype(jnp.int32)
+    h, values, log_m2 = nan_where(invalid, (h, values, log_m2))
     return h, OracleInfo(grid, values, log_m2, hits, fallback)
 
 
@@ -256,6 +279,8 @@ def self_structuring_scheme(
     """
     check_open_unit(tail_prob, "tail_prob")
     check_positive(rho, "rho")
+    if h_grid is not None:
+        _check_oracle_args(jnp.asarray(h_grid), tail_prob, rho, refine_steps, min_hits)
     _probe_log_density(dist)
 
     def choose(key, u, theta):
@@ -286,6 +311,8 @@ def gaussian_tilting_scheme(
     half-space {G_i^T x >= u - c_i}.
     """
     mean = jnp.asarray(mean)
+    if mean.ndim != 1 or mean.shape[0] == 0:
+        raise ValueError(f"mean must be a non-empty 1-D vector, got shape {mean.shape}")
     cov = jnp.asarray(cov, mean.dtype)
     chol = jnp.linalg.cholesky(cov)
 

@@ -122,6 +122,13 @@ def _vector(x, name):
     return x
 
 
+def _point(x, name):
+    x = _vector(x, name)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be one point (d,), got shape {x.shape}")
+    return x
+
+
 def self_structuring_transform(
     x: Float[ArrayLike, "... d"], h: Float[ArrayLike, ""], tail_prob: float, rho: float = 1.0
 ) -> Float[Array, "... d"]:
@@ -172,6 +179,8 @@ def self_structuring_inverse(
     it in the second) converges monotonically and quadratically either way.
     """
     _check(h, tail_prob, rho)
+    if int(steps) < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     z = _vector(z, "z")
     log_s = _log_scale(h, tail_prob, rho, z.dtype)
     az = jnp.abs(z)
@@ -201,11 +210,11 @@ def self_structuring_log_lr(
     rho: float = 1.0,
 ) -> tuple[Float[Array, " d"], Float[Array, ""]]:
     """(Z, log L_h) for one nominal draw ``x``: Z = T_h(x),
-    log L_h = log f_X(Z) - log f_X(x) + log J_h(x)."""
-    x = _float(x)
+    log L_h = log f_X(Z) - log f_X(x) + log J_h(x) (both NaN if ``x`` has a NaN)."""
+    x = _point(x, "x")
     z = self_structuring_transform(x, h, tail_prob, rho)
     log_lr = log_density(z) - log_density(x) + self_structuring_log_jacobian(x, h, tail_prob, rho)
-    return z, log_lr
+    return nan_where(jnp.any(jnp.isnan(x)), (z, log_lr))
 
 
 def self_structuring_log_density(
@@ -215,9 +224,12 @@ def self_structuring_log_density(
     log_density: LogDensity,
     rho: float = 1.0,
 ) -> Float[Array, ""]:
-    """log g_h(z) of Z = T_h(X), X ~ f_X: log f_X(T^{-1} z) - log J_h(T^{-1} z)."""
+    """log g_h(z) of Z = T_h(X), X ~ f_X: log f_X(T^{-1} z) - log J_h(T^{-1} z) (NaN if ``z``
+    has a NaN)."""
+    z = _point(z, "z")
     x = self_structuring_inverse(z, h, tail_prob, rho)
-    return log_density(x) - self_structuring_log_jacobian(x, h, tail_prob, rho)
+    out = log_density(x) - self_structuring_log_jacobian(x, h, tail_prob, rho)
+    return jnp.where(jnp.any(jnp.isnan(z)), jnp.nan, out)
 
 
 def self_structuring_sample(

@@ -30,8 +30,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
+
+from tailjax._checks import check_positive, is_concrete, nan_where, traced_out_of_range
 
 __all__ = [
     "TiltingParams",
@@ -64,6 +67,28 @@ def _float(x):
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
+def _matrix(x, name):
+    """(k, d) with k, d >= 1."""
+    x = _float(x)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"{name} must be a non-empty matrix (k, d), got shape {x.shape}")
+    return x
+
+
+def _vector(x, name, size=None):
+    """(d,) with d >= 1 (d = ``size`` when given)."""
+    x = _float(x)
+    if x.ndim != 1 or x.shape[0] == 0 or (size is not None and x.shape[0] != size):
+        want = "(d,)" if size is None else f"({size},)"
+        raise ValueError(f"{name} must be a non-empty vector {want}, got shape {x.shape}")
+    return x
+
+
+def _check_max_iter(max_iter):
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+
+
 def gaussian_log_mgf(
     b: Float[ArrayLike, " d"], mean: Float[ArrayLike, " d"], cov: Float[ArrayLike, "d d"]
 ) -> Float[Array, ""]:
@@ -83,8 +108,8 @@ def gaussian_dominating_points(
     Returns ``(a, b, rate)``: points a_i, tilts b_i = S^-1 (a_i - m) and rates
     Lambda*(a_i) = (v_i - g_i^T m)_+^2 / (2 g_i^T S g_i).
     """
-    g = _float(directions)
-    v = jnp.asarray(levels, g.dtype)
+    g = _matrix(directions, "directions")
+    v = _vector(levels, "levels", g.shape[0]).astype(g.dtype)
     m = jnp.asarray(mean, g.dtype)
     S = jnp.asarray(cov, g.dtype)
     Sg = g @ S  # (k, d), S symmetric
@@ -104,8 +129,17 @@ def tilt_parameter(
     max_iter: int = 100,
     tol: float | None = None,
 ) -> Float[Array, " d"]:
-    """The tilt b with grad Lambda(b) = a: damped Newton on the convex Lambda(b) - b^T a."""
-    a = _float(a)
+    """The tilt b with grad Lambda(b) = a: damped Newton on the convex Lambda(b) - b^T a.
+
+    ``max_iter >= 1`` and ``tol >= 0``; a NaN in ``a`` or a traced ``tol`` out of range gives NaN.
+    """
+    a = _vector(a, "a")
+    _check_max_iter(max_iter)
+    if tol is not None:
+        check_positive(tol, "tol", allow_zero=True)
+    bad = jnp.any(jnp.isnan(a))
+    if tol is not None:
+        bad = bad | traced_out_of_range(tol, high=float("inf"), low_closed=True, high_closed=True)
     b = jnp.zeros_like(a) if b0 is None else jnp.asarray(b0, a.dtype)
     tol = (1e-12 if jnp.finfo(a.dtype).bits >= 64 else 1e-6) if tol is None else tol
 
@@ -134,7 +168,7 @@ def tilt_parameter(
 
     g0 = jnp.max(jnp.abs(grad(b)))
     b, _, _ = jax.lax.while_loop(cond, body, (b, jnp.asarray(0, jnp.int32), g0))
-    return b
+    return jnp.where(bad, jnp.nan, b)
 
 
 def rate_function(log_mgf: LogMGF, a: Float[ArrayLike, " d"], **kwargs) -> Float[Array, ""]:
@@ -158,10 +192,15 @@ def dominating_point(
     KKT: b = grad Lambda*(a) = lam g with lam >= 0 and g^T a = v when the constraint binds,
     and a = grad Lambda(b). So lam solves phi(lam) = g^T grad Lambda(lam g) - v = 0, phi
     nondecreasing (Lambda convex): bracketed by doubling, then safeguarded Newton. If
-    g^T E[X] >= v the constraint is slack: a = E[X], b = 0.
+    g^T E[X] >= v the constraint is slack: a = E[X], b = 0. A concrete ``level`` must be
+    finite; a traced one that is not, or a NaN in ``direction``, gives NaN.
     """
-    g = _float(direction)
+    g = _vector(direction, "direction")
+    _check_max_iter(max_iter)
+    if is_concrete(level) and not np.all(np.isfinite(np.asarray(level))):
+        raise ValueError(f"level must be finite, got {level}")
     v = jnp.asarray(level, g.dtype)
+    bad = jnp.any(jnp.isnan(g)) | ~jnp.isfinite(v)
     grad_mgf = jax.grad(log_mgf)
 
     def phi(lam):
@@ -194,37 +233,42 @@ def dominating_point(
     _, _, lam, _ = jax.lax.while_loop(cond, body, (zero, hi, 0.5 * hi, jnp.asarray(0, jnp.int32)))
     lam = jnp.where(slack, zero, lam)
     b = lam * g
-    return grad_mgf(b), b
+    return nan_where(bad, (grad_mgf(b), b))
 
 
 def dominating_points(
     log_mgf: LogMGF, directions: Float[ArrayLike, "k d"], levels: Float[ArrayLike, " k"]
 ) -> tuple[Float[Array, "k d"], Float[Array, "k d"]]:
     """:func:`dominating_point` for each half-space ``g_i^T x >= v_i`` (vmapped)."""
-    g = _float(directions)
-    return jax.vmap(lambda gi, vi: dominating_point(log_mgf, gi, vi))(g, jnp.asarray(levels, g.dtype))
+    g = _matrix(directions, "directions")
+    v = _vector(levels, "levels", g.shape[0]).astype(g.dtype)
+    return jax.vmap(lambda gi, vi: dominating_point(log_mgf, gi, vi))(g, v)
 
 
 def mixture_params(
     log_mgf: LogMGF, points: Float[ArrayLike, "k d"], tilts: Float[ArrayLike, "k d"], weighting: str = "uniform"
 ) -> TiltingParams:
-    """Mixture of the tilts: p_i uniform, or proportional to exp(-Lambda*(a_i)) (``"rate"``)."""
+    """Mixture of the tilts: p_i uniform, or proportional to exp(-Lambda*(a_i)) (``"rate"``);
+    all NaN if ``points`` or ``tilts`` has a NaN."""
     if weighting not in ("uniform", "rate"):
         raise ValueError(f"weighting must be 'uniform' or 'rate', got {weighting!r}")
-    a = _float(points)
+    a = _matrix(points, "points")
     b = jnp.asarray(tilts, a.dtype)
+    if b.shape != a.shape:
+        raise ValueError(f"tilts of shape {b.shape} must match points of shape {a.shape}")
     lam = jax.vmap(log_mgf)(b)
     k = a.shape[0]
     if weighting == "uniform":
         logits = jnp.zeros(k, a.dtype)
     else:
         logits = -(jnp.sum(a * b, axis=-1) - lam)  # -Lambda*(a_i) = -(b_i^T a_i - Lambda(b_i))
-    return TiltingParams(a, b, lam, logits - logsumexp(logits))
+    bad = jnp.any(jnp.isnan(a)) | jnp.any(jnp.isnan(b))
+    return nan_where(bad, TiltingParams(a, b, lam, logits - logsumexp(logits)))
 
 
 def mixture_log_lr(x: Float[ArrayLike, " d"], params: TiltingParams) -> Float[Array, ""]:
     """log f_X(x) / sum_i p_i g_i(x) = -logsumexp_i(log p_i + b_i^T x - Lambda(b_i))."""
-    x = jnp.asarray(x, params.tilts.dtype)
+    x = _vector(x, "x", params.tilts.shape[-1]).astype(params.tilts.dtype)
     return -logsumexp(params.log_weights + params.tilts @ x - params.log_mgf)
 
 
@@ -240,6 +284,8 @@ def sample_tilted_mixture(
     Every component is sampled ``n`` times and the component of each draw is chosen by a
     categorical draw (vectorised, no ragged shapes).
     """
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     k_comp, k_draw = jax.random.split(key)
     k = params.tilts.shape[0]
     comp = jax.random.categorical(k_comp, params.log_weights, shape=(n,))
@@ -255,6 +301,8 @@ def sample_gaussian_mixture(
     chol: Float[ArrayLike, "d d"],
 ) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
     """Gaussian case: the tilt b_i of N(m, S) is N(a_i, S); ``chol`` is S's Cholesky factor."""
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     k_comp, k_draw = jax.random.split(key)
     a = params.points
     comp = jax.random.categorical(k_comp, params.log_weights, shape=(n,))

@@ -193,7 +193,7 @@ def point_decision(
     cost = cost.astype(dtype)
     Q = _quad_block(quadratic, reg, d, dtype)
     A, b, G, h = (a.astype(dtype) for a in polytope_constraints(polytope))
-    sol = solve_qp(Q, cost, A, b, G, h, iterations=iterations, tol=tol)
+    sol = solve_qp(Q, cost, A, b, G, h, iterations=iterations, tol=tol, on_failure="ignore")
     w = on_failure_result(sol.primal, sol.converged, on_failure, "point_decision")
     w = nan_where(_traced_bad_reg(reg), w)
     if not return_info:
@@ -233,9 +233,10 @@ def cvar_decision(
       iterations, tol: interior-point budget and tolerance (:func:`solve_qp`).
       return_info: also return a :class:`DecisionInfo`.
       on_failure: where the solver did not converge, ``"nan"`` (default) returns a NaN
-        decision (as does a traced ``tail_prob`` or ``reg`` out of range, whatever this is), ``"raise"`` fails a ``checkify`` check (an error outside ``jit``; inside a
+        decision, ``"raise"`` fails a ``checkify`` check (an error outside ``jit``; inside a
         user's ``jit`` wrap it with ``checkify.checkify``), ``"ignore"`` returns the last
-        iterate (check ``info.converged``).
+        iterate (check ``info.converged``). A traced ``tail_prob`` or ``reg`` out of range
+        gives a NaN decision whatever ``on_failure`` says.
 
     Returns:
       ``w*`` of shape ``(d,)`` (and the info).

@@ -16,8 +16,8 @@ x* of an LP is piecewise constant in c, so differentiating it is rarely what is 
 the value is (two-stage recourse costs, master problems of cutting-plane methods).
 
 Every variable must be bounded by some row of G or A (the engine's full-column-rank
-condition); infeasible or unbounded data leave ``converged = False`` in
-:func:`solve_lp`, and make :func:`lp_value` NaN (or raise, with ``on_failure="raise"``).
+condition); infeasible or unbounded data leave ``converged = False`` (and NaN, by
+default) in :func:`solve_lp`, and make :func:`lp_value` NaN (or raise, with ``on_failure="raise"``).
 One LP per call; ``jax.vmap`` for a batch.
 """
 
@@ -60,6 +60,7 @@ def solve_lp(
     *,
     iterations: int = 100,
     tol: float | None = None,
+    on_failure: str = "nan",
 ) -> QPSolution:
     """Solve min c'x s.t. Ax = b, Gx <= h (:func:`~tailjax.layers.qp.solve_qp` with Q = 0).
 
@@ -69,17 +70,19 @@ def solve_lp(
       ineq_matrix, ineq_rhs: ``(m, n)`` and ``(m,)`` with ``m >= 1``.
       iterations: maximum interior-point iterations (static).
       tol: relative tolerance (default :func:`~tailjax.layers.qp.default_tol`).
+      on_failure: as in :func:`~tailjax.layers.qp.solve_qp` (NaN where not converged).
 
     Returns:
       :class:`~tailjax.layers.qp.QPSolution`; the optimal value is ``lin @ primal``.
     """
     c, A, b, G, h = _arrays(lin, eq_matrix, eq_rhs, ineq_matrix, ineq_rhs)
-    return solve_qp(jnp.zeros((c.shape[0],) * 2, c.dtype), c, A, b, G, h, iterations=iterations, tol=tol)
+    return solve_qp(jnp.zeros((c.shape[0],) * 2, c.dtype), c, A, b, G, h, iterations=iterations, tol=tol,
+                    on_failure=on_failure)
 
 
 @jax.custom_jvp
 def _value(c, A, b, G, h):
-    sol = solve_lp(c, A, b, G, h)
+    sol = solve_lp(c, A, b, G, h, on_failure="ignore")
     return c @ sol.primal, sol.converged
 
 
@@ -87,7 +90,7 @@ def _value(c, A, b, G, h):
 def _value_jvp(primals, tangents):
     c, A, b, G, h = primals
     dc, dA, db, dG, dh = tangents
-    sol = solve_lp(c, A, b, G, h)
+    sol = solve_lp(c, A, b, G, h, on_failure="ignore")
     x, y, z = sol.primal, sol.eq_dual, sol.ineq_dual
     dv = dc @ x + z @ (dG @ x - dh) + y @ (dA @ x - db)
     return (c @ x, sol.converged), (dv, np.zeros((), jax.dtypes.float0))

@@ -68,7 +68,8 @@ def grid_shortest_path(
       grid: ``(rows, cols)``.
 
     Returns:
-      ``(num_arcs,)`` 0/1 vector of the arcs on the path (ties go to the leftward arc).
+      ``(num_arcs,)`` 0/1 vector of the arcs on the path (ties go to the leftward arc); NaN
+      if a cost is NaN.
     """
     rows, cols = int(grid[0]), int(grid[1])
     pred, arc = _grid_tables(rows, cols)
@@ -97,7 +98,8 @@ def grid_shortest_path(
         return pred_j[v, c], arc_j[v, c]
 
     _, path_arcs = jax.lax.scan(back, jnp.asarray(n - 1, jnp.int32), None, length=rows + cols - 2)
-    return jnp.zeros(cost.shape, dtype).at[path_arcs].set(1.0)
+    path = jnp.zeros(cost.shape, dtype).at[path_arcs].set(1.0)
+    return jnp.where(jnp.any(jnp.isnan(cost)), jnp.nan, path)
 
 
 def _greedy_fill(order_key, size, budget, eligible):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete
+from tailjax._checks import check_positive, is_concrete
 
 __all__ = ["Polytope", "make_polytope", "check_feasible", "polytope_constraints"]
 
@@ -91,8 +91,26 @@ def make_polytope(
     return poly
 
 
+def _check_shapes(poly: Polytope) -> None:
+    """``ValueError`` naming the field whose shape does not fit ``lower: (d,)``."""
+    lower = jnp.shape(poly.lower)
+    if len(lower) != 1 or lower[0] == 0:
+        raise ValueError(f"lower must be a non-empty vector, got shape {lower}")
+    d = lower[0]
+    if jnp.shape(poly.upper) != (d,):
+        raise ValueError(f"upper must have shape ({d},), got {jnp.shape(poly.upper)}")
+    for mname, rname in (("eq_matrix", "eq_rhs"), ("ineq_matrix", "ineq_rhs")):
+        mat, rhs = jnp.shape(getattr(poly, mname)), jnp.shape(getattr(poly, rname))
+        if len(mat) != 2 or mat[1] != d:
+            raise ValueError(f"{mname} must have shape (m, {d}), got {mat}")
+        if rhs != (mat[0],):
+            raise ValueError(f"{rname} must have shape ({mat[0]},), got {rhs}")
+
+
 def polytope_constraints(poly: Polytope) -> tuple[Array, Array, Array, Array]:
-    """(A, b, G, h) of the polytope with the box written as inequality rows."""
+    """(A, b, G, h) of the polytope with the box written as inequality rows (``ValueError``
+    naming a field of the wrong shape)."""
+    _check_shapes(poly)
     d = poly.lower.shape[-1]
     eye = jnp.eye(d, dtype=poly.lower.dtype)
     G = jnp.concatenate([eye, -eye, poly.ineq_matrix], axis=0)
@@ -104,8 +122,14 @@ def check_feasible(poly: Polytope, *, tol: float = 1e-7) -> None:
     """Raise ``ValueError`` if the (concrete) polytope is empty.
 
     Solves the phase-one LP min 1't over (w, t >= 0) with the equality and inequality rows
-    relaxed by t, in float64 with scipy's HiGHS (host side, concrete data only).
+    relaxed by t, in float64 with scipy's HiGHS (host side, concrete data only). Fields of
+    the wrong shape, non-finite data or ``tol <= 0`` raise ``ValueError`` naming them.
     """
+    _check_shapes(poly)
+    check_positive(tol, "tol")
+    for name in Polytope._fields:
+        if not np.all(np.isfinite(np.asarray(getattr(poly, name)))):
+            raise ValueError(f"{name} must be finite")
     lo = np.asarray(poly.lower, np.float64)
     hi = np.asarray(poly.upper, np.float64)
     A = np.asarray(poly.eq_matrix, np.float64)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax.layers.ipm import default_tol, full_precision, ipm_solve
-from tailjax.layers.scaling import cost_normalisation
+from tailjax.layers.scaling import check_on_failure, cost_normalisation, on_failure_result
 
 __all__ = ["QPSolution", "solve_qp", "default_tol", "DenseQP", "dense_factor", "dense_solve"]
 
@@ -123,6 +123,7 @@ def solve_qp(
     *,
     iterations: int = 40,
     tol: float | None = None,
+    on_failure: str = "nan",
 ) -> QPSolution:
     """Solve min 1/2 x'Qx + q'x s.t. Ax = b, Gx <= h; differentiable in all six arrays.
 
@@ -134,13 +135,18 @@ def solve_qp(
       iterations: maximum interior-point iterations (static). 40 reaches ``tol`` on the problems
         of :mod:`tailjax.dfl.problems`; check ``converged``.
       tol: relative tolerance on gap and residuals (default :func:`default_tol`).
+      on_failure: where the solver did not converge, ``"nan"`` (default) makes the primal,
+        multipliers, slack and gap NaN, ``"raise"`` fails a ``checkify`` check, ``"ignore"``
+        keeps the last iterate (as :func:`~tailjax.layers.cvar_decision`).
 
     Returns:
-      :class:`QPSolution`. Infeasible or unbounded data leave ``converged = False``.
+      :class:`QPSolution`. Infeasible or unbounded data (NaN data included) leave
+      ``converged = False``.
 
     The objective is centred by the equality rows and scaled to order one inside the solver
     (:mod:`tailjax.layers.scaling`); the solution and multipliers are in the caller's units.
     """
+    check_on_failure(on_failure)
     arrays = [jnp.asarray(a) for a in (quad, lin, eq_matrix, eq_rhs, ineq_matrix, ineq_rhs)]
     dtype = jnp.result_type(*[a.dtype for a in arrays], float)
     Q, q, A, b, G, h = [a.astype(dtype) for a in arrays]
@@ -153,4 +159,5 @@ def solve_qp(
     )
     y, z = scale * y - lam, scale * z
     slack = h - G @ x
-    return QPSolution(x, y, z, slack, done, slack @ z, it)
+    x, y, z, slack, gap = on_failure_result((x, y, z, slack, slack @ z), done, on_failure, "solve_qp")
+    return QPSolution(x, y, z, slack, done, gap, it)

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete
+from tailjax._checks import is_concrete, nan_where
 from tailjax.nn.spline_coupling import rq_spline, spline_param_count
 
 __all__ = ["ConditionalFlow", "ConditionerMLP", "alternating_mask", "standardise_params"]
@@ -296,11 +296,14 @@ def standardise_params(params: Any, c: Float[ArrayLike, "n d"], *, log: bool = F
     """``params`` with the standardisation set to the mean and std of costs ``c: (n, d)``
     (of ``log c`` with ``log=True``, for a flow with ``support="positive"``).
 
-    Constant columns get scale 1. Use right after ``flow.init``.
+    Constant columns get scale 1. Use right after ``flow.init``. ``c`` must be finite (traced
+    NaN or infinite values make every parameter NaN).
     """
     c = jnp.asarray(c)
     if c.ndim != 2 or c.shape[0] < 1:
         raise ValueError(f"c must have shape (n, d) with n >= 1, got {c.shape}")
+    if is_concrete(c) and not np.all(np.isfinite(np.asarray(c))):
+        raise ValueError("c holds NaN or infinite values")
     if log:
         if is_concrete(c) and not bool(np.all(np.asarray(c) > 0)):
             raise ValueError("c must be > 0 everywhere for log=True (support='positive')")
@@ -314,4 +317,5 @@ def standardise_params(params: Any, c: Float[ArrayLike, "n d"], *, log: bool = F
     std = jnp.where(std > 1e-12 * (1 + jnp.abs(jnp.mean(c, 0))), std, jnp.ones_like(std))
     inner["event_loc"] = jnp.mean(c, axis=0)
     inner["event_log_scale"] = jnp.log(std)
-    return {**params, "params": inner}
+    out = {**params, "params": inner}
+    return out if is_concrete(c) else nan_where(~jnp.all(jnp.isfinite(c)), out)

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from tailjax._checks import is_concrete, nan_where, traced_out_of_range
+
 __all__ = [
     "DDPMSchedule",
     "make_schedule",
@@ -155,6 +157,9 @@ class ConvNoiseNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, t, cond=None):
+        for name, low in (("channels", 1), ("depth", 0), ("kernel_size", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         h = x[..., None] if self.in_channels is None else x
         lead = h.shape[:-2]
         h = _floating(h.reshape((-1,) + h.shape[-2:]))  # one batch axis: GroupNorm per row
@@ -238,7 +243,7 @@ def dm_loss(
     schedule=...)`` trains a DDPM with :func:`tailjax.training.gradient_kernel`.
     """
     x0, cond = batch if isinstance(batch, (tuple, list)) else (batch, None)
-    if jnp.ndim(x0) < 1 or x0.shape[0] == 0:
+    if jnp.ndim(x0) < 1 or jnp.size(x0) == 0:
         raise ValueError(f"batch x0 must hold a non-empty batch, got shape {jnp.shape(x0)}")
     T = schedule.num_steps
     top = T if max_step is None else int(max_step)
@@ -287,12 +292,12 @@ def ddpm_sample(
     ``prefix_params`` runs the first T - T' steps (T..T'+1) with other parameters (GAS-DRO:
     the pre-trained theta_0, so that x_{T'} does not depend on the adversary's theta);
     ``policy_std`` replaces sigma_t by a constant in the last T' steps (the paper's sampling
-    variance sigma); both default to the usual sampler.
+    variance sigma); both default to the usual sampler. A traced ``policy_std <= 0`` gives NaN.
     """
     T = schedule.num_steps
     if not 0 <= last_steps <= T:
         raise ValueError(f"last_steps must lie in [0, {T}], got {last_steps}")
-    _check_policy_std(policy_std)
+    bad_std = _check_policy_std(policy_std)
     k0, key = jax.random.split(key)
     x_T = jax.random.normal(k0, shape, dtype)
     head_params = params if prefix_params is None else prefix_params
@@ -312,12 +317,18 @@ def ddpm_sample(
         return x
     x_last = x
     x0, states = jax.lax.scan(lambda c, i: body(params, policy_std, c, i), x, (ts[head:], keys[head:]))
-    return x0, jnp.concatenate([x_last[None], states], axis=0)
+    return nan_where(bad_std, (x0, jnp.concatenate([x_last[None], states], axis=0)))
 
 
-def _check_policy_std(policy_std: float | None) -> None:
-    if policy_std is not None and not float(policy_std) > 0.0:
+def _check_policy_std(policy_std: float | None) -> Any:
+    """Raise for a concrete ``policy_std <= 0``; the "out of range" flag of a traced one."""
+    if policy_std is None:
+        return False
+    if not is_concrete(policy_std):
+        return traced_out_of_range(policy_std, low=0.0, high=jnp.inf, high_closed=True)
+    if not float(policy_std) > 0.0:
         raise ValueError(f"policy_std must be > 0 (or None for sigma_t), got {policy_std}")
+    return False
 
 
 def step_log_probs(
@@ -336,19 +347,19 @@ def step_log_probs(
     k = states.shape[0] - 1
     if k < 1:
         raise ValueError(f"states must hold at least two states, got shape {states.shape}")
-    _check_policy_std(policy_std)
+    bad_std = _check_policy_std(policy_std)
     ts = jnp.arange(k, 0, -1)
     x_t, x_prev = states[:-1], states[1:]
     c = None if cond is None else jnp.broadcast_to(cond, (k,) + jnp.shape(cond))
     eps = apply_fn(params, x_t, ts, c)
     mu = jax.vmap(lambda x, t, e: reverse_mean(schedule, x, t, e))(x_t, ts, eps)
-    sig = schedule.sigmas[ts - 1] if policy_std is None else jnp.full((k,), float(policy_std))
+    sig = schedule.sigmas[ts - 1] if policy_std is None else jnp.full((k,), policy_std, states.dtype)
     sig = sig.astype(states.dtype)
     sig = sig.reshape((k,) + (1,) * (states.ndim - 1))
     z = (x_prev - mu) / sig
     d = x_prev[0].size
     log_norm = -0.5 * d * jnp.log(2.0 * jnp.pi) - d * jnp.log(sig.reshape(k))
-    return log_norm - 0.5 * jnp.sum(z.reshape(k, -1) ** 2, axis=-1)
+    return nan_where(bad_std, log_norm - 0.5 * jnp.sum(z.reshape(k, -1) ** 2, axis=-1))
 
 
 def trajectory_log_prob(

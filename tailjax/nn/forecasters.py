@@ -16,6 +16,12 @@ from tailjax.nn.ddpm import _floating
 __all__ = ["LSTMForecaster", "StackedLSTMForecaster", "MLPForecaster", "MLPClassifier"]
 
 
+def _check_sizes(module: nn.Module, *names: str) -> None:
+    for name in names:
+        if getattr(module, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(module, name)}")
+
+
 class LSTMForecaster(nn.Module):
     """Predict the next value of a series from its last ``n`` values.
 
@@ -30,6 +36,7 @@ class LSTMForecaster(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        _check_sizes(self, "hidden", "out_dim")
         h = x[..., None] if self.in_channels is None else x
         lead = h.shape[:-2]
         h = _floating(h.reshape((-1,) + h.shape[-2:]))
@@ -50,8 +57,9 @@ class StackedLSTMForecaster(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if len(self.hidden) < 1:
-            raise ValueError("hidden must name at least one layer width")
+        if len(self.hidden) < 1 or min(self.hidden) < 1:
+            raise ValueError(f"hidden must name at least one layer width, all >= 1, got {tuple(self.hidden)}")
+        _check_sizes(self, "out_dim")
         h = x[..., None] if self.in_channels is None else x
         lead = h.shape[:-2]
         h = _floating(h.reshape((-1,) + h.shape[-2:]))
@@ -88,6 +96,7 @@ class MLPClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        _check_sizes(self, "hidden", "num_classes")
         lead = x.shape[: x.ndim - self.image_ndim]
         h = _floating(x.reshape(lead + (-1,)))
         h = nn.relu(nn.Dense(self.hidden)(h))

@@ -56,5 +56,7 @@ def make_predictor(kind: str, out_dim: int, *, hidden: Sequence[int] = (64,)) ->
 
 
 def init_predictor(module: nn.Module, key: Array, num_features: int, dtype=jnp.float32):
-    """Parameters for features of size ``num_features``."""
+    """Parameters for features of size ``num_features`` (>= 1)."""
+    if int(num_features) < 1:
+        raise ValueError(f"num_features must be >= 1, got {num_features}")
     return module.init(key, jnp.zeros((1, num_features), dtype))

@@ -29,8 +29,11 @@ __all__ = ["load_params", "save_params"]
 
 
 def save_params(path: str | os.PathLike, params: Any) -> pathlib.Path:
-    """Write a parameter pytree as Flax msgpack (``flax.serialization.to_bytes``)."""
+    """Write a parameter pytree as Flax msgpack (``flax.serialization.to_bytes``); ``path``
+    must not be a directory (``ValueError``)."""
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {path} is a directory, not a parameter file")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(serialization.to_bytes(jax.device_get(params)))
     return path
@@ -40,7 +43,7 @@ def _check_leaves(template: Any, flat: dict, source: str) -> None:
     for p, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
         name = jax.tree_util.keystr(p)
         if name not in flat:
-            raise ValueError(f"{source} has no parameter {name}")
+            raise ValueError(f"{source} has no parameter {name} of the template")
         got, want = np.shape(flat[name]), np.shape(leaf)
         if tuple(got) != tuple(want):
             raise ValueError(f"{source}: parameter {name} has shape {tuple(got)}, the template {tuple(want)}")
@@ -56,9 +59,18 @@ def load_params(path: str | os.PathLike, template: Any) -> Any:
 
     Returns:
       The parameter pytree, leaves as ``jax.Array`` in the template's dtypes.
+
+    A directory or a file that is not msgpack raises ``ValueError`` naming ``path``.
     """
     path = pathlib.Path(path)
-    raw = serialization.msgpack_restore(path.read_bytes())
+    if path.is_dir():
+        raise ValueError(f"path {path} is a directory, not a parameter file")
+    data = path.read_bytes()
+    try:
+        raw = serialization.msgpack_restore(data)
+    except Exception as err:  # noqa: BLE001 - any parse failure means a bad file
+        raise ValueError(f"path {path} is not a Flax msgpack file or a tailjax checkpoint "
+                         f"({type(err).__name__}: {err})") from None
     if isinstance(raw, dict) and "header" in raw and "state" in raw:
         header = ckpt.read_header(path)
         prefix = ".params"
@@ -76,7 +88,7 @@ def load_params(path: str | os.PathLike, template: Any) -> Any:
     flat_template = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
     for name, leaf in flat_template.items():
         if name not in flat_file:
-            raise ValueError(f"{path} has no parameter {name}")
+            raise ValueError(f"{path} has no parameter {name} of the template")
         if tuple(np.shape(flat_file[name])) != tuple(np.shape(leaf)):
             raise ValueError(f"{path}: parameter {name} has shape {tuple(np.shape(flat_file[name]))}, "
                              f"the template {tuple(np.shape(leaf))}")

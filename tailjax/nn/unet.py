@@ -55,6 +55,8 @@ class UNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, t, cond=None):
+        if len(self.channels) < 1 or min(self.channels) < 1:
+            raise ValueError(f"channels must name at least one level, all >= 1, got {tuple(self.channels)}")
         if self.num_classes is not None and cond is not None:
             cond = jax.nn.one_hot(jnp.asarray(cond), self.num_classes, dtype=_floating(jnp.asarray(x)).dtype)
         if self.time_scale != 1.0:

@@ -53,8 +53,10 @@ class UNet1D(nn.Module):
 
     @nn.compact
     def __call__(self, x, t, cond=None):
-        if len(self.channels) < 1:
-            raise ValueError("channels must name at least one level")
+        if len(self.channels) < 1 or min(self.channels) < 1:
+            raise ValueError(f"channels must name at least one level, all >= 1, got {tuple(self.channels)}")
+        if self.kernel_size < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {self.kernel_size}")
         h = x[..., None] if self.in_channels is None else x
         lead, length = h.shape[:-2], h.shape[-2]
         h = _floating(h.reshape((-1,) + h.shape[-2:]))

@@ -113,9 +113,14 @@ def elbo(
 def _split_batch(batch):
     """A batch is ``x`` (n, *data_shape) or a pair ``(x, cond)`` with ``cond`` (n, c)."""
     x, cond = batch if isinstance(batch, (tuple, list)) else (batch, None)
-    if jnp.ndim(x) < 1 or x.shape[0] == 0:
+    if jnp.ndim(x) < 1 or jnp.size(x) == 0:
         raise ValueError(f"batch x must hold a non-empty batch, got shape {jnp.shape(x)}")
     return x, cond
+
+
+def _check_data_shape(vae: VAE, x: Array) -> None:
+    if tuple(x.shape[1:]) != tuple(vae.data_shape):
+        raise ValueError(f"batch x must have shape (n, *{tuple(vae.data_shape)}), got {x.shape}")
 
 
 def vae_loss(
@@ -132,6 +137,7 @@ def vae_loss(
     :func:`tailjax.training.gradient_kernel`.
     """
     x, cond = _split_batch(batch)
+    _check_data_shape(vae, x)
     keys = jax.random.split(key, x.shape[0])
     if cond is None:
         values = jax.vmap(lambda k, xi: elbo(vae, params, k, xi))(keys, x)
@@ -150,6 +156,7 @@ def reconstruction_loss(
     """E_{x ~ batch} E_{z ~ q(z|x)} ||x - g(z)||^2 / dim, the VAE's reconstruction loss J:
     ``(value, {})``, ``batch`` as in :func:`vae_loss`."""
     x, cond = _split_batch(batch)
+    _check_data_shape(vae, x)
     mean, log_std = vae.apply(params, x, cond, method=VAE.encode)
     z = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
     x_hat = vae.apply(params, z, cond, method=VAE.decode)

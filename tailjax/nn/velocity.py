@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax._checks import check_positive, nan_where, traced_out_of_range
+
 __all__ = ["sinusoidal_embedding", "VelocityField"]
 
 
@@ -24,19 +26,20 @@ def sinusoidal_embedding(
     Args:
       t: times, any shape (typically in [0, 1]).
       dim: even embedding size >= 2.
-      max_frequency: largest angular frequency (> 1 resolves fine time structure on [0, 1]).
+      max_frequency: largest angular frequency (> 1 resolves fine time structure on [0, 1]);
+        a traced one <= 0 gives NaN.
     """
     if dim < 2 or dim % 2:
         raise ValueError(f"dim must be an even integer >= 2, got {dim}")
-    if not max_frequency > 0:
-        raise ValueError(f"max_frequency must be > 0, got {max_frequency}")
+    check_positive(max_frequency, "max_frequency")
     t = jnp.asarray(t)
     if not jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(jnp.result_type(float))
     half = dim // 2
     freqs = jnp.exp(jnp.linspace(0.0, jnp.log(max_frequency), half, dtype=t.dtype))
     angles = t[..., None] * freqs
-    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+    out = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+    return nan_where(traced_out_of_range(max_frequency, low=0.0, high=jnp.inf, high_closed=True), out)
 
 
 class VelocityField(nn.Module):
@@ -68,6 +71,8 @@ class VelocityField(nn.Module):
         t: Float[ArrayLike, "..."],
         context: Float[ArrayLike, "... c"] | None = None,
     ) -> Float[Array, "... d"]:
+        if self.time_embedding_dim < 2 or self.time_embedding_dim % 2:
+            raise ValueError(f"time_embedding_dim must be an even integer >= 2, got {self.time_embedding_dim}")
         x = jnp.asarray(x)
         if x.ndim == 0:
             raise ValueError("x must have a feature axis: shape (..., d)")

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive
+from tailjax._checks import check_open_unit, check_positive, nan_where, traced_out_of_range
 from tailjax.layers import solve_qp
 
 __all__ = ["LevelResult", "level_method"]
@@ -77,13 +77,20 @@ def level_method(
       tol, atol: stop when ``upper - lower <= atol + tol * |upper|``.
       max_iter: cap on cuts (the cut buffer has ``max_iter + 1`` rows).
       level: alpha in (0, 1), the position of the level between the bounds.
+
+    Traced ``tol``, ``atol`` or ``level`` out of range give NaN for theta and the bounds.
     """
     check_positive(tol, "tol", allow_zero=True)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
+    check_positive(atol, "atol", allow_zero=True)
+    check_open_unit(level, "level")
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    invalid = (traced_out_of_range(tol, high=float("inf"), low_closed=True, high_closed=True)
+               | traced_out_of_range(atol, high=float("inf"), low_closed=True, high_closed=True)
+               | traced_out_of_range(level))
     theta0 = jnp.asarray(theta0)
+    if theta0.ndim != 1 or theta0.shape[0] == 0:
+        raise ValueError(f"theta0 must be a non-empty vector (d,), got shape {theta0.shape}")
     if not jnp.issubdtype(theta0.dtype, jnp.floating):
         theta0 = theta0.astype(jnp.result_type(float))
     dt = theta0.dtype
@@ -139,7 +146,7 @@ def level_method(
         cap = jnp.where(is_master, best_v, lev)
         G = jnp.concatenate([jnp.concatenate([cut_g, -jnp.ones((K, 1), dt)], axis=1), cap_row, G_set])
         h = jnp.concatenate([-cut_c, cap[None], hs])
-        sol = solve_qp(P, c, A_full, bs, G, h, iterations=_QP_ITERATIONS)
+        sol = solve_qp(P, c, A_full, bs, G, h, iterations=_QP_ITERATIONS, on_failure="ignore")
         # Master: a rigorous bound from the cut multipliers (whatever the solve's accuracy).
         bound = _lower_bound(theta_set, cut_g, cut_c, sol.ineq_dual[:K])
         lower = jnp.where(is_master & jnp.isfinite(bound), jnp.maximum(lower, bound), lower)
@@ -154,6 +161,7 @@ def level_method(
 
     init = (theta, cut_g, cut_c, f0, theta, lower0, jnp.asarray(1, jnp.int32), aux0, jnp.asarray(False))
     _, _, _, best_v, best_theta, lower, k, best_aux, _ = jax.lax.while_loop(cond, body, init)
+    best_theta, best_v, lower = nan_where(invalid, (best_theta, best_v, lower))
     return LevelResult(
         theta=best_theta,
         value=best_v,

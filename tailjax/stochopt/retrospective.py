@@ -74,7 +74,11 @@ class RAResult(NamedTuple):
 
 
 def sample_sizes(n0: int, growth: float, num_stages: int) -> list[int]:
-    """n_1 = n0, n_k = ceil(growth * n_{k-1})."""
+    """n_1 = n0, n_k = ceil(growth * n_{k-1}); ``n0, num_stages >= 1``, finite ``growth > 1``."""
+    if int(n0) < 1 or int(num_stages) < 1:
+        raise ValueError(f"n0 and num_stages must be >= 1, got {n0} and {num_stages}")
+    if not (1.0 < growth < math.inf):
+        raise ValueError(f"growth must be finite and > 1, got {growth}")
     sizes = [int(n0)]
     for _ in range(num_stages - 1):
         sizes.append(int(math.ceil(growth * sizes[-1])))
@@ -117,13 +121,10 @@ def build_retrospective_approximation(
     """
     check_open_unit(tail_prob, "tail_prob")
     check_positive(tolerance_scale, "tolerance_scale")
-    if growth <= 1.0:
-        raise ValueError(f"growth must be > 1, got {growth}")
-    if int(n0) < 1 or int(num_stages) < 1:
-        raise ValueError(f"n0 and num_stages must be >= 1, got {n0} and {num_stages}")
+    check_positive(relative_tolerance, "relative_tolerance", allow_zero=True)
     if padding not in ("pow2", "max"):
         raise ValueError(f"padding must be 'pow2' or 'max', got {padding!r}")
-    sizes = sample_sizes(n0, growth, num_stages)
+    sizes = sample_sizes(n0, growth, num_stages)  # checks n0, growth, num_stages
     draws = [sizes[0]] + [b - a for a, b in zip(sizes, sizes[1:])] if reuse_samples else sizes
     dtype = dtype or jnp.result_type(float)
     choose = jax.jit(scheme.choose)

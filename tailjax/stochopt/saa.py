@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, is_concrete
+from tailjax._checks import check_open_unit, is_concrete, nan_where, traced_out_of_range
 from tailjax.importance.estimators import SampleLoss, is_var_cvar, sample_losses
 from tailjax.stochopt.level import level_method
 
@@ -45,6 +45,10 @@ def _check_risk_weight(risk_weight):
         raise ValueError(f"risk_weight must lie in [0, 1], got {risk_weight}")
 
 
+def _traced_bad_risk_weight(risk_weight):
+    return traced_out_of_range(risk_weight, low_closed=True, high_closed=True)
+
+
 def saa_value(
     theta: Float[ArrayLike, " d"],
     loss: SampleLoss,
@@ -62,7 +66,8 @@ def saa_value(
       samples: ``(n, k)`` samples (from f_X, or from an IS law with ``log_lr``).
       tail_prob: tail mass in (0, 1) of the loss's upper tail (the tutorial's beta).
       log_lr: optional ``(n,)`` log-likelihood ratios log f_X(Z_i)/g(Z_i).
-      risk_weight: lam in [0, 1]; 0 is CVaR (may be traced, e.g. to vmap over lam).
+      risk_weight: lam in [0, 1]; 0 is CVaR (may be traced, e.g. to vmap over lam; a traced
+        one outside [0, 1] gives NaN).
     """
     check_open_unit(tail_prob, "tail_prob")
     _check_risk_weight(risk_weight)
@@ -79,7 +84,7 @@ def saa_value(
         probs = jnp.exp(log_lr - logsumexp(log_lr))
         mean = jnp.sum(probs * losses) * jnp.exp(logsumexp(log_lr) - jnp.log(jnp.asarray(n, losses.dtype)))
     lam = jnp.asarray(risk_weight, losses.dtype)
-    return lam * mean + (1.0 - lam) * tail, u
+    return nan_where(_traced_bad_risk_weight(risk_weight), (lam * mean + (1.0 - lam) * tail, u))
 
 
 def solve_saa(
@@ -107,7 +112,12 @@ def solve_saa(
       theta0: warm start (default: the set's ``feasible_point``).
       tol, atol: relative and absolute gap tolerances.
       max_iter: cut budget of the level method.
+
+    NaN samples or log-ratios, or a traced ``tail_prob``/``risk_weight`` out of range, give
+    NaN for theta, u and the bounds.
     """
+    check_open_unit(tail_prob, "tail_prob")
+    _check_risk_weight(risk_weight)
     samples = jnp.asarray(samples)
     dt = samples.dtype if jnp.issubdtype(samples.dtype, jnp.floating) else jnp.result_type(float)
     if theta0 is None:
@@ -117,4 +127,8 @@ def solve_saa(
         return saa_value(theta, loss, samples, tail_prob, log_lr=log_lr, risk_weight=risk_weight)
 
     res = level_method(fun, theta_set, jnp.asarray(theta0, dt), tol=tol, atol=atol, max_iter=max_iter)
-    return SAAResult(res.theta, res.aux, res.value, res.lower, res.gap, res.iterations, res.converged)
+    invalid = (traced_out_of_range(tail_prob) | _traced_bad_risk_weight(risk_weight)
+               | jnp.any(jnp.isnan(samples))
+               | (False if log_lr is None else jnp.any(jnp.isnan(jnp.asarray(log_lr)))))
+    theta, u, value, lower, gap = nan_where(invalid, (res.theta, res.aux, res.value, res.lower, res.gap))
+    return SAAResult(theta, u, value, lower, gap, res.iterations, res.converged)

@@ -134,7 +134,8 @@ class CappedSimplex:
 @partial(jax.tree_util.register_dataclass, data_fields=["lower", "upper"], meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class Box:
-    """{theta : lower <= theta <= upper} (elementwise; ``lower``/``upper`` of shape (d,))."""
+    """{theta : lower <= theta <= upper} (elementwise; ``lower``/``upper`` of shape (d,), not
+    NaN; traced bounds that are NaN or crossed give a NaN projection)."""
 
     lower: Array
     upper: Array
@@ -145,6 +146,9 @@ class Box:
                 f"lower and upper must be 1-D of one shape, got {jnp.shape(self.lower)} "
                 f"and {jnp.shape(self.upper)}"
             )
+        for name in ("lower", "upper"):
+            if is_concrete(getattr(self, name)) and np.any(np.isnan(np.asarray(getattr(self, name)))):
+                raise ValueError(f"{name} must not be NaN")
         if is_concrete(self.lower) and is_concrete(self.upper):
             if np.any(np.asarray(self.lower) > np.asarray(self.upper)):
                 raise ValueError("lower must be <= upper elementwise")
@@ -155,7 +159,9 @@ class Box:
 
     def project(self, y: Float[ArrayLike, " d"]) -> Float[Array, " d"]:
         y = jnp.asarray(y)
-        return jnp.clip(y, jnp.asarray(self.lower, y.dtype), jnp.asarray(self.upper, y.dtype))
+        lo, hi = jnp.asarray(self.lower, y.dtype), jnp.asarray(self.upper, y.dtype)
+        invalid = jnp.any(jnp.isnan(lo) | jnp.isnan(hi) | (lo > hi))
+        return jnp.where(invalid, jnp.nan, jnp.clip(y, lo, hi))
 
     def lmo(self, c: Float[ArrayLike, " d"]) -> tuple[Float[Array, " d"], Float[Array, ""]]:
         c = jnp.asarray(c)
@@ -191,8 +197,8 @@ class TargetReturnSimplex:
     radius: float | Array = 1.0
 
     def __post_init__(self):
-        if jnp.ndim(self.mu) != 1:
-            raise ValueError(f"mu must be 1-D, got shape {jnp.shape(self.mu)}")
+        if jnp.ndim(self.mu) != 1 or jnp.shape(self.mu)[0] == 0:
+            raise ValueError(f"mu must be 1-D and non-empty, got shape {jnp.shape(self.mu)}")
         check_positive(self.radius, "radius")
         if is_concrete(self.mu) and is_concrete(self.target) and is_concrete(self.radius):
             best = float(np.max(np.asarray(self.mu))) * float(np.asarray(self.radius))

@@ -93,6 +93,7 @@ class Spec:
     args: dict[str, Any]  # valid arguments
     kinds: dict[str, Kind]  # the probed ones
     jittable: bool = True  # False for builders and host-side functions: concrete calls only
+    slow_traced: bool = False  # traced cases compile a solver or trainer each: slow suite only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +106,10 @@ class Case:
     @property
     def id(self) -> str:
         return f"{self.spec.name}:{self.arg}={self.label}{':jit' if self.traced else ''}"
+
+    @property
+    def slow(self) -> bool:
+        return self.traced and self.spec.slow_traced
 
 
 def cases(specs: list[Spec]) -> list[Case]:

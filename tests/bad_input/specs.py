@@ -3,6 +3,8 @@ the arguments it checks (see spec.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -242,6 +244,22 @@ def _more_specs():
 
 from tests.bad_input import specs_dfl, specs_dro, specs_flows, specs_importance  # noqa: E402
 
-SPECS = (_risk_specs() + _parallel_specs() + _importance_specs() + _stochopt_specs() + _flows_specs()
-         + _dro_specs() + _training_specs() + _layers_specs() + _dfl_specs()
-         + _more_specs() + specs_importance.SPECS + specs_flows.SPECS + specs_dro.SPECS + specs_dfl.SPECS)
+# Functions whose traced cases each compile a whole solver or trainer (1-3 s a case on two
+# CPU cores): their traced cases run in the slow suite, their concrete ones in the fast one.
+SLOW_TRACED = {"importance.self_structuring_oracle", "stochopt.solve_saa", "stochopt.level_method",
+               "dfl.decision", "dfl.gen_dfl_loss", "dfl.dfl_plus_loss", "dfl.is_decision",
+               "dfl.sample_decision", "dfl.gen_dfl_mean_regret"}
+
+
+def _marked(specs):
+    return [dataclasses.replace(s, slow_traced=True) if s.name in SLOW_TRACED else s for s in specs]
+
+
+CORE_SPECS = (_risk_specs() + _parallel_specs() + _importance_specs() + _stochopt_specs() + _flows_specs()
+              + _dro_specs() + _training_specs() + _layers_specs() + _dfl_specs() + _more_specs())
+CORE_SPECS = _marked(CORE_SPECS)
+# One test file per area (``test_bad_input_<area>.py``), so that pytest-xdist's loadfile
+# spreads them over workers.
+AREA_SPECS = {"importance": _marked(specs_importance.SPECS), "flows": _marked(specs_flows.SPECS),
+              "dro": _marked(specs_dro.SPECS), "dfl": _marked(specs_dfl.SPECS)}
+SPECS = CORE_SPECS + sum(AREA_SPECS.values(), [])

@@ -7,15 +7,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.bad_input.spec import Case, cases, judge
-from tests.bad_input.specs import SPECS
+from tests.bad_input.specs import CORE_SPECS, SPECS
 
-CASES = cases(SPECS)
+CASES = cases(CORE_SPECS)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_argument_is_rejected_or_nan(case: Case):
+def check_case(case: Case):
     verdict, detail = judge(case)
     assert verdict in ("rejected", "nan"), f"{case.id}: {verdict}: {detail}"
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.slow else c for c in CASES],
+                         ids=[c.id for c in CASES])
+def test_bad_argument_is_rejected_or_nan(case: Case):
+    check_case(case)
 
 
 LEVELS = [(spec, arg) for spec in SPECS for arg, kind in spec.kinds.items() if "above one" in kind.bad]

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_open_unit, check_positive, nan_where, traced_out_of_range
 from tailjax.dfl.baselines import surrogates as S
 from tailjax.dfl.problems.base import DecisionProblem, decision, point_decision_of
 
@@ -61,12 +61,21 @@ class DFLBatch(NamedTuple):
 
 
 def _mean_over_batch(per_instance, params, batch: DFLBatch, key, apply_fn) -> Loss:
-    """mean_i per_instance(c_hat_i, c_i, w*_i, key_i), key_i = split(key, B)[i]."""
+    """mean_i per_instance(c_hat_i, c_i, w*_i, key_i), key_i = split(key, B)[i]; NaN if a
+    cost is NaN."""
     c_hat = apply_fn(params, batch.features)
+    if jnp.shape(batch.costs) != c_hat.shape:
+        raise ValueError(f"costs must have shape {c_hat.shape} (the predictions'), got {jnp.shape(batch.costs)}")
     c = batch.costs.astype(c_hat.dtype)
     w_star = batch.solutions.astype(c_hat.dtype)
     keys = jax.random.split(key, c.shape[0])
-    return jnp.mean(jax.vmap(per_instance)(c_hat, c, w_star, keys)), None
+    value = jnp.mean(jax.vmap(per_instance)(c_hat, c, w_star, keys))
+    return jnp.where(jnp.any(jnp.isnan(c)), jnp.nan, value), None
+
+
+def _traced_below_zero(value, allow_zero=True):
+    """Flag of a traced scalar below 0 (or <= 0) or NaN; ``False`` for a concrete one."""
+    return traced_out_of_range(value, low=0.0, high=jnp.inf, low_closed=allow_zero, high_closed=True)
 
 
 def _pool_loss(pool_fn, params, batch: DFLBatch, key, apply_fn, pool_size: int, name: str) -> Loss:
@@ -115,18 +124,23 @@ def contrastive_map_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: 
 def pairwise_ltr_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
                       problem: DecisionProblem, oracle: Oracle | None = None,
                       pool_size: int = 32, margin: float = 0.1) -> Loss:
-    """Pairwise learning to rank of the pool (+ w*) with hinge ``margin``."""
-    return _pool_loss(lambda ch, c, w, pool: S.pairwise_ltr(ch, c, pool, problem, margin),
-                      params, batch, key, apply_fn, pool_size, "pairwise_ltr_loss")
+    """Pairwise learning to rank of the pool (+ w*) with hinge ``margin`` >= 0 (a traced
+    one out of range gives NaN)."""
+    check_positive(margin, "margin", allow_zero=True)
+    value, aux = _pool_loss(lambda ch, c, w, pool: S.pairwise_ltr(ch, c, pool, problem, margin),
+                            params, batch, key, apply_fn, pool_size, "pairwise_ltr_loss")
+    return nan_where(_traced_below_zero(margin), value), aux
 
 
 def listwise_ltr_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
                       problem: DecisionProblem, oracle: Oracle | None = None,
                       pool_size: int = 32, temperature: float = 1.0) -> Loss:
-    """Listwise learning to rank of the pool (+ w*), softmax ``temperature`` > 0."""
+    """Listwise learning to rank of the pool (+ w*), softmax ``temperature`` > 0 (a traced
+    one out of range gives NaN)."""
     check_positive(temperature, "temperature")
-    return _pool_loss(lambda ch, c, w, pool: S.listwise_ltr(ch, c, pool, problem, temperature),
-                      params, batch, key, apply_fn, pool_size, "listwise_ltr_loss")
+    value, aux = _pool_loss(lambda ch, c, w, pool: S.listwise_ltr(ch, c, pool, problem, temperature),
+                            params, batch, key, apply_fn, pool_size, "listwise_ltr_loss")
+    return nan_where(_traced_below_zero(temperature, allow_zero=False), value), aux
 
 
 def qptl_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
@@ -144,7 +158,8 @@ def dfl_plus_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn
                   tail_prob: float = 1.0, num_samples: int = 16) -> Loss:
     """Pred-DFL+: regret of the CVaR decision at ``tail_prob`` (the paper's alpha) over
     ``num_samples`` isotropic Gaussian samples c_hat + sigma eps (``sigma`` >= 0, may be
-    traced; :func:`~tailjax.dfl.baselines.dfl_plus_sigma` gives the usual choice)."""
+    traced: out of range, or a traced ``tail_prob`` out of (0, 1], it gives NaN;
+    :func:`~tailjax.dfl.baselines.dfl_plus_sigma` gives the usual choice)."""
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     check_positive(sigma, "sigma", allow_zero=True)
     if int(num_samples) < 1:
@@ -155,4 +170,6 @@ def dfl_plus_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn
         w = decision(problem, c_hat + jnp.asarray(sigma, c_hat.dtype) * eps, tail_prob)
         return S.decision_regret(w, c, w_star, problem)
 
-    return _mean_over_batch(one, params, batch, key, apply_fn)
+    value, aux = _mean_over_batch(one, params, batch, key, apply_fn)
+    invalid = _traced_below_zero(sigma) | traced_out_of_range(tail_prob, high_closed=True)
+    return nan_where(invalid, value), aux

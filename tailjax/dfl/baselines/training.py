@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax._checks import check_open_unit, check_positive
 from tailjax.base import Kernel
 from tailjax.dfl.baselines.losses import DFLBatch
 from tailjax.dfl.problems.base import ProblemInstance, decision, objective
@@ -159,8 +160,12 @@ def fit_baseline(
     predictor's parameters (:func:`baseline_decisions`).
     """
     x, c = jnp.asarray(features), jnp.asarray(costs)
-    if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0]:
-        raise ValueError(f"features {x.shape} and costs {c.shape} must be (n, p) and (n, d)")
+    if x.ndim != 2 or c.ndim != 2 or x.shape[0] != c.shape[0] or 0 in x.shape:
+        raise ValueError(f"features {x.shape} and costs {c.shape} must be (n, p) and (n, d) with n, p >= 1")
+    if c.shape[1] != instance.problem.dim:
+        raise ValueError(f"costs must have {instance.problem.dim} columns (the problem's dimension), got {c.shape}")
+    if optimizer is None:
+        check_positive(learning_rate, "learning_rate", allow_zero=True)
     check_finite_data(x, c, "features and costs")
     if not 1 <= int(batch_size) <= x.shape[0]:
         raise ValueError(f"batch_size must lie in [1, {x.shape[0]}], got {batch_size}")
@@ -233,9 +238,17 @@ def baseline_decisions(
     ``sigma=None``: the exact decision at the point prediction (``instance.oracle``).
     ``sigma`` given (Pred-DFL+): the CVaR decision (``reg = 0``) at ``tail_prob`` (the
     paper's alpha) over ``num_samples`` samples c_hat + sigma eps, keys from ``key``
-    (default ``jax.random.key(0)``).
+    (default ``jax.random.key(0)``). Bad ``features`` shapes, ``sigma < 0``, ``tail_prob``
+    outside (0, 1] or ``num_samples < 1`` raise ``ValueError``.
     """
     x = jnp.asarray(features, jnp.result_type(float))
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"features must have shape (N, p) with N, p >= 1, got {x.shape}")
+    if sigma is not None:
+        check_positive(sigma, "sigma", allow_zero=True)
+        check_open_unit(tail_prob, "tail_prob", closed_right=True)
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     c_hat = predictor.apply(params, x)
     if sigma is None:
         return jax.jit(jax.vmap(instance.oracle))(c_hat)
