@@ -244,22 +244,27 @@ def _more_specs():
 
 from tests.bad_input import specs_dfl, specs_dro, specs_flows, specs_importance  # noqa: E402
 
-# Functions whose traced cases each compile a whole solver or trainer (1-3 s a case on two
-# CPU cores): their traced cases run in the slow suite, their concrete ones in the fast one.
-SLOW_TRACED = {"importance.self_structuring_oracle", "stochopt.solve_saa", "stochopt.level_method",
-               "dfl.decision", "dfl.gen_dfl_loss", "dfl.dfl_plus_loss", "dfl.is_decision",
-               "dfl.sample_decision", "dfl.gen_dfl_mean_regret"}
+# Functions whose traced cases each compile a whole solver, sampler or trainer (0.5-3 s a case
+# on two CPU cores): their traced cases run in the slow suite, their concrete ones in the fast
+# one (layers.cvar_decision and risk.solve_threshold keep theirs in the fast suite).
+SLOW_TRACED = {
+    "dfl.decision", "dfl.dfl_plus_loss", "dfl.gen_dfl_loss", "dfl.gen_dfl_mean_regret", "dfl.is_decision",
+    "dfl.normalized_regret", "dfl.point_decision_of", "dfl.qptl_loss", "dfl.sample_decision", "dfl.spo_plus_loss",
+    "dro.corrupt", "flows.memoryless_sample", "flows.memoryless_sample_and_log_weight",
+    "importance.self_structuring_oracle", "importance.self_structuring_sample", "layers.point_decision",
+    "layers.solve_qp", "nn.ddpm_sample", "nn.dm_loss", "stochopt.level_method", "stochopt.solve_saa",
+}
 
 
 def _marked(specs):
     return [dataclasses.replace(s, slow_traced=True) if s.name in SLOW_TRACED else s for s in specs]
 
 
-CORE_SPECS = (_risk_specs() + _parallel_specs() + _importance_specs() + _stochopt_specs() + _flows_specs()
-              + _dro_specs() + _training_specs() + _layers_specs() + _dfl_specs() + _more_specs())
-CORE_SPECS = _marked(CORE_SPECS)
+CORE_SPECS = _marked(_risk_specs() + _parallel_specs() + _importance_specs() + _stochopt_specs() + _flows_specs()
+                     + _dro_specs() + _training_specs() + _more_specs())
 # One test file per area (``test_bad_input_<area>.py``), so that pytest-xdist's loadfile
 # spreads them over workers.
 AREA_SPECS = {"importance": _marked(specs_importance.SPECS), "flows": _marked(specs_flows.SPECS),
-              "dro": _marked(specs_dro.SPECS), "dfl": _marked(specs_dfl.SPECS)}
+              "dro": _marked(specs_dro.SPECS), "dfl": _marked(specs_dfl.SPECS),
+              "layers": _marked(_layers_specs() + _dfl_specs())}
 SPECS = CORE_SPECS + sum(AREA_SPECS.values(), [])
