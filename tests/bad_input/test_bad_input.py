@@ -2,6 +2,8 @@
 is rejected with a message naming it or gives the documented NaN; never a silent finite
 number, never another exception. ``python -m tests.bad_input.report`` prints the table."""
 
+import jax
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,3 +41,13 @@ def test_random_out_of_range_levels(data):
     for case in cases([probe]):
         verdict, detail = judge(case)
         assert verdict in ("rejected", "nan"), f"{case.id} ({value!r}): {verdict}: {detail}"
+
+
+@pytest.mark.slow  # one call of every spec: about 4 minutes of CPU
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_the_valid_call_of_every_spec_succeeds_and_is_not_all_nan(spec):
+    # Otherwise a bad argument could pass as "rejected" or "NaN" because of the valid call.
+    out = jax.block_until_ready(spec.call(**spec.args))
+    floats = [np.asarray(x) for x in jax.tree_util.tree_leaves(out)]
+    floats = [x for x in floats if np.issubdtype(x.dtype, np.floating) and x.size]
+    assert not floats or not all(np.all(np.isnan(x)) for x in floats), spec.name
