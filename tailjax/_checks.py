@@ -109,6 +109,12 @@ def traced_out_of_range(value: Any, *, low: float = 0.0, high: float = 1.0,
     return ~(above & below)
 
 
+def traced_below_zero(value: Any, *, allow_zero: bool = True) -> Any:
+    """Flag of a traced scalar below 0 (``allow_zero=False``: at or below 0) or NaN; ``False``
+    for a concrete one (it is checked eagerly)."""
+    return traced_out_of_range(value, low=0.0, high=float("inf"), low_closed=allow_zero, high_closed=True)
+
+
 def nan_where(flag: Any, tree: Any) -> Any:
     """``tree`` with every float leaf NaN where ``flag`` holds (``flag is False``: unchanged)."""
     if flag is False:

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, nan_where, traced_out_of_range
+from tailjax._checks import check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range
 from tailjax.base import Kernel
 from tailjax.dfl.gen_dfl_is import check_num_samples, is_decision
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
@@ -256,14 +256,9 @@ def gen_dfl_loss(
     loss = (jnp.asarray(config.regret_weight, dtype) * regret
             + jnp.asarray(config.nll_weight, dtype) * nll)
     invalid = (traced_out_of_range(config.tail_prob, high_closed=True)
-               | _traced_negative(config.regret_weight) | _traced_negative(config.nll_weight)
+               | traced_below_zero(config.regret_weight) | traced_below_zero(config.nll_weight)
                | jnp.any(jnp.isnan(jnp.asarray(c))))
     return nan_where(invalid, (loss, GenDFLAux(regret, nll)))
-
-
-def _traced_negative(weight):
-    """Flag of a traced weight that is negative or NaN (``False`` for a concrete one)."""
-    return traced_out_of_range(weight, low=0.0, high=jnp.inf, low_closed=True, high_closed=True)
 
 
 def gen_dfl(

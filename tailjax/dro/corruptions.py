@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from tailjax._checks import check_positive, is_concrete, nan_where, traced_out_of_range
+from tailjax._checks import check_positive, is_concrete, nan_where, traced_below_zero
 
 __all__ = ["gaussian_noise", "perlin_field", "perlin_noise", "cutout", "corrupt", "perlin_field_1d",
            "corrupt_series"]
@@ -26,17 +26,12 @@ def _check_image(image, name: str = "image") -> None:
         raise ValueError(f"{name} must be a non-empty (h, w) array, got shape {jnp.shape(image)}")
 
 
-def _traced_negative(value):
-    """Flag of a traced noise level that is negative or NaN (concrete ones are checked)."""
-    return traced_out_of_range(value, low=0.0, high=jnp.inf, low_closed=True, high_closed=True)
-
-
 def gaussian_noise(key: PRNGKeyArray, image: Float[Array, "h w"], std: float) -> Array:
     """image + N(0, std^2) per pixel, clipped to [0, 1] (NaN for a traced ``std < 0``)."""
     _check_image(image)
     check_positive(std, "std", allow_zero=True)
     out = jnp.clip(image + std * jax.random.normal(key, image.shape, image.dtype), 0.0, 1.0)
-    return nan_where(_traced_negative(std), out)
+    return nan_where(traced_below_zero(std), out)
 
 
 def perlin_field(key: PRNGKeyArray, shape: tuple[int, int], res: int = 4) -> Array:
@@ -68,7 +63,7 @@ def perlin_noise(key: PRNGKeyArray, image: Float[Array, "h w"], strength: float,
     _check_image(image)
     check_positive(strength, "strength", allow_zero=True)
     field = perlin_field(key, image.shape, res).astype(image.dtype)
-    return nan_where(_traced_negative(strength), jnp.clip(image + strength * field, 0.0, 1.0))
+    return nan_where(traced_below_zero(strength), jnp.clip(image + strength * field, 0.0, 1.0))
 
 
 def cutout(key: PRNGKeyArray, image: Float[Array, "h w"], size: int) -> Array:
@@ -154,4 +149,4 @@ def corrupt_series(
         idx = jnp.arange(length)[None, :]
         inside = (idx >= start[:, None] - size // 2) & (idx < start[:, None] - size // 2 + size)
         noisy = jnp.where(inside, jnp.zeros_like(x), x)
-    return nan_where(_traced_negative(level), jnp.concatenate([noisy, y], axis=1))
+    return nan_where(traced_below_zero(level), jnp.concatenate([noisy, y], axis=1))

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from tailjax._checks import check_positive, nan_where, traced_out_of_range
+from tailjax._checks import check_positive, nan_where, traced_below_zero
 from tailjax.dro.erm import check_batch
 
 __all__ = ["penalty_ascent", "wasserstein_loss"]
@@ -32,7 +32,7 @@ def penalty_ascent(
     ``penalty`` and ``step_size`` must be > 0 and ``steps`` >= 1 (``ValueError`` otherwise;
     traced ones out of range give NaN)."""
     _check_ascent(penalty, steps, step_size)
-    bad = _traced_bad(penalty) | _traced_bad(step_size)
+    bad = traced_below_zero(penalty, allow_zero=False) | traced_below_zero(step_size, allow_zero=False)
 
     def body(u, _):
         g = jax.grad(lambda v: value_fn(v) - penalty * jnp.sum((v - start) ** 2))(u)
@@ -40,10 +40,6 @@ def penalty_ascent(
 
     u, _ = jax.lax.scan(body, start, None, length=steps)
     return jax.lax.stop_gradient(nan_where(bad, u))
-
-
-def _traced_bad(value):
-    return traced_out_of_range(value, low=0.0, high=jnp.inf, high_closed=True)
 
 
 def _check_ascent(penalty, steps, step_size):

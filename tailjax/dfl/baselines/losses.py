@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tailjax._checks import check_open_unit, check_positive, nan_where, traced_out_of_range
+from tailjax._checks import check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range
 from tailjax.dfl.baselines import surrogates as S
 from tailjax.dfl.problems.base import DecisionProblem, decision, point_decision_of
 
@@ -71,11 +71,6 @@ def _mean_over_batch(per_instance, params, batch: DFLBatch, key, apply_fn) -> Lo
     keys = jax.random.split(key, c.shape[0])
     value = jnp.mean(jax.vmap(per_instance)(c_hat, c, w_star, keys))
     return jnp.where(jnp.any(jnp.isnan(c)), jnp.nan, value), None
-
-
-def _traced_below_zero(value, allow_zero=True):
-    """Flag of a traced scalar below 0 (or <= 0) or NaN; ``False`` for a concrete one."""
-    return traced_out_of_range(value, low=0.0, high=jnp.inf, low_closed=allow_zero, high_closed=True)
 
 
 def _pool_loss(pool_fn, params, batch: DFLBatch, key, apply_fn, pool_size: int, name: str) -> Loss:
@@ -129,7 +124,7 @@ def pairwise_ltr_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: App
     check_positive(margin, "margin", allow_zero=True)
     value, aux = _pool_loss(lambda ch, c, w, pool: S.pairwise_ltr(ch, c, pool, problem, margin),
                             params, batch, key, apply_fn, pool_size, "pairwise_ltr_loss")
-    return nan_where(_traced_below_zero(margin), value), aux
+    return nan_where(traced_below_zero(margin), value), aux
 
 
 def listwise_ltr_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
@@ -140,7 +135,7 @@ def listwise_ltr_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: App
     check_positive(temperature, "temperature")
     value, aux = _pool_loss(lambda ch, c, w, pool: S.listwise_ltr(ch, c, pool, problem, temperature),
                             params, batch, key, apply_fn, pool_size, "listwise_ltr_loss")
-    return nan_where(_traced_below_zero(temperature, allow_zero=False), value), aux
+    return nan_where(traced_below_zero(temperature, allow_zero=False), value), aux
 
 
 def qptl_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
@@ -171,5 +166,5 @@ def dfl_plus_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn
         return S.decision_regret(w, c, w_star, problem)
 
     value, aux = _mean_over_batch(one, params, batch, key, apply_fn)
-    invalid = _traced_below_zero(sigma) | traced_out_of_range(tail_prob, high_closed=True)
+    invalid = traced_below_zero(sigma) | traced_out_of_range(tail_prob, high_closed=True)
     return nan_where(invalid, value), aux
