@@ -4,7 +4,9 @@
     python -m benchmarks.perf.cvar_batched --size small   # CPU: a tenth of each row count
 
 The workload every family runs (a Gen-DFL decision, an IS oracle call, a TFFT Stage 1 is a
-batch of CVaRs). Side by side in one run: ``tailjax.risk.cvar`` (it selects the top
+batch of CVaRs). Side by side in one run: ``tailjax.risk.cvar_large`` (per-row bracketed
+selection on GPU, one pass over the batch; ``lax.top_k`` below its size thresholds),
+``tailjax.risk.cvar`` (it selects the top
 floor(n p) + 2 values with ``lax.top_k`` when they are at most an eighth of a row, else
 sorts), a full ``jnp.sort``, ``lax.top_k`` of the same k, ``torch.topk`` when torch is
 installed (on the GPU when JAX runs there), and one read of the array (``jnp.sum``) as the
@@ -34,7 +36,7 @@ def _reference(x64, tail_prob):
     n = x64.shape[1]
     count = risk.tail_count(n, tail_prob)
     k = math.floor(count)
-    top = -np.sort(-x64, axis=1)[:, : k + 1]
+    top = -np.sort(np.partition(-x64, k, axis=1)[:, : k + 1], axis=1)
     return (top[:, :k].sum(1) + (count - k) * top[:, k]) / count
 
 
@@ -46,7 +48,7 @@ def _from_top(top, n, tail_prob):
 
 def main(argv=None):
     parser = harness.parser(__doc__, out="results/cvar_batched")
-    parser.add_argument("--tail-probs", type=float, nargs="*", default=[0.01, 0.1])
+    parser.add_argument("--tail-probs", type=float, nargs="*", default=[0.001, 0.01, 0.1])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
     rows = []
@@ -59,6 +61,7 @@ def main(argv=None):
             ref = _reference(x64, p)
             k = math.floor(risk.tail_count(n, p)) + 2  # through the atom after the VaR
             candidates = {
+                "tailjax.cvar_large": jax.jit(lambda x, p=p: risk.cvar_large(x, p)),
                 "tailjax.risk.cvar": jax.jit(lambda x, p=p: risk.cvar(x, p)),
                 "jnp.sort": jax.jit(lambda x, p=p: _from_top(-jnp.sort(-x, axis=1), n, p)),
                 "lax.top_k": jax.jit(lambda x, p=p, k=k: _from_top(jax.lax.top_k(x, k)[0], n, p)),

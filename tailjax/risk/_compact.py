@@ -1,10 +1,11 @@
-"""The one full pass of :mod:`tailjax.risk.select`: compact the members of a bracket.
+"""The one full pass of :mod:`tailjax.risk.select`: compact the members of a bracket, per row.
 
-Over the first ``(n // block) * block`` values of x, gathers every value in [lo, hi) into a
-buffer of ``capacity`` slots (order unspecified, unused slots -inf) and returns how many
-there were, how many values are >= hi, and their excess sum (x - hi)_+. On GPU a Pallas
-(Triton) kernel does it in one read of x: each block prefix-sums its member mask and
-reserves its slots with one atomic add. Elsewhere an XLA version gives the same result.
+Over the first ``(n // block) * block`` values of each row of x (B, n), gathers every value
+in [lo_b, hi_b) into that row's buffer of ``capacity`` slots (order unspecified, unused slots
+-inf) and returns per row how many there were, how many values are >= hi_b, their excess
+sum (x - hi_b)_+, and how many are NaN. On GPU a Pallas (Triton) kernel does it in one read of x: each block
+prefix-sums its member mask and reserves its slots with one atomic add on its row's counter.
+Elsewhere an XLA version gives the same result.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import jax
 import jax.numpy as jnp
 
 
-def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, *,
-            capacity):
+def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref,
+            *, capacity):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
@@ -35,57 +36,75 @@ def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, 
 
     ge = xs >= hi
     above_ref[0] = jnp.sum(ge.astype(jnp.int32))
-    excess_ref[0] = jnp.sum(jnp.where(ge, xs - hi, 0.0))
+    acc = excess_ref.dtype  # float32 for 16-bit inputs
+    excess_ref[0] = jnp.sum(jnp.where(ge, xs.astype(acc) - hi.astype(acc), 0.0))
+    nan_ref[0] = jnp.sum((xs != xs).astype(jnp.int32))
 
 
-def _pallas(x, lo, hi, block, capacity, interpret):
+def _pallas(x, bounds, block, capacity, num_warps, interpret):
     from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
 
-    g = x.shape[0] // block
-    full = lambda size: pl.BlockSpec((size,), lambda i: (0,))
-    per_block = pl.BlockSpec((1,), lambda i: (i,))
-    buf, count, above, excess = pl.pallas_call(
+    rows, g = x.shape[0], x.shape[1] // block
+    per_row = lambda size: pl.BlockSpec((None, size), lambda b, i: (b, 0))
+    per_block = pl.BlockSpec((None, 1), lambda b, i: (b, i))
+    params = None if interpret else plt.CompilerParams(num_warps=num_warps)
+    buf, count, above, excess, nans = pl.pallas_call(
         functools.partial(_kernel, capacity=capacity),
-        grid=(g,),
-        in_specs=[pl.BlockSpec((block,), lambda i: (i,)), full(2), full(capacity), full(1)],
-        out_specs=[full(capacity), full(1), per_block, per_block],
+        grid=(rows, g),
+        in_specs=[pl.BlockSpec((None, block), lambda b, i: (b, i)), per_row(2), per_row(capacity), per_row(1)],
+        out_specs=[per_row(capacity), per_row(1), per_block, per_block, per_block],
         out_shape=[
-            jax.ShapeDtypeStruct((capacity,), x.dtype),
-            jax.ShapeDtypeStruct((1,), jnp.int32),
-            jax.ShapeDtypeStruct((g,), jnp.int32),
-            jax.ShapeDtypeStruct((g,), x.dtype),
+            jax.ShapeDtypeStruct((rows, capacity), x.dtype),
+            jax.ShapeDtypeStruct((rows, 1), jnp.int32),
+            jax.ShapeDtypeStruct((rows, g), jnp.int32),
+            jax.ShapeDtypeStruct((rows, g), accumulator(x.dtype)),
+            jax.ShapeDtypeStruct((rows, g), jnp.int32),
         ],
         input_output_aliases={2: 0, 3: 1},
+        compiler_params=params,
         interpret=interpret,
-    )(x, jnp.stack([lo, hi]), jnp.full((capacity,), -jnp.inf, x.dtype), jnp.zeros((1,), jnp.int32))
-    return buf, count[0], jnp.sum(above), jnp.sum(excess)
+    )(x, bounds, jnp.full((rows, capacity), -jnp.inf, x.dtype), jnp.zeros((rows, 1), jnp.int32))
+    return buf, count[:, 0], jnp.sum(above, axis=1), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1)
 
 
-def _xla(x, lo, hi, capacity):
+def accumulator(dtype):
+    """The dtype sums of ``dtype`` values are taken in: float32 at least."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _xla_row(x, lo, hi, capacity):
     member = (x >= lo) & (x < hi)
     (idx,) = jnp.nonzero(member, size=capacity, fill_value=0)
     count = jnp.sum(member, dtype=jnp.int32)
     buf = jnp.where(jnp.arange(capacity) < count, x[idx], -jnp.inf)
     ge = x >= hi
-    return buf, count, jnp.sum(ge, dtype=jnp.int32), jnp.sum(jnp.where(ge, x - hi, 0.0))
+    acc = accumulator(x.dtype)
+    excess = jnp.sum(jnp.where(ge, x.astype(acc) - hi.astype(acc), 0.0))
+    return buf, count, jnp.sum(ge, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), dtype=jnp.int32)
 
 
-def compact(x, lo, hi, block, capacity, backend="auto"):
-    """(buffer, member count, count >= hi, excess above hi) over the whole blocks of x.
+def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4):
+    """(buffers, member counts, counts >= hi, excesses above hi, NaN counts) per row, over the
+    whole blocks of x.
 
     Args:
-      x: ``(n,)`` values; only the first ``(n // block) * block`` are read.
-      lo, hi: bracket bounds (scalars).
+      x: ``(B, n)`` values; only the first ``(n // block) * block`` of each row are read.
+      lo, hi: ``(B,)`` bracket bounds per row.
       block: values per Pallas program (a power of two).
-      capacity: buffer slots; members beyond it are dropped (the count still counts them).
+      capacity: buffer slots per row; members beyond it are dropped (the count still
+        counts them).
       backend: ``"pallas"``, ``"xla"``, ``"interpret"`` (Pallas interpreter, for tests) or
         ``"auto"`` (Pallas on GPU, XLA elsewhere).
+      num_warps: warps per Pallas program.
     """
     if backend == "auto":
         backend = "pallas" if jax.default_backend() == "gpu" else "xla"
     if backend in ("pallas", "interpret"):
-        return _pallas(x, lo, hi, block, capacity, interpret=backend == "interpret")
+        bounds = jnp.stack([lo, hi], axis=1).astype(x.dtype)
+        # the grid visits the whole blocks only: no slice (a copy of x) is taken
+        return _pallas(x, bounds, block, capacity, num_warps, interpret=backend == "interpret")
     if backend != "xla":
         raise ValueError(f"backend must be 'auto', 'pallas', 'xla' or 'interpret', got {backend!r}")
-    g = x.shape[0] // block
-    return _xla(x[: g * block], lo, hi, capacity)
+    whole = (x.shape[1] // block) * block
+    return jax.vmap(functools.partial(_xla_row, capacity=capacity))(x[:, :whole], lo, hi)

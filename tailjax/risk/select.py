@@ -31,22 +31,25 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
-from tailjax.risk._compact import compact
+from tailjax.risk._compact import accumulator, compact
 from tailjax.risk.empirical import tail_count
 
 __all__ = ["cvar_large", "var_large", "SelectConfig"]
 
 
 class SelectConfig(NamedTuple):
-    """Static tuning of :func:`cvar_large` (defaults chosen on an H100 for n = 1e8)."""
+    """Static tuning of :func:`cvar_large` (defaults chosen on an H200)."""
 
-    sample_size: int = 1 << 20  # evenly spread subsample used to place the bracket
+    sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
     buffer_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the buffer
     block: int = 2048  # values per Pallas program in the full pass
-    capacity: int | None = None  # buffer for bracket members (None: twice the expected)
-    max_members: int = 4096  # candidates ranked pairwise at the end
+    num_warps: int = 4  # warps per Pallas program
+    capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
+    max_members: int = 4096  # candidates per row ranked pairwise at the end
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
+    min_size: int = 1 << 15  # rows shorter than this are sorted (top_k) instead
+    min_total: int = 1 << 23  # with backend="auto": fewer values in all than this are sorted
     backend: str = "auto"  # "auto" | "pallas" | "xla" | "interpret"
 
 
@@ -84,81 +87,128 @@ def _search(values, lo, hi, targets_hi, targets_lo, search):
     return bounds[1, 0], bounds[0, 1]
 
 
-def _sample_bracket(x, rank, cfg):
-    n = x.shape[0]
-    m = cfg.sample_size
+def _sample_size(n, cfg):
+    """Subsample per row: cfg.sample_size, or the power of two at most n / 8."""
+    return min(cfg.sample_size, 1 << max(math.floor(math.log2(max(n // 8, 1))), 0))
+
+
+def _spread(n, rank, m):
+    """Expected subsample rank of the rank-th largest value, and its sd."""
+    centre = rank * m / n
+    return centre, math.sqrt(max(centre * (1.0 - centre / m), 1.0))
+
+
+def _sample_bracket(x, rank, m, cfg):
+    """Per row [lo, hi): a bracket of the rank-th largest value from an even subsample."""
+    n = x.shape[-1]
     # evenly spread over all of x (a strided slice would miss the end of a sorted array)
     idx = ((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32)
-    sample = x[jnp.clip(idx, 0, n - 1)]
-    centre = rank * m / n
-    sd = math.sqrt(max(centre * (1.0 - centre / m), 1.0))
+    sample = x[:, jnp.clip(idx, 0, n - 1)]
+    centre, sd = _spread(n, rank, m)
     want_hi = math.floor(centre - cfg.width_sd * sd - 1.0)  # #(sample >= hi) <= want_hi
     want_lo = math.ceil(centre + cfg.width_sd * sd + 1.0)  # #(sample >= lo) >= want_lo
     inf = jnp.asarray(jnp.inf, x.dtype)
-    top_open = jnp.nextafter(jnp.max(sample), inf)  # nothing in the sample is >= this
-    lo, hi = _search(sample, jnp.min(sample), top_open, max(want_hi, 0), min(want_lo, m),
-                     cfg.sample_search)
+
+    def row(s):
+        top_open = jnp.nextafter(jnp.max(s), inf)  # nothing in the sample is >= this
+        return _search(s, jnp.min(s), top_open, max(want_hi, 0), min(want_lo, m), cfg.sample_search)
+
+    lo, hi = jax.vmap(row)(sample)
     # A tail thinner than the subsample resolves is bracketed from the very top (and a
     # bracket reaching the bottom from the very bottom).
-    return (lo if want_lo <= m else -inf), (hi if want_hi >= 0 else inf)
+    return (lo if want_lo <= m else jnp.full_like(lo, -inf)), (hi if want_hi >= 0 else jnp.full_like(hi, inf))
 
 
-def _default_capacity(n, rank, cfg):
+def _default_capacity(n, rank, m, cfg):
     """A power of two above twice the expected number of bracket members."""
-    m = cfg.sample_size
-    centre = rank * m / n
-    sd = math.sqrt(max(centre * (1.0 - centre / m), 1.0))
+    _, sd = _spread(n, rank, m)
     expected = 2.0 * (cfg.width_sd * sd + 2.0) * n / m
-    return max(1 << math.ceil(math.log2(2.0 * expected)), 1024)
+    return max(1 << math.ceil(math.log2(2.0 * expected)), 256)
 
 
-def _select(x, rank, cfg):
-    """(v, E(v), ok): v the rank-th largest of x, E(v) = sum (x - v)_+."""
-    n, dt = x.shape[0], x.dtype
-    inf = jnp.asarray(jnp.inf, dt)
-    lo, hi = _sample_bracket(x, rank, cfg)
-    g = (n // cfg.block) * cfg.block
-    capacity = cfg.capacity or _default_capacity(n, rank, cfg)
-    buf, count, c_hi, e_hi = compact(x, lo, hi, cfg.block, capacity, cfg.backend)
-    rest = jnp.full((cfg.block,), -inf, dt).at[: n - g].set(x[g:])  # pad to a whole block
-    member = (rest >= lo) & (rest < hi)
-    buf = jnp.concatenate([buf, jnp.where(member, rest, -inf)])
-    count = count + jnp.sum(member, dtype=jnp.int32)
-    c_hi = c_hi + jnp.sum(rest >= hi, dtype=jnp.int32)
-    e_hi = e_hi + jnp.sum(jnp.where(rest >= hi, rest - hi, 0.0))
+def _finish_row(buf, lo, c_hi, e_hi, hi, rank, max_members, search):
+    """(v, E(v), ok) of one row from its buffer of bracket members (E in float32 at least)."""
+    inf = jnp.asarray(jnp.inf, buf.dtype)
+    acc = accumulator(buf.dtype)
     # Narrow inside the buffer: v is the r-th largest member.
     r = rank - c_hi
     top = jnp.nextafter(jnp.max(buf), inf)
-    lo2, hi2 = _search(buf, lo, top, r - 1, r, cfg.buffer_search)
+    lo2, hi2 = _search(buf, lo, top, r - 1, r, search)
     above2 = jnp.sum(buf >= hi2, dtype=jnp.int32)
     cand = (buf >= lo2) & (buf < hi2)
     n_cand = jnp.sum(cand)
-    (pos,) = jnp.nonzero(cand, size=cfg.max_members, fill_value=0)
-    valid = jnp.arange(cfg.max_members) < n_cand
+    (pos,) = jnp.nonzero(cand, size=max_members, fill_value=0)
+    valid = jnp.arange(max_members) < n_cand
     m = buf[pos]
     greater = jnp.sum(valid[None, :] & (m[None, :] > m[:, None]), axis=1)
     equal = jnp.sum(valid[None, :] & (m[None, :] == m[:, None]), axis=1)
     r2 = r - above2
     hit = valid & (greater < r2) & (r2 <= greater + equal)
     v = jnp.max(jnp.where(hit, m, -inf))
-    shift = jnp.where(c_hi > 0, c_hi.astype(dt) * (hi - v), 0.0)
-    e_v = e_hi + shift + jnp.sum(jnp.maximum(buf - v, 0.0))
-    ok = (lo > -inf) & (count <= capacity) & (r >= 1) & (r <= count) & (n_cand <= cfg.max_members) & jnp.any(hit)
+    shift = jnp.where(c_hi > 0, c_hi.astype(acc) * (hi.astype(acc) - v.astype(acc)), 0.0)
+    e_v = e_hi + shift + jnp.sum(jnp.maximum(buf.astype(acc) - v.astype(acc), 0.0))
+    ok = (lo > -inf) & (r >= 1) & (n_cand <= max_members) & jnp.any(hit)
     return v, e_v, ok
 
 
+def _select(x, rank, cfg):
+    """Per row of x (B, n): (v, E(v), ok, NaN count), v the rank-th largest, E(v) = sum (x - v)_+."""
+    n, dt = x.shape[-1], x.dtype
+    inf = jnp.asarray(jnp.inf, dt)
+    m = _sample_size(n, cfg)
+    lo, hi = _sample_bracket(x, rank, m, cfg)
+    g = (n // cfg.block) * cfg.block
+    capacity = cfg.capacity or _default_capacity(n, rank, m, cfg)
+    buf, count, c_hi, e_hi, nans = compact(x, lo, hi, cfg.block, capacity, cfg.backend, cfg.num_warps)
+    # the values after the last whole block, padded to a block with -inf
+    rest = jnp.full((x.shape[0], cfg.block), -inf, dt).at[:, : n - g].set(x[:, g:])
+    member = (rest >= lo[:, None]) & (rest < hi[:, None])
+    buf = jnp.concatenate([buf, jnp.where(member, rest, -inf)], axis=1)
+    count = count + jnp.sum(member, axis=1, dtype=jnp.int32)
+    ge = rest >= hi[:, None]
+    c_hi = c_hi + jnp.sum(ge, axis=1, dtype=jnp.int32)
+    acc = accumulator(dt)
+    e_hi = e_hi + jnp.sum(jnp.where(ge, rest.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
+    nans = nans + jnp.sum(jnp.isnan(rest), axis=1, dtype=jnp.int32)
+    max_members = min(cfg.max_members, buf.shape[1])
+    finish = functools.partial(_finish_row, rank=rank, max_members=max_members, search=cfg.buffer_search)
+    v, e_v, ok = jax.vmap(finish)(buf, lo, c_hi, e_hi, hi)
+    ok = ok & (count <= capacity) & (rank - c_hi <= count)
+    return v, e_v, ok, nans
+
+
 def _sorted_select(x, rank):
-    v = -jnp.sort(-x)[rank - 1]
-    return v, jnp.sum(jnp.maximum(x - v, 0.0))
+    """Per row (v, E(v), NaN count) by ``lax.top_k`` of the rank largest (a sort past n / 8)."""
+    n = x.shape[-1]
+    top = jax.lax.top_k(x, rank)[0] if rank <= n // 8 else -jnp.sort(-x, axis=-1)
+    v = top[:, rank - 1]
+    acc = accumulator(x.dtype)
+    e = jnp.sum(jnp.maximum(x.astype(acc) - v[:, None].astype(acc), 0.0), axis=-1)
+    return v, e, jnp.sum(jnp.isnan(x), axis=-1, dtype=jnp.int32)
+
+
+def _use_selection(rows, n, cfg):
+    if rows == 0 or n < max(cfg.min_size, 16):
+        return False
+    if cfg.backend == "auto":
+        # Off GPU the compaction pass has no bandwidth edge over a sort.
+        return jax.default_backend() == "gpu" and rows * n >= cfg.min_total
+    return True
 
 
 def _var_excess_upper(x, rank, cfg):
-    small = x.shape[0] < 8 * cfg.sample_size
-    # Off GPU the compaction pass has no bandwidth edge over a sort.
-    if small or (cfg.backend == "auto" and jax.default_backend() != "gpu"):
-        return _sorted_select(x, rank)
-    v, e, ok = _select(x, rank, cfg)
-    return jax.lax.cond(ok, lambda: (v, e), lambda: _sorted_select(x, rank))
+    """Per row of x (B, n): (v, E(v), has NaN)."""
+    if not _use_selection(x.shape[0], x.shape[1], cfg):
+        v, e, nans = _sorted_select(x, rank)
+        return v, e, nans > 0
+    v, e, ok, nans = _select(x, rank, cfg)
+
+    def fallback():
+        v, e, _ = _sorted_select(x, rank)
+        return v, e
+
+    v, e = jax.lax.cond(jnp.all(ok | (nans > 0)), lambda: (v, e), fallback)
+    return v, e, nans > 0
 
 
 def _rank(n, tail_prob):
@@ -174,8 +224,6 @@ def _check(samples, tail_prob, side):
     check_open_unit(tail_prob, "tail_prob")
     check_side(side)
     check_nonempty_last_axis(samples, "samples")
-    if jnp.ndim(samples) != 1:
-        raise ValueError(f"samples must be 1-D, got shape {jnp.shape(samples)}")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
@@ -184,69 +232,78 @@ def _cvar_upper(x, tail_prob, cfg):
 
 
 def _cvar_upper_fwd(x, tail_prob, cfg):
-    n = x.shape[0]
-    v, e = _var_excess_upper(x, _rank(n, tail_prob), cfg)
-    scale = jnp.asarray(tail_count(n, tail_prob), x.dtype)
-    return v + e / scale, (x, v)
+    n = x.shape[-1]
+    v, e, has_nan = _var_excess_upper(x, _rank(n, tail_prob), cfg)
+    scale = jnp.asarray(tail_count(n, tail_prob), e.dtype)
+    value = (v.astype(e.dtype) + e / scale).astype(x.dtype)
+    return jnp.where(has_nan, jnp.nan, value), (x, v)
 
 
 def _cvar_upper_bwd(tail_prob, cfg, res, g):
     x, v = res
-    scale = jnp.asarray(tail_count(x.shape[0], tail_prob), x.dtype)
-    above = jnp.sum(x > v).astype(x.dtype)
-    ties = jnp.sum(x == v).astype(x.dtype)
+    v = v[:, None]
+    scale = jnp.asarray(tail_count(x.shape[-1], tail_prob), x.dtype)
+    above = jnp.sum(x > v, axis=-1, keepdims=True).astype(x.dtype)
+    ties = jnp.sum(x == v, axis=-1, keepdims=True).astype(x.dtype)
     tie_share = (scale - above) / ties
     grad = jnp.where(x > v, 1.0, jnp.where(x == v, tie_share, 0.0)) / scale
-    return (g * grad,)
+    return (g[:, None] * grad,)
 
 
 _cvar_upper.defvjp(_cvar_upper_fwd, _cvar_upper_bwd)
 
 
 def var_large(
-    samples: Float[ArrayLike, " n"],
+    samples: Float[ArrayLike, "... n"],
     tail_prob: float,
     *,
     side: str = "upper",
     config: SelectConfig | None = None,
-) -> Float[Array, ""]:
-    """VaR of a large 1-D unweighted sample; equals :func:`tailjax.risk.var` exactly."""
-    x = _prepare(samples, tail_prob, side)
-    v, _ = _var_excess_upper(x, _rank(x.shape[0], tail_prob), config or SelectConfig())
-    v = jnp.where(jnp.any(jnp.isnan(x)), jnp.nan, v)  # NaN samples give NaN, as risk.var
+) -> Float[Array, "..."]:
+    """VaR of large unweighted samples over the last axis; equals :func:`tailjax.risk.var`
+    exactly (NaN for a row with NaN samples, as there)."""
+    x, batch = _prepare(samples, tail_prob, side)
+    v, _, has_nan = _var_excess_upper(x, _rank(x.shape[-1], tail_prob), config or SelectConfig())
+    v = jnp.where(has_nan, jnp.nan, v).reshape(batch)
     return v if side == "upper" else -v
 
 
 def cvar_large(
-    samples: Float[ArrayLike, " n"],
+    samples: Float[ArrayLike, "... n"],
     tail_prob: float,
     *,
     side: str = "upper",
     config: SelectConfig | None = None,
-) -> Float[Array, ""]:
-    """CVaR of a large 1-D unweighted sample by selection instead of a full sort.
+) -> Float[Array, "..."]:
+    """CVaR of large unweighted samples over the last axis, by selection instead of a sort.
 
     Same value as :func:`tailjax.risk.cvar`: the VaR is selected exactly, and the tail sum
-    is accumulated in blocks, so the two differ only by float rounding of that sum. Built
-    for tens of millions of samples on a GPU (about one read of the array); below
-    ``8 * config.sample_size`` samples, or off GPU with ``backend="auto"``, it sorts.
-    ``tail_prob`` must be a Python float. Differentiable in ``samples``. Do not ``vmap``
-    it (its fallback branch would run too); use :func:`tailjax.risk.cvar` for batches.
+    is accumulated in blocks, so the two differ only by float rounding of that sum (NaN for
+    a row with NaN samples, as there). Built for many samples on a GPU: a row, or a batch
+    of rows ``(..., n)``, costs about one read of the array. Rows shorter than
+    ``config.min_size``, fewer than ``config.min_total`` values in all, or any input off GPU
+    with ``backend="auto"`` are reduced by ``lax.top_k`` or a sort instead. ``tail_prob``
+    must be a Python float. Differentiable in ``samples``. Pass a batch axis rather than
+    ``vmap`` it (under ``vmap`` its fallback branch would run too).
 
     Args:
-      samples: ``(n,)`` samples.
+      samples: ``(..., n)`` samples; reduced over the last axis.
       tail_prob: tail mass in (0, 1).
       side: ``"upper"`` (losses) or ``"lower"`` (rewards).
-      config: a :class:`SelectConfig` (subsample size, thresholds, block size, buffer
-        capacities, ``backend="auto"|"pallas"|"xla"``).
+      config: a :class:`SelectConfig` (subsample size, thresholds, block size, warps, buffer
+        capacities, size thresholds, ``backend="auto"|"pallas"|"xla"``).
     """
-    x = _prepare(samples, tail_prob, side)
-    return _cvar_upper(x, float(tail_prob), config or SelectConfig()) * (1 if side == "upper" else -1)
+    x, batch = _prepare(samples, tail_prob, side)
+    value = _cvar_upper(x, float(tail_prob), config or SelectConfig()).reshape(batch)
+    return value if side == "upper" else -value
 
 
 def _prepare(samples, tail_prob, side):
+    """(x as (B, n), oriented so that the tail is upper; the batch shape)."""
     _check(samples, tail_prob, side)
     x = jnp.asarray(samples)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
-    return x if side == "upper" else -x
+    batch = x.shape[:-1]
+    x = x.reshape(-1, x.shape[-1])
+    return (x if side == "upper" else -x), batch

@@ -39,7 +39,7 @@ def _risk_specs():
         {"u": 0.5, "losses": X, "tail_prob": 0.1, "weights": W},
         {"losses": samples(), "tail_prob": level(closed_right=True), "weights": weights()},
     ))
-    large = {"samples": samples(batched=False), "tail_prob": level(closed_right=True), "side": choice("upper", "lower")}
+    large = {"samples": samples(), "tail_prob": level(closed_right=True), "side": choice("upper", "lower")}
     for name, fn in [("cvar_large", risk.cvar_large), ("var_large", risk.var_large)]:
         specs.append(Spec(f"risk.{name}", lambda fn=fn, **a: fn(a["samples"], a["tail_prob"], side=a["side"]),
                           {"samples": X, "tail_prob": 0.1, "side": "upper"}, large))

@@ -8,7 +8,7 @@ import pytest
 from tailjax import risk
 from tailjax.risk.select import SelectConfig, _rank, _select
 
-SMALL = SelectConfig(sample_size=4096, block=256, max_members=256, backend="xla")
+SMALL = SelectConfig(sample_size=4096, block=256, max_members=256, min_size=1024, backend="xla")
 
 
 def _inputs(kind, n):
@@ -43,19 +43,33 @@ def test_fast_path_taken_and_exact():
     x = jax.random.exponential(jax.random.PRNGKey(1), (n,))
     for p in [0.01, 0.001]:
         rank = _rank(n, p)
-        v, excess, ok = jax.jit(lambda x: _select(x, rank, SMALL))(x)
-        assert bool(ok)
-        assert float(v) == float(jnp.sort(x)[n - rank])
-        assert float(excess) == pytest.approx(float(jnp.sum(jnp.maximum(x - v, 0.0))), rel=1e-5)
+        v, excess, ok, nans = jax.jit(lambda x: _select(x[None], rank, SMALL))(x)
+        assert bool(ok[0]) and int(nans[0]) == 0
+        assert float(v[0]) == float(jnp.sort(x)[n - rank])
+        assert float(excess[0]) == pytest.approx(float(jnp.sum(jnp.maximum(x - v[0], 0.0))), rel=1e-5)
 
 
 def test_pallas_kernel_in_interpret_mode():
-    cfg = SMALL._replace(backend="interpret")
-    x = jax.random.normal(jax.random.PRNGKey(2), (40_003,))
-    rank = _rank(x.shape[0], 0.01)
-    v, _, ok = _select(x, rank, cfg)
-    assert bool(ok)
-    assert float(v) == float(-jnp.sort(-x)[rank - 1])
+    cfg = SMALL._replace(backend="interpret", sample_size=2048)
+    x = jax.random.normal(jax.random.PRNGKey(2), (2, 20_003)).at[1, 7].set(jnp.nan)
+    rank = _rank(x.shape[1], 0.01)
+    v, excess, ok, nans = _select(x, rank, cfg)
+    assert bool(ok[0]) and nans.tolist() == [0, 1]
+    assert float(v[0]) == float(-jnp.sort(-x[0])[rank - 1])
+    assert float(excess[0]) == pytest.approx(float(jnp.sum(jnp.maximum(x[0] - v[0], 0.0))), rel=1e-5)
+
+
+def test_batch_rows_match_sort_and_nan_rows_give_nan():
+    key = jax.random.PRNGKey(5)
+    x = jax.random.normal(key, (4, 30_011))
+    x = x.at[1].set(jnp.sort(x[1])).at[2].set(jnp.round(3 * x[2])).at[3, 123].set(jnp.nan)
+    for p in [0.01, 0.2]:
+        got = risk.cvar_large(x.reshape(2, 2, -1), p, config=SMALL).reshape(-1)
+        want = risk.cvar(x, p)
+        np.testing.assert_allclose(got[:3], want[:3], rtol=2e-6, atol=1e-6)
+        assert bool(jnp.isnan(got[3])) and bool(jnp.isnan(want[3]))
+        assert np.array_equal(np.asarray(risk.var_large(x, p, config=SMALL))[:3], np.asarray(risk.var(x, p))[:3])
+        assert bool(jnp.isnan(risk.var_large(x, p, config=SMALL)[3]))
 
 
 def test_gradient_is_exact_subgradient():
@@ -66,6 +80,9 @@ def test_gradient_is_exact_subgradient():
     ties = jnp.round(x)
     g_ties = jax.grad(lambda x: risk.cvar_large(x, 0.013, config=SMALL))(ties)
     assert float(jnp.sum(g_ties)) == pytest.approx(1.0, rel=1e-5)
+    rows = jnp.stack([x, ties])
+    g_rows = jax.grad(lambda x: jnp.sum(risk.cvar_large(x, 0.013, config=SMALL) * jnp.array([1.0, 2.0])))(rows)
+    np.testing.assert_allclose(g_rows, jnp.stack([g_large, 2 * g_ties]), atol=1e-7)
 
 
 def test_default_path_off_gpu_and_jit():
@@ -78,5 +95,5 @@ def test_default_path_off_gpu_and_jit():
 def test_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         risk.cvar_large(jnp.arange(10.0), **kwargs)
-    with pytest.raises(ValueError, match="1-D"):
-        risk.cvar_large(jnp.zeros((2, 5)), 0.1)
+    with pytest.raises(ValueError, match="samples"):
+        risk.cvar_large(jnp.zeros((2, 0)), 0.1)

@@ -1,0 +1,123 @@
+"""Where the time of ``risk.cvar_large`` goes, and which :class:`SelectConfig` is fastest.
+
+    python -m benchmarks.perf.cvar_tuning --size paper --out DIR   # GPU: n = 1e8, float32
+
+Per tail probability: the one-read floor (``jnp.sum``), the subsample bracket alone, the
+compaction pass alone for each (block, warps) (and with an empty bracket: the pass's own
+read cost), the finish on the buffer, and the whole ``cvar_large`` for each subsample size.
+Every time is the mean of back-to-back calls (``pipelined_ms``: no host sync between
+calls) and the median of synced single calls (``ms``). Results are checked against a
+float64 reference; a config that is not exact is reported, not hidden. float64 needs
+``JAX_ENABLE_X64=1`` (run ``--parts dtypes --dtypes float64`` in a process of its own).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import _harness as harness
+from tailjax import risk
+from tailjax.risk import select
+from tailjax.risk._compact import compact
+
+SIZES = {"paper": 100_000_000, "small": 1_000_000}
+
+
+def pipelined(fn, *args, calls=50):
+    """Mean seconds per call of ``calls`` back-to-back calls (one sync at the end)."""
+    jax.block_until_ready(fn(*args))
+    start = time.perf_counter()
+    out = None
+    for _ in range(calls):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / calls
+
+
+def timing(fn, *args, repeats):
+    synced = harness.time_call(fn, *args, repeats=repeats)
+    return {"ms": 1e3 * synced["seconds"], "pipelined_ms": 1e3 * pipelined(fn, *args),
+            "compile_s": synced["compile_seconds"]}, synced["output"]
+
+
+def reference(x64, p):
+    count = risk.tail_count(x64.size, p)
+    k = math.floor(count)
+    top = -np.sort(np.partition(-x64, k)[: k + 1])
+    return (top[:k].sum() + (count - k) * top[k]) / count
+
+
+def main(argv=None):
+    parser = harness.parser(__doc__, out="results/cvar_tuning")
+    parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
+    parser.add_argument("--blocks", type=int, nargs="*", default=[2048, 4096, 8192, 16384])
+    parser.add_argument("--warps", type=int, nargs="*", default=[4, 8, 16])
+    parser.add_argument("--sample-sizes", type=int, nargs="*", default=[1 << 18, 1 << 19, 1 << 20])
+    parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
+    parser.add_argument("--parts", nargs="*", default=["sweep", "dtypes"])
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args(argv)
+    n = SIZES[args.size]
+    x = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32)
+    x64 = np.asarray(x).astype(np.float64)
+    rows = []
+
+    def add(**row):
+        rows.append(row)
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+
+    floor, _ = timing(jax.jit(jnp.sum), x, repeats=args.repeats)
+    add(stage="floor (jnp.sum)", **floor)
+    x2 = x[None]
+    for p in args.tail_probs if "sweep" in args.parts else []:
+        ref = reference(x64, p)
+        rank = select._rank(n, p)
+        cfg0 = select.SelectConfig()
+        m = select._sample_size(n, cfg0)
+        bracket, (lo, hi) = timing(jax.jit(lambda x: select._sample_bracket(x, rank, m, cfg0)), x2,
+                                   repeats=args.repeats)
+        add(stage="bracket", tail_prob=p, sample=m, **bracket)
+        capacity = select._default_capacity(n, rank, m, cfg0)
+        for block, warps in itertools.product(args.blocks, args.warps):
+            fn = jax.jit(lambda x, lo, hi, b=block, w=warps: compact(x, lo, hi, b, capacity, "pallas", w))
+            try:
+                t, out = timing(fn, x2, lo, hi, repeats=args.repeats)
+                empty, _ = timing(fn, x2, jnp.full_like(lo, jnp.inf), jnp.full_like(hi, jnp.inf), repeats=args.repeats)
+            except Exception as err:  # a config Triton cannot compile is reported, not fatal
+                add(stage="compact", tail_prob=p, block=block, warps=warps, error=repr(err)[:200])
+                continue
+            add(stage="compact", tail_prob=p, block=block, warps=warps, members=int(out[1][0]),
+                capacity=capacity, empty_ms=empty["ms"], empty_pipelined_ms=empty["pipelined_ms"], **t)
+        for sample in args.sample_sizes:
+            for block, warps in [(2048, 4), (8192, 8), (16384, 16)]:
+                cfg = cfg0._replace(sample_size=sample, block=block, num_warps=warps)
+                t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x,
+                                  repeats=args.repeats)
+                add(stage="cvar_large", tail_prob=p, sample=sample, block=block, warps=warps,
+                    rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"], **t)
+    for name in args.dtypes if "dtypes" in args.parts else []:
+        dt = jnp.dtype(name)
+        xd = x.astype(dt)
+        xd64 = np.asarray(xd.astype(jnp.float32) if dt == jnp.bfloat16 else xd).astype(np.float64)
+        floor_d, _ = timing(jax.jit(jnp.sum), xd, repeats=args.repeats)
+        for p in args.tail_probs:
+            ref = reference(xd64, p)
+            ref_rounded = float(np.asarray(jnp.asarray(ref, dt).astype(jnp.float32)))
+            for label, fn in [("cvar_large", lambda x, p=p: risk.cvar_large(x, p)),
+                              ("risk.cvar", lambda x, p=p: risk.cvar(x, p))]:
+                t, value = timing(jax.jit(fn), xd, repeats=args.repeats)
+                add(stage=f"dtype {label}", dtype=name, tail_prob=p, floor_pipelined_ms=floor_d["pipelined_ms"],
+                    rel_err=float(abs(float(value) - ref) / abs(ref)),
+                    rel_err_vs_rounded=float(abs(float(value) - ref_rounded) / abs(ref)),
+                    x_floor=t["pipelined_ms"] / floor_d["pipelined_ms"], **t)
+    harness.write_json(args.out, "cvar_tuning_" + "_".join(args.parts), {"size": args.size, "n": n, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
