@@ -56,9 +56,10 @@ def reference(x64, p):
 def main(argv=None):
     parser = harness.parser(__doc__, out="results/cvar_tuning")
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
-    parser.add_argument("--blocks", type=int, nargs="*", default=[2048, 4096, 8192, 16384])
-    parser.add_argument("--warps", type=int, nargs="*", default=[4, 8, 16])
-    parser.add_argument("--sample-sizes", type=int, nargs="*", default=[1 << 18, 1 << 19, 1 << 20])
+    parser.add_argument("--blocks", type=int, nargs="*", default=[1024, 2048, 4096])
+    parser.add_argument("--warps", type=int, nargs="*", default=[2, 4, 8])
+    parser.add_argument("--sample-sizes", type=int, nargs="*", default=[1 << 18, 1 << 20])
+    parser.add_argument("--widths", type=float, nargs="*", default=[3.0, 5.0])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
     parser.add_argument("--parts", nargs="*", default=["sweep", "dtypes"])
     parser.add_argument("--repeats", type=int, default=20)
@@ -94,13 +95,18 @@ def main(argv=None):
                 continue
             add(stage="compact", tail_prob=p, block=block, warps=warps, members=int(out[1][0]),
                 capacity=capacity, empty_ms=empty["ms"], empty_pipelined_ms=empty["pipelined_ms"], **t)
-        for sample in args.sample_sizes:
-            for block, warps in [(2048, 4), (8192, 8), (16384, 16)]:
-                cfg = cfg0._replace(sample_size=sample, block=block, num_warps=warps)
-                t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x,
-                                  repeats=args.repeats)
-                add(stage="cvar_large", tail_prob=p, sample=sample, block=block, warps=warps,
-                    rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"], **t)
+            if (block, warps) == (cfg0.block, cfg0.num_warps):
+                buf, count, c_hi, e_hi, _ = out
+                finish = jax.jit(lambda *a: select._finish(*a, rank, capacity))
+                t, _ = timing(finish, buf, count, c_hi, e_hi, hi, repeats=args.repeats)
+                add(stage="finish (sort of the buffer)", tail_prob=p, capacity=capacity, **t)
+        for sample, block, width in itertools.product(args.sample_sizes, args.blocks, args.widths):
+            cfg = cfg0._replace(sample_size=sample, block=block, width_sd=width)
+            t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x,
+                              repeats=args.repeats)
+            add(stage="cvar_large", tail_prob=p, sample=sample, block=block, warps=cfg.num_warps, width_sd=width,
+                rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"],
+                x_floor_synced=t["ms"] / floor["ms"], **t)
     for name in args.dtypes if "dtypes" in args.parts else []:
         dt = jnp.dtype(name)
         xd = x.astype(dt)
@@ -113,9 +119,10 @@ def main(argv=None):
                               ("risk.cvar", lambda x, p=p: risk.cvar(x, p))]:
                 t, value = timing(jax.jit(fn), xd, repeats=args.repeats)
                 add(stage=f"dtype {label}", dtype=name, tail_prob=p, floor_pipelined_ms=floor_d["pipelined_ms"],
+                    floor_ms=floor_d["ms"],
                     rel_err=float(abs(float(value) - ref) / abs(ref)),
                     rel_err_vs_rounded=float(abs(float(value) - ref_rounded) / abs(ref)),
-                    x_floor=t["pipelined_ms"] / floor_d["pipelined_ms"], **t)
+                    x_floor=t["pipelined_ms"] / floor_d["pipelined_ms"], x_floor_synced=t["ms"] / floor_d["ms"], **t)
     harness.write_json(args.out, "cvar_tuning_" + "_".join(args.parts), {"size": args.size, "n": n, "rows": rows})
 
 

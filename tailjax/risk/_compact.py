@@ -26,19 +26,19 @@ def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, 
     lo, hi = bounds_ref[0], bounds_ref[1]
     member = (xs >= lo) & (xs < hi)
     ones = member.astype(jnp.int32)
-    total = jnp.sum(ones)
+    total = jnp.sum(ones, dtype=jnp.int32)
 
     @pl.when(total > 0)
     def _():
         base = plt.atomic_add(count_ref, (jnp.int32(0),), total)
-        slots = base + jnp.cumsum(ones) - ones
+        slots = base + jnp.cumsum(ones, dtype=jnp.int32) - ones
         plt.store(buf_ref.at[slots], xs, mask=member & (slots < capacity))
 
     ge = xs >= hi
-    above_ref[0] = jnp.sum(ge.astype(jnp.int32))
+    above_ref[0] = jnp.sum(ge, dtype=jnp.int32)
     acc = excess_ref.dtype  # float32 for 16-bit inputs
     excess_ref[0] = jnp.sum(jnp.where(ge, xs.astype(acc) - hi.astype(acc), 0.0))
-    nan_ref[0] = jnp.sum((xs != xs).astype(jnp.int32))
+    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
 
 
 def _pallas(x, bounds, block, capacity, num_warps, interpret):
@@ -65,19 +65,20 @@ def _pallas(x, bounds, block, capacity, num_warps, interpret):
         compiler_params=params,
         interpret=interpret,
     )(x, bounds, jnp.full((rows, capacity), -jnp.inf, x.dtype), jnp.zeros((rows, 1), jnp.int32))
-    return buf, count[:, 0], jnp.sum(above, axis=1), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1)
+    i32 = jnp.int32
+    return buf, count[:, 0], jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
 
 
 def accumulator(dtype):
     """The dtype sums of ``dtype`` values are taken in: float32 at least."""
-    return jnp.promote_types(dtype, jnp.float32)
+    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
 
 
 def _xla_row(x, lo, hi, capacity):
     member = (x >= lo) & (x < hi)
     (idx,) = jnp.nonzero(member, size=capacity, fill_value=0)
     count = jnp.sum(member, dtype=jnp.int32)
-    buf = jnp.where(jnp.arange(capacity) < count, x[idx], -jnp.inf)
+    buf = jnp.where(jnp.arange(capacity, dtype=jnp.int32) < count, x[idx], -jnp.inf)
     ge = x >= hi
     acc = accumulator(x.dtype)
     excess = jnp.sum(jnp.where(ge, x.astype(acc) - hi.astype(acc), 0.0))

@@ -12,11 +12,14 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
    bracket [lo, hi) whose subsample rank interval covers r's expected rank +- 5 sd.
 2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) compacts the values in
    [lo, hi) into a small buffer and counts/sums the values >= hi.
-3. Rounds of threshold counts on the buffer narrow the bracket to a few candidates, which
-   are ranked pairwise; v and E(v) follow exactly.
+3. The buffer is sorted; v is its (r - #{x >= hi})-th largest, and E(v) follows exactly.
 
-If the bracket misses v or a buffer overflows (adversarial order, an unlucky subsample), a
-full sort runs instead, so the result is always exact. Gradients use the exact
+Every step works per row of a batch (B, n): one subsample search per row (vmapped), one pass
+over the whole batch, one batched sort of the buffers.
+
+If the bracket misses v or a buffer overflows in any row (adversarial order, an unlucky
+subsample), ``lax.top_k`` (or a full sort) of every row runs instead, so the result is
+always exact. The pass also counts NaN samples: a row with one gives NaN. Gradients use the exact
 subgradient: 1/(n p) on values above v, split evenly over ties at v.
 """
 
@@ -42,11 +45,9 @@ class SelectConfig(NamedTuple):
 
     sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
-    buffer_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the buffer
     block: int = 2048  # values per Pallas program in the full pass
     num_warps: int = 4  # warps per Pallas program
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
-    max_members: int = 4096  # candidates per row ranked pairwise at the end
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
     min_size: int = 1 << 15  # rows shorter than this are sorted (top_k) instead
     min_total: int = 1 << 23  # with backend="auto": fewer values in all than this are sorted
@@ -126,28 +127,19 @@ def _default_capacity(n, rank, m, cfg):
     return max(1 << math.ceil(math.log2(2.0 * expected)), 256)
 
 
-def _finish_row(buf, lo, c_hi, e_hi, hi, rank, max_members, search):
-    """(v, E(v), ok) of one row from its buffer of bracket members (E in float32 at least)."""
-    inf = jnp.asarray(jnp.inf, buf.dtype)
+def _finish(buf, count, c_hi, e_hi, hi, rank, capacity):
+    """Per row (v, E(v), ok) from the buffer of bracket members, sorted (E in float32 at least).
+
+    v is the (rank - c_hi)-th largest member; E(v) adds the members above v and moves the
+    excess of the c_hi values >= hi from hi down to v.
+    """
     acc = accumulator(buf.dtype)
-    # Narrow inside the buffer: v is the r-th largest member.
-    r = rank - c_hi
-    top = jnp.nextafter(jnp.max(buf), inf)
-    lo2, hi2 = _search(buf, lo, top, r - 1, r, search)
-    above2 = jnp.sum(buf >= hi2, dtype=jnp.int32)
-    cand = (buf >= lo2) & (buf < hi2)
-    n_cand = jnp.sum(cand)
-    (pos,) = jnp.nonzero(cand, size=max_members, fill_value=0)
-    valid = jnp.arange(max_members) < n_cand
-    m = buf[pos]
-    greater = jnp.sum(valid[None, :] & (m[None, :] > m[:, None]), axis=1)
-    equal = jnp.sum(valid[None, :] & (m[None, :] == m[:, None]), axis=1)
-    r2 = r - above2
-    hit = valid & (greater < r2) & (r2 <= greater + equal)
-    v = jnp.max(jnp.where(hit, m, -inf))
+    r = rank - c_hi  # rank of v among the members
+    desc = -jnp.sort(-buf, axis=-1)
+    v = jnp.take_along_axis(desc, jnp.clip(r - 1, 0, buf.shape[-1] - 1)[:, None], axis=-1)[:, 0]
     shift = jnp.where(c_hi > 0, c_hi.astype(acc) * (hi.astype(acc) - v.astype(acc)), 0.0)
-    e_v = e_hi + shift + jnp.sum(jnp.maximum(buf.astype(acc) - v.astype(acc), 0.0))
-    ok = (lo > -inf) & (r >= 1) & (n_cand <= max_members) & jnp.any(hit)
+    e_v = e_hi + shift + jnp.sum(jnp.maximum(buf.astype(acc) - v[:, None].astype(acc), 0.0), axis=-1)
+    ok = (count <= capacity) & (r >= 1) & (r <= count)
     return v, e_v, ok
 
 
@@ -170,10 +162,7 @@ def _select(x, rank, cfg):
     acc = accumulator(dt)
     e_hi = e_hi + jnp.sum(jnp.where(ge, rest.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
     nans = nans + jnp.sum(jnp.isnan(rest), axis=1, dtype=jnp.int32)
-    max_members = min(cfg.max_members, buf.shape[1])
-    finish = functools.partial(_finish_row, rank=rank, max_members=max_members, search=cfg.buffer_search)
-    v, e_v, ok = jax.vmap(finish)(buf, lo, c_hi, e_hi, hi)
-    ok = ok & (count <= capacity) & (rank - c_hi <= count)
+    v, e_v, ok = _finish(buf, count, c_hi, e_hi, hi, rank, capacity)
     return v, e_v, ok, nans
 
 

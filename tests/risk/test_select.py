@@ -8,7 +8,7 @@ import pytest
 from tailjax import risk
 from tailjax.risk.select import SelectConfig, _rank, _select
 
-SMALL = SelectConfig(sample_size=4096, block=256, max_members=256, min_size=1024, backend="xla")
+SMALL = SelectConfig(sample_size=4096, block=256, min_size=1024, backend="xla")
 
 
 def _inputs(kind, n):
