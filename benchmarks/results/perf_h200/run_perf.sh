@@ -1,5 +1,5 @@
 #!/bin/bash
-# usage: [CORES=0-3] bash benchmarks/results/perf_h200/run_perf.sh PART   (PART = kernels | peers | peers2 | layer)
+# usage: [CORES=0-3] bash benchmarks/results/perf_h200/run_perf.sh PART   (PART = kernels | peers | peers2 | layer | select)
 # On the lent GPU host (its python3 3.12 image with jax, flax, optax, chex, torch), from the
 # repository root, with .whl/dev312 (jaxopt, distrax and their needs) and .whl/peers (pyepo,
 # mpax, ortools and their needs) carried. Writes $OUT/PART.tar.gz with every JSON, plot and log.
@@ -16,6 +16,10 @@ if [ "$PART" = kernels ]; then
   run cvar_batched 170 -m benchmarks.perf.cvar_batched --size paper --tail-probs 0.001 0.01 0.1
   run cvar_scaling 170 -m benchmarks.perf.cvar_large --size paper --scaling --tail-probs 0.01
   run dfl_training 220 -m benchmarks.perf.dfl_training --size paper --layer-scaling
+elif [ "$PART" = select ]; then  # cvar_large with the batched pass and sorted buffer; the UNet rows
+  run cvar_large 100 -m benchmarks.perf.cvar_large --size paper --tail-probs 0.001 0.01 0.1
+  run cvar_scaling 150 -m benchmarks.perf.cvar_large --size paper --scaling --tail-probs 0.01
+  run adjoint_matching_unet 270 -m benchmarks.perf.adjoint_matching --size paper --part unet
 elif [ "$PART" = layer ]; then  # the decision layer against K and d after the precision fix
   run layer_scaling 200 -m benchmarks.perf.dfl_training --size paper --layer-scaling \
     --skip tailjax pyepo-jax-mpax pyepo-torch-ortools layer
