@@ -247,8 +247,9 @@ def time_torch(torch, step, cfg, device):
 
 
 # ------------------------------------------------------------------------------------ UNet
-def unet_rows(cfg):
-    """Memory and it/s of one UNet adjoint-matching step in each scale variant."""
+def unet_rows(cfg, only=None):
+    """Memory and it/s of one UNet adjoint-matching step in each scale variant (or those named
+    in ``only``), with its compile time; each row is printed as soon as it is measured."""
     u = cfg["unet"]
     module = UNet(channels=tuple(u["channels"]), time_dim=128, in_channels=u["image"][-1], time_scale=1000.0,
                   num_classes=10)
@@ -265,6 +266,8 @@ def unet_rows(cfg):
                                                                  "compute_dtype": jnp.bfloat16}
     rows = []
     for name, options in variants.items():
+        if only and name not in only:
+            continue
         low = cast_field(field, options.get("compute_dtype"))
         base = lambda x, t, c, low=low: low(params, x, t, c)
         kernel = adjoint_matching(field, base, reward, optax.adam(LR), u["image"], batch_size=u["batch"],
@@ -350,11 +353,12 @@ def main(argv=None):
     parser.add_argument("--torch-compile-scope", choices=SCOPES, default="step",
                         help="what the compiled PyTorch modes compile: the whole loss or the velocity modules")
     parser.add_argument("--models", type=int, nargs="+", help="rows of the size's models to run (indices; default all)")
+    parser.add_argument("--unet-variants", nargs="+", help="UNet variants to run (e.g. plain 'remat + bf16'; default all)")
     args = parser.parse_args(argv)
     cfg = SIZES[args.size]
     if "unet" in args.part:
         u = cfg["unet"]
-        rows = unet_rows(cfg)
+        rows = unet_rows(cfg, args.unet_variants)
         title = (f"UNet {tuple(u['channels'])} adjoint matching on {u['image']} images, batch {u['batch']}, "
                  f"{u['grid']} steps, {jax.devices()[0].device_kind}")
         harness.write_json(args.out, "adjoint_matching_unet", {"size": args.size, "config": u, "rows": rows})

@@ -218,9 +218,9 @@ def cvar(
     mean of the largest values; lower side: mean of the smallest values (returned as is,
     i.e. ``-cvar(-samples)``). ``tail_prob = 1`` gives the mean.
 
-    Differentiable in ``samples`` and ``weights`` (subgradients at ties). For 1-D arrays of
-    tens of millions of float32 samples on a GPU, :func:`tailjax.risk.cvar_large` avoids the
-    full sort.
+    Differentiable in ``samples`` and ``weights`` (subgradients at ties). For unweighted rows
+    of 2^15 or more samples on a GPU (one row of 1e8, or a batch of shorter rows),
+    :func:`tailjax.risk.cvar_large` avoids the full sort.
 
     Args:
       samples: ``(..., n)``; reduced over the last axis.
