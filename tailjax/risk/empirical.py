@@ -112,8 +112,13 @@ def _top_size(n, tail_prob):
 
 
 def _var_cvar_upper(samples, tail_prob, weights):
-    """Sort descending; give each atom the share of its mass inside the tail."""
+    """Sort descending; give each atom the share of its mass inside the tail.
+
+    16-bit inputs are summed in float32 and the results rounded once to their dtype."""
     x = _float(samples)
+    out_dtype = x.dtype
+    if jnp.finfo(x.dtype).bits < 32:
+        x = x.astype(jnp.float32)
     n = x.shape[-1]
     tail = jnp.asarray(tail_prob, x.dtype)
     if weights is None:
@@ -148,7 +153,7 @@ def _var_cvar_upper(samples, tail_prob, weights):
     cvar_value = jnp.sum(share * inside, axis=-1) / tail
     # VaR (Rockafellar-Uryasev): the smallest v with P(X > v) <= tail_prob.
     var_value = jnp.take_along_axis(values, k[..., None], axis=-1)[..., 0]
-    return var_value, cvar_value
+    return var_value.astype(out_dtype), cvar_value.astype(out_dtype)
 
 
 def _oriented(samples, side):

@@ -182,3 +182,15 @@ def test_nan_documented_and_checked_mode():
     err, _ = fn(jnp.arange(4.0), w)
     with pytest.raises(checkify.JaxRuntimeError, match="non-negative"):
         err.throw()
+
+
+def test_bfloat16_samples_sum_in_float32_and_round_once():
+    x = jax.random.normal(jax.random.PRNGKey(11), (3, 20_000)).astype(jnp.bfloat16)
+    w = jax.random.uniform(jax.random.PRNGKey(12), (3, 20_000)).astype(jnp.bfloat16)
+    for weights in (None, w):
+        v, c = risk.var_cvar(x, 0.01, weights=weights)
+        v32, c32 = risk.var_cvar(x.astype(jnp.float32), 0.01,
+                                 weights=None if weights is None else weights.astype(jnp.float32))
+        assert c.dtype == jnp.bfloat16
+        assert np.array_equal(np.asarray(v, np.float32), np.asarray(v32))
+        np.testing.assert_array_equal(np.asarray(c, np.float32), np.asarray(c32.astype(jnp.bfloat16), np.float32))
