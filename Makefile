@@ -22,10 +22,10 @@ pyepo-env:
 	bash tests/dfl/make_pyepo_env.sh || { echo "PyEPO environment not built: its tests skip"; rm -rf .venv-pyepo; }
 
 test: $(STAMP) pyepo-env
-	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist worksteal
 
 test-all: $(STAMP) pyepo-env
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 $(VENV)/.tailjax-docs: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,docs]'
