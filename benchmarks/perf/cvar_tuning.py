@@ -4,7 +4,8 @@
 
 Per tail probability: the one-read floor (``jnp.sum``), the subsample bracket alone, the
 compaction pass alone for each (block, warps) (and with an empty bracket: the pass's own
-read cost), the finish on the buffer, and the whole ``cvar_large`` for each subsample size.
+read cost), the sort of the buffer, and the whole ``cvar_large`` for each (subsample size,
+block, bracket width); then ``cvar_large`` against ``risk.cvar`` per dtype.
 Every time is the mean of back-to-back calls (``pipelined_ms``: no host sync between
 calls) and the median of synced single calls (``ms``). Results are checked against a
 float64 reference; a config that is not exact is reported, not hidden. float64 needs

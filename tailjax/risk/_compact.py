@@ -1,11 +1,11 @@
 """The one full pass of :mod:`tailjax.risk.select`: compact the members of a bracket, per row.
 
 Over the first ``(n // block) * block`` values of each row of x (B, n), gathers every value
-in [lo_b, hi_b) into that row's buffer of ``capacity`` slots (order unspecified, unused slots
--inf) and returns per row how many there were, how many values are >= hi_b, their excess
-sum (x - hi_b)_+, and how many are NaN. On GPU a Pallas (Triton) kernel does it in one read of x: each block
-prefix-sums its member mask and reserves its slots with one atomic add on its row's counter.
-Elsewhere an XLA version gives the same result.
+in [lo_b, hi_b) into that row's buffer of ``capacity`` slots (order unspecified, unused
+slots -inf) and returns per row how many there were, how many values are >= hi_b, their
+excess sum (x - hi_b)_+, and how many are NaN. On GPU a Pallas (Triton) kernel does it in
+one read of x: each block prefix-sums its member mask and reserves its slots with one
+atomic add on its row's counter. Elsewhere an XLA version gives the same result.
 """
 
 from __future__ import annotations

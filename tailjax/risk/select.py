@@ -19,8 +19,8 @@ over the whole batch, one batched sort of the buffers.
 
 If the bracket misses v or a buffer overflows in any row (adversarial order, an unlucky
 subsample), ``lax.top_k`` (or a full sort) of every row runs instead, so the result is
-always exact. The pass also counts NaN samples: a row with one gives NaN. Gradients use the exact
-subgradient: 1/(n p) on values above v, split evenly over ties at v.
+always exact. The pass also counts NaN samples: a row with one gives NaN. Gradients use
+the exact subgradient: 1/(n p) on values above v, split evenly over ties at v.
 """
 
 from __future__ import annotations
