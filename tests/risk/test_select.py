@@ -72,6 +72,15 @@ def test_batch_rows_match_sort_and_nan_rows_give_nan():
         assert bool(jnp.isnan(risk.var_large(x, p, config=SMALL)[3]))
 
 
+def test_a_row_whose_buffer_overflows_sends_the_batch_to_the_exact_fallback():
+    x = jax.random.normal(jax.random.PRNGKey(6), (2, 12_011))
+    tiny = SMALL._replace(capacity=8)
+    rank = _rank(x.shape[1], 0.01)
+    _, _, ok, _ = _select(x, rank, tiny)
+    assert not bool(jnp.any(ok))  # about 80 bracket members per row, 8 slots
+    np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=tiny), risk.cvar(x, 0.01), rtol=2e-6)
+
+
 def test_gradient_is_exact_subgradient():
     x = jax.random.normal(jax.random.PRNGKey(3), (50_000,))
     g_large = jax.grad(lambda x: risk.cvar_large(x, 0.013, config=SMALL))(x)
