@@ -217,8 +217,7 @@ def gen_dfl_mean_regret(
     check_config(config)
     x = jnp.asarray(x)
     check_context(flow, x)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"x must have shape (n, p) with n >= 1, got {x.shape}")
+    _check_rows(x)
     keys = jax.random.split(key, x.shape[0])
     regret_one = lambda k, xi, wi: _regret_and_scale(  # noqa: E731
         params, k, xi, wi, flow=flow, problem=problem, proxy=proxy, config=config
@@ -277,6 +276,11 @@ def gen_dfl(
     return gradient_kernel(loss, optimizer)
 
 
+def _check_rows(x):
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (n, p) with n >= 1, got {x.shape}")
+
+
 def _map_rows(fn, xs, batch_size):
     """``fn`` over the rows of the pytree ``xs``, ``batch_size`` rows per vmapped call.
 
@@ -315,8 +319,7 @@ def proxy_decisions(
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     num_samples = check_num_samples(num_samples)
     x = jnp.asarray(x)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"x must have shape (n, p) with n >= 1, got {x.shape}")
+    _check_rows(x)
     keys = jax.random.split(key, x.shape[0])
 
     def one(args):
@@ -349,8 +352,7 @@ def gen_dfl_decisions(
     """
     x = jnp.asarray(x)
     check_context(flow, x)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"x must have shape (n, p) with n >= 1, got {x.shape}")
+    _check_rows(x)
     keys = jax.random.split(key, x.shape[0])
 
     def one(args):

@@ -36,7 +36,7 @@ from tailjax._checks import (
     check_open_unit,
     check_positive,
     nan_where,
-    traced_out_of_range,
+    traced_below_zero,
 )
 from tailjax.base import Kernel
 from tailjax.dro.ambiguity import AmbiguitySet
@@ -103,7 +103,7 @@ def standardize(values: Float[Array, " n"], eps: float = 1e-8) -> Float[Array, "
     check_nonempty_last_axis(values, "values")
     check_positive(eps, "eps", allow_zero=True)
     out = (values - jnp.mean(values)) / (jnp.std(values) + eps)
-    return nan_where(traced_out_of_range(eps, low=0.0, high=jnp.inf, low_closed=True, high_closed=True), out)
+    return nan_where(traced_below_zero(eps), out)
 
 
 def dual_update(mu: Array, constraint: Array, budget: float, lr: float) -> Array:

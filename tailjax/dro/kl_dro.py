@@ -17,7 +17,7 @@ from jaxtyping import Array, Float
 
 import numpy as np
 
-from tailjax._checks import check_nonempty_last_axis, check_positive, is_concrete, nan_where, traced_out_of_range
+from tailjax._checks import check_nonempty_last_axis, check_positive, is_concrete, nan_where, traced_below_zero
 from tailjax.dro.erm import per_sample_losses
 
 __all__ = ["kl_dual", "kl_tilted_divergence", "kl_worst_case", "kl_dro_params", "kl_dro_loss"]
@@ -118,7 +118,7 @@ def kl_dro_params(params: Any, lam: float = 1.0) -> tuple[Any, Array]:
     (all NaN for a traced ``lam <= 0``)."""
     check_positive(lam, "lam")
     out = params, jnp.log(jnp.asarray(lam, jnp.float32))
-    return nan_where(traced_out_of_range(lam, low=0.0, high=jnp.inf, high_closed=True), out)
+    return nan_where(traced_below_zero(lam, allow_zero=False), out)
 
 
 def kl_dro_loss(

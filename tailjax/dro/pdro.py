@@ -33,7 +33,7 @@ from tailjax._checks import (
     is_concrete,
     nan_where,
     traced_bad_weights,
-    traced_out_of_range,
+    traced_below_zero,
 )
 from tailjax.base import Kernel
 from tailjax.dro.erm import check_batch, per_sample_losses
@@ -100,7 +100,7 @@ def gmm_mle(key: jax.Array, x: Float[Array, "n d"], *, components: int = 4, iter
         return {"logits": jnp.log(nk / n), "means": means, "log_stds": jnp.log(stds)}, None
 
     psi, _ = jax.lax.scan(em, psi, None, length=iters)
-    return nan_where(traced_out_of_range(min_std, low=0.0, high=jnp.inf, high_closed=True), psi)
+    return nan_where(traced_below_zero(min_std, allow_zero=False), psi)
 
 
 def _kl_uniform(pi):
@@ -160,7 +160,7 @@ def pdro_adversary_loss(
     pi = _weights(log_density, features or (lambda s: s), psi, batch.nominal, batch.samples)
     kl = _kl_uniform(pi)
     out = -(jnp.sum(pi * jax.lax.stop_gradient(batch.losses)) - kl_weight * kl), {"kl": kl}
-    return nan_where(traced_out_of_range(kl_weight, low=0.0, high=jnp.inf, high_closed=True), out)
+    return nan_where(traced_below_zero(kl_weight, allow_zero=False), out)
 
 
 class PDroState(NamedTuple):

@@ -34,7 +34,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive, is_concrete, nan_where, traced_out_of_range
+from tailjax._checks import check_positive, is_concrete, nan_where, traced_below_zero
 
 __all__ = [
     "TiltingParams",
@@ -139,7 +139,7 @@ def tilt_parameter(
         check_positive(tol, "tol", allow_zero=True)
     bad = jnp.any(jnp.isnan(a))
     if tol is not None:
-        bad = bad | traced_out_of_range(tol, high=float("inf"), low_closed=True, high_closed=True)
+        bad = bad | traced_below_zero(tol)
     b = jnp.zeros_like(a) if b0 is None else jnp.asarray(b0, a.dtype)
     tol = (1e-12 if jnp.finfo(a.dtype).bits >= 64 else 1e-6) if tol is None else tol
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from tailjax._checks import is_concrete, nan_where, traced_out_of_range
+from tailjax._checks import is_concrete, nan_where, traced_below_zero
 
 __all__ = [
     "DDPMSchedule",
@@ -325,7 +325,7 @@ def _check_policy_std(policy_std: float | None) -> Any:
     if policy_std is None:
         return False
     if not is_concrete(policy_std):
-        return traced_out_of_range(policy_std, low=0.0, high=jnp.inf, high_closed=True)
+        return traced_below_zero(policy_std, allow_zero=False)
     if not float(policy_std) > 0.0:
         raise ValueError(f"policy_std must be > 0 (or None for sigma_t), got {policy_std}")
     return False

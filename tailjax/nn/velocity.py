@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive, nan_where, traced_out_of_range
+from tailjax._checks import check_positive, nan_where, traced_below_zero
 
 __all__ = ["sinusoidal_embedding", "VelocityField"]
 
@@ -39,7 +39,7 @@ def sinusoidal_embedding(
     freqs = jnp.exp(jnp.linspace(0.0, jnp.log(max_frequency), half, dtype=t.dtype))
     angles = t[..., None] * freqs
     out = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
-    return nan_where(traced_out_of_range(max_frequency, low=0.0, high=jnp.inf, high_closed=True), out)
+    return nan_where(traced_below_zero(max_frequency, allow_zero=False), out)
 
 
 class VelocityField(nn.Module):

@@ -15,6 +15,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from tailjax.risk.empirical import accumulator
+
 
 def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref,
             *, capacity):
@@ -67,11 +69,6 @@ def _pallas(x, bounds, block, capacity, num_warps, interpret):
     )(x, bounds, jnp.full((rows, capacity), -jnp.inf, x.dtype), jnp.zeros((rows, 1), jnp.int32))
     i32 = jnp.int32
     return buf, count[:, 0], jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
-
-
-def accumulator(dtype):
-    """The dtype sums of ``dtype`` values are taken in: float32 at least."""
-    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
 
 
 def _xla_row(x, lo, hi, capacity):

@@ -71,6 +71,11 @@ def _invalid(samples, weights, tail_prob):
     return bad
 
 
+def accumulator(dtype):
+    """The dtype sums of ``dtype`` values are taken in: float32 at least."""
+    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
+
+
 def _float(x):
     x = jnp.asarray(x)
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
@@ -117,8 +122,7 @@ def _var_cvar_upper(samples, tail_prob, weights):
     16-bit inputs are summed in float32 and the results rounded once to their dtype."""
     x = _float(samples)
     out_dtype = x.dtype
-    if jnp.finfo(x.dtype).bits < 32:
-        x = x.astype(jnp.float32)
+    x = x.astype(accumulator(x.dtype))
     n = x.shape[-1]
     tail = jnp.asarray(tail_prob, x.dtype)
     if weights is None:

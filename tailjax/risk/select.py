@@ -34,8 +34,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
-from tailjax.risk._compact import accumulator, compact
-from tailjax.risk.empirical import tail_count
+from tailjax.risk._compact import compact
+from tailjax.risk.empirical import accumulator, tail_count
 
 __all__ = ["cvar_large", "var_large", "SelectConfig"]
 

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, nan_where, traced_out_of_range
+from tailjax._checks import check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range
 from tailjax.layers import solve_qp
 
 __all__ = ["LevelResult", "level_method"]
@@ -85,8 +85,8 @@ def level_method(
     check_open_unit(level, "level")
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
-    invalid = (traced_out_of_range(tol, high=float("inf"), low_closed=True, high_closed=True)
-               | traced_out_of_range(atol, high=float("inf"), low_closed=True, high_closed=True)
+    invalid = (traced_below_zero(tol)
+               | traced_below_zero(atol)
                | traced_out_of_range(level))
     theta0 = jnp.asarray(theta0)
     if theta0.ndim != 1 or theta0.shape[0] == 0:
