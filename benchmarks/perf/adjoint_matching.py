@@ -4,13 +4,20 @@ memory and speed of a UNet fine-tuning step with its scale options.
     python -m benchmarks.perf.adjoint_matching --size small   # CPU, ratios only
     python -m benchmarks.perf.adjoint_matching --size paper --part mlp   # GPU: batch 512, 40 steps, three MLPs
     python -m benchmarks.perf.adjoint_matching --size paper --part unet   # GPU: UNet on 32x32x3 images
+    python -m benchmarks.perf.adjoint_matching --size paper --part curve  # GPU: it/s against batch and width
 
 Part ``unet``: a class-conditional UNet velocity field on image events, one adjoint-matching
-step at a size where the UNet's compute dominates, in the variants plain, ``remat`` (the loss
-rematerialised over the time grid), ``bf16`` (``compute_dtype``), both, and the batch sharded
-over every local device (``mesh``; with one device it equals plain). Memory is XLA's compiled
-estimate (arguments + outputs + temporaries, ``memory_analysis``) and, on a GPU, the device's
-peak bytes in use after the timed steps.
+step at a size where the UNet's compute dominates (paper: 25M parameters, batch 256), in the
+variants ``remat + bf16``, ``remat`` (the loss rematerialised over the time grid), ``bf16``
+(``compute_dtype``) and plain, and with several local devices the batch sharded over them
+(``mesh``). Memory is XLA's compiled estimate (arguments + outputs + temporaries,
+``memory_analysis``) and, on a GPU, the device's peak bytes in use after the timed steps;
+model TFLOP/s counts XLA's FLOPs of one evaluation times the evaluations of a step
+(:func:`step_flops`). A variant that does not fit is reported with its error. No PyTorch
+UNet peer is run.
+
+Part ``curve``: JAX it/s of the MLP step against the batch (64 to 4096) and the width (256 to
+4096, three layers), with the compute floor (model FLOPs at the H200's dense TF32 peak).
 
 Part ``mlp``: MLP velocity fields at batch 512 and 40 steps, d = 2 and d = 64 with hidden
 (256, 256, 256) (overhead-dominated), and d = 64 with hidden (4096, 4096, 4096) (about 34M
@@ -69,8 +76,14 @@ SIZES = {
                   unet=dict(channels=(8, 16), image=(8, 8, 1), batch=8, grid=6, iters=2, repeats=2)),
     "paper": dict(batch=512, grid=40, hidden=(256, 256, 256), iters=50, repeats=5,
                   models=(dict(d=2), dict(d=64, hidden=(4096, 4096, 4096), iters=10, repeats=3), dict(d=64)),
-                  unet=dict(channels=(128, 256, 256), image=(32, 32, 3), batch=64, grid=40, iters=5, repeats=3)),
+                  unet=dict(channels=(256, 512, 512), image=(32, 32, 3), batch=256, grid=20, iters=2, repeats=2)),
 }
+# ``--part curve``: JAX it/s against the batch (at the first width) and the MLP width (at the first batch)
+CURVES = {"small": dict(d=8, grid=10, batches=(16, 64, 256), widths=(32, 128, 512), iters=5, repeats=3),
+          "paper": dict(d=64, grid=40, batches=(512, 64, 128, 256, 1024, 2048, 4096),
+                        widths=(256, 512, 1024, 2048, 4096), iters=10, repeats=3)}
+# Dense tensor-core peaks of an H200 SXM (NVIDIA's data sheet, without sparsity), TFLOP/s
+PEAK_TFLOPS = {"float32 (TF32)": 494.0, "bfloat16": 989.0}
 EMB, MAXF, LR = 64, 100.0, 1e-4
 SCOPES = ("step", "module")  # what a compiled PyTorch mode compiles
 
@@ -247,52 +260,131 @@ def time_torch(torch, step, cfg, device):
 
 
 # ------------------------------------------------------------------------------------ UNet
-def unet_rows(cfg, only=None):
-    """Memory and it/s of one UNet adjoint-matching step in each scale variant (or those named
-    in ``only``), with its compile time; each row is printed as soon as it is measured."""
+def forward_flops(apply, params, event, context=None):
+    """XLA's FLOP count of one velocity evaluation of one sample."""
+    args = (params, jnp.zeros(event), jnp.zeros(())) + (() if context is None else (context,))
+    cost = jax.jit(apply).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"])
+
+
+def step_flops(per_sample, batch, grid, remat=False):
+    """Model FLOPs of one adjoint-matching step: ``grid`` sampling evaluations, ``grid``
+    base VJPs (about 2 evaluations each), the loss at ``grid - 1`` times with its gradient
+    (about 3 each; 4 when rematerialised)."""
+    return per_sample * batch * (3 * grid + (4 if remat else 3) * (grid - 1))
+
+
+def unet_rows(cfg, only=None, on_row=None):
+    """Memory, it/s and model TFLOP/s of one UNet adjoint-matching step in each scale variant
+    (or those named in ``only``), with its compile time; each row is printed (and passed to
+    ``on_row``) as soon as it is measured, and a variant that fails is a row with its error."""
     u = cfg["unet"]
     module = UNet(channels=tuple(u["channels"]), time_dim=128, in_channels=u["image"][-1], time_scale=1000.0,
                   num_classes=10)
     field = lambda p, x, t, c: module.apply(p, x, t, c)
     params = jax.jit(module.init)(jax.random.key(0), jnp.zeros(u["image"]), jnp.zeros(()), jnp.zeros((), jnp.int32))
+    n_params = int(sum(a.size for a in jax.tree_util.tree_leaves(params)))
+    per_sample = forward_flops(field, params, u["image"], jnp.zeros((), jnp.int32))
     reward = lambda x, _, c: -jnp.mean((x - 0.1 * c) ** 2)
     devices = jax.local_devices()
     mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",)) if u["batch"] % len(devices) == 0 else None
-    variants = {"plain": {}, "remat": {"remat": True}, "bf16": {"compute_dtype": jnp.bfloat16},
-                "remat + bf16": {"remat": True, "compute_dtype": jnp.bfloat16}}
-    if mesh is not None:
-        variants[f"sharded over {len(devices)}"] = {"mesh": mesh}
+    # the memory-lean variants first: plain may not fit at a compute-bound size
+    variants = {"remat + bf16": {"remat": True, "compute_dtype": jnp.bfloat16}, "remat": {"remat": True},
+                "bf16": {"compute_dtype": jnp.bfloat16}, "plain": {}}
+    if mesh is not None and len(devices) > 1:
         variants[f"sharded over {len(devices)} + remat + bf16"] = {"mesh": mesh, "remat": True,
                                                                  "compute_dtype": jnp.bfloat16}
+        variants[f"sharded over {len(devices)}"] = {"mesh": mesh}
     rows = []
     for name, options in variants.items():
         if only and name not in only:
             continue
-        low = cast_field(field, options.get("compute_dtype"))
-        base = lambda x, t, c, low=low: low(params, x, t, c)
-        kernel = adjoint_matching(field, base, reward, optax.adam(LR), u["image"], batch_size=u["batch"],
-                                  num_steps=u["grid"], contexts=jnp.arange(10), **options)
-        state = kernel.init(params)
-        t0 = time.perf_counter()
-        compiled = jax.jit(kernel.step).lower(state, jax.random.key(0)).compile()
-        compile_s = time.perf_counter() - t0
-        mem = compiled.memory_analysis()
-        estimate = None if mem is None else (mem.argument_size_in_bytes + mem.output_size_in_bytes
-                                             + mem.temp_size_in_bytes) / 2**20
+        flops = step_flops(per_sample, u["batch"], u["grid"], options.get("remat", False))
+        row = {"variant": name, "parameters": n_params, "model TFLOP/step": flops / 1e12}
+        print(f"{time.strftime('%X')} {name}: compiling", flush=True)
+        try:
+            low = cast_field(field, options.get("compute_dtype"))
+            base = lambda x, t, c, low=low: low(params, x, t, c)
+            kernel = adjoint_matching(field, base, reward, optax.adam(LR), u["image"], batch_size=u["batch"],
+                                      num_steps=u["grid"], contexts=jnp.arange(10), **options)
+            state = kernel.init(params)
+            t0 = time.perf_counter()
+            compiled = jax.jit(kernel.step).lower(state, jax.random.key(0)).compile()
+            row["compile s"] = time.perf_counter() - t0
+            mem = compiled.memory_analysis()
+            row["XLA memory MiB"] = None if mem is None else (
+                mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes) / 2**20
+            print(f"{time.strftime('%X')} {name}: compiled in {row['compile s']:.1f} s, "
+                  f"XLA memory {row['XLA memory MiB']} MiB", flush=True)
 
-        def run(state):
-            for i in range(u["iters"]):
-                state, info = compiled(state, jax.random.key(i))
-            return state, info
+            def run(state):
+                for i in range(u["iters"]):
+                    state, info = compiled(state, jax.random.key(i))
+                return state, info
 
-        timing = harness.time_call(run, state, repeats=u["repeats"])
-        stats = devices[0].memory_stats() or {}
-        row = {"variant": name, "it/s": u["iters"] / timing["seconds"], "compile s": compile_s,
-               "XLA memory MiB": estimate, "peak MiB": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
-               "loss": float(timing["output"][1].loss)}
+            timing = harness.time_call(run, state, repeats=u["repeats"])
+            stats = devices[0].memory_stats() or {}
+            row.update({"it/s": u["iters"] / timing["seconds"], "first call s": timing["compile_seconds"],
+                        "peak MiB": stats.get("peak_bytes_in_use", 0) / 2**20 or None,
+                        "loss": float(timing["output"][1].loss)})
+            row["TFLOP/s"] = row["model TFLOP/step"] * row["it/s"]
+        except Exception as err:  # e.g. out of memory: reported, and the next variant runs
+            row["error"] = repr(err)[:300]
         rows.append(row)
         print(row, flush=True)
+        if on_row is not None:
+            on_row(rows)
     return rows
+
+
+# ----------------------------------------------------------------------------- it/s curves
+def curve_rows(size, on_row=None):
+    """JAX it/s of the MLP step against the batch (width = the first width) and the width
+    (batch = the first batch), three hidden layers, with XLA's model FLOPs per step."""
+    c = CURVES[size]
+    specs = [("batch", b, c["widths"][0]) for b in c["batches"]]
+    specs += [("width", c["batches"][0], w) for w in c["widths"][1:]]
+    rows = []
+    for axis, batch, width in specs:
+        rc = {"batch": batch, "grid": c["grid"], "hidden": (width,) * 3, "iters": c["iters"], "repeats": c["repeats"]}
+        field, params, _, kernel = jax_setup(c["d"], rc, jax.random.key(0))
+        per_sample = forward_flops(field, params, (c["d"],))
+        compile_s, runs, _ = time_jax(kernel, params, rc)
+        row = {"axis": axis, "batch": batch, "width": width, "d": c["d"], "grid": c["grid"],
+               "parameters": int(sum(a.size for a in jax.tree_util.tree_leaves(params))),
+               "compile s": compile_s, "it/s": statistics.median(runs), "runs": runs,
+               "model TFLOP/step": step_flops(per_sample, batch, c["grid"]) / 1e12}
+        row["TFLOP/s"] = row["model TFLOP/step"] * row["it/s"]
+        rows.append(row)
+        print({k: v for k, v in row.items() if k != "runs"}, flush=True)
+        if on_row is not None:
+            on_row(rows)
+    return rows
+
+
+def _plot_curves(rows, device, out_dir):
+    """it/s against batch and against parameters, log-log, with the compute floor (the
+    model FLOPs at the TF32 peak) drawn beside."""
+    peak = PEAK_TFLOPS["float32 (TF32)"]
+    fig, axes = harness.figure(1, 2, figsize=(9, 3.4))
+    for ax, axis, key, label in [(axes[0], "batch", "batch", "batch"), (axes[1], "width", "parameters", "parameters")]:
+        sel = sorted([r for r in rows if r["axis"] == axis or (axis == "width" and r is rows[0])], key=lambda r: r[key])
+        xs = [r[key] for r in sel]
+        ax.plot(xs, [r["it/s"] for r in sel], "o-", label="tailjax (JAX)")
+        ax.plot(xs, [peak / r["model TFLOP/step"] for r in sel], "k--", label=f"floor: model FLOPs at {peak:.0f} TFLOP/s")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        if axis == "batch":
+            ax.set_xticks(xs, [str(x) for x in xs], fontsize=7)
+            ax.minorticks_off()
+        ax.set_xlabel(label)
+        ax.set_ylabel("iterations / s")
+        ax.legend(fontsize=7)
+    axes[0].set_title(f"MLP {rows[0]['width']}x3, d = {rows[0]['d']}, {rows[0]['grid']} steps", fontsize=9)
+    axes[1].set_title(f"batch {rows[0]['batch']}, widths {sorted({r['width'] for r in rows})}", fontsize=9)
+    fig.suptitle(f"adjoint matching on {device}", fontsize=9)
+    harness.save_figure(fig, out_dir, "adjoint_matching_curves")
 
 
 def mlp_row(spec, cfg, torch, tdev, torch_modes, scope="step", log=print):
@@ -348,26 +440,40 @@ def mlp_row(spec, cfg, torch, tdev, torch_modes, scope="step", log=print):
 
 def main(argv=None):
     parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/perf_adjoint_matching")
-    parser.add_argument("--part", nargs="*", choices=["mlp", "unet"], default=["mlp", "unet"])
+    parser.add_argument("--part", nargs="*", choices=["mlp", "unet", "curve"], default=["mlp", "unet"])
     modes.add_arguments(parser)
     parser.add_argument("--torch-compile-scope", choices=SCOPES, default="step",
                         help="what the compiled PyTorch modes compile: the whole loss or the velocity modules")
     parser.add_argument("--models", type=int, nargs="+", help="rows of the size's models to run (indices; default all)")
     parser.add_argument("--unet-variants", nargs="+", help="UNet variants to run (e.g. plain 'remat + bf16'; default all)")
+    parser.add_argument("--unet-channels", type=int, nargs="+", help="UNet widths per level (default: the size's)")
+    parser.add_argument("--unet-batch", type=int, help="UNet batch (default: the size's)")
+    parser.add_argument("--unet-grid", type=int, help="UNet time steps (default: the size's)")
     args = parser.parse_args(argv)
     cfg = SIZES[args.size]
+    if "curve" in args.part:
+        device = jax.devices()[0].device_kind
+        write = lambda rows: harness.write_json(args.out, "adjoint_matching_curves", {
+            "size": args.size, "config": CURVES[args.size], "device": device, "peak_tflops": PEAK_TFLOPS, "rows": rows})
+        rows = curve_rows(args.size, write)
+        _plot_curves(rows, device, args.out)
+        print(harness.markdown_table(rows, ["axis", "batch", "width", "parameters", "it/s", "TFLOP/s", "compile s"],
+                                     {"it/s": ".2f", "TFLOP/s": ".1f", "compile s": ".1f"}))
     if "unet" in args.part:
-        u = cfg["unet"]
-        rows = unet_rows(cfg, args.unet_variants)
+        u = cfg["unet"] = {**cfg["unet"], **{k: v for k, v in [("channels", args.unet_channels),
+                                                                 ("batch", args.unet_batch),
+                                                                 ("grid", args.unet_grid)] if v}}
         title = (f"UNet {tuple(u['channels'])} adjoint matching on {u['image']} images, batch {u['batch']}, "
                  f"{u['grid']} steps, {jax.devices()[0].device_kind}")
-        harness.write_json(args.out, "adjoint_matching_unet", {"size": args.size, "config": u, "rows": rows})
-        print(title + "\n" + harness.markdown_table(rows, ["variant", "it/s", "compile s", "XLA memory MiB",
-                                                          "peak MiB", "loss"],
-                                                     {"it/s": ".3f", "compile s": ".1f", "XLA memory MiB": ".1f",
-                                                      "peak MiB": ".1f", "loss": ".4g"}))
-        if "mlp" not in args.part:
-            return rows
+        write = lambda rows: harness.write_json(args.out, "adjoint_matching_unet",
+                                                {"size": args.size, "config": u, "title": title, "rows": rows})
+        rows = unet_rows(cfg, args.unet_variants, write)
+        print(title + "\n" + harness.markdown_table(
+            rows, ["variant", "it/s", "TFLOP/s", "compile s", "XLA memory MiB", "peak MiB", "loss", "error"],
+            {"it/s": ".3f", "TFLOP/s": ".1f", "compile s": ".1f", "XLA memory MiB": ".1f", "peak MiB": ".1f",
+             "loss": ".4g"}))
+    if "mlp" not in args.part:
+        return None
     try:
         import torch
     except ImportError:
