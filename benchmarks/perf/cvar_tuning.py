@@ -4,7 +4,7 @@
 
 Per tail probability: the one-read floor (``jnp.sum``), the subsample bracket alone, the
 compaction pass alone for each (block, warps) (and with an empty bracket: the pass's own
-read cost), the finish in the buffer (threshold search, and the sort it falls back to), and the whole ``cvar_large`` for each (subsample size,
+read cost), the sort of the buffer, and the whole ``cvar_large`` for each (subsample size,
 block, bracket width); then ``cvar_large`` against ``risk.cvar`` per dtype.
 Every time is the mean of back-to-back calls (``pipelined_ms``: no host sync between
 calls) and the median of synced single calls (``ms``). Results are checked against a
@@ -14,7 +14,6 @@ float64 reference; a config that is not exact is reported, not hidden. float64 n
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import time
@@ -62,8 +61,6 @@ def main(argv=None):
     parser.add_argument("--warps", type=int, nargs="*", default=[2, 4, 8])
     parser.add_argument("--sample-sizes", type=int, nargs="*", default=[1 << 18, 1 << 20])
     parser.add_argument("--widths", type=float, nargs="*", default=[3.0, 5.0])
-    parser.add_argument("--finish-searches", type=lambda s: tuple(map(int, s.split("x"))), nargs="*",
-                        default=[(3, 32), (2, 64), (4, 16)], help="(rounds)x(pieces) of the buffer search")
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
     parser.add_argument("--parts", nargs="*", default=["sweep", "dtypes"])
     parser.add_argument("--repeats", type=int, default=20)
@@ -101,13 +98,9 @@ def main(argv=None):
                 capacity=capacity, empty_ms=empty["ms"], empty_pipelined_ms=empty["pipelined_ms"], **t)
             if (block, warps) == (cfg0.block, cfg0.num_warps):
                 buf, count, c_hi, e_hi, _ = out
-                finishes = [(f"search {r} x {j}", functools.partial(select._finish, search=(r, j)))
-                            for r, j in args.finish_searches] + [("sort", select._sorted_finish)]
-                for label, fin in finishes:
-                    finish = jax.jit(lambda *a, fin=fin: fin(*a, rank, capacity))
-                    t, (v, _, ok) = timing(finish, buf, count, c_hi, e_hi, hi, repeats=args.repeats)
-                    add(stage=f"finish ({label} in the buffer)", tail_prob=p, capacity=capacity,
-                        ok=bool(ok[0]), v=float(v[0]), **t)
+                finish = jax.jit(lambda *a: select._finish(*a, rank, capacity))
+                t, _ = timing(finish, buf, count, c_hi, e_hi, hi, repeats=args.repeats)
+                add(stage="finish (sort of the buffer)", tail_prob=p, capacity=capacity, **t)
         for sample, block, width in itertools.product(args.sample_sizes, args.blocks, args.widths):
             cfg = cfg0._replace(sample_size=sample, block=block, width_sd=width)
             t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x,

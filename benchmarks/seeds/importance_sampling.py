@@ -130,8 +130,9 @@ def part_bc(p, tail_prob, exact, method, params, cfg, key):
     return setup.doubling_search(run_n, cfg["b_min"], cfg["b_max"])
 
 
-def grid_checks(problems, cfg, key):
-    """Part 2: the doubling-grid n of (a), (b), (c) for every method, run to the end."""
+def grid_checks(problems, cfg, key, methods=None):
+    """Part 2: the doubling-grid n of (a), (b), (c) for every method (or those in
+    ``methods``), run to the end."""
     rows, curves = [], []
     for tail_prob in cfg["tail_probs"]:
         for returns, (p64, p32) in problems.items():
@@ -139,6 +140,8 @@ def grid_checks(problems, cfg, key):
             with jax.enable_x64(True):
                 c_theta = float(portfolio_var_cvar(p64, jnp.asarray(theta), tail_prob)[1])
             for method in setup.methods(returns):
+                if methods and method not in methods:
+                    continue
                 for part in ("a", "bc"):
                     if tail_prob not in cfg[f"{part[0]}_tail_probs"]:
                         continue
@@ -273,14 +276,14 @@ def format_tables(var_rows, grid_rows, clocks):
     if var_rows:
         lines += [harness.markdown_table(table, ["returns", "tail_prob", "method", "ratio", "n_asym", "h", "max_share"]),
                   ""]
-    lines += [f"2. Doubling grid, n for {TARGET:.0%} with 95% confidence (measured; >N: not reached by N); "
+    lines += [] if not grid_rows else [f"2. Doubling grid, n for {TARGET:.0%} with 95% confidence (measured; >N: not reached by N); "
               "(a) CVaR at theta*, (b) optimal value, (c) true suboptimality of the decision", ""]
     table = []
     keys = sorted({(r["part"], r["returns"], r["tail_prob"]) for r in grid_rows}, key=lambda k: (k[0], k[1], -k[2]))
     for part, returns, tail_prob in keys:
         by = {r["method"]: r for r in grid_rows if (r["part"], r["returns"], r["tail_prob"]) == (part, returns, tail_prob)}
         cell = lambda m: "n/a" if m not in by else (str(by[m]["n"]) if by[m]["n"] else f">{by[m]['n_last']}")  # noqa: E731
-        table.append({"part": f"({part})", "returns": returns, "tail_prob": f"{tail_prob:.0e}", "reps": by["saa"]["reps"],
+        table.append({"part": f"({part})", "returns": returns, "tail_prob": f"{tail_prob:.0e}", "reps": next(iter(by.values()))["reps"],
                       "n_SAA": cell("saa"), "n_tilt": cell("tilting"), "n_SS": cell("self_structuring"),
                       "SAA/tilt": _ratio_cell(by, "tilting"), "SAA/SS": _ratio_cell(by, "self_structuring")})
     if table:
@@ -302,31 +305,41 @@ def main(argv=None):
                         choices=["variance", "grid", "clock"], help="which parts to run")
     parser.add_argument("--grid-from", type=pathlib.Path, help="JSON of an earlier run whose grid rows give the "
                         "clock's sample sizes (with --parts clock)")
+    parser.add_argument("--returns", nargs="*", choices=["gaussian", "t"], default=["gaussian", "t"],
+                        help="return laws to run")
+    parser.add_argument("--tail-probs", type=float, nargs="*", help="tail probabilities to run (default: the size's)")
+    parser.add_argument("--methods", nargs="*", choices=["saa", "tilting", "self_structuring"],
+                        help="the grid's methods (default all)")
     args = parser.parse_args(argv)
     if args.seeds != 1 or args.first_seed != 0:
         parser.error("this benchmark replicates over keys inside each cell; --seeds is not used")
     cfg = dict(SIZES[args.size])
+    if args.tail_probs:
+        cfg["tail_probs"] = tuple(p for p in cfg["tail_probs"] if p in args.tail_probs)
+        for part in ("a", "b"):
+            cfg[f"{part}_tail_probs"] = tuple(p for p in cfg[f"{part}_tail_probs"] if p in args.tail_probs)
     key = jax.random.PRNGKey(0)
     problems = {}
-    for returns in ("gaussian", "t"):
+    for returns in args.returns:
         with jax.enable_x64(True):
             p64 = portfolio_problem(cfg["dim"], returns, dtype=jnp.float64)
         problems[returns] = (p64, portfolio_problem(cfg["dim"], returns, dtype=jnp.float32))
     t_start = time.perf_counter()
     var_rows = headline(problems, cfg, key) if "variance" in args.parts else []
-    grid_rows, curves = grid_checks(problems, cfg, key) if "grid" in args.parts else ([], [])
+    grid_rows, curves = grid_checks(problems, cfg, key, args.methods) if "grid" in args.parts else ([], [])
     if args.grid_from and not grid_rows:  # the clock's n from an earlier run's grid
         grid_rows = json.loads(args.grid_from.read_text())["rows"]
     with jax.enable_x64(True):
         clocks = wall_clock(problems, grid_rows, cfg, jax.random.PRNGKey(5)) if "clock" in args.parts else []
     result = dict(size=args.size, config=cfg, target_rel_error=TARGET, confidence=0.95, parts=args.parts,
-                  total_seconds=time.perf_counter() - t_start, variance=var_rows, rows=grid_rows, curves=curves,
+                  total_seconds=time.perf_counter() - t_start, variance=var_rows,
+                  rows=grid_rows if "grid" in args.parts else [], curves=curves,
                   wall_clock=clocks)
     harness.write_json(args.out, "importance_sampling", result)
     args.out.joinpath("command.txt").write_text(harness.environment()["command"] + "\n")
     if curves:
         setup.plot_curves(curves, TARGET, args.out, "importance_sampling")
-    table = format_tables(var_rows, grid_rows, clocks)
+    table = format_tables(var_rows, grid_rows if "grid" in args.parts else [], clocks)
     (args.out / "importance_sampling.md").write_text(table + "\n")
     print(table)
 

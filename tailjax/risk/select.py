@@ -12,13 +12,10 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
    bracket [lo, hi) whose subsample rank interval covers r's expected rank +- 5 sd.
 2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) compacts the values in
    [lo, hi) into a small buffer and counts/sums the values >= hi.
-3. v is the buffer's (r - #{x >= hi})-th largest: a few rounds of even thresholds narrow
-   the members' range to a piece of at most ``finish_keep`` members, which are gathered
-   and ranked (a row where that fails, e.g. dense clusters of distinct values, sorts its
-   buffer). E(v) follows exactly.
+3. The buffer is sorted; v is its (r - #{x >= hi})-th largest, and E(v) follows exactly.
 
 Every step works per row of a batch (B, n): one subsample search per row (vmapped), one pass
-over the whole batch, one batched search of the buffers.
+over the whole batch, one batched sort of the buffers.
 
 If the bracket misses v or a buffer overflows in any row (adversarial order, an unlucky
 subsample), ``lax.top_k`` (or a full sort) of every row runs instead, so the result is
@@ -51,8 +48,6 @@ class SelectConfig(NamedTuple):
     block: int = 2048  # values per Pallas program in the full pass
     num_warps: int = 4  # warps per Pallas program
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
-    finish_search: tuple[int, int] = (3, 32)  # (rounds, pieces) narrowing v in the buffer
-    finish_keep: int = 128  # members of the last piece gathered and ranked
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
     min_size: int = 1 << 15  # rows shorter than this are sorted (top_k) instead
     min_total: int = 1 << 23  # with backend="auto": fewer values in all than this are sorted
@@ -132,85 +127,20 @@ def _default_capacity(n, rank, m, cfg):
     return max(1 << math.ceil(math.log2(2.0 * expected)), 256)
 
 
-def _sorted_finish(buf, count, c_hi, e_hi, hi, rank, capacity):
+def _finish(buf, count, c_hi, e_hi, hi, rank, capacity):
     """Per row (v, E(v), ok) from the buffer of bracket members, sorted (E in float32 at least).
 
     v is the (rank - c_hi)-th largest member; E(v) adds the members above v and moves the
     excess of the c_hi values >= hi from hi down to v.
     """
+    acc = accumulator(buf.dtype)
     r = rank - c_hi  # rank of v among the members
     desc = -jnp.sort(-buf, axis=-1)
     v = jnp.take_along_axis(desc, jnp.clip(r - 1, 0, buf.shape[-1] - 1)[:, None], axis=-1)[:, 0]
-    return v, _excess(buf, c_hi, e_hi, hi, v), _finish_ok(count, r, capacity)
-
-
-def _excess(buf, c_hi, e_hi, hi, v):
-    """E(v) = (excess above hi) + (the c_hi values >= hi moved from hi to v) + members above v."""
-    acc = accumulator(buf.dtype)
     shift = jnp.where(c_hi > 0, c_hi.astype(acc) * (hi.astype(acc) - v.astype(acc)), 0.0)
-    return e_hi + shift + jnp.sum(jnp.maximum(buf.astype(acc) - v[:, None].astype(acc), 0.0), axis=-1)
-
-
-def _finish_ok(count, r, capacity):
-    return (count <= capacity) & (r >= 1) & (r <= count)
-
-
-def _narrow(buf, a, b, c_a, c_b, r, num):
-    """One round: split [a, b) of every row at num - 1 even thresholds and keep the piece
-    that holds the r-th largest member, so that #(>= a) >= r > #(>= b) stays true."""
-    frac = jnp.arange(1, num, dtype=jnp.float32) / num
-    grid = (a[:, None] + (b - a)[:, None] * frac.astype(buf.dtype))  # (B, num - 1), ascending
-    counts = jnp.sum(buf[:, None, :] >= grid[:, :, None], axis=-1, dtype=jnp.int32)  # non-increasing
-    j = jnp.sum(counts >= r[:, None], axis=-1, dtype=jnp.int32)  # thresholds at or below the r-th largest
-    pick = lambda arr, i: jnp.take_along_axis(arr, jnp.clip(i, 0, num - 2)[:, None], axis=-1)[:, 0]
-    a, c_a = jnp.where(j > 0, pick(grid, j - 1), a), jnp.where(j > 0, pick(counts, j - 1), c_a)
-    b, c_b = jnp.where(j < num - 1, pick(grid, j), b), jnp.where(j < num - 1, pick(counts, j), c_b)
-    return a, b, c_a, c_b
-
-
-def _searched_v(buf, r, search, keep):
-    """Per row (v, found, ok): v the r-th largest member, searched instead of sorted.
-
-    The members' range is cut into ``search[1]`` even pieces ``search[0]`` times, keeping the
-    piece that holds v; the at most ``keep`` members of the last piece are gathered and
-    ranked (a piece of equal values needs no ranking). ``found`` is False where neither
-    works (dense clusters of distinct values); ``ok`` is False where v is not a finite member.
-    """
-    inf = jnp.asarray(jnp.inf, buf.dtype)
-    real = buf > -inf  # unused slots are -inf
-    a = jnp.min(jnp.where(real, buf, inf), axis=-1)
-    b = jnp.nextafter(jnp.max(buf, axis=-1), inf)  # only +inf members are >= b
-    c_a = jnp.sum(real, axis=-1, dtype=jnp.int32)
-    c_b = jnp.sum(buf >= b[:, None], axis=-1, dtype=jnp.int32)
-    ok = (c_a >= r) & (r > c_b)
-    splittable = jnp.isfinite(b - a)
-    for _ in range(search[0]):
-        a, b, c_a, c_b = _narrow(buf, a, b, c_a, c_b, r, search[1])
-    piece = (buf >= a[:, None]) & (buf < b[:, None])
-    size, rr = c_a - c_b, r - c_b  # v is the rr-th largest of the piece
-    slots = jax.vmap(lambda m: jnp.nonzero(m, size=keep, fill_value=0)[0])(piece)
-    held = jnp.where(jnp.arange(keep, dtype=jnp.int32) < size[:, None], jnp.take_along_axis(buf, slots, axis=-1), -inf)
-    desc = -jnp.sort(-held, axis=-1)
-    v_kept = jnp.take_along_axis(desc, jnp.clip(rr - 1, 0, keep - 1)[:, None], axis=-1)[:, 0]
-    top = jnp.max(jnp.where(piece, buf, -inf), axis=-1)
-    equal = top == jnp.min(jnp.where(piece, buf, inf), axis=-1)
-    v = jnp.where(size <= keep, v_kept, top)
-    return v, ((size <= keep) | equal) & splittable, ok
-
-
-def _finish(buf, count, c_hi, e_hi, hi, rank, capacity, search=(3, 32), keep=128):
-    """Per row (v, E(v), ok) from the buffer of bracket members: v by :func:`_searched_v`,
-    by :func:`_sorted_finish` in rows where the search does not find it."""
-    r = rank - c_hi  # rank of v among the members
-    v, found, ok = _searched_v(buf, r, search, keep)
-    ok = ok & _finish_ok(count, r, capacity)
-
-    def by_sort():
-        v_s, e_s, ok_s = _sorted_finish(buf, count, c_hi, e_hi, hi, rank, capacity)
-        e = _excess(buf, c_hi, e_hi, hi, v)
-        return jnp.where(found, v, v_s), jnp.where(found, e, e_s), jnp.where(found, ok, ok_s)
-
-    return jax.lax.cond(jnp.all(found | ~ok), lambda: (v, _excess(buf, c_hi, e_hi, hi, v), ok), by_sort)
+    e_v = e_hi + shift + jnp.sum(jnp.maximum(buf.astype(acc) - v[:, None].astype(acc), 0.0), axis=-1)
+    ok = (count <= capacity) & (r >= 1) & (r <= count)
+    return v, e_v, ok
 
 
 def _select(x, rank, cfg):
@@ -232,7 +162,7 @@ def _select(x, rank, cfg):
     acc = accumulator(dt)
     e_hi = e_hi + jnp.sum(jnp.where(ge, rest.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
     nans = nans + jnp.sum(jnp.isnan(rest), axis=1, dtype=jnp.int32)
-    v, e_v, ok = _finish(buf, count, c_hi, e_hi, hi, rank, capacity, cfg.finish_search, cfg.finish_keep)
+    v, e_v, ok = _finish(buf, count, c_hi, e_hi, hi, rank, capacity)
     return v, e_v, ok, nans
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tailjax import risk
-from tailjax.risk.select import SelectConfig, _finish, _rank, _searched_v, _select, _sorted_finish
+from tailjax.risk.select import SelectConfig, _rank, _select
 
 SMALL = SelectConfig(sample_size=4096, block=256, min_size=1024, backend="xla")
 
@@ -106,47 +106,3 @@ def test_bad_input(kwargs, match):
         risk.cvar_large(jnp.arange(10.0), **kwargs)
     with pytest.raises(ValueError, match="samples"):
         risk.cvar_large(jnp.zeros((2, 0)), 0.1)
-
-
-def _buffer(values, capacity):
-    """A compaction buffer: the members, then -inf in the unused slots."""
-    pad = jnp.full((values.shape[0], capacity - values.shape[1]), -jnp.inf, values.dtype)
-    return jnp.concatenate([values, pad], axis=1)
-
-
-def test_buffer_search_finds_v_without_sorting_and_matches_the_sort():
-    key = jax.random.PRNGKey(7)
-    members = jnp.stack([jax.random.normal(key, (3000,)), jax.random.exponential(key, (3000,)),
-                         jnp.full((3000,), 2.5)])  # smooth, skewed, all tied
-    buf = _buffer(jax.random.permutation(key, members, axis=1, independent=True), 4096)
-    for r in [1, 17, 1500, 3000]:
-        rank = jnp.full((3,), r, jnp.int32)
-        v, found, ok = _searched_v(buf, rank, (3, 32), 128)
-        assert bool(jnp.all(found)) and bool(jnp.all(ok))
-        np.testing.assert_array_equal(v, -jnp.sort(-members, axis=1)[:, r - 1])
-
-
-def test_buffer_search_gives_up_on_a_dense_cluster_and_the_finish_sorts_that_row():
-    key = jax.random.PRNGKey(8)
-    cluster = 1.0 + 1e-7 * jnp.arange(1000.0)  # 1000 distinct values inside one piece of 32**3
-    rows = jnp.stack([jnp.concatenate([jax.random.normal(key, (1000,)) * 100.0, cluster]),
-                      jax.random.normal(key, (2000,))])
-    buf = _buffer(rows, 2048)
-    rank, c_hi = 1500, jnp.array([0, 0], jnp.int32)
-    v, found, _ = _searched_v(buf, rank - c_hi, (3, 32), 128)
-    assert found.tolist() == [False, True]
-    count = jnp.array([2000, 2000], jnp.int32)
-    args = (buf, count, c_hi, jnp.zeros(2), jnp.full(2, jnp.inf), rank, 2048)
-    got, want = _finish(*args), _sorted_finish(*args)
-    np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
-    assert bool(jnp.all(got[2]))
-
-
-def test_buffer_search_flags_v_outside_the_finite_members():
-    buf = _buffer(jnp.array([[1.0, 2.0, jnp.inf]]), 8)
-    for r, ok in [(1, False), (2, True), (3, True), (4, False)]:
-        v, _, good = _searched_v(buf, jnp.array([r]), (3, 32), 128)
-        assert bool(good[0]) == ok
-        if ok:
-            assert float(v[0]) == [2.0, 1.0][r - 2]

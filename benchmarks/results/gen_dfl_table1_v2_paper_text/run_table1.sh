@@ -1,5 +1,5 @@
 #!/bin/bash
-# usage: [PROBS="..."] [DEGS="2 8"] [CORES=0-15] [LAYERS_HEAD=1] run_table1.sh PROTOCOL SECONDS
+# usage: [PROBS="..."] [DEGS="2 8"] [CORES=0-15] [TAG=...] [METHODS="('nce','map')"] [LAYERS_HEAD=1] run_table1.sh PROTOCOL SECONDS
 # On the lent GPU host (its python3 3.12 image), from the repository root, with .whl/dev312 holding
 # the wheels of dm-tree, gast, decorator, distrax, jaxopt and tfp-nightly for Python 3.12 (carried),
 # and, with LAYERS_HEAD=1, .whl/layers_head the committed tailjax/layers files. Writes
@@ -10,7 +10,7 @@ if [ "$LAYERS_HEAD" = 1 ]; then cp .whl/layers_head/*.py tailjax/layers/ && rm -
 export PYTHONPATH=/tmp/site:$PWD JAX_PLATFORMS=cpu
 SET="budget=None dim=50 n_train=200 n_test=40 K=32 K_eval=64 Kq=64 steps=300 proxy_steps=400 eval_samples=10000 \
 baseline_lrs=(0.01,0.1) baseline_predictors=('linear','mlp') baseline_max_epochs=200 baseline_patience=5 \
-methods=('gen_dfl','nll_flow','mse','spo+')"
+methods=${METHODS:-('gen_dfl','nll_flow','mse','spo+')}"
 D=$P${TAG:+_$TAG}; mkdir -p $OUT/$D
 for prob in ${PROBS:-portfolio knapsack shortest_path}; do
   for s in 0 1 2 3 4; do
