@@ -21,4 +21,4 @@ for r in gaussian t; do
     --out $OUT/is_clock_$r > $OUT/is_clock_$r.log 2>&1 &
 done
 wait
-cd $OUT && tar czf results.tar.gz --exclude results.tar.gz . 
+tar czf /tmp/results.tar.gz -C $OUT . && rm -rf $OUT/* && mv /tmp/results.tar.gz $OUT/
