@@ -216,7 +216,7 @@ def _clock_search(fn, n_start, subopt, cfg, key):
         n *= 2
 
 
-def wall_clock(problems, grid_rows, cfg, key):
+def wall_clock(problems, grid_rows, cfg, key, only=None):
     """Part 3: SAA by HiGHS against RA with IS (fresh and as written), each at the smallest n
     of a doubling grid (from n/4 of part (c)) where 95% of its decisions are within 1% of
     c_beta (exact), so that all are compared at the same true suboptimality."""
@@ -246,6 +246,8 @@ def wall_clock(problems, grid_rows, cfg, key):
             "SAA HiGHS": (lambda k, n: (highs_saa(p, p.dist.sample(k, n), tail_prob)[1], n), max(n_saa // 4, 256)),
         }
         for name, (fn, n_start) in methods.items():
+            if only and name not in only:
+                continue
             row = dict(returns=returns, tail_prob=tail_prob, method=name,
                        **_clock_search(fn, n_start, subopt, cfg, key))
             out.append(row)
@@ -310,6 +312,8 @@ def main(argv=None):
     parser.add_argument("--tail-probs", type=float, nargs="*", help="tail probabilities to run (default: the size's)")
     parser.add_argument("--methods", nargs="*", choices=["saa", "tilting", "self_structuring"],
                         help="the grid's methods (default all)")
+    parser.add_argument("--clock-methods", nargs="*", choices=["RA-IS fresh", "RA-IS as written", "SAA HiGHS"],
+                        help="the wall clock's methods (default all)")
     args = parser.parse_args(argv)
     if args.seeds != 1 or args.first_seed != 0:
         parser.error("this benchmark replicates over keys inside each cell; --seeds is not used")
@@ -330,7 +334,8 @@ def main(argv=None):
     if args.grid_from and not grid_rows:  # the clock's n from an earlier run's grid
         grid_rows = json.loads(args.grid_from.read_text())["rows"]
     with jax.enable_x64(True):
-        clocks = wall_clock(problems, grid_rows, cfg, jax.random.PRNGKey(5)) if "clock" in args.parts else []
+        clocks = wall_clock(problems, grid_rows, cfg, jax.random.PRNGKey(5), args.clock_methods) \
+            if "clock" in args.parts else []
     result = dict(size=args.size, config=cfg, target_rel_error=TARGET, confidence=0.95, parts=args.parts,
                   total_seconds=time.perf_counter() - t_start, variance=var_rows,
                   rows=grid_rows if "grid" in args.parts else [], curves=curves,
