@@ -245,9 +245,8 @@ def wall_clock(problems, grid_rows, cfg, key, only=None):
             "RA-IS as written": (lambda k, n: ra(k, n, True), max(n_is // 4, 256)),
             "SAA HiGHS": (lambda k, n: (highs_saa(p, p.dist.sample(k, n), tail_prob)[1], n), max(n_saa // 4, 256)),
         }
-        for name, (fn, n_start) in methods.items():
-            if only and name not in only:
-                continue
+        for name in only or list(methods):  # in the order asked for
+            fn, n_start = methods[name]
             row = dict(returns=returns, tail_prob=tail_prob, method=name,
                        **_clock_search(fn, n_start, subopt, cfg, key))
             out.append(row)
