@@ -11,7 +11,8 @@ step at a size where the UNet's compute dominates (paper: 25M parameters, batch 
 variants ``remat + bf16``, ``remat`` (the loss rematerialised over the time grid), ``bf16``
 (``compute_dtype``) and plain, and with several local devices the batch sharded over them
 (``mesh``). Memory is XLA's compiled estimate (arguments + outputs + temporaries,
-``memory_analysis``) and, on a GPU, the device's peak bytes in use after the timed steps;
+``memory_analysis``) and, on a GPU, the device's peak bytes in use since the process
+started, read after the timed steps (so a row's peak is at least the rows' before it);
 model TFLOP/s counts XLA's FLOPs of one evaluation times the evaluations of a step
 (:func:`step_flops`). A variant that does not fit is reported with its error. No PyTorch
 UNet peer is run.

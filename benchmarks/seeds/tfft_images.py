@@ -31,6 +31,7 @@ mean ± sd and sign tests of TFFT against EXP-FT and the better FDC on its own t
 
 from __future__ import annotations
 
+import json
 import pathlib
 import time
 import warnings
@@ -213,6 +214,21 @@ def report(result):
     return "\n".join(lines)
 
 
+def merge(files, out):
+    """One report (mean ± sd, sign tests) over the runs of several result files of one setting."""
+    results = [json.loads(pathlib.Path(f).read_text()) for f in files]
+    configs = {json.dumps(r["config"], sort_keys=True) for r in results}
+    if len(configs) != 1:
+        raise ValueError(f"the files were run with different settings: {sorted(configs)}")
+    merged = {"size": results[0]["size"], "config": results[0]["config"], "sources": [str(f) for f in files],
+              "runs": [run for r in results for run in r["runs"]]}
+    harness.write_json(out, "tfft_images", merged)
+    text = report(merged)
+    (pathlib.Path(out) / "tfft_images.md").write_text(text + "\n")
+    print(text)
+    return merged
+
+
 def plot(out, images, shape):
     fig, axes = harness.figure(len(images), 10, figsize=(10, 1.1 * len(images)))
     for i, (name, imgs) in enumerate(images.items()):
@@ -231,7 +247,11 @@ def main(argv=None):
     parser.add_argument("--pre-steps", type=int, help="flow-matching pre-training steps (default: the size's)")
     parser.add_argument("--stage1", choices=["pooled", "per_context"], default="pooled",
                         help="TFFT thresholds pooled over classes or one per class")
+    parser.add_argument("--merge", type=pathlib.Path, nargs="+",
+                        help="tfft_images.json files of single-seed runs of one setting: write their report and stop")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     cfg = dict(CONFIGS[args.size], stage1=args.stage1)
     if args.data:
         cfg["data"] = args.data
