@@ -277,14 +277,16 @@ def format_tables(var_rows, grid_rows, clocks):
     if var_rows:
         lines += [harness.markdown_table(table, ["returns", "tail_prob", "method", "ratio", "n_asym", "h", "max_share"]),
                   ""]
-    lines += [] if not grid_rows else [f"2. Doubling grid, n for {TARGET:.0%} with 95% confidence (measured; >N: not reached by N); "
-              "(a) CVaR at theta*, (b) optimal value, (c) true suboptimality of the decision", ""]
+    if grid_rows:
+        lines += [f"2. Doubling grid, n for {TARGET:.0%} with 95% confidence (measured; >N: not reached by N); "
+                  "(a) CVaR at theta*, (b) optimal value, (c) true suboptimality of the decision", ""]
     table = []
     keys = sorted({(r["part"], r["returns"], r["tail_prob"]) for r in grid_rows}, key=lambda k: (k[0], k[1], -k[2]))
     for part, returns, tail_prob in keys:
         by = {r["method"]: r for r in grid_rows if (r["part"], r["returns"], r["tail_prob"]) == (part, returns, tail_prob)}
         cell = lambda m: "n/a" if m not in by else (str(by[m]["n"]) if by[m]["n"] else f">{by[m]['n_last']}")  # noqa: E731
-        table.append({"part": f"({part})", "returns": returns, "tail_prob": f"{tail_prob:.0e}", "reps": next(iter(by.values()))["reps"],
+        reps = next(iter(by.values()))["reps"]
+        table.append({"part": f"({part})", "returns": returns, "tail_prob": f"{tail_prob:.0e}", "reps": reps,
                       "n_SAA": cell("saa"), "n_tilt": cell("tilting"), "n_SS": cell("self_structuring"),
                       "SAA/tilt": _ratio_cell(by, "tilting"), "SAA/SS": _ratio_cell(by, "self_structuring")})
     if table:
