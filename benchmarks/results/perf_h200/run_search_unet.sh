@@ -1,7 +1,10 @@
 #!/bin/bash
-# One lent-H200 call (issues 17 and 19): cvar_large with the searched finish (stage times and
-# the sweep of finish searches; the synced table; the batched table), the adjoint-matching it/s
-# curves, then the compute-bound UNet rows. usage: bash benchmarks/results/perf_h200/run_search_unet.sh SECONDS
+# One lent-H200 call (issues 17 and 19): cvar_large's stage times, synced table and batched
+# table, the adjoint-matching it/s curves, then the compute-bound UNet rows.
+# usage: bash benchmarks/results/perf_h200/run_search_unet.sh SECONDS
+# The recorded run (search_unet/) used the tree of commit 1873304, whose cvar_large searched
+# its buffer and whose cvar_tuning also timed that search; both were reverted after it, so the
+# same command on a later tree times the sort finish.
 # (repository root, .whl/dev312 carried). Logs and JSON under $OUT.
 T=$1
 [ -d /tmp/site/jaxopt ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/dev312/*.whl >/dev/null 2>&1
@@ -17,7 +20,6 @@ run() {  # name, seconds at most, then the command's arguments
   echo "$(date +%T) $name rc=$?"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $OUT/gpu.txt
-git log -1 --format=%H >> $OUT/gpu.txt 2>/dev/null
 run tuning 120 python3 -m benchmarks.perf.cvar_tuning --size paper --blocks 2048 --warps 4 \
   --sample-sizes 1048576 --widths 3 5 --dtypes float32 bfloat16 --out $OUT/select
 run cvar_large 60 python3 -m benchmarks.perf.cvar_large --size paper --tail-probs 0.001 0.01 0.1 --out $OUT/select
