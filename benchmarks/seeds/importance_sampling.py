@@ -332,20 +332,19 @@ def main(argv=None):
     t_start = time.perf_counter()
     var_rows = headline(problems, cfg, key) if "variance" in args.parts else []
     grid_rows, curves = grid_checks(problems, cfg, key, args.methods) if "grid" in args.parts else ([], [])
-    if args.grid_from and not grid_rows:  # the clock's n from an earlier run's grid
-        grid_rows = json.loads(args.grid_from.read_text())["rows"]
+    # the clock's n: this run's grid, else an earlier run's
+    clock_rows = grid_rows or (json.loads(args.grid_from.read_text())["rows"] if args.grid_from else [])
     with jax.enable_x64(True):
-        clocks = wall_clock(problems, grid_rows, cfg, jax.random.PRNGKey(5), args.clock_methods) \
+        clocks = wall_clock(problems, clock_rows, cfg, jax.random.PRNGKey(5), args.clock_methods) \
             if "clock" in args.parts else []
     result = dict(size=args.size, config=cfg, target_rel_error=TARGET, confidence=0.95, parts=args.parts,
-                  total_seconds=time.perf_counter() - t_start, variance=var_rows,
-                  rows=grid_rows if "grid" in args.parts else [], curves=curves,
+                  total_seconds=time.perf_counter() - t_start, variance=var_rows, rows=grid_rows, curves=curves,
                   wall_clock=clocks)
     harness.write_json(args.out, "importance_sampling", result)
     args.out.joinpath("command.txt").write_text(harness.environment()["command"] + "\n")
     if curves:
         setup.plot_curves(curves, TARGET, args.out, "importance_sampling")
-    table = format_tables(var_rows, grid_rows if "grid" in args.parts else [], clocks)
+    table = format_tables(var_rows, grid_rows, clocks)
     (args.out / "importance_sampling.md").write_text(table + "\n")
     print(table)
 

@@ -220,8 +220,12 @@ def merge(files, out):
     configs = {json.dumps(r["config"], sort_keys=True) for r in results}
     if len(configs) != 1:
         raise ValueError(f"the files were run with different settings: {sorted(configs)}")
+    runs = [run for r in results for run in r["runs"]]
+    seeds = [run["seed"] for run in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"a seed appears more than once in the files (seeds {seeds}); pass each run once")
     merged = {"size": results[0]["size"], "config": results[0]["config"], "sources": [str(f) for f in files],
-              "runs": [run for r in results for run in r["runs"]]}
+              "runs": runs}
     harness.write_json(out, "tfft_images", merged)
     text = report(merged)
     (pathlib.Path(out) / "tfft_images.md").write_text(text + "\n")

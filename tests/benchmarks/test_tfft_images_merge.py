@@ -1,4 +1,4 @@
-"""Merging single-seed TFFT image runs: one report over every seed, and no mixing of settings."""
+"""Merging single-seed TFFT image runs: one report over every seed, no mixing of settings, no seed twice."""
 
 import json
 
@@ -30,3 +30,9 @@ def test_merge_refuses_runs_of_different_settings(tmp_path):
     b = _write(tmp_path / "b.json", 1, {"temperature": 1.0}, 1.0)
     with pytest.raises(ValueError, match="different settings"):
         merge([a, b], tmp_path / "out")
+
+
+def test_merge_refuses_a_seed_passed_twice(tmp_path):
+    a = _write(tmp_path / "a.json", 0, {"temperature": 10.0}, 1.0)
+    with pytest.raises(ValueError, match="more than once"):
+        merge([a, a], tmp_path / "out")
