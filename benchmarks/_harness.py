@@ -115,11 +115,12 @@ def time_call(fn: Callable[..., Any], *args: Any, repeats: int = 10,
     return {"seconds": statistics.median(times), "compile_seconds": first, "times": times, "output": out}
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
+    """``obj`` with arrays, numpy scalars, paths and non-finite floats made JSON-ready."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, (np.generic,)):
         return obj.item()
     if hasattr(obj, "tolist") and hasattr(obj, "shape"):
@@ -136,7 +137,7 @@ def write_json(out: str | pathlib.Path, name: str, payload: dict[str, Any]) -> p
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
-    path.write_text(json.dumps(_plain({**payload, "environment": environment()}), indent=2))
+    path.write_text(json.dumps(plain({**payload, "environment": environment()}), indent=2))
     return path
 
 

@@ -37,6 +37,7 @@ n of parts 1-2).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import pathlib
@@ -130,10 +131,13 @@ def part_bc(p, tail_prob, exact, method, params, cfg, key):
     return setup.doubling_search(run_n, cfg["b_min"], cfg["b_max"])
 
 
-def grid_checks(problems, cfg, key, methods=None):
+def grid_checks(problems, cfg, key, methods=None, done=None, checkpoint=None):
     """Part 2: the doubling-grid n of (a), (b), (c) for every method (or those in
-    ``methods``), run to the end."""
-    rows, curves = [], []
+    ``methods``), run to the end. ``done``: (rows, curves) of an interrupted run of the same
+    settings, whose cells are kept and not run again; ``checkpoint(rows, curves)`` is called
+    after every cell."""
+    rows, curves = (list(done[0]), list(done[1])) if done else ([], [])
+    finished = {(r["part"], r["returns"], r["tail_prob"], r["method"]) for r in rows}
     for tail_prob in cfg["tail_probs"]:
         for returns, (p64, p32) in problems.items():
             theta, c_opt, var = _optimum(p64, tail_prob)
@@ -144,6 +148,9 @@ def grid_checks(problems, cfg, key, methods=None):
                     continue
                 for part in ("a", "bc"):
                     if tail_prob not in cfg[f"{part[0]}_tail_probs"]:
+                        continue
+                    if all((m, returns, tail_prob, method) in finished for m in (("a",) if part == "a" else "bc")):
+                        print(f"[grid] ({part}) {returns} {tail_prob:.0e} {method}: kept from the checkpoint", flush=True)
                         continue
                     p = p32 if part == "a" else p64
                     t0 = time.perf_counter()
@@ -165,6 +172,8 @@ def grid_checks(problems, cfg, key, methods=None):
                                                        for q in curve]))
                         print(f"[grid] ({metric}) {returns} {tail_prob:.0e} {method}: n={n or '>' + str(row['n_last'])}"
                               f" [{stop}, {row['seconds']:.0f}s]", flush=True)
+                    if checkpoint:
+                        checkpoint(rows, curves)
     return rows, curves
 
 
@@ -216,16 +225,18 @@ def _clock_search(fn, n_start, subopt, cfg, key):
         n *= 2
 
 
-def wall_clock(problems, grid_rows, cfg, key, only=None):
+def wall_clock(problems, grid_rows, cfg, key, only=None, done=None, checkpoint=None):
     """Part 3: SAA by HiGHS against RA with IS (fresh and as written), each at the smallest n
     of a doubling grid (from n/4 of part (c)) where 95% of its decisions are within 1% of
-    c_beta (exact), so that all are compared at the same true suboptimality."""
-    out = []
-    tail_prob = cfg["b_tail_probs"][0]
-    for returns, (p, _) in problems.items():  # p: the float64 problem
+    c_beta (exact), so that all are compared at the same true suboptimality; at every
+    tail_prob of part (b). ``done``: rows of an interrupted run, kept and not run again;
+    ``checkpoint(rows)`` is called after every row."""
+    out = list(done or [])
+    finished = {(r["returns"], r["tail_prob"], r["method"]) for r in out}
+    for tail_prob, (returns, (p, _)) in itertools.product(cfg["b_tail_probs"], problems.items()):
         n_is, n_saa = (_n_of(grid_rows, "c", returns, tail_prob, m) for m in ("self_structuring", "saa"))
         if n_is is None or n_saa is None:
-            print(f"[clock] {returns}: (c) target not reached by both methods; skipped", flush=True)
+            print(f"[clock] {returns} {tail_prob:.0e}: (c) target not reached by both methods; skipped", flush=True)
             continue
         _, c_opt, _ = _optimum(p, tail_prob)
         subopt = lambda th: float(portfolio_var_cvar(p, jnp.asarray(th, p.mean.dtype), tail_prob)[1]) / c_opt - 1  # noqa: E731
@@ -246,11 +257,16 @@ def wall_clock(problems, grid_rows, cfg, key, only=None):
             "SAA HiGHS": (lambda k, n: (highs_saa(p, p.dist.sample(k, n), tail_prob)[1], n), max(n_saa // 4, 256)),
         }
         for name in only or list(methods):  # in the order asked for
+            if (returns, tail_prob, name) in finished:
+                print(f"[clock] {returns} {tail_prob:.0e} {name}: kept from the checkpoint", flush=True)
+                continue
             fn, n_start = methods[name]
             row = dict(returns=returns, tail_prob=tail_prob, method=name,
                        **_clock_search(fn, n_start, subopt, cfg, key))
             out.append(row)
             print(f"[clock] {row}", flush=True)
+            if checkpoint:
+                checkpoint(out)
     return out
 
 
@@ -302,6 +318,26 @@ def format_tables(var_rows, grid_rows, clocks):
     return "\n".join(lines)
 
 
+def _write_atomic(path: pathlib.Path, payload: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(harness.plain(payload), indent=1))
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: pathlib.Path, run_id: dict) -> dict:
+    """The finished cells of ``path``; an error when it belongs to a run of other settings."""
+    if not path.exists():
+        return {}
+    state = json.loads(path.read_text())
+    if state.get("run") != json.loads(json.dumps(harness.plain(run_id))):
+        raise SystemExit(f"--resume: {path} belongs to another run ({state.get('run')}), not {run_id}; "
+                         "use another --out or delete it")
+    print(f"[resume] {len(state['rows'])} grid rows and {len(state['wall_clock'])} clock rows kept from {path}",
+          flush=True)
+    return state
+
+
 def main(argv=None):
     parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/importance_sampling")
     parser.add_argument("--parts", nargs="*", default=["variance", "grid", "clock"],
@@ -315,6 +351,9 @@ def main(argv=None):
                         help="the grid's methods (default all)")
     parser.add_argument("--clock-methods", nargs="*", choices=["RA-IS fresh", "RA-IS as written", "SAA HiGHS"],
                         help="the wall clock's methods (default all)")
+    parser.add_argument("--clock-reps", type=int, help="keys per n in the wall clock (default: the size's)")
+    parser.add_argument("--resume", action="store_true", help="keep the cells of OUT/checkpoint.json (written "
+                        "after every grid cell and clock row) when it belongs to the same run")
     args = parser.parse_args(argv)
     if args.seeds != 1 or args.first_seed != 0:
         parser.error("this benchmark replicates over keys inside each cell; --seeds is not used")
@@ -323,6 +362,13 @@ def main(argv=None):
         cfg["tail_probs"] = tuple(p for p in cfg["tail_probs"] if p in args.tail_probs)
         for part in ("a", "b"):
             cfg[f"{part}_tail_probs"] = tuple(p for p in cfg[f"{part}_tail_probs"] if p in args.tail_probs)
+    if args.clock_reps is not None:
+        if args.clock_reps < 2:
+            parser.error(f"--clock-reps must be >= 2, got {args.clock_reps}")
+        cfg["clock_reps"] = args.clock_reps
+    run_id = dict(size=args.size, config=cfg, returns=args.returns, methods=args.methods,
+                  clock_methods=args.clock_methods)
+    done = _load_checkpoint(args.out / "checkpoint.json", run_id) if args.resume else {}
     key = jax.random.PRNGKey(0)
     problems = {}
     for returns in args.returns:
@@ -330,12 +376,24 @@ def main(argv=None):
             p64 = portfolio_problem(cfg["dim"], returns, dtype=jnp.float64)
         problems[returns] = (p64, portfolio_problem(cfg["dim"], returns, dtype=jnp.float32))
     t_start = time.perf_counter()
+    state = dict(run=run_id, rows=done.get("rows", []), curves=done.get("curves", []),
+                 wall_clock=done.get("wall_clock", []))
+
+    def checkpoint(**parts):
+        state.update(parts)
+        _write_atomic(args.out / "checkpoint.json", state)
+
     var_rows = headline(problems, cfg, key) if "variance" in args.parts else []
-    grid_rows, curves = grid_checks(problems, cfg, key, args.methods) if "grid" in args.parts else ([], [])
-    # the clock's n: this run's grid, else an earlier run's
-    clock_rows = grid_rows or (json.loads(args.grid_from.read_text())["rows"] if args.grid_from else [])
+    grid_rows, curves = grid_checks(problems, cfg, key, args.methods, done=(state["rows"], state["curves"]),
+                                    checkpoint=lambda r, c: checkpoint(rows=r, curves=c)) \
+        if "grid" in args.parts else ([], [])
+    # the clock's n: this run's grid, then an earlier run's for the cells this one lacks
+    earlier = json.loads(args.grid_from.read_text())["rows"] if args.grid_from else []
+    have = {(r["part"], r["returns"], r["tail_prob"], r["method"]) for r in grid_rows}
+    clock_rows = grid_rows + [r for r in earlier if (r["part"], r["returns"], r["tail_prob"], r["method"]) not in have]
     with jax.enable_x64(True):
-        clocks = wall_clock(problems, clock_rows, cfg, jax.random.PRNGKey(5), args.clock_methods) \
+        clocks = wall_clock(problems, clock_rows, cfg, jax.random.PRNGKey(5), args.clock_methods,
+                            done=state["wall_clock"], checkpoint=lambda w: checkpoint(wall_clock=w)) \
             if "clock" in args.parts else []
     result = dict(size=args.size, config=cfg, target_rel_error=TARGET, confidence=0.95, parts=args.parts,
                   total_seconds=time.perf_counter() - t_start, variance=var_rows, rows=grid_rows, curves=curves,
