@@ -12,8 +12,9 @@ with a ``fit_*`` wrapper on :func:`tailjax.training.fit`:
 - evaluation: :func:`cvar_regret` (eq. (9)) against an exact
   :func:`gaussian_regret_reference` (Gaussian p(c|x): closed-form CVaR, SOCP w*) or a sampled
   :func:`regret_reference` (fresh evaluation draws);
-- the baselines: :func:`mse_loss`, :func:`spo_plus_loss`, ..., :func:`baseline_kernel`,
-  :func:`fit_baseline`, :func:`baseline_decisions`.
+- the baselines: :func:`mse_loss`, :func:`spo_plus_loss`, ..., :func:`diff_dro_loss` (with
+  :func:`moment_dro_decision`), :func:`baseline_kernel`, :func:`fit_baseline`,
+  :func:`baseline_decisions`.
 
 The per-problem constructors (``portfolio_instance``, ``shortest_path_gen_data``, ...) are
 in :mod:`tailjax.dfl.problems`.
@@ -27,13 +28,17 @@ from tailjax.dfl.baselines import (
     contrastive_map_loss,
     dfl_plus_loss,
     dfl_plus_sigma,
+    diff_dro_loss,
     fit_baseline,
     listwise_ltr_loss,
+    moment_dro_decision,
     mse_loss,
     nce_loss,
     pairwise_ltr_loss,
     qptl_loss,
+    residual_covariance,
     spo_plus_loss,
+    worst_case_cvar_multiplier,
 )
 from tailjax.dfl.gen_dfl import (
     GenDFLAux,
@@ -52,6 +57,7 @@ from tailjax.dfl.exact import (
     gaussian_cvar,
     gaussian_cvar_decision,
     gaussian_regret_reference,
+    kappa_decision,
 )
 from tailjax.dfl.gen_dfl_fit import fit_gen_dfl
 from tailjax.dfl.gen_dfl_is import is_decision, is_samples, tail_shift
@@ -85,6 +91,7 @@ __all__ = [
     "gaussian_regret_reference",
     "gaussian_cvar",
     "gaussian_cvar_decision",
+    "kappa_decision",
     "cvar_multiplier",
     # proxy
     "nll_loss",
@@ -117,6 +124,10 @@ __all__ = [
     "listwise_ltr_loss",
     "qptl_loss",
     "dfl_plus_loss",
+    "diff_dro_loss",
+    "moment_dro_decision",
+    "worst_case_cvar_multiplier",
+    "residual_covariance",
     "BaselineState",
     "baseline_kernel",
     "fit_baseline",

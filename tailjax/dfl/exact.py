@@ -27,6 +27,7 @@ sampling error and no in-sample bias.
 
 from __future__ import annotations
 
+import functools
 from statistics import NormalDist
 from typing import Any, NamedTuple
 
@@ -35,13 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, is_concrete, nan_where, traced_out_of_range
+from tailjax._checks import check_open_unit, check_positive, is_concrete, nan_where, traced_out_of_range
 from tailjax.dfl.problems.base import DecisionProblem, point_decision_of
 
 __all__ = [
     "cvar_multiplier",
     "gaussian_cvar",
     "gaussian_cvar_decision",
+    "kappa_decision",
     "GaussianReference",
     "gaussian_regret_reference",
     "gaussian_regret",
@@ -103,43 +105,101 @@ def gaussian_cvar_decision(
     """The exact CVaR-optimal decision for ``c ~ N(mean, cov)`` (module docstring); one
     instance, ``jax.vmap`` over means. ``bisections`` (>= 1) halvings of the bracket of
     ``log t``, ``iterations`` interior-point iterations per QP. ``tail_prob`` must be concrete
-    (a Python float). Not differentiated (an evaluation tool).
+    (a Python float). Not differentiated (an evaluation tool; :func:`kappa_decision` is the
+    differentiable solver).
     """
     _check_gaussian(problem, mean, cov)
     if not is_concrete(tail_prob):
         raise TypeError("tail_prob must be concrete (a Python float): the decision at tail_prob = 1 "
                         "is a different problem")
+    return jax.lax.stop_gradient(kappa_decision(problem, mean, cov, cvar_multiplier(tail_prob),
+                                                bisections=bisections, iterations=iterations))
+
+
+def kappa_decision(
+    problem: DecisionProblem,
+    mean: Float[ArrayLike, " d"],
+    cov: Float[ArrayLike, "d d"],
+    kappa: float,
+    *,
+    bisections: int = 80,
+    iterations: int = 60,
+) -> Float[Array, " d"]:
+    """``argmin_{w in W} sign mean^T w + w^T P w + kappa sqrt(w^T cov w)`` for a concrete
+    ``kappa >= 0`` (module docstring; one instance, ``jax.vmap`` over means), differentiable
+    in ``mean``, ``cov`` and the problem's arrays (reverse mode): the root t* of
+    ``t - sqrt(w_t^T cov w_t)`` is differentiated implicitly, the QP at t* through its own
+    implicit gradient. ``kappa = 0`` is the point decision (``reg = 0``). ``cov`` must be
+    positive definite for the gradient of an LP's decision to exist."""
+    _check_gaussian(problem, mean, cov)
+    check_positive(kappa, "kappa", allow_zero=True)
     if int(bisections) < 1:
         raise ValueError(f"bisections must be >= 1, got {bisections}")
-    kappa = cvar_multiplier(tail_prob)
     mean = jnp.asarray(mean)
     dtype = jnp.result_type(mean.dtype, problem.polytope.lower.dtype, float)
+    prob = jax.tree_util.tree_map(lambda a: jnp.asarray(a).astype(dtype), problem)
     mean, cov = mean.astype(dtype), jnp.asarray(cov).astype(dtype)
-    poly = jax.tree_util.tree_map(lambda a: a.astype(dtype), problem.polytope)
-    prob = problem._replace(polytope=poly, quadratic=problem.quadratic.astype(dtype),
-                            sign=problem.sign.astype(dtype))
-    def qp(t):
-        quad = prob.quadratic + (kappa / (2.0 * t)) * cov
-        return point_decision_of(prob._replace(quadratic=quad), mean, reg=0.0, iterations=iterations)
+    if float(kappa) == 0.0:
+        return point_decision_of(prob, mean, reg=0.0, iterations=int(iterations))
+    return _kappa_socp(float(kappa), int(bisections), int(iterations), prob, mean, cov)
 
-    if kappa == 0.0:
-        return jax.lax.stop_gradient(point_decision_of(prob, mean, reg=0.0, iterations=iterations))
-    # bracket for t = sqrt(w^T cov w): the largest value over the box bounds it above
+
+def _socp_qp(kappa, iterations, prob, mean, cov, log_t):
+    quad = prob.quadratic + (kappa / (2.0 * jnp.exp(log_t))) * cov
+    return point_decision_of(prob._replace(quadratic=quad), mean, reg=0.0, iterations=iterations)
+
+
+def _socp_gap(kappa, iterations, prob, mean, cov, log_t):
+    """t - sqrt(w_t^T cov w_t) at t = exp(log_t): increasing in t; its root is t*."""
+    w = _socp_qp(kappa, iterations, prob, mean, cov, log_t)
+    return jnp.exp(log_t) - jnp.sqrt(jnp.maximum(w @ (cov @ w), jnp.finfo(w.dtype).tiny))
+
+
+def _socp_root(kappa, bisections, iterations, prob, mean, cov):
+    """log t* by bisection in log t over [1e-40 top, 2 top], top bounding sqrt(w^T cov w) on
+    the box."""
+    poly = prob.polytope
     radius = jnp.sum(jnp.maximum(jnp.abs(poly.lower), jnp.abs(poly.upper)) ** 2)
     top = jnp.sqrt(jnp.max(jnp.linalg.eigvalsh(0.5 * (cov + cov.T))) * radius)
-    hi0 = jnp.log(jnp.maximum(top, jnp.finfo(dtype).tiny) * 2.0)
-    lo0 = hi0 - jnp.asarray(40.0 * np.log(10.0), dtype)  # 1e-40 of the top
+    hi = jnp.log(jnp.maximum(top, jnp.finfo(cov.dtype).tiny) * 2.0)
+    lo = hi - jnp.asarray(40.0 * np.log(10.0), cov.dtype)
 
     def body(_, bracket):
         lo, hi = bracket
         mid = 0.5 * (lo + hi)
-        t = jnp.exp(mid)
-        w = qp(t)
-        gap = t - jnp.sqrt(jnp.maximum(w @ (cov @ w), 0.0))  # increasing in t
-        return jnp.where(gap > 0, lo, mid), jnp.where(gap > 0, mid, hi)
+        up = _socp_gap(kappa, iterations, prob, mean, cov, mid) > 0
+        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
 
-    lo, hi = jax.lax.fori_loop(0, int(bisections), body, (lo0, hi0))
-    return jax.lax.stop_gradient(qp(jnp.exp(0.5 * (lo + hi))))
+    lo, hi = jax.lax.fori_loop(0, bisections, body, (lo, hi))
+    return 0.5 * (lo + hi)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _kappa_socp(kappa, bisections, iterations, prob, mean, cov):
+    log_t = _socp_root(kappa, bisections, iterations, prob, mean, cov)
+    return _socp_qp(kappa, iterations, prob, mean, cov, log_t)
+
+
+def _kappa_socp_fwd(kappa, bisections, iterations, prob, mean, cov):
+    log_t = jax.lax.stop_gradient(_socp_root(kappa, bisections, iterations, prob, mean, cov))
+    return _socp_qp(kappa, iterations, prob, mean, cov, log_t), (prob, mean, cov, log_t)
+
+
+def _kappa_socp_bwd(kappa, bisections, iterations, res, g):
+    # w* = qp(theta, s*(theta)) with gap(theta, s*) = 0: d s* = -(d gap / d theta) / (d gap / d s)
+    _, qp_vjp = jax.vjp(functools.partial(_socp_qp, kappa, iterations), *res)
+    *direct, s_bar = qp_vjp(g)
+    _, gap_vjp = jax.vjp(functools.partial(_socp_gap, kappa, iterations), *res)
+    *through_gap, gap_s = gap_vjp(jnp.ones((), res[-1].dtype))
+    scale = -s_bar / gap_s
+
+    def add(a, b):
+        return a if a.dtype == jax.dtypes.float0 else a + scale * b
+
+    return tuple(jax.tree_util.tree_map(add, a, b) for a, b in zip(direct, through_gap))
+
+
+_kappa_socp.defvjp(_kappa_socp_fwd, _kappa_socp_bwd)
 
 
 class GaussianReference(NamedTuple):

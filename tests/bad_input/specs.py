@@ -248,7 +248,8 @@ from tests.bad_input import specs_dfl, specs_dro, specs_flows, specs_importance 
 # on two CPU cores): their traced cases run in the slow suite, their concrete ones in the fast
 # one (layers.cvar_decision and risk.solve_threshold keep theirs in the fast suite).
 SLOW_TRACED = {
-    "dfl.decision", "dfl.dfl_plus_loss", "dfl.gen_dfl_loss", "dfl.gen_dfl_mean_regret", "dfl.is_decision",
+    "dfl.decision", "dfl.dfl_plus_loss", "dfl.diff_dro_loss", "dfl.gen_dfl_loss", "dfl.kappa_decision",
+    "dfl.moment_dro_decision", "dfl.gen_dfl_mean_regret", "dfl.is_decision",
     "dfl.normalized_regret", "dfl.point_decision_of", "dfl.qptl_loss", "dfl.sample_decision", "dfl.spo_plus_loss",
     "dro.corrupt", "flows.memoryless_sample", "flows.memoryless_sample_and_log_weight",
     "importance.self_structuring_oracle", "importance.self_structuring_sample", "layers.point_decision",

@@ -245,6 +245,38 @@ def _baseline_specs():
     return specs
 
 
+def _dro_baseline_specs():
+    predictor = lambda params, x: x @ params  # noqa: E731
+    theta = jnp.ones((P, D))
+    sols = jnp.full((4, D), 1.0 / D)
+    cov = jnp.eye(D) * 0.1 + 0.01
+    batch = lambda a: dfl.DFLBatch(XS, a.get("costs", CS), sols)  # noqa: E731
+    fixed = lambda kinds: {k: Kind(v.bad, traced=False) for k, v in kinds.items()}  # noqa: E731
+    dro_kinds = fixed({"tail_prob": level(closed_right=True), "radius": positive(allow_zero=True)})
+    return [
+        Spec("dfl.kappa_decision",
+             lambda **a: dfl.kappa_decision(PROBLEM, a["mean"], cov, a["kappa"], bisections=a["bisections"]),
+             {"mean": CS[0], "kappa": 1.0, "bisections": 20},
+             {"mean": samples(batched=False), **fixed({"kappa": positive(allow_zero=True), "bisections": count(1)})}),
+        Spec("dfl.worst_case_cvar_multiplier",
+             lambda **a: dfl.worst_case_cvar_multiplier(a["tail_prob"], a["radius"]),
+             {"tail_prob": 0.2, "radius": 0.5}, dro_kinds, jittable=False),
+        Spec("dfl.moment_dro_decision",
+             lambda **a: dfl.moment_dro_decision(PROBLEM, a["c_hat"], cov, a["tail_prob"], radius=a["radius"],
+                                                 bisections=20),
+             {"c_hat": CS[0], "tail_prob": 0.2, "radius": 0.5}, {"c_hat": samples(batched=False), **dro_kinds}),
+        Spec("dfl.diff_dro_loss",
+             lambda **a: dfl.diff_dro_loss(theta, batch(a), KEY, apply_fn=predictor, problem=PROBLEM, cov=cov,
+                                           tail_prob=a["tail_prob"], radius=a["radius"], bisections=20)[0],
+             {"costs": CS, "tail_prob": 0.2, "radius": 0.5}, {"costs": samples(), **dro_kinds}),
+        Spec("dfl.residual_covariance",
+             lambda **a: dfl.residual_covariance(a["features"], a["costs"], shrinkage=a["shrinkage"]),
+             {"features": jnp.asarray(INSTANCE.features), "costs": jnp.asarray(INSTANCE.costs), "shrinkage": 0.1},
+             {"features": samples(), "costs": samples(), "shrinkage": level(closed_left=True, closed_right=True)},
+             jittable=False),
+    ]
+
+
 def _linear_predictor():
     from tailjax.nn import LinearPredictor
     return LinearPredictor(D)
@@ -314,4 +346,5 @@ def _training_specs():
 
 
 SPECS: list = (_problem_specs() + _metric_specs() + _proxy_specs() + _gen_dfl_specs() + _baseline_specs()
+               + _dro_baseline_specs()
                + _parallel_specs() + _layers_specs() + _training_specs())

@@ -3,7 +3,9 @@ options each loss takes, and two training recipes: a fixed number of epochs
 (:func:`train_baseline`) and the converged, tuned one of the Table 1 comparisons
 (:func:`tune_baseline`: early stopping on validation regret with patience, up to
 ``max_epochs`` epochs, learning rate and predictor (linear or one-hidden-layer MLP) chosen
-on the validation split).
+on the validation split). Diff-DRO's ambiguity set takes its covariance from the training
+rows (:func:`tailjax.dfl.residual_covariance`); its validation and evaluation decisions are
+the distributionally robust ones at the prediction.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from tailjax.dfl import (
     contrastive_map_loss,
     dfl_plus_loss,
     dfl_plus_sigma,
+    diff_dro_loss,
     fit_baseline,
     listwise_ltr_loss,
+    moment_dro_decision,
     mse_loss,
     nce_loss,
     pairwise_ltr_loss,
     qptl_loss,
+    residual_covariance,
     spo_plus_loss,
 )
 from tailjax.nn import LinearPredictor, MLPPredictor
@@ -42,13 +47,15 @@ BASELINES = {
     "listwise": listwise_ltr_loss,
     "dfl": qptl_loss,  # QPTL, reg = problem.reg
     "dfl+": dfl_plus_loss,  # Pred-DFL+
+    "diff-dro": diff_dro_loss,  # worst-case CVaR over a moment ambiguity set (Ma, Ning & Du 2024)
 }
 METHODS = tuple(BASELINES)
 POOL_METHODS = ("nce", "map", "pairwise", "listwise")  # losses that read the solution cache
 
 
 def loss_options(method: str, *, tail_prob: float = 1.0, num_samples: int = 16, sigma: Any = None,
-                 pool_size: int = 32, margin: float = 0.1, temperature: float = 1.0) -> dict:
+                 pool_size: int = 32, margin: float = 0.1, temperature: float = 1.0, cov: Any = None,
+                 radius: float = 0.0) -> dict:
     """The keyword options of ``BASELINES[method]`` (``tail_prob`` is the paper's alpha)."""
     if method not in BASELINES:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -57,6 +64,8 @@ def loss_options(method: str, *, tail_prob: float = 1.0, num_samples: int = 16, 
         return {"pool_size": pool_size, **extra.get(method, {})}
     if method == "dfl+":
         return {"sigma": sigma, "tail_prob": tail_prob, "num_samples": num_samples}
+    if method == "diff-dro":
+        return {"cov": cov, "tail_prob": tail_prob, "radius": radius}
     return {}
 
 
@@ -67,6 +76,7 @@ class TrainedBaseline(NamedTuple):
     sigma: float | None  # Pred-DFL+'s sampling scale (None: point decisions)
     result: FitResult
     choice: dict | None = None  # tune_baseline: the chosen lr/predictor and the grid's scores
+    ambiguity: tuple | None = None  # Diff-DRO: (cov, radius) of its ambiguity set
 
 
 def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, features: np.ndarray,
@@ -81,6 +91,8 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     sigma = dfl_plus_sigma(costs) if method == "dfl+" else None
+    ambiguity = (residual_covariance(features, costs), float(options.pop("radius", 0.0))) \
+        if method == "diff-dro" else None
     predictor = LinearPredictor(np.shape(costs)[1]) if predictor is None else predictor
     steps_per_epoch = max(1, np.shape(features)[0] // batch_size)
     result = fit_baseline(
@@ -89,9 +101,16 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
         solve_ratio=solve_ratio if method in POOL_METHODS else 0.0,
         validation=validation, patience=patience if validation is not None else None,
         eval_every=steps_per_epoch if validation is not None else None,
-        **loss_options(method, tail_prob=tail_prob, num_samples=num_samples, sigma=sigma, **options),
+        decide=None if ambiguity is None else _dro_decide(instance, ambiguity, tail_prob),
+        **loss_options(method, tail_prob=tail_prob, num_samples=num_samples, sigma=sigma,
+                       **({} if ambiguity is None else dict(cov=ambiguity[0], radius=ambiguity[1])), **options),
     )
-    return TrainedBaseline(method, predictor, result.state.params, sigma, result)
+    return TrainedBaseline(method, predictor, result.state.params, sigma, result, ambiguity=ambiguity)
+
+
+def _dro_decide(instance: ProblemInstance, ambiguity: tuple, tail_prob: float):
+    cov, radius = ambiguity
+    return lambda c_hat: moment_dro_decision(instance.problem, c_hat, cov, tail_prob, radius=radius)
 
 
 def tune_baseline(method: str, key: jax.Array, instance: ProblemInstance, features: np.ndarray,
@@ -125,6 +144,8 @@ def tune_baseline(method: str, key: jax.Array, instance: ProblemInstance, featur
 
 def decide_baseline(trained: TrainedBaseline, features: np.ndarray, instance: ProblemInstance, *,
                     tail_prob: float = 1.0, key: jax.Array | None = None, num_samples: int = 64):
-    """Evaluation decisions ``(N, d)`` of a trained baseline (``reg = 0``)."""
+    """Evaluation decisions ``(N, d)`` of a trained baseline (``reg = 0``; Diff-DRO's robust
+    decision at ``tail_prob``)."""
+    decide = None if trained.ambiguity is None else _dro_decide(instance, trained.ambiguity, tail_prob)
     return baseline_decisions(trained.predictor, trained.params, features, instance, sigma=trained.sigma,
-                              tail_prob=tail_prob, key=key, num_samples=num_samples)
+                              tail_prob=tail_prob, key=key, num_samples=num_samples, decide=decide)

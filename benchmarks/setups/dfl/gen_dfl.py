@@ -106,7 +106,7 @@ SIZES = {
                   seeds=10, n_train=320, n_test=100, dim=50, K=100, K_eval=100, Kq=100, steps=500,
                   proxy_steps=1000, ref_samples=1000, hidden=(32,), layers=2, max_log_scale=0.5,
                   methods=("gen_dfl", "nll_flow", "mse", "spo+", "nce", "map", "pairwise", "listwise",
-                           "dfl", "dfl+"),
+                           "dfl", "dfl+", "diff-dro"),
                   sigmas=(40, 60, 80, 100), dims=(10, 25, 50, 100), train_sizes=(160, 320, 640, 1280),
                   regret_weights=(0.1, 1.0, 10.0, 100.0), tail_probs=(0.05, 0.1, 0.25, 0.5, 1.0),
                   eval_tail_probs=(0.05, 0.1, 0.25, 0.5, 1.0), Ks=(100, 200, 500, 1000),

@@ -1,5 +1,6 @@
 """Pred-DFL baselines: point predictors trained by two-stage MSE (PTO), SPO+, NCE, MAP,
-pairwise/listwise learning to rank, QPTL and Pred-DFL+.
+pairwise/listwise learning to rank, QPTL, Pred-DFL+ and Diff-DRO (a distributionally robust
+CVaR layer, :mod:`~tailjax.dfl.baselines.dro`).
 
 Each method is a loss on the convention ``loss(params, batch, key, *, apply_fn, problem,
 oracle, ...) -> (value, aux)`` (:mod:`~tailjax.dfl.baselines.losses`), built from the
@@ -9,6 +10,12 @@ solution cache) trains it, :func:`fit_baseline` drives it with :func:`tailjax.tr
 and :func:`baseline_decisions` gives evaluation decisions.
 """
 
+from tailjax.dfl.baselines.dro import (
+    diff_dro_loss,
+    moment_dro_decision,
+    residual_covariance,
+    worst_case_cvar_multiplier,
+)
 from tailjax.dfl.baselines.losses import (
     DFLBatch,
     contrastive_map_loss,
@@ -47,6 +54,10 @@ __all__ = [
     "listwise_ltr_loss",
     "qptl_loss",
     "dfl_plus_loss",
+    "diff_dro_loss",
+    "moment_dro_decision",
+    "worst_case_cvar_multiplier",
+    "residual_covariance",
     "mse",
     "spo_plus",
     "nce",

@@ -123,6 +123,7 @@ def fit_baseline(
     solve_ratio: float = 0.0,
     validation: tuple[ArrayLike, ArrayLike] | None = None,
     patience: int | None = None,
+    decide: Callable[[Array], Array] | None = None,
     eval_fn: Callable[[BaselineState], Any] | None = None,
     eval_every: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
@@ -189,7 +190,7 @@ def fit_baseline(
     name = getattr(loss, "__name__", type(loss).__name__)
     score = None
     if validation is not None:
-        score = _validation_score(predictor, instance, validation, dtype)
+        score = _validation_score(predictor, instance, validation, dtype, decide)
     return fit(
         kernel, state, k_fit, num_steps,
         batches=minibatches(k_data, DFLBatch(x, c, w_star), batch_size),
@@ -202,8 +203,9 @@ def fit_baseline(
     )
 
 
-def _validation_score(predictor, instance, validation, dtype):
-    """``state -> normalised regret`` of the point decisions on a held-out split."""
+def _validation_score(predictor, instance, validation, dtype, decide=None):
+    """``state -> normalised regret`` of the decisions ``decide(c_hat)`` (default the point
+    decisions) on a held-out split."""
     xv, cv = (jnp.asarray(a) for a in validation)
     if xv.ndim != 2 or cv.ndim != 2 or xv.shape[0] != cv.shape[0] or xv.shape[0] == 0:
         raise ValueError(f"validation must be (features (m, p), costs (m, d)) with m >= 1, got "
@@ -211,12 +213,13 @@ def _validation_score(predictor, instance, validation, dtype):
     check_finite_data(xv, cv, "validation")
     xv, cv = xv.astype(dtype), cv.astype(dtype)
     problem, oracle = instance.problem, instance.oracle
+    decide = oracle if decide is None else decide
     value = jax.vmap(lambda c, w: objective(problem, c, w))
     f_opt = value(cv, jax.jit(jax.vmap(oracle))(cv))
 
     @jax.jit
     def regret(params):
-        w = jax.vmap(oracle)(jax.lax.stop_gradient(predictor.apply(params, xv)))
+        w = jax.vmap(decide)(jax.lax.stop_gradient(predictor.apply(params, xv)))
         return jnp.sum(value(cv, w) - f_opt) / jnp.sum(jnp.abs(f_opt))
 
     return lambda state: regret(state.params)
@@ -232,9 +235,12 @@ def baseline_decisions(
     tail_prob: float = 1.0,
     key: Array | None = None,
     num_samples: int = 64,
+    decide: Callable[[Array], Array] | None = None,
 ) -> Float[Array, "N d"]:
     """Evaluation decisions ``(N, d)`` of a trained predictor.
 
+    ``decide`` given: ``decide(c_hat)`` per prediction (Diff-DRO's
+    :func:`~tailjax.dfl.baselines.moment_dro_decision`; ``sigma`` must then be None).
     ``sigma=None``: the exact decision at the point prediction (``instance.oracle``).
     ``sigma`` given (Pred-DFL+): the CVaR decision (``reg = 0``) at ``tail_prob`` (the
     paper's alpha) over ``num_samples`` samples c_hat + sigma eps, keys from ``key``
@@ -249,7 +255,11 @@ def baseline_decisions(
         check_open_unit(tail_prob, "tail_prob", closed_right=True)
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if decide is not None and sigma is not None:
+        raise ValueError("give decide or sigma, not both")
     c_hat = predictor.apply(params, x)
+    if decide is not None:
+        return jax.jit(jax.vmap(decide))(c_hat)
     if sigma is None:
         return jax.jit(jax.vmap(instance.oracle))(c_hat)
     key = jax.random.key(0) if key is None else key
