@@ -17,6 +17,7 @@ def test_every_method_has_a_loss_and_its_options():
     assert loss_options("dfl+", tail_prob=0.2, num_samples=4, sigma=0.3) == dict(sigma=0.3, tail_prob=0.2,
                                                                                 num_samples=4)
     assert loss_options("mse") == {} and loss_options("listwise", temperature=2.0)["temperature"] == 2.0
+    assert loss_options("diff-dro", tail_prob=0.2, cov="S", radius=0.5) == dict(cov="S", tail_prob=0.2, radius=0.5)
     with pytest.raises(ValueError, match="method"):
         loss_options("blackbox")
 
@@ -45,6 +46,23 @@ def test_dfl_plus_baseline_samples_its_decisions(sp):
     assert trained.sigma == pytest.approx(0.5 * float(np.mean(np.std(c, axis=0))), rel=1e-5)
     w = decide_baseline(trained, x[:3], inst, tail_prob=0.5, key=jax.random.key(1), num_samples=8)
     assert w.shape == (3, 40) and bool(jnp.all(jnp.isfinite(w)))
+
+
+@pytest.mark.slow
+def test_diff_dro_baseline_fits_its_ambiguity_set_and_decides_robustly(sp):
+    from tailjax.dfl import moment_dro_decision, residual_covariance
+
+    inst, x, c = sp
+    trained = train_baseline("diff-dro", jax.random.key(0), inst, x[:32], c[:32], epochs=1, batch_size=16,
+                             tail_prob=0.2, validation=(x[32:], c[32:]), patience=1)
+    cov, radius = trained.ambiguity
+    np.testing.assert_allclose(cov, residual_covariance(x[:32], c[:32]))
+    w = decide_baseline(trained, x[:2], inst, tail_prob=0.2)
+    c_hat = trained.predictor.apply(trained.params, jnp.asarray(x[:2], jnp.float32))
+    expected = jax.vmap(lambda ch: moment_dro_decision(inst.problem, ch, cov, 0.2, radius=radius))(c_hat)
+    np.testing.assert_allclose(w, expected, atol=1e-5)
+    point = decide_baseline(trained._replace(ambiguity=None), x[:2], inst)
+    assert float(jnp.max(jnp.abs(w - point))) > 1e-2  # the robust path differs from the point decision
 
 
 def test_tuned_baseline_keeps_the_best_validation_run(sp):
