@@ -24,8 +24,9 @@ Methods: ``gen_dfl`` (flow initialised from the NLL-trained proxy, then trained 
 regret_weight * Regret / mean |E_q f| + NLL, i.e. ``normalize=True``), ``nll_flow`` (that
 NLL-only flow: generate-then-optimize without the decision loss), the Pred-DFL baselines
 (:mod:`benchmarks.setups.dfl.baselines`) converged and tuned (``tune_baseline``: early stopping
-on validation regret, learning rate and linear/MLP predictor chosen on validation), and the
-reference rows that need no learning: ``equal_weights`` (portfolio, 1/d), ``uniform_fraction``
+on validation regret, learning rate and linear/MLP predictor chosen on validation; ``diff-dro``
+decides by the worst-case CVaR over a moment ambiguity set around its prediction, with the
+residual covariance of the training rows, :mod:`tailjax.dfl.baselines.dro`), and the reference rows that need no learning: ``equal_weights`` (portfolio, 1/d), ``uniform_fraction``
 (knapsack, every item at capacity / sum of weights), ``mean_cost`` (the exact decision under
 the unconditional mean training cost; the shortest path's data-free row), ``uniform_schedule``
 (energy, total / T per period); and where the truth is known the oracles: ``oracle_saa`` (SAA
@@ -36,7 +37,7 @@ under exact evaluation) and ``true_mean`` (the decision at the true mean). ``gen
 Model selection: ``val_frac`` of the training rows are held out; the NLL flow keeps its
 parameters of lowest validation NLL, Gen-DFL those of lowest validation regret under q
 (checked every ``eval_every`` steps, the warm start included), the baselines those of lowest
-validation regret of their point decisions. Flow size: 2 affine couplings with log-scales
+validation regret of their point decisions (Diff-DRO: of its robust decisions). Flow size: 2 affine couplings with log-scales
 bounded by 0.5 and one hidden layer. Shortest-path costs and synthetic energy prices are
 modelled with ``support="positive"``.
 
