@@ -149,10 +149,10 @@ def _socp_qp(kappa, iterations, prob, mean, cov, log_t):
     return point_decision_of(prob._replace(quadratic=quad), mean, reg=0.0, iterations=iterations)
 
 
-def _socp_gap(kappa, iterations, prob, mean, cov, log_t):
-    """t - sqrt(w_t^T cov w_t) at t = exp(log_t): increasing in t; its root is t*."""
+def _socp_qp_and_gap(kappa, iterations, prob, mean, cov, log_t):
+    """(w_t, t - sqrt(w_t^T cov w_t)) at t = exp(log_t); the gap increases in t, its root is t*."""
     w = _socp_qp(kappa, iterations, prob, mean, cov, log_t)
-    return jnp.exp(log_t) - jnp.sqrt(jnp.maximum(w @ (cov @ w), jnp.finfo(w.dtype).tiny))
+    return w, jnp.exp(log_t) - jnp.sqrt(jnp.maximum(w @ (cov @ w), jnp.finfo(w.dtype).tiny))
 
 
 def _socp_root(kappa, bisections, iterations, prob, mean, cov):
@@ -167,7 +167,7 @@ def _socp_root(kappa, bisections, iterations, prob, mean, cov):
     def body(_, bracket):
         lo, hi = bracket
         mid = 0.5 * (lo + hi)
-        up = _socp_gap(kappa, iterations, prob, mean, cov, mid) > 0
+        up = _socp_qp_and_gap(kappa, iterations, prob, mean, cov, mid)[1] > 0
         return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
 
     lo, hi = jax.lax.fori_loop(0, bisections, body, (lo, hi))
@@ -187,10 +187,9 @@ def _kappa_socp_fwd(kappa, bisections, iterations, prob, mean, cov):
 
 def _kappa_socp_bwd(kappa, bisections, iterations, res, g):
     # w* = qp(theta, s*(theta)) with gap(theta, s*) = 0: d s* = -(d gap / d theta) / (d gap / d s)
-    _, qp_vjp = jax.vjp(functools.partial(_socp_qp, kappa, iterations), *res)
-    *direct, s_bar = qp_vjp(g)
-    _, gap_vjp = jax.vjp(functools.partial(_socp_gap, kappa, iterations), *res)
-    *through_gap, gap_s = gap_vjp(jnp.ones((), res[-1].dtype))
+    (w, gap), pull = jax.vjp(functools.partial(_socp_qp_and_gap, kappa, iterations), *res)
+    *direct, s_bar = pull((g, jnp.zeros_like(gap)))
+    *through_gap, gap_s = pull((jnp.zeros_like(w), jnp.ones_like(gap)))
     scale = -s_bar / gap_s
 
     def add(a, b):

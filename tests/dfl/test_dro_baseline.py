@@ -13,31 +13,15 @@ from tailjax.dfl import (
     diff_dro_loss,
     fit_baseline,
     kappa_decision,
-    make_problem,
     moment_dro_decision,
     objective,
     residual_covariance,
     worst_case_cvar_multiplier,
 )
 from tailjax.dfl.problems import portfolio_instance
-from tailjax.layers import make_polytope
 from tailjax.nn import LinearPredictor
 from tailjax.risk import cvar
-
-
-def _gaussian(d, seed=0):
-    rng = np.random.default_rng(seed)
-    L = rng.uniform(-0.05, 0.05, (d, 3))
-    return rng.uniform(0.02, 0.12, d), L @ L.T + 0.04 ** 2 * np.eye(d)
-
-
-def _problem(d, budget):
-    if budget == "equality":
-        poly = make_polytope(jnp.zeros(d), jnp.ones(d), eq_matrix=jnp.ones((1, d)), eq_rhs=jnp.ones(1))
-    else:
-        poly = make_polytope(jnp.zeros(d), jnp.ones(d), ineq_matrix=jnp.linspace(0.5, 1.5, d)[None],
-                             ineq_rhs=jnp.asarray([0.8 * d / 3]))
-    return make_problem(poly, sign=-1.0)
+from tests.dfl import gaussian_cases as cases
 
 
 @pytest.mark.parametrize("a", [0.05, 0.2, 0.5])
@@ -60,8 +44,8 @@ def test_multiplier_is_attained_by_the_two_point_law_and_bounds_others(a):
 @pytest.mark.parametrize("budget,a,radius", [("equality", 0.1, 0.5), ("inequality", 0.5, 0.1)])
 def test_robust_decision_matches_scipy(x64, budget, a, radius):
     d = 6
-    mean, cov = _gaussian(d, seed=3)
-    problem = _problem(d, budget)
+    mean, cov = cases.gaussian(d, seed=3)
+    problem = cases.problem(d, budget)
     k = np.sqrt((1 - a) / a) + radius
     w = np.asarray(moment_dro_decision(problem, jnp.asarray(mean), jnp.asarray(cov), a, radius=radius))
     obj = lambda v: -mean @ v + k * np.sqrt(v @ cov @ v)  # noqa: E731
@@ -79,8 +63,8 @@ def test_robust_decision_matches_scipy(x64, budget, a, radius):
 @pytest.mark.parametrize("budget", ["equality", "inequality"])
 def test_kappa_decision_gradient_matches_finite_differences(x64, budget):
     d = 6
-    mean, cov = _gaussian(d, seed=3)
-    problem = _problem(d, budget)
+    mean, cov = cases.gaussian(d, seed=3)
+    problem = cases.problem(d, budget)
     v = jnp.asarray(np.random.default_rng(0).standard_normal(d))
     f = jax.jit(lambda m, s: kappa_decision(problem, m, s, 1.7) @ v)
     m0, s0 = jnp.asarray(mean), jnp.asarray(cov)
@@ -98,8 +82,8 @@ def test_kappa_decision_gradient_matches_finite_differences(x64, budget):
 
 def test_diff_dro_loss_is_the_regret_of_the_robust_decision(x64):
     d = 5
-    mean, cov = _gaussian(d)
-    problem = _problem(d, "equality")
+    mean, cov = cases.gaussian(d)
+    problem = cases.problem(d, "equality")
     x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 2)))
     c = jnp.asarray(np.random.default_rng(2).standard_normal((4, d)) * 0.1 + mean)
     w_star = jnp.full((4, d), 1.0 / d)

@@ -14,29 +14,11 @@ from tailjax.dfl import (
     gaussian_cvar,
     gaussian_cvar_decision,
     gaussian_regret_reference,
-    make_problem,
     regret_reference,
 )
 from tailjax.dfl.problems import make_instance
-from tailjax.layers import make_polytope
 from tailjax.risk import cvar
-
-
-def _gaussian(d, seed=0):
-    rng = np.random.default_rng(seed)
-    L = rng.uniform(-0.05, 0.05, (d, 3))
-    cov = L @ L.T + 0.04 ** 2 * np.eye(d)
-    mean = rng.uniform(0.02, 0.12, d)
-    return mean, cov
-
-
-def _problem(d, budget, quadratic=None):
-    if budget == "equality":
-        poly = make_polytope(jnp.zeros(d), jnp.ones(d), eq_matrix=jnp.ones((1, d)), eq_rhs=jnp.ones(1))
-    else:
-        poly = make_polytope(jnp.zeros(d), jnp.ones(d), ineq_matrix=jnp.linspace(0.5, 1.5, d)[None],
-                             ineq_rhs=jnp.asarray([0.8 * d / 3]))
-    return make_problem(poly, sign=-1.0, quadratic=quadratic)
+from tests.dfl import gaussian_cases as cases
 
 
 def test_cvar_multiplier_is_the_standard_normal_cvar():
@@ -50,8 +32,8 @@ def test_cvar_multiplier_is_the_standard_normal_cvar():
 
 def test_closed_form_cvar_matches_monte_carlo_1e6(x64):
     d = 5
-    mean, cov = _gaussian(d)
-    problem = _problem(d, "equality", quadratic=jnp.asarray(cov))
+    mean, cov = cases.gaussian(d)
+    problem = cases.problem(d, "equality", quadratic=jnp.asarray(cov))
     w = jnp.asarray(np.random.default_rng(1).dirichlet(np.ones(d)))
     c = np.random.default_rng(2).multivariate_normal(mean, cov, 1_000_000)
     f = -c @ np.asarray(w) + float(w @ (jnp.asarray(cov) @ w))
@@ -65,9 +47,9 @@ def test_closed_form_cvar_matches_monte_carlo_1e6(x64):
 @pytest.mark.parametrize("budget", ["equality", pytest.param("inequality", marks=pytest.mark.slow)])
 def test_socp_decision_matches_scipy(x64, budget):
     d = 6
-    mean, cov = _gaussian(d, seed=3)
+    mean, cov = cases.gaussian(d, seed=3)
     quadratic = cov if budget == "equality" else None
-    problem = _problem(d, budget, quadratic=None if quadratic is None else jnp.asarray(quadratic))
+    problem = cases.problem(d, budget, quadratic=None if quadratic is None else jnp.asarray(quadratic))
     k = cvar_multiplier(0.1)
     P = np.zeros((d, d)) if quadratic is None else quadratic
     solve = jax.jit(jax.vmap(lambda m: gaussian_cvar_decision(problem, m, jnp.asarray(cov), 0.1)))
