@@ -14,9 +14,10 @@ with ``a = tail_prob`` (the paper's alpha). The CVaR-optimal decision
 is a second-order-cone programme. :func:`gaussian_cvar_decision` solves it through the
 variational form ``sqrt(q) = min_{t > 0} q / (2 t) + t / 2``: for fixed ``t`` the inner
 problem is the QP ``min sign mu^T w + w^T (P + kappa Sigma / (2 t)) w`` (the interior-point
-solver of :mod:`tailjax.layers`), and the optimal ``t`` is the root of the monotone
-``t - sqrt(w_t^T Sigma w_t)`` (the derivative of the convex partial minimum), found by
-bisection in ``log t``. Run it in float64 (:func:`gaussian_regret_reference` does) for a
+solver of :mod:`tailjax.layers`), and the optimal ``t`` is the root of the increasing
+``log t - log sqrt(w_t^T Sigma w_t)`` (the sign of the derivative of the convex partial
+minimum), found by bracketed regula falsi (Illinois, with bisection as a safeguard) in
+``log t``, one QP per step. Run it in float64 (:func:`gaussian_regret_reference` does) for a
 decision accurate to about 1e-8 in CVaR; the test suite checks it against scipy.
 
 :func:`gaussian_regret_reference` caches the means and w* of the test points, and
@@ -99,12 +100,14 @@ def gaussian_cvar_decision(
     cov: Float[ArrayLike, "d d"],
     tail_prob: float,
     *,
-    bisections: int = 80,
+    root_steps: int = 80,
+    root_tol: float = 1e-10,
     iterations: int = 60,
 ) -> Float[Array, " d"]:
     """The exact CVaR-optimal decision for ``c ~ N(mean, cov)`` (module docstring); one
-    instance, ``jax.vmap`` over means. ``bisections`` (>= 1) halvings of the bracket of
-    ``log t``, ``iterations`` interior-point iterations per QP. ``tail_prob`` must be concrete
+    instance, ``jax.vmap`` over means. At most ``root_steps`` (>= 1) steps of the root search
+    in ``log t``, which stops when its bracket is narrower than ``root_tol`` (or a few ulps);
+    ``iterations`` interior-point iterations per QP. ``tail_prob`` must be concrete
     (a Python float). Not differentiated (an evaluation tool; :func:`kappa_decision` is the
     differentiable solver).
     """
@@ -113,7 +116,7 @@ def gaussian_cvar_decision(
         raise TypeError("tail_prob must be concrete (a Python float): the decision at tail_prob = 1 "
                         "is a different problem")
     return jax.lax.stop_gradient(kappa_decision(problem, mean, cov, cvar_multiplier(tail_prob),
-                                                bisections=bisections, iterations=iterations))
+                                                root_steps=root_steps, root_tol=root_tol, iterations=iterations))
 
 
 def kappa_decision(
@@ -122,7 +125,8 @@ def kappa_decision(
     cov: Float[ArrayLike, "d d"],
     kappa: float,
     *,
-    bisections: int = 80,
+    root_steps: int = 80,
+    root_tol: float = 1e-10,
     iterations: int = 60,
 ) -> Float[Array, " d"]:
     """``argmin_{w in W} sign mean^T w + w^T P w + kappa sqrt(w^T cov w)`` for a concrete
@@ -133,15 +137,16 @@ def kappa_decision(
     positive definite for the gradient of an LP's decision to exist."""
     _check_gaussian(problem, mean, cov)
     check_positive(kappa, "kappa", allow_zero=True)
-    if int(bisections) < 1:
-        raise ValueError(f"bisections must be >= 1, got {bisections}")
+    if int(root_steps) < 1:
+        raise ValueError(f"root_steps must be >= 1, got {root_steps}")
+    check_positive(root_tol, "root_tol")
     mean = jnp.asarray(mean)
     dtype = jnp.result_type(mean.dtype, problem.polytope.lower.dtype, float)
     prob = jax.tree_util.tree_map(lambda a: jnp.asarray(a).astype(dtype), problem)
     mean, cov = mean.astype(dtype), jnp.asarray(cov).astype(dtype)
     if float(kappa) == 0.0:
         return point_decision_of(prob, mean, reg=0.0, iterations=int(iterations))
-    return _kappa_socp(float(kappa), int(bisections), int(iterations), prob, mean, cov)
+    return _kappa_socp(float(kappa), int(root_steps), float(root_tol), int(iterations), prob, mean, cov)
 
 
 def _socp_qp(kappa, iterations, prob, mean, cov, log_t):
@@ -150,42 +155,64 @@ def _socp_qp(kappa, iterations, prob, mean, cov, log_t):
 
 
 def _socp_qp_and_gap(kappa, iterations, prob, mean, cov, log_t):
-    """(w_t, t - sqrt(w_t^T cov w_t)) at t = exp(log_t); the gap increases in t, its root is t*."""
+    """(w_t, log t - log sqrt(w_t^T cov w_t)) at t = exp(log_t): the gap increases in log t
+    with slope about 1 away from a change of active set, and its root is log t*."""
     w = _socp_qp(kappa, iterations, prob, mean, cov, log_t)
-    return w, jnp.exp(log_t) - jnp.sqrt(jnp.maximum(w @ (cov @ w), jnp.finfo(w.dtype).tiny))
+    q = jnp.maximum(w @ (cov @ w), jnp.finfo(w.dtype).tiny)
+    return w, log_t - 0.5 * jnp.log(q)
 
 
-def _socp_root(kappa, bisections, iterations, prob, mean, cov):
-    """log t* by bisection in log t over [1e-40 top, 2 top], top bounding sqrt(w^T cov w) on
-    the box."""
+def _socp_root(kappa, root_steps, root_tol, iterations, prob, mean, cov):
+    """log t* by regula falsi (Illinois) on the bracket [2 top / 1e40, 2 top] of log t (its
+    lower end raised to 2 top sqrt(tiny) in float32), top bounding sqrt(w^T cov w) on the box, with a bisection whenever three steps did not halve the
+    bracket; at most ``root_steps`` QPs after the two at its ends, until the bracket is
+    narrower than ``root_tol`` (or a few ulps of log t)."""
     poly = prob.polytope
     radius = jnp.sum(jnp.maximum(jnp.abs(poly.lower), jnp.abs(poly.upper)) ** 2)
     top = jnp.sqrt(jnp.max(jnp.linalg.eigvalsh(0.5 * (cov + cov.T))) * radius)
     hi = jnp.log(jnp.maximum(top, jnp.finfo(cov.dtype).tiny) * 2.0)
-    lo = hi - jnp.asarray(40.0 * np.log(10.0), cov.dtype)
+    lo = hi - jnp.asarray(min(40.0 * np.log(10.0), -0.5 * np.log(jnp.finfo(cov.dtype).tiny)), cov.dtype)
+    gap = lambda u: _socp_qp_and_gap(kappa, iterations, prob, mean, cov, u)[1]  # noqa: E731
+    f_lo, f_hi = gap(lo), gap(hi)
+    eps = jnp.finfo(cov.dtype).eps
 
-    def body(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        up = _socp_qp_and_gap(kappa, iterations, prob, mean, cov, mid)[1] > 0
-        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
+    def cond(s):
+        lo, hi, f_lo, f_hi, _, _, steps = s
+        tol = jnp.maximum(root_tol, 4 * eps * jnp.maximum(jnp.abs(lo), jnp.abs(hi)))
+        return (steps < root_steps) & (hi - lo > tol) & (f_lo < 0) & (f_hi > 0)
 
-    lo, hi = jax.lax.fori_loop(0, bisections, body, (lo, hi))
-    return 0.5 * (lo + hi)
+    def body(s):
+        lo, hi, f_lo, f_hi, last, widths, steps = s  # widths: the bracket's at the last 3 steps
+        width = hi - lo
+        falsi = hi - f_hi * width / (f_hi - f_lo)
+        u = jnp.where(width > 0.5 * widths[0], 0.5 * (lo + hi), falsi)
+        u = jnp.clip(u, lo + 1e-3 * width, hi - 1e-3 * width)
+        f = gap(u)
+        up = f > 0  # the root is below u: u replaces hi
+        # Illinois: an end kept twice in a row has its value halved
+        f_lo = jnp.where(up, jnp.where(last == 1, 0.5 * f_lo, f_lo), f)
+        f_hi = jnp.where(up, f, jnp.where(last == -1, 0.5 * f_hi, f_hi))
+        lo, hi = jnp.where(up, lo, u), jnp.where(up, u, hi)
+        return lo, hi, f_lo, f_hi, jnp.where(up, 1, -1), jnp.append(widths[1:], width), steps + 1
+
+    state = (lo, hi, f_lo, f_hi, jnp.asarray(0), jnp.full(3, jnp.inf, cov.dtype), jnp.asarray(0))
+    lo, hi, f_lo, f_hi, _, _, _ = jax.lax.while_loop(cond, body, state)
+    # a gap of exactly 0 at an end is the root; a gap >= 0 at the lower end means t* <= 2 top / 1e40
+    return jnp.where(f_lo >= 0, lo, jnp.where(f_hi <= 0, hi, 0.5 * (lo + hi)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _kappa_socp(kappa, bisections, iterations, prob, mean, cov):
-    log_t = _socp_root(kappa, bisections, iterations, prob, mean, cov)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _kappa_socp(kappa, root_steps, root_tol, iterations, prob, mean, cov):
+    log_t = _socp_root(kappa, root_steps, root_tol, iterations, prob, mean, cov)
     return _socp_qp(kappa, iterations, prob, mean, cov, log_t)
 
 
-def _kappa_socp_fwd(kappa, bisections, iterations, prob, mean, cov):
-    log_t = jax.lax.stop_gradient(_socp_root(kappa, bisections, iterations, prob, mean, cov))
+def _kappa_socp_fwd(kappa, root_steps, root_tol, iterations, prob, mean, cov):
+    log_t = jax.lax.stop_gradient(_socp_root(kappa, root_steps, root_tol, iterations, prob, mean, cov))
     return _socp_qp(kappa, iterations, prob, mean, cov, log_t), (prob, mean, cov, log_t)
 
 
-def _kappa_socp_bwd(kappa, bisections, iterations, res, g):
+def _kappa_socp_bwd(kappa, root_steps, root_tol, iterations, res, g):
     # w* = qp(theta, s*(theta)) with gap(theta, s*) = 0: d s* = -(d gap / d theta) / (d gap / d s)
     (w, gap), pull = jax.vjp(functools.partial(_socp_qp_and_gap, kappa, iterations), *res)
     *direct, s_bar = pull((g, jnp.zeros_like(gap)))
@@ -216,7 +243,8 @@ def gaussian_regret_reference(
     features: Float[ArrayLike, "N p"],
     tail_prob: float,
     *,
-    bisections: int = 80,
+    root_steps: int = 80,
+    root_tol: float = 1e-10,
     iterations: int = 60,
 ) -> GaussianReference:
     """Exact reference of eq. (9) for a Gaussian true model (``model.mean(x) -> (d,)`` and
@@ -237,7 +265,7 @@ def gaussian_regret_reference(
         means = jax.jit(jax.vmap(model64.mean))(jnp.asarray(x))
         cov = jnp.asarray(model64.covariance)
         solve = jax.jit(jax.vmap(lambda m: gaussian_cvar_decision(
-            prob64, m, cov, tail_prob, bisections=bisections, iterations=iterations)))
+            prob64, m, cov, tail_prob, root_steps=root_steps, root_tol=root_tol, iterations=iterations)))
         w = solve(means)
         out = GaussianReference(np.asarray(means), np.asarray(cov), np.asarray(w), float(tail_prob))
     if not np.all(np.isfinite(out.decisions)):

@@ -199,9 +199,9 @@ def _dfl_specs():
              {"mean": mean, "tail_prob": 0.2},
              {"mean": samples(batched=False), "tail_prob": level(closed_right=True)}),
         Spec("dfl.gaussian_cvar_decision",
-             lambda **a: dfl.gaussian_cvar_decision(problem, mean, cov, a["tail_prob"], bisections=a["bisections"]),
-             {"tail_prob": 0.2, "bisections": 40},
-             {"tail_prob": level(closed_right=True), "bisections": count(1)}),
+             lambda **a: dfl.gaussian_cvar_decision(problem, mean, cov, a["tail_prob"], root_steps=a["root_steps"]),
+             {"tail_prob": 0.2, "root_steps": 40},
+             {"tail_prob": level(closed_right=True), "root_steps": count(1)}),
         Spec("dfl.cvar_multiplier", lambda **a: dfl.cvar_multiplier(a["tail_prob"]),
              {"tail_prob": 0.2}, {"tail_prob": level(closed_right=True)}),
         # f(c, w) is per sample: a NaN sample gives NaN for that sample only

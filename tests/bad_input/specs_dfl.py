@@ -65,7 +65,7 @@ def _problem_specs():
 
 def _metric_specs():
     ref = dfl.regret_reference(KEY, PROBLEM, INSTANCE.model, XS[:2], 0.5, num_samples=8, iterations=20)
-    gref = dfl.gaussian_regret_reference(PROBLEM, INSTANCE.model, XS[:2], 0.5, bisections=4, iterations=20)
+    gref = dfl.gaussian_regret_reference(PROBLEM, INSTANCE.model, XS[:2], 0.5, root_steps=4, iterations=20)
     decisions = jnp.full((2, D), 1.0 / D)
     forms = choice("cvar_of_difference", "difference_of_cvars", "abs_difference_of_cvars")
     return [
@@ -79,10 +79,10 @@ def _metric_specs():
               "eval_samples": count(1), "chunk_size": count(1), "iterations": count(1)}, jittable=False),
         Spec("dfl.gaussian_regret_reference",
              lambda **a: dfl.gaussian_regret_reference(PROBLEM, INSTANCE.model, a["features"], a["tail_prob"],
-                                                       bisections=a["bisections"],
+                                                       root_steps=a["root_steps"],
                                                        iterations=a["iterations"]).decisions,
-             {"features": XS[:2], "tail_prob": 0.5, "bisections": 4, "iterations": 20},
-             {"features": samples(), "tail_prob": level(closed_right=True), "bisections": count(1),
+             {"features": XS[:2], "tail_prob": 0.5, "root_steps": 4, "iterations": 20},
+             {"features": samples(), "tail_prob": level(closed_right=True), "root_steps": count(1),
               "iterations": count(1)}, jittable=False),
         Spec("dfl.cvar_regret",
              lambda **a: dfl.cvar_regret(a["decisions"], ref, PROBLEM, form=a["form"]),
@@ -255,19 +255,21 @@ def _dro_baseline_specs():
     dro_kinds = fixed({"tail_prob": level(closed_right=True), "radius": positive(allow_zero=True)})
     return [
         Spec("dfl.kappa_decision",
-             lambda **a: dfl.kappa_decision(PROBLEM, a["mean"], cov, a["kappa"], bisections=a["bisections"]),
-             {"mean": CS[0], "kappa": 1.0, "bisections": 20},
-             {"mean": samples(batched=False), **fixed({"kappa": positive(allow_zero=True), "bisections": count(1)})}),
+             lambda **a: dfl.kappa_decision(PROBLEM, a["mean"], cov, a["kappa"], root_steps=a["root_steps"],
+                                            root_tol=a["root_tol"]),
+             {"mean": CS[0], "kappa": 1.0, "root_steps": 20, "root_tol": 1e-10},
+             {"mean": samples(batched=False),
+              **fixed({"kappa": positive(allow_zero=True), "root_steps": count(1), "root_tol": positive()})}),
         Spec("dfl.worst_case_cvar_multiplier",
              lambda **a: dfl.worst_case_cvar_multiplier(a["tail_prob"], a["radius"]),
              {"tail_prob": 0.2, "radius": 0.5}, dro_kinds, jittable=False),
         Spec("dfl.moment_dro_decision",
              lambda **a: dfl.moment_dro_decision(PROBLEM, a["c_hat"], cov, a["tail_prob"], radius=a["radius"],
-                                                 bisections=20),
+                                                 root_steps=20),
              {"c_hat": CS[0], "tail_prob": 0.2, "radius": 0.5}, {"c_hat": samples(batched=False), **dro_kinds}),
         Spec("dfl.diff_dro_loss",
              lambda **a: dfl.diff_dro_loss(theta, batch(a), KEY, apply_fn=predictor, problem=PROBLEM, cov=cov,
-                                           tail_prob=a["tail_prob"], radius=a["radius"], bisections=20)[0],
+                                           tail_prob=a["tail_prob"], radius=a["radius"], root_steps=20)[0],
              {"costs": CS, "tail_prob": 0.2, "radius": 0.5}, {"costs": samples(), **dro_kinds}),
         Spec("dfl.residual_covariance",
              lambda **a: dfl.residual_covariance(a["features"], a["costs"], shrinkage=a["shrinkage"]),

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.optimize import minimize
 
 from tailjax.dfl import (
     DFLBatch,
@@ -48,13 +47,7 @@ def test_robust_decision_matches_scipy(x64, budget, a, radius):
     problem = cases.problem(d, budget)
     k = np.sqrt((1 - a) / a) + radius
     w = np.asarray(moment_dro_decision(problem, jnp.asarray(mean), jnp.asarray(cov), a, radius=radius))
-    obj = lambda v: -mean @ v + k * np.sqrt(v @ cov @ v)  # noqa: E731
-    if budget == "equality":
-        cons = [{"type": "eq", "fun": lambda v: v.sum() - 1.0}]
-    else:
-        cons = [{"type": "ineq", "fun": lambda v: 0.8 * d / 3 - np.linspace(0.5, 1.5, d) @ v}]
-    ref = minimize(obj, np.full(d, 1.0 / d), method="SLSQP", bounds=[(0, 1)] * d, constraints=cons,
-                   options=dict(ftol=1e-15, maxiter=2000))
+    obj, ref = cases.slsqp_reference(mean, cov, k, budget)
     assert ref.success and np.sum(ref.x) > 0.1
     assert abs(obj(w) - ref.fun) <= 1e-7
     np.testing.assert_allclose(w, ref.x, atol=1e-4)

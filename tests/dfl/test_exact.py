@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.optimize import minimize
 
 from tailjax.dfl import (
     GaussianReference,
@@ -16,6 +15,7 @@ from tailjax.dfl import (
     gaussian_regret_reference,
     regret_reference,
 )
+from tailjax.dfl.exact import _socp_root
 from tailjax.dfl.problems import make_instance
 from tailjax.risk import cvar
 from tests.dfl import gaussian_cases as cases
@@ -51,24 +51,28 @@ def test_socp_decision_matches_scipy(x64, budget):
     quadratic = cov if budget == "equality" else None
     problem = cases.problem(d, budget, quadratic=None if quadratic is None else jnp.asarray(quadratic))
     k = cvar_multiplier(0.1)
-    P = np.zeros((d, d)) if quadratic is None else quadratic
     solve = jax.jit(jax.vmap(lambda m: gaussian_cvar_decision(problem, m, jnp.asarray(cov), 0.1)))
     means = np.stack([mean, mean[::-1], 0.5 * mean])
     ws = np.asarray(solve(jnp.asarray(means)))
     for m, w in zip(means, ws):
-        obj = lambda v: -m @ v + v @ P @ v + k * np.sqrt(v @ cov @ v)  # noqa: E731
-        if budget == "equality":
-            cons = [{"type": "eq", "fun": lambda v: v.sum() - 1.0}]
-        else:
-            a = np.linspace(0.5, 1.5, d)
-            cons = [{"type": "ineq", "fun": lambda v: 0.8 * d / 3 - a @ v}]
-        ref = minimize(obj, np.full(d, 1.0 / d), method="SLSQP", bounds=[(0, 1)] * d, constraints=cons,
-                       options=dict(ftol=1e-15, maxiter=2000))
+        obj, ref = cases.slsqp_reference(m, cov, k, budget, quadratic=quadratic)
         assert ref.success
         # the CVaR to 1e-6 (the third mean makes w* = 0, where sqrt(w' S w) has a kink and the
         # interior point stops ~1e-5 inside the box); elsewhere to about 1e-15
         assert abs(obj(w) - ref.fun) <= 1e-6
         np.testing.assert_allclose(w, ref.x, atol=1e-4)
+
+
+@pytest.mark.parametrize("budget", ["equality", "inequality"])
+def test_socp_root_search_converges_in_sixteen_steps(x64, budget):
+    # bisection would leave a bracket of 92 / 2**16 ~ 1e-3 in log t after 16 steps
+    d = 8
+    mean, cov = cases.gaussian(d, seed=1)
+    problem = cases.problem(d, budget)
+    means = jnp.asarray(mean + 0.05 * np.random.default_rng(0).standard_normal((16, d)))
+    root = lambda steps: jax.jit(jax.vmap(  # noqa: E731
+        lambda m: _socp_root(2.0, steps, 1e-14, 60, problem, m, jnp.asarray(cov))))(means)
+    np.testing.assert_allclose(root(16), root(200), rtol=0, atol=1e-9)
 
 
 def test_exact_regret_matches_monte_carlo_1e6():

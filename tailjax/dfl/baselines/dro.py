@@ -57,7 +57,7 @@ def moment_dro_decision(
     tail_prob: float,
     *,
     radius: float = 0.0,
-    bisections: int = 60,
+    root_steps: int = 60,
     iterations: int = 40,
 ) -> Float[Array, " d"]:
     """The worst-case-CVaR decision over the moment ambiguity set around ``c_hat`` (one
@@ -68,19 +68,19 @@ def moment_dro_decision(
         raise ValueError(f"c_hat must have shape ({problem.dim},) (one prediction; vmap over predictions), "
                          f"got {jnp.shape(c_hat)}")
     kappa = worst_case_cvar_multiplier(tail_prob, radius)
-    return kappa_decision(problem, c_hat, cov, kappa, bisections=bisections, iterations=iterations)
+    return kappa_decision(problem, c_hat, cov, kappa, root_steps=root_steps, iterations=iterations)
 
 
 def diff_dro_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
                   problem: DecisionProblem, oracle: Oracle | None = None, cov: Float[ArrayLike, "d d"],
-                  tail_prob: float, radius: float = 0.0, bisections: int = 40, iterations: int = 40) -> Loss:
+                  tail_prob: float, radius: float = 0.0, root_steps: int = 40, iterations: int = 40) -> Loss:
     """Diff-DRO: mean regret ``f(c, w_DRO(c_hat)) - f(c, w*)`` of the distributionally robust
     decision at the prediction (module docstring); ``oracle`` unused."""
     kappa = worst_case_cvar_multiplier(tail_prob, radius)
     cov = jnp.asarray(cov)
 
     def one(c_hat, c, w_star, k):
-        w = kappa_decision(problem, c_hat, cov.astype(c_hat.dtype), kappa, bisections=bisections,
+        w = kappa_decision(problem, c_hat, cov.astype(c_hat.dtype), kappa, root_steps=root_steps,
                            iterations=iterations)
         return S.decision_regret(w, c, w_star, problem)
 
