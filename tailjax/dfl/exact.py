@@ -164,9 +164,10 @@ def _socp_qp_and_gap(kappa, iterations, prob, mean, cov, log_t):
 
 def _socp_root(kappa, root_steps, root_tol, iterations, prob, mean, cov):
     """log t* by regula falsi (Illinois) on the bracket [2 top / 1e40, 2 top] of log t (its
-    lower end raised to 2 top sqrt(tiny) in float32), top bounding sqrt(w^T cov w) on the box, with a bisection whenever three steps did not halve the
-    bracket; at most ``root_steps`` QPs after the two at its ends, until the bracket is
-    narrower than ``root_tol`` (or a few ulps of log t)."""
+    lower end raised to 2 top sqrt(tiny) in float32), top bounding sqrt(w^T cov w) on the
+    box, with a bisection whenever three steps did not halve the bracket; at most
+    ``root_steps`` QPs after the two at its ends, until the bracket is narrower than
+    ``root_tol`` (or a few ulps of log t)."""
     poly = prob.polytope
     radius = jnp.sum(jnp.maximum(jnp.abs(poly.lower), jnp.abs(poly.upper)) ** 2)
     top = jnp.sqrt(jnp.max(jnp.linalg.eigvalsh(0.5 * (cov + cov.T))) * radius)
