@@ -3,7 +3,7 @@
 import pytest
 from scipy import stats
 
-from benchmarks.setups.dfl import best_baseline, ordering, renamed, table1_cells, table1_report
+from benchmarks.setups.dfl import best_baseline, ordering, partial_methods, renamed, table1_cells, table1_report
 
 
 def _rec(method, seed, regret, deg=2, metric="cvar_of_difference"):
@@ -30,10 +30,17 @@ def test_report_means_and_orderings():
     assert "| seeds Gen-DFL < best baseline | 3/3 (p=0.25) |" in report
 
 
-def test_best_baseline_is_the_per_seed_minimum_over_seeds_all_ran():
+def test_best_baseline_leaves_out_a_method_with_fewer_seeds():
     recs = [_rec("spo+", 0, 5.0), _rec("spo+", 1, 1.0), _rec("mse", 0, 4.0), _rec("mse", 1, 2.0),
-            _rec("nce", 0, 9.0)]  # nce ran on seed 0 only: seed 1 is left out
-    assert best_baseline(table1_cells(recs), "portfolio", 2) == {0: 4.0}
+            _rec("nce", 0, 3.0)]  # nce ran on seed 0 only: left out, and named
+    cells = table1_cells(recs)
+    assert best_baseline(cells, "portfolio", 2) == {0: 4.0, 1: 1.0}
+    assert partial_methods(cells, "portfolio", 2) == [("nce", 1, 2)]
+    report = table1_report(recs + [_rec("gen_dfl", s, 2.0) for s in (0, 1)])
+    assert "| not in best baseline (fewer seeds) | NCE (1 of 2 seeds) |" in report
+    # with no method on every seed, the seeds all ran on
+    assert best_baseline(table1_cells([_rec("spo+", 0, 5.0), _rec("mse", 1, 2.0), _rec("mse", 0, 7.0),
+                                       _rec("spo+", 2, 1.0)]), "portfolio", 2) == {0: 5.0}
 
 
 def test_conflicting_duplicate_seed_is_refused():

@@ -29,6 +29,7 @@ from benchmarks.setups.dfl.gen_dfl import (
 from benchmarks.setups.dfl.report import (
     EXPERIMENTS,
     best_baseline,
+    partial_methods,
     ordering,
     plot,
     plot_curves,
@@ -42,7 +43,8 @@ from benchmarks.setups.dfl.report import (
 
 __all__ = [
     "BASELINES", "METHODS", "POOL_METHODS", "TrainedBaseline", "decide_baseline", "loss_options",
-    "train_baseline", "tune_baseline", "LP_REG", "PROTOCOLS", "data_free_decisions", "PAPER_TABLE1", "SIZES", "TAIL_PROB", "decide_gen_dfl", "evaluate",
-    "make_data", "make_flow", "saa_decisions", "EXPERIMENTS", "best_baseline", "ordering", "plot", "plot_curves", "verdict", "renamed",
-    "summarise", "table", "table1_cells", "table1_report",
+    "train_baseline", "tune_baseline", "LP_REG", "PROTOCOLS", "data_free_decisions", "PAPER_TABLE1", "SIZES",
+    "TAIL_PROB", "decide_gen_dfl", "evaluate", "make_data", "make_flow", "saa_decisions", "EXPERIMENTS",
+    "best_baseline", "partial_methods", "ordering", "plot", "plot_curves", "verdict", "renamed", "summarise",
+    "table", "table1_cells", "table1_report",
 ]

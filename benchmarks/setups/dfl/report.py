@@ -37,7 +37,7 @@ TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SP
 TABLE1_BASELINES = ("spo+", "mse", "nce", "map", "pairwise", "listwise", "dfl", "dfl+", "diff-dro")
 DATA_FREE = ("equal_weights", "uniform_fraction", "uniform_schedule", "mean_cost")
 ORDERINGS = (("gen_dfl", "spo+"), ("spo+", "mse"), ("gen_dfl", "mse"), ("gen_dfl", "nll_flow"),
-             ("gen_dfl", "best"), ("gen_dfl", "data_free"))
+             ("gen_dfl", "diff-dro"), ("gen_dfl", "best"), ("gen_dfl", "data_free"))
 
 
 def renamed(record):
@@ -129,11 +129,25 @@ def table1_cells(recs, metric="cvar_of_difference"):
 
 
 def best_baseline(cells, problem, deg, methods=TABLE1_BASELINES):
-    """{seed: lowest regret among ``methods`` (default the baselines) run on that seed}, on seeds
-    where all of them ran."""
+    """{seed: lowest regret among ``methods`` (default the baselines)}, over the methods that ran
+    on every seed any of them ran on; a method with fewer seeds (a partial run, see
+    :func:`partial_methods`) is left out. If none ran on all, the seeds where all ran."""
     runs = [cells[problem, deg, m] for m in methods if (problem, deg, m) in cells]
-    seeds = set.intersection(*(set(r) for r in runs)) if runs else set()
-    return {s: min(r[s] for r in runs) for s in seeds}
+    if not runs:
+        return {}
+    seeds = set.union(*(set(r) for r in runs))
+    complete = [r for r in runs if set(r) == seeds]
+    if not complete:
+        complete, seeds = runs, set.intersection(*(set(r) for r in runs))
+    return {s: min(r[s] for r in complete) for s in seeds}
+
+
+def partial_methods(cells, problem, deg, methods=TABLE1_BASELINES):
+    """[(method, its seeds, the cell's seeds)] of ``methods`` that ran on fewer seeds than the
+    others: left out of :func:`best_baseline`."""
+    runs = {m: cells[problem, deg, m] for m in methods if (problem, deg, m) in cells}
+    seeds = set.union(*(set(r) for r in runs.values())) if runs else set()
+    return [(m, len(r), len(seeds)) for m, r in runs.items() if set(r) != seeds]
 
 
 def ordering(a, b):
@@ -174,7 +188,8 @@ def verdict(cells, problem, deg, other):
 
 def table1_report(recs, metric="cvar_of_difference"):
     """Markdown: one table per problem, methods by degree, the per-seed orderings, and the
-    verdict of Gen-DFL against the best converged baseline and the best data-free row."""
+    verdict of Gen-DFL against the best converged baseline (over the baselines run on every
+    seed of the cell; those with fewer seeds are named) and the best data-free row."""
     cells = table1_cells(recs, metric)
     out = [f"{_METRICS.get(metric, metric)} in %, tail_prob (the paper's alpha) = {TAIL_PROB}: mean ± sample "
            "sd over seeds (number of seeds). 'best baseline' / 'best data-free' is the per-seed minimum over "
@@ -204,7 +219,12 @@ def table1_report(recs, metric="cvar_of_difference"):
                     row.append(f"{wins}/{n} (p={p:.2g})")
                 else:
                     row.append("-")
-            out.append(f"| seeds {names[a]} < {names[b]} | " + " | ".join(row) + " |")
+            if any(v != "-" for v in row):
+                out.append(f"| seeds {names[a]} < {names[b]} | " + " | ".join(row) + " |")
+        left_out = [", ".join(f"{names[m]} ({k} of {n} seeds)" for m, k, n in partial_methods(cells, prob, d))
+                    or "-" for d in degs]
+        if any(v != "-" for v in left_out):
+            out.append("| not in best baseline (fewer seeds) | " + " | ".join(left_out) + " |")
         for b in ("best", "data_free"):
             out.append(f"| **Gen-DFL vs {names[b]}** | " + " | ".join(verdict(cells, prob, d, others[b](d))
                                                                       for d in degs) + " |")
