@@ -325,6 +325,8 @@ def main(argv=None):
     p.add_argument("--policy-std", dest="policy_std", type=float, default=None)
     p.add_argument("--reference", default="nominal", choices=["nominal", "current"])
     p.add_argument("--dual-lr", dest="dual_lr", type=float, default=0.01)
+    p.add_argument("--max-steps", dest="max_steps", type=int, default=None,
+                   help="cap on every non-GAS-DRO predictor's updates (default: the size's)")
     p.add_argument("--deltas", nargs="*", type=float, default=None, help="GAS-DRO budgets eps - J0 (grid)")
     p.add_argument("--lams", nargs="*", type=float, default=None, help="GAS-DRO nominal weights (grid)")
     p.add_argument("--merge", nargs="*", default=None,
@@ -335,6 +337,10 @@ def main(argv=None):
     args.frozen_prefix = bool(args.frozen_prefix)
     cfg = dict(SIZES[args.size])
     cfg["gas"] = cfg["gas"]._replace(reference=args.reference, dual_lr=args.dual_lr)
+    if args.max_steps is not None:
+        if args.max_steps < 1:
+            p.error(f"--max-steps must be >= 1, got {args.max_steps}")
+        cfg["settings"] = dict(cfg["settings"], steps=args.max_steps)
     if args.deltas:
         cfg["deltas"] = tuple(args.deltas)
     if args.lams:

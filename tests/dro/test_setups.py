@@ -173,13 +173,22 @@ def test_verdicts_follow_the_sign_test_over_seeds():
     assert comp["KL-DRO"]["s"]["verdict"] == "win" and comp["persistence"]["average"]["verdict"] == "loss"
 
 
+def test_gas_dro_benchmark_refuses_a_step_cap_below_one(tmp_path):
+    from benchmarks.seeds import gas_dro
+
+    with pytest.raises(SystemExit):
+        gas_dro.main(["--size", "smoke", "--out", str(tmp_path), "--max-steps", "0"])
+
+
 @pytest.mark.slow
 def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_dir):
     from benchmarks.seeds import gas_dro
 
     report = gas_dro.main(["--size", "smoke", "--data", str(data_dir), "--out", str(tmp_path), "--protocols", "today",
-                           "--parts", "carbon", "corruptions", "budget", "--methods", "ML", "KL-DRO", "GAS-DRO"])
+                           "--parts", "carbon", "corruptions", "budget", "--methods", "ML", "KL-DRO", "GAS-DRO",
+                           "--max-steps", "4"])
     res = report["per_seed"]["0"]["today"]["results"]
+    assert report["settings"]["settings"]["steps"] == 4 and res["ML"]["steps"] <= 4
     assert {"ML", "KL-DRO", "GAS-DRO", "GAS-DRO (FT)", "persistence", "seasonal naive"} <= set(res)
     assert (tmp_path / "gas_dro.md").is_file() and (tmp_path / "gas_dro.png").is_file()
     assert "GAS-DRO" in report["verdicts"]["today"]
