@@ -198,7 +198,7 @@ def _socp_root(kappa, root_steps, root_tol, iterations, prob, mean, cov):
 
     state = (lo, hi, f_lo, f_hi, jnp.asarray(0), jnp.full(3, jnp.inf, cov.dtype), jnp.asarray(0))
     lo, hi, f_lo, f_hi, _, _, _ = jax.lax.while_loop(cond, body, state)
-    # a gap of exactly 0 at an end is the root; a gap >= 0 at the lower end means t* <= 2 top / 1e40
+    # a gap of exactly 0 at an end is the root; a gap >= 0 at the lower end puts t* at or below it
     return jnp.where(f_lo >= 0, lo, jnp.where(f_hi <= 0, hi, 0.5 * (lo + hi)))
 
 

@@ -26,7 +26,8 @@ NLL-only flow: generate-then-optimize without the decision loss), the Pred-DFL b
 (:mod:`benchmarks.setups.dfl.baselines`) converged and tuned (``tune_baseline``: early stopping
 on validation regret, learning rate and linear/MLP predictor chosen on validation; ``diff-dro``
 decides by the worst-case CVaR over a moment ambiguity set around its prediction, with the
-residual covariance of the training rows, :mod:`tailjax.dfl.baselines.dro`), and the reference rows that need no learning: ``equal_weights`` (portfolio, 1/d), ``uniform_fraction``
+residual covariance of the training rows, :mod:`tailjax.dfl.baselines.dro`), and the
+reference rows that need no learning: ``equal_weights`` (portfolio, 1/d), ``uniform_fraction``
 (knapsack, every item at capacity / sum of weights), ``mean_cost`` (the exact decision under
 the unconditional mean training cost; the shortest path's data-free row), ``uniform_schedule``
 (energy, total / T per period); and where the truth is known the oracles: ``oracle_saa`` (SAA
@@ -37,9 +38,9 @@ under exact evaluation) and ``true_mean`` (the decision at the true mean). ``gen
 Model selection: ``val_frac`` of the training rows are held out; the NLL flow keeps its
 parameters of lowest validation NLL, Gen-DFL those of lowest validation regret under q
 (checked every ``eval_every`` steps, the warm start included), the baselines those of lowest
-validation regret of their point decisions (Diff-DRO: of its robust decisions). Flow size: 2 affine couplings with log-scales
-bounded by 0.5 and one hidden layer. Shortest-path costs and synthetic energy prices are
-modelled with ``support="positive"``.
+validation regret of their point decisions (Diff-DRO: of its robust decisions). Flow size: 2
+affine couplings with log-scales bounded by 0.5 and one hidden layer. Shortest-path costs and
+synthetic energy prices are modelled with ``support="positive"``.
 
 The portfolio's budget (measured with the exact w*, 60 rows, seed 1, sigma = 20, 50 assets):
 with PyEPO's intercept a = 0.1^(1/deg) (the default) the exact CVaR-optimal w* under

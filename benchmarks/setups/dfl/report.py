@@ -128,25 +128,29 @@ def table1_cells(recs, metric="cvar_of_difference"):
     return cells
 
 
+def _runs(cells, problem, deg, methods):
+    """({method: {seed: regret}} of ``methods`` that ran in the cell, the union of their seeds)."""
+    runs = {m: cells[problem, deg, m] for m in methods if (problem, deg, m) in cells}
+    return runs, set().union(*runs.values())
+
+
 def best_baseline(cells, problem, deg, methods=TABLE1_BASELINES):
     """{seed: lowest regret among ``methods`` (default the baselines)}, over the methods that ran
     on every seed any of them ran on; a method with fewer seeds (a partial run, see
     :func:`partial_methods`) is left out. If none ran on all, the seeds where all ran."""
-    runs = [cells[problem, deg, m] for m in methods if (problem, deg, m) in cells]
+    runs, seeds = _runs(cells, problem, deg, methods)
     if not runs:
         return {}
-    seeds = set.union(*(set(r) for r in runs))
-    complete = [r for r in runs if set(r) == seeds]
+    complete = [r for r in runs.values() if set(r) == seeds]
     if not complete:
-        complete, seeds = runs, set.intersection(*(set(r) for r in runs))
+        complete, seeds = list(runs.values()), set.intersection(*(set(r) for r in runs.values()))
     return {s: min(r[s] for r in complete) for s in seeds}
 
 
 def partial_methods(cells, problem, deg, methods=TABLE1_BASELINES):
     """[(method, its seeds, the cell's seeds)] of ``methods`` that ran on fewer seeds than the
     others: left out of :func:`best_baseline`."""
-    runs = {m: cells[problem, deg, m] for m in methods if (problem, deg, m) in cells}
-    seeds = set.union(*(set(r) for r in runs.values())) if runs else set()
+    runs, seeds = _runs(cells, problem, deg, methods)
     return [(m, len(r), len(seeds)) for m, r in runs.items() if set(r) != seeds]
 
 
