@@ -3,8 +3,8 @@
 # GPU, side by side: self-structuring's grid parts (b), (c) for Student-t at 1e-3, resumed from
 # importance_sampling_h200_paper/grid2/t3 (cores 0-1), and the wall clock of "RA-IS as written" for
 # Student-t at 1e-2 (cores 2-3). Host cores 4-15: Diff-DRO cells of Gen-DFL Table 1 under protocol
-# paper-text, a queue of (degree, problem, seed) taken in order by 12 workers; a worker starts a cell
-# only while MIN_LEFT seconds remain, so no cell is cut.
+# paper-text (degree 8 shortest path ran on the sandbox), a queue of (degree, problem, seed) taken
+# in order by 12 workers; a worker starts a cell only while MIN_LEFT seconds remain, so none is cut.
 T=$1; MIN_LEFT=${MIN_LEFT:-360}; END=$(($(date +%s) + T))
 [ -d /tmp/site/jaxopt ] || python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/dev312/*.whl >/dev/null 2>&1
 export PYTHONPATH=/tmp/site:$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
@@ -21,7 +21,7 @@ mkdir -p $OUT/t3 && cp -r $SRC/grid2/t3/. $OUT/t3/
  echo "$(date +%T) t2 clock rc=$?" >> $OUT/t2_clock.log) &
 SET="budget=None dim=50 n_train=200 n_test=40 K=32 K_eval=64 Kq=64 steps=300 proxy_steps=400 eval_samples=10000 \
 baseline_lrs=(0.01,0.1) baseline_predictors=('linear','mlp') baseline_max_epochs=200 baseline_patience=5 methods=('diff-dro',)"
-QUEUE=${QUEUE:-"4:portfolio:2 4:portfolio:4 $(for d in 6 8; do for p in portfolio knapsack shortest_path; do
+QUEUE=${QUEUE:-"4:portfolio:2 4:portfolio:4 $(for d in 6 8; do for p in portfolio knapsack $([ $d = 6 ] && echo shortest_path); do
   for s in 0 1 2 3 4; do echo -n "$d:$p:$s "; done; done; done)"}
 cell() {  # DEG:PROBLEM:SEED
   IFS=: read d p s <<< "$1"
