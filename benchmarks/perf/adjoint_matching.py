@@ -63,6 +63,7 @@ import optax
 
 from benchmarks import _harness as harness
 from benchmarks.perf import _torch_modes as modes
+from benchmarks.perf import _torch_unet as torch_unet
 from tailjax.flows import (
     AdjointMatchingBatch, adjoint_matching, adjoint_matching_loss, lean_adjoint, memoryless_coefficients,
     memoryless_solve,
@@ -444,7 +445,7 @@ def mlp_row(spec, cfg, torch, tdev, torch_modes, scope="step", log=print):
 
 def main(argv=None):
     parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/perf_adjoint_matching")
-    parser.add_argument("--part", nargs="*", choices=["mlp", "unet", "curve"], default=["mlp", "unet"])
+    parser.add_argument("--part", nargs="*", choices=["mlp", "unet", "unet-torch", "curve"], default=["mlp", "unet"])
     modes.add_arguments(parser)
     parser.add_argument("--torch-compile-scope", choices=SCOPES, default="step",
                         help="what the compiled PyTorch modes compile: the whole loss or the velocity modules")
@@ -476,13 +477,15 @@ def main(argv=None):
             rows, ["variant", "it/s", "TFLOP/s", "compile s", "XLA memory MiB", "peak MiB", "loss", "error"],
             {"it/s": ".3f", "TFLOP/s": ".1f", "compile s": ".1f", "XLA memory MiB": ".1f", "peak MiB": ".1f",
              "loss": ".4g"}))
-    if "mlp" not in args.part:
-        return None
     try:
         import torch
     except ImportError:
         torch = None
     tdev = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    if "unet-torch" in args.part and torch is not None:
+        unet_torch_part(cfg, args, torch, tdev)
+    if "mlp" not in args.part:
+        return None
     result = {"size": args.size, "config": cfg, "jax_platform": jax.devices()[0].platform,
               "jax_device": jax.devices()[0].device_kind, "rows": []}
     if torch is not None:
@@ -498,6 +501,24 @@ def main(argv=None):
     _plot(result, args.out)
     print(_table(result))
     return result
+
+
+def unet_torch_part(cfg, args, torch, tdev):
+    """The PyTorch peer of the UNet rows (``_torch_unet``), written as ``adjoint_matching_unet_torch``."""
+    u = {**cfg["unet"], **{k: v for k, v in [("channels", args.unet_channels), ("batch", args.unet_batch),
+                                             ("grid", args.unet_grid)] if v}}
+    module = UNet(channels=tuple(u["channels"]), time_dim=128, in_channels=u["image"][-1], time_scale=1000.0,
+                  num_classes=10)
+    params = jax.jit(module.init)(jax.random.key(0), jnp.zeros(u["image"]), jnp.zeros(()), jnp.zeros((), jnp.int32))
+    info = modes.setup(torch, args.torch_matmul_precision)
+    write = lambda rows: harness.write_json(args.out, "adjoint_matching_unet_torch", {
+        "size": args.size, "config": u, **info, "torch_device": torch.cuda.get_device_name() if tdev == "cuda" else "cpu",
+        "rows": [{k: v for k, v in r.items() if k != "traceback"} for r in rows]})
+    rows = torch_unet.peer_rows(torch, u, module, params, tdev, args.torch_modes, on_row=write)
+    print(harness.markdown_table(rows, ["mode", "precision", "it_per_s", "first_step_s", "peak_MiB", "loss",
+                                        "forward_parity", "error"],
+                                 {"it_per_s": ".3f", "first_step_s": ".1f", "peak_MiB": ".0f", "loss": ".4g",
+                                  "forward_parity": ".1e"}))
 
 
 def _label(r):

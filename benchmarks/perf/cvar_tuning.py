@@ -4,7 +4,8 @@
 
 Per tail probability: the one-read floor (``jnp.sum``), the subsample bracket alone, the
 compaction pass alone for each (block, warps) (and with an empty bracket: the pass's own
-read cost), the sort of the buffer, and the whole ``cvar_large`` for each (subsample size,
+read cost), each finish of the buffer (the histogram of its keys with a sort of v's bin, or
+a sort of the whole buffer), and the whole ``cvar_large`` for each (finish, subsample size,
 block, bracket width); then ``cvar_large`` against ``risk.cvar`` per dtype.
 Every time is the mean of back-to-back calls (``pipelined_ms``: no host sync between
 calls) and the median of synced single calls (``ms``). Results are checked against a
@@ -61,6 +62,7 @@ def main(argv=None):
     parser.add_argument("--warps", type=int, nargs="*", default=[2, 4, 8])
     parser.add_argument("--sample-sizes", type=int, nargs="*", default=[1 << 18, 1 << 20])
     parser.add_argument("--widths", type=float, nargs="*", default=[3.0, 5.0])
+    parser.add_argument("--finishes", nargs="*", default=["histogram", "sort"])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
     parser.add_argument("--parts", nargs="*", default=["sweep", "dtypes"])
     parser.add_argument("--repeats", type=int, default=20)
@@ -98,14 +100,21 @@ def main(argv=None):
                 capacity=capacity, empty_ms=empty["ms"], empty_pipelined_ms=empty["pipelined_ms"], **t)
             if (block, warps) == (cfg0.block, cfg0.num_warps):
                 buf, count, c_hi, e_hi, _ = out
-                finish = jax.jit(lambda *a: select._finish(*a, rank, capacity))
-                t, _ = timing(finish, buf, count, c_hi, e_hi, hi, repeats=args.repeats)
-                add(stage="finish (sort of the buffer)", tail_prob=p, capacity=capacity, **t)
-        for sample, block, width in itertools.product(args.sample_sizes, args.blocks, args.widths):
-            cfg = cfg0._replace(sample_size=sample, block=block, width_sd=width)
+                valid = jnp.arange(capacity)[None] < count[:, None]
+                slots = select._bin_slots(capacity, cfg0)
+                finishes = {
+                    "sort": lambda buf, valid, c_hi, e_hi, lo, hi: select._finish_sort(buf, valid, c_hi, e_hi, hi, rank),
+                    "histogram": lambda *a: select._finish_histogram(*a, rank, slots, cfg0.bins)}
+                for name in args.finishes:
+                    t, _ = timing(jax.jit(finishes[name]), buf, valid, c_hi, e_hi, lo, hi, repeats=args.repeats)
+                    add(stage=f"finish ({name})", tail_prob=p, capacity=capacity, bins=cfg0.bins, slots=slots, **t)
+        for finish, sample, block, width in itertools.product(args.finishes, args.sample_sizes, args.blocks,
+                                                              args.widths):
+            cfg = cfg0._replace(finish=finish, sample_size=sample, block=block, width_sd=width)
             t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x,
                               repeats=args.repeats)
-            add(stage="cvar_large", tail_prob=p, sample=sample, block=block, warps=cfg.num_warps, width_sd=width,
+            add(stage="cvar_large", tail_prob=p, finish=finish, sample=sample, block=block, warps=cfg.num_warps,
+                width_sd=width,
                 rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"],
                 x_floor_synced=t["ms"] / floor["ms"], **t)
     for name in args.dtypes if "dtypes" in args.parts else []:

@@ -12,14 +12,18 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
    bracket [lo, hi) whose subsample rank interval covers r's expected rank +- 5 sd.
 2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) compacts the values in
    [lo, hi) into a small buffer and counts/sums the values >= hi.
-3. The buffer is sorted; v is its (r - #{x >= hi})-th largest, and E(v) follows exactly.
+3. v is the buffer's (r - #{x >= hi})-th largest: a histogram of the members' order-preserving
+   integer keys (``bins`` bins over [lo, hi)) finds the bin holding it, and only that bin's
+   members are gathered and sorted (``finish="sort"`` sorts the whole buffer instead). E(v)
+   follows exactly.
 
 Every step works per row of a batch (B, n): one subsample search per row (vmapped), one pass
 over the whole batch, one batched sort of the buffers.
 
-If the bracket misses v or a buffer overflows in any row (adversarial order, an unlucky
-subsample), ``lax.top_k`` (or a full sort) of every row runs instead, so the result is
-always exact. The pass also counts NaN samples: a row with one gives NaN. Gradients use
+If v's bin holds more members than its gather has slots (heavy ties), the whole buffer is
+sorted instead. If the bracket misses v or a buffer overflows in any row (adversarial order,
+an unlucky subsample), ``lax.top_k`` (or a full sort) of every row runs instead, so the
+result is always exact. The pass also counts NaN samples: a row with one gives NaN. Gradients use
 the exact subgradient: 1/(n p) on values above v, split evenly over ties at v.
 """
 
@@ -49,6 +53,9 @@ class SelectConfig(NamedTuple):
     num_warps: int = 4  # warps per Pallas program
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
+    finish: str = "histogram"  # "histogram" (bin the buffer, sort v's bin) | "sort" (sort the buffer)
+    bins: int = 4096  # histogram bins over the bracket (a power of two)
+    bin_slots: int | None = None  # gather slots for v's bin (None: 8x the mean bin, >= 1024)
     min_size: int = 1 << 15  # rows shorter than this are sorted (top_k) instead
     min_total: int = 1 << 23  # with backend="auto": fewer values in all than this are sorted
     backend: str = "auto"  # "auto" | "pallas" | "xla" | "interpret"
@@ -127,24 +134,71 @@ def _default_capacity(n, rank, m, cfg):
     return max(1 << math.ceil(math.log2(2.0 * expected)), 256)
 
 
-def _finish(buf, count, c_hi, e_hi, hi, rank, capacity):
-    """Per row (v, E(v), ok) from the buffer of bracket members, sorted (E in float32 at least).
+def _finish_sort(buf, valid, c_hi, e_hi, hi, rank):
+    """Per row (v, E(v)) from the whole buffer of bracket members, sorted (E in float32 at
+    least): v is the (rank - c_hi)-th largest member."""
+    desc = -jnp.sort(-jnp.where(valid, buf, -jnp.inf), axis=-1)
+    v = jnp.take_along_axis(desc, jnp.clip(rank - c_hi - 1, 0, buf.shape[-1] - 1)[:, None], axis=-1)[:, 0]
+    return v, _excess(buf, valid, e_hi, c_hi, hi, v)
 
-    v is the (rank - c_hi)-th largest member; E(v) adds the members above v and moves the
-    excess of the c_hi values >= hi from hi down to v.
-    """
+
+def _keys(x):
+    """Order-preserving unsigned integer keys of floats (-0.0 just below +0.0)."""
+    bits = jnp.finfo(x.dtype).bits
+    u = jnp.dtype(f"uint{bits}")
+    raw = jax.lax.bitcast_convert_type(x, u)
+    top = jnp.asarray(1 << (bits - 1), u)
+    return jnp.where(raw >= top, ~raw, raw | top)
+
+
+def _excess(buf, valid, e_hi, c_hi, hi, v):
+    """E(v): the excess above hi moved down to v, plus the members' own excess above v."""
     acc = accumulator(buf.dtype)
-    r = rank - c_hi  # rank of v among the members
-    desc = -jnp.sort(-buf, axis=-1)
-    v = jnp.take_along_axis(desc, jnp.clip(r - 1, 0, buf.shape[-1] - 1)[:, None], axis=-1)[:, 0]
     shift = jnp.where(c_hi > 0, c_hi.astype(acc) * (hi.astype(acc) - v.astype(acc)), 0.0)
-    e_v = e_hi + shift + jnp.sum(jnp.maximum(buf.astype(acc) - v[:, None].astype(acc), 0.0), axis=-1)
-    ok = (count <= capacity) & (r >= 1) & (r <= count)
-    return v, e_v, ok
+    own = jnp.where(valid, jnp.maximum(buf.astype(acc) - v[:, None].astype(acc), 0.0), 0.0)
+    return e_hi + shift + jnp.sum(own, axis=-1)
+
+
+def _finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, slots, bins):
+    """Per row (v, E(v), fits): v from a histogram of the valid members' keys over [lo, hi).
+
+    The bins split [key(lo), key(hi)) by the top bits of key - key(lo), so they are ordered
+    as the values; v is the (rank - c_hi - #above)-th largest member of its bin, which is
+    gathered into ``slots`` slots and sorted. ``fits`` is False where that bin has more
+    members than slots.
+    """
+    rows = buf.shape[0]
+    keys, k_lo, k_hi = _keys(buf), _keys(lo), _keys(hi)
+    span = k_hi - k_lo  # members' keys are in [k_lo, k_hi)
+    bits = jnp.finfo(buf.dtype).bits
+    length = bits - jax.lax.clz(span).astype(jnp.int32)  # bit length of span
+    shift = jnp.maximum(length - int(math.log2(bins)), 0).astype(keys.dtype)
+    b = jnp.where(valid, ((keys - k_lo[:, None]) >> shift[:, None]).astype(jnp.int32), bins)
+    row = jnp.arange(rows, dtype=jnp.int32)[:, None]
+    counts = jnp.zeros((rows, bins), jnp.int32).at[row, b].add(1, mode="drop")
+    from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # members in this bin or above
+    r = rank - c_hi
+    star = jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1
+    in_star = jnp.take_along_axis(counts, jnp.maximum(star, 0)[:, None], axis=1)[:, 0]
+    above = jnp.take_along_axis(from_top, jnp.maximum(star, 0)[:, None], axis=1)[:, 0] - in_star
+    pick = b == star[:, None]
+    pos = jnp.cumsum(pick, axis=1, dtype=jnp.int32) - 1
+    gathered = jnp.full((rows, slots), -jnp.inf, buf.dtype).at[row, jnp.where(pick, pos, slots)].set(buf, mode="drop")
+    desc = -jnp.sort(-gathered, axis=-1)
+    v = jnp.take_along_axis(desc, jnp.clip(r - above - 1, 0, slots - 1)[:, None], axis=-1)[:, 0]
+    return v, _excess(buf, valid, e_hi, c_hi, hi, v), in_star <= slots
+
+
+def _bin_slots(capacity, cfg):
+    return cfg.bin_slots or max(1024, 8 * capacity // cfg.bins)
 
 
 def _select(x, rank, cfg):
-    """Per row of x (B, n): (v, E(v), ok, NaN count), v the rank-th largest, E(v) = sum (x - v)_+."""
+    """Per row of x (B, n): (v, E(v), ok, NaN count), v the rank-th largest, E(v) = sum (x - v)_+.
+
+    ok is False where the bracket missed v, the buffer overflowed or v's bin overflowed its
+    gather: there v and E(v) are not exact.
+    """
     n, dt = x.shape[-1], x.dtype
     inf = jnp.asarray(jnp.inf, dt)
     m = _sample_size(n, cfg)
@@ -155,14 +209,24 @@ def _select(x, rank, cfg):
     # the values after the last whole block, padded to a block with -inf
     rest = jnp.full((x.shape[0], cfg.block), -inf, dt).at[:, : n - g].set(x[:, g:])
     member = (rest >= lo[:, None]) & (rest < hi[:, None])
-    buf = jnp.concatenate([buf, jnp.where(member, rest, -inf)], axis=1)
+    valid = jnp.concatenate([jnp.arange(capacity, dtype=jnp.int32) < count[:, None], member], axis=1)
+    buf = jnp.concatenate([buf, rest], axis=1)
+    kept = count <= capacity  # no member of the pass was dropped
     count = count + jnp.sum(member, axis=1, dtype=jnp.int32)
     ge = rest >= hi[:, None]
     c_hi = c_hi + jnp.sum(ge, axis=1, dtype=jnp.int32)
     acc = accumulator(dt)
     e_hi = e_hi + jnp.sum(jnp.where(ge, rest.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
     nans = nans + jnp.sum(jnp.isnan(rest), axis=1, dtype=jnp.int32)
-    v, e_v, ok = _finish(buf, count, c_hi, e_hi, hi, rank, capacity)
+    r = rank - c_hi  # rank of v among the members
+    ok = kept & (r >= 1) & (r <= count)
+    if cfg.finish == "sort":
+        v, e_v = _finish_sort(buf, valid, c_hi, e_hi, hi, rank)
+    elif cfg.finish == "histogram":
+        v, e_v, fits = _finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, _bin_slots(capacity, cfg), cfg.bins)
+        ok = ok & fits
+    else:
+        raise ValueError(f"config.finish must be 'histogram' or 'sort', got {cfg.finish!r}")
     return v, e_v, ok, nans
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tailjax import risk
-from tailjax.risk.select import SelectConfig, _rank, _select
+from tailjax.risk.select import SelectConfig, _keys, _rank, _select
 
 SMALL = SelectConfig(sample_size=4096, block=256, min_size=1024, backend="xla")
 
@@ -47,6 +47,39 @@ def test_fast_path_taken_and_exact():
         assert bool(ok[0]) and int(nans[0]) == 0
         assert float(v[0]) == float(jnp.sort(x)[n - rank])
         assert float(excess[0]) == pytest.approx(float(jnp.sum(jnp.maximum(x - v[0], 0.0))), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_keys_order_like_the_values(dtype):
+    x = jnp.array([-jnp.inf, -3e4, -1.5, -1e-7, -0.0, 0.0, 1e-7, 1.0, 1.5, 3e4, jnp.inf], dtype)
+    x = jnp.concatenate([x, jnp.nextafter(x[1:-1], x[2:])]).sort()
+    keys, values = np.asarray(_keys(x)).astype(np.int64), np.asarray(x, np.float64)
+    assert np.all(np.diff(keys) >= 0) and np.all(np.diff(keys)[np.diff(values) > 0] > 0)
+
+
+@pytest.mark.parametrize("kind, p", [("normal", 0.01), ("cauchy", 1e-4), ("sorted", 0.29), ("ties", 0.01)])
+@pytest.mark.parametrize("bins", [4096, 64, 3])
+def test_histogram_finish_selects_what_the_sort_finish_selects(kind, p, bins):
+    x = _inputs(kind, 200_003)[None]
+    rank = _rank(x.shape[1], p)
+    v, e, ok, _ = _select(x, rank, SMALL._replace(bins=bins))
+    v_sort, e_sort, ok_sort, _ = _select(x, rank, SMALL._replace(finish="sort"))
+    if bool(ok[0]):
+        assert float(v[0]) == float(v_sort[0]) == float(-jnp.sort(-x[0])[rank - 1])
+        assert float(e[0]) == pytest.approx(float(e_sort[0]), rel=1e-6)
+    else:  # only where v's bin overflowed its gather: heavy ties or few bins
+        assert bool(ok_sort[0]) and (kind == "ties" or bins < 64)
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bins=bins)), risk.cvar(x, p), rtol=2e-6)
+
+
+def test_an_overfull_bin_is_reported_and_the_result_stays_exact():
+    x = jax.random.normal(jax.random.PRNGKey(7), (1, 200_003))
+    tight = SMALL._replace(bins=2, bin_slots=16)
+    rank = _rank(x.shape[1], 0.01)
+    assert not bool(_select(x, rank, tight)[2][0])  # hundreds of members in two bins of 16 slots
+    np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=tight), risk.cvar(x, 0.01), rtol=2e-6)
+    with pytest.raises(ValueError, match="finish"):
+        risk.cvar_large(x, 0.01, config=SMALL._replace(finish="radix"))
 
 
 def test_pallas_kernel_in_interpret_mode():
