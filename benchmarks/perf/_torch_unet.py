@@ -12,10 +12,15 @@ accumulated by its own ``backward`` (the memory of one time's activations, as JA
 from __future__ import annotations
 
 import math
+import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from tailjax.flows import memoryless_coefficients
+from tailjax.flows import (
+    AdjointMatchingBatch, adjoint_matching_loss, lean_adjoint, memoryless_coefficients, memoryless_solve,
+)
 
 
 def twin(torch, flax_params, channels, time_dim, in_channels, time_scale, num_classes, max_period=10_000.0):
@@ -159,16 +164,53 @@ def step_fn(torch, make_module, cfg, device, mode="eager", bf16=False, lr=1e-4):
     return step, loss_of
 
 
+def loss_parity(torch, flax_module, flax_params, u, device, batch=4):
+    """|JAX loss - PyTorch loss| / |JAX loss| of the adjoint-matching loss on the same draws
+    (``batch`` samples, a random head on ``flax_params``): the JAX side is the library's
+    memoryless solve, lean adjoint and loss; the PyTorch side is ``step_fn``'s ``loss_of``."""
+    params = random_head(flax_params)
+    field = lambda p, x, t, c: flax_module.apply(p, x, t, c)
+    K, image = u["grid"], tuple(u["image"])
+    coefs = memoryless_coefficients(num_steps=K)
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((batch, *image)).astype(np.float32)
+    noise = rng.standard_normal((batch, K, *image)).astype(np.float32)
+    labels = np.arange(batch, dtype=np.int32) % 10
+
+    @jax.jit
+    def jax_loss(x0, noise, labels):
+        _, traj = memoryless_solve(field, params, x0, noise, context=labels, coefficients=coefs,
+                                   return_trajectory=True)
+        grad = jax.vmap(jax.grad(lambda x, c: -jnp.mean((x - 0.1 * c) ** 2)))(traj[:, -1], labels)
+        adj, vb = jax.vmap(lambda tr, a, c: lean_adjoint(lambda x, t, c: field(params, x, t, c), tr, a, coefs,
+                                                         context=c))(traj, -grad, labels)
+        batch_ = AdjointMatchingBatch(traj, adj, vb, jnp.arange(1, K), None, labels)
+        return adjoint_matching_loss(params, batch_, None, velocity_fn=field, coefficients=coefs)[0]
+
+    want = float(jax_loss(x0, noise, labels))
+    make = lambda: twin(torch, params, tuple(u["channels"]), 128, image[-1], 1000.0, 10)
+    _, loss_of = step_fn(torch, make, {**u, "batch": batch}, device)
+    got = loss_of(torch.from_numpy(x0.transpose(0, 3, 1, 2).copy()).to(device),
+                  torch.from_numpy(noise.transpose(1, 0, 4, 2, 3).copy()).to(device),
+                  torch.from_numpy(labels).long().to(device))
+    return abs(want - float(got)) / abs(want)
+
+
+def random_head(flax_params, scale=0.01):
+    """The parameters with a random last convolution (the UNet's starts at zero, which would
+    make any twin agree on the output)."""
+    params = jax.tree_util.tree_map(lambda a: a, flax_params)
+    head = params["params"]["Conv_1"]["kernel"]
+    params["params"]["Conv_1"]["kernel"] = scale * jax.random.normal(jax.random.key(1), head.shape)
+    return params
+
+
 def peer_rows(torch, u, flax_module, flax_params, device, torch_modes, precisions=("bf16", "float32"), log=print,
               on_row=None):
     """One row per (precision, mode): first step (compile included), it/s, peak memory; and
-    the twin's forward agreement with the flax UNet (max abs difference / max abs output).
+    the twin's agreement with JAX: the UNet's output (max abs difference / max abs output)
+    and the loss on the same draws (:func:`loss_parity`).
     ``on_row(rows)`` runs after each row."""
-    import time
-
-    import jax
-    import jax.numpy as jnp
-
     from benchmarks import _harness as harness
     from benchmarks.perf import _torch_modes as modes
 
@@ -177,16 +219,15 @@ def peer_rows(torch, u, flax_module, flax_params, device, torch_modes, precision
     x = rng.standard_normal((4, *u["image"])).astype(np.float32)
     t = np.float32(0.3)
     labels = np.arange(4, dtype=np.int32)
-    # a random head (the UNet's last conv starts at zero, which would make any twin agree)
-    params = jax.tree_util.tree_map(lambda a: a, flax_params)
-    params["params"]["Conv_1"]["kernel"] = 0.01 * jax.random.normal(jax.random.key(1), params["params"]["Conv_1"]["kernel"].shape)
+    params = random_head(flax_params)
     want = np.asarray(jax.vmap(lambda x, c: flax_module.apply(params, x, t, c))(x, labels))
     with torch.no_grad():
         got = twin(torch, params, tuple(u["channels"]), 128, u["image"][-1], 1000.0, 10).to(device)(
             torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device), torch.tensor(t, device=device),
             torch.from_numpy(labels).long().to(device))
     parity = float(np.abs(got.cpu().numpy().transpose(0, 2, 3, 1) - want).max() / np.abs(want).max())
-    log(f"PyTorch UNet twin: forward max abs diff / max abs output {parity:.2e}")
+    loss_diff = loss_parity(torch, flax_module, flax_params, u, device)
+    log(f"PyTorch UNet twin: forward max abs diff / max abs output {parity:.2e}, loss rel diff {loss_diff:.2e}")
     rows = []
     for precision in precisions:
         bf16 = precision == "bf16"
@@ -221,7 +262,8 @@ def peer_rows(torch, u, flax_module, flax_params, device, torch_modes, precision
             if mode == "cudagraphs":  # the step differentiates through the field inside a loop: not captured
                 continue
             r = modes.run_modes(torch, [mode], str(device).split(":")[0], bench, log=log)[mode]
-            rows.append({"mode": mode, "precision": precision, "forward_parity": parity, **r})
+            rows.append({"mode": mode, "precision": precision, "forward_parity": parity,
+                         "loss_parity": loss_diff, **r})
             if on_row is not None:
                 on_row(rows)
     return rows

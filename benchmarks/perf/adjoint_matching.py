@@ -516,9 +516,9 @@ def unet_torch_part(cfg, args, torch, tdev):
         "rows": [{k: v for k, v in r.items() if k != "traceback"} for r in rows]})
     rows = torch_unet.peer_rows(torch, u, module, params, tdev, args.torch_modes, on_row=write)
     print(harness.markdown_table(rows, ["mode", "precision", "it_per_s", "first_step_s", "peak_MiB", "loss",
-                                        "forward_parity", "error"],
+                                        "forward_parity", "loss_parity", "error"],
                                  {"it_per_s": ".3f", "first_step_s": ".1f", "peak_MiB": ".0f", "loss": ".4g",
-                                  "forward_parity": ".1e"}))
+                                  "forward_parity": ".1e", "loss_parity": ".1e"}))
 
 
 def _label(r):
