@@ -192,3 +192,26 @@ def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_d
     assert {"ML", "KL-DRO", "GAS-DRO", "GAS-DRO (FT)", "persistence", "seasonal naive"} <= set(res)
     assert (tmp_path / "gas_dro.md").is_file() and (tmp_path / "gas_dro.png").is_file()
     assert "GAS-DRO" in report["verdicts"]["today"]
+
+
+def test_gas_dro_benchmark_refuses_a_learning_rate_below_zero(tmp_path):
+    from benchmarks.seeds import gas_dro
+
+    with pytest.raises(SystemExit):
+        gas_dro.main(["--size", "smoke", "--out", str(tmp_path), "--lrs", "1e-3", "0"])
+
+
+@pytest.mark.slow
+def test_gas_dro_benchmark_chooses_the_learning_rate_on_validation(tmp_path, data_dir):
+    from benchmarks.seeds import gas_dro
+
+    report = gas_dro.main(["--size", "smoke", "--data", str(data_dir), "--out", str(tmp_path), "--protocols", "today",
+                           "--parts", "carbon", "budget", "--methods", "ML", "GAS-DRO", "--lrs", "1e-3", "3e-2"])
+    res = report["per_seed"]["0"]["today"]
+    for name in ("ML", "GAS-DRO"):
+        grid = res["results"][name]["grid"]
+        assert {gas_dro.grid_values(tag)["lr"] for tag in grid} == {1e-3, 3e-2}
+        assert res["results"][name]["selected"] == min(grid, key=lambda t: grid[t]["validation"])
+    lr = gas_dro.grid_values(res["results"]["GAS-DRO"]["selected"])["lr"]
+    assert [gas_dro.grid_values(t)["lr"] for t in res["results"]["GAS-DRO (FT)"]["grid"]] == [lr]
+    assert len(res["budget"]) == len(gas_dro.SIZES["smoke"]["budget_deltas"])
