@@ -18,13 +18,12 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
    follows exactly.
 
 Every step works per row of a batch (B, n): one subsample search per row (vmapped), one pass
-over the whole batch, one batched sort of the buffers.
+over the whole batch, one batched finish of the buffers.
 
-If v's bin holds more members than its gather has slots (heavy ties), the whole buffer is
-sorted instead. If the bracket misses v or a buffer overflows in any row (adversarial order,
-an unlucky subsample), ``lax.top_k`` (or a full sort) of every row runs instead, so the
-result is always exact. The pass also counts NaN samples: a row with one gives NaN. Gradients use
-the exact subgradient: 1/(n p) on values above v, split evenly over ties at v.
+If the bracket misses v, a buffer overflows or v's bin holds more members than its gather
+has slots (heavy ties) in any row, ``lax.top_k`` (or a full sort) of every row runs instead,
+so the result is always exact. The pass also counts NaN samples: a row with one gives NaN.
+Gradients use the exact subgradient: 1/(n p) on values above v, split evenly over ties at v.
 """
 
 from __future__ import annotations
