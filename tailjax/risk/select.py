@@ -343,7 +343,8 @@ def cvar_large(
       tail_prob: tail mass in (0, 1).
       side: ``"upper"`` (losses) or ``"lower"`` (rewards).
       config: a :class:`SelectConfig` (subsample size, thresholds, block size, warps, buffer
-        capacities, size thresholds, ``backend="auto"|"pallas"|"xla"``).
+        capacities, the buffer's finish and bins, size thresholds,
+        ``backend="auto"|"pallas"|"xla"``).
     """
     x, batch = _prepare(samples, tail_prob, side)
     value = _cvar_upper(x, float(tail_prob), config or SelectConfig()).reshape(batch)
