@@ -72,6 +72,14 @@ def test_histogram_finish_selects_what_the_sort_finish_selects(kind, p, bins):
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bins=bins)), risk.cvar(x, p), rtol=2e-6)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_histogram_finish_selects_exactly_in_16_bit(dtype):
+    x = _inputs("normal", 200_003).astype(dtype)[None]
+    rank = _rank(x.shape[1], 0.01)
+    v, _, ok, _ = _select(x, rank, SMALL)
+    assert bool(ok[0]) and float(v[0]) == float(-jnp.sort(-x[0])[rank - 1])
+
+
 def test_an_overfull_bin_is_reported_and_the_result_stays_exact():
     x = jax.random.normal(jax.random.PRNGKey(7), (1, 200_003))
     tight = SMALL._replace(bins=2, bin_slots=16)
