@@ -4,6 +4,7 @@ memory and speed of a UNet fine-tuning step with its scale options.
     python -m benchmarks.perf.adjoint_matching --size small   # CPU, ratios only
     python -m benchmarks.perf.adjoint_matching --size paper --part mlp   # GPU: batch 512, 40 steps, three MLPs
     python -m benchmarks.perf.adjoint_matching --size paper --part unet   # GPU: UNet on 32x32x3 images
+    python -m benchmarks.perf.adjoint_matching --size paper --part unet-torch --torch-modes eager compile
     python -m benchmarks.perf.adjoint_matching --size paper --part curve  # GPU: it/s against batch and width
 
 Part ``unet``: a class-conditional UNet velocity field on image events, one adjoint-matching
@@ -14,8 +15,10 @@ variants ``remat + bf16``, ``remat`` (the loss rematerialised over the time grid
 ``memory_analysis``) and, on a GPU, the device's peak bytes in use since the process
 started, read after the timed steps (so a row's peak is at least the rows' before it);
 model TFLOP/s counts XLA's FLOPs of one evaluation times the evaluations of a step
-(:func:`step_flops`). A variant that does not fit is reported with its error. No PyTorch
-UNet peer is run.
+(:func:`step_flops`). A variant that does not fit is reported with its error. Part
+``unet-torch`` runs the PyTorch peer of that step (``_torch_unet``: the same UNet and weights,
+eager and ``torch.compile``, float32 and bf16 autocast), after checking that its UNet and its
+loss agree with JAX's.
 
 Part ``curve``: JAX it/s of the MLP step against the batch (64 to 4096) and the width (256 to
 4096, three layers), with the compute floor (model FLOPs at the H200's dense TF32 peak).
