@@ -194,11 +194,12 @@ def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_d
     assert "GAS-DRO" in report["verdicts"]["today"]
 
 
-def test_gas_dro_benchmark_refuses_a_learning_rate_below_zero(tmp_path):
+def test_gas_dro_benchmark_refuses_a_learning_rate_that_is_not_positive(tmp_path, capsys):
     from benchmarks.seeds import gas_dro
 
     with pytest.raises(SystemExit):
         gas_dro.main(["--size", "smoke", "--out", str(tmp_path), "--lrs", "1e-3", "0"])
+    assert "--lrs must be > 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow
