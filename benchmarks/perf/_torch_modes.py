@@ -16,6 +16,8 @@ import time
 import traceback
 from typing import Any, Callable
 
+from benchmarks import _harness as harness
+
 MODES = ("eager", "compile", "cudagraphs")
 _COMPILE_MODE = {"compile": "default", "cudagraphs": "reduce-overhead"}
 # JAX computes float32 matmuls on recent NVIDIA GPUs with TF32 by default; "high" lets
@@ -82,6 +84,25 @@ def keeper(torch, mode: str) -> Callable[[Any], Any]:
 
 def synchronizer(torch, device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+
+
+def time_steps(torch, step, device: str, iters: int, repeats: int) -> tuple[float, list[float], Any]:
+    """``(first step's seconds, iterations/s of each of ``repeats`` runs of ``iters`` steps, the
+    last step's output)``; ``step(generator)`` runs one training step on fresh draws."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    sync = synchronizer(torch, device)
+    t0 = time.perf_counter()
+    step(gen)
+    sync()
+    first_s = time.perf_counter() - t0
+
+    def run():
+        for _ in range(iters):
+            out = step(gen)
+        return out
+
+    timing = harness.time_call(run, repeats=repeats, block=lambda out: (sync(), out)[1])
+    return first_s, [iters / t for t in timing["times"]], timing["output"]
 
 
 def _compile_counts(torch) -> dict[str, int]:

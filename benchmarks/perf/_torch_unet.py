@@ -12,12 +12,12 @@ accumulated by its own ``backward`` (the memory of one time's activations, as JA
 from __future__ import annotations
 
 import math
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.perf import _torch_modes as modes
 from tailjax.flows import (
     AdjointMatchingBatch, adjoint_matching_loss, lean_adjoint, memoryless_coefficients, memoryless_solve,
 )
@@ -102,8 +102,6 @@ def twin(torch, flax_params, channels, time_dim, in_channels, time_scale, num_cl
 def step_fn(torch, make_module, cfg, device, mode="eager", bf16=False, lr=1e-4):
     """``(step, loss_of)``: one adjoint-matching step on a fresh random batch, and the loss of
     the current weights on given ``(x0, noise, labels)``; the field is ``make_module()``."""
-    from benchmarks.perf import _torch_modes as modes
-
     weights, frozen = make_module().to(device), make_module().to(device)
     for p in frozen.parameters():
         p.requires_grad_(False)
@@ -211,9 +209,6 @@ def peer_rows(torch, u, flax_module, flax_params, device, torch_modes, precision
     the twin's agreement with JAX: the UNet's output (max abs difference / max abs output)
     and the loss on the same draws (:func:`loss_parity`).
     ``on_row(rows)`` runs after each row."""
-    from benchmarks import _harness as harness
-    from benchmarks.perf import _torch_modes as modes
-
     make = lambda: twin(torch, flax_params, tuple(u["channels"]), 128, u["image"][-1], 1000.0, 10)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, *u["image"])).astype(np.float32)
@@ -237,23 +232,11 @@ def peer_rows(torch, u, flax_module, flax_params, device, torch_modes, precision
             if str(device).startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             step, _ = step_fn(torch, make, u, device, mode, bf16)
-            gen = torch.Generator(device=device).manual_seed(0)
-            sync = modes.synchronizer(torch, device)
-            t0 = time.perf_counter()
-            step(gen)
-            sync()
-            first = time.perf_counter() - t0
-
-            def run():
-                for _ in range(u["iters"]):
-                    loss = step(gen)
-                return loss
-
-            timing = harness.time_call(run, repeats=u["repeats"], block=lambda loss: (sync(), loss)[1])
-            its = sorted(u["iters"] / s for s in timing["times"])
+            first, runs, loss = modes.time_steps(torch, step, device, u["iters"], u["repeats"])
+            its = sorted(runs)
             peak = torch.cuda.max_memory_allocated() / 2**20 if str(device).startswith("cuda") else None
             out = {"first_step_s": first, "it_per_s": its[len(its) // 2], "runs": its, "peak_MiB": peak,
-                   "loss": float(timing["output"])}
+                   "loss": float(loss)}
             log(f"PyTorch UNet {mode} {precision}: {out['it_per_s']:.3f} it/s (first step {first:.1f} s, "
                 f"peak {peak} MiB)")
             return out

@@ -246,24 +246,6 @@ def torch_impl(torch, d, cfg, flax_params, device, mode="eager", scope="step"):
     return loss_on_noise, step, restore
 
 
-def time_torch(torch, step, cfg, device):
-    """First step's time, then iterations/s of ``iters`` steps, ``repeats`` times."""
-    gen = torch.Generator(device=device).manual_seed(0)
-    sync = modes.synchronizer(torch, device)
-    t0 = time.perf_counter()
-    step(gen)
-    sync()
-    first_s = time.perf_counter() - t0
-
-    def run():
-        for _ in range(cfg["iters"]):
-            loss = step(gen)
-        return loss
-
-    timing = harness.time_call(run, repeats=cfg["repeats"], block=lambda loss: (sync(), loss)[1])
-    return first_s, [cfg["iters"] / t for t in timing["times"]], timing["output"].item()
-
-
 # ------------------------------------------------------------------------------------ UNet
 def forward_flops(apply, params, event, context=None):
     """XLA's FLOP count of one velocity evaluation of one sample, compiled for the CPU (on a
@@ -418,7 +400,7 @@ def mlp_row(spec, cfg, torch, tdev, torch_modes, scope="step", log=print):
     def bench(mode):
         torch.manual_seed(0)
         loss_on_noise, step, restore = torch_impl(torch, d, rc, params, tdev, mode, scope)
-        first_s, truns, _ = time_torch(torch, step, rc, tdev)
+        first_s, truns, _ = modes.time_steps(torch, step, tdev, rc["iters"], rc["repeats"])
         restore()  # the parity check uses the initial weights, as JAX does
         lt = loss_on_noise(torch.from_numpy(x0).to(tdev), torch.from_numpy(noise).to(tdev)).item()
         out = {"first_step_s": first_s, "it_per_s": statistics.median(truns), "runs": truns, "loss": lt,
