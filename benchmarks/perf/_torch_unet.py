@@ -179,7 +179,7 @@ def loss_parity(torch, flax_module, flax_params, u, device, batch=4):
     def jax_loss(x0, noise, labels):
         _, traj = memoryless_solve(field, params, x0, noise, context=labels, coefficients=coefs,
                                    return_trajectory=True)
-        grad = jax.vmap(jax.grad(lambda x, c: -jnp.mean((x - 0.1 * c) ** 2)))(traj[:, -1], labels)
+        grad = jax.vmap(jax.grad(lambda x, c: -jnp.mean((x - 0.1 * c.astype(x.dtype)) ** 2)))(traj[:, -1], labels)
         adj, vb = jax.vmap(lambda tr, a, c: lean_adjoint(lambda x, t, c: field(params, x, t, c), tr, a, coefs,
                                                          context=c))(traj, -grad, labels)
         batch_ = AdjointMatchingBatch(traj, adj, vb, jnp.arange(1, K), None, labels)
