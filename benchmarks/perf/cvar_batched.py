@@ -50,9 +50,11 @@ def main(argv=None):
     parser = harness.parser(__doc__, out="results/cvar_batched")
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[0.001, 0.01, 0.1])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--shapes", nargs="*", help="BxN shapes instead of the size's, e.g. 100x1000000")
     args = parser.parse_args(argv)
+    shape_list = [tuple(int(v) for v in s.split("x")) for s in args.shapes] if args.shapes else SHAPES[args.size]
     rows = []
-    for batch, n in SHAPES[args.size]:
+    for batch, n in shape_list:
         x = jax.random.normal(jax.random.PRNGKey(0), (batch, n), jnp.float32)
         x_np = np.asarray(x)
         x64 = x_np.astype(np.float64)

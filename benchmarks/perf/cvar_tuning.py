@@ -2,11 +2,12 @@
 
     python -m benchmarks.perf.cvar_tuning --size paper --out DIR   # GPU: n = 1e8, float32
 
-Per tail probability: the one-read floor (``jnp.sum``), the subsample bracket alone, the
-compaction pass alone for each (block, warps) (and with an empty bracket: the pass's own
-read cost), each finish of the buffer (the histogram of its keys with a sort of v's bin, or
-a sort of the whole buffer), and the whole ``cvar_large`` for each (finish, subsample size,
-block, bracket width); then ``cvar_large`` against ``risk.cvar`` per dtype.
+Per tail probability: the one-read floor (``jnp.sum``), the subsample bracket alone, the key
+histogram pass alone, the compaction pass alone for each (block, warps) (each also with an
+empty bracket: the pass's own read cost), each finish of the compaction buffer (the
+histogram of its keys with a sort of v's bin, or a sort of the whole buffer), and the whole
+``cvar_large`` for each (method and finish, subsample size, block, bracket width); then
+``cvar_large`` against ``risk.cvar`` per dtype.
 Every time is the mean of back-to-back calls (``pipelined_ms``: no host sync between
 calls) and the median of synced single calls (``ms``). Results are checked against a
 float64 reference; a config that is not exact is reported, not hidden. float64 needs
@@ -27,6 +28,7 @@ from benchmarks import _harness as harness
 from tailjax import risk
 from tailjax.risk import select
 from tailjax.risk._compact import compact
+from tailjax.risk._histogram import key_histogram, signed_keys
 
 SIZES = {"paper": 100_000_000, "small": 1_000_000}
 
@@ -63,6 +65,7 @@ def main(argv=None):
     parser.add_argument("--sample-sizes", type=int, nargs="*", default=[1 << 18, 1 << 20])
     parser.add_argument("--widths", type=float, nargs="*", default=[3.0, 5.0])
     parser.add_argument("--finishes", nargs="*", default=["histogram", "sort"])
+    parser.add_argument("--methods", nargs="*", default=["histogram", "compact"])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
     parser.add_argument("--parts", nargs="*", default=["sweep", "dtypes"])
     parser.add_argument("--repeats", type=int, default=20)
@@ -88,6 +91,21 @@ def main(argv=None):
                                    repeats=args.repeats)
         add(stage="bracket", tail_prob=p, sample=m, **bracket)
         capacity = select._default_capacity(n, rank, m, cfg0)
+        if "histogram" in args.methods:
+            k_lo = signed_keys(lo)
+            bins = cfg0.key_bins
+            shift = jnp.maximum(32 - jax.lax.clz(signed_keys(hi) - k_lo) - int(math.log2(bins)), 0)
+            fn = jax.jit(lambda x, lo, hi: key_histogram(x, lo, hi, k_lo, shift, cfg0.block, bins, "pallas",
+                                                         cfg0.num_warps))
+            try:
+                t, out = timing(fn, x2, lo, hi, repeats=args.repeats)
+                empty, _ = timing(fn, x2, jnp.full_like(lo, jnp.inf), jnp.full_like(hi, jnp.inf),
+                                  repeats=args.repeats)
+                add(stage="key histogram pass", tail_prob=p, block=cfg0.block, warps=cfg0.num_warps,
+                    members=int(jnp.sum(out[0])), bins=bins, shift=int(shift[0]), empty_ms=empty["ms"],
+                    empty_pipelined_ms=empty["pipelined_ms"], **t)
+            except Exception as err:  # reported, not fatal
+                add(stage="key histogram pass", tail_prob=p, error=repr(err)[:200])
         for block, warps in itertools.product(args.blocks, args.warps):
             fn = jax.jit(lambda x, lo, hi, b=block, w=warps: compact(x, lo, hi, b, capacity, "pallas", w))
             try:
@@ -108,13 +126,15 @@ def main(argv=None):
                 for name in args.finishes:
                     t, _ = timing(jax.jit(finishes[name]), buf, valid, c_hi, e_hi, lo, hi, repeats=args.repeats)
                     add(stage=f"finish ({name})", tail_prob=p, capacity=capacity, bins=cfg0.bins, slots=slots, **t)
-        for finish, sample, block, width in itertools.product(args.finishes, args.sample_sizes, args.blocks,
-                                                              args.widths):
-            cfg = cfg0._replace(finish=finish, sample_size=sample, block=block, width_sd=width)
+        variants = [("histogram", "histogram")] if "histogram" in args.methods else []
+        variants += [("compact", f) for f in args.finishes] if "compact" in args.methods else []
+        for (method, finish), sample, block, width in itertools.product(variants, args.sample_sizes, args.blocks,
+                                                                        args.widths):
+            cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, width_sd=width)
             t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x,
                               repeats=args.repeats)
-            add(stage="cvar_large", tail_prob=p, finish=finish, sample=sample, block=block, warps=cfg.num_warps,
-                width_sd=width,
+            add(stage="cvar_large", tail_prob=p, method=method, finish=finish if method == "compact" else None,
+                sample=sample, block=block, warps=cfg.num_warps, width_sd=width,
                 rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"],
                 x_floor_synced=t["ms"] / floor["ms"], **t)
     for name in args.dtypes if "dtypes" in args.parts else []:

@@ -10,12 +10,16 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
 
 1. A strided subsample is searched (a few rounds of threshold counts, no sort) for a
    bracket [lo, hi) whose subsample rank interval covers r's expected rank +- 5 sd.
-2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) compacts the values in
-   [lo, hi) into a small buffer and counts/sums the values >= hi.
-3. v is the buffer's (r - #{x >= hi})-th largest: a histogram of the members' order-preserving
-   integer keys (``bins`` bins over [lo, hi)) finds the bin holding it, and only that bin's
-   members are gathered and sorted (``finish="sort"`` sorts the whole buffer instead). E(v)
-   follows exactly.
+2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) counts/sums the values >= hi
+   and either
+   - (``method="histogram"``, few long rows) counts the values in [lo, hi) into ``key_bins``
+     bins of their order-preserving integer keys. When the bracket spans at most that many
+     keys, each bin is one value, and v and E(v) follow from the histogram alone; otherwise
+     the bin holding v becomes the bracket of a compaction pass (a second read); or
+   - (``method="compact"``) compacts the values in [lo, hi) into a small buffer. v is the
+     buffer's (r - #{x >= hi})-th largest: a histogram of the members' keys (``bins`` bins
+     over [lo, hi)) finds the bin holding it, and only that bin's members are gathered and
+     sorted (``finish="sort"`` sorts the whole buffer instead). E(v) follows exactly.
 
 Every step works per row of a batch (B, n): one subsample search per row (vmapped), one pass
 over the whole batch, one batched finish of the buffers.
@@ -38,6 +42,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
 from tailjax.risk._compact import compact
+from tailjax.risk._histogram import from_signed_keys, histogram_rows, key_histogram, signed_keys
 from tailjax.risk.empirical import accumulator, tail_count
 
 __all__ = ["cvar_large", "var_large", "SelectConfig"]
@@ -52,6 +57,8 @@ class SelectConfig(NamedTuple):
     num_warps: int = 4  # warps per Pallas program
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
+    method: str = "auto"  # full pass: "histogram" (bin the bracket by key) | "compact" | "auto"
+    key_bins: int = 1 << 20  # histogram pass: bins per row (a power of two; one key each if they suffice)
     finish: str = "histogram"  # "histogram" (bin the buffer, sort v's bin) | "sort" (sort the buffer)
     bins: int = 4096  # histogram bins over the bracket (a power of two)
     bin_slots: int | None = None  # gather slots for v's bin (None: 8x the mean bin, >= 1024)
@@ -192,16 +199,90 @@ def _bin_slots(capacity, cfg):
     return cfg.bin_slots or max(1024, 8 * capacity // cfg.bins)
 
 
+def _method(x, cfg):
+    """The full pass for x (B, n): the key histogram for few long rows of <= 32-bit floats."""
+    small_floats = jnp.finfo(x.dtype).bits <= 32
+    if cfg.method == "auto":
+        rows, n = x.shape
+        fits = n >= 8 * cfg.key_bins and rows * cfg.key_bins <= 1 << 24
+        return "histogram" if small_floats and fits else "compact"
+    if cfg.method == "histogram" and not small_floats:
+        raise ValueError(f"config.method='histogram' needs floats of at most 32 bits, got {x.dtype}")
+    if cfg.method not in ("histogram", "compact"):
+        raise ValueError(f"config.method must be 'auto', 'histogram' or 'compact', got {cfg.method!r}")
+    return cfg.method
+
+
 def _select(x, rank, cfg):
     """Per row of x (B, n): (v, E(v), ok, NaN count), v the rank-th largest, E(v) = sum (x - v)_+.
 
-    ok is False where the bracket missed v, the buffer overflowed or v's bin overflowed its
-    gather: there v and E(v) are not exact.
+    ok is False where the bracket missed v, or (compaction) the buffer overflowed or v's bin
+    overflowed its gather: there v and E(v) are not exact.
     """
+    lo, hi = _sample_bracket(x, rank, _sample_size(x.shape[-1], cfg), cfg)
+    if _method(x, cfg) == "histogram":
+        return _select_histogram(x, rank, lo, hi, cfg)
+    return _select_compact(x, rank, lo, hi, cfg)
+
+
+def _locate(hist, r):
+    """Per row: (bin holding the r-th largest counted value, counts above it, its count),
+    in two levels (coarse bins of many fine ones) rather than one cumulative sum."""
+    rows, bins = hist.shape
+    fine = 1 << (int(math.log2(bins)) // 2)
+    h = hist.reshape(rows, bins // fine, fine)
+    row = jnp.arange(rows)
+
+    def level(counts, offset):
+        from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1] + offset[:, None]
+        star = jnp.maximum(jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1, 0)
+        own = counts[row, star]
+        return star, from_top[row, star] - own, own
+
+    c_star, c_above, _ = level(jnp.sum(h, axis=2), jnp.zeros_like(r))
+    f_star, above, own = level(h[row, c_star], c_above)
+    return c_star * fine + f_star, above, own
+
+
+def _select_histogram(x, rank, lo, hi, cfg):
+    """_select by the key histogram of [lo, hi): exact where each bin is one key; a row whose
+    bracket spans more keys than bins is refined by compacting v's bin."""
+    n, dt, bins = x.shape[-1], x.dtype, cfg.key_bins
+    k_lo, k_hi = signed_keys(lo), signed_keys(hi)
+    span = k_hi - k_lo  # modulo 2^32: the members' keys are k_lo + [0, span)
+    shift = jnp.maximum(32 - jax.lax.clz(span) - int(math.log2(bins)), 0)
+    hist, c_hi, e_hi, nans = key_histogram(x, lo, hi, k_lo, shift, cfg.block, bins, cfg.backend, cfg.num_warps)
+    g = (n // cfg.block) * cfg.block
+    if g < n:  # the values after the last whole block
+        h, c, e, nn = histogram_rows(x[:, g:], lo, hi, k_lo, shift, bins)
+        hist, c_hi, e_hi, nans = hist + h, c_hi + c, e_hi + e, nans + nn
+    r = rank - c_hi  # rank of v among the members
+    ok = (r >= 1) & (r <= jnp.sum(hist, axis=1, dtype=jnp.int32))
+    star, _, _ = _locate(hist, r)
+    v = from_signed_keys(k_lo + star, dt)
+    acc = accumulator(dt)
+    b = jnp.arange(bins, dtype=jnp.int32)
+    values = from_signed_keys(k_lo[:, None] + b, dt).astype(acc)
+    own = jnp.where((b > star[:, None]) & (hist > 0), hist.astype(acc) * (values - v[:, None].astype(acc)), 0.0)
+    e_v = e_hi + jnp.where(c_hi > 0, c_hi.astype(acc) * (hi.astype(acc) - v.astype(acc)), 0.0) + jnp.sum(own, 1)
+    coarse = ok & (shift > 0)  # v's bin may hold several values
+
+    def refine():
+        top = jax.lax.shift_right_logical(span - 1, shift)  # the bin of the largest member key
+        lo2 = from_signed_keys(k_lo + (star << shift), dt)
+        hi2 = jnp.where(star >= top, hi, from_signed_keys(k_lo + ((star + 1) << shift), dt))
+        v2, e2, ok2, _ = _select_compact(x, rank, jnp.where(coarse, lo2, lo), jnp.where(coarse, hi2, hi), cfg)
+        return jnp.where(coarse, v2, v), jnp.where(coarse, e2, e_v), jnp.where(coarse, ok2, ok)
+
+    v, e_v, ok = jax.lax.cond(jnp.any(coarse), refine, lambda: (v, e_v, ok))
+    return v, e_v, ok, nans
+
+
+def _select_compact(x, rank, lo, hi, cfg):
+    """_select by compacting the members of [lo, hi) into a buffer and finishing it."""
     n, dt = x.shape[-1], x.dtype
     inf = jnp.asarray(jnp.inf, dt)
     m = _sample_size(n, cfg)
-    lo, hi = _sample_bracket(x, rank, m, cfg)
     g = (n // cfg.block) * cfg.block
     capacity = cfg.capacity or _default_capacity(n, rank, m, cfg)
     buf, count, c_hi, e_hi, nans = compact(x, lo, hi, cfg.block, capacity, cfg.backend, cfg.num_warps)

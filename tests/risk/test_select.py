@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from tailjax import risk
+from tailjax.risk import select
+from tailjax.risk._histogram import from_signed_keys, key_histogram, signed_keys
 from tailjax.risk.select import SelectConfig, _keys, _rank, _select
 
 SMALL = SelectConfig(sample_size=4096, block=256, min_size=1024, backend="xla")
@@ -147,3 +149,97 @@ def test_bad_input(kwargs, match):
         risk.cvar_large(jnp.arange(10.0), **kwargs)
     with pytest.raises(ValueError, match="samples"):
         risk.cvar_large(jnp.zeros((2, 0)), 0.1)
+
+
+HIST = SMALL._replace(method="histogram")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_signed_keys_order_like_the_values_and_invert(dtype):
+    x = jnp.array([-jnp.inf, -3e4, -1.5, -1e-7, -0.0, 0.0, 1e-7, 1.0, 1.5, 3e4, jnp.inf], dtype)
+    x = jnp.concatenate([x, jnp.nextafter(x[1:-1], x[2:])]).sort()
+    keys = np.asarray(signed_keys(x)).astype(np.int64)
+    assert np.all(np.diff(keys) >= 0) and np.all(np.diff(keys)[np.diff(np.asarray(x, np.float64)) > 0] > 0)
+    back = from_signed_keys(signed_keys(x), x.dtype)
+    assert np.array_equal(np.asarray(back).view(np.uint8), np.asarray(x).view(np.uint8))  # bit for bit
+
+
+@pytest.mark.parametrize("kind", ["normal", "sorted", "tiny", "huge"])
+@pytest.mark.parametrize("p", [0.3, 0.05, 0.01])
+def test_key_histogram_pass_selects_exactly_in_one_pass(kind, p, monkeypatch):
+    x = {"tiny": 1e-30 * _inputs("normal", 200_003), "huge": 1e30 * _inputs("normal", 200_003)}.get(kind)
+    x = (_inputs(kind, 200_003) if x is None else x)[None]
+    rank = _rank(x.shape[1], p)
+    # A subsample of 16384 brackets these tails within 3M keys: with 4M bins each bin is one
+    # key, and a compaction pass (poisoned here) would have to be the branch taken to matter.
+    poisoned = lambda x, *a: (jnp.full(x.shape[:1], jnp.nan, x.dtype),) * 2 + (jnp.zeros(x.shape[:1], bool),) * 2
+    monkeypatch.setattr(select, "_select_compact", poisoned)
+    v, e, ok, _ = _select(x, rank, HIST._replace(sample_size=1 << 14, key_bins=1 << 22))
+    want = -jnp.sort(-x[0])[rank - 1]
+    assert bool(ok[0]) and float(v[0]) == float(want)
+    exact = np.sum(np.maximum(np.asarray(x[0], np.float64) - float(want), 0.0))
+    assert float(e[0]) == pytest.approx(exact, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind, p", [("normal", 0.01), ("cauchy", 1e-4), ("sorted", 0.3)])
+def test_a_bracket_wider_than_the_bins_is_refined_by_compacting_the_bin_of_v(kind, p, monkeypatch):
+    x = _inputs(kind, 200_003)[None]
+    rank = _rank(x.shape[1], p)
+    calls, compact_select = [], select._select_compact
+
+    def spy(x, rank, lo, hi, cfg):  # records the bracket when (and only if) the branch runs
+        jax.debug.callback(lambda lo, hi: calls.append((np.asarray(lo), np.asarray(hi))), lo, hi)
+        return compact_select(x, rank, lo, hi, cfg)
+
+    monkeypatch.setattr(select, "_select_compact", spy)
+    v, e, ok, _ = _select(x, rank, HIST._replace(key_bins=16))
+    (lo, hi), = calls
+    want = float(-jnp.sort(-x[0])[rank - 1])
+    assert bool(ok[0]) and float(v[0]) == want and float(lo[0]) <= want < float(hi[0])
+    members = int(jnp.sum((x[0] >= lo[0]) & (x[0] < hi[0])))
+    assert 1 <= members < int(jnp.sum((x[0] >= HIST_BRACKET(x, rank)[0]) & (x[0] < HIST_BRACKET(x, rank)[1])))
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=HIST._replace(key_bins=16)), risk.cvar(x, p), rtol=2e-6)
+
+
+def HIST_BRACKET(x, rank):
+    lo, hi = select._sample_bracket(x, rank, select._sample_size(x.shape[1], HIST), HIST)
+    return lo[0], hi[0]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_key_histogram_pass_selects_exactly_in_16_bit(dtype):
+    x = _inputs("normal", 200_003).astype(dtype)[None]
+    for p in [0.3, 0.01]:
+        rank = _rank(x.shape[1], p)
+        v, _, ok, _ = _select(x, rank, HIST)
+        assert bool(ok[0]) and float(v[0]) == float(-jnp.sort(-x[0])[rank - 1])
+
+
+def test_key_histogram_kernel_in_interpret_mode_matches_xla():
+    x = jax.random.normal(jax.random.PRNGKey(8), (2, 4096)).at[1, 9].set(jnp.nan).at[0, 5].set(jnp.inf)
+    lo, hi = jnp.array([1.0, -0.5]), jnp.array([2.0, 0.25])
+    key_lo, shift = signed_keys(lo), jnp.array([12, 18], jnp.int32)  # row 1 spans 8032 bins: both drop those past the last
+    xla = key_histogram(x, lo, hi, key_lo, shift, 256, 4096, "xla")
+    interp = key_histogram(x, lo, hi, key_lo, shift, 256, 4096, "interpret")
+    assert int(jnp.sum(xla[0])) > 100
+    for a, b in zip(xla[:2] + xla[3:], interp[:2] + interp[3:]):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(xla[2], interp[2], rtol=1e-6)
+    cfg = HIST._replace(backend="interpret", sample_size=2048, key_bins=1 << 12)
+    y = jax.random.normal(jax.random.PRNGKey(2), (2, 20_003)).at[1, 7].set(jnp.nan)
+    rank = _rank(y.shape[1], 0.01)
+    v, e, ok, nans = _select(y, rank, cfg)
+    assert bool(ok[0]) and nans.tolist() == [0, 1] and float(v[0]) == float(-jnp.sort(-y[0])[rank - 1])
+
+
+def test_histogram_method_is_refused_for_float64_and_unknown_methods():
+    x = jnp.zeros((1, 2048), jnp.float32)
+    with pytest.raises(ValueError, match="config.method"):
+        select._method(x, HIST._replace(method="radix"))
+    if jax.config.jax_enable_x64:
+        with pytest.raises(ValueError, match="config.method='histogram'"):
+            select._method(x.astype(jnp.float64), HIST)
+    shape = lambda *s: jax.ShapeDtypeStruct(s, jnp.float32)
+    assert select._method(shape(1, 1 << 23), SelectConfig()) == "histogram"
+    assert select._method(shape(64, 1 << 23), SelectConfig()) == "compact"  # 64 histograms of 4 MB
+    assert select._method(shape(1, 1 << 22), SelectConfig()) == "compact"  # rows under 8x the bins

@@ -1,0 +1,130 @@
+"""The one full pass of :mod:`tailjax.risk.select` by key histogram: no compaction, per row.
+
+Over the first ``(n // block) * block`` values of each row of x (B, n), counts the values in
+[lo_b, hi_b) into ``bins`` bins of their order-preserving integer keys (bin
+``(key - key_lo_b) >> shift_b``) and returns per row that histogram, how many values are
+>= hi_b, their excess sum (x - hi_b)_+, and how many are NaN. With ``shift_b = 0`` every bin
+holds one key, i.e. one value, so the histogram alone selects any rank in the bracket
+exactly. On GPU a Pallas (Triton) kernel does it in one read of x, each member adding one
+to its bin atomically; elsewhere an XLA scatter gives the same result.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from tailjax.risk.empirical import accumulator
+
+
+def signed_keys(x):
+    """Order-preserving int32 keys of floats of at most 32 bits (-0.0 just below +0.0)."""
+    bits = jnp.finfo(x.dtype).bits
+    i = jax.lax.bitcast_convert_type(x, jnp.dtype(f"int{bits}"))
+    flip = jnp.asarray((1 << (bits - 1)) - 1, i.dtype)
+    return jnp.where(i < 0, i ^ flip, i).astype(jnp.int32)
+
+
+def from_signed_keys(k, dtype):
+    """The floats of ``dtype`` whose :func:`signed_keys` are k (int32)."""
+    bits = jnp.finfo(dtype).bits
+    i = k.astype(jnp.dtype(f"int{bits}"))
+    flip = jnp.asarray((1 << (bits - 1)) - 1, i.dtype)
+    return jax.lax.bitcast_convert_type(jnp.where(i < 0, i ^ flip, i), jnp.dtype(dtype))
+
+
+def bin_of(x, key_lo, shift):
+    """Bin of x: (key(x) - key_lo) >> shift, the difference taken modulo 2^32 (unsigned)."""
+    return jax.lax.shift_right_logical(signed_keys(x) - key_lo, shift)
+
+
+def _kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_ref, nan_ref, *, interpret):
+    from jax.experimental.pallas import triton as plt
+
+    del hist_in  # aliased to hist_ref
+    xs = x_ref[...]
+    lo, hi = bounds_ref[0], bounds_ref[1]
+    member = (xs >= lo) & (xs < hi)
+    b = bin_of(xs, keys_ref[0], keys_ref[1])
+    counted = member & (b >= 0) & (b < hist_ref.shape[0])  # bins past the last are dropped
+    b = jnp.where(counted, b, 0)
+    ones = counted.astype(jnp.int32)
+    if interpret:  # the interpreter has no masked atomics and drops repeated indices
+        jax.lax.fori_loop(0, xs.shape[0], lambda j, c: (plt.atomic_add(hist_ref, (b[j],), ones[j]), c)[1], 0)
+    else:
+        plt.atomic_add(hist_ref, (b,), ones, mask=counted)
+    ge = xs >= hi
+    above_ref[0] = jnp.sum(ge, dtype=jnp.int32)
+    acc = excess_ref.dtype  # float32 for 16-bit inputs
+    excess_ref[0] = jnp.sum(jnp.where(ge, xs.astype(acc) - hi.astype(acc), 0.0))
+    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
+
+
+def _pallas(x, bounds, keys, block, bins, num_warps, interpret):
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
+
+    rows, g = x.shape[0], x.shape[1] // block
+    per_row = lambda size: pl.BlockSpec((None, size), lambda b, i: (b, 0))
+    per_block = pl.BlockSpec((None, 1), lambda b, i: (b, i))
+    params = None if interpret else plt.CompilerParams(num_warps=num_warps)
+    hist, above, excess, nans = pl.pallas_call(
+        functools.partial(_kernel, interpret=interpret),
+        grid=(rows, g),
+        in_specs=[pl.BlockSpec((None, block), lambda b, i: (b, i)), per_row(2), per_row(2), per_row(bins)],
+        out_specs=[per_row(bins), per_block, per_block, per_block],
+        out_shape=[
+            jax.ShapeDtypeStruct((rows, bins), jnp.int32),
+            jax.ShapeDtypeStruct((rows, g), jnp.int32),
+            jax.ShapeDtypeStruct((rows, g), accumulator(x.dtype)),
+            jax.ShapeDtypeStruct((rows, g), jnp.int32),
+        ],
+        input_output_aliases={3: 0},
+        compiler_params=params,
+        interpret=interpret,
+    )(x, bounds, keys, jnp.zeros((rows, bins), jnp.int32))
+    i32 = jnp.int32
+    return hist, jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
+
+
+def histogram_rows(x, lo, hi, key_lo, shift, bins):
+    """The pass by XLA over all of x (B, n): (histograms, counts >= hi, excesses, NaN counts)."""
+    member = (x >= lo[:, None]) & (x < hi[:, None])
+    b = jnp.where(member, bin_of(x, key_lo[:, None], shift[:, None]), bins)
+    row = jnp.arange(x.shape[0], dtype=jnp.int32)[:, None]
+    hist = jnp.zeros((x.shape[0], bins), jnp.int32).at[row, b].add(1, mode="drop")
+    ge = x >= hi[:, None]
+    acc = accumulator(x.dtype)
+    excess = jnp.sum(jnp.where(ge, x.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
+    return hist, jnp.sum(ge, axis=1, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), axis=1, dtype=jnp.int32)
+
+
+def key_histogram(x, lo, hi, key_lo, shift, block, bins, backend="auto", num_warps=4):
+    """(histograms (B, bins), counts >= hi, excesses above hi, NaN counts) per row, over the
+    whole blocks of x.
+
+    Args:
+      x: ``(B, n)`` floats of at most 32 bits; only the first ``(n // block) * block`` of
+        each row are read.
+      lo, hi: ``(B,)`` bracket bounds per row.
+      key_lo, shift: ``(B,)`` int32: a member's bin is ``(key - key_lo) >> shift``; members
+        whose bin is ``bins`` or more are not counted.
+      block: values per Pallas program (a power of two).
+      bins: histogram bins per row.
+      backend: ``"pallas"``, ``"xla"``, ``"interpret"`` (Pallas interpreter, for tests) or
+        ``"auto"`` (Pallas on GPU, XLA elsewhere).
+      num_warps: warps per Pallas program.
+    """
+    if backend == "auto":
+        backend = "pallas" if jax.default_backend() == "gpu" else "xla"
+    if backend in ("pallas", "interpret"):
+        bounds = jnp.stack([lo, hi], axis=1).astype(x.dtype)
+        keys = jnp.stack([key_lo, shift], axis=1).astype(jnp.int32)
+        return _pallas(x, bounds, keys, block, bins, num_warps, interpret=backend == "interpret")
+    if backend != "xla":
+        raise ValueError(f"backend must be 'auto', 'pallas', 'xla' or 'interpret', got {backend!r}")
+    whole = (x.shape[1] // block) * block
+    return histogram_rows(x[:, :whole], lo, hi, key_lo, shift, bins)
+
