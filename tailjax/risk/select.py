@@ -12,14 +12,16 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
    bracket [lo, hi) whose subsample rank interval covers r's expected rank +- 5 sd.
 2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) counts/sums the values >= hi
    and either
-   - (``method="histogram"``, few long rows) counts the values in [lo, hi) into ``key_bins``
-     bins of their order-preserving integer keys. When the bracket spans at most that many
-     keys, each bin is one value, and v and E(v) follow from the histogram alone; otherwise
-     the bin holding v becomes the bracket of a compaction pass (a second read); or
-   - (``method="compact"``) compacts the values in [lo, hi) into a small buffer. v is the
-     buffer's (r - #{x >= hi})-th largest: a histogram of the members' keys (``bins`` bins
-     over [lo, hi)) finds the bin holding it, and only that bin's members are gathered and
-     sorted (``finish="sort"`` sorts the whole buffer instead). E(v) follows exactly.
+   - (``method="compact"``, the default) compacts the values in [lo, hi) into a small
+     buffer. v is the buffer's (r - #{x >= hi})-th largest: a histogram of the members'
+     keys (``bins`` bins over [lo, hi)) finds the bin holding it, and only that bin's
+     members are gathered and sorted (``finish="sort"`` sorts the whole buffer instead);
+   - or (``method="histogram"``; ``"auto"`` picks it for few long rows) counts the values
+     in [lo, hi) into ``key_bins`` bins of their order-preserving integer keys. When the
+     bracket spans at most that many keys, each bin is one value and v follows from the
+     histogram alone; otherwise the bin holding v is the bracket of a compaction pass (a
+     second read).
+   E(v) follows exactly.
 
 Every step works per row of a batch (B, n): one subsample search per row (vmapped), one pass
 over the whole batch, one batched finish of the buffers.
@@ -57,7 +59,7 @@ class SelectConfig(NamedTuple):
     num_warps: int = 4  # warps per Pallas program
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
-    method: str = "auto"  # full pass: "histogram" (bin the bracket by key) | "compact" | "auto"
+    method: str = "compact"  # full pass: "compact" | "histogram" (bin the bracket by key) | "auto"
     key_bins: int = 1 << 20  # histogram pass: bins per row (a power of two; one key each if they suffice)
     finish: str = "histogram"  # "histogram" (bin the buffer, sort v's bin) | "sort" (sort the buffer)
     bins: int = 4096  # histogram bins over the bracket (a power of two)

@@ -240,6 +240,27 @@ def test_histogram_method_is_refused_for_float64_and_unknown_methods():
         with pytest.raises(ValueError, match="config.method='histogram'"):
             select._method(x.astype(jnp.float64), HIST)
     shape = lambda *s: jax.ShapeDtypeStruct(s, jnp.float32)
-    assert select._method(shape(1, 1 << 23), SelectConfig()) == "histogram"
-    assert select._method(shape(64, 1 << 23), SelectConfig()) == "compact"  # 64 histograms of 4 MB
-    assert select._method(shape(1, 1 << 22), SelectConfig()) == "compact"  # rows under 8x the bins
+    auto = SelectConfig(method="auto")
+    assert select._method(shape(1, 1 << 23), auto) == "histogram"
+    assert select._method(shape(64, 1 << 23), auto) == "compact"  # 64 histograms of 4 MB
+    assert select._method(shape(1, 1 << 22), auto) == "compact"  # rows under 8x the bins
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_pallas_kernels_lower_to_triton_for_an_h200(dtype, monkeypatch):
+    """Both full passes lower to Triton IR for an H200 (no GPU needed; compiling the IR to PTX
+    is left to the device benchmarks)."""
+    plt = pytest.importorskip("jax.experimental.pallas.triton")
+    reg = pytest.importorskip("jax._src.pallas.triton.pallas_call_registration")
+    if not hasattr(getattr(reg, "gpu_info_lib", None), "get_gpu_info"):
+        pytest.skip("this jax has no GPU-info hook to stand an H200 in for")
+    monkeypatch.setattr(reg.gpu_info_lib, "get_gpu_info", lambda: plt.get_gpu_info_from_version(plt.GpuVersion.H200))
+    from tailjax.risk._compact import compact
+
+    x = jax.ShapeDtypeStruct((1, 1 << 20), jnp.dtype(dtype))
+    lo, k = jax.ShapeDtypeStruct((1,), jnp.float32), jax.ShapeDtypeStruct((1,), jnp.int32)
+    passes = [lambda x, lo, hi, k, s: key_histogram(x, lo, hi, k, s, 2048, 1 << 20, "pallas", 4),
+              lambda x, lo, hi, k, s: compact(x, lo, hi, 2048, 1 << 16, "pallas", 4)]
+    for full_pass in passes:
+        text = jax.jit(full_pass).trace(x, lo, lo, k, k).lower(lowering_platforms=("cuda",)).as_text()
+        assert "__gpu$xla.gpu.triton" in text
