@@ -6,7 +6,7 @@ scaling with n.
     python -m benchmarks.perf.cvar_large --size small             # CPU: n = 1e6
 
 Side by side in one run: ``tailjax.risk.cvar_large`` (bracketed selection, no full sort; its
-default pass and the compaction pass),
+default compaction pass and the key-histogram pass),
 ``tailjax.risk.cvar`` (``lax.top_k`` of the tail, or a sort), ``jnp.sort``, ``lax.top_k``
 and ``torch.topk`` (if torch is installed), each finished into the same CVaR, and one read
 of the array (``jnp.sum``) as the bandwidth floor. Reports the median of repeated timings,
@@ -27,7 +27,7 @@ from tailjax import risk
 from tailjax.risk.select import SelectConfig
 
 SIZES = {"small": 1_000_000, "paper": 100_000_000}
-COMPACT = SelectConfig(method="compact")  # the compaction pass instead of the key histogram
+HISTOGRAM = SelectConfig(method="histogram")  # the key-histogram pass instead of compaction
 SCALING = {"small": [10**k for k in range(4, 7)], "paper": [10**k for k in range(4, 10)]}
 
 
@@ -76,7 +76,7 @@ def measure(n, tail_probs, repeats, *, with_sort=True):
         ref = (desc64[:k].sum() + (count - k) * desc64[k]) / count
         methods = {
             "tailjax.cvar_large": jax.jit(lambda x, p=p: risk.cvar_large(x, p)),
-            "tailjax.cvar_large (compact)": jax.jit(lambda x, p=p: risk.cvar_large(x, p, config=COMPACT)),
+            "tailjax.cvar_large (key histogram)": jax.jit(lambda x, p=p: risk.cvar_large(x, p, config=HISTOGRAM)),
             "tailjax.cvar": jax.jit(lambda x, p=p: risk.cvar(x, p)),
             "lax.top_k": jax.jit(lambda x, p=p, k=k: _from_top(jax.lax.top_k(x, k + 1)[0], n, p)),
         }
