@@ -154,7 +154,12 @@ def _var_cvar_upper(samples, tail_prob, weights):
         k = jnp.sum(before <= tail * (1 + 4 * jnp.finfo(x.dtype).eps), axis=-1) - 1
     # Atoms outside the tail take no part, also when infinite (0 * -inf would be NaN).
     inside = jnp.where((share > 0) | jnp.isfinite(values), values, 0.0)
-    cvar_value = jnp.sum(share * inside, axis=-1) / tail
+    # Summed in units of a power of two near the largest finite magnitude: a share (about
+    # 1/n) times a tiny value would flush to zero, and a huge one could overflow the sum.
+    magnitude = jnp.max(jnp.where(jnp.isfinite(values), jnp.abs(values), 0.0), axis=-1)
+    _, exponent = jnp.frexp(jax.lax.stop_gradient(magnitude))
+    scaled = jnp.ldexp(inside, -exponent[..., None])
+    cvar_value = jnp.ldexp(jnp.sum(share * scaled, axis=-1) / tail, exponent)
     # VaR (Rockafellar-Uryasev): the smallest v with P(X > v) <= tail_prob.
     var_value = jnp.take_along_axis(values, k[..., None], axis=-1)[..., 0]
     return var_value.astype(out_dtype), cvar_value.astype(out_dtype)

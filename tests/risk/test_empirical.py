@@ -194,3 +194,21 @@ def test_bfloat16_samples_sum_in_float32_and_round_once():
         assert c.dtype == jnp.bfloat16
         assert np.array_equal(np.asarray(v, np.float32), np.asarray(v32))
         np.testing.assert_array_equal(np.asarray(c, np.float32), np.asarray(c32.astype(jnp.bfloat16), np.float32))
+
+
+@pytest.mark.parametrize("scale", [1e-37, 1e-30, 1e30, 1e37])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cvar_of_tiny_and_huge_samples_neither_flushes_nor_overflows(scale, weighted):
+    key = jax.random.PRNGKey(11)
+    # normal floats from scale to about 12 * scale: 1e-37 / n is subnormal (or flushed to 0)
+    x = (1.0 + jax.random.exponential(key, (50_001,))) * scale
+    w = jax.random.uniform(jax.random.fold_in(key, 1), x.shape, minval=0.5, maxval=1.5) if weighted else None
+    for p in [0.5, 1e-3]:
+        x64 = np.asarray(x, np.float64)
+        w64 = np.ones_like(x64) if w is None else np.asarray(w, np.float64)
+        order = np.argsort(-x64)
+        mass = w64[order] / w64.sum()
+        share = np.clip(p - (np.cumsum(mass) - mass), 0.0, mass)
+        want = np.sum(share * x64[order]) / p
+        got = float(risk.cvar(x, p, weights=w))
+        assert got == pytest.approx(want, rel=1e-5, abs=0.0), (scale, p)
