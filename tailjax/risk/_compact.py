@@ -39,7 +39,7 @@ def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, 
     ge = xs >= hi
     above_ref[0] = jnp.sum(ge, dtype=jnp.int32)
     acc = excess_ref.dtype  # float32 for 16-bit inputs
-    excess_ref[0] = jnp.sum(jnp.where(ge, xs.astype(acc) - hi.astype(acc), 0.0))
+    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
     nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
 
 
@@ -78,7 +78,7 @@ def _xla_row(x, lo, hi, capacity):
     buf = jnp.where(jnp.arange(capacity, dtype=jnp.int32) < count, x[idx], -jnp.inf)
     ge = x >= hi
     acc = accumulator(x.dtype)
-    excess = jnp.sum(jnp.where(ge, x.astype(acc) - hi.astype(acc), 0.0))
+    excess = jnp.sum(jnp.where(x > hi, x.astype(acc) - hi.astype(acc), 0.0))
     return buf, count, jnp.sum(ge, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), dtype=jnp.int32)
 
 

@@ -58,7 +58,7 @@ def _kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_re
     ge = xs >= hi
     above_ref[0] = jnp.sum(ge, dtype=jnp.int32)
     acc = excess_ref.dtype  # float32 for 16-bit inputs
-    excess_ref[0] = jnp.sum(jnp.where(ge, xs.astype(acc) - hi.astype(acc), 0.0))
+    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
     nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
 
 
@@ -97,7 +97,7 @@ def histogram_rows(x, lo, hi, key_lo, shift, bins):
     hist = jnp.zeros((x.shape[0], bins), jnp.int32).at[row, b].add(1, mode="drop")
     ge = x >= hi[:, None]
     acc = accumulator(x.dtype)
-    excess = jnp.sum(jnp.where(ge, x.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
+    excess = jnp.sum(jnp.where(x > hi[:, None], x.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
     return hist, jnp.sum(ge, axis=1, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), axis=1, dtype=jnp.int32)
 
 

@@ -298,7 +298,8 @@ def _select_compact(x, rank, lo, hi, cfg):
     ge = rest >= hi[:, None]
     c_hi = c_hi + jnp.sum(ge, axis=1, dtype=jnp.int32)
     acc = accumulator(dt)
-    e_hi = e_hi + jnp.sum(jnp.where(ge, rest.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
+    over = rest > hi[:, None]  # not >=: a +inf value at hi = +inf adds no excess (inf - inf)
+    e_hi = e_hi + jnp.sum(jnp.where(over, rest.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
     nans = nans + jnp.sum(jnp.isnan(rest), axis=1, dtype=jnp.int32)
     r = rank - c_hi  # rank of v among the members
     ok = kept & (r >= 1) & (r <= count)

@@ -264,3 +264,14 @@ def test_pallas_kernels_lower_to_triton_for_an_h200(dtype, monkeypatch):
     for full_pass in passes:
         text = jax.jit(full_pass).trace(x, lo, lo, k, k).lower(lowering_platforms=("cuda",)).as_text()
         assert "__gpu$xla.gpu.triton" in text
+
+
+@pytest.mark.parametrize("method", ["compact", "histogram"])
+@pytest.mark.parametrize("p", [0.01, 1e-5])
+def test_infinite_samples_give_infinite_cvar_not_nan(method, p):
+    # at 1e-5 the bracket reaches the top (hi = +inf): +inf - hi must not enter the excess
+    x = jax.random.normal(jax.random.PRNGKey(9), (200_003,)).at[5].set(jnp.inf).at[7].set(-jnp.inf)
+    cfg = SMALL._replace(method=method)
+    assert float(risk.cvar_large(x, p, config=cfg)) == float(risk.cvar(x, p)) == np.inf
+    assert float(risk.cvar_large(x, p, side="lower", config=cfg)) == -np.inf
+    assert float(risk.var_large(x, p, config=cfg)) == float(risk.var(x, p))
