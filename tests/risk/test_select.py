@@ -164,8 +164,9 @@ def test_signed_keys_order_like_the_values_and_invert(dtype):
     assert np.array_equal(np.asarray(back).view(np.uint8), np.asarray(x).view(np.uint8))  # bit for bit
 
 
-@pytest.mark.parametrize("kind", ["normal", "sorted", "tiny", "huge"])
-@pytest.mark.parametrize("p", [0.3, 0.05, 0.01])
+@pytest.mark.parametrize(
+    "kind, p", [("normal", 0.3), ("normal", 0.01), ("sorted", 0.05), ("tiny", 0.01), ("huge", 0.3)]
+)
 def test_key_histogram_pass_selects_exactly_in_one_pass(kind, p, monkeypatch):
     x = {"tiny": 1e-30 * _inputs("normal", 200_003), "huge": 1e30 * _inputs("normal", 200_003)}.get(kind)
     x = (_inputs(kind, 200_003) if x is None else x)[None]
@@ -267,9 +268,9 @@ def test_pallas_kernels_lower_to_triton_for_an_h200(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["compact", "histogram"])
-@pytest.mark.parametrize("p", [0.01, 1e-5])
-def test_infinite_samples_give_infinite_cvar_not_nan(method, p):
+def test_infinite_samples_give_infinite_cvar_not_nan(method):
     # at 1e-5 the bracket reaches the top (hi = +inf): +inf - hi must not enter the excess
+    p = 1e-5
     x = jax.random.normal(jax.random.PRNGKey(9), (200_003,)).at[5].set(jnp.inf).at[7].set(-jnp.inf)
     cfg = SMALL._replace(method=method)
     assert float(risk.cvar_large(x, p, config=cfg)) == float(risk.cvar(x, p)) == np.inf
