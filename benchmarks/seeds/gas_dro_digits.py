@@ -31,7 +31,7 @@ SIZES = {
                   gas=dro.GasDroConfig(inner_steps=1, epochs=1, num_samples=8, outer_samples=16), deltas=(0.002,),
                   grids={"KL-DRO": ("kl_radius", (0.1,)), "W-DRO": ("wdro_penalty", (10.0,)),
                          "DRAGEN": ("dragen_penalty", (1.0,)), "P-DRO": ("pdro_kl_weight", (0.1,))}),
-    "small": dict(setup=dict(vae_steps=1500, max_test=1000), steps=3000, eval_every=100, patience=4,
+    "small": dict(setup=dict(vae_steps=1500, max_test=1000), steps=10_000, eval_every=100, patience=10,
                   gas=dro.GasDroConfig(inner_steps=2, epochs=3, num_samples=64, outer_samples=64), deltas=(0.0005, 0.002),
                   grids={"KL-DRO": ("kl_radius", (0.1, 1.0)), "W-DRO": ("wdro_penalty", (10.0, 100.0)),
                          "DRAGEN": ("dragen_penalty", (1.0, 10.0)), "P-DRO": ("pdro_kl_weight", (0.1, 1.0))}),
