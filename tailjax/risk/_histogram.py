@@ -127,4 +127,3 @@ def key_histogram(x, lo, hi, key_lo, shift, block, bins, backend="auto", num_war
         raise ValueError(f"backend must be 'auto', 'pallas', 'xla' or 'interpret', got {backend!r}")
     whole = (x.shape[1] // block) * block
     return histogram_rows(x[:, :whole], lo, hi, key_lo, shift, bins)
-

@@ -228,22 +228,21 @@ def _select(x, rank, cfg):
 
 
 def _locate(hist, r):
-    """Per row: (bin holding the r-th largest counted value, counts above it, its count),
-    in two levels (coarse bins of many fine ones) rather than one cumulative sum."""
+    """Per row, the bin holding the r-th largest counted value, found in two levels (coarse
+    bins of many fine ones) rather than one cumulative sum over all bins."""
     rows, bins = hist.shape
     fine = 1 << (int(math.log2(bins)) // 2)
     h = hist.reshape(rows, bins // fine, fine)
     row = jnp.arange(rows)
 
-    def level(counts, offset):
+    def level(counts, offset):  # (bin, count above it) given the count above these bins
         from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1] + offset[:, None]
         star = jnp.maximum(jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1, 0)
-        own = counts[row, star]
-        return star, from_top[row, star] - own, own
+        return star, from_top[row, star] - counts[row, star]
 
-    c_star, c_above, _ = level(jnp.sum(h, axis=2), jnp.zeros_like(r))
-    f_star, above, own = level(h[row, c_star], c_above)
-    return c_star * fine + f_star, above, own
+    c_star, c_above = level(jnp.sum(h, axis=2), jnp.zeros_like(r))
+    f_star, _ = level(h[row, c_star], c_above)
+    return c_star * fine + f_star
 
 
 def _select_histogram(x, rank, lo, hi, cfg):
@@ -260,7 +259,7 @@ def _select_histogram(x, rank, lo, hi, cfg):
         hist, c_hi, e_hi, nans = hist + h, c_hi + c, e_hi + e, nans + nn
     r = rank - c_hi  # rank of v among the members
     ok = (r >= 1) & (r <= jnp.sum(hist, axis=1, dtype=jnp.int32))
-    star, _, _ = _locate(hist, r)
+    star = _locate(hist, r)
     v = from_signed_keys(k_lo + star, dt)
     acc = accumulator(dt)
     b = jnp.arange(bins, dtype=jnp.int32)
