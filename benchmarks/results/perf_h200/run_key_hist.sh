@@ -1,14 +1,14 @@
 #!/bin/bash
 # One lent-H200 call (issue 19), nothing else on the machine. usage:
 #   bash benchmarks/results/perf_h200/run_key_hist.sh SECONDS
-# (repository root, .whl/dev312 carried). In order, each with what is left of SECONDS:
+# (repository root; nothing needs carrying: tailjax.risk and these benchmarks import no wheel
+# outside the device image). In order, each with what is left of SECONDS:
 # cvar_large's stages with the key-histogram pass against the compaction pass (cvar_tuning),
 # the synced table against torch.topk and the floor (cvar_large), float32/bfloat16 inputs,
 # the batched 1e2 x 1e6 shape, float64 inputs, and the scaling curve against n.
 # Writes $OUT/key_hist.tar.gz.
 T=$1; END=$(($(date +%s) + T))
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/dev312/*.whl >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 D=$OUT/key_hist; mkdir -p $D
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $D/gpu.txt
 git log -1 --format=%H >> $D/gpu.txt
