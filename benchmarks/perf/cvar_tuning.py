@@ -89,7 +89,8 @@ def main(argv=None):
         m = select._sample_size(n, cfg0)
         bracket, (lo, hi) = timing(jax.jit(lambda x: select._sample_bracket(x, rank, m, cfg0)), x2,
                                    repeats=args.repeats)
-        add(stage="bracket", tail_prob=p, sample=m, **bracket)
+        key_span = int(signed_keys(hi)[0]) - int(signed_keys(lo)[0])  # <= key_bins: one value per bin
+        add(stage="bracket", tail_prob=p, sample=m, key_span=key_span, **bracket)
         capacity = select._default_capacity(n, rank, m, cfg0)
         if "histogram" in args.methods:
             k_lo = signed_keys(lo)
