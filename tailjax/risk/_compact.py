@@ -82,6 +82,15 @@ def _xla_row(x, lo, hi, capacity):
     return buf, count, jnp.sum(ge, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), dtype=jnp.int32)
 
 
+def resolve_backend(backend):
+    """``"pallas"``, ``"interpret"`` or ``"xla"`` for a full pass (``"auto"``: Pallas on GPU)."""
+    if backend == "auto":
+        return "pallas" if jax.default_backend() == "gpu" else "xla"
+    if backend not in ("pallas", "interpret", "xla"):
+        raise ValueError(f"backend must be 'auto', 'pallas', 'xla' or 'interpret', got {backend!r}")
+    return backend
+
+
 def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4):
     """(buffers, member counts, counts >= hi, excesses above hi, NaN counts) per row, over the
     whole blocks of x.
@@ -96,13 +105,10 @@ def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4):
         ``"auto"`` (Pallas on GPU, XLA elsewhere).
       num_warps: warps per Pallas program.
     """
-    if backend == "auto":
-        backend = "pallas" if jax.default_backend() == "gpu" else "xla"
-    if backend in ("pallas", "interpret"):
+    backend = resolve_backend(backend)
+    if backend != "xla":
         bounds = jnp.stack([lo, hi], axis=1).astype(x.dtype)
         # the grid visits the whole blocks only: no slice (a copy of x) is taken
         return _pallas(x, bounds, block, capacity, num_warps, interpret=backend == "interpret")
-    if backend != "xla":
-        raise ValueError(f"backend must be 'auto', 'pallas', 'xla' or 'interpret', got {backend!r}")
     whole = (x.shape[1] // block) * block
     return jax.vmap(functools.partial(_xla_row, capacity=capacity))(x[:, :whole], lo, hi)

@@ -7,15 +7,18 @@ Over the first ``(n // block) * block`` values of each row of x (B, n), counts t
 holds one key, i.e. one value, so the histogram alone selects any rank in the bracket
 exactly. On GPU a Pallas (Triton) kernel does it in one read of x, each member adding one
 to its bin atomically; elsewhere an XLA scatter gives the same result.
+:func:`select_by_histogram` is :mod:`tailjax.risk.select`'s ``method="histogram"`` on it.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 
+from tailjax.risk._compact import resolve_backend
 from tailjax.risk.empirical import accumulator
 
 
@@ -89,12 +92,14 @@ def _pallas(x, bounds, keys, block, bins, num_warps, interpret):
     return hist, jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
 
 
-def histogram_rows(x, lo, hi, key_lo, shift, bins):
-    """The pass by XLA over all of x (B, n): (histograms, counts >= hi, excesses, NaN counts)."""
+def histogram_rows(x, lo, hi, key_lo, shift, bins, hist=None):
+    """The pass by XLA over all of x (B, n): (histograms, counts >= hi, excesses, NaN counts);
+    with ``hist``, the members are added to those histograms."""
     member = (x >= lo[:, None]) & (x < hi[:, None])
     b = jnp.where(member, bin_of(x, key_lo[:, None], shift[:, None]), bins)
     row = jnp.arange(x.shape[0], dtype=jnp.int32)[:, None]
-    hist = jnp.zeros((x.shape[0], bins), jnp.int32).at[row, b].add(1, mode="drop")
+    hist = jnp.zeros((x.shape[0], bins), jnp.int32) if hist is None else hist
+    hist = hist.at[row, b].add(1, mode="drop")
     ge = x >= hi[:, None]
     acc = accumulator(x.dtype)
     excess = jnp.sum(jnp.where(x > hi[:, None], x.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
@@ -117,13 +122,63 @@ def key_histogram(x, lo, hi, key_lo, shift, block, bins, backend="auto", num_war
         ``"auto"`` (Pallas on GPU, XLA elsewhere).
       num_warps: warps per Pallas program.
     """
-    if backend == "auto":
-        backend = "pallas" if jax.default_backend() == "gpu" else "xla"
-    if backend in ("pallas", "interpret"):
+    backend = resolve_backend(backend)
+    if backend != "xla":
         bounds = jnp.stack([lo, hi], axis=1).astype(x.dtype)
         keys = jnp.stack([key_lo, shift], axis=1).astype(jnp.int32)
         return _pallas(x, bounds, keys, block, bins, num_warps, interpret=backend == "interpret")
-    if backend != "xla":
-        raise ValueError(f"backend must be 'auto', 'pallas', 'xla' or 'interpret', got {backend!r}")
     whole = (x.shape[1] // block) * block
     return histogram_rows(x[:, :whole], lo, hi, key_lo, shift, bins)
+
+
+def _locate(hist, r):
+    """Per row, the bin holding the r-th largest counted value, found in two levels (coarse
+    bins of many fine ones) rather than one cumulative sum over all bins."""
+    rows, bins = hist.shape
+    fine = 1 << (int(math.log2(bins)) // 2)
+    h = hist.reshape(rows, bins // fine, fine)
+    row = jnp.arange(rows)
+
+    def level(counts, offset):  # (bin, count above it) given the count above these bins
+        from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1] + offset[:, None]
+        star = jnp.maximum(jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1, 0)
+        return star, from_top[row, star] - counts[row, star]
+
+    c_star, c_above = level(jnp.sum(h, axis=2), jnp.zeros_like(r))
+    f_star, _ = level(h[row, c_star], c_above)
+    return c_star * fine + f_star
+
+
+def select_by_histogram(x, rank, lo, hi, cfg, compact_select):
+    """Per row of x (B, n): (v, E(v), ok, NaN count) from the key histogram of [lo, hi), exact
+    where each bin is one key; a row whose bracket spans more keys than ``cfg.key_bins`` is
+    refined by ``compact_select(x, rank, lo, hi, cfg)`` over v's bin."""
+    n, dt, bins = x.shape[-1], x.dtype, cfg.key_bins
+    k_lo, k_hi = signed_keys(lo), signed_keys(hi)
+    span = k_hi - k_lo  # modulo 2^32: the members' keys are k_lo + [0, span)
+    shift = jnp.maximum(32 - jax.lax.clz(span) - int(math.log2(bins)), 0)
+    hist, c_hi, e_hi, nans = key_histogram(x, lo, hi, k_lo, shift, cfg.block, bins, cfg.backend, cfg.num_warps)
+    g = (n // cfg.block) * cfg.block
+    if g < n:  # the values after the last whole block
+        hist, c, e, nn = histogram_rows(x[:, g:], lo, hi, k_lo, shift, bins, hist)
+        c_hi, e_hi, nans = c_hi + c, e_hi + e, nans + nn
+    r = rank - c_hi  # rank of v among the members
+    ok = (r >= 1) & (r <= jnp.sum(hist, axis=1, dtype=jnp.int32))
+    star = _locate(hist, r)
+    v = from_signed_keys(k_lo + star, dt)
+    acc = accumulator(dt)
+    b = jnp.arange(bins, dtype=jnp.int32)
+    values = from_signed_keys(k_lo[:, None] + b, dt).astype(acc)
+    own = jnp.where((b > star[:, None]) & (hist > 0), hist.astype(acc) * (values - v[:, None].astype(acc)), 0.0)
+    e_v = e_hi + jnp.where(c_hi > 0, c_hi.astype(acc) * (hi.astype(acc) - v.astype(acc)), 0.0) + jnp.sum(own, 1)
+    coarse = ok & (shift > 0)  # v's bin may hold several values
+
+    def refine():
+        top = jax.lax.shift_right_logical(span - 1, shift)  # the bin of the largest member key
+        lo2 = from_signed_keys(k_lo + (star << shift), dt)
+        hi2 = jnp.where(star >= top, hi, from_signed_keys(k_lo + ((star + 1) << shift), dt))
+        v2, e2, ok2, _ = compact_select(x, rank, jnp.where(coarse, lo2, lo), jnp.where(coarse, hi2, hi), cfg)
+        return jnp.where(coarse, v2, v), jnp.where(coarse, e2, e_v), jnp.where(coarse, ok2, ok)
+
+    v, e_v, ok = jax.lax.cond(jnp.any(coarse), refine, lambda: (v, e_v, ok))
+    return v, e_v, ok, nans

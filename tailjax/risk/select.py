@@ -44,7 +44,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
 from tailjax.risk._compact import compact
-from tailjax.risk._histogram import from_signed_keys, histogram_rows, key_histogram, signed_keys
+from tailjax.risk._histogram import select_by_histogram
 from tailjax.risk.empirical import accumulator, tail_count
 
 __all__ = ["cvar_large", "var_large", "SelectConfig"]
@@ -223,60 +223,8 @@ def _select(x, rank, cfg):
     """
     lo, hi = _sample_bracket(x, rank, _sample_size(x.shape[-1], cfg), cfg)
     if _method(x, cfg) == "histogram":
-        return _select_histogram(x, rank, lo, hi, cfg)
+        return select_by_histogram(x, rank, lo, hi, cfg, _select_compact)
     return _select_compact(x, rank, lo, hi, cfg)
-
-
-def _locate(hist, r):
-    """Per row, the bin holding the r-th largest counted value, found in two levels (coarse
-    bins of many fine ones) rather than one cumulative sum over all bins."""
-    rows, bins = hist.shape
-    fine = 1 << (int(math.log2(bins)) // 2)
-    h = hist.reshape(rows, bins // fine, fine)
-    row = jnp.arange(rows)
-
-    def level(counts, offset):  # (bin, count above it) given the count above these bins
-        from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1] + offset[:, None]
-        star = jnp.maximum(jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1, 0)
-        return star, from_top[row, star] - counts[row, star]
-
-    c_star, c_above = level(jnp.sum(h, axis=2), jnp.zeros_like(r))
-    f_star, _ = level(h[row, c_star], c_above)
-    return c_star * fine + f_star
-
-
-def _select_histogram(x, rank, lo, hi, cfg):
-    """_select by the key histogram of [lo, hi): exact where each bin is one key; a row whose
-    bracket spans more keys than bins is refined by compacting v's bin."""
-    n, dt, bins = x.shape[-1], x.dtype, cfg.key_bins
-    k_lo, k_hi = signed_keys(lo), signed_keys(hi)
-    span = k_hi - k_lo  # modulo 2^32: the members' keys are k_lo + [0, span)
-    shift = jnp.maximum(32 - jax.lax.clz(span) - int(math.log2(bins)), 0)
-    hist, c_hi, e_hi, nans = key_histogram(x, lo, hi, k_lo, shift, cfg.block, bins, cfg.backend, cfg.num_warps)
-    g = (n // cfg.block) * cfg.block
-    if g < n:  # the values after the last whole block
-        h, c, e, nn = histogram_rows(x[:, g:], lo, hi, k_lo, shift, bins)
-        hist, c_hi, e_hi, nans = hist + h, c_hi + c, e_hi + e, nans + nn
-    r = rank - c_hi  # rank of v among the members
-    ok = (r >= 1) & (r <= jnp.sum(hist, axis=1, dtype=jnp.int32))
-    star = _locate(hist, r)
-    v = from_signed_keys(k_lo + star, dt)
-    acc = accumulator(dt)
-    b = jnp.arange(bins, dtype=jnp.int32)
-    values = from_signed_keys(k_lo[:, None] + b, dt).astype(acc)
-    own = jnp.where((b > star[:, None]) & (hist > 0), hist.astype(acc) * (values - v[:, None].astype(acc)), 0.0)
-    e_v = e_hi + jnp.where(c_hi > 0, c_hi.astype(acc) * (hi.astype(acc) - v.astype(acc)), 0.0) + jnp.sum(own, 1)
-    coarse = ok & (shift > 0)  # v's bin may hold several values
-
-    def refine():
-        top = jax.lax.shift_right_logical(span - 1, shift)  # the bin of the largest member key
-        lo2 = from_signed_keys(k_lo + (star << shift), dt)
-        hi2 = jnp.where(star >= top, hi, from_signed_keys(k_lo + ((star + 1) << shift), dt))
-        v2, e2, ok2, _ = _select_compact(x, rank, jnp.where(coarse, lo2, lo), jnp.where(coarse, hi2, hi), cfg)
-        return jnp.where(coarse, v2, v), jnp.where(coarse, e2, e_v), jnp.where(coarse, ok2, ok)
-
-    v, e_v, ok = jax.lax.cond(jnp.any(coarse), refine, lambda: (v, e_v, ok))
-    return v, e_v, ok, nans
 
 
 def _select_compact(x, rank, lo, hi, cfg):
