@@ -49,6 +49,7 @@ from benchmarks.setups.dro import (
     seed_table,
     train_method,
     verdict,
+    with_learning_rates,
 )
 from tailjax import dro
 
@@ -122,8 +123,7 @@ def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid
         grid = {"": base}
     lrs = (lr,) if lr is not None else cfg.get("lrs", (base.learning_rate,))
     if len(lrs) > 1 or lr is not None:  # the predictor's learning rate, chosen on validation with the grid
-        grid = {",".join(filter(None, (tag, f"lr={lr}"))): settings._replace(learning_rate=lr)
-                for tag, settings in grid.items() for lr in lrs}
+        grid = with_learning_rates(grid, lrs)
     runs, predictors = {}, {}
     method = "GAS-DRO" if name.startswith("GAS-DRO") else name
     for tag, settings in grid.items():

@@ -9,7 +9,7 @@ scikit-learn's digits; the ambiguity set is sampled by encode-perturb-decode of 
 training digits keeping their label (``outer="encode"``). ``usps`` is the earlier USPS ->
 digits task (tests USPS test, scikit-learn's digits and corruptions; validation: the MNIST
 subset). Every method trains with early stopping on the validation error (1 - accuracy) and
-has its hyper-parameters chosen on it. Accuracy, mean +- sd over seeds, and the verdict of
+has its hyper-parameters, and with ``--lrs`` its predictor's Adam step, chosen on it. Accuracy, mean +- sd over seeds, and the verdict of
 GAS-DRO against the best baseline (sign test). Writes ``gas_dro_digits.{json,md}``.
 """
 
@@ -23,7 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import _harness as harness
-from benchmarks.setups.dro import BASELINES, METHODS, MethodSettings, digits_setup, train_method, verdict
+from benchmarks.setups.dro import (
+    BASELINES,
+    METHODS,
+    MethodSettings,
+    digits_setup,
+    train_method,
+    verdict,
+    with_learning_rates,
+)
 from tailjax import dro
 
 SIZES = {
@@ -48,7 +56,7 @@ def _error(setup, x, y):
     return lambda w: float(1.0 - jnp.mean(jnp.argmax(scores(w, x), -1) == labels))
 
 
-def run_source(size, key, data, source, select="ood", methods=METHODS, log=print):
+def run_source(size, key, data, source, select="ood", methods=METHODS, log=print, lrs=None):
     cfg = SIZES[size]
     setup = digits_setup(key, data, source=source, outer="encode" if source == "mnist" else "prior",
                          validation=0.1, **cfg["setup"])
@@ -66,6 +74,8 @@ def run_source(size, key, data, source, select="ood", methods=METHODS, log=print
             grid = {f"{field}={v}": base._replace(**{field: v}) for v in values}
         else:
             grid = {"": base}
+        if lrs:
+            grid = with_learning_rates(grid, lrs)
         runs = {}
         for tag, settings in grid.items():
             w, cost, _ = train_method(name, jax.random.fold_in(key, 100 + METHODS.index(name)), setup.loss_fn,
@@ -80,8 +90,9 @@ def run_source(size, key, data, source, select="ood", methods=METHODS, log=print
     return {"results": results, "info": setup.info}
 
 
-def run_digits(size, key, data, select="ood", sources=("mnist", "usps"), methods=METHODS, log=print):
-    return {s: run_source(size, jax.random.fold_in(key, i), data, s, select, methods, log) for i, s in enumerate(sources)}
+def run_digits(size, key, data, select="ood", sources=("mnist", "usps"), methods=METHODS, log=print, lrs=None):
+    return {s: run_source(size, jax.random.fold_in(key, i), data, s, select, methods, log, lrs)
+            for i, s in enumerate(sources)}
 
 
 def table(per_seed, source):
@@ -115,11 +126,16 @@ def main(argv=None):
     p.add_argument("--sources", nargs="*", default=["mnist", "usps"], choices=["mnist", "usps"])
     p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--select", default="ood", choices=["ood", "id"])
+    p.add_argument("--lrs", nargs="*", type=float, default=None,
+                   help="predictor learning rates chosen on validation, for every method (default: 1e-3 only)")
     args = p.parse_args(argv)
-    report = {"size": args.size, "seeds": harness.seeds(args), "select": args.select, "per_seed": {}}
+    if args.lrs and min(args.lrs) <= 0:
+        p.error(f"--lrs must be > 0, got {args.lrs}")
+    report = {"size": args.size, "seeds": harness.seeds(args), "select": args.select, "lrs": args.lrs,
+              "per_seed": {}}
     for seed in report["seeds"]:
         report["per_seed"][str(seed)] = run_digits(args.size, jax.random.key(seed), args.data, args.select,
-                                                   tuple(args.sources), tuple(args.methods))
+                                                   tuple(args.sources), tuple(args.methods), lrs=args.lrs)
         harness.write_json(args.out, "gas_dro_digits", report)
     text = "\n\n".join(f"## {s}: test accuracy ({len(report['seeds'])} seeds)\n" + table(report["per_seed"], s)
                        for s in args.sources)

@@ -19,6 +19,7 @@ from benchmarks.setups.dro import (
     matched_last_steps,
     train_generator,
     train_method,
+    with_learning_rates,
 )
 from tailjax.dro import AmbiguitySet, GasDroConfig, gmm_mle
 from tailjax.nn import MLPClassifier, MLPForecaster
@@ -216,3 +217,32 @@ def test_gas_dro_benchmark_chooses_the_learning_rate_on_validation(tmp_path, dat
     lr = gas_dro.grid_values(res["results"]["GAS-DRO"]["selected"])["lr"]
     assert [gas_dro.grid_values(t)["lr"] for t in res["results"]["GAS-DRO (FT)"]["grid"]] == [lr]
     assert len(res["budget"]) == len(gas_dro.SIZES["smoke"]["budget_deltas"])
+
+
+def test_with_learning_rates_crosses_every_setting_with_every_rate():
+    grid = {"": MethodSettings(), "kl_radius=1.0": MethodSettings(kl_radius=1.0)}
+    out = with_learning_rates(grid, (1e-3, 3e-2))
+    assert list(out) == ["lr=0.001", "lr=0.03", "kl_radius=1.0,lr=0.001", "kl_radius=1.0,lr=0.03"]
+    assert out["kl_radius=1.0,lr=0.03"] == MethodSettings(kl_radius=1.0, learning_rate=3e-2)
+    assert out["lr=0.001"] == MethodSettings(learning_rate=1e-3)
+
+
+def test_digits_benchmark_refuses_a_learning_rate_that_is_not_positive(tmp_path, capsys):
+    from benchmarks.seeds import gas_dro_digits
+
+    with pytest.raises(SystemExit):
+        gas_dro_digits.main(["--size", "smoke", "--out", str(tmp_path), "--lrs", "1e-3", "0"])
+    assert "--lrs must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_digits_benchmark_chooses_the_learning_rate_on_validation(tmp_path, data_dir):
+    from benchmarks.seeds import gas_dro, gas_dro_digits
+
+    report = gas_dro_digits.main(["--size", "smoke", "--data", str(data_dir), "--out", str(tmp_path), "--sources",
+                                  "usps", "--methods", "ML", "KL-DRO", "--lrs", "1e-3", "3e-2"])
+    assert report["lrs"] == [1e-3, 3e-2]
+    for name in ("ML", "KL-DRO"):
+        res = report["per_seed"]["0"]["usps"]["results"][name]
+        assert {gas_dro.grid_values(tag)["lr"] for tag in res["grid"]} == {1e-3, 3e-2}
+        assert res["selected"] == max(res["grid"], key=lambda t: res["grid"][t]["validation"])

@@ -14,6 +14,7 @@ from benchmarks.setups.dro.methods import (
     build_method,
     step_bytes,
     train_method,
+    with_learning_rates,
 )
 from benchmarks.setups.dro.recipes import (
     accuracy,
@@ -44,6 +45,7 @@ __all__ = [
     "build_method",
     "step_bytes",
     "train_method",
+    "with_learning_rates",
     "accuracy",
     "classification_loss",
     "evaluate",

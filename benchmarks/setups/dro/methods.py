@@ -42,6 +42,13 @@ class MethodSettings(NamedTuple):
     gas_select: str = "last"
 
 
+def with_learning_rates(grid: dict, lrs) -> dict:
+    """Every setting of ``grid`` (tag -> MethodSettings) at each predictor Adam step in ``lrs``;
+    the tags gain ``lr=...``."""
+    return {",".join(filter(None, (tag, f"lr={lr}"))): settings._replace(learning_rate=lr)
+            for tag, settings in grid.items() for lr in lrs}
+
+
 class Resources(NamedTuple):
     """What the methods need besides the training data (``None`` where unused)."""
 
