@@ -190,7 +190,7 @@ def run_protocol(cfg, key, protocol, args, log=print):
         rec, _ = train_grid(cfg, "GAS-DRO", jax.random.fold_in(key, 100 + METHODS.index("GAS-DRO")), setup, val,
                             tests, log=log, gas_grid=[(sel["lam"], d) for d in cfg["budget_deltas"]], lr=sel.get("lr"))
         report["budget"] = {str(round(g["budget"] - info["J0"], 6)): {k: g[k] for k in ("average", "worst", "validation",
-                                                                                "final_J", "path_kl")}
+                                                                                "final_J", "final_mu", "path_kl")}
                             for g in rec["grid"].values()}
     if "capacity" in args.parts:
         report["capacity"] = capacity(cfg, key, protocol, args, log)
@@ -274,7 +274,8 @@ def extra_tables(done, protocol):
         if part in seeds[0]:
             keys = list(seeds[0][part])
             rows = [{part: k, **{f: "{:.4g} ± {:.2g}".format(*harness.mean_sd([r[part][k][f] for r in seeds]))
-                                 for f in ("average", "worst", "validation", "final_J", "path_kl")}} for k in keys]
+                                 for f in ("average", "worst", "validation", "final_J", "final_mu", "path_kl")
+                                 if f in seeds[0][part][k]}} for k in keys]
             lines += [f"\n{title} ({protocol})", harness.markdown_table(rows, list(rows[0]))]
     return lines
 
@@ -342,6 +343,8 @@ def main(argv=None):
                    help="cap on every non-GAS-DRO predictor's updates (default: the size's)")
     p.add_argument("--deltas", nargs="*", type=float, default=None, help="GAS-DRO budgets eps - J0 (grid)")
     p.add_argument("--lams", nargs="*", type=float, default=None, help="GAS-DRO nominal weights (grid)")
+    p.add_argument("--gas-lr", dest="gas_lr", type=float, default=None,
+                   help="the generator's (adversary's) Adam step (default: the paper's 1e-5)")
     p.add_argument("--lrs", nargs="*", type=float, default=None,
                    help="predictor learning rates chosen on validation, for every method (default: the size's)")
     p.add_argument("--merge", nargs="*", default=None,
@@ -356,6 +359,10 @@ def main(argv=None):
         if args.max_steps < 1:
             p.error(f"--max-steps must be >= 1, got {args.max_steps}")
         cfg["settings"] = dict(cfg["settings"], steps=args.max_steps)
+    if args.gas_lr is not None:
+        if args.gas_lr <= 0:
+            p.error(f"--gas-lr must be > 0, got {args.gas_lr}")
+        cfg["settings"] = dict(cfg["settings"], gas_learning_rate=args.gas_lr)
     if args.deltas:
         cfg["deltas"] = tuple(args.deltas)
     if args.lams:

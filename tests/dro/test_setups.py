@@ -187,9 +187,12 @@ def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_d
 
     report = gas_dro.main(["--size", "smoke", "--data", str(data_dir), "--out", str(tmp_path), "--protocols", "today",
                            "--parts", "carbon", "corruptions", "budget", "--methods", "ML", "KL-DRO", "GAS-DRO",
-                           "--max-steps", "4"])
+                           "--max-steps", "4", "--gas-lr", "1e-3"])
     res = report["per_seed"]["0"]["today"]["results"]
     assert report["settings"]["settings"]["steps"] == 4 and res["ML"]["steps"] <= 4
+    assert report["settings"]["settings"]["gas_learning_rate"] == 1e-3
+    budget = report["per_seed"]["0"]["today"]["budget"]
+    assert all(np.isfinite(b["final_mu"]) and b["final_mu"] >= 0 for b in budget.values())
     assert {"ML", "KL-DRO", "GAS-DRO", "GAS-DRO (FT)", "persistence", "seasonal naive"} <= set(res)
     assert (tmp_path / "gas_dro.md").is_file() and (tmp_path / "gas_dro.png").is_file()
     assert "GAS-DRO" in report["verdicts"]["today"]
@@ -201,6 +204,14 @@ def test_gas_dro_benchmark_refuses_a_learning_rate_that_is_not_positive(tmp_path
     with pytest.raises(SystemExit):
         gas_dro.main(["--size", "smoke", "--out", str(tmp_path), "--lrs", "1e-3", "0"])
     assert "--lrs must be > 0" in capsys.readouterr().err
+
+
+def test_gas_dro_benchmark_refuses_a_generator_step_that_is_not_positive(tmp_path, capsys):
+    from benchmarks.seeds import gas_dro
+
+    with pytest.raises(SystemExit):
+        gas_dro.main(["--size", "smoke", "--out", str(tmp_path), "--gas-lr", "0"])
+    assert "--gas-lr must be > 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow
