@@ -367,7 +367,9 @@ def cvar_large(
     ``config.min_size``, fewer than ``config.min_total`` values in all, or any input off GPU
     with ``backend="auto"`` are reduced by ``lax.top_k`` or a sort instead. ``tail_prob``
     must be a Python float. Differentiable in ``samples``. Pass a batch axis rather than
-    ``vmap`` it (under ``vmap`` its fallback branch would run too).
+    ``vmap`` it (under ``vmap`` its fallback branch would run too). Heavy-tailed rows (e.g.
+    Cauchy) stay exact but may be slower: the subsample's bracket search spreads its
+    thresholds evenly in value, so there the bracket can hold most of the row.
 
     Args:
       samples: ``(..., n)`` samples; reduced over the last axis.
