@@ -20,7 +20,8 @@ with the predictor's Adam step from the size's ``lrs`` (``--lrs``; paper size 3e
 3e-3; small size 1e-3 alone). Persistence and the 24-hour seasonal-naive forecast are
 reference rows. The inner problem is the paper's by default (earlier reverse
 steps frozen at theta_0, J over t <= T' with stratified t, PPO reference theta_0 with the
-initial set drawn once per InnerMax, eta = 0.01); each is an option. The report says per
+initial set drawn once per InnerMax, eta = 0.01); each is an option, as is the adversary's
+Adam step (``--gas-lr``, the paper's 1e-5 by default). The report says per
 test set and on average where GAS-DRO wins, ties or loses against the best converged
 baseline and against persistence (sign test over seeds). Writes ``gas_dro.json``,
 ``gas_dro.md`` and ``gas_dro.png`` under ``--out``. Data: ``--data`` or $TAILJAX_DATA.

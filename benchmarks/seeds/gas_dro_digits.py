@@ -9,8 +9,9 @@ scikit-learn's digits; the ambiguity set is sampled by encode-perturb-decode of 
 training digits keeping their label (``outer="encode"``). ``usps`` is the earlier USPS ->
 digits task (tests USPS test, scikit-learn's digits and corruptions; validation: the MNIST
 subset). Every method trains with early stopping on the validation error (1 - accuracy) and
-has its hyper-parameters, and with ``--lrs`` its predictor's Adam step, chosen on it. Accuracy, mean +- sd over seeds, and the verdict of
-GAS-DRO against the best baseline (sign test). Writes ``gas_dro_digits.{json,md}``.
+has its hyper-parameters (with ``--lrs`` also its predictor's Adam step) chosen on it.
+Accuracy, mean +- sd over seeds, and the verdict of GAS-DRO against the best baseline (sign
+test). Writes ``gas_dro_digits.{json,md}``.
 """
 
 from __future__ import annotations
