@@ -10,9 +10,10 @@ CVaR gap under a flow fitted on every row), methods, reference rows, model selec
 stated deviations are those of :mod:`benchmarks.setups.dfl.gen_dfl`: every number is a
 normalised CVaR regret in % of |E f(c, w*)|. Experiments:
 ``table1`` (every problem and degree), the portfolio sweeps ``sigma``, ``dim``,
-``train_size``, ``regret_weight`` (the paper's beta), ``tail_prob`` (the training alpha,
-scored at several evaluation levels: Fig. 5), ``samples`` (Fig. 6: K at training and at
-decision time together, ``K = K_eval``), ``energy`` (ICON prices; the
+``train_size``, ``regret_weight`` (the paper's beta, scored at every evaluation level),
+``tail_prob`` (the training alpha, scored at several evaluation levels: Fig. 5), ``samples``
+(Fig. 6: K at training and at decision time together, ``K = K_eval``),
+``decision_samples`` (Fig. 6 at decision time alone: ``K_eval`` swept, training ``K`` fixed), ``energy`` (ICON prices; the
 true p(c|x) is unknown and a frozen evaluation flow fitted on every row with its own key plays
 its part, so no method is scored under its own training proxy) and ``is_gto``
 (importance-sampled generate-then-optimize against K, per dimension).
@@ -50,7 +51,8 @@ from tailjax.dfl import cvar_regret, fit_proxy, regret_reference
 from tailjax.dfl.problems import icon_instance
 
 _SWEEPS = {"sigma": ("sigma", "sigmas"), "dim": ("dim", "dims"), "train_size": ("n_train", "train_sizes"),
-           "regret_weight": ("regret_weight", "regret_weights"), "samples": ("K", "Ks")}
+           "regret_weight": ("regret_weight", "regret_weights"), "samples": ("K", "Ks"),
+           "decision_samples": ("K_eval", "Ks")}
 
 
 def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
@@ -93,8 +95,10 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
                 ntr = v if field == "n_train" else n
                 inst, x, c = make_data("portfolio", 4, s, ntr + nte, v if field == "dim" else dim,
                                        sigma=v if field == "sigma" else 20.0, protocol=protocol, budget=cfg.get("budget"))
-                kw = {"regret_weight": float(v)} if field == "regret_weight" else (
-                    {"K": int(v), "K_eval": int(v)} if field == "K" else {})
+                kw = {"K": int(v), "K_eval": int(v)} if field == "K" else (
+                    {"K_eval": int(v)} if field == "K_eval" else {})
+                if field == "regret_weight":
+                    kw = dict(regret_weight=float(v), eval_tail_probs=cfg["eval_tail_probs"])
                 add(evaluate(cfg, inst, x, c, ntr, s, methods=methods, model=inst.model, log=log, **kw)[0],
                     problem="portfolio", deg=4, seed=s, **{field: v})
         return recs

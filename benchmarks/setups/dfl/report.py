@@ -3,7 +3,7 @@ and Table 1 of the paper from per-seed records (mean ± sd per cell, per-seed or
 
 A record is a dict with ``experiment``, ``method``, ``tail_prob_eval``, ``metric``, ``regret``,
 ``seed`` and the settings of its configuration (``problem``, ``deg``, ``sigma``, ``dim``,
-``n_train``, ``regret_weight``, ``K``, ``tail_prob_train``). Records written before the names
+``n_train``, ``regret_weight``, ``K``, ``K_eval``, ``tail_prob_train``). Records written before the names
 ``tail_prob``/``regret_weight`` (``alpha_eval``, ``alpha_train``, ``beta``) are renamed on read
 (:func:`renamed`).
 
@@ -22,8 +22,8 @@ from benchmarks.setups.dfl.gen_dfl import PAPER_TABLE1, TAIL_PROB
 __all__ = ["EXPERIMENTS", "renamed", "summarise", "table", "plot", "plot_curves", "table1_cells",
            "best_baseline", "ordering", "verdict", "table1_report"]
 
-EXPERIMENTS = ("table1", "sigma", "dim", "train_size", "regret_weight", "tail_prob", "samples", "energy",
-               "is_gto")
+EXPERIMENTS = ("table1", "sigma", "dim", "train_size", "regret_weight", "tail_prob", "samples",
+               "decision_samples", "energy", "is_gto")
 _OLD_NAMES = {"alpha_eval": "tail_prob_eval", "alpha_train": "tail_prob_train", "beta": "regret_weight"}
 _OLD_EXPERIMENTS = {"alpha": "tail_prob", "beta": "regret_weight"}
 TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SPO+"), ("mse", "PTO (MSE)"),
@@ -59,7 +59,7 @@ def summarise(recs):
 
 def table(rows):
     """The printed table of :func:`summarise`'s rows."""
-    fields = ("problem", "deg", "sigma", "dim", "n_train", "regret_weight", "K", "tail_prob_train",
+    fields = ("problem", "deg", "sigma", "dim", "n_train", "regret_weight", "K", "K_eval", "tail_prob_train",
               "tail_prob_eval", "metric")
     out = [dict(experiment=r["experiment"], setting=", ".join(f"{k}={r[k]}" for k in fields if k in r),
                 method=r["method"], regret=f"{r['mean']:.2f} ± {r['std']:.2f}") for r in rows]
@@ -78,8 +78,8 @@ def plot(rows, out, name, metric="cvar_of_difference"):
     nrows = max(1, -(-len(panels) // ncols))
     fig, axes = harness.figure(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
     xfield = {"table1": "deg", "sigma": "sigma", "dim": "dim", "train_size": "n_train",
-              "regret_weight": "regret_weight", "tail_prob": "tail_prob_eval", "samples": "K", "is_gto": "K",
-              "energy": None}
+              "regret_weight": "regret_weight", "tail_prob": "tail_prob_eval", "samples": "K", "decision_samples": "K_eval",
+              "is_gto": "K", "energy": None}
     for ax, (e, prob) in zip(axes.flat, panels):
         sub = [r for r in rows if r["experiment"] == e and (prob is None or r["problem"] == prob)]
         f = xfield[e]
@@ -94,13 +94,14 @@ def plot(rows, out, name, metric="cvar_of_difference"):
                 label = r["method"]
                 label += f" tail_prob_train={r['tail_prob_train']}" if e == "tail_prob" else ""
                 label += f" dim={r['dim']}" if e == "is_gto" and "dim" in r else ""
+                label += f" tail_prob_eval={r['tail_prob_eval']}" if e == "regret_weight" else ""
                 series.setdefault(label, []).append((r[f], r["mean"], r["std"]))
             for label, pts in series.items():
                 pts.sort()
                 style = dict(ls="--", color="gray") if label.startswith("oracle_saa") else {}
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                             label=label, capsize=2, **style)
-            if f in ("regret_weight", "K", "n_train"):
+            if f in ("regret_weight", "K", "K_eval", "n_train"):
                 ax.set_xscale("log")
             if e == "table1":
                 ax.set_yscale("log")
