@@ -137,7 +137,9 @@ def write_json(out: str | pathlib.Path, name: str, payload: dict[str, Any]) -> p
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
-    path.write_text(json.dumps(plain({**payload, "environment": environment()}), indent=2))
+    tmp = path.with_suffix(".json.tmp")  # replaced in one step: a run killed mid-write keeps the last file
+    tmp.write_text(json.dumps(plain({**payload, "environment": environment()}), indent=2))
+    tmp.replace(path)
     return path
 
 

@@ -22,6 +22,7 @@ its part, so no method is scored under its own training proxy) and ``is_gto``
 from __future__ import annotations
 
 import ast
+import json
 import os
 import pathlib
 import time
@@ -55,12 +56,44 @@ _SWEEPS = {"sigma": ("sigma", "sigmas"), "dim": ("dim", "dims"), "train_size": (
            "decision_samples": ("K_eval", "Ks")}
 
 
-def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
+_RESULT_FIELDS = ("experiment", "method", "tail_prob_eval", "metric", "regret", "protocol")
+
+
+def cell_key(experiment, meta):
+    """What identifies one configuration's evaluation: the experiment and its settings."""
+    return (experiment,) + tuple(sorted((k, v) for k, v in meta.items() if k not in _RESULT_FIELDS))
+
+
+def load_checkpoint(path, run):
+    """Records and cells of ``path`` (an earlier ``gen_dfl.json``) when it belongs to ``run``
+    (same size, protocol and settings); an error that names the difference otherwise."""
+    if not path.exists():
+        return [], []
+    state = json.loads(path.read_text())
+    mine = json.loads(json.dumps(harness.plain(run)))
+    theirs = {k: state.get(k) for k in mine}
+    if theirs != mine:
+        diff = [k for k in ("size", "protocol") if theirs[k] != mine[k]]
+        cfg = theirs["config"] or {}
+        diff += sorted(k for k in set(cfg) | set(mine["config"]) if cfg.get(k) != mine["config"].get(k))
+        raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
+                         "use another --out or delete it")
+    return state["records"], state.get("cells", [])
+
+
+def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=frozenset()):
     """Records of one experiment; ``sink(records)`` is called after every configuration, and
-    ``infos`` (a list) receives each configuration's evaluation kind and baseline tuning."""
+    ``infos`` (a list) receives each configuration's evaluation kind and baseline tuning.
+    Configurations whose :func:`cell_key` is in ``done`` are skipped."""
     recs = []
     infos = [] if infos is None else infos
     protocol = cfg["protocol"]
+
+    def fresh(**meta):
+        if cell_key(name, meta) in done:
+            log(f"  kept from the checkpoint: {name} {meta}")
+            return False
+        return True
 
     def add(out, info=None, **meta):
         for method, by_level in out.items():
@@ -78,6 +111,8 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
         for s in seeds:  # seeds outermost: a run cut short still covers every cell
             for prob in (args.problems or cfg["problems"]):
                 for deg in cfg["degs"]:
+                    if not fresh(problem=prob, deg=deg, seed=s):
+                        continue
                     log(f"  table1 {prob} deg={deg} seed={s}")
                     inst, x, c = make_data(prob, deg, s, n + nte, dim, protocol=protocol, budget=cfg.get("budget"))
                     info = {}
@@ -91,6 +126,8 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
                    else ("gen_dfl", "nll_flow"))
         for v in cfg[values]:
             for s in seeds:
+                if not fresh(problem="portfolio", deg=4, seed=s, **{field: v}):
+                    continue
                 log(f"  {name}={v} seed={s}")
                 ntr = v if field == "n_train" else n
                 inst, x, c = make_data("portfolio", 4, s, ntr + nte, v if field == "dim" else dim,
@@ -105,6 +142,8 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
     if name == "tail_prob":
         for a_train in cfg["tail_probs"]:
             for s in seeds:
+                if not fresh(problem="portfolio", deg=4, seed=s, tail_prob_train=a_train):
+                    continue
                 log(f"  tail_prob_train={a_train} seed={s}")
                 inst, x, c = make_data("portfolio", 4, s, n + nte, dim, protocol=protocol, budget=cfg.get("budget"))
                 out = evaluate(cfg, inst, x, c, n, s, methods=("gen_dfl",), model=inst.model,
@@ -115,13 +154,16 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
         level = 0.05
         for d in cfg.get("is_dims", (dim,)):
             for s in seeds:
+                Ks = [K for K in cfg["is_Ks"] if fresh(problem="portfolio", deg=4, seed=s, dim=d, K=K)]
+                if not Ks:
+                    continue
                 log(f"  is_gto dim={d} seed={s}")
                 inst, x, c = make_data("portfolio", 4, s, n + nte, d, budget="equality")
                 _, flow, proxy, _ = evaluate(cfg, inst, x, c, n, s, methods=("nll_flow",), model=inst.model,
                                              log=log)
                 ref = regret_reference(jax.random.key(100 + s), inst.problem, inst.model, x[n:], level,
                                        num_samples=cfg["ref_samples"], eval_samples=cfg.get("eval_samples"))
-                for K in cfg["is_Ks"]:
+                for K in Ks:
                     for imp in (False, True):
                         # mean over decision keys: one draw of K samples per row is itself noisy
                         keys = [jax.random.key(7 + s + 1000 * r) for r in range(cfg.get("is_repeats", 1))]
@@ -131,8 +173,8 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
                         log(f"  is_gto dim={d} K={K} importance={imp}: {v:.2f}")
                         recs.append(dict(experiment=name, method="is" if imp else "plain", tail_prob_eval=level,
                                          regret=v, K=K, dim=d, seed=s, problem="portfolio", deg=4))
-                        if sink is not None:
-                            sink(recs)
+                    if sink is not None:  # both records of a K at once: a checkpoint holds whole cells
+                        sink(recs)
         return recs
     if name == "energy":
         path = pathlib.Path(args.data) / "icon_energy"
@@ -145,6 +187,8 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None):
         te = np.arange(n_tr, x.shape[0])[: cfg["icon_test"]] if cfg["icon_test"] else np.arange(n_tr, x.shape[0])
         idx = np.concatenate([tr, te])
         for s in seeds:
+            if not fresh(problem="icon_energy", seed=s):
+                continue
             log(f"  energy (ICON, proxy-q evaluation) seed={s}")
             # evaluation proxy: its own flow, fitted on every row (test rows included, as in the
             # authors' code) with another key, so no method is scored under its own training proxy
@@ -169,6 +213,8 @@ def main(argv=None):
     shared = pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
     default_data = os.environ.get("TAILJAX_DATA", str(shared))
     parser.add_argument("--data", default=default_data)
+    parser.add_argument("--resume", action="store_true", help="keep the configurations of OUT/gen_dfl.json "
+                        "(written after every one) when it belongs to the same run")
     args = parser.parse_args(argv)
     cfg = dict(SIZES[args.size], protocol=args.protocol)
     if args.seeds is None:
@@ -182,7 +228,12 @@ def main(argv=None):
         if k not in cfg:
             raise SystemExit(f"--set: unknown setting {k!r}; one of {sorted(cfg)}")
         cfg[k] = ast.literal_eval(v)
-    recs, timings, infos = [], {}, []
+    recs, infos = load_checkpoint(pathlib.Path(args.out) / "gen_dfl.json", dict(
+        size=args.size, protocol=args.protocol, config=cfg)) if args.resume else ([], [])
+    finished = frozenset(cell_key(r["experiment"], r) for r in recs)
+    if finished:
+        print(f"[resume] {len(finished)} configurations kept from {args.out}", flush=True)
+    timings = {}
     for name in args.only or EXPERIMENTS:
         print(f"[{name}]", flush=True)
         t0 = time.perf_counter()
@@ -194,7 +245,8 @@ def main(argv=None):
                 summary=summarise(done + partial),
                 paper_table1={f"{k[0]}/{k[1]}": v for k, v in PAPER_TABLE1.items()}))
 
-        recs += run_experiment(name, cfg, args, log=lambda s: print(s, flush=True), sink=write, infos=infos)
+        recs += run_experiment(name, cfg, args, log=lambda s: print(s, flush=True), sink=write, infos=infos,
+                               done=finished)
         timings[name] = time.perf_counter() - t0
         write([])
     rows = summarise(recs)

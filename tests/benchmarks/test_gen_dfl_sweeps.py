@@ -1,9 +1,11 @@
-"""The Gen-DFL figure sweeps record what they vary: decision-time K alone, beta across alpha."""
+"""The Gen-DFL figure sweeps record what they vary (decision-time K alone, beta across alpha);
+runs resume from their checkpoint."""
 
 import json
 
 import pytest
 
+from benchmarks.seeds import gen_dfl
 from benchmarks.seeds.gen_dfl import main
 
 TINY = ["steps=2", "proxy_steps=2", "n_train=24", "n_test=4", "dim=3", "Kq=4", "eval_samples=64", "Kref=8",
@@ -27,3 +29,30 @@ def test_regret_weight_sweep_scores_every_evaluation_level(tmp_path):
     recs = json.loads((tmp_path / "gen_dfl.json").read_text())["records"]
     gen = [r for r in recs if r["method"] == "gen_dfl"]
     assert {r["tail_prob_eval"] for r in gen} == {0.1, 0.5}
+
+
+@pytest.mark.slow
+def test_resume_keeps_finished_configurations_and_runs_the_rest(tmp_path, monkeypatch):
+    args = ["--size", "small", "--only", "decision_samples", "--out", str(tmp_path), "--set", *TINY, "K=4",
+            "Ks=(2,)"]
+    main([*args, "--seeds", "1"])
+    first = json.loads((tmp_path / "gen_dfl.json").read_text())["records"]
+    calls = []
+    real = gen_dfl.evaluate
+    monkeypatch.setattr(gen_dfl, "evaluate", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
+    main([*args, "--seeds", "2", "--resume"])
+    recs = json.loads((tmp_path / "gen_dfl.json").read_text())["records"]
+    assert calls == [1]  # seed 0 was not evaluated again
+    assert [r for r in recs if r["seed"] == 0] == first
+    assert {r["seed"] for r in recs} == {0, 1}
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    path = tmp_path / "gen_dfl.json"
+    path.write_text(json.dumps(dict(size="small", protocol="paper-text", config=dict(steps=2, K=4), records=[])))
+    with pytest.raises(SystemExit, match="differs in steps"):
+        gen_dfl.load_checkpoint(path, dict(size="small", protocol="paper-text", config=dict(steps=3, K=4)))
+    with pytest.raises(SystemExit, match="differs in protocol"):
+        gen_dfl.load_checkpoint(path, dict(size="small", protocol="paper-code", config=dict(steps=2, K=4)))
+    assert gen_dfl.load_checkpoint(path, dict(size="small", protocol="paper-text", config=dict(steps=2, K=4))) \
+        == ([], [])
