@@ -47,6 +47,7 @@ from benchmarks.setups.dfl import (
     table,
     table1_report,
 )
+from benchmarks.seeds.gen_dfl_table1 import write_sweep_report
 from benchmarks.setups.dfl.gen_dfl import FORMS
 from tailjax.dfl import cvar_regret, fit_proxy, regret_reference
 from tailjax.dfl.problems import icon_instance
@@ -256,6 +257,7 @@ def main(argv=None):
         report = "\n\n".join(table1_report(recs, m) for m in FORMS[args.protocol])
         (pathlib.Path(args.out) / "table1.md").write_text(report + "\n")
         print(report)
+    write_sweep_report(recs, args.out)
     if infos:
         plot_curves(infos, args.out)
     print(f"results in {pathlib.Path(args.out).resolve()}")

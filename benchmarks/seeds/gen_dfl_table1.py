@@ -3,9 +3,10 @@
     python -m benchmarks.seeds.gen_dfl_table1 FILE [FILE ...] [--out DIR]
 
 Each FILE is a ``gen_dfl.json`` of ``benchmarks.seeds.gen_dfl`` (or of
-``benchmarks.seeds.gen_dfl_collect``) holding ``table1`` records; the report
+``benchmarks.seeds.gen_dfl_collect``); the report of its ``table1`` records
 (:func:`benchmarks.setups.dfl.table1_report`) is printed and written to ``DIR/table1.md``,
-its cells to ``DIR/table1.json``.
+its cells to ``DIR/table1.json``. Records of the figure sweeps are tabled in ``DIR/figures.md``
+(:func:`benchmarks.setups.dfl.sweeps.sweep_report`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ import pathlib
 
 from benchmarks import _harness as harness
 from benchmarks.setups.dfl import renamed, table1_cells, table1_report
+from benchmarks.setups.dfl.sweeps import sweep_report
+
+
+def write_sweep_report(recs, out):
+    """``out/figures.md`` with the sweep tables of ``recs`` at every metric (none: nothing written)."""
+    metrics = sorted({r["metric"] for r in recs if r.get("experiment") != "table1" and "metric" in r})
+    tables = [(m, sweep_report(recs, m)) for m in metrics]
+    report = "\n\n".join(f"## {m}\n\n{t}" for m, t in tables if t)
+    if report:
+        (pathlib.Path(out) / "figures.md").write_text(report + "\n")
+        print(report)
+    return report
 
 
 def main(argv=None):
@@ -24,9 +37,12 @@ def main(argv=None):
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/gen_dfl_table1"))
     args = parser.parse_args(argv)
     recs = [renamed(r) for f in args.files for r in json.loads(f.read_text())["records"]]
-    metrics = sorted({r["metric"] for r in recs if r.get("experiment") == "table1" and "metric" in r})
-    report = "\n\n".join(table1_report(recs, m) for m in metrics)
     args.out.mkdir(parents=True, exist_ok=True)
+    figures = write_sweep_report(recs, args.out)
+    metrics = sorted({r["metric"] for r in recs if r.get("experiment") == "table1" and "metric" in r})
+    if not metrics:
+        return figures
+    report = "\n\n".join(table1_report(recs, m) for m in metrics)
     (args.out / "table1.md").write_text(report + "\n")
     cells = [dict(problem=p, deg=d, method=k, metric=m, regrets=by_seed)
              for m in metrics for (p, d, k), by_seed in table1_cells(recs, m).items()]

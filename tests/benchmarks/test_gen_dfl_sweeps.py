@@ -56,3 +56,20 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
         gen_dfl.load_checkpoint(path, dict(size="small", protocol="paper-code", config=dict(steps=2, K=4)))
     assert gen_dfl.load_checkpoint(path, dict(size="small", protocol="paper-text", config=dict(steps=2, K=4))) \
         == ([], [])
+
+
+def test_sweep_report_rows_per_setting_and_level_with_orderings(tmp_path):
+    from benchmarks.seeds.gen_dfl_table1 import write_sweep_report
+
+    recs = [dict(experiment="regret_weight", method=m, regret_weight=b, tail_prob_eval=a, metric="m", seed=s,
+                 regret=v + s + (0 if m != "gen_dfl" else (-5 if b == 10.0 else 5)))
+            for b in (1.0, 10.0) for a in (0.1, 0.5) for s in range(5)
+            for m, v in (("gen_dfl", 50.0), ("nll_flow", 50.0), ("equal_weights", 20.0))]
+    report = write_sweep_report(recs, tmp_path)
+    rows = [line for line in report.splitlines() if line.startswith("| 1") and "|---" not in line]
+    assert len(rows) == 4
+    gen_beats_nll = {(r.split(" | ")[0].strip("| "), r.split(" | ")[1]): r.split(" | ")[-2] for r in rows}
+    assert gen_beats_nll[("10.0", "0.1")] == "5/5 (p=0.062)"
+    assert gen_beats_nll[("1.0", "0.5")] == "0/5 (p=0.062)"
+    assert all(r.endswith("| 0/5 (p=0.062) |") for r in rows)  # equal weights beats Gen-DFL on every seed
+    assert (tmp_path / "figures.md").read_text().strip() == report.strip()
