@@ -3,9 +3,9 @@ and Table 1 of the paper from per-seed records (mean ± sd per cell, per-seed or
 
 A record is a dict with ``experiment``, ``method``, ``tail_prob_eval``, ``metric``, ``regret``,
 ``seed`` and the settings of its configuration (``problem``, ``deg``, ``sigma``, ``dim``,
-``n_train``, ``regret_weight``, ``K``, ``K_eval``, ``tail_prob_train``). Records written before the names
-``tail_prob``/``regret_weight`` (``alpha_eval``, ``alpha_train``, ``beta``) are renamed on read
-(:func:`renamed`).
+``n_train``, ``regret_weight``, ``K``, ``K_eval``, ``tail_prob_train``). Records written before
+the names ``tail_prob``/``regret_weight`` (``alpha_eval``, ``alpha_train``, ``beta``) are renamed
+on read (:func:`renamed`).
 
 Each Table 1 ordering "A < B" counts the seeds on which method A's regret is below B's on the
 same data, with a two-sided sign test (ties dropped); the "best baseline" of a seed is the
