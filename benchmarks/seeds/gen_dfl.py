@@ -14,9 +14,10 @@ normalised CVaR regret in % of |E f(c, w*)|. Experiments:
 ``tail_prob`` (the training alpha, scored at several evaluation levels: Fig. 5), ``samples``
 (Fig. 6: K at training and at decision time together, ``K = K_eval``), ``decision_samples``
 (Fig. 6 at decision time alone: ``K_eval`` swept, training ``K`` fixed), ``energy`` (ICON
-prices; the true p(c|x) is unknown and a frozen evaluation flow fitted on every row with its own key plays
-its part, so no method is scored under its own training proxy) and ``is_gto``
-(importance-sampled generate-then-optimize against K, per dimension).
+prices; the true p(c|x) is unknown and a frozen evaluation flow fitted on every row with its
+own key plays its part, so no method is scored under its own training proxy) and ``is_gto``
+(importance-sampled generate-then-optimize against K, per dimension). ``--resume`` keeps the
+configurations already in ``OUT/gen_dfl.json`` (a checkpoint of the same run).
 """
 
 from __future__ import annotations
