@@ -48,8 +48,8 @@ from benchmarks.setups.dfl import (
     table,
     table1_report,
 )
-from benchmarks.seeds.gen_dfl_table1 import write_sweep_report
 from benchmarks.setups.dfl.gen_dfl import FORMS
+from benchmarks.setups.dfl.sweeps import write_sweep_report
 from tailjax.dfl import cvar_regret, fit_proxy, regret_reference
 from tailjax.dfl.problems import icon_instance
 
@@ -134,10 +134,9 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=froze
                 ntr = v if field == "n_train" else n
                 inst, x, c = make_data("portfolio", 4, s, ntr + nte, v if field == "dim" else dim,
                                        sigma=v if field == "sigma" else 20.0, protocol=protocol, budget=cfg.get("budget"))
-                kw = {"K": int(v), "K_eval": int(v)} if field == "K" else (
-                    {"K_eval": int(v)} if field == "K_eval" else {})
-                if field == "regret_weight":
-                    kw = dict(regret_weight=float(v), eval_tail_probs=cfg["eval_tail_probs"])
+                kw = {"K": dict(K=int(v), K_eval=int(v)), "K_eval": dict(K_eval=int(v)),
+                      "regret_weight": dict(regret_weight=float(v), eval_tail_probs=cfg["eval_tail_probs"]),
+                      }.get(field, {})
                 add(evaluate(cfg, inst, x, c, ntr, s, methods=methods, model=inst.model, log=log, **kw)[0],
                     problem="portfolio", deg=4, seed=s, **{field: v})
         return recs

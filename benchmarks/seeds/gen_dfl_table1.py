@@ -6,7 +6,7 @@ Each FILE is a ``gen_dfl.json`` of ``benchmarks.seeds.gen_dfl`` (or of
 ``benchmarks.seeds.gen_dfl_collect``); the report of its ``table1`` records
 (:func:`benchmarks.setups.dfl.table1_report`) is printed and written to ``DIR/table1.md``,
 its cells to ``DIR/table1.json``. Records of the figure sweeps are tabled in ``DIR/figures.md``
-(:func:`benchmarks.setups.dfl.sweeps.sweep_report`).
+(:func:`benchmarks.setups.dfl.sweeps.write_sweep_report`).
 """
 
 from __future__ import annotations
@@ -17,18 +17,7 @@ import pathlib
 
 from benchmarks import _harness as harness
 from benchmarks.setups.dfl import renamed, table1_cells, table1_report
-from benchmarks.setups.dfl.sweeps import sweep_report
-
-
-def write_sweep_report(recs, out):
-    """``out/figures.md`` with the sweep tables of ``recs`` at every metric (none: nothing written)."""
-    metrics = sorted({r["metric"] for r in recs if r.get("experiment") != "table1" and "metric" in r})
-    tables = [(m, sweep_report(recs, m)) for m in metrics]
-    report = "\n\n".join(f"## {m}\n\n{t}" for m, t in tables if t)
-    if report:
-        (pathlib.Path(out) / "figures.md").write_text(report + "\n")
-        print(report)
-    return report
+from benchmarks.setups.dfl.sweeps import write_sweep_report
 
 
 def main(argv=None):

@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks.seeds import gen_dfl
 from benchmarks.seeds.gen_dfl import main
+from benchmarks.setups.dfl.sweeps import write_sweep_report
 
 TINY = ["steps=2", "proxy_steps=2", "n_train=24", "n_test=4", "dim=3", "Kq=4", "eval_samples=64", "Kref=8",
         "eval_every=1"]
@@ -59,8 +60,6 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
 
 
 def test_sweep_report_rows_per_setting_and_level_with_orderings(tmp_path):
-    from benchmarks.seeds.gen_dfl_table1 import write_sweep_report
-
     recs = [dict(experiment="regret_weight", method=m, regret_weight=b, tail_prob_eval=a, metric="m", seed=s,
                  regret=v + s + (0 if m != "gen_dfl" else (-5 if b == 10.0 else 5)))
             for b in (1.0, 10.0) for a in (0.1, 0.5) for s in range(5)

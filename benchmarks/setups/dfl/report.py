@@ -59,8 +59,8 @@ def summarise(recs):
 
 def table(rows):
     """The printed table of :func:`summarise`'s rows."""
-    fields = ("problem", "deg", "sigma", "dim", "n_train", "regret_weight", "K", "K_eval", "tail_prob_train",
-              "tail_prob_eval", "metric")
+    fields = ("problem", "deg", "sigma", "dim", "n_train", "regret_weight", "K", "K_eval",
+              "tail_prob_train", "tail_prob_eval", "metric")
     out = [dict(experiment=r["experiment"], setting=", ".join(f"{k}={r[k]}" for k in fields if k in r),
                 method=r["method"], regret=f"{r['mean']:.2f} ± {r['std']:.2f}") for r in rows]
     return harness.markdown_table(out, ["experiment", "setting", "method", "regret"])
@@ -78,8 +78,8 @@ def plot(rows, out, name, metric="cvar_of_difference"):
     nrows = max(1, -(-len(panels) // ncols))
     fig, axes = harness.figure(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
     xfield = {"table1": "deg", "sigma": "sigma", "dim": "dim", "train_size": "n_train",
-              "regret_weight": "regret_weight", "tail_prob": "tail_prob_eval", "samples": "K", "decision_samples": "K_eval",
-              "is_gto": "K", "energy": None}
+              "regret_weight": "regret_weight", "tail_prob": "tail_prob_eval", "samples": "K",
+              "decision_samples": "K_eval", "is_gto": "K", "energy": None}
     for ax, (e, prob) in zip(axes.flat, panels):
         sub = [r for r in rows if r["experiment"] == e and (prob is None or r["problem"] == prob)]
         f = xfield[e]

@@ -1,8 +1,11 @@
 """The Gen-DFL figure sweeps (Figs. 3-6) as tables: one per experiment, a row per setting and
 evaluation level, every method's mean ± sd over seeds, and Gen-DFL's per-seed orderings against
-the NLL flow (the same flow without the decision loss) and the best data-free row."""
+the NLL flow (the same flow without the decision loss) and the best data-free row, written to
+``figures.md`` by :func:`write_sweep_report`."""
 
 from __future__ import annotations
+
+import pathlib
 
 from benchmarks.setups.dfl.report import DATA_FREE, TABLE1_METHODS, _cell, ordering
 
@@ -42,3 +45,14 @@ def sweep_report(recs, metric="cvar_of_difference"):
                        + f" | {_order(gen, runs.get('nll_flow'))} | {_order(gen, best_free)} |")
         out.append("")
     return "\n".join(out)
+
+
+def write_sweep_report(recs, out):
+    """``out/figures.md`` with the sweep tables of ``recs`` at every metric (none: nothing written)."""
+    metrics = sorted({r["metric"] for r in recs if r.get("experiment") != "table1" and "metric" in r})
+    tables = [(m, sweep_report(recs, m)) for m in metrics]
+    report = "\n\n".join(f"## {m}\n\n{t}" for m, t in tables if t)
+    if report:
+        (pathlib.Path(out) / "figures.md").write_text(report + "\n")
+        print(report)
+    return report
