@@ -15,14 +15,14 @@ for proto in paper-code paper-text; do
   for prob in portfolio knapsack shortest_path; do
     (taskset -c $c-$((c + 1)) timeout $((T - 20)) python3 -m benchmarks.seeds.gen_dfl --size paper --protocol $proto \
       --only table1 --problems $prob --degs 2 --seeds 1 --out $D/gen_dfl_${proto}_$prob > $D/gen_dfl_${proto}_$prob.log 2>&1
-     echo "$(date +%T) gen_dfl $proto $prob rc=$?" >> $D/calls.log) &
+     rc=$?; echo "$(date +%T) gen_dfl $proto $prob rc=$rc" >> $D/calls.log) &
     c=$((c + 2))
   done
 done
 (taskset -c 12-13 timeout $((T - 20)) python3 -m benchmarks.seeds.gas_dro --size paper --seeds 1 --protocols paper \
   --parts carbon --methods ML GAS-DRO --lams 0.5 --deltas 0.001 --lrs 1e-3 --data .data \
   --out $D/gas_dro_paper > $D/gas_dro_paper.log 2>&1
- echo "$(date +%T) gas_dro rc=$?" >> $D/calls.log) &
+ rc=$?; echo "$(date +%T) gas_dro rc=$rc" >> $D/calls.log) &
 wait
 nvidia-smi --query-gpu=name,memory.used --format=csv >> $D/gpu.txt
 cd $OUT && tar czf paper_probe.tar.gz paper_probe && rm -rf paper_probe
