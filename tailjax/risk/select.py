@@ -159,6 +159,12 @@ def _keys(x):
     return jnp.where(raw >= top, ~raw, raw | top)
 
 
+def _from_keys(keys, dtype):
+    """The floats whose :func:`_keys` are ``keys``."""
+    top = jnp.asarray(1 << (jnp.finfo(dtype).bits - 1), keys.dtype)
+    return jax.lax.bitcast_convert_type(jnp.where(keys >= top, keys ^ top, ~keys), jnp.dtype(dtype))
+
+
 def _excess(buf, valid, e_hi, c_hi, hi, v):
     """E(v): the excess above hi moved down to v, plus the members' own excess above v."""
     acc = accumulator(buf.dtype)
@@ -172,8 +178,9 @@ def _finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, slots, bins):
 
     The bins split [key(lo), key(hi)) by the top bits of key - key(lo), so they are ordered
     as the values; v is the (rank - c_hi - #above)-th largest member of its bin, which is
-    gathered into ``slots`` slots and sorted. ``fits`` is False where that bin has more
-    members than slots.
+    gathered into ``slots`` slots and sorted, unless each bin is one key (then v is its
+    bin's value). ``fits`` is False where v's bin has more keys than one and more members
+    than slots.
     """
     rows = buf.shape[0]
     keys, k_lo, k_hi = _keys(buf), _keys(lo), _keys(hi)
@@ -194,7 +201,11 @@ def _finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, slots, bins):
     gathered = jnp.full((rows, slots), -jnp.inf, buf.dtype).at[row, jnp.where(pick, pos, slots)].set(buf, mode="drop")
     desc = -jnp.sort(-gathered, axis=-1)
     v = jnp.take_along_axis(desc, jnp.clip(r - above - 1, 0, slots - 1)[:, None], axis=-1)[:, 0]
-    return v, _excess(buf, valid, e_hi, c_hi, hi, v), in_star <= slots
+    # where each bin is one key (16-bit floats: a few keys hold every member), v is its
+    # bin's value, however many members share it
+    one_key = shift == 0
+    v = jnp.where(one_key, _from_keys(k_lo + jnp.maximum(star, 0).astype(keys.dtype), buf.dtype), v)
+    return v, _excess(buf, valid, e_hi, c_hi, hi, v), one_key | (in_star <= slots)
 
 
 def _bin_slots(capacity, cfg):

@@ -82,6 +82,20 @@ def test_histogram_finish_selects_exactly_in_16_bit(dtype):
     assert bool(ok[0]) and float(v[0]) == float(-jnp.sort(-x[0])[rank - 1])
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_bin_of_one_key_selects_however_many_members_share_it(dtype):
+    # v's value is shared by more members than the 4 gather slots (as 1e8 bfloat16 samples
+    # share it by thousands): with one key per bin, v is read off the histogram
+    x = _inputs("normal", 200_003).astype(dtype)[None]
+    rank = _rank(x.shape[1], 0.01)
+    v, e, ok, _ = _select(x, rank, SMALL._replace(bin_slots=4))
+    top = -jnp.sort(-x[0])
+    assert int(jnp.sum(x[0] == top[rank - 1])) > 4
+    assert bool(ok[0]) and float(v[0]) == float(top[rank - 1])
+    want = jnp.sum(jnp.maximum(x[0].astype(jnp.float32) - v[0].astype(jnp.float32), 0.0))
+    assert float(e[0]) == pytest.approx(float(want), rel=1e-5)
+
+
 def test_an_overfull_bin_is_reported_and_the_result_stays_exact():
     x = jax.random.normal(jax.random.PRNGKey(7), (1, 200_003))
     tight = SMALL._replace(bins=2, bin_slots=16)
