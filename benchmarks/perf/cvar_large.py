@@ -27,7 +27,7 @@ from tailjax import risk
 from tailjax.risk.select import SelectConfig
 
 SIZES = {"small": 1_000_000, "paper": 100_000_000}
-HISTOGRAM = SelectConfig(method="histogram")  # the key-histogram pass instead of compaction
+HISTOGRAM = SelectConfig(method="histogram")  # the key-histogram pass (an XLA scatter) instead of compaction
 SCALING = {"small": [10**k for k in range(4, 7)], "paper": [10**k for k in range(4, 10)]}
 
 
@@ -76,7 +76,7 @@ def measure(n, tail_probs, repeats, *, with_sort=True):
         ref = (desc64[:k].sum() + (count - k) * desc64[k]) / count
         methods = {
             "tailjax.cvar_large": jax.jit(lambda x, p=p: risk.cvar_large(x, p)),
-            "tailjax.cvar_large (key histogram)": jax.jit(lambda x, p=p: risk.cvar_large(x, p, config=HISTOGRAM)),
+            "tailjax.cvar_large (key histogram, XLA scatter)": jax.jit(lambda x, p=p: risk.cvar_large(x, p, config=HISTOGRAM)),
             "tailjax.cvar": jax.jit(lambda x, p=p: risk.cvar(x, p)),
             "lax.top_k": jax.jit(lambda x, p=p, k=k: _from_top(jax.lax.top_k(x, k + 1)[0], n, p)),
         }

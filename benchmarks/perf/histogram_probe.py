@@ -6,8 +6,8 @@ Part 1 runs variants of the pass's Pallas kernel on 2^20 normal values with a br
 known membership and reports, per variant, the members counted by jnp, by the kernel's own
 mask (written to its NaN output) and by the histogram: the current kernel, one adding
 without a mask (non-members add 0 to bin 0), and one storing 1 instead of adding (right
-only where every key is distinct). Part 2 times ``cvar_large`` with ``method="histogram"``
-(using the first variant whose histogram is exact) against ``method="compact"`` and the
+only where every key is distinct), and ones whose add's old counts feed an output. Part 2 times ``cvar_large`` with ``method="histogram"``
+(using the last variant whose histogram is exact) against ``method="compact"`` and the
 one-read floor at n = 1e8, float32 and bfloat16, each checked against a float64 reference and
 with whether the selection held (``selected``) or ``cvar_large`` fell back to a sort.
 """
@@ -39,19 +39,28 @@ def _diag_kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, exce
     counted = member & (b >= 0) & (b < hist_ref.shape[0])
     b = jnp.where(counted, b, 0)
     ones = counted.astype(jnp.int32)
+    live = 0.0
     if mode == "masked":
         plt.atomic_add(hist_ref, (b,), ones, mask=counted)
     elif mode == "unmasked":
         plt.atomic_add(hist_ref, (b,), ones)
+    elif mode == "masked, result used":  # the old counts feed an output (never < 0)
+        live = jnp.sum(jnp.where(counted & (plt.atomic_add(hist_ref, (b,), ones, mask=counted) < 0), 1.0, 0.0))
+    elif mode == "masked, with a store":  # and a store into the histogram that writes nothing
+        plt.atomic_add(hist_ref, (b,), ones, mask=counted)
+        plt.store(hist_ref.at[b], ones, mask=counted & (xs != xs))
     else:  # "store"
         plt.store(hist_ref.at[b], ones, mask=counted)
     above_ref[0] = jnp.sum(member, dtype=jnp.int32)
-    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs - hi, 0.0))
+    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs - hi, 0.0)) + live
     nan_ref[0] = jnp.sum(ones, dtype=jnp.int32)
 
 
-def _unmasked_kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_ref, nan_ref, *,
-                     interpret):
+def _plain_kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_ref, nan_ref, *,
+                  interpret, mode):
+    """The pass with its outputs as the library's; ``mode``: "used" (the masked add's old
+    counts feed the NaN count, adding 0), "store" (a masked add and a store into the
+    histogram that writes nothing) or "unmasked"."""
     from jax.experimental.pallas import triton as plt
 
     del hist_in, interpret
@@ -60,14 +69,22 @@ def _unmasked_kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, 
     member = (xs >= lo) & (xs < hi)
     b = H.bin_of(xs, keys_ref[0], keys_ref[1])
     counted = member & (b >= 0) & (b < hist_ref.shape[0])
-    plt.atomic_add(hist_ref, (jnp.where(counted, b, 0),), counted.astype(jnp.int32))
+    b, ones = jnp.where(counted, b, 0), counted.astype(jnp.int32)
+    live = 0
+    if mode == "used":
+        live = jnp.sum(counted & (plt.atomic_add(hist_ref, (b,), ones, mask=counted) < 0), dtype=jnp.int32)
+    elif mode == "store":
+        plt.atomic_add(hist_ref, (b,), ones, mask=counted)
+        plt.store(hist_ref.at[b], ones, mask=counted & (xs != xs))
+    else:
+        plt.atomic_add(hist_ref, (b,), ones)
     above_ref[0] = jnp.sum(xs >= hi, dtype=jnp.int32)
     excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(excess_ref.dtype) - hi.astype(excess_ref.dtype), 0.0))
-    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
+    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32) + live
 
 
 def counting(add, backend):
-    """Part 1; returns the kernels whose histogram is exact, current kernel first."""
+    """Part 1; returns the kernels whose histogram is exact, current kernel first (as the library writes its outputs)."""
     import functools
 
     n, bins, block = 1 << 20, 1 << 20, 2048
@@ -80,8 +97,10 @@ def counting(add, backend):
     exact = []
     original = H._kernel
     variants = [("current", original)] + [(m, functools.partial(_diag_kernel, mode=m))
-                                          for m in ("masked", "unmasked", "store")]
-    variants.append(("unmasked, plain outputs", _unmasked_kernel))
+                                          for m in ("masked", "unmasked", "masked, result used",
+                                                    "masked, with a store", "store")]
+    variants += [(f"{name}, plain outputs", functools.partial(_plain_kernel, mode=mode)) for name, mode in
+                 [("unmasked", "unmasked"), ("masked, with a store", "store"), ("masked, result used", "used")]]
     for name, kernel in variants:
         H._kernel = kernel
         try:
@@ -89,7 +108,7 @@ def counting(add, backend):
             row = dict(variant=name, members=expected, distinct_members=distinct, hist_sum=int(jnp.sum(hist)),
                        shift=int(shift[0]), in_kernel_count=int(c3[0]), second_count=int(c2[0]))
             row["hist_exact"] = row["hist_sum"] == expected
-            if row["hist_exact"] and name in ("current", "unmasked, plain outputs"):
+            if row["hist_exact"] and (name == "current" or "plain outputs" in name):
                 exact.append((name, kernel))
         except Exception as err:  # reported, not fatal
             row = dict(variant=name, error=repr(err)[:300])
@@ -104,6 +123,7 @@ def main(argv=None):
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"])
+    parser.add_argument("--methods", nargs="*", default=["compact", "histogram"])
     parser.add_argument("--backend", default="pallas", help="pallas (GPU) or interpret (a CPU smoke run)")
     args = parser.parse_args(argv)
     rows = []
@@ -115,7 +135,8 @@ def main(argv=None):
 
     add(part="device", device=str(jax.devices()[0]), jax=jax.__version__)
     exact = counting(add, args.backend)
-    methods = [("compact", None)] + [(f"histogram ({name})", kernel) for name, kernel in exact[:1]]
+    methods = [("compact", None)] if "compact" in args.methods else []
+    methods += [(f"histogram ({name})", kernel) for name, kernel in exact[-1:]]
     original = H._kernel
     for dtype in args.dtypes:
         x = jax.random.normal(jax.random.PRNGKey(0), (args.n,), jnp.float32).astype(dtype)

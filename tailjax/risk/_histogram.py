@@ -5,8 +5,10 @@ Over the first ``(n // block) * block`` values of each row of x (B, n), counts t
 ``(key - key_lo_b) >> shift_b``) and returns per row that histogram, how many values are
 >= hi_b, their excess sum (x - hi_b)_+, and how many are NaN. With ``shift_b = 0`` every bin
 holds one key, i.e. one value, so the histogram alone selects any rank in the bracket
-exactly. On GPU a Pallas (Triton) kernel does it in one read of x, each member adding one
-to its bin atomically; elsewhere an XLA scatter gives the same result.
+exactly. An XLA scatter does it everywhere unless ``backend="pallas"``: a Pallas (Triton)
+kernel, one read of x, each member adding one to its bin atomically. That kernel's adds did
+not reach its output on an H100 (jax 0.11.2; every variant in
+``benchmarks/perf/histogram_probe.py``), so it is not the GPU default.
 :func:`select_by_histogram` is :mod:`tailjax.risk.select`'s ``method="histogram"`` on it.
 """
 
@@ -119,10 +121,10 @@ def key_histogram(x, lo, hi, key_lo, shift, block, bins, backend="auto", num_war
       block: values per Pallas program (a power of two).
       bins: histogram bins per row.
       backend: ``"pallas"``, ``"xla"``, ``"interpret"`` (Pallas interpreter, for tests) or
-        ``"auto"`` (Pallas on GPU, XLA elsewhere).
+        ``"auto"`` (XLA: see the module docstring).
       num_warps: warps per Pallas program.
     """
-    backend = resolve_backend(backend)
+    backend = "xla" if backend == "auto" else resolve_backend(backend)
     if backend != "xla":
         bounds = jnp.stack([lo, hi], axis=1).astype(x.dtype)
         keys = jnp.stack([key_lo, shift], axis=1).astype(jnp.int32)

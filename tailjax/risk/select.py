@@ -16,11 +16,11 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
      buffer. v is the buffer's (r - #{x >= hi})-th largest: a histogram of the members'
      keys (``bins`` bins over [lo, hi)) finds the bin holding it, and only that bin's
      members are gathered and sorted (``finish="sort"`` sorts the whole buffer instead);
-   - or (``method="histogram"``; ``"auto"`` picks it for few long rows) counts the values
-     in [lo, hi) into ``key_bins`` bins of their order-preserving integer keys. When the
-     bracket spans at most that many keys, each bin is one value and v follows from the
-     histogram alone; otherwise the bin holding v is the bracket of a compaction pass (a
-     second read).
+   - or (``method="histogram"``) counts the values in [lo, hi) into ``key_bins`` bins of
+     their order-preserving integer keys. When the bracket spans at most that many keys,
+     each bin is one value and v follows from the histogram alone; otherwise the bin
+     holding v is the bracket of a compaction pass (a second read). On GPU this pass is an
+     XLA scatter unless ``backend="pallas"`` (see :mod:`tailjax.risk._histogram`).
    E(v) follows exactly.
 
 Every step works per row of a batch (B, n): one subsample search per row (vmapped), one pass
@@ -59,7 +59,7 @@ class SelectConfig(NamedTuple):
     num_warps: int = 4  # warps per Pallas program
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
-    method: str = "compact"  # full pass: "compact" | "histogram" (bin the bracket by key) | "auto"
+    method: str = "compact"  # full pass: "compact" | "histogram" (bin the bracket by key)
     key_bins: int = 1 << 20  # histogram pass: bins per row (a power of two; one key each if they suffice)
     finish: str = "histogram"  # "histogram" (bin the buffer, sort v's bin) | "sort" (sort the buffer)
     bins: int = 4096  # histogram bins over the bracket (a power of two)
@@ -213,16 +213,11 @@ def _bin_slots(capacity, cfg):
 
 
 def _method(x, cfg):
-    """The full pass for x (B, n): the key histogram for few long rows of <= 32-bit floats."""
-    small_floats = jnp.finfo(x.dtype).bits <= 32
-    if cfg.method == "auto":
-        rows, n = x.shape
-        fits = n >= 8 * cfg.key_bins and rows * cfg.key_bins <= 1 << 24
-        return "histogram" if small_floats and fits else "compact"
-    if cfg.method == "histogram" and not small_floats:
-        raise ValueError(f"config.method='histogram' needs floats of at most 32 bits, got {x.dtype}")
+    """The full pass for x (B, n): ``cfg.method``, checked."""
     if cfg.method not in ("histogram", "compact"):
-        raise ValueError(f"config.method must be 'auto', 'histogram' or 'compact', got {cfg.method!r}")
+        raise ValueError(f"config.method must be 'histogram' or 'compact', got {cfg.method!r}")
+    if cfg.method == "histogram" and jnp.finfo(x.dtype).bits > 32:
+        raise ValueError(f"config.method='histogram' needs floats of at most 32 bits, got {x.dtype}")
     return cfg.method
 
 
