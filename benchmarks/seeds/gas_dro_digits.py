@@ -11,11 +11,14 @@ digits task (tests USPS test, scikit-learn's digits and corruptions; validation:
 subset). Every method trains with early stopping on the validation error (1 - accuracy) and
 has its hyper-parameters (with ``--lrs`` also its predictor's Adam step) chosen on it.
 Accuracy, mean +- sd over seeds, and the verdict of GAS-DRO against the best baseline (sign
-test). Writes ``gas_dro_digits.{json,md}``.
+test). Writes ``gas_dro_digits.{json,md}``; the JSON is rewritten after every seed, and
+``--resume`` keeps the seeds of an earlier run's JSON in ``--out`` (same size, selection,
+learning rates, sources and methods, else it refuses) and runs the rest.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 
@@ -121,6 +124,20 @@ def table(per_seed, source):
     return text
 
 
+def load_checkpoint(path, run, seeds):
+    """The per-seed results of ``path`` (an earlier ``gas_dro_digits.json``) for ``seeds``, when
+    it belongs to ``run``; an error naming the settings that differ otherwise."""
+    if not path.exists():
+        return {}
+    state = json.loads(path.read_text())
+    mine = json.loads(json.dumps(harness.plain(run)))
+    diff = [k for k in mine if state.get(k) != mine[k]]
+    if diff:
+        raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
+                         "use another --out or delete it")
+    return {s: r for s, r in state["per_seed"].items() if int(s) in seeds}
+
+
 def main(argv=None):
     p = harness.parser(__doc__, sizes=("small", "paper", "smoke"), out="results/gas_dro_digits")
     p.add_argument("--data", default=os.environ.get("TAILJAX_DATA"))
@@ -129,12 +146,18 @@ def main(argv=None):
     p.add_argument("--select", default="ood", choices=["ood", "id"])
     p.add_argument("--lrs", nargs="*", type=float, default=None,
                    help="predictor learning rates chosen on validation, for every method (default: 1e-3 only)")
+    p.add_argument("--resume", action="store_true", help="keep the seeds of the JSON in --out and run the rest")
     args = p.parse_args(argv)
     if args.lrs and min(args.lrs) <= 0:
         p.error(f"--lrs must be > 0, got {args.lrs}")
-    report = {"size": args.size, "seeds": harness.seeds(args), "select": args.select, "lrs": args.lrs,
-              "per_seed": {}}
+    run = {"size": args.size, "select": args.select, "lrs": args.lrs, "sources": args.sources, "methods": args.methods}
+    report = {**run, "seeds": harness.seeds(args), "per_seed": {}}
+    if args.resume:
+        report["per_seed"] = load_checkpoint(pathlib.Path(args.out) / "gas_dro_digits.json", run, report["seeds"])
     for seed in report["seeds"]:
+        if str(seed) in report["per_seed"]:
+            print(f"  seed {seed}: kept from the checkpoint")
+            continue
         report["per_seed"][str(seed)] = run_digits(args.size, jax.random.key(seed), args.data, args.select,
                                                    tuple(args.sources), tuple(args.methods), lrs=args.lrs)
         harness.write_json(args.out, "gas_dro_digits", report)

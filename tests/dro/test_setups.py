@@ -1,6 +1,8 @@
 """The GAS-DRO benchmarks' experiment code (``benchmarks/setups/dro``): method registry,
 recipes and task constants."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -257,3 +259,36 @@ def test_digits_benchmark_chooses_the_learning_rate_on_validation(tmp_path, data
         res = report["per_seed"]["0"]["usps"]["results"][name]
         assert {gas_dro.grid_values(tag)["lr"] for tag in res["grid"]} == {1e-3, 3e-2}
         assert res["selected"] == max(res["grid"], key=lambda t: res["grid"][t]["validation"])
+
+
+def _fake_digits(calls):
+    def run_digits(size, key, data, select, sources, methods, lrs=None):
+        seed = int(jax.random.key_data(key).ravel()[-1])
+        calls.append(seed)
+        acc = {"USPS": 0.5 + 0.01 * seed, "sklearn": 0.4}
+        return {s: {"results": {m: {"accuracy": acc, "average": 0.45, "worst": 0.4, "validation": 0.6}
+                                for m in methods}, "info": {}} for s in sources}
+    return run_digits
+
+
+def test_digits_benchmark_resumes_the_missing_seeds_only(tmp_path, monkeypatch):
+    from benchmarks.seeds import gas_dro_digits
+
+    calls = []
+    monkeypatch.setattr(gas_dro_digits, "run_digits", _fake_digits(calls))
+    args = ["--size", "smoke", "--out", str(tmp_path), "--sources", "usps", "--methods", "ML", "--lrs", "1e-3"]
+    first = gas_dro_digits.main(args + ["--seeds", "2"])
+    resumed = gas_dro_digits.main(args + ["--seeds", "3", "--resume"])
+    assert calls == [0, 1, 2]  # seeds 0 and 1 came from the checkpoint
+    assert resumed["per_seed"]["1"] == json.loads(json.dumps(first["per_seed"]["1"]))
+    assert sorted(json.loads((tmp_path / "gas_dro_digits.json").read_text())["per_seed"]) == ["0", "1", "2"]
+
+
+def test_digits_benchmark_refuses_to_resume_another_run(tmp_path, monkeypatch):
+    from benchmarks.seeds import gas_dro_digits
+
+    monkeypatch.setattr(gas_dro_digits, "run_digits", _fake_digits([]))
+    args = ["--size", "smoke", "--out", str(tmp_path), "--sources", "usps", "--methods", "ML"]
+    gas_dro_digits.main(args + ["--lrs", "1e-3"])
+    with pytest.raises(SystemExit, match="differs in lrs"):
+        gas_dro_digits.main(args + ["--lrs", "3e-4", "--resume"])
