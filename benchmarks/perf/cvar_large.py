@@ -76,7 +76,8 @@ def measure(n, tail_probs, repeats, *, with_sort=True):
         ref = (desc64[:k].sum() + (count - k) * desc64[k]) / count
         methods = {
             "tailjax.cvar_large": jax.jit(lambda x, p=p: risk.cvar_large(x, p)),
-            "tailjax.cvar_large (key histogram, XLA scatter)": jax.jit(lambda x, p=p: risk.cvar_large(x, p, config=HISTOGRAM)),
+            "tailjax.cvar_large (key histogram, XLA scatter)": jax.jit(
+                lambda x, p=p: risk.cvar_large(x, p, config=HISTOGRAM)),
             "tailjax.cvar": jax.jit(lambda x, p=p: risk.cvar(x, p)),
             "lax.top_k": jax.jit(lambda x, p=p, k=k: _from_top(jax.lax.top_k(x, k + 1)[0], n, p)),
         }

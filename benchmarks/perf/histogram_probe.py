@@ -4,12 +4,14 @@
 
 Part 1 runs variants of the pass's Pallas kernel on 2^20 normal values with a bracket of
 known membership and reports, per variant, the members counted by jnp, by the kernel's own
-mask (written to its NaN output) and by the histogram: the current kernel, one adding
-without a mask (non-members add 0 to bin 0), and one storing 1 instead of adding (right
-only where every key is distinct), and ones whose add's old counts feed an output. Part 2 times ``cvar_large`` with ``method="histogram"``
-(using the last variant whose histogram is exact) against ``method="compact"`` and the
-one-read floor at n = 1e8, float32 and bfloat16, each checked against a float64 reference and
-with whether the selection held (``selected``) or ``cvar_large`` fell back to a sort.
+mask (written to its NaN output) and by the histogram: the library's kernel; a masked add; an
+add without a mask (non-members add 0 to bin 0); a masked add whose old counts feed an
+output; a masked add beside a store that writes nothing; and a store of 1 instead of an add
+(right only where every key is distinct). Part 2 times ``cvar_large`` with its Pallas
+passes: ``method="histogram"`` (the last variant whose histogram is exact, if any) and
+``method="compact"``, against the one-read floor at n = 1e8, float32 and bfloat16, each
+checked against a float64 reference and with whether the selection held (``selected``) or
+fell back to a sort.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _plain_kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, exc
 
 
 def counting(add, backend):
-    """Part 1; returns the kernels whose histogram is exact, current kernel first (as the library writes its outputs)."""
+    """Part 1; returns the exact kernels among those writing the library's outputs."""
     import functools
 
     n, bins, block = 1 << 20, 1 << 20, 2048
@@ -148,7 +150,7 @@ def main(argv=None):
             for method, kernel in methods:
                 H._kernel = kernel or original
                 cfg = select.SelectConfig(method="compact" if kernel is None else "histogram",
-                                          backend="auto" if args.backend == "pallas" else "xla")
+                                          backend="pallas" if args.backend == "pallas" else "xla")
                 # ok False: the selection missed and cvar_large fell back to a sort
                 ok = jax.jit(lambda x, c=cfg, p=p: select._select(x[None], select._rank(x.size, p), c)[2])(x)
                 t, out = timing(jax.jit(lambda x, c=cfg, p=p: risk.cvar_large(x, p, config=c)), x,
