@@ -20,7 +20,7 @@ from benchmarks import _harness as harness
 from benchmarks.setups.dfl.gen_dfl import PAPER_TABLE1, TAIL_PROB
 
 __all__ = ["EXPERIMENTS", "renamed", "summarise", "table", "plot", "plot_curves", "table1_cells",
-           "best_baseline", "ordering", "verdict", "table1_report"]
+           "best_baseline", "ordering", "verdict", "table1_report", "mean_sd_cell"]
 
 EXPERIMENTS = ("table1", "sigma", "dim", "train_size", "regret_weight", "tail_prob", "samples",
                "decision_samples", "energy", "is_gto")
@@ -163,7 +163,8 @@ def ordering(a, b):
     return wins, len(pairs), p
 
 
-def _cell(values):
+def mean_sd_cell(values):
+    """The cell "mean ± sd (count)" of per-seed values, one decimal."""
     mean, sd = harness.mean_sd(values)
     return f"{mean:.1f} ± {sd:.1f} ({len(values)})"
 
@@ -204,7 +205,7 @@ def table1_report(recs, metric="cvar_of_difference"):
         out += [f"### {prob}", "", "| method | " + " | ".join(f"deg {d}" for d in degs) + " |",
                 "|---" * (len(degs) + 1) + "|"]
         for method, label in TABLE1_METHODS:
-            row = [_cell(list(cells[prob, d, method].values())) if (prob, d, method) in cells else "-"
+            row = [mean_sd_cell(list(cells[prob, d, method].values())) if (prob, d, method) in cells else "-"
                    for d in degs]
             if any(v != "-" for v in row):
                 out.append(f"| {label} | " + " | ".join(row) + " |")

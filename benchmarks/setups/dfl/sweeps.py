@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pathlib
 
-from benchmarks.setups.dfl.report import DATA_FREE, TABLE1_METHODS, _cell, ordering
+from benchmarks.setups.dfl.report import DATA_FREE, TABLE1_METHODS, mean_sd_cell, ordering
 
 SWEEP_FIELDS = {"sigma": "sigma", "dim": "dim", "train_size": "n_train", "regret_weight": "regret_weight",
                 "tail_prob": "tail_prob_train", "samples": "K", "decision_samples": "K_eval"}
@@ -40,7 +40,7 @@ def sweep_report(recs, metric="cvar_of_difference"):
             free = [runs[m] for m in DATA_FREE if m in runs]
             best_free = {s: min(r[s] for r in free) for s in set.intersection(*map(set, free))} if free else {}
             gen = runs.get("gen_dfl", {})
-            out.append(f"| {v} | {a} | " + " | ".join(_cell(list(runs[m].values())) if m in runs else "-"
+            out.append(f"| {v} | {a} | " + " | ".join(mean_sd_cell(list(runs[m].values())) if m in runs else "-"
                                                       for m in methods)
                        + f" | {_order(gen, runs.get('nll_flow'))} | {_order(gen, best_free)} |")
         out.append("")
