@@ -26,9 +26,9 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
 Every step works per row of a batch (B, n): one subsample search per row (vmapped), one pass
 over the whole batch, one batched finish of the buffers.
 
-If the bracket misses v, a buffer overflows or v's bin holds more members than its gather
-has slots (heavy ties) in any row, ``lax.top_k`` (or a full sort) of every row runs instead,
-so the result is always exact. The pass also counts NaN samples: a row with one gives NaN.
+If the bracket misses v, a buffer overflows or v's bin spans several keys and holds more
+members than its gather has slots (heavy ties) in any row, ``lax.top_k`` (or a full sort) of
+every row runs instead, so the result is always exact. The pass also counts NaN samples: a row with one gives NaN.
 Gradients use the exact subgradient: 1/(n p) on values above v, split evenly over ties at v.
 """
 
