@@ -13,7 +13,8 @@ has its hyper-parameters (with ``--lrs`` also its predictor's Adam step) chosen 
 Accuracy, mean +- sd over seeds, and the verdict of GAS-DRO against the best baseline (sign
 test). Writes ``gas_dro_digits.{json,md}``; the JSON is rewritten after every seed, and
 ``--resume`` keeps the seeds of an earlier run's JSON in ``--out`` (same size, selection,
-learning rates, sources and methods, else it refuses) and runs the rest.
+learning rates, sources and methods, else it refuses) and runs the rest; ``--merge`` joins
+the JSONs of runs of other seeds with the same settings into one report.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ def table(per_seed, source):
     return text
 
 
+RUN_FIELDS = ("size", "select", "lrs", "sources", "methods")  # what makes two runs' seeds comparable
+
+
 def load_checkpoint(path, run, seeds):
     """The per-seed results of ``path`` (an earlier ``gas_dro_digits.json``) for ``seeds``, when
     it belongs to ``run``; an error naming the settings that differ otherwise."""
@@ -138,6 +142,36 @@ def load_checkpoint(path, run, seeds):
     return {s: r for s, r in state["per_seed"].items() if int(s) in seeds}
 
 
+def write_report(report, out):
+    """``gas_dro_digits.md`` in ``out``: the table of every source; returns its text."""
+    text = "\n\n".join(f"## {s}: test accuracy ({len(report['seeds'])} seeds)\n" + table(report["per_seed"], s)
+                       for s in report["sources"])
+    pathlib.Path(out).mkdir(parents=True, exist_ok=True)
+    (pathlib.Path(out) / "gas_dro_digits.md").write_text(text + "\n")
+    return text
+
+
+def merge(files, out):
+    """One report from the JSON files of runs of other seeds with the same settings."""
+    reports = [json.loads(pathlib.Path(f).read_text()) for f in files]
+    run = {k: reports[0].get(k) for k in RUN_FIELDS}
+    for f, r in zip(files, reports):
+        diff = [k for k in RUN_FIELDS if r.get(k) != run[k]]
+        if diff:
+            raise SystemExit(f"--merge: {f} differs from {files[0]} in {', '.join(diff)}")
+    per_seed = {}
+    for f, r in zip(files, reports):
+        if twice := sorted(set(per_seed) & set(r["per_seed"]), key=int):
+            raise SystemExit(f"--merge: seeds {', '.join(twice)} of {f} are in an earlier file too")
+        per_seed.update(r["per_seed"])
+    seeds = sorted(int(s) for s in per_seed)
+    report = {**run, "seeds": seeds, "per_seed": {str(s): per_seed[str(s)] for s in seeds},
+              "merged_from": [str(f) for f in files]}
+    harness.write_json(out, "gas_dro_digits", report)
+    print(write_report(report, out))
+    return report
+
+
 def main(argv=None):
     p = harness.parser(__doc__, sizes=("small", "paper", "smoke"), out="results/gas_dro_digits")
     p.add_argument("--data", default=os.environ.get("TAILJAX_DATA"))
@@ -147,10 +181,14 @@ def main(argv=None):
     p.add_argument("--lrs", nargs="*", type=float, default=None,
                    help="predictor learning rates chosen on validation, for every method (default: 1e-3 only)")
     p.add_argument("--resume", action="store_true", help="keep the seeds of the JSON in --out and run the rest")
+    p.add_argument("--merge", nargs="*", default=None,
+                   help="JSON files of runs of other seeds (same settings) to merge into one report in --out")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     if args.lrs and min(args.lrs) <= 0:
         p.error(f"--lrs must be > 0, got {args.lrs}")
-    run = {"size": args.size, "select": args.select, "lrs": args.lrs, "sources": args.sources, "methods": args.methods}
+    run = {k: getattr(args, k) for k in RUN_FIELDS}
     report = {**run, "seeds": harness.seeds(args), "per_seed": {}}
     if args.resume:
         report["per_seed"] = load_checkpoint(pathlib.Path(args.out) / "gas_dro_digits.json", run, report["seeds"])
@@ -161,11 +199,7 @@ def main(argv=None):
         report["per_seed"][str(seed)] = run_digits(args.size, jax.random.key(seed), args.data, args.select,
                                                    tuple(args.sources), tuple(args.methods), lrs=args.lrs)
         harness.write_json(args.out, "gas_dro_digits", report)
-    text = "\n\n".join(f"## {s}: test accuracy ({len(report['seeds'])} seeds)\n" + table(report["per_seed"], s)
-                       for s in args.sources)
-    pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
-    (pathlib.Path(args.out) / "gas_dro_digits.md").write_text(text + "\n")
-    print(text)
+    print(write_report(report, args.out))
     return report
 
 

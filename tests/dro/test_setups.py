@@ -292,3 +292,22 @@ def test_digits_benchmark_refuses_to_resume_another_run(tmp_path, monkeypatch):
     gas_dro_digits.main(args + ["--lrs", "1e-3"])
     with pytest.raises(SystemExit, match="differs in lrs"):
         gas_dro_digits.main(args + ["--lrs", "3e-4", "--resume"])
+
+
+def test_digits_benchmark_merges_runs_of_other_seeds_and_refuses_mismatches(tmp_path, monkeypatch):
+    from benchmarks.seeds import gas_dro_digits
+
+    monkeypatch.setattr(gas_dro_digits, "run_digits", _fake_digits([]))
+    args = ["--size", "smoke", "--sources", "usps", "--methods", "ML", "--lrs", "1e-3"]
+    gas_dro_digits.main(args + ["--out", str(tmp_path / "a"), "--seeds", "2"])
+    gas_dro_digits.main(args + ["--out", str(tmp_path / "b"), "--first-seed", "2"])
+    gas_dro_digits.main(args[:-1] + ["3e-4", "--out", str(tmp_path / "c"), "--first-seed", "3"])
+    a, b, c = (str(tmp_path / d / "gas_dro_digits.json") for d in "abc")
+    merged = gas_dro_digits.main(["--merge", a, b, "--out", str(tmp_path / "m")])
+    assert merged["seeds"] == [0, 1, 2] and merged["lrs"] == [1e-3]
+    assert merged["per_seed"]["2"]["usps"]["results"]["ML"]["accuracy"]["USPS"] == pytest.approx(0.52)
+    assert "(3 seeds)" in (tmp_path / "m" / "gas_dro_digits.md").read_text()
+    with pytest.raises(SystemExit, match="differs from .* in lrs"):
+        gas_dro_digits.main(["--merge", a, c, "--out", str(tmp_path / "m2")])
+    with pytest.raises(SystemExit, match="seeds 0, 1 of"):
+        gas_dro_digits.main(["--merge", a, a, "--out", str(tmp_path / "m3")])
