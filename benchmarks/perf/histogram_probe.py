@@ -29,18 +29,22 @@ from tailjax.risk import _histogram as H
 from tailjax.risk import select
 
 
-def _diag_kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_ref, nan_ref, *, interpret,
-                 mode):
-    from jax.experimental.pallas import triton as plt
-
-    del hist_in, interpret
+def _members(x_ref, bounds_ref, keys_ref, hist_ref):
+    """The block's values, hi, bracket mask, counted mask, bins (0 where not counted), ones."""
     xs = x_ref[...]
     lo, hi = bounds_ref[0], bounds_ref[1]
     member = (xs >= lo) & (xs < hi)
     b = H.bin_of(xs, keys_ref[0], keys_ref[1])
     counted = member & (b >= 0) & (b < hist_ref.shape[0])
-    b = jnp.where(counted, b, 0)
-    ones = counted.astype(jnp.int32)
+    return xs, hi, member, counted, jnp.where(counted, b, 0), counted.astype(jnp.int32)
+
+
+def _diag_kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_ref, nan_ref, *, interpret,
+                 mode):
+    from jax.experimental.pallas import triton as plt
+
+    del hist_in, interpret
+    xs, hi, member, counted, b, ones = _members(x_ref, bounds_ref, keys_ref, hist_ref)
     live = 0.0
     if mode == "masked":
         plt.atomic_add(hist_ref, (b,), ones, mask=counted)
@@ -66,12 +70,7 @@ def _plain_kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, exc
     from jax.experimental.pallas import triton as plt
 
     del hist_in, interpret
-    xs = x_ref[...]
-    lo, hi = bounds_ref[0], bounds_ref[1]
-    member = (xs >= lo) & (xs < hi)
-    b = H.bin_of(xs, keys_ref[0], keys_ref[1])
-    counted = member & (b >= 0) & (b < hist_ref.shape[0])
-    b, ones = jnp.where(counted, b, 0), counted.astype(jnp.int32)
+    xs, hi, member, counted, b, ones = _members(x_ref, bounds_ref, keys_ref, hist_ref)
     live = 0
     if mode == "used":
         live = jnp.sum(counted & (plt.atomic_add(hist_ref, (b,), ones, mask=counted) < 0), dtype=jnp.int32)

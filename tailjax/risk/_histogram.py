@@ -10,6 +10,8 @@ kernel, one read of x, each member adding one to its bin atomically. That kernel
 not reach its output on an H100 (jax 0.11.2; every variant in
 ``benchmarks/perf/histogram_probe.py``), so it is not the GPU default.
 :func:`select_by_histogram` is :mod:`tailjax.risk.select`'s ``method="histogram"`` on it.
+Both order-preserving key encodings live here: signed int32 (this pass) and unsigned
+(``_keys``, the compaction buffer's histogram finish).
 """
 
 from __future__ import annotations
@@ -38,6 +40,21 @@ def from_signed_keys(k, dtype):
     i = k.astype(jnp.dtype(f"int{bits}"))
     flip = jnp.asarray((1 << (bits - 1)) - 1, i.dtype)
     return jax.lax.bitcast_convert_type(jnp.where(i < 0, i ^ flip, i), jnp.dtype(dtype))
+
+
+def _keys(x):
+    """Order-preserving unsigned integer keys of floats (-0.0 just below +0.0)."""
+    bits = jnp.finfo(x.dtype).bits
+    u = jnp.dtype(f"uint{bits}")
+    raw = jax.lax.bitcast_convert_type(x, u)
+    top = jnp.asarray(1 << (bits - 1), u)
+    return jnp.where(raw >= top, ~raw, raw | top)
+
+
+def _from_keys(keys, dtype):
+    """The floats whose :func:`_keys` are ``keys``."""
+    top = jnp.asarray(1 << (jnp.finfo(dtype).bits - 1), keys.dtype)
+    return jax.lax.bitcast_convert_type(jnp.where(keys >= top, keys ^ top, ~keys), jnp.dtype(dtype))
 
 
 def bin_of(x, key_lo, shift):

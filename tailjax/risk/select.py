@@ -44,7 +44,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
 from tailjax.risk._compact import compact
-from tailjax.risk._histogram import select_by_histogram
+from tailjax.risk._histogram import _from_keys, _keys, select_by_histogram
 from tailjax.risk.empirical import accumulator, tail_count
 
 __all__ = ["cvar_large", "var_large", "SelectConfig"]
@@ -148,21 +148,6 @@ def _finish_sort(buf, valid, c_hi, e_hi, hi, rank):
     desc = -jnp.sort(-jnp.where(valid, buf, -jnp.inf), axis=-1)
     v = jnp.take_along_axis(desc, jnp.clip(rank - c_hi - 1, 0, buf.shape[-1] - 1)[:, None], axis=-1)[:, 0]
     return v, _excess(buf, valid, e_hi, c_hi, hi, v)
-
-
-def _keys(x):
-    """Order-preserving unsigned integer keys of floats (-0.0 just below +0.0)."""
-    bits = jnp.finfo(x.dtype).bits
-    u = jnp.dtype(f"uint{bits}")
-    raw = jax.lax.bitcast_convert_type(x, u)
-    top = jnp.asarray(1 << (bits - 1), u)
-    return jnp.where(raw >= top, ~raw, raw | top)
-
-
-def _from_keys(keys, dtype):
-    """The floats whose :func:`_keys` are ``keys``."""
-    top = jnp.asarray(1 << (jnp.finfo(dtype).bits - 1), keys.dtype)
-    return jax.lax.bitcast_convert_type(jnp.where(keys >= top, keys ^ top, ~keys), jnp.dtype(dtype))
 
 
 def _excess(buf, valid, e_hi, c_hi, hi, v):
