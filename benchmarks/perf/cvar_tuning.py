@@ -7,7 +7,10 @@ histogram pass alone, the compaction pass alone for each (block, warps) (each al
 empty bracket: the pass's own read cost), each finish of the compaction buffer (the
 histogram of its keys with a sort of v's bin, or a sort of the whole buffer), and the whole
 ``cvar_large`` for each (method and finish, subsample size, block, bracket width); then
-``cvar_large`` against ``risk.cvar`` per dtype.
+``cvar_large`` against ``risk.cvar`` per dtype. Part ``cond`` times the whole call against
+the same selection without its exactness check (the ``lax.cond`` to the sort), which on a GPU
+reads its predicate back to the host unless XLA's command buffers take conditionals
+(``XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONDITIONAL``; run both ways).
 Every time is the mean of back-to-back calls (``pipelined_ms``: no host sync between
 calls) and the median of synced single calls (``ms``). Results are checked against a
 float64 reference; a config that is not exact is reported, not hidden. float64 needs
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 
 import jax
@@ -64,6 +68,7 @@ def main(argv=None):
     parser.add_argument("--warps", type=int, nargs="*", default=[2, 4, 8])
     parser.add_argument("--sample-sizes", type=int, nargs="*", default=[1 << 18, 1 << 20])
     parser.add_argument("--widths", type=float, nargs="*", default=[3.0, 5.0])
+    parser.add_argument("--searches", nargs="*", default=["2x32"], help="subsample searches, ROUNDSxTHRESHOLDS")
     parser.add_argument("--finishes", nargs="*", default=["histogram", "sort"])
     parser.add_argument("--methods", nargs="*", default=["histogram", "compact"])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
@@ -129,13 +134,29 @@ def main(argv=None):
                     add(stage=f"finish ({name})", tail_prob=p, capacity=capacity, bins=cfg0.bins, slots=slots, **t)
         variants = [("histogram", "histogram")] if "histogram" in args.methods else []
         variants += [("compact", f) for f in args.finishes] if "compact" in args.methods else []
-        for (method, finish), sample, block, width in itertools.product(variants, args.sample_sizes, args.blocks,
-                                                                        args.widths):
-            cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, width_sd=width)
+        searches = [tuple(int(v) for v in s.split("x")) for s in args.searches]
+        for (method, finish), sample, block, width, search in itertools.product(
+                variants, args.sample_sizes, args.blocks, args.widths, searches):
+            cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, width_sd=width,
+                                sample_search=search)
             t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x,
                               repeats=args.repeats)
             add(stage="cvar_large", tail_prob=p, method=method, finish=finish if method == "compact" else None,
-                sample=sample, block=block, warps=cfg.num_warps, width_sd=width,
+                sample=sample, search=search, block=block, warps=cfg.num_warps, width_sd=width,
+                rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"],
+                x_floor_synced=t["ms"] / floor["ms"], **t)
+    for p in args.tail_probs if "cond" in args.parts else []:
+        ref = reference(x64, p)
+        rank, cfg0 = select._rank(n, p), select.SelectConfig()
+
+        def unchecked(x, p=p, rank=rank):
+            v, e, ok, _ = select._select(x[None], rank, cfg0)
+            return (v + e / risk.tail_count(n, p))[0], ok[0]
+
+        for label, fn in [("cvar_large", lambda x, p=p: risk.cvar_large(x, p)), ("no check", unchecked)]:
+            t, value = timing(jax.jit(fn), x, repeats=args.repeats)
+            value, ok = value if label == "no check" else (value, True)
+            add(stage=f"cond: {label}", tail_prob=p, exact=bool(ok), xla_flags=os.environ.get("XLA_FLAGS", ""),
                 rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"],
                 x_floor_synced=t["ms"] / floor["ms"], **t)
     for name in args.dtypes if "dtypes" in args.parts else []:
