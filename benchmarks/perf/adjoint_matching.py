@@ -265,10 +265,11 @@ def step_flops(per_sample, batch, grid, remat=False):
     return per_sample * batch * (3 * grid + (4 if remat else 3) * (grid - 1))
 
 
-def unet_rows(cfg, only=None, on_row=None):
+def unet_rows(cfg, only=None, on_row=None, compile_only=False):
     """Memory, it/s and model TFLOP/s of one UNet adjoint-matching step in each scale variant
     (or those named in ``only``), with its compile time; each row is printed (and passed to
-    ``on_row``) as soon as it is measured, and a variant that fails is a row with its error."""
+    ``on_row``) as soon as it is measured, and a variant that fails is a row with its error.
+    ``compile_only``: compile and report XLA's memory plan, run nothing (whether a variant fits)."""
     u = cfg["unet"]
     module = UNet(channels=tuple(u["channels"]), time_dim=128, in_channels=u["image"][-1], time_scale=1000.0,
                   num_classes=10)
@@ -307,6 +308,13 @@ def unet_rows(cfg, only=None, on_row=None):
                 mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes) / 2**20
             print(f"{time.strftime('%X')} {name}: compiled in {row['compile s']:.1f} s, "
                   f"XLA memory {row['XLA memory MiB']} MiB", flush=True)
+            if compile_only:
+                row["platform"] = devices[0].platform
+                rows.append(row)
+                print(row, flush=True)
+                if on_row is not None:
+                    on_row(rows)
+                continue
 
             def run(state):
                 for i in range(u["iters"]):
@@ -439,6 +447,8 @@ def main(argv=None):
     parser.add_argument("--unet-channels", type=int, nargs="+", help="UNet widths per level (default: the size's)")
     parser.add_argument("--unet-batch", type=int, help="UNet batch (default: the size's)")
     parser.add_argument("--unet-grid", type=int, help="UNet time steps (default: the size's)")
+    parser.add_argument("--unet-compile-only", action="store_true",
+                        help="compile the UNet variants and report XLA's memory plan without running them")
     args = parser.parse_args(argv)
     cfg = SIZES[args.size]
     if "curve" in args.part:
@@ -457,7 +467,7 @@ def main(argv=None):
                  f"{u['grid']} steps, {jax.devices()[0].device_kind}")
         write = lambda rows: harness.write_json(args.out, "adjoint_matching_unet",
                                                 {"size": args.size, "config": u, "title": title, "rows": rows})
-        rows = unet_rows(cfg, args.unet_variants, write)
+        rows = unet_rows(cfg, args.unet_variants, write, args.unet_compile_only)
         print(title + "\n" + harness.markdown_table(
             rows, ["variant", "it/s", "TFLOP/s", "compile s", "XLA memory MiB", "peak MiB", "loss", "error"],
             {"it/s": ".3f", "TFLOP/s": ".1f", "compile s": ".1f", "XLA memory MiB": ".1f", "peak MiB": ".1f",

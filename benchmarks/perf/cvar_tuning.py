@@ -10,7 +10,9 @@ histogram of its keys with a sort of v's bin, or a sort of the whole buffer), an
 ``cvar_large`` against ``risk.cvar`` per dtype. Part ``cond`` times the whole call against
 the same selection without its exactness check (the ``lax.cond`` to the sort), which on a GPU
 reads its predicate back to the host unless XLA's command buffers take conditionals
-(``XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONDITIONAL``; run both ways).
+(``XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONDITIONAL``; run both ways). ``--rows B``
+splits the n values into a batch (B, n / B) for the sweep and ``cond`` parts: the stages of the
+batched workload.
 Every time is the mean of back-to-back calls (``pipelined_ms``: no host sync between
 calls) and the median of synced single calls (``ms``). Results are checked against a
 float64 reference; a config that is not exact is reported, not hidden. float64 needs
@@ -73,6 +75,7 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="*", default=["histogram", "compact"])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
     parser.add_argument("--parts", nargs="*", default=["sweep", "dtypes"])
+    parser.add_argument("--rows", type=int, default=1, help="sweep, cond: split the n values into this many rows")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
     n = SIZES[args.size]
@@ -86,17 +89,19 @@ def main(argv=None):
 
     floor, _ = timing(jax.jit(jnp.sum), x, repeats=args.repeats)
     add(stage="floor (jnp.sum)", **floor)
-    x2 = x[None]
+    rows_n = n // args.rows  # the sweep's rows: (rows, n / rows)
+    x2 = x[: args.rows * rows_n].reshape(args.rows, rows_n)
+    x2_64 = x64[: args.rows * rows_n].reshape(args.rows, rows_n)
     for p in args.tail_probs if "sweep" in args.parts else []:
-        ref = reference(x64, p)
-        rank = select._rank(n, p)
+        ref = np.array([reference(row, p) for row in x2_64])
+        rank = select._rank(rows_n, p)
         cfg0 = select.SelectConfig()
-        m = select._sample_size(n, cfg0)
+        m = select._sample_size(rows_n, cfg0)
         bracket, (lo, hi) = timing(jax.jit(lambda x: select._sample_bracket(x, rank, m, cfg0)), x2,
                                    repeats=args.repeats)
         key_span = int(signed_keys(hi)[0]) - int(signed_keys(lo)[0])  # <= key_bins: one value per bin
-        add(stage="bracket", tail_prob=p, sample=m, key_span=key_span, **bracket)
-        capacity = select._default_capacity(n, rank, m, cfg0)
+        add(stage="bracket", tail_prob=p, rows=args.rows, sample=m, key_span=key_span, **bracket)
+        capacity = select._default_capacity(rows_n, rank, m, cfg0)
         if "histogram" in args.methods:
             k_lo = signed_keys(lo)
             bins = cfg0.key_bins
@@ -120,7 +125,7 @@ def main(argv=None):
             except Exception as err:  # a config Triton cannot compile is reported, not fatal
                 add(stage="compact", tail_prob=p, block=block, warps=warps, error=repr(err)[:200])
                 continue
-            add(stage="compact", tail_prob=p, block=block, warps=warps, members=int(out[1][0]),
+            add(stage="compact", tail_prob=p, rows=args.rows, block=block, warps=warps, members=int(jnp.sum(out[1])),
                 capacity=capacity, empty_ms=empty["ms"], empty_pipelined_ms=empty["pipelined_ms"], **t)
             if (block, warps) == (cfg0.block, cfg0.num_warps):
                 buf, count, c_hi, e_hi, _ = out
@@ -139,26 +144,27 @@ def main(argv=None):
                 variants, args.sample_sizes, args.blocks, args.widths, searches):
             cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, width_sd=width,
                                 sample_search=search)
-            t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x,
+            t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x2,
                               repeats=args.repeats)
-            add(stage="cvar_large", tail_prob=p, method=method, finish=finish if method == "compact" else None,
+            add(stage="cvar_large", tail_prob=p, rows=args.rows, method=method,
+                finish=finish if method == "compact" else None,
                 sample=sample, search=search, block=block, warps=cfg.num_warps, width_sd=width,
-                rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"],
-                x_floor_synced=t["ms"] / floor["ms"], **t)
+                rel_err=float(np.max(np.abs(np.asarray(value, np.float64) - ref) / np.abs(ref))),
+                x_floor=t["pipelined_ms"] / floor["pipelined_ms"], x_floor_synced=t["ms"] / floor["ms"], **t)
     for p in args.tail_probs if "cond" in args.parts else []:
-        ref = reference(x64, p)
-        rank, cfg0 = select._rank(n, p), select.SelectConfig()
+        ref = np.array([reference(row, p) for row in x2_64])
+        rank, cfg0 = select._rank(rows_n, p), select.SelectConfig()
 
         def unchecked(x, p=p, rank=rank):
-            v, e, ok, _ = select._select(x[None], rank, cfg0)
-            return (v + e / risk.tail_count(n, p))[0], ok[0]
+            v, e, ok, _ = select._select(x, rank, cfg0)
+            return v + e / risk.tail_count(rows_n, p), ok
 
-        for label, fn in [("cvar_large", lambda x, p=p: risk.cvar_large(x, p)), ("no check", unchecked)]:
-            t, value = timing(jax.jit(fn), x, repeats=args.repeats)
-            value, ok = value if label == "no check" else (value, True)
-            add(stage=f"cond: {label}", tail_prob=p, exact=bool(ok), xla_flags=os.environ.get("XLA_FLAGS", ""),
-                rel_err=float(abs(float(value) - ref) / abs(ref)), x_floor=t["pipelined_ms"] / floor["pipelined_ms"],
-                x_floor_synced=t["ms"] / floor["ms"], **t)
+        for label, fn in [("cvar_large", lambda x, p=p: (risk.cvar_large(x, p), True)), ("no check", unchecked)]:
+            t, (value, ok) = timing(jax.jit(fn), x2, repeats=args.repeats)
+            add(stage=f"cond: {label}", tail_prob=p, rows=args.rows, exact=bool(np.all(ok)),
+                xla_flags=os.environ.get("XLA_FLAGS", ""),
+                rel_err=float(np.max(np.abs(np.asarray(value, np.float64) - ref) / np.abs(ref))),
+                x_floor=t["pipelined_ms"] / floor["pipelined_ms"], x_floor_synced=t["ms"] / floor["ms"], **t)
     for name in args.dtypes if "dtypes" in args.parts else []:
         dt = jnp.dtype(name)
         xd = x.astype(dt)
