@@ -8,8 +8,10 @@ with r = floor(n p) + 1 (the Rockafellar-Uryasev objective at the VaR ``v``). On
 must be selected, and E(v) follows from what lies above a nearby threshold ``hi``:
 E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
 
-1. A strided subsample is searched (a few rounds of threshold counts, no sort) for a
-   bracket [lo, hi) whose subsample rank interval covers r's expected rank +- 5 sd.
+1. An evenly spread subsample gives a bracket [lo, hi) whose subsample rank interval covers
+   r's expected rank +- 5 sd: found by a few rounds of threshold counts (``bracket="search"``,
+   no sort; the grid's spacing widens the bracket) or read off the sorted subsample
+   (``bracket="sort"``).
 2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) counts/sums the values >= hi
    and either
    - (``method="compact"``, the default) compacts the values in [lo, hi) into a small
@@ -54,6 +56,7 @@ class SelectConfig(NamedTuple):
     """Static tuning of :func:`cvar_large` (defaults chosen on an H200)."""
 
     sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
+    bracket: str = "search"  # "search" (rounds of threshold counts) | "sort" (order statistics of the sorted subsample)
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
     block: int = 2048  # values per Pallas program in the full pass
     num_warps: int = 4  # warps per Pallas program
@@ -124,12 +127,21 @@ def _sample_bracket(x, rank, m, cfg):
     want_hi = math.floor(centre - cfg.width_sd * sd - 1.0)  # #(sample >= hi) <= want_hi
     want_lo = math.ceil(centre + cfg.width_sd * sd + 1.0)  # #(sample >= lo) >= want_lo
     inf = jnp.asarray(jnp.inf, x.dtype)
+    if cfg.bracket == "sort":
+        s = jnp.sort(sample, axis=-1)
+        # the want_lo-th largest has #(>= it) >= want_lo; above the (want_hi + 1)-th largest
+        # lie at most want_hi sample values
+        lo = s[:, m - min(want_lo, m)]
+        hi = jnp.nextafter(s[:, m - 1 - max(want_hi, 0)], inf)
+    elif cfg.bracket == "search":
 
-    def row(s):
-        top_open = jnp.nextafter(jnp.max(s), inf)  # nothing in the sample is >= this
-        return _search(s, jnp.min(s), top_open, max(want_hi, 0), min(want_lo, m), cfg.sample_search)
+        def row(s):
+            top_open = jnp.nextafter(jnp.max(s), inf)  # nothing in the sample is >= this
+            return _search(s, jnp.min(s), top_open, max(want_hi, 0), min(want_lo, m), cfg.sample_search)
 
-    lo, hi = jax.vmap(row)(sample)
+        lo, hi = jax.vmap(row)(sample)
+    else:
+        raise ValueError(f"config.bracket must be 'search' or 'sort', got {cfg.bracket!r}")
     # A tail thinner than the subsample resolves is bracketed from the very top (and a
     # bracket reaching the bottom from the very bottom).
     return (lo if want_lo <= m else jnp.full_like(lo, -inf)), (hi if want_hi >= 0 else jnp.full_like(hi, inf))
@@ -337,7 +349,7 @@ def var_large(
     """VaR of large unweighted samples over the last axis; equals :func:`tailjax.risk.var`
     exactly (NaN for a row with NaN samples, as there)."""
     x, batch = _prepare(samples, tail_prob, side)
-    v, _, has_nan = _var_excess_upper(x, _rank(x.shape[-1], tail_prob), config or SelectConfig())
+    v, _, has_nan = _var_excess_upper(x, _rank(x.shape[-1], tail_prob), _config(config))
     v = jnp.where(has_nan, jnp.nan, v).reshape(batch)
     return v if side == "upper" else -v
 
@@ -371,8 +383,18 @@ def cvar_large(
         ``backend="auto"|"pallas"|"xla"``).
     """
     x, batch = _prepare(samples, tail_prob, side)
-    value = _cvar_upper(x, float(tail_prob), config or SelectConfig()).reshape(batch)
+    value = _cvar_upper(x, float(tail_prob), _config(config)).reshape(batch)
     return value if side == "upper" else -value
+
+
+def _config(config):
+    """``config`` (default: ``SelectConfig()``), its choices checked whichever path runs."""
+    cfg = config or SelectConfig()
+    for name, allowed in [("method", ("compact", "histogram")), ("finish", ("histogram", "sort")),
+                          ("bracket", ("search", "sort"))]:
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
+    return cfg
 
 
 def _prepare(samples, tail_prob, side):

@@ -40,6 +40,43 @@ def test_matches_sort(kind, p):
     )
 
 
+@pytest.mark.parametrize("kind, p", [("normal", 0.01), ("sorted", 0.29), ("reversed", 0.01), ("ties", 0.01),
+                                     ("cauchy", 1e-5), ("normal", 1e-6)])
+def test_sorted_subsample_bracket_selects_exactly(kind, p):
+    x = _inputs(kind, 65_537)
+    sort = SMALL._replace(bracket="sort")
+    rank = _rank(x.shape[0], p)
+    v, _, ok, _ = _select(x[None], rank, sort)
+    assert bool(ok[0]) or kind == "cauchy"  # the selection itself, not the fallback
+    assert float(risk.var_large(x, p, config=sort)) == float(risk.var(x, p))
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=sort), risk.cvar(x, p), rtol=2e-6, atol=1e-6)
+
+
+def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_than_the_search():
+    x = jax.random.normal(jax.random.PRNGKey(8), (3, 200_003))
+    n, p = x.shape[1], 0.01
+    rank, m = _rank(n, p), select._sample_size(n, SMALL)
+    centre, sd = select._spread(n, rank, m)
+    lo, hi = select._sample_bracket(x, rank, m, SMALL._replace(bracket="sort"))
+    idx = np.asarray(((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32))  # as the library
+    sample = np.asarray(x)[:, idx]
+    assert np.all(np.sum(sample >= np.asarray(hi)[:, None], axis=1) <= np.floor(centre - SMALL.width_sd * sd - 1))
+    assert np.all(np.sum(sample >= np.asarray(lo)[:, None], axis=1) >= np.ceil(centre + SMALL.width_sd * sd + 1))
+    lo_s, hi_s = select._sample_bracket(x, rank, m, SMALL)
+    members = lambda lo, hi: np.sum((np.asarray(x) >= np.asarray(lo)[:, None]) & (np.asarray(x) < np.asarray(hi)[:, None]), 1)
+    assert np.all(members(lo, hi) <= members(lo_s, hi_s))
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
+
+
+@pytest.mark.parametrize("field", ["bracket", "finish", "method"])
+def test_an_unknown_config_choice_is_refused_on_every_path(field):
+    x = jnp.arange(100.0)  # short: the sort runs, the config is still checked
+    with pytest.raises(ValueError, match=f"config.{field}"):
+        risk.cvar_large(x, 0.1, config=SelectConfig(**{field: "radix"}))
+    with pytest.raises(ValueError, match=f"config.{field}"):
+        risk.var_large(x, 0.1, config=SelectConfig(**{field: "radix"}))
+
+
 def test_fast_path_taken_and_exact():
     n = 300_001
     x = jax.random.exponential(jax.random.PRNGKey(1), (n,))
