@@ -51,7 +51,9 @@ def main(argv=None):
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[0.001, 0.01, 0.1])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--shapes", nargs="*", help="BxN shapes instead of the size's, e.g. 100x1000000")
+    parser.add_argument("--methods", nargs="*", help="only these columns (e.g. tailjax.cvar_large torch.topk)")
     args = parser.parse_args(argv)
+    wanted = lambda name: not args.methods or any(name.startswith(m) for m in args.methods)
     shape_list = [tuple(int(v) for v in s.split("x")) for s in args.shapes] if args.shapes else SHAPES[args.size]
     rows = []
     for batch, n in shape_list:
@@ -68,9 +70,10 @@ def main(argv=None):
                 "jnp.sort": jax.jit(lambda x, p=p: _from_top(-jnp.sort(-x, axis=1), n, p)),
                 "lax.top_k": jax.jit(lambda x, p=p, k=k: _from_top(jax.lax.top_k(x, k)[0], n, p)),
             }
-            timings = {name: harness.time_call(fn, x, repeats=args.repeats) for name, fn in candidates.items()}
+            timings = {name: harness.time_call(fn, x, repeats=args.repeats) for name, fn in candidates.items()
+                       if wanted(name)}
             results = {name: (t["seconds"], np.asarray(t["output"])) for name, t in timings.items()}
-            torch_result = torch_cvar(x_np, p, args.repeats)
+            torch_result = torch_cvar(x_np, p, args.repeats) if wanted("torch.topk") else None
             if torch_result is not None:
                 results[torch_result[2]] = torch_result[:2]
             for name, (seconds, value) in results.items():
@@ -81,7 +84,7 @@ def main(argv=None):
                 })
             print(f"{batch}x{n} p={p}: " + ", ".join(f"{r['method']} {r['ms']:.3f} ms" for r in rows[-len(results):]),
                   flush=True)
-    harness.write_json(args.out, "cvar_batched", {"size": args.size, "repeats": args.repeats, "rows": rows})
+            harness.write_json(args.out, "cvar_batched", {"size": args.size, "repeats": args.repeats, "rows": rows})
     print(harness.markdown_table(rows, ["shape", "tail_prob", "method", "ms", "x_floor", "max_rel_err"],
                                  {"ms": ".3f", "x_floor": ".1f", "max_rel_err": ".1e"}))
     fig, axes = harness.figure(1, len(args.tail_probs), figsize=(5 * len(args.tail_probs), 3.5), squeeze=False)

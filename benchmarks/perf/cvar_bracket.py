@@ -77,7 +77,7 @@ def main(argv=None):
         add(shape=f"{b}x{n}", stage="floor (jnp.sum)", **floor)
         for p in args.tail_probs:
             rank = select._rank(n, p)
-            base = select.SelectConfig()
+            base = select.SelectConfig(bracket="search")
             m = select._sample_size(n, base)
             idx = ((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32)
             t, _ = timing(jax.jit(lambda x: x[:, jnp.clip(idx, 0, n - 1)]), x, repeats=args.repeats)

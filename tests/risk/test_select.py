@@ -62,10 +62,26 @@ def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_th
     sample = np.asarray(x)[:, idx]
     assert np.all(np.sum(sample >= np.asarray(hi)[:, None], axis=1) <= np.floor(centre - SMALL.width_sd * sd - 1))
     assert np.all(np.sum(sample >= np.asarray(lo)[:, None], axis=1) >= np.ceil(centre + SMALL.width_sd * sd + 1))
-    lo_s, hi_s = select._sample_bracket(x, rank, m, SMALL)
+    lo_s, hi_s = select._sample_bracket(x, rank, m, SMALL._replace(bracket="search"))
     members = lambda lo, hi: np.sum((np.asarray(x) >= np.asarray(lo)[:, None]) & (np.asarray(x) < np.asarray(hi)[:, None]), 1)
     assert np.all(members(lo, hi) <= members(lo_s, hi_s))
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
+
+
+def test_auto_bracket_searches_one_row_and_sorts_a_batch(monkeypatch):
+    x = jax.random.normal(jax.random.PRNGKey(9), (2, 20_011))
+    rank = _rank(x.shape[1], 0.01)
+    m = select._sample_size(x.shape[1], SMALL)
+    for rows, want, other in [(1, "search", "sort"), (2, "sort", "search")]:
+        got = select._sample_bracket(x[:rows], rank, m, SMALL)
+        ref = select._sample_bracket(x[:rows], rank, m, SMALL._replace(bracket=want))
+        alt = select._sample_bracket(x[:rows], rank, m, SMALL._replace(bracket=other))
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+        assert not np.array_equal(got[0], alt[0])  # the two brackets differ here
+    calls = []
+    monkeypatch.setattr(select, "_search", lambda *a: calls.append(1) or (a[1], a[2]))
+    select._sample_bracket(x, rank, m, SMALL)
+    assert not calls  # a batch never runs the search
 
 
 @pytest.mark.parametrize("field", ["bracket", "finish", "method"])
