@@ -277,7 +277,7 @@ def unet_rows(cfg, only=None, on_row=None, compile_only=False):
     params = jax.jit(module.init)(jax.random.key(0), jnp.zeros(u["image"]), jnp.zeros(()), jnp.zeros((), jnp.int32))
     n_params = int(sum(a.size for a in jax.tree_util.tree_leaves(params)))
     per_sample = forward_flops(field, params, u["image"], jnp.zeros((), jnp.int32))
-    reward = lambda x, _, c: -jnp.mean((x - 0.1 * c) ** 2)
+    reward = lambda x, _, c: -jnp.mean((x - 0.1 * jnp.asarray(c, x.dtype)) ** 2)
     devices = jax.local_devices()
     mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",)) if u["batch"] % len(devices) == 0 else None
     # the memory-lean variants first: plain may not fit at a compute-bound size

@@ -1,0 +1,9 @@
+"""The adjoint-matching benchmark's UNet part can report XLA's memory plan without running."""
+
+from benchmarks.perf import adjoint_matching as am
+
+
+def test_unet_compile_only_reports_the_memory_plan_without_running():
+    rows = am.unet_rows(am.SIZES["small"], ["plain"], compile_only=True)
+    assert [r["variant"] for r in rows] == ["plain"]
+    assert rows[0]["XLA memory MiB"] > 0 and "it/s" not in rows[0] and "error" not in rows[0]
