@@ -15,9 +15,6 @@ result is checked against a float64 reference.
 
 from __future__ import annotations
 
-import math
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np

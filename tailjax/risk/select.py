@@ -11,7 +11,8 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
 1. An evenly spread subsample gives a bracket [lo, hi) whose subsample rank interval covers
    r's expected rank +- 5 sd: found by a few rounds of threshold counts (``bracket="search"``,
    no sort; the grid's spacing widens the bracket) or read off the sorted subsample
-   (``bracket="sort"``); ``"auto"`` searches a single row and sorts the subsamples of a batch.
+   (``bracket="sort"``: the narrowest bracket with those subsample counts); ``"auto"``
+   searches a single row and sorts the subsamples of a batch.
 2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) counts/sums the values >= hi
    and either
    - (``method="compact"``, the default) compacts the values in [lo, hi) into a small
@@ -53,7 +54,7 @@ __all__ = ["cvar_large", "var_large", "SelectConfig"]
 
 
 class SelectConfig(NamedTuple):
-    """Static tuning of :func:`cvar_large` (defaults chosen on an H200)."""
+    """Static tuning of :func:`cvar_large` (defaults chosen on an H200; ``bracket`` on an H100)."""
 
     sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
     # "search" (rounds of threshold counts) | "sort" (order statistics of the sorted subsample) |
@@ -382,8 +383,8 @@ def cvar_large(
       samples: ``(..., n)`` samples; reduced over the last axis.
       tail_prob: tail mass in (0, 1).
       side: ``"upper"`` (losses) or ``"lower"`` (rewards).
-      config: a :class:`SelectConfig` (subsample size, thresholds, block size, warps, buffer
-        capacities, the buffer's finish and bins, size thresholds,
+      config: a :class:`SelectConfig` (subsample size, how the bracket is placed, thresholds,
+        block size, warps, buffer capacities, the buffer's finish and bins, size thresholds,
         ``backend="auto"|"pallas"|"xla"``).
     """
     x, batch = _prepare(samples, tail_prob, side)

@@ -1,0 +1,25 @@
+#!/bin/bash
+# One lent-GPU call (issue 19), prepared for the next session, not yet run. usage:
+#   bash benchmarks/results/perf_h200/run_batched_sample.sh SECONDS
+# (repository root; nothing needs carrying). For (1000, 1e5) and (100, 1e6) float32, where
+# torch.topk still wins at tails 1e-3 and 1e-2: cvar_large's default (sorted subsamples) with
+# smaller subsamples per row (a cheaper sort, a wider bracket), stage by stage, then the batched
+# table against torch.topk in the same process. Writes $OUT/batched_sample.tar.gz.
+T=$1; END=$(($(date +%s) + T))
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+D=$OUT/batched_sample; mkdir -p $D
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $D/gpu.txt
+run() {  # NAME LIMIT ARGS...: at most LIMIT seconds, less if the call's end is nearer
+  local name=$1 limit=$2; shift 2
+  local left=$((END - $(date +%s) - 15)); [ $left -lt $limit ] && limit=$left
+  [ $limit -gt 20 ] || { echo "$name skipped" >> $D/calls.log; return; }
+  timeout $limit python3 "$@" > $D/$name.log 2>&1
+  echo "$name rc=$? $(date +%T)" >> $D/calls.log
+}
+run rows1000 120 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 1000 --methods compact \
+  --finishes histogram sort --blocks 2048 --warps 4 --sample-sizes 1024 2048 4096 8192 --widths 5 --out $D/rows1000
+run rows100 120 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 100 --methods compact \
+  --finishes histogram sort --blocks 2048 --warps 4 --sample-sizes 8192 16384 32768 65536 --widths 5 --out $D/rows100
+run batched 90 -m benchmarks.perf.cvar_batched --size paper --shapes 100x1000000 1000x100000 \
+  --methods tailjax.cvar_large torch.topk --out $D
+cd $OUT && tar czf batched_sample.tar.gz batched_sample && rm -rf batched_sample
