@@ -78,6 +78,8 @@ def check_weights(weights: jax.Array | None, samples: jax.Array, name: str = "we
     """Shape must broadcast to ``samples``; concrete weights must be >= 0 and not all zero."""
     if weights is None:
         return
+    if jnp.ndim(weights) == 0 < jnp.ndim(samples):
+        raise ValueError(f"{name} must have the samples' last axis, got a scalar")
     try:
         np.broadcast_shapes(jnp.shape(weights), jnp.shape(samples))
     except ValueError:
@@ -91,8 +93,9 @@ def check_weights(weights: jax.Array | None, samples: jax.Array, name: str = "we
             raise ValueError(f"{name} must be finite (found NaN or inf)")
         if np.any(w < 0):
             raise ValueError(f"{name} must be non-negative")
-        if w.size and np.any(np.sum(w, axis=-1) == 0):
-            rows = np.argwhere(np.atleast_1d(np.sum(w, axis=-1) == 0)).ravel().tolist()
+        zero = np.all(w == 0, axis=-1)  # non-negative: the sum is zero iff all are (a sum may overflow)
+        if w.size and np.any(zero):
+            rows = np.argwhere(np.atleast_1d(zero)).ravel().tolist()
             where = "" if w.ndim <= 1 else f" (row(s) {rows[:5]} of the batch)"
             raise ValueError(f"{name} sum to zero{where}")
 

@@ -1,5 +1,7 @@
 """Regression tests: no silent wrong numbers from the tail-risk core (edge inputs)."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,7 +60,9 @@ def test_tail_below_one_sample_is_the_maximum(normal, tail_prob):
 def test_weights_near_the_float32_maximum_do_not_overflow():
     x = jnp.arange(5.0)
     w = jnp.full(5, 3e38, jnp.float32)
-    assert float(risk.cvar(x, 0.4, weights=w)) == pytest.approx(3.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the input checks must not overflow either
+        assert float(risk.cvar(x, 0.4, weights=w)) == pytest.approx(3.5)
     assert float(risk.var(x, 0.4, weights=w)) == float(risk.var(x, 0.4)) == 2.0
 
 
@@ -88,6 +92,8 @@ def test_nan_samples_give_nan_in_var_and_cvar(normal):
 
 def test_non_finite_or_zero_weights_rejected_or_nan():
     x = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match="weights must have the samples' last axis"):
+        risk.cvar(x[0], 0.5, weights=jnp.float32(2.0))
     with pytest.raises(ValueError, match="weights must be finite"):
         risk.cvar(x[0], 0.5, weights=jnp.array([1.0, jnp.nan, 1.0]))
     with pytest.raises(ValueError, match="weights must be finite"):
