@@ -6,8 +6,10 @@ For each shape (B, n) float32 and tail probability: the gather of the per-row su
 alone, the whole bracket as the library computes it (``bracket="search"``: rounds of
 threshold counts, each count laid out as the library's two-level reduction), the same
 search with the counts laid out as one reduction over the sample (``counts: (m, J)`` summed
-over m, or ``(J, m)`` summed over m), the bracket read off the sorted subsample
-(``bracket="sort"``), and the whole ``cvar_large`` with each of these brackets. Every time is
+over m, or ``(J, m)`` summed over m), the search with the Pallas count kernel
+(``count_backend="pallas"``, GPU), the bracket read off the sorted subsample
+(``bracket="sort"``), and the whole ``cvar_large`` with each of these brackets
+(``--variants`` keeps those whose names contain one of the given strings). Every time is
 the mean of back-to-back calls (``pipelined_ms``) and the median of synced calls (``ms``);
 each bracket's width is reported as the number of values it holds, and each ``cvar_large``
 result is checked against a float64 reference.
@@ -22,7 +24,7 @@ import numpy as np
 from benchmarks import _harness as harness
 from benchmarks.perf.cvar_tuning import reference, timing
 from tailjax import risk
-from tailjax.risk import select
+from tailjax.risk import _counts, select
 
 SHAPES = {"paper": [(100, 1_000_000), (1_000, 100_000), (1, 100_000_000)],
           "small": [(1, 1_000_000), (10, 100_000), (100, 10_000)]}
@@ -40,14 +42,15 @@ LAYOUTS = {"search, two-level counts": None, "search, counts (m, J)": _counts_mj
 
 
 def _with_layout(fn, counts):
-    """fn traced with ``select._counts_at_least`` replaced by ``counts`` (None: the library's)."""
+    """fn traced with the XLA counts of ``tailjax.risk._counts`` replaced by ``counts`` (None:
+    the library's)."""
     def wrapped(*args):
-        original = select._counts_at_least
-        select._counts_at_least = counts or original
+        original = _counts._xla
+        _counts._xla = counts or original
         try:
             return fn(*args)
         finally:
-            select._counts_at_least = original
+            _counts._xla = original
     return wrapped
 
 
@@ -56,7 +59,9 @@ def main(argv=None):
     parser.add_argument("--shapes", nargs="*", help="BxN shapes instead of the size's, e.g. 100x1000000")
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--variants", nargs="*", help="only the brackets whose names contain one of these")
     args = parser.parse_args(argv)
+    keep = lambda name: not args.variants or any(v in name for v in args.variants)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes] if args.shapes else SHAPES[args.size]
     rows = []
 
@@ -79,10 +84,13 @@ def main(argv=None):
             idx = ((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32)
             t, _ = timing(jax.jit(lambda x: x[:, jnp.clip(idx, 0, n - 1)]), x, repeats=args.repeats)
             add(shape=f"{b}x{n}", tail_prob=p, stage="subsample gather", sample=m, **t)
+            kernel = "pallas" if jax.default_backend() == "gpu" else "interpret"
+            configs = {"search, Pallas counts": base._replace(count_backend=kernel), "sort": base._replace(bracket="sort")}
             variants = {name: _with_layout(lambda x, cfg=base: select._sample_bracket(x, rank, m, cfg), counts)
                         for name, counts in LAYOUTS.items()}
-            variants["sort"] = lambda x: select._sample_bracket(x, rank, m, base._replace(bracket="sort"))
-            for name, fn in variants.items():
+            variants.update({name: lambda x, cfg=cfg: select._sample_bracket(x, rank, m, cfg)
+                             for name, cfg in configs.items()})
+            for name, fn in [(k, f) for k, f in variants.items() if keep(k)]:
                 t, (lo, hi) = timing(jax.jit(fn), x, repeats=args.repeats)
                 held = np.sum((x64 >= np.asarray(lo)[:, None]) & (x64 < np.asarray(hi)[:, None]), axis=1)
                 v = -np.sort(-x64, axis=1)[:, rank - 1] if b * n <= 10**7 else None
@@ -92,8 +100,9 @@ def main(argv=None):
             ref = np.array([reference(row, p) for row in x64])
             whole = {f"bracket={name}": _with_layout(lambda x, cfg=base: risk.cvar_large(x, p, config=cfg), counts)
                      for name, counts in LAYOUTS.items()}
-            whole["bracket=sort"] = lambda x: risk.cvar_large(x, p, config=base._replace(bracket="sort"))
-            for name, fn in whole.items():
+            whole.update({f"bracket={name}": lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)
+                          for name, cfg in configs.items()})
+            for name, fn in [(k, f) for k, f in whole.items() if keep(k)]:
                 t, value = timing(jax.jit(fn), x, repeats=args.repeats)
                 add(shape=f"{b}x{n}", tail_prob=p, stage=f"cvar_large, {name}",
                     rel_err=float(np.max(np.abs(np.asarray(value, np.float64) - ref) / np.abs(ref))),

@@ -47,6 +47,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
 from tailjax.risk._compact import compact
+from tailjax.risk._counts import counts_at_least
 from tailjax.risk._histogram import _from_keys, _keys, select_by_histogram
 from tailjax.risk.empirical import accumulator, tail_count
 
@@ -62,6 +63,7 @@ class SelectConfig(NamedTuple):
     # at B = 100 and 1000, the batched sort 0.75-0.9 ms)
     bracket: str = "auto"
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
+    count_backend: str = "xla"  # the search's counts: "xla" | "pallas" (a kernel, not yet timed) | "interpret"
     block: int = 2048  # values per Pallas program in the full pass
     num_warps: int = 4  # warps per Pallas program
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
@@ -76,15 +78,7 @@ class SelectConfig(NamedTuple):
     backend: str = "auto"  # "auto" | "pallas" | "xla" | "interpret"
 
 
-def _counts_at_least(values, thresholds):
-    """#(values >= T_j) for every threshold, as a two-level reduction."""
-    rows = math.gcd(values.shape[0], 1024)
-    # (rows, J, cols): the reduced axis is the contiguous one
-    ge = values.reshape(rows, 1, -1) >= thresholds[None, :, None]
-    return jnp.sum(jnp.sum(ge, axis=2, dtype=jnp.int32), axis=0)
-
-
-def _search(values, lo, hi, targets_hi, targets_lo, search):
+def _search(values, lo, hi, targets_hi, targets_lo, search, counts):
     """Refine [lo, hi] so that #(>= hi) <= targets_hi and #(>= lo) >= targets_lo, tightly.
 
     Each round spreads J values evenly over the current interval of each bound, counts,
@@ -97,13 +91,13 @@ def _search(values, lo, hi, targets_hi, targets_lo, search):
     for k in range(rounds):
         grid = bounds[:, :1] + (bounds[:, 1:] - bounds[:, :1]) * frac  # (2, J) ascending
         if k == 0:
-            counts = jnp.broadcast_to(_counts_at_least(values, grid[0]), (2, num))
+            found = jnp.broadcast_to(counts(values, grid[0]), (2, num))
         else:
-            counts = _counts_at_least(values, grid.reshape(-1)).reshape(2, -1)
+            found = counts(values, grid.reshape(-1)).reshape(2, -1)
         # upper bound: first grid point whose count is <= target (exists: the last is U)
-        j_hi = jnp.argmax(counts[0] <= targets_hi)
+        j_hi = jnp.argmax(found[0] <= targets_hi)
         # lower bound: last grid point whose count is >= target (exists: the first is L)
-        j_lo = jnp.sum(counts[1] >= targets_lo) - 1
+        j_lo = jnp.sum(found[1] >= targets_lo) - 1
         new_hi = jnp.stack([grid[0, jnp.maximum(j_hi - 1, 0)], grid[0, j_hi]])
         new_lo = jnp.stack([grid[1, j_lo], grid[1, jnp.minimum(j_lo + 1, num - 1)]])
         bounds = jnp.stack([new_hi, new_lo])
@@ -142,7 +136,8 @@ def _sample_bracket(x, rank, m, cfg):
 
         def row(s):
             top_open = jnp.nextafter(jnp.max(s), inf)  # nothing in the sample is >= this
-            return _search(s, jnp.min(s), top_open, max(want_hi, 0), min(want_lo, m), cfg.sample_search)
+            return _search(s, jnp.min(s), top_open, max(want_hi, 0), min(want_lo, m), cfg.sample_search,
+                           functools.partial(counts_at_least, backend=cfg.count_backend))
 
         lo, hi = jax.vmap(row)(sample)
     else:
@@ -396,7 +391,8 @@ def _config(config):
     """``config`` (default: ``SelectConfig()``), its choices checked whichever path runs."""
     cfg = config or SelectConfig()
     for name, allowed in [("method", ("compact", "histogram")), ("finish", ("histogram", "sort")),
-                          ("bracket", ("auto", "search", "sort"))]:
+                          ("bracket", ("auto", "search", "sort")),
+                          ("count_backend", ("xla", "pallas", "interpret"))]:
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
     return cfg

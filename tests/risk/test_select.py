@@ -7,6 +7,7 @@ import pytest
 
 from tailjax import risk
 from tailjax.risk import select
+from tailjax.risk._counts import counts_at_least
 from tailjax.risk._histogram import from_signed_keys, key_histogram, signed_keys
 from tailjax.risk.select import SelectConfig, _keys, _rank, _select
 
@@ -84,7 +85,37 @@ def test_auto_bracket_searches_one_row_and_sorts_a_batch(monkeypatch):
     assert not calls  # a batch never runs the search
 
 
-@pytest.mark.parametrize("field", ["bracket", "finish", "method"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+@pytest.mark.parametrize("num", [32, 64, 20])
+def test_pallas_counts_equal_the_xla_counts(dtype, num):
+    with jax.enable_x64(dtype == "float64"):
+        _check_counts(dtype, num)
+
+
+def _check_counts(dtype, num):
+    key = jax.random.PRNGKey(10)
+    values = jnp.round(4 * jax.random.normal(key, (3, 16_384))).astype(dtype)  # ties at every threshold
+    values = values.at[0, :5].set(jnp.inf).at[1, :5].set(-jnp.inf)
+    thresholds = jnp.linspace(-6.0, 6.0, num).astype(dtype)[None].repeat(3, 0).at[2, 0].set(jnp.inf)
+    got = jax.vmap(lambda v, t: counts_at_least(v, t, "interpret"))(values, thresholds)
+    want = np.sum(np.asarray(values, np.float64)[:, :, None] >= np.asarray(thresholds, np.float64)[:, None, :], axis=1)
+    assert np.array_equal(np.asarray(got), want)
+    assert np.array_equal(np.asarray(jax.vmap(counts_at_least)(values, thresholds)), want)
+
+
+def test_search_with_the_pallas_counts_selects_exactly():
+    x = jax.random.normal(jax.random.PRNGKey(11), (2, 40_009))
+    cfg = SMALL._replace(bracket="search", count_backend="interpret")
+    rank = _rank(x.shape[1], 0.01)
+    m = select._sample_size(x.shape[1], cfg)
+    lo, hi = select._sample_bracket(x, rank, m, cfg)
+    assert all(np.array_equal(a, b) for a, b in zip((lo, hi), select._sample_bracket(x, rank, m, SMALL._replace(
+        bracket="search"))))  # the same bracket as the XLA counts
+    assert bool(jnp.all(_select(x, rank, cfg)[2]))
+    np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=cfg), risk.cvar(x, 0.01), rtol=2e-6)
+
+
+@pytest.mark.parametrize("field", ["bracket", "finish", "method", "count_backend"])
 def test_an_unknown_config_choice_is_refused_on_every_path(field):
     x = jnp.arange(100.0)  # short: the sort runs, the config is still checked
     with pytest.raises(ValueError, match=f"config.{field}"):
@@ -313,8 +344,8 @@ def test_histogram_method_is_refused_for_float64_and_unknown_methods():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_pallas_kernels_lower_to_triton_for_an_h200(dtype, monkeypatch):
-    """Both full passes lower to Triton IR for an H200 (no GPU needed; compiling the IR to PTX
-    is left to the device benchmarks)."""
+    """Both full passes and the search's count kernel lower to Triton IR for an H200 (no GPU
+    needed; compiling the IR to PTX is left to the device benchmarks)."""
     plt = pytest.importorskip("jax.experimental.pallas.triton")
     reg = pytest.importorskip("jax._src.pallas.triton.pallas_call_registration")
     if not hasattr(getattr(reg, "gpu_info_lib", None), "get_gpu_info"):
@@ -324,8 +355,10 @@ def test_pallas_kernels_lower_to_triton_for_an_h200(dtype, monkeypatch):
 
     x = jax.ShapeDtypeStruct((1, 1 << 20), jnp.dtype(dtype))
     lo, k = jax.ShapeDtypeStruct((1,), jnp.float32), jax.ShapeDtypeStruct((1,), jnp.int32)
+    thresholds = jnp.linspace(-1.0, 1.0, 64).astype(dtype)
     passes = [lambda x, lo, hi, k, s: key_histogram(x, lo, hi, k, s, 2048, 1 << 20, "pallas", 4),
-              lambda x, lo, hi, k, s: compact(x, lo, hi, 2048, 1 << 16, "pallas", 4)]
+              lambda x, lo, hi, k, s: compact(x, lo, hi, 2048, 1 << 16, "pallas", 4),
+              lambda x, lo, hi, k, s: jax.vmap(lambda r: counts_at_least(r, thresholds, "pallas"))(x)]
     for full_pass in passes:
         text = jax.jit(full_pass).trace(x, lo, lo, k, k).lower(lowering_platforms=("cuda",)).as_text()
         assert "__gpu$xla.gpu.triton" in text

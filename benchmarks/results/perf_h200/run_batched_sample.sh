@@ -1,10 +1,12 @@
 #!/bin/bash
 # One lent-GPU call (issue 19), prepared for the next session, not yet run. usage:
 #   bash benchmarks/results/perf_h200/run_batched_sample.sh SECONDS
-# (repository root; nothing needs carrying). For (1000, 1e5) and (100, 1e6) float32, where
-# torch.topk still wins at tails 1e-3 and 1e-2: cvar_large's default (sorted subsamples) with
-# smaller subsamples per row (a cheaper sort, a wider bracket), stage by stage, then the batched
-# table against torch.topk in the same process. Writes $OUT/batched_sample.tar.gz.
+# (repository root; nothing needs carrying). For (1000, 1e5) and (100, 1e6) float32 (and 1e8 for the kernel), where
+# torch.topk still wins at tails 1e-3 and 1e-2: the search with the Pallas count kernel
+# (count_backend="pallas", not yet timed) against the XLA counts and the sorted subsample;
+# cvar_large's default (sorted subsamples) with smaller subsamples per row (a cheaper sort, a
+# wider bracket), stage by stage; then the batched table against torch.topk in the same process.
+# Writes $OUT/batched_sample.tar.gz.
 T=$1; END=$(($(date +%s) + T))
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 D=$OUT/batched_sample; mkdir -p $D
@@ -16,6 +18,8 @@ run() {  # NAME LIMIT ARGS...: at most LIMIT seconds, less if the call's end is 
   timeout $limit python3 "$@" > $D/$name.log 2>&1
   echo "$name rc=$? $(date +%T)" >> $D/calls.log
 }
+run kernel 200 -m benchmarks.perf.cvar_bracket --size paper --shapes 100x1000000 1000x100000 1x100000000 \
+  --variants two-level Pallas sort --repeats 10 --out $D
 run rows1000 120 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 1000 --methods compact \
   --finishes histogram sort --blocks 2048 --warps 4 --sample-sizes 1024 2048 4096 8192 --widths 5 --out $D/rows1000
 run rows100 120 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 100 --methods compact \
