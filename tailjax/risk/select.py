@@ -58,12 +58,7 @@ class SelectConfig(NamedTuple):
     """Static tuning of :func:`cvar_large` (defaults chosen on an H200; ``bracket`` on an H100)."""
 
     sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
-    # "search" (rounds of threshold counts) | "sort" (order statistics of the sorted subsample) |
-    # "auto" (search for one row, sort for a batch: on an H100 the vmapped counts cost 1.6-1.9 ms
-    # at B = 100 and 1000, the batched sort 0.75-0.9 ms)
-    bracket: str = "auto"
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
-    count_backend: str = "xla"  # the search's counts: "xla" | "pallas" (a kernel, not yet timed) | "interpret"
     block: int = 2048  # values per Pallas program in the full pass
     num_warps: int = 4  # warps per Pallas program
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
@@ -76,6 +71,11 @@ class SelectConfig(NamedTuple):
     min_size: int = 1 << 15  # rows shorter than this are sorted (top_k) instead
     min_total: int = 1 << 23  # with backend="auto": fewer values in all than this are sorted
     backend: str = "auto"  # "auto" | "pallas" | "xla" | "interpret"
+    # "search" (rounds of threshold counts) | "sort" (order statistics of the sorted subsample) |
+    # "auto" (search for one row, sort for a batch: on an H100 the vmapped counts cost 1.6-1.9 ms
+    # at B = 100 and 1000, the batched sort 0.75-0.9 ms)
+    bracket: str = "auto"
+    count_backend: str = "xla"  # the search's counts: "xla" | "pallas" (a kernel, not yet timed) | "interpret"
 
 
 def _search(values, lo, hi, targets_hi, targets_lo, search, counts):
