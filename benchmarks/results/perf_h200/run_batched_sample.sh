@@ -5,7 +5,8 @@
 # torch.topk still wins at tails 1e-3 and 1e-2: the search with the Pallas count kernel
 # (count_backend="pallas", not yet timed) against the XLA counts and the sorted subsample;
 # cvar_large's default (sorted subsamples) with smaller subsamples per row (a cheaper sort, a
-# wider bracket), stage by stage; then the batched table against torch.topk in the same process.
+# wider bracket), stage by stage; the single-row check's cost with conditionals and custom calls
+# in XLA's command buffers; then the batched table against torch.topk in the same process.
 # Writes $OUT/batched_sample.tar.gz.
 T=$1; END=$(($(date +%s) + T))
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
@@ -19,7 +20,9 @@ run() {  # NAME LIMIT ARGS...: at most LIMIT seconds, less if the call's end is 
   echo "$name rc=$? $(date +%T)" >> $D/calls.log
 }
 run kernel 200 -m benchmarks.perf.cvar_bracket --size paper --shapes 100x1000000 1000x100000 1x100000000 \
-  --variants two-level Pallas sort --repeats 10 --out $D
+  --variants two-level "(J, m)" Pallas sort --repeats 10 --out $D
+XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONDITIONAL,+CUSTOM_CALL --xla_gpu_graph_min_graph_size=1" \
+  run cond_graphs 60 -m benchmarks.perf.cvar_tuning --size paper --parts cond --out $D/cond_graphs
 run rows1000 120 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 1000 --methods compact \
   --finishes histogram sort --blocks 2048 --warps 4 --sample-sizes 1024 2048 4096 8192 --widths 5 --out $D/rows1000
 run rows100 120 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 100 --methods compact \
