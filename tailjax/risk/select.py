@@ -12,7 +12,8 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
    r's expected rank +- 5 sd: found by a few rounds of threshold counts (``bracket="search"``,
    no sort; the grid's spacing widens the bracket) or read off the sorted subsample
    (``bracket="sort"``: the narrowest bracket with those subsample counts); ``"auto"``
-   searches a single row and sorts the subsamples of a batch.
+   searches where the subsample has its full ``sample_size`` (long rows) and sorts shorter
+   ones (the rows of a batch of moderate CVaRs).
 2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) counts/sums the values >= hi
    and either
    - (``method="compact"``, the default) compacts the values in [lo, hi) into a small
@@ -72,8 +73,9 @@ class SelectConfig(NamedTuple):
     min_total: int = 1 << 23  # with backend="auto": fewer values in all than this are sorted
     backend: str = "auto"  # "auto" | "pallas" | "xla" | "interpret"
     # "search" (rounds of threshold counts) | "sort" (order statistics of the sorted subsample) |
-    # "auto" (search for one row, sort for a batch: on an H100 the vmapped counts cost 1.6-1.9 ms
-    # at B = 100 and 1000, the batched sort 0.75-0.9 ms)
+    # "auto" (search where the subsample is the full sample_size, else sort: on an H100 the
+    # counts took 0.08 ms for one row of 2^20 but 1.6-1.9 ms for 100 x 2^16 and 1000 x 2^13,
+    # where the sort took 0.75-0.9 ms)
     bracket: str = "auto"
     count_backend: str = "xla"  # the search's counts: "xla" | "pallas" (a kernel, not yet timed) | "interpret"
 
@@ -125,7 +127,7 @@ def _sample_bracket(x, rank, m, cfg):
     want_hi = math.floor(centre - cfg.width_sd * sd - 1.0)  # #(sample >= hi) <= want_hi
     want_lo = math.ceil(centre + cfg.width_sd * sd + 1.0)  # #(sample >= lo) >= want_lo
     inf = jnp.asarray(jnp.inf, x.dtype)
-    bracket = cfg.bracket if cfg.bracket != "auto" else ("sort" if x.shape[0] > 1 else "search")
+    bracket = cfg.bracket if cfg.bracket != "auto" else ("search" if m >= cfg.sample_size else "sort")
     if bracket == "sort":
         s = jnp.sort(sample, axis=-1)
         # the want_lo-th largest has #(>= it) >= want_lo; above the (want_hi + 1)-th largest

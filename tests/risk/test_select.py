@@ -69,20 +69,22 @@ def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_th
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
 
 
-def test_auto_bracket_searches_one_row_and_sorts_a_batch(monkeypatch):
-    x = jax.random.normal(jax.random.PRNGKey(9), (2, 20_011))
-    rank = _rank(x.shape[1], 0.01)
-    m = select._sample_size(x.shape[1], SMALL)
-    for rows, want, other in [(1, "search", "sort"), (2, "sort", "search")]:
-        got = select._sample_bracket(x[:rows], rank, m, SMALL)
-        ref = select._sample_bracket(x[:rows], rank, m, SMALL._replace(bracket=want))
-        alt = select._sample_bracket(x[:rows], rank, m, SMALL._replace(bracket=other))
-        assert all(np.array_equal(a, b) for a, b in zip(got, ref))
-        assert not np.array_equal(got[0], alt[0])  # the two brackets differ here
+def test_auto_bracket_searches_a_full_subsample_and_sorts_a_shorter_one(monkeypatch):
+    x = jax.random.normal(jax.random.PRNGKey(9), (2, 40_009))
+    for n, want, other in [(40_009, "search", "sort"), (20_011, "sort", "search")]:
+        rows = x[:, :n]
+        rank, m = _rank(n, 0.01), select._sample_size(n, SMALL)
+        assert (m == SMALL.sample_size) == (want == "search")
+        for batch in (rows[:1], rows):
+            got = select._sample_bracket(batch, rank, m, SMALL)
+            ref = select._sample_bracket(batch, rank, m, SMALL._replace(bracket=want))
+            alt = select._sample_bracket(batch, rank, m, SMALL._replace(bracket=other))
+            assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+            assert not np.array_equal(got[0], alt[0])  # the two brackets differ here
     calls = []
     monkeypatch.setattr(select, "_search", lambda *a: calls.append(1) or (a[1], a[2]))
-    select._sample_bracket(x, rank, m, SMALL)
-    assert not calls  # a batch never runs the search
+    select._sample_bracket(x[:, :20_011], _rank(20_011, 0.01), select._sample_size(20_011, SMALL), SMALL)
+    assert not calls  # a short row's subsample is sorted, never searched
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])

@@ -1,7 +1,7 @@
 #!/bin/bash
 # One lent-GPU call (issue 19), prepared for the next session, not yet run. usage:
 #   bash benchmarks/results/perf_h200/run_batched_sample.sh SECONDS
-# (repository root; nothing needs carrying). For (1000, 1e5) and (100, 1e6) float32 (and 1e8 for the kernel), where
+# (repository root; nothing needs carrying). For (1000, 1e5) and (100, 1e6) float32 (and 1 x 1e8, 4 x 2.5e7 for the kernel and the auto bracket), where
 # torch.topk still wins at tails 1e-3 and 1e-2: the search with the Pallas count kernel
 # (count_backend="pallas", not yet timed) against the XLA counts and the sorted subsample;
 # cvar_large's default (sorted subsamples) with smaller subsamples per row (a cheaper sort, a
@@ -19,7 +19,7 @@ run() {  # NAME LIMIT ARGS...: at most LIMIT seconds, less if the call's end is 
   timeout $limit python3 "$@" > $D/$name.log 2>&1
   echo "$name rc=$? $(date +%T)" >> $D/calls.log
 }
-run kernel 200 -m benchmarks.perf.cvar_bracket --size paper --shapes 100x1000000 1000x100000 1x100000000 \
+run kernel 200 -m benchmarks.perf.cvar_bracket --size paper --shapes 100x1000000 1000x100000 1x100000000 4x25000000 \
   --variants two-level "(J, m)" Pallas sort --repeats 10 --out $D
 XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONDITIONAL,+CUSTOM_CALL --xla_gpu_graph_min_graph_size=1" \
   run cond_graphs 60 -m benchmarks.perf.cvar_tuning --size paper --parts cond --out $D/cond_graphs
