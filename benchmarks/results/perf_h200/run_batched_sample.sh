@@ -19,14 +19,14 @@ run() {  # NAME LIMIT ARGS...: at most LIMIT seconds, less if the call's end is 
   timeout $limit python3 "$@" > $D/$name.log 2>&1
   echo "$name rc=$? $(date +%T)" >> $D/calls.log
 }
-run kernel 200 -m benchmarks.perf.cvar_bracket --size paper --shapes 100x1000000 1000x100000 1x100000000 4x25000000 \
+run kernel 240 -m benchmarks.perf.cvar_bracket --size paper --shapes 100x1000000 1000x100000 1x100000000 4x25000000 \
   --variants two-level "(J, m)" Pallas sort --repeats 10 --out $D
 XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONDITIONAL,+CUSTOM_CALL --xla_gpu_graph_min_graph_size=1" \
-  run cond_graphs 60 -m benchmarks.perf.cvar_tuning --size paper --parts cond --out $D/cond_graphs
-run rows1000 120 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 1000 --methods compact \
+  run cond_graphs 50 -m benchmarks.perf.cvar_tuning --size paper --parts cond --out $D/cond_graphs
+run rows1000 80 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 1000 --methods compact \
   --finishes histogram sort --blocks 2048 --warps 4 --sample-sizes 1024 2048 4096 8192 --widths 5 --out $D/rows1000
-run rows100 120 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 100 --methods compact \
+run rows100 80 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --rows 100 --methods compact \
   --finishes histogram sort --blocks 2048 --warps 4 --sample-sizes 8192 16384 32768 65536 --widths 5 --out $D/rows100
-run batched 90 -m benchmarks.perf.cvar_batched --size paper --shapes 100x1000000 1000x100000 \
+run batched 80 -m benchmarks.perf.cvar_batched --size paper --shapes 100x1000000 1000x100000 \
   --methods tailjax.cvar_large torch.topk --out $D
 cd $OUT && tar czf batched_sample.tar.gz batched_sample && rm -rf batched_sample
