@@ -373,8 +373,10 @@ def cvar_large(
     with ``backend="auto"`` are reduced by ``lax.top_k`` or a sort instead. ``tail_prob``
     must be a Python float. Differentiable in ``samples``. Pass a batch axis rather than
     ``vmap`` it (under ``vmap`` its fallback branch would run too). Heavy-tailed rows (e.g.
-    Cauchy) stay exact but may be slower: the subsample's bracket search spreads its
-    thresholds evenly in value, so there the bracket can hold most of the row.
+    Cauchy) stay exact, but where the bracket is searched (rows of at least 8 x
+    ``sample_size`` values) its thresholds are spread evenly in value, so the bracket can hold
+    most of the row and the sort runs: pass ``SelectConfig(bracket="sort")`` for them (the
+    bracket is then read off the sorted subsample, by rank).
 
     Args:
       samples: ``(..., n)`` samples; reduced over the last axis.

@@ -69,6 +69,15 @@ def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_th
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
 
 
+@pytest.mark.parametrize("p", [0.01, 0.1])
+def test_a_heavy_tail_is_selected_with_the_sorted_bracket_where_the_search_overflows(p):
+    x = jax.random.cauchy(jax.random.PRNGKey(0), (1, 200_003))
+    rank = _rank(x.shape[1], p)
+    assert not bool(_select(x, rank, SMALL._replace(bracket="search"))[2][0])  # the value grid is too coarse
+    assert bool(_select(x, rank, SMALL._replace(bracket="sort"))[2][0])
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
+
+
 def test_auto_bracket_searches_a_full_subsample_and_sorts_a_shorter_one(monkeypatch):
     x = jax.random.normal(jax.random.PRNGKey(9), (2, 40_009))
     for n, want, other in [(40_009, "search", "sort"), (20_011, "sort", "search")]:
