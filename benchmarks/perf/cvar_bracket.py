@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks import _harness as harness
 from benchmarks.perf.cvar_tuning import reference, timing
 from tailjax import risk
-from tailjax.risk import _counts, select
+from tailjax.risk import _bracket, _counts, select
 
 SHAPES = {"paper": [(100, 1_000_000), (1_000, 100_000), (1, 100_000_000)],
           "small": [(1, 1_000_000), (10, 100_000), (100, 10_000)]}
@@ -80,15 +80,15 @@ def main(argv=None):
         for p in args.tail_probs:
             rank = select._rank(n, p)
             base = select.SelectConfig(bracket="search")
-            m = select._sample_size(n, base)
+            m = _bracket.sample_size(n, base)
             idx = ((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32)
             t, _ = timing(jax.jit(lambda x: x[:, jnp.clip(idx, 0, n - 1)]), x, repeats=args.repeats)
             add(shape=f"{b}x{n}", tail_prob=p, stage="subsample gather", sample=m, **t)
             kernel = "pallas" if jax.default_backend() == "gpu" else "interpret"
             configs = {"search, Pallas counts": base._replace(count_backend=kernel), "sort": base._replace(bracket="sort")}
-            variants = {name: _with_layout(lambda x, cfg=base: select._sample_bracket(x, rank, m, cfg), counts)
+            variants = {name: _with_layout(lambda x, cfg=base: _bracket.sample_bracket(x, rank, m, cfg), counts)
                         for name, counts in LAYOUTS.items()}
-            variants.update({name: lambda x, cfg=cfg: select._sample_bracket(x, rank, m, cfg)
+            variants.update({name: lambda x, cfg=cfg: _bracket.sample_bracket(x, rank, m, cfg)
                              for name, cfg in configs.items()})
             for name, fn in [(k, f) for k, f in variants.items() if keep(k)]:
                 t, (lo, hi) = timing(jax.jit(fn), x, repeats=args.repeats)

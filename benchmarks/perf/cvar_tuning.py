@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks import _harness as harness
 from tailjax import risk
-from tailjax.risk import select
+from tailjax.risk import _bracket, select
 from tailjax.risk._compact import compact
 from tailjax.risk._histogram import key_histogram, signed_keys
 
@@ -96,12 +96,12 @@ def main(argv=None):
         ref = np.array([reference(row, p) for row in x2_64])
         rank = select._rank(rows_n, p)
         cfg0 = select.SelectConfig()
-        m = select._sample_size(rows_n, cfg0)
-        bracket, (lo, hi) = timing(jax.jit(lambda x: select._sample_bracket(x, rank, m, cfg0)), x2,
+        m = _bracket.sample_size(rows_n, cfg0)
+        bracket, (lo, hi) = timing(jax.jit(lambda x: _bracket.sample_bracket(x, rank, m, cfg0)), x2,
                                    repeats=args.repeats)
         key_span = int(signed_keys(hi)[0]) - int(signed_keys(lo)[0])  # <= key_bins: one value per bin
         add(stage="bracket", tail_prob=p, rows=args.rows, sample=m, key_span=key_span, **bracket)
-        capacity = select._default_capacity(rows_n, rank, m, cfg0)
+        capacity = _bracket.default_capacity(rows_n, rank, m, cfg0)
         if "histogram" in args.methods:
             k_lo = signed_keys(lo)
             bins = cfg0.key_bins

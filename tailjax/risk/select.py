@@ -47,8 +47,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
+from tailjax.risk._bracket import default_capacity, sample_bracket, sample_size
 from tailjax.risk._compact import compact
-from tailjax.risk._counts import counts_at_least
 from tailjax.risk._histogram import _from_keys, _keys, select_by_histogram
 from tailjax.risk.empirical import accumulator, tail_count
 
@@ -78,82 +78,6 @@ class SelectConfig(NamedTuple):
     # where the sort took 0.75-0.9 ms)
     bracket: str = "auto"
     count_backend: str = "xla"  # the search's counts: "xla" | "pallas" (a kernel, not yet timed) | "interpret"
-
-
-def _search(values, lo, hi, targets_hi, targets_lo, search, counts):
-    """Refine [lo, hi] so that #(>= hi) <= targets_hi and #(>= lo) >= targets_lo, tightly.
-
-    Each round spreads J values evenly over the current interval of each bound, counts,
-    and keeps the sub-interval where the count crosses its target (the first round shares
-    one grid between the two bounds).
-    """
-    rounds, num = search
-    frac = jnp.linspace(0.0, 1.0, num, dtype=values.dtype)
-    bounds = jnp.stack([jnp.stack([lo, hi]), jnp.stack([lo, hi])])  # per target: [L, U]
-    for k in range(rounds):
-        grid = bounds[:, :1] + (bounds[:, 1:] - bounds[:, :1]) * frac  # (2, J) ascending
-        if k == 0:
-            found = jnp.broadcast_to(counts(values, grid[0]), (2, num))
-        else:
-            found = counts(values, grid.reshape(-1)).reshape(2, -1)
-        # upper bound: first grid point whose count is <= target (exists: the last is U)
-        j_hi = jnp.argmax(found[0] <= targets_hi)
-        # lower bound: last grid point whose count is >= target (exists: the first is L)
-        j_lo = jnp.sum(found[1] >= targets_lo) - 1
-        new_hi = jnp.stack([grid[0, jnp.maximum(j_hi - 1, 0)], grid[0, j_hi]])
-        new_lo = jnp.stack([grid[1, j_lo], grid[1, jnp.minimum(j_lo + 1, num - 1)]])
-        bounds = jnp.stack([new_hi, new_lo])
-    return bounds[1, 0], bounds[0, 1]
-
-
-def _sample_size(n, cfg):
-    """Subsample per row: cfg.sample_size, or the power of two at most n / 8."""
-    return min(cfg.sample_size, 1 << max(math.floor(math.log2(max(n // 8, 1))), 0))
-
-
-def _spread(n, rank, m):
-    """Expected subsample rank of the rank-th largest value, and its sd."""
-    centre = rank * m / n
-    return centre, math.sqrt(max(centre * (1.0 - centre / m), 1.0))
-
-
-def _sample_bracket(x, rank, m, cfg):
-    """Per row [lo, hi): a bracket of the rank-th largest value from an even subsample."""
-    n = x.shape[-1]
-    # evenly spread over all of x (a strided slice would miss the end of a sorted array)
-    idx = ((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32)
-    sample = x[:, jnp.clip(idx, 0, n - 1)]
-    centre, sd = _spread(n, rank, m)
-    want_hi = math.floor(centre - cfg.width_sd * sd - 1.0)  # #(sample >= hi) <= want_hi
-    want_lo = math.ceil(centre + cfg.width_sd * sd + 1.0)  # #(sample >= lo) >= want_lo
-    inf = jnp.asarray(jnp.inf, x.dtype)
-    bracket = cfg.bracket if cfg.bracket != "auto" else ("search" if m >= cfg.sample_size else "sort")
-    if bracket == "sort":
-        s = jnp.sort(sample, axis=-1)
-        # the want_lo-th largest has #(>= it) >= want_lo; above the (want_hi + 1)-th largest
-        # lie at most want_hi sample values
-        lo = s[:, m - min(want_lo, m)]
-        hi = jnp.nextafter(s[:, m - 1 - max(want_hi, 0)], inf)
-    elif bracket == "search":
-
-        def row(s):
-            top_open = jnp.nextafter(jnp.max(s), inf)  # nothing in the sample is >= this
-            return _search(s, jnp.min(s), top_open, max(want_hi, 0), min(want_lo, m), cfg.sample_search,
-                           functools.partial(counts_at_least, backend=cfg.count_backend))
-
-        lo, hi = jax.vmap(row)(sample)
-    else:
-        raise ValueError(f"config.bracket must be 'auto', 'search' or 'sort', got {cfg.bracket!r}")
-    # A tail thinner than the subsample resolves is bracketed from the very top (and a
-    # bracket reaching the bottom from the very bottom).
-    return (lo if want_lo <= m else jnp.full_like(lo, -inf)), (hi if want_hi >= 0 else jnp.full_like(hi, inf))
-
-
-def _default_capacity(n, rank, m, cfg):
-    """A power of two above twice the expected number of bracket members."""
-    _, sd = _spread(n, rank, m)
-    expected = 2.0 * (cfg.width_sd * sd + 2.0) * n / m
-    return max(1 << math.ceil(math.log2(2.0 * expected)), 256)
 
 
 def _finish_sort(buf, valid, c_hi, e_hi, hi, rank):
@@ -226,7 +150,7 @@ def _select(x, rank, cfg):
     ok is False where the bracket missed v, or (compaction) the buffer overflowed or v's bin
     overflowed its gather: there v and E(v) are not exact.
     """
-    lo, hi = _sample_bracket(x, rank, _sample_size(x.shape[-1], cfg), cfg)
+    lo, hi = sample_bracket(x, rank, sample_size(x.shape[-1], cfg), cfg)
     if _method(x, cfg) == "histogram":
         return select_by_histogram(x, rank, lo, hi, cfg, _select_compact)
     return _select_compact(x, rank, lo, hi, cfg)
@@ -236,9 +160,9 @@ def _select_compact(x, rank, lo, hi, cfg):
     """_select by compacting the members of [lo, hi) into a buffer and finishing it."""
     n, dt = x.shape[-1], x.dtype
     inf = jnp.asarray(jnp.inf, dt)
-    m = _sample_size(n, cfg)
+    m = sample_size(n, cfg)
     g = (n // cfg.block) * cfg.block
-    capacity = cfg.capacity or _default_capacity(n, rank, m, cfg)
+    capacity = cfg.capacity or default_capacity(n, rank, m, cfg)
     buf, count, c_hi, e_hi, nans = compact(x, lo, hi, cfg.block, capacity, cfg.backend, cfg.num_warps)
     # the values after the last whole block, padded to a block with -inf
     rest = jnp.full((x.shape[0], cfg.block), -inf, dt).at[:, : n - g].set(x[:, g:])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tailjax import risk
-from tailjax.risk import select
+from tailjax.risk import _bracket, select
 from tailjax.risk._counts import counts_at_least
 from tailjax.risk._histogram import from_signed_keys, key_histogram, signed_keys
 from tailjax.risk.select import SelectConfig, _keys, _rank, _select
@@ -56,14 +56,14 @@ def test_sorted_subsample_bracket_selects_exactly(kind, p):
 def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_than_the_search():
     x = jax.random.normal(jax.random.PRNGKey(8), (3, 200_003))
     n, p = x.shape[1], 0.01
-    rank, m = _rank(n, p), select._sample_size(n, SMALL)
-    centre, sd = select._spread(n, rank, m)
-    lo, hi = select._sample_bracket(x, rank, m, SMALL._replace(bracket="sort"))
+    rank, m = _rank(n, p), _bracket.sample_size(n, SMALL)
+    centre, sd = _bracket.spread(n, rank, m)
+    lo, hi = _bracket.sample_bracket(x, rank, m, SMALL._replace(bracket="sort"))
     idx = np.asarray(((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32))  # as the library
     sample = np.asarray(x)[:, idx]
     assert np.all(np.sum(sample >= np.asarray(hi)[:, None], axis=1) <= np.floor(centre - SMALL.width_sd * sd - 1))
     assert np.all(np.sum(sample >= np.asarray(lo)[:, None], axis=1) >= np.ceil(centre + SMALL.width_sd * sd + 1))
-    lo_s, hi_s = select._sample_bracket(x, rank, m, SMALL._replace(bracket="search"))
+    lo_s, hi_s = _bracket.sample_bracket(x, rank, m, SMALL._replace(bracket="search"))
     members = lambda lo, hi: np.sum((np.asarray(x) >= np.asarray(lo)[:, None]) & (np.asarray(x) < np.asarray(hi)[:, None]), 1)
     assert np.all(members(lo, hi) <= members(lo_s, hi_s))
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
@@ -82,17 +82,17 @@ def test_auto_bracket_searches_a_full_subsample_and_sorts_a_shorter_one(monkeypa
     x = jax.random.normal(jax.random.PRNGKey(9), (2, 40_009))
     for n, want, other in [(40_009, "search", "sort"), (20_011, "sort", "search")]:
         rows = x[:, :n]
-        rank, m = _rank(n, 0.01), select._sample_size(n, SMALL)
+        rank, m = _rank(n, 0.01), _bracket.sample_size(n, SMALL)
         assert (m == SMALL.sample_size) == (want == "search")
         for batch in (rows[:1], rows):
-            got = select._sample_bracket(batch, rank, m, SMALL)
-            ref = select._sample_bracket(batch, rank, m, SMALL._replace(bracket=want))
-            alt = select._sample_bracket(batch, rank, m, SMALL._replace(bracket=other))
+            got = _bracket.sample_bracket(batch, rank, m, SMALL)
+            ref = _bracket.sample_bracket(batch, rank, m, SMALL._replace(bracket=want))
+            alt = _bracket.sample_bracket(batch, rank, m, SMALL._replace(bracket=other))
             assert all(np.array_equal(a, b) for a, b in zip(got, ref))
             assert not np.array_equal(got[0], alt[0])  # the two brackets differ here
     calls = []
-    monkeypatch.setattr(select, "_search", lambda *a: calls.append(1) or (a[1], a[2]))
-    select._sample_bracket(x[:, :20_011], _rank(20_011, 0.01), select._sample_size(20_011, SMALL), SMALL)
+    monkeypatch.setattr(_bracket, "search_bracket", lambda *a: calls.append(1) or (a[1], a[2]))
+    _bracket.sample_bracket(x[:, :20_011], _rank(20_011, 0.01), _bracket.sample_size(20_011, SMALL), SMALL)
     assert not calls  # a short row's subsample is sorted, never searched
 
 
@@ -118,9 +118,9 @@ def test_search_with_the_pallas_counts_selects_exactly():
     x = jax.random.normal(jax.random.PRNGKey(11), (2, 40_009))
     cfg = SMALL._replace(bracket="search", count_backend="interpret")
     rank = _rank(x.shape[1], 0.01)
-    m = select._sample_size(x.shape[1], cfg)
-    lo, hi = select._sample_bracket(x, rank, m, cfg)
-    assert all(np.array_equal(a, b) for a, b in zip((lo, hi), select._sample_bracket(x, rank, m, SMALL._replace(
+    m = _bracket.sample_size(x.shape[1], cfg)
+    lo, hi = _bracket.sample_bracket(x, rank, m, cfg)
+    assert all(np.array_equal(a, b) for a, b in zip((lo, hi), _bracket.sample_bracket(x, rank, m, SMALL._replace(
         bracket="search"))))  # the same bracket as the XLA counts
     assert bool(jnp.all(_select(x, rank, cfg)[2]))
     np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=cfg), risk.cvar(x, 0.01), rtol=2e-6)
@@ -312,7 +312,7 @@ def test_a_bracket_wider_than_the_bins_is_refined_by_compacting_the_bin_of_v(kin
 
 
 def HIST_BRACKET(x, rank):
-    lo, hi = select._sample_bracket(x, rank, select._sample_size(x.shape[1], HIST), HIST)
+    lo, hi = _bracket.sample_bracket(x, rank, _bracket.sample_size(x.shape[1], HIST), HIST)
     return lo[0], hi[0]
 
 
