@@ -12,13 +12,7 @@ T=$1; END=$(($(date +%s) + T))
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 D=$OUT/batched_sample; mkdir -p $D
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $D/gpu.txt
-run() {  # NAME LIMIT ARGS...: at most LIMIT seconds, less if the call's end is nearer
-  local name=$1 limit=$2; shift 2
-  local left=$((END - $(date +%s) - 15)); [ $left -lt $limit ] && limit=$left
-  [ $limit -gt 20 ] || { echo "$name skipped" >> $D/calls.log; return; }
-  timeout $limit python3 "$@" > $D/$name.log 2>&1
-  echo "$name rc=$? $(date +%T)" >> $D/calls.log
-}
+source benchmarks/results/perf_h200/_call.sh  # run NAME LIMIT ARGS...
 run kernel 240 -m benchmarks.perf.cvar_bracket --size paper --shapes 100x1000000 1000x100000 1x100000000 4x25000000 \
   --variants two-level "(J, m)" Pallas sort --repeats 10 --out $D
 XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONDITIONAL,+CUSTOM_CALL --xla_gpu_graph_min_graph_size=1" \

@@ -11,13 +11,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCAT
 D=$OUT/cond_unet; mkdir -p $D
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $D/gpu.txt
 python3 -c "import jax, jaxlib; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__)" >> $D/gpu.txt
-run() {  # NAME LIMIT ARGS...: at most LIMIT seconds, less if the call's end is nearer
-  local name=$1 limit=$2; shift 2
-  local left=$((END - $(date +%s) - 15)); [ $left -lt $limit ] && limit=$left
-  [ $limit -gt 20 ] || { echo "$name skipped" >> $D/calls.log; return; }
-  timeout $limit python3 "$@" > $D/$name.log 2>&1
-  echo "$name rc=$? $(date +%T)" >> $D/calls.log
-}
+source benchmarks/results/perf_h200/_call.sh  # run NAME LIMIT ARGS...
 run cond 60 -m benchmarks.perf.cvar_tuning --size paper --parts cond --out $D/default
 XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONDITIONAL run cond_cmdbuf 60 -m benchmarks.perf.cvar_tuning \
   --size paper --parts cond --out $D/cmdbuf

@@ -12,13 +12,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCAT
 D=$OUT/hist_unet; mkdir -p $D
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $D/gpu.txt
 git log -1 --format=%H >> $D/gpu.txt
-run() {  # NAME LIMIT ARGS...: at most LIMIT seconds, less if the call's end is nearer
-  local name=$1 limit=$2; shift 2
-  local left=$((END - $(date +%s) - 15)); [ $left -lt $limit ] && limit=$left
-  [ $limit -gt 20 ] || { echo "$name skipped" >> $D/calls.log; return; }
-  timeout $limit python3 "$@" > $D/$name.log 2>&1
-  echo "$name rc=$? $(date +%T)" >> $D/calls.log
-}
+source benchmarks/results/perf_h200/_call.sh  # run NAME LIMIT ARGS...
 run tuning 130 -m benchmarks.perf.cvar_tuning --size paper --parts sweep --blocks 2048 --warps 4 \
   --sample-sizes 262144 1048576 --widths 5 --finishes histogram sort --out $D
 run cvar_large 80 -m benchmarks.perf.cvar_large --size paper --tail-probs 0.001 0.01 0.1 --out $D
