@@ -25,6 +25,7 @@ import numpy as np
 from benchmarks import _harness as harness
 from benchmarks.perf.cvar_large import torch_cvar
 from tailjax import risk
+from tailjax.risk.select import SelectConfig
 
 SHAPES = {
     "paper": [(10_000, 1_000), (1_000, 100_000), (100, 1_000_000)],
@@ -52,6 +53,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--shapes", nargs="*", help="BxN shapes instead of the size's, e.g. 100x1000000")
     parser.add_argument("--methods", nargs="*", help="only these columns (e.g. tailjax.cvar_large torch.topk)")
+    parser.add_argument("--brackets", nargs="*", default=[],
+                        help="also cvar_large with each of these SelectConfig.bracket values")
     args = parser.parse_args(argv)
     wanted = lambda name: not args.methods or any(name.startswith(m) for m in args.methods)
     shape_list = [tuple(int(v) for v in s.split("x")) for s in args.shapes] if args.shapes else SHAPES[args.size]
@@ -71,6 +74,9 @@ def main(argv=None):
                 "jnp.sort": jax.jit(lambda x, p=p: _from_top(-jnp.sort(-x, axis=1), n, p)),
                 "lax.top_k": jax.jit(lambda x, p=p, k=k: _from_top(jax.lax.top_k(x, k)[0], n, p)),
             }
+            candidates.update({f"tailjax.cvar_large (bracket={b})": jax.jit(
+                lambda x, p=p, cfg=SelectConfig(bracket=b): risk.cvar_large(x, p, config=cfg))
+                for b in args.brackets})
             timings = {name: harness.time_call(fn, x, repeats=args.repeats) for name, fn in candidates.items()
                        if wanted(name)}
             results = {name: (t["seconds"], np.asarray(t["output"])) for name, t in timings.items()}

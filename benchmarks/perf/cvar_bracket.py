@@ -80,7 +80,7 @@ def main(argv=None):
         for p in args.tail_probs:
             rank = select._rank(n, p)
             base = select.SelectConfig(bracket="search")
-            m = _bracket.sample_size(n, base)
+            m = _bracket.sample_size(b, n, base)  # the library's share of the batch's subsample
             idx = ((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32)
             t, _ = timing(jax.jit(lambda x: x[:, jnp.clip(idx, 0, n - 1)]), x, repeats=args.repeats)
             add(shape=f"{b}x{n}", tail_prob=p, stage="subsample gather", sample=m, **t)

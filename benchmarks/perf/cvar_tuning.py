@@ -2,11 +2,12 @@
 
     python -m benchmarks.perf.cvar_tuning --size paper --out DIR   # GPU: n = 1e8, float32
 
-Per tail probability: the one-read floor (``jnp.sum``), the subsample bracket alone, the key
+Per tail probability (part ``stages``): the one-read floor (``jnp.sum``), the subsample bracket alone, the key
 histogram pass alone, the compaction pass alone for each (block, warps) (each also with an
 empty bracket: the pass's own read cost), each finish of the compaction buffer (the
-histogram of its keys with a sort of v's bin, or a sort of the whole buffer), and the whole
-``cvar_large`` for each (method and finish, subsample size, block, bracket width); then
+histogram of its keys with a sort of v's bin, or a sort of the whole buffer); (part ``sweep``)
+the whole ``cvar_large`` for each (method and finish, subsample size per row, bracket and its
+counts, block, bracket width); then
 ``cvar_large`` against ``risk.cvar`` per dtype. Part ``cond`` times the whole call against
 the same selection without its exactness check (the ``lax.cond`` to the sort), which on a GPU
 reads its predicate back to the host unless XLA's command buffers take conditionals
@@ -63,6 +64,52 @@ def reference(x64, p):
     return (top[:k].sum() + (count - k) * top[k]) / count
 
 
+def _stages(args, add, x2, p, rank, cfg0):
+    """The bracket, the key histogram pass, the compaction pass and the finishes, each alone."""
+    rows_n = x2.shape[1]
+    m = _bracket.sample_size(args.rows, rows_n, cfg0)
+    bracket, (lo, hi) = timing(jax.jit(lambda x: _bracket.sample_bracket(x, rank, m, cfg0)), x2,
+                               repeats=args.repeats)
+    key_span = int(signed_keys(hi)[0]) - int(signed_keys(lo)[0])  # <= key_bins: one value per bin
+    add(stage="bracket", tail_prob=p, rows=args.rows, sample=m, key_span=key_span, **bracket)
+    capacity = _bracket.default_capacity(rows_n, rank, m, cfg0)
+    if "histogram" in args.methods:
+        k_lo = signed_keys(lo)
+        bins = cfg0.key_bins
+        shift = jnp.maximum(32 - jax.lax.clz(signed_keys(hi) - k_lo) - int(math.log2(bins)), 0)
+        fn = jax.jit(lambda x, lo, hi: key_histogram(x, lo, hi, k_lo, shift, cfg0.block, bins, "pallas",
+                                                     cfg0.num_warps))
+        try:
+            t, out = timing(fn, x2, lo, hi, repeats=args.repeats)
+            empty, _ = timing(fn, x2, jnp.full_like(lo, jnp.inf), jnp.full_like(hi, jnp.inf),
+                              repeats=args.repeats)
+            add(stage="key histogram pass", tail_prob=p, block=cfg0.block, warps=cfg0.num_warps,
+                members=int(jnp.sum(out[0])), bins=bins, shift=int(shift[0]), empty_ms=empty["ms"],
+                empty_pipelined_ms=empty["pipelined_ms"], **t)
+        except Exception as err:  # reported, not fatal
+            add(stage="key histogram pass", tail_prob=p, error=repr(err)[:200])
+    for block, warps in itertools.product(args.blocks, args.warps):
+        fn = jax.jit(lambda x, lo, hi, b=block, w=warps: compact(x, lo, hi, b, capacity, "pallas", w))
+        try:
+            t, out = timing(fn, x2, lo, hi, repeats=args.repeats)
+            empty, _ = timing(fn, x2, jnp.full_like(lo, jnp.inf), jnp.full_like(hi, jnp.inf), repeats=args.repeats)
+        except Exception as err:  # a config Triton cannot compile is reported, not fatal
+            add(stage="compact", tail_prob=p, block=block, warps=warps, error=repr(err)[:200])
+            continue
+        add(stage="compact", tail_prob=p, rows=args.rows, block=block, warps=warps, members=int(jnp.sum(out[1])),
+            capacity=capacity, empty_ms=empty["ms"], empty_pipelined_ms=empty["pipelined_ms"], **t)
+        if (block, warps) == (cfg0.block, cfg0.num_warps):
+            buf, count, c_hi, e_hi, _ = out
+            valid = jnp.arange(capacity)[None] < count[:, None]
+            slots = select._bin_slots(capacity, cfg0)
+            finishes = {
+                "sort": lambda buf, valid, c_hi, e_hi, lo, hi: select._finish_sort(buf, valid, c_hi, e_hi, hi, rank),
+                "histogram": lambda *a: select._finish_histogram(*a, rank, slots, cfg0.bins)}
+            for name in args.finishes:
+                t, _ = timing(jax.jit(finishes[name]), buf, valid, c_hi, e_hi, lo, hi, repeats=args.repeats)
+                add(stage=f"finish ({name})", tail_prob=p, capacity=capacity, bins=cfg0.bins, slots=slots, **t)
+
+
 def main(argv=None):
     parser = harness.parser(__doc__, out="results/cvar_tuning")
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
@@ -74,7 +121,9 @@ def main(argv=None):
     parser.add_argument("--finishes", nargs="*", default=["histogram", "sort"])
     parser.add_argument("--methods", nargs="*", default=["histogram", "compact"])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
-    parser.add_argument("--parts", nargs="*", default=["sweep", "dtypes"])
+    parser.add_argument("--brackets", nargs="*", default=["auto"], help="sweep: SelectConfig.bracket values")
+    parser.add_argument("--count-backends", nargs="*", default=["xla"], help="sweep: SelectConfig.count_backend values")
+    parser.add_argument("--parts", nargs="*", default=["stages", "sweep", "dtypes"])
     parser.add_argument("--rows", type=int, default=1, help="sweep, cond: split the n values into this many rows")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
@@ -92,63 +141,28 @@ def main(argv=None):
     rows_n = n // args.rows  # the sweep's rows: (rows, n / rows)
     x2 = x[: args.rows * rows_n].reshape(args.rows, rows_n)
     x2_64 = x64[: args.rows * rows_n].reshape(args.rows, rows_n)
-    for p in args.tail_probs if "sweep" in args.parts else []:
+    for p in args.tail_probs if {"stages", "sweep"} & set(args.parts) else []:
         ref = np.array([reference(row, p) for row in x2_64])
         rank = select._rank(rows_n, p)
         cfg0 = select.SelectConfig()
-        m = _bracket.sample_size(rows_n, cfg0)
-        bracket, (lo, hi) = timing(jax.jit(lambda x: _bracket.sample_bracket(x, rank, m, cfg0)), x2,
-                                   repeats=args.repeats)
-        key_span = int(signed_keys(hi)[0]) - int(signed_keys(lo)[0])  # <= key_bins: one value per bin
-        add(stage="bracket", tail_prob=p, rows=args.rows, sample=m, key_span=key_span, **bracket)
-        capacity = _bracket.default_capacity(rows_n, rank, m, cfg0)
-        if "histogram" in args.methods:
-            k_lo = signed_keys(lo)
-            bins = cfg0.key_bins
-            shift = jnp.maximum(32 - jax.lax.clz(signed_keys(hi) - k_lo) - int(math.log2(bins)), 0)
-            fn = jax.jit(lambda x, lo, hi: key_histogram(x, lo, hi, k_lo, shift, cfg0.block, bins, "pallas",
-                                                         cfg0.num_warps))
-            try:
-                t, out = timing(fn, x2, lo, hi, repeats=args.repeats)
-                empty, _ = timing(fn, x2, jnp.full_like(lo, jnp.inf), jnp.full_like(hi, jnp.inf),
-                                  repeats=args.repeats)
-                add(stage="key histogram pass", tail_prob=p, block=cfg0.block, warps=cfg0.num_warps,
-                    members=int(jnp.sum(out[0])), bins=bins, shift=int(shift[0]), empty_ms=empty["ms"],
-                    empty_pipelined_ms=empty["pipelined_ms"], **t)
-            except Exception as err:  # reported, not fatal
-                add(stage="key histogram pass", tail_prob=p, error=repr(err)[:200])
-        for block, warps in itertools.product(args.blocks, args.warps):
-            fn = jax.jit(lambda x, lo, hi, b=block, w=warps: compact(x, lo, hi, b, capacity, "pallas", w))
-            try:
-                t, out = timing(fn, x2, lo, hi, repeats=args.repeats)
-                empty, _ = timing(fn, x2, jnp.full_like(lo, jnp.inf), jnp.full_like(hi, jnp.inf), repeats=args.repeats)
-            except Exception as err:  # a config Triton cannot compile is reported, not fatal
-                add(stage="compact", tail_prob=p, block=block, warps=warps, error=repr(err)[:200])
-                continue
-            add(stage="compact", tail_prob=p, rows=args.rows, block=block, warps=warps, members=int(jnp.sum(out[1])),
-                capacity=capacity, empty_ms=empty["ms"], empty_pipelined_ms=empty["pipelined_ms"], **t)
-            if (block, warps) == (cfg0.block, cfg0.num_warps):
-                buf, count, c_hi, e_hi, _ = out
-                valid = jnp.arange(capacity)[None] < count[:, None]
-                slots = select._bin_slots(capacity, cfg0)
-                finishes = {
-                    "sort": lambda buf, valid, c_hi, e_hi, lo, hi: select._finish_sort(buf, valid, c_hi, e_hi, hi, rank),
-                    "histogram": lambda *a: select._finish_histogram(*a, rank, slots, cfg0.bins)}
-                for name in args.finishes:
-                    t, _ = timing(jax.jit(finishes[name]), buf, valid, c_hi, e_hi, lo, hi, repeats=args.repeats)
-                    add(stage=f"finish ({name})", tail_prob=p, capacity=capacity, bins=cfg0.bins, slots=slots, **t)
+        if "stages" in args.parts:
+            _stages(args, add, x2, p, rank, cfg0)
         variants = [("histogram", "histogram")] if "histogram" in args.methods else []
         variants += [("compact", f) for f in args.finishes] if "compact" in args.methods else []
         searches = [tuple(int(v) for v in s.split("x")) for s in args.searches]
-        for (method, finish), sample, block, width, search in itertools.product(
-                variants, args.sample_sizes, args.blocks, args.widths, searches):
+        # the subsample per row is --sample-sizes (or n / 8), not a share of SelectConfig.sample_total
+        for (method, finish), sample, block, width, search, bracket, counts in itertools.product(
+                variants, args.sample_sizes, args.blocks, args.widths, searches, args.brackets,
+                args.count_backends):
             cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, width_sd=width,
-                                sample_search=search)
+                                sample_search=search, sample_total=sample * args.rows, bracket=bracket,
+                                count_backend=counts)
             t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x2,
                               repeats=args.repeats)
             add(stage="cvar_large", tail_prob=p, rows=args.rows, method=method,
                 finish=finish if method == "compact" else None,
-                sample=sample, search=search, block=block, warps=cfg.num_warps, width_sd=width,
+                sample=_bracket.sample_size(args.rows, rows_n, cfg), search=search, bracket=bracket,
+                count_backend=counts, block=block, warps=cfg.num_warps, width_sd=width,
                 rel_err=float(np.max(np.abs(np.asarray(value, np.float64) - ref) / np.abs(ref))),
                 x_floor=t["pipelined_ms"] / floor["pipelined_ms"], x_floor_synced=t["ms"] / floor["ms"], **t)
     for p in args.tail_probs if "cond" in args.parts else []:

@@ -43,9 +43,11 @@ def search_bracket(values, lo, hi, targets_hi, targets_lo, search, counts):
     return bounds[1, 0], bounds[0, 1]
 
 
-def sample_size(n, cfg):
-    """Subsample per row: cfg.sample_size, or the power of two at most n / 8."""
-    return min(cfg.sample_size, 1 << max(math.floor(math.log2(max(n // 8, 1))), 0))
+def sample_size(rows, n, cfg):
+    """Subsample per row: cfg.sample_size, or the power of two at most n / 8 and at most
+    cfg.sample_total / rows (but not below 256 for that share)."""
+    cap = min(max(n // 8, 1), max(cfg.sample_total // max(rows, 1), 256))
+    return min(cfg.sample_size, 1 << math.floor(math.log2(cap)))
 
 
 def spread(n, rank, m):

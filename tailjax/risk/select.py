@@ -59,6 +59,7 @@ class SelectConfig(NamedTuple):
     """Static tuning of :func:`cvar_large` (defaults chosen on an H200; ``bracket`` on an H100)."""
 
     sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
+    sample_total: int = 1 << 20  # ... and over all rows of a batch (rows share it, >= 256 each)
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
     block: int = 2048  # values per Pallas program in the full pass
     num_warps: int = 4  # warps per Pallas program
@@ -150,7 +151,7 @@ def _select(x, rank, cfg):
     ok is False where the bracket missed v, or (compaction) the buffer overflowed or v's bin
     overflowed its gather: there v and E(v) are not exact.
     """
-    lo, hi = sample_bracket(x, rank, sample_size(x.shape[-1], cfg), cfg)
+    lo, hi = sample_bracket(x, rank, sample_size(*x.shape, cfg), cfg)
     if _method(x, cfg) == "histogram":
         return select_by_histogram(x, rank, lo, hi, cfg, _select_compact)
     return _select_compact(x, rank, lo, hi, cfg)
@@ -160,7 +161,7 @@ def _select_compact(x, rank, lo, hi, cfg):
     """_select by compacting the members of [lo, hi) into a buffer and finishing it."""
     n, dt = x.shape[-1], x.dtype
     inf = jnp.asarray(jnp.inf, dt)
-    m = sample_size(n, cfg)
+    m = sample_size(x.shape[0], n, cfg)
     g = (n // cfg.block) * cfg.block
     capacity = cfg.capacity or default_capacity(n, rank, m, cfg)
     buf, count, c_hi, e_hi, nans = compact(x, lo, hi, cfg.block, capacity, cfg.backend, cfg.num_warps)

@@ -56,7 +56,7 @@ def test_sorted_subsample_bracket_selects_exactly(kind, p):
 def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_than_the_search():
     x = jax.random.normal(jax.random.PRNGKey(8), (3, 200_003))
     n, p = x.shape[1], 0.01
-    rank, m = _rank(n, p), _bracket.sample_size(n, SMALL)
+    rank, m = _rank(n, p), _bracket.sample_size(*x.shape, SMALL)
     centre, sd = _bracket.spread(n, rank, m)
     lo, hi = _bracket.sample_bracket(x, rank, m, SMALL._replace(bracket="sort"))
     idx = np.asarray(((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32))  # as the library
@@ -82,7 +82,7 @@ def test_auto_bracket_searches_a_full_subsample_and_sorts_a_shorter_one(monkeypa
     x = jax.random.normal(jax.random.PRNGKey(9), (2, 40_009))
     for n, want, other in [(40_009, "search", "sort"), (20_011, "sort", "search")]:
         rows = x[:, :n]
-        rank, m = _rank(n, 0.01), _bracket.sample_size(n, SMALL)
+        rank, m = _rank(n, 0.01), _bracket.sample_size(2, n, SMALL)
         assert (m == SMALL.sample_size) == (want == "search")
         for batch in (rows[:1], rows):
             got = _bracket.sample_bracket(batch, rank, m, SMALL)
@@ -92,8 +92,18 @@ def test_auto_bracket_searches_a_full_subsample_and_sorts_a_shorter_one(monkeypa
             assert not np.array_equal(got[0], alt[0])  # the two brackets differ here
     calls = []
     monkeypatch.setattr(_bracket, "search_bracket", lambda *a: calls.append(1) or (a[1], a[2]))
-    _bracket.sample_bracket(x[:, :20_011], _rank(20_011, 0.01), _bracket.sample_size(20_011, SMALL), SMALL)
+    _bracket.sample_bracket(x[:, :20_011], _rank(20_011, 0.01), _bracket.sample_size(2, 20_011, SMALL), SMALL)
     assert not calls  # a short row's subsample is sorted, never searched
+
+
+def test_rows_of_a_batch_share_the_subsample_budget():
+    cfg = SMALL._replace(sample_total=8192)
+    assert [_bracket.sample_size(rows, 10**6, cfg) for rows in (1, 2, 3, 32, 1000)] == [4096, 4096, 2048, 256, 256]
+    assert _bracket.sample_size(1000, 1000, cfg) == 64  # n / 8 still caps the share
+    x = jax.random.normal(jax.random.PRNGKey(12), (64, 40_009))
+    rank = _rank(x.shape[1], 0.01)
+    assert bool(jnp.all(_select(x, rank, cfg)[2]))  # the narrow subsample still brackets v in every row
+    np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=cfg), risk.cvar(x, 0.01), rtol=2e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
@@ -118,7 +128,7 @@ def test_search_with_the_pallas_counts_selects_exactly():
     x = jax.random.normal(jax.random.PRNGKey(11), (2, 40_009))
     cfg = SMALL._replace(bracket="search", count_backend="interpret")
     rank = _rank(x.shape[1], 0.01)
-    m = _bracket.sample_size(x.shape[1], cfg)
+    m = _bracket.sample_size(*x.shape, cfg)
     lo, hi = _bracket.sample_bracket(x, rank, m, cfg)
     assert all(np.array_equal(a, b) for a, b in zip((lo, hi), _bracket.sample_bracket(x, rank, m, SMALL._replace(
         bracket="search"))))  # the same bracket as the XLA counts
@@ -312,7 +322,7 @@ def test_a_bracket_wider_than_the_bins_is_refined_by_compacting_the_bin_of_v(kin
 
 
 def HIST_BRACKET(x, rank):
-    lo, hi = _bracket.sample_bracket(x, rank, _bracket.sample_size(x.shape[1], HIST), HIST)
+    lo, hi = _bracket.sample_bracket(x, rank, _bracket.sample_size(*x.shape, HIST), HIST)
     return lo[0], hi[0]
 
 
