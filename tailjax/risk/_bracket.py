@@ -66,14 +66,13 @@ def sample_bracket(x, rank, m, cfg):
     want_hi = math.floor(centre - cfg.width_sd * sd - 1.0)  # #(sample >= hi) <= want_hi
     want_lo = math.ceil(centre + cfg.width_sd * sd + 1.0)  # #(sample >= lo) >= want_lo
     inf = jnp.asarray(jnp.inf, x.dtype)
-    bracket = cfg.bracket if cfg.bracket != "auto" else ("search" if m >= cfg.sample_size else "sort")
-    if bracket == "sort":
+    if cfg.bracket == "sort":
         s = jnp.sort(sample, axis=-1)
         # the want_lo-th largest has #(>= it) >= want_lo; above the (want_hi + 1)-th largest
         # lie at most want_hi sample values
         lo = s[:, m - min(want_lo, m)]
         hi = jnp.nextafter(s[:, m - 1 - max(want_hi, 0)], inf)
-    elif bracket == "search":
+    elif cfg.bracket == "search":
 
         def row(s):
             top_open = jnp.nextafter(jnp.max(s), inf)  # nothing in the sample is >= this
@@ -82,7 +81,7 @@ def sample_bracket(x, rank, m, cfg):
 
         lo, hi = jax.vmap(row)(sample)
     else:
-        raise ValueError(f"config.bracket must be 'auto', 'search' or 'sort', got {cfg.bracket!r}")
+        raise ValueError(f"config.bracket must be 'search' or 'sort', got {cfg.bracket!r}")
     # A tail thinner than the subsample resolves is bracketed from the very top (and a
     # bracket reaching the bottom from the very bottom).
     return (lo if want_lo <= m else jnp.full_like(lo, -inf)), (hi if want_hi >= 0 else jnp.full_like(hi, inf))

@@ -10,10 +10,10 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
 
 1. An evenly spread subsample gives a bracket [lo, hi) whose subsample rank interval covers
    r's expected rank +- 5 sd: found by a few rounds of threshold counts (``bracket="search"``,
-   no sort; the grid's spacing widens the bracket) or read off the sorted subsample
-   (``bracket="sort"``: the narrowest bracket with those subsample counts); ``"auto"``
-   searches where the subsample has its full ``sample_size`` (long rows) and sorts shorter
-   ones (the rows of a batch of moderate CVaRs).
+   the default: no sort; the grid's spacing widens the bracket) or read off the sorted
+   subsample (``bracket="sort"``: the narrowest bracket with those subsample counts). The rows
+   of a batch share one subsample budget (``sample_total``), so the search costs about the
+   same for one long row as for many short ones.
 2. One pass over x (a Pallas kernel on GPU, at memory bandwidth) counts/sums the values >= hi
    and either
    - (``method="compact"``, the default) compacts the values in [lo, hi) into a small
@@ -73,12 +73,13 @@ class SelectConfig(NamedTuple):
     min_size: int = 1 << 15  # rows shorter than this are sorted (top_k) instead
     min_total: int = 1 << 23  # with backend="auto": fewer values in all than this are sorted
     backend: str = "auto"  # "auto" | "pallas" | "xla" | "interpret"
-    # "search" (rounds of threshold counts) | "sort" (order statistics of the sorted subsample) |
-    # "auto" (search where the subsample is the full sample_size, else sort: on an H100 the
-    # counts took 0.08 ms for one row of 2^20 but 1.6-1.9 ms for 100 x 2^16 and 1000 x 2^13,
-    # where the sort took 0.75-0.9 ms)
-    bracket: str = "auto"
-    count_backend: str = "xla"  # the search's counts: "xla" | "pallas" (a kernel, not yet timed) | "interpret"
+    # "search" (rounds of threshold counts; on an H100 0.08 ms for one row of 2^20 values, and
+    # 1000 x 1e5 took 0.74 ms whole with 2^10 a row) | "sort" (order statistics of the sorted
+    # subsample: narrower, and robust to heavy tails)
+    bracket: str = "search"
+    # the search's counts: "xla" | "pallas" (a kernel: 3.9-4.4x faster at 100 x 2^16 and
+    # 1000 x 2^13 on an H100, timed nowhere else) | "interpret"
+    count_backend: str = "xla"
 
 
 def _finish_sort(buf, valid, c_hi, e_hi, hi, rank):
@@ -298,10 +299,10 @@ def cvar_large(
     with ``backend="auto"`` are reduced by ``lax.top_k`` or a sort instead. ``tail_prob``
     must be a Python float. Differentiable in ``samples``. Pass a batch axis rather than
     ``vmap`` it (under ``vmap`` its fallback branch would run too). Heavy-tailed rows (e.g.
-    Cauchy) stay exact, but where the bracket is searched (rows of at least 8 x
-    ``sample_size`` values) its thresholds are spread evenly in value, so the bracket can hold
-    most of the row and the sort runs: pass ``SelectConfig(bracket="sort")`` for them (the
-    bracket is then read off the sorted subsample, by rank).
+    Cauchy) stay exact, but the default bracket search spreads its thresholds evenly in
+    value, so the bracket can hold most of the row and the sort runs: pass
+    ``SelectConfig(bracket="sort")`` for them (the bracket is then read off the sorted
+    subsample, by rank).
 
     Args:
       samples: ``(..., n)`` samples; reduced over the last axis.
@@ -320,7 +321,7 @@ def _config(config):
     """``config`` (default: ``SelectConfig()``), its choices checked whichever path runs."""
     cfg = config or SelectConfig()
     for name, allowed in [("method", ("compact", "histogram")), ("finish", ("histogram", "sort")),
-                          ("bracket", ("auto", "search", "sort")),
+                          ("bracket", ("search", "sort")),
                           ("count_backend", ("xla", "pallas", "interpret"))]:
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")

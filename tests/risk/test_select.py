@@ -78,24 +78,6 @@ def test_a_heavy_tail_is_selected_with_the_sorted_bracket_where_the_search_overf
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
 
 
-def test_auto_bracket_searches_a_full_subsample_and_sorts_a_shorter_one(monkeypatch):
-    x = jax.random.normal(jax.random.PRNGKey(9), (2, 40_009))
-    for n, want, other in [(40_009, "search", "sort"), (20_011, "sort", "search")]:
-        rows = x[:, :n]
-        rank, m = _rank(n, 0.01), _bracket.sample_size(2, n, SMALL)
-        assert (m == SMALL.sample_size) == (want == "search")
-        for batch in (rows[:1], rows):
-            got = _bracket.sample_bracket(batch, rank, m, SMALL)
-            ref = _bracket.sample_bracket(batch, rank, m, SMALL._replace(bracket=want))
-            alt = _bracket.sample_bracket(batch, rank, m, SMALL._replace(bracket=other))
-            assert all(np.array_equal(a, b) for a, b in zip(got, ref))
-            assert not np.array_equal(got[0], alt[0])  # the two brackets differ here
-    calls = []
-    monkeypatch.setattr(_bracket, "search_bracket", lambda *a: calls.append(1) or (a[1], a[2]))
-    _bracket.sample_bracket(x[:, :20_011], _rank(20_011, 0.01), _bracket.sample_size(2, 20_011, SMALL), SMALL)
-    assert not calls  # a short row's subsample is sorted, never searched
-
-
 def test_rows_of_a_batch_share_the_subsample_budget():
     cfg = SMALL._replace(sample_total=8192)
     assert [_bracket.sample_size(rows, 10**6, cfg) for rows in (1, 2, 3, 32, 1000)] == [4096, 4096, 2048, 256, 256]
