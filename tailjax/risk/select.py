@@ -56,7 +56,7 @@ __all__ = ["cvar_large", "var_large", "SelectConfig"]
 
 
 class SelectConfig(NamedTuple):
-    """Static tuning of :func:`cvar_large` (defaults chosen on an H200; ``bracket`` on an H100)."""
+    """Static tuning of :func:`cvar_large` (defaults chosen on an H200; ``bracket``, ``sample_total`` on an H100)."""
 
     sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
     sample_total: int = 1 << 20  # ... and over all rows of a batch (rows share it, >= 256 each)
