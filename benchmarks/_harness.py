@@ -11,13 +11,16 @@ A script reads::
     harness.save_figure(fig, args.out, "my_bench")
 
 ``--size small`` runs on a CPU in minutes, ``--size paper`` is the paper's size on a GPU;
-``--seeds N`` and ``--first-seed S`` pick seeds S..S+N-1.
+``--seeds N`` and ``--first-seed S`` pick seeds S..S+N-1. The reproductions (``seeds/``) add
+``--compile-cache`` (:func:`use_compile_cache`); speed benchmarks never do, since they time
+compilation.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import json
 import math
 import pathlib
@@ -33,6 +36,7 @@ import numpy as np
 __all__ = [
     "parser",
     "seeds",
+    "use_compile_cache",
     "environment",
     "time_call",
     "write_json",
@@ -45,8 +49,9 @@ __all__ = [
 
 
 def parser(doc: str | None, *, sizes: Sequence[str] = ("small", "paper"), out: str,
-           seeds: int = 1) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with ``--size``, ``--out``, ``--seeds`` and ``--first-seed``."""
+           seeds: int = 1, compile_cache: bool = False) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with ``--size``, ``--out``, ``--seeds`` and ``--first-seed``, and
+    with ``compile_cache`` also ``--compile-cache`` (see :func:`use_compile_cache`)."""
     first_line = (doc or "").strip().splitlines()[0] if doc else None
     p = argparse.ArgumentParser(description=first_line)
     p.add_argument("--size", choices=list(sizes), default=sizes[0],
@@ -55,7 +60,35 @@ def parser(doc: str | None, *, sizes: Sequence[str] = ("small", "paper"), out: s
                    help="folder for the JSON result and the plot")
     p.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
     p.add_argument("--first-seed", type=int, default=0, help="first seed")
+    if compile_cache:
+        p.add_argument("--compile-cache", default="auto", metavar="DIR",
+                       help="JAX's persistent compilation cache: a folder, 'none', or 'auto' (the "
+                            f"default: {COMPILE_CACHE} at --size paper, none otherwise)")
     return p
+
+
+COMPILE_CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "tailjax" / "jax"
+
+
+def use_compile_cache(args: argparse.Namespace) -> pathlib.Path | None:
+    """Turn on JAX's persistent compilation cache as ``args.compile_cache`` asks (returns the
+    folder, or None when off). A run that trains many models of one shape (every baseline's
+    learning-rate and predictor grid, every seed) then compiles each program once: a hit
+    loads the executable compiled from the same program, so results are unchanged. Only
+    compilations over a second are stored."""
+    choice = getattr(args, "compile_cache", "none")
+    if choice == "auto":
+        choice = str(COMPILE_CACHE) if args.size == "paper" else "none"
+    if choice == "none":
+        return None
+    import jax
+
+    folder = pathlib.Path(choice).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
 
 
 def seeds(args: argparse.Namespace) -> list[int]:

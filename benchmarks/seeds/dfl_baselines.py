@@ -141,7 +141,8 @@ def _plot(summary, problems, methods, degs, out):
 
 
 def main(argv=None):
-    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/dfl_baselines", seeds=None)
+    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/dfl_baselines", seeds=None,
+                            compile_cache=True)
     parser.add_argument("--tail-prob", type=float, default=0.1, help="evaluation/training level (the paper's alpha)")
     parser.add_argument("--problems", nargs="*", default=list(PROBLEMS))
     traced = [m for m in METHODS if m != "diff-dro"]
@@ -149,6 +150,7 @@ def main(argv=None):
     parser.add_argument("--from-rows", default=None,
                         help="summarise an earlier (possibly cut-short) run's rows.jsonl instead of running")
     args = parser.parse_args(argv)
+    harness.use_compile_cache(args)
     cfg = dict(SIZES[args.size])
     args.seeds = cfg["seeds"] if args.seeds is None else args.seeds
     t0 = time.perf_counter()

@@ -327,7 +327,7 @@ def merge(files, out):
 
 
 def main(argv=None):
-    p = harness.parser(__doc__, sizes=("small", "paper", "smoke"), out="results/gas_dro")
+    p = harness.parser(__doc__, sizes=("small", "paper", "smoke"), out="results/gas_dro", compile_cache=True)
     p.add_argument("--data", default=os.environ.get("TAILJAX_DATA"),
                    help="folder holding carbon_intensity/ and usps/ (default $TAILJAX_DATA, else the bundled subsets)")
     p.add_argument("--protocols", nargs="*", default=["today", "paper"], choices=["today", "paper"])
@@ -351,6 +351,7 @@ def main(argv=None):
     p.add_argument("--merge", nargs="*", default=None,
                    help="JSON files of earlier runs (same size and settings) to merge into one report")
     args = p.parse_args(argv)
+    harness.use_compile_cache(args)
     if args.merge:
         return merge(args.merge, args.out)
     args.frozen_prefix = bool(args.frozen_prefix)

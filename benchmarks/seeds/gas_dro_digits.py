@@ -173,7 +173,8 @@ def merge(files, out):
 
 
 def main(argv=None):
-    p = harness.parser(__doc__, sizes=("small", "paper", "smoke"), out="results/gas_dro_digits")
+    p = harness.parser(__doc__, sizes=("small", "paper", "smoke"), out="results/gas_dro_digits",
+                       compile_cache=True)
     p.add_argument("--data", default=os.environ.get("TAILJAX_DATA"))
     p.add_argument("--sources", nargs="*", default=["mnist", "usps"], choices=["mnist", "usps"])
     p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
@@ -184,6 +185,7 @@ def main(argv=None):
     p.add_argument("--merge", nargs="*", default=None,
                    help="JSON files of runs of other seeds (same settings) to merge into one report in --out")
     args = p.parse_args(argv)
+    harness.use_compile_cache(args)
     if args.merge:
         return merge(args.merge, args.out)
     if args.lrs and min(args.lrs) <= 0:

@@ -203,7 +203,8 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=froze
 
 
 def main(argv=None):
-    parser = harness.parser(__doc__, sizes=("small", "paper"), out="results/seeds_gen_dfl", seeds=None)
+    parser = harness.parser(__doc__, sizes=("small", "paper"), out="results/seeds_gen_dfl", seeds=None,
+                            compile_cache=True)
     parser.add_argument("--only", nargs="*", choices=EXPERIMENTS)
     parser.add_argument("--problems", nargs="*", default=None)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="paper-text")
@@ -217,6 +218,7 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="keep the configurations of OUT/gen_dfl.json "
                         "(written after every one) when it belongs to the same run")
     args = parser.parse_args(argv)
+    harness.use_compile_cache(args)
     cfg = dict(SIZES[args.size], protocol=args.protocol)
     if args.seeds is None:
         args.seeds = cfg["seeds"]

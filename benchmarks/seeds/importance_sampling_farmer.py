@@ -119,9 +119,11 @@ def _plot(rows, curves, out):
 
 
 def main(argv=None):
-    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/importance_sampling_farmer")
+    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/importance_sampling_farmer",
+                            compile_cache=True)
     parser.add_argument("--lp", action="store_true", help="solve the recourse LP in JAX instead of its closed form")
     args = parser.parse_args(argv)
+    harness.use_compile_cache(args)
     cfg = SIZES[args.size]
     with jax.enable_x64(True):
         t0 = time.perf_counter()

@@ -372,10 +372,11 @@ def tables(result):
 
 
 def main(argv=None):
-    parser = harness.parser(__doc__, sizes=tuple(CONFIGS), out="results/tfft")
+    parser = harness.parser(__doc__, sizes=tuple(CONFIGS), out="results/tfft", compile_cache=True)
     parts = ["table4", "fdc", "beta", "sensitivity"]
     parser.add_argument("--only", nargs="*", choices=parts)
     args = parser.parse_args(argv)
+    harness.use_compile_cache(args)
     cfg, seeds = CONFIGS[args.size], harness.seeds(args)
     only = set(args.only or parts)
     start = time.perf_counter()

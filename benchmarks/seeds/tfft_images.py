@@ -244,7 +244,7 @@ def plot(out, images, shape):
 
 
 def main(argv=None):
-    parser = harness.parser(__doc__, sizes=tuple(CONFIGS), out="results/tfft_images")
+    parser = harness.parser(__doc__, sizes=tuple(CONFIGS), out="results/tfft_images", compile_cache=True)
     parser.add_argument("--data", choices=["sklearn", "usps"], help="digits data (default: the size's)")
     parser.add_argument("--budget", type=float, help="seconds per fine-tuning arm (default: the size's)")
     parser.add_argument("--temperature", type=float, help="KL temperature alpha of every arm (default: the size's)")
@@ -254,6 +254,7 @@ def main(argv=None):
     parser.add_argument("--merge", type=pathlib.Path, nargs="+",
                         help="tfft_images.json files of single-seed runs of one setting: write their report and stop")
     args = parser.parse_args(argv)
+    harness.use_compile_cache(args)
     if args.merge:
         return merge(args.merge, args.out)
     cfg = dict(CONFIGS[args.size], stage1=args.stage1)
