@@ -105,6 +105,19 @@ def _version(name: str) -> str | None:
         return None
 
 
+def _cpu() -> str | None:
+    """The host CPU's model and widest vector extension (XLA's CPU code, and so the last bits
+    of a long training run, depend on it)."""
+    try:
+        info = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or None
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    vector = next((f for f in ("avx512f", "avx2", "avx", "neon", "asimd") if f in flags), None)
+    return "; ".join(x for x in (model, vector) if x) or None
+
+
 def environment() -> dict[str, Any]:
     """Device, versions and time of the run, for every JSON result."""
     import jax
@@ -118,6 +131,7 @@ def environment() -> dict[str, Any]:
         "process_count": jax.process_count(),
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": _cpu(),
         "command": " ".join([pathlib.Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
     for name in ("tailjax", "jax", "jaxlib", "flax", "optax", "jaxopt", "distrax", "numpy"):

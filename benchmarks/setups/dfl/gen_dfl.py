@@ -285,13 +285,14 @@ def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_tail_probs=(TAIL_P
     for m in methods:
         if m in FLOW_METHODS:
             continue
+        t_m = time.perf_counter()
         if cfg.get("baseline_epochs"):  # the fixed-epoch recipe of the earlier tables
             b = train_baseline(m, k_base, inst, xtr, ctr, epochs=cfg["baseline_epochs"], tail_prob=tail_prob_train)
         else:
             b = tune_baseline(m, k_base, inst, xtr, ctr, (xva, cva), learning_rates=cfg["baseline_lrs"],
                               predictors=cfg["baseline_predictors"], max_epochs=cfg["baseline_max_epochs"],
                               patience=cfg["baseline_patience"], tail_prob=tail_prob_train)
-            info["baselines"][m] = b.choice
+            info["baselines"][m] = dict(b.choice, seconds=time.perf_counter() - t_m)
         score(m, lambda a, b=b: decide_baseline(b, xte, inst, tail_prob=a, key=k_dec, num_samples=K_eval))
     a0, f0 = eval_tail_probs[0], forms[0]
     log(f"    {time.perf_counter() - t0:6.1f} s  " + "  ".join(
