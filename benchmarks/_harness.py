@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import json
 import math
+import os
 import pathlib
 import platform
 import statistics
@@ -73,9 +73,10 @@ COMPILE_CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home(
 def use_compile_cache(args: argparse.Namespace) -> pathlib.Path | None:
     """Turn on JAX's persistent compilation cache as ``args.compile_cache`` asks (returns the
     folder, or None when off). A run that trains many models of one shape (every baseline's
-    learning-rate and predictor grid, every seed) then compiles each program once: a hit
-    loads the executable compiled from the same program, so results are unchanged. Only
-    compilations over a second are stored."""
+    learning-rate and predictor grid) then compiles each program once; a program that
+    closes over one data set's arrays compiles once per data set. A hit loads the executable
+    compiled from the same program, so results are unchanged. Only compilations over a
+    second are stored."""
     choice = getattr(args, "compile_cache", "none")
     if choice == "auto":
         choice = str(COMPILE_CACHE) if args.size == "paper" else "none"
