@@ -12,8 +12,8 @@ A script reads::
 
 ``--size small`` runs on a CPU in minutes, ``--size paper`` is the paper's size on a GPU;
 ``--seeds N`` and ``--first-seed S`` pick seeds S..S+N-1. The reproductions (``seeds/``) add
-``--compile-cache`` (:func:`use_compile_cache`); speed benchmarks never do, since they time
-compilation.
+``--compile-cache`` (:func:`use_compile_cache`), except ``seeds/importance_sampling.py``;
+speed benchmarks and that one never do, since they time compilation.
 """
 
 from __future__ import annotations

@@ -339,7 +339,7 @@ def _load_checkpoint(path: pathlib.Path, run_id: dict) -> dict:
 
 
 def main(argv=None):
-    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/importance_sampling", compile_cache=True)
+    parser = harness.parser(__doc__, sizes=tuple(SIZES), out="results/importance_sampling")
     parser.add_argument("--parts", nargs="*", default=["variance", "grid", "clock"],
                         choices=["variance", "grid", "clock"], help="which parts to run")
     parser.add_argument("--grid-from", type=pathlib.Path, help="JSON of an earlier run whose grid rows give the "
@@ -355,7 +355,6 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="keep the cells of OUT/checkpoint.json (written "
                         "after every grid cell and clock row) when it belongs to the same run")
     args = parser.parse_args(argv)
-    harness.use_compile_cache(args)
     if args.seeds != 1 or args.first_seed != 0:
         parser.error("this benchmark replicates over keys inside each cell; --seeds is not used")
     cfg = dict(SIZES[args.size])
