@@ -121,7 +121,7 @@ def main(argv=None):
     parser.add_argument("--finishes", nargs="*", default=["histogram", "sort"])
     parser.add_argument("--methods", nargs="*", default=["histogram", "compact"])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
-    parser.add_argument("--brackets", nargs="*", default=["search"], help="sweep: SelectConfig.bracket values")
+    parser.add_argument("--brackets", nargs="*", default=["auto"], help="sweep: SelectConfig.bracket values")
     parser.add_argument("--count-backends", nargs="*", default=["xla"], help="sweep: SelectConfig.count_backend values")
     parser.add_argument("--parts", nargs="*", default=["stages", "sweep", "dtypes"])
     parser.add_argument("--rows", type=int, default=1, help="sweep, cond: split the n values into this many rows")

@@ -3,7 +3,8 @@
 An evenly spread subsample of m values per row brackets the rank-th largest value: the
 bracket's subsample rank interval covers its expected subsample rank +- ``width_sd`` sd. It is
 found by rounds of threshold counts (``bracket="search"``, :func:`search_bracket`; counts by
-:mod:`tailjax.risk._counts`) or read off the sorted subsample (``bracket="sort"``).
+:mod:`tailjax.risk._counts`) or read off the sorted subsample (``bracket="sort"``);
+``bracket="auto"`` searches a single row and sorts the subsamples of a batch (:func:`bracket_kind`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def spread(n, rank, m):
     return centre, math.sqrt(max(centre * (1.0 - centre / m), 1.0))
 
 
+def bracket_kind(rows, cfg):
+    """``cfg.bracket``, with ``"auto"`` resolved: the search for one row, the sorted
+    subsample for a batch (faster or equal at every batch shape and tail timed on an H100)."""
+    if cfg.bracket != "auto":
+        return cfg.bracket
+    return "search" if rows == 1 else "sort"
+
+
 def sample_bracket(x, rank, m, cfg):
     """Per row [lo, hi): a bracket of the rank-th largest value from an even subsample."""
     n = x.shape[-1]
@@ -66,13 +75,14 @@ def sample_bracket(x, rank, m, cfg):
     want_hi = math.floor(centre - cfg.width_sd * sd - 1.0)  # #(sample >= hi) <= want_hi
     want_lo = math.ceil(centre + cfg.width_sd * sd + 1.0)  # #(sample >= lo) >= want_lo
     inf = jnp.asarray(jnp.inf, x.dtype)
-    if cfg.bracket == "sort":
+    kind = bracket_kind(x.shape[0], cfg)
+    if kind == "sort":
         s = jnp.sort(sample, axis=-1)
         # the want_lo-th largest has #(>= it) >= want_lo; above the (want_hi + 1)-th largest
         # lie at most want_hi sample values
         lo = s[:, m - min(want_lo, m)]
         hi = jnp.nextafter(s[:, m - 1 - max(want_hi, 0)], inf)
-    elif cfg.bracket == "search":
+    elif kind == "search":
 
         def row(s):
             top_open = jnp.nextafter(jnp.max(s), inf)  # nothing in the sample is >= this
@@ -81,7 +91,7 @@ def sample_bracket(x, rank, m, cfg):
 
         lo, hi = jax.vmap(row)(sample)
     else:
-        raise ValueError(f"config.bracket must be 'search' or 'sort', got {cfg.bracket!r}")
+        raise ValueError(f"config.bracket must be 'auto', 'search' or 'sort', got {cfg.bracket!r}")
     # A tail thinner than the subsample resolves is bracketed from the very top (and a
     # bracket reaching the bottom from the very bottom).
     return (lo if want_lo <= m else jnp.full_like(lo, -inf)), (hi if want_hi >= 0 else jnp.full_like(hi, inf))

@@ -78,6 +78,25 @@ def test_a_heavy_tail_is_selected_with_the_sorted_bracket_where_the_search_overf
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
 
 
+def test_auto_bracket_searches_one_row_and_sorts_a_batch(monkeypatch):
+    x = jax.random.normal(jax.random.PRNGKey(9), (2, 40_009))
+    rank = _rank(x.shape[1], 0.01)
+    assert SelectConfig().bracket == "auto"
+    for batch, want, other in [(x[:1], "search", "sort"), (x, "sort", "search")]:
+        m = _bracket.sample_size(*batch.shape, SMALL)
+        got = _bracket.sample_bracket(batch, rank, m, SMALL._replace(bracket="auto"))
+        ref = _bracket.sample_bracket(batch, rank, m, SMALL._replace(bracket=want))
+        alt = _bracket.sample_bracket(batch, rank, m, SMALL._replace(bracket=other))
+        assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+        assert not np.array_equal(got[0], alt[0])  # the two brackets differ here
+    np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=SMALL._replace(bracket="auto")), risk.cvar(x, 0.01),
+                               rtol=2e-6)
+    calls = []
+    monkeypatch.setattr(_bracket, "search_bracket", lambda *a: calls.append(1) or (a[1], a[2]))
+    _bracket.sample_bracket(x, rank, _bracket.sample_size(*x.shape, SMALL), SMALL._replace(bracket="auto"))
+    assert not calls  # a batch's subsamples are sorted, never searched
+
+
 def test_rows_of_a_batch_share_the_subsample_budget():
     cfg = SMALL._replace(sample_total=8192)
     assert [_bracket.sample_size(rows, 10**6, cfg) for rows in (1, 2, 3, 32, 1000)] == [4096, 4096, 2048, 256, 256]
