@@ -66,6 +66,11 @@ def table(rows):
     return harness.markdown_table(out, ["experiment", "setting", "method", "regret"])
 
 
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#000000",
+            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+_MARKERS = "osD^vP*Xh<>"
+
+
 def plot(rows, out, name, metric="cvar_of_difference"):
     """One panel per experiment (Table 1: per problem, log scale) of the ``metric`` regret; the
     oracle SAA row dashed. Saved as ``out/name.png``."""
@@ -96,10 +101,12 @@ def plot(rows, out, name, metric="cvar_of_difference"):
                 label += f" dim={r['dim']}" if e == "is_gto" and "dim" in r else ""
                 label += f" tail_prob_eval={r['tail_prob_eval']}" if e == "regret_weight" else ""
                 series.setdefault(label, []).append((r[f], r["mean"], r["std"]))
-            for label, pts in series.items():
+            for i, (label, pts) in enumerate(series.items()):
                 pts.sort()
-                style = dict(ls="--", color="gray") if label.startswith("oracle_saa") else {}
-                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                # more series than one colour cycle: a colour and a marker of their own each
+                style = dict(ls="--", color="gray", marker="o") if label.startswith("oracle_saa") else dict(
+                    color=_PALETTE[i % len(_PALETTE)], marker=_MARKERS[i % len(_MARKERS)])
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
                             label=label, capsize=2, **style)
             if f in ("regret_weight", "K", "K_eval", "n_train"):
                 ax.set_xscale("log")
