@@ -67,10 +67,11 @@ def cell_key(experiment, meta):
 
 
 def load_checkpoint(path, run):
-    """Records and cells of ``path`` (an earlier ``gen_dfl.json``) when it belongs to ``run``
-    (same size, protocol and settings); an error that names the difference otherwise."""
+    """Records, cells and wall seconds per experiment of ``path`` (an earlier ``gen_dfl.json``)
+    when it belongs to ``run`` (same size, protocol and settings); an error that names the
+    difference otherwise."""
     if not path.exists():
-        return [], []
+        return [], [], {}
     state = json.loads(path.read_text())
     mine = json.loads(json.dumps(harness.plain(run)))
     theirs = {k: state.get(k) for k in mine}
@@ -80,7 +81,7 @@ def load_checkpoint(path, run):
         diff += sorted(k for k in set(cfg) | set(mine["config"]) if cfg.get(k) != mine["config"].get(k))
         raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
                          "use another --out or delete it")
-    return state["records"], state.get("cells", [])
+    return state["records"], state.get("cells", []), state.get("timings_s", {})
 
 
 def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=frozenset()):
@@ -231,12 +232,12 @@ def main(argv=None):
         if k not in cfg:
             raise SystemExit(f"--set: unknown setting {k!r}; one of {sorted(cfg)}")
         cfg[k] = ast.literal_eval(v)
-    recs, infos = load_checkpoint(pathlib.Path(args.out) / "gen_dfl.json", dict(
-        size=args.size, protocol=args.protocol, config=cfg)) if args.resume else ([], [])
+    recs, infos, earlier = load_checkpoint(pathlib.Path(args.out) / "gen_dfl.json", dict(
+        size=args.size, protocol=args.protocol, config=cfg)) if args.resume else ([], [], {})
     finished = frozenset(cell_key(r["experiment"], r) for r in recs)
     if finished:
         print(f"[resume] {len(finished)} configurations kept from {args.out}", flush=True)
-    timings = {}
+    timings = dict(earlier)  # wall seconds per experiment, summed over the processes of a resumed run
     for name in args.only or EXPERIMENTS:
         print(f"[{name}]", flush=True)
         t0 = time.perf_counter()
@@ -250,7 +251,7 @@ def main(argv=None):
 
         recs += run_experiment(name, cfg, args, log=lambda s: print(s, flush=True), sink=write, infos=infos,
                                done=finished)
-        timings[name] = time.perf_counter() - t0
+        timings[name] = earlier.get(name, 0.0) + time.perf_counter() - t0
         write([])
     rows = summarise(recs)
     plot(rows, args.out, "gen_dfl", metric=FORMS[args.protocol][0])

@@ -37,7 +37,8 @@ def test_resume_keeps_finished_configurations_and_runs_the_rest(tmp_path, monkey
     args = ["--size", "small", "--only", "decision_samples", "--out", str(tmp_path), "--set", *TINY, "K=4",
             "Ks=(2,)"]
     main([*args, "--seeds", "1"])
-    first = json.loads((tmp_path / "gen_dfl.json").read_text())["records"]
+    first_state = json.loads((tmp_path / "gen_dfl.json").read_text())
+    first = first_state["records"]
     calls = []
     real = gen_dfl.evaluate
     monkeypatch.setattr(gen_dfl, "evaluate", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
@@ -46,6 +47,10 @@ def test_resume_keeps_finished_configurations_and_runs_the_rest(tmp_path, monkey
     assert calls == [1]  # seed 0 was not evaluated again
     assert [r for r in recs if r["seed"] == 0] == first
     assert {r["seed"] for r in recs} == {0, 1}
+    seconds = json.loads((tmp_path / "gen_dfl.json").read_text())["timings_s"]["decision_samples"]
+    assert seconds > first_state["timings_s"]["decision_samples"]  # summed over both processes
+    main([*args, "--seeds", "2", "--resume"])  # nothing left to run: the recorded time stays
+    assert json.loads((tmp_path / "gen_dfl.json").read_text())["timings_s"]["decision_samples"] >= seconds
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
@@ -56,7 +61,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     with pytest.raises(SystemExit, match="differs in protocol"):
         gen_dfl.load_checkpoint(path, dict(size="small", protocol="paper-code", config=dict(steps=2, K=4)))
     assert gen_dfl.load_checkpoint(path, dict(size="small", protocol="paper-text", config=dict(steps=2, K=4))) \
-        == ([], [])
+        == ([], [], {})
 
 
 def test_sweep_report_rows_per_setting_and_level_with_orderings(tmp_path):
