@@ -16,9 +16,11 @@ variational form ``sqrt(q) = min_{t > 0} q / (2 t) + t / 2``: for fixed ``t`` th
 problem is the QP ``min sign mu^T w + w^T (P + kappa Sigma / (2 t)) w`` (the interior-point
 solver of :mod:`tailjax.layers`), and the optimal ``t`` is the root of the increasing
 ``log t - log sqrt(w_t^T Sigma w_t)`` (the sign of the derivative of the convex partial
-minimum), found by bracketed regula falsi (Illinois, with bisection as a safeguard) in
-``log t``, one QP per step. Run it in float64 (:func:`gaussian_regret_reference` does) for a
-decision accurate to about 1e-8 in CVaR; the test suite checks it against scipy.
+minimum), found in ``log t`` by regula falsi (Illinois), one QP per step, in a bracket
+that each QP also tightens (``log sqrt(w_t^T Sigma w_t)`` is nondecreasing in ``t``, so its
+value at any ``t`` bounds the root), with bisection as a safeguard. Run it in float64
+(:func:`gaussian_regret_reference` does) for a decision accurate to about 1e-8 in CVaR; the
+test suite checks it against scipy.
 
 :func:`gaussian_regret_reference` caches the means and w* of the test points, and
 :func:`tailjax.dfl.cvar_regret` then scores any decisions exactly (eq. (9): the CVaR of the
@@ -163,43 +165,61 @@ def _socp_qp_and_gap(kappa, iterations, prob, mean, cov, log_t):
 
 
 def _socp_root(kappa, root_steps, root_tol, iterations, prob, mean, cov):
-    """log t* by regula falsi (Illinois) on the bracket [2 top / 1e40, 2 top] of log t (its
-    lower end raised to 2 top sqrt(tiny) in float32), top bounding sqrt(w^T cov w) on the
-    box, with a bisection whenever three steps did not halve the bracket; at most
+    return _socp_root_search(kappa, root_steps, root_tol, iterations, prob, mean, cov)[0]
+
+
+def _socp_root_search(kappa, root_steps, root_tol, iterations, prob, mean, cov):
+    """(log t*, the QPs it took after the two at the bracket's ends): log t* in the bracket [2 top / 1e40, 2 top] of log t (its lower end raised to
+    2 top sqrt(tiny) in float32), top bounding sqrt(w^T cov w) on the box: at most
     ``root_steps`` QPs after the two at its ends, until the bracket is narrower than
-    ``root_tol`` (or a few ulps of log t)."""
+    ``root_tol`` (or a few ulps of log t).
+
+    phi(u) = log sqrt(w_u^T cov w_u) is nondecreasing in u (a heavier penalty on w^T cov w
+    never raises it), so a QP at u with gap(u) = u - phi(u) > 0 puts the root u* = phi(u*) at
+    or below phi(u), and one with gap < 0 at or above it: every QP moves an end of the
+    bracket [lo, hi] to phi(u), past u. The steps are regula falsi (Illinois) through the
+    last QPs on either side of the root, a bisection of [lo, hi] where that falls outside it
+    or three steps did not halve it."""
     poly = prob.polytope
     radius = jnp.sum(jnp.maximum(jnp.abs(poly.lower), jnp.abs(poly.upper)) ** 2)
     top = jnp.sqrt(jnp.max(jnp.linalg.eigvalsh(0.5 * (cov + cov.T))) * radius)
-    hi = jnp.log(jnp.maximum(top, jnp.finfo(cov.dtype).tiny) * 2.0)
-    lo = hi - jnp.asarray(min(40.0 * np.log(10.0), -0.5 * np.log(jnp.finfo(cov.dtype).tiny)), cov.dtype)
+    hi0 = jnp.log(jnp.maximum(top, jnp.finfo(cov.dtype).tiny) * 2.0)
+    lo0 = hi0 - jnp.asarray(min(40.0 * np.log(10.0), -0.5 * np.log(jnp.finfo(cov.dtype).tiny)), cov.dtype)
     gap = lambda u: _socp_qp_and_gap(kappa, iterations, prob, mean, cov, u)[1]  # noqa: E731
-    f_lo, f_hi = gap(lo), gap(hi)
+    f_lo, f_hi = gap(lo0), gap(hi0)
     eps = jnp.finfo(cov.dtype).eps
+    searching = (f_lo < 0) & (f_hi > 0)
 
     def cond(s):
-        lo, hi, f_lo, f_hi, _, _, steps = s
+        lo, hi, *_, steps = s
         tol = jnp.maximum(root_tol, 4 * eps * jnp.maximum(jnp.abs(lo), jnp.abs(hi)))
-        return (steps < root_steps) & (hi - lo > tol) & (f_lo < 0) & (f_hi > 0)
+        return searching & (steps < root_steps) & (hi - lo > tol)
 
     def body(s):
-        lo, hi, f_lo, f_hi, last, widths, steps = s  # widths: the bracket's at the last 3 steps
+        # (a, f_a), (b, f_b): the last QPs below and above the root; last: the side moved last
+        lo, hi, a, f_a, b, f_b, last, widths, steps = s  # widths: [lo, hi]'s at the last 3 steps
         width = hi - lo
-        falsi = hi - f_hi * width / (f_hi - f_lo)
-        u = jnp.where(width > 0.5 * widths[0], 0.5 * (lo + hi), falsi)
-        u = jnp.clip(u, lo + 1e-3 * width, hi - 1e-3 * width)
+        falsi = b - f_b * (b - a) / (f_b - f_a)
+        bisect = (width > 0.5 * widths[0]) | ~((falsi > lo) & (falsi < hi))
+        u = jnp.clip(jnp.where(bisect, 0.5 * (lo + hi), falsi), lo + 1e-3 * width, hi - 1e-3 * width)
         f = gap(u)
-        up = f > 0  # the root is below u: u replaces hi
+        up = f > 0  # the root is at or below phi(u) < u
         # Illinois: an end kept twice in a row has its value halved
-        f_lo = jnp.where(up, jnp.where(last == 1, 0.5 * f_lo, f_lo), f)
-        f_hi = jnp.where(up, f, jnp.where(last == -1, 0.5 * f_hi, f_hi))
-        lo, hi = jnp.where(up, lo, u), jnp.where(up, u, hi)
-        return lo, hi, f_lo, f_hi, jnp.where(up, 1, -1), jnp.append(widths[1:], width), steps + 1
+        f_a = jnp.where(up, jnp.where(last == 1, 0.5 * f_a, f_a), f)
+        f_b = jnp.where(up, f, jnp.where(last == -1, 0.5 * f_b, f_b))
+        a, b = jnp.where(up, a, u), jnp.where(up, u, b)
+        # an inexact QP may put phi(u) past the bracket's other end: the bracket then closes there
+        phi = u - f
+        hi = jnp.where(up, jnp.clip(phi, lo, u), hi)
+        lo = jnp.where(up, lo, jnp.clip(phi, u, hi))
+        return lo, hi, a, f_a, b, f_b, jnp.where(up, 1, -1), jnp.append(widths[1:], width), steps + 1
 
-    state = (lo, hi, f_lo, f_hi, jnp.asarray(0), jnp.full(3, jnp.inf, cov.dtype), jnp.asarray(0))
-    lo, hi, f_lo, f_hi, _, _, _ = jax.lax.while_loop(cond, body, state)
-    # a gap of exactly 0 at an end is the root; a gap >= 0 at the lower end puts t* at or below it
-    return jnp.where(f_lo >= 0, lo, jnp.where(f_hi <= 0, hi, 0.5 * (lo + hi)))
+    lo = jnp.clip(lo0 - f_lo, lo0, hi0)  # phi(lo0)
+    hi = jnp.clip(hi0 - f_hi, lo, hi0)  # phi(hi0)
+    state = (lo, hi, lo0, f_lo, hi0, f_hi, jnp.asarray(0), jnp.full(3, jnp.inf, cov.dtype), jnp.asarray(0))
+    lo, hi, *_, steps = jax.lax.while_loop(cond, body, state)
+    # a gap >= 0 at the lower end puts t* at or below it, a gap <= 0 at the upper end above it
+    return jnp.where(f_lo >= 0, lo0, jnp.where(f_hi <= 0, hi0, 0.5 * (lo + hi))), steps
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))

@@ -88,7 +88,7 @@ def is_samples(
 
     ``tail_prob``: the CVaR level of the decision (the paper's alpha) in (0, 1].
     Returns ``(c: (K, d), log_w: (K,), mu: (d,))``; ``c`` is differentiable in ``params``;
-    all NaN if ``x`` holds a NaN.
+    all NaN if ``x`` holds a NaN or a traced ``tail_prob`` lies outside (0, 1].
     """
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     K = check_num_samples(num_samples)
@@ -121,7 +121,8 @@ def is_samples(
     log_mix = log_mix if k1 > 0 else log_base  # K == 1: no shifted component
     log_w = jax.lax.stop_gradient(log_base - log_mix)
     c = flow.apply(params, z, x, method=ConditionalFlow.forward_and_log_det)[0]
-    return nan_where(jnp.any(jnp.isnan(x)), (c, log_w, mu))
+    # a NaN shift (a traced tail_prob outside (0, 1]) would leave the unshifted half finite
+    return nan_where(jnp.any(jnp.isnan(x)) | jnp.any(jnp.isnan(mu)), (c, log_w, mu))
 
 
 def is_decision(

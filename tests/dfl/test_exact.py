@@ -15,8 +15,9 @@ from tailjax.dfl import (
     gaussian_regret_reference,
     regret_reference,
 )
-from tailjax.dfl.exact import _socp_root
-from tailjax.dfl.problems import make_instance
+from tailjax.dfl import residual_covariance
+from tailjax.dfl.exact import _socp_qp_and_gap, _socp_root, _socp_root_search
+from tailjax.dfl.problems import make_instance, pyepo_knapsack_instance
 from tailjax.risk import cvar
 from tests.dfl import gaussian_cases as cases
 
@@ -73,6 +74,34 @@ def test_socp_root_search_converges_in_sixteen_steps(x64, budget):
     root = lambda steps: jax.jit(jax.vmap(  # noqa: E731
         lambda m: _socp_root(2.0, steps, 1e-14, 60, problem, m, jnp.asarray(cov))))(means)
     np.testing.assert_allclose(root(16), root(200), rtol=0, atol=1e-9)
+
+
+def _knapsack_socp(n_means):
+    """Diff-DRO's cone on PyEPO's knapsack (50 items, float32): the case the bound was made for."""
+    inst = pyepo_knapsack_instance(num_data=200 + n_means, num_items=50, deg=2, seed=0, reg=0.1)
+    x, c = np.asarray(inst.features, np.float32), np.asarray(inst.costs, np.float32)
+    cov = jnp.asarray(residual_covariance(x[:200], c[:200]), jnp.float32)
+    return inst.problem, jnp.asarray(c[200:]), cov, float(np.sqrt(0.95 / 0.05))
+
+
+def test_socp_bracket_bound_holds_log_sd_is_nondecreasing_in_log_t():
+    # the bracket update rests on phi(u) = log sd(w_u) never falling as u = log t grows
+    problem, means, cov, kappa = _knapsack_socp(4)
+    us = jnp.linspace(-6.0, 6.0, 61)
+    phi = jax.jit(jax.vmap(jax.vmap(lambda m, u: u - _socp_qp_and_gap(kappa, 40, problem, m, cov, u)[1],
+                                    in_axes=(None, 0)), in_axes=(0, None)))(means, us)
+    assert float(jnp.min(phi[:, -1] - phi[:, 0])) > 4.0  # phi moves over the grid
+    assert float(jnp.min(jnp.diff(phi, axis=1))) > -5e-6  # float32 solves: about 5e-7 of noise
+
+
+def test_socp_root_search_on_a_knapsack_cone_takes_at_most_twelve_qps():
+    # regula falsi with the bracket moved only to u took up to 15 QPs here; this search 11
+    problem, means, cov, kappa = _knapsack_socp(16)
+    search = lambda steps: jax.jit(jax.vmap(  # noqa: E731
+        lambda m: _socp_root_search(kappa, steps, 1e-10, 40, problem, m, cov)))(means)
+    log_t, steps = search(60)
+    assert int(jnp.max(steps)) <= 12, np.asarray(steps)
+    np.testing.assert_allclose(search(200)[0], log_t, rtol=0, atol=0)
 
 
 def test_exact_regret_matches_monte_carlo_1e6():

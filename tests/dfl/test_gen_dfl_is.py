@@ -70,6 +70,18 @@ def test_log_weights_are_the_exact_density_ratio():
     np.testing.assert_allclose(jnp.linalg.norm(mu), tail_shift(0.1), rtol=1e-4)
 
 
+def test_traced_tail_prob_outside_the_unit_interval_makes_every_sample_nan():
+    # the shift is NaN there; the unshifted half of the samples must not come back finite
+    flow = ConditionalFlow(2, 1, num_layers=2, hidden_sizes=(8,))
+    params = _perturbed(flow, jax.random.key(0))
+    problem = _two_asset_problem()
+    draw = jax.jit(lambda a: is_samples(jax.random.key(1), flow, params, problem, jnp.array([0.4]), a, 4,
+                                        pilot_samples=4))
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in draw(0.1))
+    for bad in (0.0, 2.0, -0.5):
+        assert all(bool(jnp.all(jnp.isnan(v))) for v in draw(bad)), bad
+
+
 def test_importance_sampling_reduces_tail_estimate_error():
     """CVaR of f(c, 1) = -c for c ~ N(loc, s^2): closed form vs plain and IS estimates."""
     loc, scale, tail_prob, K = 1.0, 0.5, 0.02, 64
