@@ -169,17 +169,17 @@ def _socp_root(kappa, root_steps, root_tol, iterations, prob, mean, cov):
 
 
 def _socp_root_search(kappa, root_steps, root_tol, iterations, prob, mean, cov):
-    """(log t*, the QPs it took after the two at the bracket's ends): log t* in the bracket [2 top / 1e40, 2 top] of log t (its lower end raised to
-    2 top sqrt(tiny) in float32), top bounding sqrt(w^T cov w) on the box: at most
-    ``root_steps`` QPs after the two at its ends, until the bracket is narrower than
-    ``root_tol`` (or a few ulps of log t).
+    """(log t*, the QPs it took after the two at the bracket's ends). log t* in the bracket
+    [2 top / 1e40, 2 top] of log t (its lower end raised to 2 top sqrt(tiny) in float32),
+    top bounding sqrt(w^T cov w) on the box: at most ``root_steps`` QPs after the two at its
+    ends, until the bracket is narrower than ``root_tol`` (or a few ulps of log t).
 
     phi(u) = log sqrt(w_u^T cov w_u) is nondecreasing in u (a heavier penalty on w^T cov w
     never raises it), so a QP at u with gap(u) = u - phi(u) > 0 puts the root u* = phi(u*) at
     or below phi(u), and one with gap < 0 at or above it: every QP moves an end of the
     bracket [lo, hi] to phi(u), past u. The steps are regula falsi (Illinois) through the
-    last QPs on either side of the root, a bisection of [lo, hi] where that falls outside it
-    or three steps did not halve it."""
+    last QPs on either side of the root, kept inside [lo, hi], and a bisection of [lo, hi]
+    where three steps did not halve it."""
     poly = prob.polytope
     radius = jnp.sum(jnp.maximum(jnp.abs(poly.lower), jnp.abs(poly.upper)) ** 2)
     top = jnp.sqrt(jnp.max(jnp.linalg.eigvalsh(0.5 * (cov + cov.T))) * radius)
@@ -200,8 +200,8 @@ def _socp_root_search(kappa, root_steps, root_tol, iterations, prob, mean, cov):
         lo, hi, a, f_a, b, f_b, last, widths, steps = s  # widths: [lo, hi]'s at the last 3 steps
         width = hi - lo
         falsi = b - f_b * (b - a) / (f_b - f_a)
-        bisect = (width > 0.5 * widths[0]) | ~((falsi > lo) & (falsi < hi))
-        u = jnp.clip(jnp.where(bisect, 0.5 * (lo + hi), falsi), lo + 1e-3 * width, hi - 1e-3 * width)
+        u = jnp.where(width > 0.5 * widths[0], 0.5 * (lo + hi), falsi)
+        u = jnp.clip(u, lo + 1e-3 * width, hi - 1e-3 * width)
         f = gap(u)
         up = f > 0  # the root is at or below phi(u) < u
         # Illinois: an end kept twice in a row has its value halved
@@ -210,7 +210,7 @@ def _socp_root_search(kappa, root_steps, root_tol, iterations, prob, mean, cov):
         a, b = jnp.where(up, a, u), jnp.where(up, u, b)
         # an inexact QP may put phi(u) past the bracket's other end: the bracket then closes there
         phi = u - f
-        hi = jnp.where(up, jnp.clip(phi, lo, u), hi)
+        hi = jnp.where(up, jnp.clip(phi, lo, u), jnp.where(f == 0, u, hi))  # a gap of 0: u is the root
         lo = jnp.where(up, lo, jnp.clip(phi, u, hi))
         return lo, hi, a, f_a, b, f_b, jnp.where(up, 1, -1), jnp.append(widths[1:], width), steps + 1
 

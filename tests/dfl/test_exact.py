@@ -95,7 +95,7 @@ def test_socp_bracket_bound_holds_log_sd_is_nondecreasing_in_log_t():
 
 
 def test_socp_root_search_on_a_knapsack_cone_takes_at_most_twelve_qps():
-    # regula falsi with the bracket moved only to u took up to 15 QPs here; this search 11
+    # regula falsi with the bracket moved only to u took up to 15 QPs here; this search 10
     problem, means, cov, kappa = _knapsack_socp(16)
     search = lambda steps: jax.jit(jax.vmap(  # noqa: E731
         lambda m: _socp_root_search(kappa, steps, 1e-10, 40, problem, m, cov)))(means)
