@@ -94,6 +94,9 @@ SIZES = {
         levels={"gaussian": (0.02, 0.05, 0.1, 0.2), "perlin": (0.05, 0.1, 0.2, 0.4), "cutout": (2, 4, 8, 12)},
     ),
 }
+# GPU: the small size's budgets with the paper protocol's networks (stacked LSTM (128, 64), 1-D
+# UNet noise network (128, 256, 256, 256)), which the 2-core CPU could not run
+SIZES["small_paper_nets"] = dict(SIZES["small"], protocol=dict(SIZES["small"]["protocol"], paper=dict()))
 INNER = ("frozen_prefix", "reconstruction_steps", "policy_std")
 
 
@@ -327,7 +330,8 @@ def merge(files, out):
 
 
 def main(argv=None):
-    p = harness.parser(__doc__, sizes=("small", "paper", "smoke"), out="results/gas_dro", compile_cache=True)
+    p = harness.parser(__doc__, sizes=("small", "paper", "smoke", "small_paper_nets"), out="results/gas_dro",
+                       compile_cache=True)
     p.add_argument("--data", default=os.environ.get("TAILJAX_DATA"),
                    help="folder holding carbon_intensity/ and usps/ (default $TAILJAX_DATA, else the bundled subsets)")
     p.add_argument("--protocols", nargs="*", default=["today", "paper"], choices=["today", "paper"])
