@@ -1,10 +1,11 @@
 #!/bin/bash
 # One lent-GPU call (issue 16). usage: bash benchmarks/results/gas_dro_small_paper_nets_h100/run.sh SECONDS
 # (repository root on the device; carry .whl/dev312, the Python 3.12 wheels of ../shared/wheels/gpu-cp312,
-# and .data/carbon_intensity, a copy of ../shared/data/carbon_intensity). The carbon table under the
-# paper protocol at --size small_paper_nets (the small size's budgets, the paper's LSTM (128, 64) and
+# and .data/carbon.tar.gz, made by `tar czf .data/carbon.tar.gz -C ../shared/data carbon_intensity`).
+# The carbon table under the paper protocol at --size small_paper_nets (the small size's budgets, the paper's LSTM (128, 64) and
 # 1-D UNet noise network), seeds 0-4, one process per seed sharing the GPU. Writes $OUT/runs.tar.gz.
 T=$1
+mkdir -p .data && tar xzf .data/carbon.tar.gz -C .data
 python3 -m pip install -q --no-deps --no-index --target /tmp/site .whl/dev312/*.whl >/dev/null 2>&1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 D=$OUT/runs; mkdir -p $D
