@@ -14,8 +14,8 @@ from tailjax.dfl import (
     gaussian_cvar_decision,
     gaussian_regret_reference,
     regret_reference,
+    residual_covariance,
 )
-from tailjax.dfl import residual_covariance
 from tailjax.dfl.exact import _socp_qp_and_gap, _socp_root, _socp_root_search
 from tailjax.dfl.problems import make_instance, pyepo_knapsack_instance
 from tailjax.risk import cvar
