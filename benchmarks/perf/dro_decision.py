@@ -15,8 +15,6 @@ time the solver before a change, put an older checkout first on ``PYTHONPATH``).
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,16 +30,6 @@ CASES = (("portfolio", "paper-text"), ("portfolio", "paper-code"), ("knapsack", 
 SIZES = {"small": dict(instances=16, repeats=2), "paper": dict(instances=64, repeats=3)}
 
 
-def _median_seconds(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
-
-
 def measure(problem, protocol, instances, repeats):
     inst, x, c = make_data(problem, 2, 0, 320 + instances, 50, protocol=protocol)
     prob = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), inst.problem)
@@ -49,7 +37,8 @@ def measure(problem, protocol, instances, repeats):
     means = jnp.asarray(c[320:])
     kappa = worst_case_cvar_multiplier(TAIL)
     decide = jax.jit(jax.vmap(lambda m: moment_dro_decision(prob, m, cov, TAIL)))
-    seconds, w = _median_seconds(decide, means, repeats=repeats)
+    timed = harness.time_call(decide, means, repeats=repeats)
+    seconds, w = timed["seconds"], timed["output"]
     objective = jax.vmap(lambda w, m: prob.sign * (m @ w) + w @ (prob.quadratic @ w)
                          + kappa * jnp.sqrt(jnp.maximum(w @ (cov @ w), 0.0)))(w, means)
 
@@ -60,7 +49,7 @@ def measure(problem, protocol, instances, repeats):
     batch = DFLBatch(jnp.asarray(x[rows]), jnp.asarray(c[rows]), w_star)
     loss = lambda p: diff_dro_loss(p, batch, jax.random.PRNGKey(1), apply_fn=predictor.apply,  # noqa: E731
                                    problem=prob, cov=cov, tail_prob=TAIL)[0]
-    grad_seconds, _ = _median_seconds(jax.jit(jax.grad(loss)), params, repeats=repeats)
+    grad_seconds = harness.time_call(jax.jit(jax.grad(loss)), params, repeats=repeats)["seconds"]
     return dict(problem=problem, protocol=protocol, instances=instances, decision_seconds=seconds,
                 grad32_seconds=grad_seconds, finite=int(np.sum(np.all(np.isfinite(np.asarray(w)), -1))),
                 objective_mean=float(jnp.mean(objective)), objective=np.asarray(objective).tolist())

@@ -15,6 +15,7 @@ from tailjax.dfl import (
     gaussian_regret_reference,
     regret_reference,
     residual_covariance,
+    worst_case_cvar_multiplier,
 )
 from tailjax.dfl.exact import _socp_qp_and_gap, _socp_root, _socp_root_search
 from tailjax.dfl.problems import make_instance, pyepo_knapsack_instance
@@ -81,7 +82,7 @@ def _knapsack_socp(n_means):
     inst = pyepo_knapsack_instance(num_data=200 + n_means, num_items=50, deg=2, seed=0, reg=0.1)
     x, c = np.asarray(inst.features, np.float32), np.asarray(inst.costs, np.float32)
     cov = jnp.asarray(residual_covariance(x[:200], c[:200]), jnp.float32)
-    return inst.problem, jnp.asarray(c[200:]), cov, float(np.sqrt(0.95 / 0.05))
+    return inst.problem, jnp.asarray(c[200:]), cov, worst_case_cvar_multiplier(0.05)
 
 
 def test_socp_bracket_bound_holds_log_sd_is_nondecreasing_in_log_t():
