@@ -95,8 +95,10 @@ SIZES = {
     ),
 }
 # GPU: the small size's budgets with the paper protocol's networks (stacked LSTM (128, 64), 1-D
-# UNet noise network (128, 256, 256, 256)), which the 2-core CPU could not run
-SIZES["small_paper_nets"] = dict(SIZES["small"], protocol=dict(SIZES["small"]["protocol"], paper=dict()))
+# UNet noise network (128, 256, 256, 256)), which the 2-core CPU could not run; Table 5 with the
+# paper's two narrower UNets (its widest is the main run's)
+SIZES["small_paper_nets"] = dict(SIZES["small"], protocol=dict(SIZES["small"]["protocol"], paper=dict()),
+                                 capacity=((32, 64, 64, 64), (64, 128, 128, 128)))
 INNER = ("frozen_prefix", "reconstruction_steps", "policy_std")
 
 
@@ -166,6 +168,28 @@ def corrupted_scores(key, setup, predictors, levels):
 
 
 def run_protocol(cfg, key, protocol, args, log=print):
+    report = {}
+    if {"carbon", "corruptions", "budget"} & set(args.parts):
+        report = carbon_parts(cfg, key, protocol, args, log)
+    if "capacity" in args.parts:
+        report["capacity"] = capacity(cfg, key, protocol, args, log)
+    return report
+
+
+def budget_choice(cfg, results):
+    """(lambda, learning rate) of the budget curve: GAS-DRO's selected ones, or the size's
+    only lambda (and learning rate) when GAS-DRO was not trained in this run."""
+    if "GAS-DRO" in results:
+        sel = grid_values(results["GAS-DRO"]["selected"])
+        return sel["lam"], sel.get("lr")
+    if len(cfg["lams"]) == 1 and len(cfg.get("lrs") or (None,)) == 1:
+        return cfg["lams"][0], (cfg.get("lrs") or (None,))[0]
+    raise ValueError("--parts budget needs GAS-DRO in --methods to choose lambda and the learning rate "
+                     f"(grids lams={cfg['lams']}, lrs={cfg.get('lrs')})")
+
+
+def carbon_parts(cfg, key, protocol, args, log=print):
+    """The carbon table of ``args.methods`` (with corruptions and the budget curve when asked)."""
     t0 = time.perf_counter()
     inner = {k: getattr(args, k) for k in INNER}
     setup = carbon_setup(key, args.data, protocol, **cfg["carbon"], **cfg["protocol"][protocol], **inner)
@@ -189,15 +213,13 @@ def run_protocol(cfg, key, protocol, args, log=print):
     report = {"results": results, "info": info}
     if "corruptions" in args.parts:
         report["corruptions"] = corrupted_scores(jax.random.fold_in(key, 7), setup, predictors, cfg["levels"])
-    if "budget" in args.parts and "GAS-DRO" in results:
-        sel = grid_values(results["GAS-DRO"]["selected"])  # the selected lambda (and learning rate)
+    if "budget" in args.parts:
+        lam, lr = budget_choice(cfg, results)
         rec, _ = train_grid(cfg, "GAS-DRO", jax.random.fold_in(key, 100 + METHODS.index("GAS-DRO")), setup, val,
-                            tests, log=log, gas_grid=[(sel["lam"], d) for d in cfg["budget_deltas"]], lr=sel.get("lr"))
+                            tests, log=log, gas_grid=[(lam, d) for d in cfg["budget_deltas"]], lr=lr)
         report["budget"] = {str(round(g["budget"] - info["J0"], 6)): {k: g[k] for k in ("average", "worst", "validation",
                                                                                 "final_J", "final_mu", "path_kl")}
                             for g in rec["grid"].values()}
-    if "capacity" in args.parts:
-        report["capacity"] = capacity(cfg, key, protocol, args, log)
     return report
 
 
@@ -207,7 +229,8 @@ def capacity(cfg, key, protocol, args, log=print):
     ambiguity set."""
     out = {}
     inner = {k: getattr(args, k) for k in INNER}
-    variants = [(f"DDPM {w}", dict(noise_features=w)) for w in cfg["capacity"]] + [("VAE", dict(vae_ambiguity=True))]
+    variants = [("VAE", dict(vae_ambiguity=True)) if w == "VAE" else (f"DDPM {w}", dict(noise_features=w))
+                for w in cfg["capacity"]]
     for tag, extra in variants:
         kw = {**cfg["carbon"], **cfg["protocol"][protocol], **extra}
         setup = carbon_setup(key, args.data, protocol, baselines=False, **kw, **inner)
@@ -228,6 +251,10 @@ def write_report(report, out):
     for protocol in report["protocols"]:
         done = {s: r[protocol] for s, r in report["per_seed"].items() if protocol in r}  # a cut run keeps its seeds
         if not done:
+            continue
+        if not all("results" in r for r in done.values()):  # runs of Table 5 alone
+            lines += [f"\n## Carbon, protocol `{protocol}`, {len(done)} seeds ({list(done)})",
+                      *extra_tables(done, protocol)]
             continue
         runs = [r["results"] for r in done.values()]
         info = next(iter(done.values()))["info"]
@@ -275,11 +302,16 @@ def extra_tables(done, protocol):
         lines += [f"\nCorrupted test inputs ({protocol}): average test MSE over sets, mean ± sd over seeds",
                   harness.markdown_table(rows, list(rows[0]))]
     for part, title in (("budget", "GAS-DRO against the budget delta"), ("capacity", "Table 5: generator capacity")):
-        if part in seeds[0]:
-            keys = list(seeds[0][part])
-            rows = [{part: k, **{f: "{:.4g} ± {:.2g}".format(*harness.mean_sd([r[part][k][f] for r in seeds]))
-                                 for f in ("average", "worst", "validation", "final_J", "final_mu", "path_kl")
-                                 if f in seeds[0][part][k]}} for k in keys]
+        have = [r[part] for r in seeds if part in r]
+        keys = sorted({k for h in have for k in h}, key=lambda k: float(k) if part == "budget" else k)
+        rows = []
+        for k in keys:  # mean ± sd over the seeds that ran this value
+            runs = [h[k] for h in have if k in h]
+            rows.append({part: k, "seeds": len(runs),
+                         **{f: "{:.4g} ± {:.2g}".format(*harness.mean_sd([r[f] for r in runs]))
+                            for f in ("average", "worst", "validation", "final_J", "final_mu", "path_kl")
+                            if f in runs[0]}})
+        if rows:
             lines += [f"\n{title} ({protocol})", harness.markdown_table(rows, list(rows[0]))]
     return lines
 
@@ -288,7 +320,7 @@ def plot(report, out):
     protocols = report["protocols"]
     fig, axes = harness.figure(1, len(protocols) + 1, figsize=(6 * (len(protocols) + 1), 4), squeeze=False)
     for ax, protocol in zip(axes[0], protocols):
-        runs = [r[protocol]["results"] for r in report["per_seed"].values() if protocol in r]
+        runs = [r[protocol]["results"] for r in report["per_seed"].values() if "results" in r.get(protocol, {})]
         if not runs:
             continue
         names = list(runs[0])
@@ -308,8 +340,22 @@ def plot(report, out):
     harness.save_figure(fig, out, "gas_dro")
 
 
+def merged_parts(old, new):
+    """One seed's protocol report from two: the parts (results, corruptions, budget, capacity)
+    are merged key by key, ``new`` winning; ``info`` (the set-up's) stays the first run's."""
+    out = dict(old)
+    for k, v in new.items():
+        if k == "info":
+            out.setdefault(k, v)
+        else:
+            out[k] = {**old[k], **v} if isinstance(v, dict) and isinstance(old.get(k), dict) else v
+    return out
+
+
 def merge(files, out):
-    """One report from the JSON files of runs of other seeds or protocols (later files win)."""
+    """One report from the JSON files of runs of other seeds, protocols or parts: a seed's
+    protocol gathers the parts, methods, budgets and capacity variants of every file (later
+    files win where two hold the same one)."""
     import json
 
     reports = [json.loads(pathlib.Path(f).read_text()) for f in files]
@@ -318,10 +364,13 @@ def merge(files, out):
     report["command"] = "; ".join(r["command"] for r in reports)
     for r in reports:
         for seed, parts in r["per_seed"].items():
-            report["per_seed"].setdefault(seed, {}).update(parts)
+            mine = report["per_seed"].setdefault(seed, {})
+            for protocol, part in parts.items():
+                mine[protocol] = merged_parts(mine.get(protocol, {}), part)
         report["protocols"] += [p for p in r["protocols"] if p not in report["protocols"]
                                 and any(p in v for v in r["per_seed"].values())]
     report["seeds"] = sorted(int(s) for s in report["per_seed"])
+    pathlib.Path(out).mkdir(parents=True, exist_ok=True)
     text = write_report(report, out)
     harness.write_json(out, "gas_dro", report)
     plot(report, out)
@@ -352,6 +401,11 @@ def main(argv=None):
                    help="the generator's (adversary's) Adam step (default: the paper's 1e-5)")
     p.add_argument("--lrs", nargs="*", type=float, default=None,
                    help="predictor learning rates chosen on validation, for every method (default: the size's)")
+    p.add_argument("--budget-deltas", dest="budget_deltas", nargs="*", type=float, default=None,
+                   help="the budget curve's deltas (default: the size's)")
+    p.add_argument("--capacity", nargs="*", default=None,
+                   help="Table 5's variants: noise-network widths such as 32,64,64,64, or VAE "
+                        "(default: the size's widths and VAE)")
     p.add_argument("--merge", nargs="*", default=None,
                    help="JSON files of earlier runs (same size and settings) to merge into one report")
     args = p.parse_args(argv)
@@ -373,6 +427,13 @@ def main(argv=None):
         cfg["deltas"] = tuple(args.deltas)
     if args.lams:
         cfg["lams"] = tuple(args.lams)
+    if args.budget_deltas:
+        cfg["budget_deltas"] = tuple(args.budget_deltas)
+    try:
+        cfg["capacity"] = (*cfg["capacity"], "VAE") if args.capacity is None else tuple(
+            v if v == "VAE" else tuple(int(w) for w in v.split(",")) for v in args.capacity)
+    except ValueError:
+        p.error(f"--capacity takes widths such as 32,64,64,64 or VAE, got {args.capacity}")
     if args.lrs:
         if min(args.lrs) <= 0:
             p.error(f"--lrs must be > 0, got {args.lrs}")
@@ -384,12 +445,12 @@ def main(argv=None):
                            "gas_steps": cfg["gas_steps"],
                            "carbon": cfg["carbon"], "inner": {k: getattr(args, k) for k in INNER}},
               "per_seed": {}}
-    carbon_parts = {"carbon", "corruptions", "budget", "capacity"} & set(args.parts)
+    carbon_wanted = {"carbon", "corruptions", "budget", "capacity"} & set(args.parts)
     for seed in report["seeds"]:
         print(f"== seed {seed}", flush=True)
         key = jax.random.key(seed)
         per = report["per_seed"][str(seed)] = {}
-        if carbon_parts:
+        if carbon_wanted:
             for protocol in args.protocols:
                 per[protocol] = run_protocol(cfg, jax.random.fold_in(key, ["today", "paper"].index(protocol)),
                                              protocol, args)
@@ -399,9 +460,9 @@ def main(argv=None):
 
             per["digits"] = run_digits(args.size, jax.random.fold_in(key, 9), args.data, args.select)
             harness.write_json(args.out, "gas_dro", report)
-    text = write_report(report, args.out) if carbon_parts else ""
+    text = write_report(report, args.out) if carbon_wanted else ""
     harness.write_json(args.out, "gas_dro", report)
-    if carbon_parts:
+    if carbon_wanted:
         plot(report, args.out)
     print(text)
     return report

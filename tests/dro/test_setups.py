@@ -311,3 +311,71 @@ def test_digits_benchmark_merges_runs_of_other_seeds_and_refuses_mismatches(tmp_
         gas_dro_digits.main(["--merge", a, c, "--out", str(tmp_path / "m2")])
     with pytest.raises(SystemExit, match="seeds 0, 1 of"):
         gas_dro_digits.main(["--merge", a, a, "--out", str(tmp_path / "m3")])
+
+
+def _fake_carbon(calls):
+    from benchmarks.seeds import gas_dro
+
+    def carbon_parts(cfg, key, protocol, args, log=print):
+        calls.append(("carbon", tuple(args.methods)))
+        results = {m: {"mse": {"A": 0.1}, "average": 0.1, "worst": 0.1, "validation": 0.1} for m in args.methods}
+        report = {"results": {**results, "persistence": {"mse": {"A": 0.2}, "average": 0.2, "worst": 0.2}},
+                  "info": {"J0": 0.5, "J_sd": 0.01, "train_zone": "CAISO", "train_years": [2023], "scaling": "own",
+                           "train_windows": 10, "last_steps": 2, "wasserstein": {"A": 0.1}}}
+        if "budget" in args.parts:
+            gas_dro.budget_choice(cfg, results)
+            report["budget"] = {str(d): {"average": d, "worst": d, "validation": d} for d in cfg["budget_deltas"]}
+        return report
+
+    def capacity(cfg, key, protocol, args, log=print):
+        calls.append(("capacity", cfg["capacity"]))
+        return {str(v): {"average": 0.3, "worst": 0.3, "validation": 0.3} for v in cfg["capacity"]}
+
+    return carbon_parts, capacity
+
+
+def test_gas_dro_benchmark_splits_the_budget_curve_and_table_5_over_runs_and_merges_them(tmp_path, monkeypatch):
+    from benchmarks.seeds import gas_dro
+
+    calls = []
+    carbon_parts, capacity = _fake_carbon(calls)
+    monkeypatch.setattr(gas_dro, "carbon_parts", carbon_parts)
+    monkeypatch.setattr(gas_dro, "capacity", capacity)
+    monkeypatch.setattr(gas_dro, "plot", lambda report, out: None)
+    args = ["--size", "smoke", "--protocols", "paper", "--compile-cache", "none"]
+    gas_dro.main(args + ["--parts", "carbon", "--methods", "ML", "GAS-DRO", "--out", str(tmp_path / "a")])
+    # the budget curve without GAS-DRO's own run (the smoke size has one lambda), in two halves
+    gas_dro.main(args + ["--parts", "budget", "--methods", "--budget-deltas", "0.01", "--out", str(tmp_path / "b")])
+    gas_dro.main(args + ["--parts", "budget", "--methods", "--budget-deltas", "0.1", "0.2", "--out", str(tmp_path / "c")])
+    # Table 5 alone: no carbon set-up, one process per variant
+    gas_dro.main(args + ["--parts", "capacity", "--capacity", "16,32", "--out", str(tmp_path / "d")])
+    gas_dro.main(args + ["--parts", "capacity", "--capacity", "VAE", "--out", str(tmp_path / "e")])
+    assert calls == [("carbon", ("ML", "GAS-DRO")), ("carbon", ()), ("carbon", ()),
+                     ("capacity", ((16, 32),)), ("capacity", ("VAE",))]
+    assert "Table 5" in (tmp_path / "d" / "gas_dro.md").read_text()
+    merged = gas_dro.main(["--merge", *(str(tmp_path / d / "gas_dro.json") for d in "abcde"),
+                           "--out", str(tmp_path / "m")])
+    paper = merged["per_seed"]["0"]["paper"]
+    assert {"ML", "GAS-DRO", "persistence"} <= set(paper["results"])
+    assert set(paper["budget"]) == {"0.01", "0.1", "0.2"}
+    assert set(paper["capacity"]) == {"(16, 32)", "VAE"}
+    text = (tmp_path / "m" / "gas_dro.md").read_text()
+    assert "GAS-DRO against the budget delta" in text and "Table 5" in text
+
+
+def test_gas_dro_benchmark_refuses_a_budget_curve_whose_lambda_is_not_chosen(tmp_path):
+    from benchmarks.seeds import gas_dro
+
+    cfg = dict(gas_dro.SIZES["paper"])
+    with pytest.raises(ValueError, match="needs GAS-DRO in --methods"):
+        gas_dro.budget_choice(cfg, {"ML": {}})
+    assert gas_dro.budget_choice(dict(cfg, lams=(0.5,), lrs=(1e-3,)), {}) == (0.5, 1e-3)
+    assert gas_dro.budget_choice(cfg, {"GAS-DRO": {"selected": "lam=0.5,delta=0.02,lr=0.003"}}) == (0.5, 0.003)
+
+
+def test_gas_dro_benchmark_refuses_a_capacity_variant_that_is_not_widths(tmp_path, capsys):
+    from benchmarks.seeds import gas_dro
+
+    with pytest.raises(SystemExit):
+        gas_dro.main(["--size", "smoke", "--out", str(tmp_path), "--capacity", "wide"])
+    assert "--capacity takes widths" in capsys.readouterr().err
