@@ -18,10 +18,13 @@ six in float32: with fewer, float32 solves of ill-conditioned late iterations lo
 decision's last digits; six reach ~1e-6 relative CVaR on energy-price instances), a
 ``while_loop`` capped at ``iterations`` that freezes an instance once gap and residuals are
 below ``tol`` (under ``vmap`` the loop runs until the slowest instance is done) or when a step
-turns non-finite. It returns the best iterate seen (the smallest largest ratio of a test to
-its tolerance): a solve that does not converge is accepted when that iterate is within
-``REDUCED_ACCURACY`` (10x) of every test, as interior-point codes report "reduced accuracy"
-(float32 iterates can stall a few percent above the dual test, and later ones get worse).
+turns non-finite. The complementarity each step aims at is floored at a tenth of what the gap
+test allows: driving it further to 0 only ill-conditions the Newton systems, and float64
+solves of near-LPs then stalled with the dual residual far above its test. It returns the
+best iterate seen (the smallest largest ratio of a test to its tolerance): a solve that does
+not converge is accepted when that iterate is within ``REDUCED_ACCURACY`` (10x) of every test,
+as interior-point codes report "reduced accuracy" (float32 iterates can stall a few percent
+above the dual test, and later ones get worse).
 
 Gradients: the implicit function theorem on the KKT map
 F(x, y, z; data) = (Qx + q + A'y + G'z, Ax - b, z * (Gx - h)). The transposed KKT system is
@@ -50,6 +53,8 @@ _STEP_FRACTION = 0.99
 # later ones get worse) returns its best iterate, accepted as converged when it meets every
 # test to this factor of its tolerance.
 REDUCED_ACCURACY = 10.0
+# the complementarity each step aims at is at least this fraction of the gap test's
+_MU_FLOOR = 0.1
 
 
 def _refine_steps(dtype) -> int:
@@ -144,7 +149,7 @@ def _initial_state(P, ridge):
     return IPMState(x, y, shift(-r), shift(r), jnp.asarray(False), jnp.asarray(0, jnp.int32))
 
 
-def _ipm_step(P, st: IPMState, ridge) -> IPMState:
+def _ipm_step(P, st: IPMState, ridge, tol) -> IPMState:
     x, y, z, s = st.x, st.y, st.z, st.s
     m = s.shape[0]
     r_dual, r_eq, r_ineq = _residuals(P, x, y, z, s)
@@ -162,7 +167,11 @@ def _ipm_step(P, st: IPMState, ridge) -> IPMState:
     a_aff = jnp.minimum(_max_step(s, ds_a), _max_step(z, dz_a))
     mu_aff = ((s + a_aff * ds_a) @ (z + a_aff * dz_a)) / m
     sigma = jnp.clip(mu_aff / mu, 0.0, 1.0) ** 3
-    dx, dy, dz, ds = direction(s * z + ds_a * dz_a - sigma * mu)
+    # the gap test needs m mu <= tol max(1, |obj|); aiming lower only ill-conditions the
+    # Newton systems
+    obj = 0.5 * x @ P.quad_mv(x) + P.lin @ x
+    target = jnp.maximum(sigma * mu, _MU_FLOOR * tol * jnp.maximum(1.0, jnp.abs(obj)) / m)
+    dx, dy, dz, ds = direction(s * z + ds_a * dz_a - target)
     step = _STEP_FRACTION * jnp.minimum(_max_step(s, ds), _max_step(z, dz))
     tiny = jnp.finfo(s.dtype).tiny
     new = IPMState(
@@ -185,7 +194,7 @@ def _run(P, iterations, tol, ridge) -> tuple[IPMState, Array]:
 
     def body(carry):
         st, best, best_m = carry
-        new = _ipm_step(P, st, ridge)
+        new = _ipm_step(P, st, ridge, tol)
         m = _merit(P, new, tol)
         new = new._replace(done=new.done | (m <= 1.0))
         better = m < best_m

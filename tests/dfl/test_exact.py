@@ -95,6 +95,19 @@ def test_socp_bracket_bound_holds_log_sd_is_nondecreasing_in_log_t():
     assert float(jnp.min(jnp.diff(phi, axis=1))) > -5e-6  # float32 solves: about 5e-7 of noise
 
 
+def test_float64_cone_qps_converge_where_the_barrier_once_went_to_zero(x64):
+    # the float64 QP at u = 3.6 on the third mean kept shrinking its barrier after the gap test
+    # held, until the dual residual stalled 60x above its test and the solve returned NaN
+    problem, means, cov, kappa = _knapsack_socp(4)
+    to64 = lambda a: jnp.asarray(a, jnp.float64)  # noqa: E731
+    problem, means, cov = jax.tree_util.tree_map(to64, problem), to64(means), to64(cov)
+    us = jnp.linspace(-6.0, 6.0, 61, dtype=jnp.float64)
+    phi = jax.jit(jax.vmap(jax.vmap(lambda m, u: u - _socp_qp_and_gap(kappa, 60, problem, m, cov, u)[1],
+                                    in_axes=(None, 0)), in_axes=(0, None)))(means, us)
+    assert bool(jnp.all(jnp.isfinite(phi))), np.argwhere(~np.isfinite(np.asarray(phi)))
+    assert float(jnp.min(jnp.diff(phi, axis=1))) > -1e-7  # float64 solves: about 1e-8 of noise
+
+
 def test_socp_root_search_on_a_knapsack_cone_takes_at_most_twelve_qps():
     # regula falsi with the bracket moved only to u took up to 15 QPs here; this search 10
     problem, means, cov, kappa = _knapsack_socp(16)
