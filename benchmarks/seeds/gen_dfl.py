@@ -66,19 +66,29 @@ def cell_key(experiment, meta):
     return (experiment,) + tuple(sorted((k, v) for k, v in meta.items() if k not in _RESULT_FIELDS))
 
 
+# settings that only choose which cells run (each cell's key holds its value): a resumed run
+# may add degrees or sweep values
+_CELL_LISTS = ("degs", *sorted({values for _, values in _SWEEPS.values()}))
+
+
+def _identity(run):
+    return {**run, "config": {k: v for k, v in (run["config"] or {}).items() if k not in _CELL_LISTS}}
+
+
 def load_checkpoint(path, run):
     """Records, cells and wall seconds per experiment of ``path`` (an earlier ``gen_dfl.json``)
-    when it belongs to ``run`` (same size, protocol and settings); an error that names the
-    difference otherwise."""
+    when it belongs to ``run`` (same size, protocol and settings but the lists of degrees and
+    sweep values); an error that names the difference otherwise."""
     if not path.exists():
         return [], [], {}
     state = json.loads(path.read_text())
     mine = json.loads(json.dumps(harness.plain(run)))
     theirs = {k: state.get(k) for k in mine}
-    if theirs != mine:
+    if _identity(theirs) != _identity(mine):
         diff = [k for k in ("size", "protocol") if theirs[k] != mine[k]]
         cfg = theirs["config"] or {}
-        diff += sorted(k for k in set(cfg) | set(mine["config"]) if cfg.get(k) != mine["config"].get(k))
+        diff += sorted(k for k in set(cfg) | set(mine["config"])
+                       if k not in _CELL_LISTS and cfg.get(k) != mine["config"].get(k))
         raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
                          "use another --out or delete it")
     return state["records"], state.get("cells", []), state.get("timings_s", {})

@@ -64,6 +64,17 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
         == ([], [], {})
 
 
+def test_resume_may_add_degrees_and_sweep_values_but_not_change_a_setting(tmp_path):
+    # cells are keyed by their degree or swept value, so a longer list only runs more cells
+    path = tmp_path / "gen_dfl.json"
+    path.write_text(json.dumps(dict(size="paper", protocol="paper-code", config=dict(steps=2, degs=[2], Ks=[100]),
+                                    records=[{"seed": 0}])))
+    run = dict(size="paper", protocol="paper-code", config=dict(steps=2, degs=[2, 4, 8], Ks=[100, 1000]))
+    assert gen_dfl.load_checkpoint(path, run)[0] == [{"seed": 0}]
+    with pytest.raises(SystemExit, match=r"differs in steps\)"):
+        gen_dfl.load_checkpoint(path, dict(run, config=dict(steps=3, degs=[4], Ks=[100])))
+
+
 def test_sweep_report_rows_per_setting_and_level_with_orderings(tmp_path):
     recs = [dict(experiment="regret_weight", method=m, regret_weight=b, tail_prob_eval=a, metric="m", seed=s,
                  regret=v + s + (0 if m != "gen_dfl" else (-5 if b == 10.0 else 5)))
