@@ -24,7 +24,9 @@ initial set drawn once per InnerMax, eta = 0.01); each is an option, as is the a
 Adam step (``--gas-lr``, the paper's 1e-5 by default). The report says per
 test set and on average where GAS-DRO wins, ties or loses against the best converged
 baseline and against persistence (sign test over seeds). Writes ``gas_dro.json``,
-``gas_dro.md`` and ``gas_dro.png`` under ``--out``. Data: ``--data`` or $TAILJAX_DATA.
+``gas_dro.md`` and ``gas_dro.png`` under ``--out``. Data: ``--data`` or $TAILJAX_DATA. One seed's tables can be
+split over processes (``--methods``, ``--budget-deltas``, ``--capacity``; ``--parts capacity``
+alone skips the carbon set-up) and gathered by ``--merge``.
 """
 
 from __future__ import annotations
@@ -438,6 +440,11 @@ def main(argv=None):
         if min(args.lrs) <= 0:
             p.error(f"--lrs must be > 0, got {args.lrs}")
         cfg["lrs"] = tuple(args.lrs)
+    if "budget" in args.parts and "GAS-DRO" not in args.methods:
+        try:  # refused before anything trains
+            budget_choice(cfg, {})
+        except ValueError as e:
+            p.error(str(e))
     report = {"size": args.size, "seeds": harness.seeds(args), "protocols": args.protocols, "select": args.select,
               "command": "python -m benchmarks.seeds.gas_dro " + " ".join(argv if argv is not None else sys.argv[1:]),
               "settings": {"gas": cfg["gas"]._asdict(), "deltas": cfg["deltas"], "lams": cfg["lams"],

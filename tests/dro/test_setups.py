@@ -363,9 +363,12 @@ def test_gas_dro_benchmark_splits_the_budget_curve_and_table_5_over_runs_and_mer
     assert "GAS-DRO against the budget delta" in text and "Table 5" in text
 
 
-def test_gas_dro_benchmark_refuses_a_budget_curve_whose_lambda_is_not_chosen(tmp_path):
+def test_gas_dro_benchmark_refuses_a_budget_curve_whose_lambda_is_not_chosen(tmp_path, capsys):
     from benchmarks.seeds import gas_dro
 
+    with pytest.raises(SystemExit):  # the paper size's grid has two lambdas and three rates
+        gas_dro.main(["--size", "paper", "--out", str(tmp_path), "--parts", "budget", "--methods", "ML"])
+    assert "needs GAS-DRO in --methods" in capsys.readouterr().err
     cfg = dict(gas_dro.SIZES["paper"])
     with pytest.raises(ValueError, match="needs GAS-DRO in --methods"):
         gas_dro.budget_choice(cfg, {"ML": {}})
