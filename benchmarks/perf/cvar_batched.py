@@ -25,7 +25,7 @@ import numpy as np
 from benchmarks import _harness as harness
 from benchmarks.perf.cvar_large import torch_cvar
 from tailjax import risk
-from tailjax.risk.select import SelectConfig
+from tailjax.risk import SelectConfig
 
 SHAPES = {
     "paper": [(10_000, 1_000), (1_000, 100_000), (100, 1_000_000)],

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks import _harness as harness
 from tailjax import risk
-from tailjax.risk.select import SelectConfig
+from tailjax.risk import SelectConfig
 
 SIZES = {"small": 1_000_000, "paper": 100_000_000}
 HISTOGRAM = SelectConfig(method="histogram")  # the key-histogram pass (an XLA scatter) instead of compaction

@@ -22,7 +22,7 @@ Example:
 """
 
 from tailjax.risk.empirical import cvar, mean_cvar, ru_objective, tail_count, var, var_cvar
-from tailjax.risk.select import cvar_large, var_large
+from tailjax.risk.select import SelectConfig, cvar_large, var_large
 from tailjax.risk.threshold import (
     ThresholdInfo,
     pseudo_reward,
@@ -40,6 +40,7 @@ __all__ = [
     "tail_count",
     "cvar_large",
     "var_large",
+    "SelectConfig",
     "pseudo_reward",
     "threshold_objective",
     "solve_threshold",
