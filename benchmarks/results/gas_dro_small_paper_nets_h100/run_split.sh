@@ -4,8 +4,8 @@
 # (repository root on the device; carry .whl/dev312 and .data/carbon.tar.gz as run.sh says).
 # The budget curve (Fig. 5) or Table 5 under the paper protocol at --size small_paper_nets, one process
 # per SEED:VALUES job sharing the GPU, three CPU cores each; VALUES are comma-separated budget deltas
-# (budget) or variants separated by "/" (capacity, e.g. 0:32,64,64,64/VAE). More than five processes
-# ran out of GPU memory on an H100 (runs_budget_15procs/).
+# (budget) or variants separated by "/" (capacity, e.g. 0:32,64,64,64/VAE). Five processes fit one
+# H100; fifteen ran out of GPU memory (runs_budget_15procs/, an earlier version of this script).
 # Writes $OUT/runs_$PART.tar.gz; merge with run.sh's seeds by `python -m benchmarks.seeds.gas_dro --merge`.
 PART=$1 T=$2; shift 2
 case $PART in
