@@ -367,7 +367,8 @@ def test_gas_dro_benchmark_refuses_a_budget_curve_whose_lambda_is_not_chosen(tmp
     from benchmarks.seeds import gas_dro
 
     with pytest.raises(SystemExit):  # the paper size's grid has two lambdas and three rates
-        gas_dro.main(["--size", "paper", "--out", str(tmp_path), "--parts", "budget", "--methods", "ML"])
+        gas_dro.main(["--size", "paper", "--out", str(tmp_path), "--compile-cache", "none", "--parts", "budget",
+                      "--methods", "ML"])
     assert "needs GAS-DRO in --methods" in capsys.readouterr().err
     cfg = dict(gas_dro.SIZES["paper"])
     with pytest.raises(ValueError, match="needs GAS-DRO in --methods"):
