@@ -184,8 +184,9 @@ def budget_choice(cfg, results):
     if "GAS-DRO" in results:
         sel = grid_values(results["GAS-DRO"]["selected"])
         return sel["lam"], sel.get("lr")
-    if len(cfg["lams"]) == 1 and len(cfg.get("lrs") or (None,)) == 1:
-        return cfg["lams"][0], (cfg.get("lrs") or (None,))[0]
+    lrs = cfg.get("lrs") or (None,)
+    if len(cfg["lams"]) == 1 and len(lrs) == 1:
+        return cfg["lams"][0], lrs[0]
     raise ValueError("--parts budget needs GAS-DRO in --methods to choose lambda and the learning rate "
                      f"(grids lams={cfg['lams']}, lrs={cfg.get('lrs')})")
 

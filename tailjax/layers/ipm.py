@@ -111,10 +111,12 @@ def _max_step(v, dv):
 
 
 def _residuals(P, x, y, z, s):
-    r_dual = P.quad_mv(x) + P.lin + P.eq_rmv(y) + P.ineq_rmv(z)
+    """(dual, equality and inequality residuals, objective 1/2 x'Qx + q'x)."""
+    qx = P.quad_mv(x)
+    r_dual = qx + P.lin + P.eq_rmv(y) + P.ineq_rmv(z)
     r_eq = P.eq_mv(x) - P.eq_rhs
     r_ineq = P.ineq_mv(x) + s - P.ineq_rhs
-    return r_dual, r_eq, r_ineq
+    return r_dual, r_eq, r_ineq, 0.5 * x @ qx + P.lin @ x
 
 
 def _inf(v):
@@ -123,8 +125,7 @@ def _inf(v):
 
 def _merit(P, st: IPMState, tol: float) -> Array:
     """The largest ratio of a convergence test to its tolerance (<= 1: converged)."""
-    r_dual, r_eq, r_ineq = _residuals(P, st.x, st.y, st.z, st.s)
-    obj = 0.5 * st.x @ P.quad_mv(st.x) + P.lin @ st.x
+    r_dual, r_eq, r_ineq, obj = _residuals(P, st.x, st.y, st.z, st.s)
     gap = (st.s @ st.z) / (tol * jnp.maximum(1.0, jnp.abs(obj)))
     primal = jnp.maximum(_inf(r_eq) / (tol * (1.0 + _inf(P.eq_rhs))),
                          _inf(r_ineq) / (tol * (1.0 + _inf(P.ineq_rhs))))
@@ -152,7 +153,7 @@ def _initial_state(P, ridge):
 def _ipm_step(P, st: IPMState, ridge, tol) -> IPMState:
     x, y, z, s = st.x, st.y, st.z, st.s
     m = s.shape[0]
-    r_dual, r_eq, r_ineq = _residuals(P, x, y, z, s)
+    r_dual, r_eq, r_ineq, obj = _residuals(P, x, y, z, s)
     w = z / s
     F = P.factor(w, ridge)
 
@@ -169,7 +170,6 @@ def _ipm_step(P, st: IPMState, ridge, tol) -> IPMState:
     sigma = jnp.clip(mu_aff / mu, 0.0, 1.0) ** 3
     # the gap test needs m mu <= tol max(1, |obj|); aiming lower only ill-conditions the
     # Newton systems
-    obj = 0.5 * x @ P.quad_mv(x) + P.lin @ x
     target = jnp.maximum(sigma * mu, _MU_FLOOR * tol * jnp.maximum(1.0, jnp.abs(obj)) / m)
     dx, dy, dz, ds = direction(s * z + ds_a * dz_a - target)
     step = _STEP_FRACTION * jnp.minimum(_max_step(s, ds), _max_step(z, dz))
