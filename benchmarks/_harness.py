@@ -180,13 +180,25 @@ def plain(obj: Any) -> Any:
     return obj
 
 
+def dumps(obj: Any, indent: int = 2, _level: int = 0) -> str:
+    """JSON with nested objects indented and every list of scalars on one line (curves and
+    per-sample values stay readable without one line per number)."""
+    pad, inner = " " * (indent * _level), " " * (indent * (_level + 1))
+    if isinstance(obj, dict) and obj:
+        items = (f"{inner}{json.dumps(str(k))}: {dumps(v, indent, _level + 1)}" for k, v in obj.items())
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        return "[\n" + ",\n".join(f"{inner}{dumps(v, indent, _level + 1)}" for v in obj) + f"\n{pad}]"
+    return json.dumps(obj)
+
+
 def write_json(out: str | pathlib.Path, name: str, payload: dict[str, Any]) -> pathlib.Path:
     """Write ``payload`` plus ``"environment"`` to ``out/name.json``; returns the path."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")  # replaced in one step: a run killed mid-write keeps the last file
-    tmp.write_text(json.dumps(plain({**payload, "environment": environment()}), indent=2))
+    tmp.write_text(dumps(plain({**payload, "environment": environment()})))
     tmp.replace(path)
     return path
 

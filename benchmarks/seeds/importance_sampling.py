@@ -321,7 +321,7 @@ def format_tables(var_rows, grid_rows, clocks):
 def _write_atomic(path: pathlib.Path, payload: dict):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(harness.plain(payload), indent=1))
+    tmp.write_text(harness.dumps(harness.plain(payload)))
     tmp.replace(path)
 
 
