@@ -240,8 +240,8 @@ def capacity(cfg, key, protocol, args, log=print):
         select = setup.ood_validation if args.select == "ood" else setup.validation
         rec, _ = train_grid(cfg, "GAS-DRO", jax.random.fold_in(key, 300), setup, scorer(setup.loss_fn, select),
                             scorer(setup.loss_fn, setup.tests), log=log, gas_grid=[(0.0, cfg["deltas"][0])])
-        out[tag] = {k: rec[k] for k in ("average", "worst", "validation", "final_J", "path_kl")}
-        out[tag]["J_sd"] = setup.info["J_sd"]
+        out[tag] = {k: rec[k] for k in ("average", "worst", "validation", "final_J", "final_mu", "path_kl")}
+        out[tag].update(J0=setup.info["J0"], J_sd=setup.info["J_sd"])
     return out
 
 
@@ -312,7 +312,7 @@ def extra_tables(done, protocol):
             runs = [h[k] for h in have if k in h]
             rows.append({part: k, "seeds": len(runs),
                          **{f: "{:.4g} ± {:.2g}".format(*harness.mean_sd([r[f] for r in runs]))
-                            for f in ("average", "worst", "validation", "final_J", "final_mu", "path_kl")
+                            for f in ("average", "worst", "validation", "J0", "final_J", "final_mu", "path_kl")
                             if f in runs[0]}})
         if rows:
             lines += [f"\n{title} ({protocol})", harness.markdown_table(rows, list(rows[0]))]

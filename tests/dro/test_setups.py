@@ -188,7 +188,7 @@ def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_d
     from benchmarks.seeds import gas_dro
 
     report = gas_dro.main(["--size", "smoke", "--data", str(data_dir), "--out", str(tmp_path), "--protocols", "today",
-                           "--parts", "carbon", "corruptions", "budget", "--methods", "ML", "KL-DRO", "GAS-DRO",
+                           "--parts", "carbon", "corruptions", "budget", "capacity", "--methods", "ML", "KL-DRO", "GAS-DRO",
                            "--max-steps", "4", "--gas-lr", "1e-3"])
     res = report["per_seed"]["0"]["today"]["results"]
     assert report["settings"]["settings"]["steps"] == 4 and res["ML"]["steps"] <= 4
@@ -196,6 +196,9 @@ def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_d
     budget = report["per_seed"]["0"]["today"]["budget"]
     assert all(np.isfinite(b["final_mu"]) and b["final_mu"] >= 0 for b in budget.values())
     assert {"ML", "KL-DRO", "GAS-DRO", "GAS-DRO (FT)", "persistence", "seasonal naive"} <= set(res)
+    capacity = report["per_seed"]["0"]["today"]["capacity"]
+    assert set(capacity) == {"DDPM (8,)", "VAE"}
+    assert all(np.isfinite([c["J0"], c["final_J"], c["final_mu"], c["average"]]).all() for c in capacity.values())
     assert (tmp_path / "gas_dro.md").is_file() and (tmp_path / "gas_dro.png").is_file()
     assert "GAS-DRO" in report["verdicts"]["today"]
 

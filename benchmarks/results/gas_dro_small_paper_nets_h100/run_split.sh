@@ -6,7 +6,7 @@
 # per SEED:VALUES job sharing the GPU, three CPU cores each; VALUES are comma-separated budget deltas
 # (budget) or variants separated by "/" (capacity, e.g. 0:32,64,64,64/VAE). Five processes fit one
 # H100; fifteen ran out of GPU memory (runs_budget_15procs/, an earlier version of this script).
-# Writes $OUT/runs_$PART.tar.gz; merge with run.sh's seeds by `python -m benchmarks.seeds.gas_dro --merge`.
+# Writes $OUT/runs_$PART[_$TAG].tar.gz; merge with run.sh's seeds by `python -m benchmarks.seeds.gas_dro --merge`.
 PART=$1 T=$2; shift 2
 case $PART in
   budget) FLAG="--methods --budget-deltas"; SEP="," ;;
@@ -15,8 +15,11 @@ case $PART in
 esac
 mkdir -p .data && tar xzf .data/carbon.tar.gz -C .data
 python3 -m pip install -q --no-deps --no-index --target /tmp/site .whl/dev312/*.whl >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-R=runs_$PART; D=$OUT/$R; mkdir -p $D
+# Each process may grow to its share of the card (JAX's default cap is 75 % for each): with five
+# uncapped processes one ran out of memory instantiating a CUDA graph (runs_capacity_w32/job1.log).
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false \
+  XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.85 / $#, 3))")
+R=runs_$PART${TAG:+_$TAG}; D=$OUT/$R; mkdir -p $D
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $D/gpu.txt
 git log -1 --format=%H > $D/commit.txt 2>/dev/null; git diff HEAD --stat > $D/diff_stat.txt 2>/dev/null
 i=0
