@@ -6,7 +6,7 @@
 # per SEED:VALUES job sharing the GPU, three CPU cores each; VALUES are comma-separated budget deltas
 # (budget) or variants separated by "/" (capacity, e.g. 0:32,64,64,64/VAE). Five processes fit one
 # H100; fifteen ran out of GPU memory (runs_budget_15procs/, an earlier version of this script).
-# Writes $OUT/runs_$PART[_$TAG].tar.gz; merge with run.sh's seeds by `python -m benchmarks.seeds.gas_dro --merge`.
+# EXTRA holds more arguments for every process (e.g. EXTRA="--deltas 0.0006"). Writes $OUT/runs_$PART[_$TAG].tar.gz; merge with run.sh's seeds by `python -m benchmarks.seeds.gas_dro --merge`.
 PART=$1 T=$2; shift 2
 case $PART in
   budget) FLAG="--methods --budget-deltas"; SEP="," ;;
@@ -27,7 +27,7 @@ for job in "$@"; do
   s=${job%%:*}; values=${job#*:}
   taskset -c $((3 * i))-$((3 * i + 2)) timeout $T python3 -m benchmarks.seeds.gas_dro --size small_paper_nets \
     --protocols paper --parts $PART --first-seed $s --seeds 1 --data .data --compile-cache none \
-    $FLAG ${values//$SEP/ } --out $D/job$i > $D/job$i.log 2>&1 &
+    $FLAG ${values//$SEP/ } $EXTRA --out $D/job$i > $D/job$i.log 2>&1 &
   i=$((i + 1))
 done
 wait
