@@ -5,7 +5,8 @@
 
 The workload every family runs (a Gen-DFL decision, an IS oracle call, a TFFT Stage 1 is a
 batch of CVaRs). Side by side in one run: ``tailjax.risk.cvar_large`` (per-row bracketed
-selection on GPU, one pass over the batch; ``lax.top_k`` below its size thresholds),
+selection on GPU, one pass over the batch; rows of at most 2^14 values by a bitwise key search in
+registers on GPU, ``lax.top_k`` elsewhere),
 ``tailjax.risk.cvar`` (it selects the top
 floor(n p) + 2 values with ``lax.top_k`` when they are at most an eighth of a row, else
 sorts), a full ``jnp.sort``, ``lax.top_k`` of the same k, ``torch.topk`` when torch is
@@ -55,6 +56,8 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="*", help="only these columns (e.g. tailjax.cvar_large torch.topk)")
     parser.add_argument("--brackets", nargs="*", default=[],
                         help="also cvar_large with each of these SelectConfig.bracket values")
+    parser.add_argument("--shorts", nargs="*", default=[],
+                        help="also cvar_large with each of these SelectConfig.short values (rows under min_size)")
     args = parser.parse_args(argv)
     wanted = lambda name: not args.methods or any(name.startswith(m) for m in args.methods)
     shape_list = [tuple(int(v) for v in s.split("x")) for s in args.shapes] if args.shapes else SHAPES[args.size]
@@ -77,6 +80,9 @@ def main(argv=None):
             candidates.update({f"tailjax.cvar_large (bracket={b})": jax.jit(
                 lambda x, p=p, cfg=SelectConfig(bracket=b): risk.cvar_large(x, p, config=cfg))
                 for b in args.brackets})
+            candidates.update({f"tailjax.cvar_large (short={v})": jax.jit(
+                lambda x, p=p, cfg=SelectConfig(short=v): risk.cvar_large(x, p, config=cfg))
+                for v in args.shorts})
             timings = {name: harness.time_call(fn, x, repeats=args.repeats) for name, fn in candidates.items()
                        if wanted(name)}
             results = {name: (t["seconds"], np.asarray(t["output"])) for name, t in timings.items()}

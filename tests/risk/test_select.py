@@ -9,6 +9,7 @@ from tailjax import risk
 from tailjax.risk import _bracket, select
 from tailjax.risk._counts import counts_at_least
 from tailjax.risk._histogram import from_signed_keys, key_histogram, signed_keys
+from tailjax.risk._radix import radix_select
 from tailjax.risk.select import SelectConfig, _keys, _rank, _select
 
 SMALL = SelectConfig(sample_size=4096, block=256, min_size=1024, backend="xla")
@@ -366,8 +367,8 @@ def test_histogram_method_is_refused_for_float64_and_unknown_methods():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_pallas_kernels_lower_to_triton_for_an_h200(dtype, monkeypatch):
-    """Both full passes and the search's count kernel lower to Triton IR for an H200 (no GPU
-    needed; compiling the IR to PTX is left to the device benchmarks)."""
+    """Both full passes, the search's count kernel and the short rows' key search lower to
+    Triton IR for an H200 (no GPU needed; compiling the IR to PTX is left to the device benchmarks)."""
     plt = pytest.importorskip("jax.experimental.pallas.triton")
     reg = pytest.importorskip("jax._src.pallas.triton.pallas_call_registration")
     if not hasattr(getattr(reg, "gpu_info_lib", None), "get_gpu_info"):
@@ -380,7 +381,8 @@ def test_pallas_kernels_lower_to_triton_for_an_h200(dtype, monkeypatch):
     thresholds = jnp.linspace(-1.0, 1.0, 64).astype(dtype)
     passes = [lambda x, lo, hi, k, s: key_histogram(x, lo, hi, k, s, 2048, 1 << 20, "pallas", 4),
               lambda x, lo, hi, k, s: compact(x, lo, hi, 2048, 1 << 16, "pallas", 4),
-              lambda x, lo, hi, k, s: jax.vmap(lambda r: counts_at_least(r, thresholds, "pallas"))(x)]
+              lambda x, lo, hi, k, s: jax.vmap(lambda r: counts_at_least(r, thresholds, "pallas"))(x),
+              lambda x, lo, hi, k, s: radix_select(x.reshape(1024, 1024)[:, :1000], 11, "pallas")]
     for full_pass in passes:
         text = jax.jit(full_pass).trace(x, lo, lo, k, k).lower(lowering_platforms=("cuda",)).as_text()
         assert "__gpu$xla.gpu.triton" in text
