@@ -31,6 +31,7 @@ from tailjax.dfl.baselines import (
     diff_dro_loss,
     fit_baseline,
     listwise_ltr_loss,
+    log_mse_loss,
     moment_dro_decision,
     mse_loss,
     nce_loss,
@@ -117,6 +118,7 @@ __all__ = [
     # baselines
     "DFLBatch",
     "mse_loss",
+    "log_mse_loss",
     "spo_plus_loss",
     "nce_loss",
     "contrastive_map_loss",

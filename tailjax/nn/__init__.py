@@ -11,7 +11,7 @@ from tailjax.nn.nnx import from_nnx, to_nnx
 from tailjax.nn.pretrained import load_params, save_params
 from tailjax.nn.ddpm import ConvNoiseNet, DDPMSchedule, MLPNoiseNet, ddpm_sample, dm_loss, make_schedule
 from tailjax.nn.forecasters import LSTMForecaster, MLPClassifier, MLPForecaster, StackedLSTMForecaster
-from tailjax.nn.predictors import LinearPredictor, MLPPredictor, init_predictor
+from tailjax.nn.predictors import LinearPredictor, LogLinkPredictor, MLPPredictor, init_predictor
 from tailjax.nn.unet import UNet
 from tailjax.nn.unet1d import UNet1D
 from tailjax.nn.vae import VAE, merge_params, split_params, vae_loss, vae_sample

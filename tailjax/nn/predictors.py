@@ -2,7 +2,9 @@
 
 ``LinearPredictor`` is PyEPO's linear regression head (``nn.Linear(p, d)``);
 ``MLPPredictor`` adds hidden layers. Both map features ``(..., p)`` to costs ``(..., d)``;
-parameters are explicit pytrees (``module.init`` / ``module.apply``).
+``LogLinkPredictor`` wraps either to predict positive costs exp(g(x)) (with
+:func:`tailjax.dfl.log_mse_loss`, PTO on log costs). Parameters are explicit pytrees
+(``module.init`` / ``module.apply``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-__all__ = ["LinearPredictor", "MLPPredictor", "make_predictor", "init_predictor"]
+__all__ = ["LinearPredictor", "MLPPredictor", "LogLinkPredictor", "make_predictor", "init_predictor"]
 
 
 class LinearPredictor(nn.Module):
@@ -44,6 +46,15 @@ class MLPPredictor(nn.Module):
         for i, width in enumerate(self.hidden):
             x = self.activation(nn.Dense(width, name=f"hidden_{i}")(x))
         return nn.Dense(self.out_dim, name="out")(x)
+
+
+class LogLinkPredictor(nn.Module):
+    """c_hat = exp(inner(x)): positive costs whose logarithm ``inner`` predicts."""
+
+    inner: nn.Module
+
+    def __call__(self, x: Float[Array, "... p"]) -> Float[Array, "... d"]:
+        return jnp.exp(self.inner(x))
 
 
 def make_predictor(kind: str, out_dim: int, *, hidden: Sequence[int] = (64,)) -> nn.Module:

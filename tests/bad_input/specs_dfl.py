@@ -191,6 +191,10 @@ def _baseline_specs():
         Spec(f"dfl.{fn.__name__}", lambda fn=fn, **a: fn(theta, batch(a), KEY, **common)[0], {"costs": CS}, costs)
         for fn in (dfl.mse_loss, dfl.spo_plus_loss, dfl.qptl_loss)
     ]
+    exp_link = lambda params, x: jnp.exp(x @ params)  # noqa: E731
+    specs.append(Spec("dfl.log_mse_loss",
+                      lambda **a: dfl.log_mse_loss(theta, batch(a), KEY, **{**common, "apply_fn": exp_link})[0],
+                      {"costs": jnp.abs(CS) + 0.1}, costs))  # the instance's costs are not all positive
     specs += [
         Spec(f"dfl.{fn.__name__}",
              lambda fn=fn, **a: fn(theta, batch(a), KEY, pool_size=a["pool_size"], **common)[0],

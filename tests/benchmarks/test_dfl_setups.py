@@ -38,6 +38,18 @@ def test_named_baseline_trains_and_decides(sp):
         train_baseline("mse", jax.random.key(0), inst, x, c, epochs=0)
 
 
+def test_pto_on_log_costs_decides_on_positive_predictions_and_refuses_non_positive_costs(sp):
+    from tailjax.nn import LogLinkPredictor
+
+    inst, x, c = sp
+    trained = train_baseline("mse_log", jax.random.key(0), inst, x, c, epochs=2, batch_size=16)
+    assert isinstance(trained.predictor, LogLinkPredictor)
+    assert bool(jnp.all(trained.predictor.apply(trained.params, jnp.asarray(x[:5])) > 0))
+    np.testing.assert_allclose(jnp.sum(decide_baseline(trained, x[:3], inst), axis=1), 8.0)
+    with pytest.raises(ValueError, match="costs must be positive"):
+        train_baseline("mse_log", jax.random.key(0), inst, x, np.asarray(c).copy() * 0.0, epochs=1)
+
+
 @pytest.mark.slow
 def test_dfl_plus_baseline_samples_its_decisions(sp):
     inst, x, c = sp

@@ -18,6 +18,7 @@ from tailjax.dfl import (
     dfl_plus_sigma,
     fit_baseline,
     listwise_ltr_loss,
+    log_mse_loss,
     make_instance,
     make_problem,
     mse_loss,
@@ -28,7 +29,7 @@ from tailjax.dfl import (
 )
 from tailjax.dfl.baselines import contrastive_map, listwise_ltr, nce, pairwise_ltr, spo_plus
 from tailjax.layers import make_polytope
-from tailjax.nn import LinearPredictor
+from tailjax.nn import LinearPredictor, LogLinkPredictor
 
 LOSSES = {"mse": mse_loss, "spo+": spo_plus_loss, "nce": nce_loss, "map": contrastive_map_loss,
           "pairwise": pairwise_ltr_loss, "listwise": listwise_ltr_loss, "dfl": qptl_loss, "dfl+": dfl_plus_loss}
@@ -113,6 +114,35 @@ def test_every_loss_is_finite_and_differentiable_under_jit(sp, method):
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
     if method in ("mse", "spo+", "dfl"):
         assert float(value) >= -1e-6
+
+
+def test_log_mse_loss_is_the_squared_error_of_log_costs_and_nan_for_a_non_positive_cost(sp):
+    inst, x, c, w = sp
+    apply_fn = lambda p, f: jnp.exp(f @ p)  # noqa: E731
+    theta = jnp.full((3, 40), 0.1, jnp.float32)
+    batch = DFLBatch(x[:4], c[:4], w[:4])
+    value, _ = log_mse_loss(theta, batch, jax.random.key(0), apply_fn=apply_fn)
+    expected = np.mean((np.asarray(x[:4]) @ np.asarray(theta) - np.log(np.asarray(c[:4]))) ** 2)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+    grad = jax.grad(lambda t: log_mse_loss(t, batch, jax.random.key(0), apply_fn=apply_fn)[0])(theta)
+    assert bool(jnp.all(jnp.isfinite(grad)))
+    zero = batch._replace(costs=batch.costs.at[1, 2].set(0.0))
+    assert np.isnan(float(jax.jit(lambda t: log_mse_loss(t, zero, jax.random.key(0), apply_fn=apply_fn)[0])(theta)))
+
+
+def test_pto_on_log_costs_recovers_a_log_linear_truth(sp):
+    """Costs exp(x B) times noise: PTO on log costs with a log link recovers B, which raw-cost
+    MSE through the same link would weight by the costs' scale instead."""
+    inst, _, _, _ = sp
+    x = jax.random.normal(jax.random.key(1), (256, 3))
+    coef = jax.random.normal(jax.random.key(2), (3, 40)) * 0.5
+    c = jnp.exp(x @ coef + 0.05 * jax.random.normal(jax.random.key(3), (256, 40)))
+    predictor = LogLinkPredictor(LinearPredictor(40))
+    fit = fit_baseline(jax.random.key(0), predictor, inst, x, c, loss=log_mse_loss, num_steps=600,
+                       batch_size=64, learning_rate=0.05)
+    kernel = fit.state.params["params"]["inner"]["linear"]
+    np.testing.assert_allclose(kernel["kernel"], coef, atol=0.05)
+    np.testing.assert_allclose(kernel["bias"], 0.0, atol=0.05)
 
 
 def test_kernel_cache_growth(sp):

@@ -24,6 +24,7 @@ from tailjax.dfl import (
     diff_dro_loss,
     fit_baseline,
     listwise_ltr_loss,
+    log_mse_loss,
     moment_dro_decision,
     mse_loss,
     nce_loss,
@@ -32,7 +33,7 @@ from tailjax.dfl import (
     residual_covariance,
     spo_plus_loss,
 )
-from tailjax.nn import LinearPredictor, MLPPredictor
+from tailjax.nn import LinearPredictor, LogLinkPredictor, MLPPredictor
 from tailjax.training import FitResult
 
 __all__ = ["BASELINES", "METHODS", "POOL_METHODS", "loss_options", "TrainedBaseline", "train_baseline",
@@ -40,6 +41,7 @@ __all__ = ["BASELINES", "METHODS", "POOL_METHODS", "loss_options", "TrainedBasel
 
 BASELINES = {
     "mse": mse_loss,  # two-stage PTO
+    "mse_log": log_mse_loss,  # two-stage PTO on log costs, deciding on exp(g(x)) (positive costs)
     "spo+": spo_plus_loss,
     "nce": nce_loss,
     "map": contrastive_map_loss,
@@ -85,8 +87,9 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
                    predictor: Any = None, validation: Any = None, patience: int | None = None,
                    **options: Any) -> TrainedBaseline:
     """Train ``method`` for ``epochs`` epochs (a linear predictor unless given); Pred-DFL+'s
-    sigma is half the mean per-coordinate sd of the training costs; ``solve_ratio`` applies
-    to the pool methods only. ``validation=(x, c)``: keep the epoch of lowest validation
+    sigma is half the mean per-coordinate sd of the training costs; ``"mse_log"`` wraps the
+    predictor in :class:`~tailjax.nn.LogLinkPredictor`; ``solve_ratio`` applies to the pool
+    methods only. ``validation=(x, c)``: keep the epoch of lowest validation
     regret (checked every epoch), ``patience`` epochs without improvement stop."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -94,6 +97,10 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
     ambiguity = (residual_covariance(features, costs), float(options.pop("radius", 0.0))) \
         if method == "diff-dro" else None
     predictor = LinearPredictor(np.shape(costs)[1]) if predictor is None else predictor
+    if method == "mse_log":
+        if not np.all(np.asarray(costs) > 0):
+            raise ValueError("costs must be positive for method 'mse_log' (PTO on log costs)")
+        predictor = LogLinkPredictor(predictor)
     steps_per_epoch = max(1, np.shape(features)[0] // batch_size)
     result = fit_baseline(
         key, predictor, instance, features, costs, loss=BASELINES[method], num_steps=epochs * steps_per_epoch,

@@ -27,6 +27,7 @@ EXPERIMENTS = ("table1", "sigma", "dim", "train_size", "regret_weight", "tail_pr
 _OLD_NAMES = {"alpha_eval": "tail_prob_eval", "alpha_train": "tail_prob_train", "beta": "regret_weight"}
 _OLD_EXPERIMENTS = {"alpha": "tail_prob", "beta": "regret_weight"}
 TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SPO+"), ("mse", "PTO (MSE)"),
+                  ("mse_log", "PTO (MSE on log costs)"),
                   ("nce", "NCE"), ("map", "MAP"), ("pairwise", "pairwise"), ("listwise", "listwise"),
                   ("dfl", "DFL"), ("dfl+", "DFL+"), ("diff-dro", "Diff-DRO"),
                   ("equal_weights", "equal weights (data-free)"),
@@ -34,7 +35,7 @@ TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SP
                   ("uniform_schedule", "uniform schedule (data-free)"),
                   ("mean_cost", "unconditional mean cost (data-free)"), ("true_mean", "oracle: true mean"),
                   ("oracle_saa", "oracle: true p(c|x), K samples"), ("oracle_exact", "oracle: true p(c|x), exact"))
-TABLE1_BASELINES = ("spo+", "mse", "nce", "map", "pairwise", "listwise", "dfl", "dfl+", "diff-dro")
+TABLE1_BASELINES = ("spo+", "mse", "mse_log", "nce", "map", "pairwise", "listwise", "dfl", "dfl+", "diff-dro")
 DATA_FREE = ("equal_weights", "uniform_fraction", "uniform_schedule", "mean_cost")
 ORDERINGS = (("gen_dfl", "spo+"), ("spo+", "mse"), ("gen_dfl", "mse"), ("gen_dfl", "nll_flow"),
              ("gen_dfl", "diff-dro"), ("gen_dfl", "best"), ("gen_dfl", "data_free"))

@@ -21,6 +21,7 @@ from tailjax.dfl.baselines.losses import (
     contrastive_map_loss,
     dfl_plus_loss,
     listwise_ltr_loss,
+    log_mse_loss,
     mse_loss,
     nce_loss,
     pairwise_ltr_loss,
@@ -47,6 +48,7 @@ from tailjax.dfl.baselines.training import (
 __all__ = [
     "DFLBatch",
     "mse_loss",
+    "log_mse_loss",
     "spo_plus_loss",
     "nce_loss",
     "contrastive_map_loss",

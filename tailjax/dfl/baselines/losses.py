@@ -13,6 +13,7 @@ cache ``(S, d)`` of the contrastive and ranking losses (the baseline kernel fill
 
 =========================  =====================================================================
 :func:`mse_loss`           two-stage PTO: mean squared error.
+:func:`log_mse_loss`       two-stage PTO on log costs (positive costs and predictions).
 :func:`spo_plus_loss`      SPO+ with the exact ``oracle``.
 :func:`nce_loss`           noise-contrastive estimation against ``pool_size`` cached solutions.
 :func:`contrastive_map_loss`  contrastive MAP (the best cached solution under the prediction).
@@ -39,6 +40,7 @@ from tailjax.dfl.problems.base import DecisionProblem, decision, point_decision_
 __all__ = [
     "DFLBatch",
     "mse_loss",
+    "log_mse_loss",
     "spo_plus_loss",
     "nce_loss",
     "contrastive_map_loss",
@@ -92,6 +94,15 @@ def mse_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
              problem: DecisionProblem | None = None, oracle: Oracle | None = None) -> Loss:
     """Two-stage PTO: mean ||c_hat - c||^2 / d (``problem`` and ``oracle`` unused)."""
     return _mean_over_batch(lambda ch, c, w, k: S.mse(ch, c), params, batch, key, apply_fn)
+
+
+def log_mse_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
+                 problem: DecisionProblem | None = None, oracle: Oracle | None = None) -> Loss:
+    """Two-stage PTO on log costs: mean ||log c_hat - log c||^2 / d, for positive costs and a
+    positive prediction (e.g. :class:`tailjax.nn.LogLinkPredictor`, whose exp(g(x)) is then
+    decided on as the cost). A batch with a cost <= 0 gives NaN."""
+    value, _ = _mean_over_batch(lambda ch, c, w, k: S.mse(jnp.log(ch), jnp.log(c)), params, batch, key, apply_fn)
+    return jnp.where(jnp.any(jnp.asarray(batch.costs) <= 0), jnp.nan, value), None
 
 
 def spo_plus_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn,
