@@ -14,6 +14,8 @@ lowest regret among the baselines run on it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from benchmarks import _harness as harness
@@ -36,6 +38,7 @@ TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SP
                   ("mean_cost", "unconditional mean cost (data-free)"), ("true_mean", "oracle: true mean"),
                   ("oracle_saa", "oracle: true p(c|x), K samples"), ("oracle_exact", "oracle: true p(c|x), exact"))
 TABLE1_BASELINES = ("spo+", "mse", "mse_log", "nce", "map", "pairwise", "listwise", "dfl", "dfl+", "diff-dro")
+DUPLICATE_RTOL = 1e-4  # table1_cells: two runs' records of one cell agree to this (float32, two processes)
 DATA_FREE = ("equal_weights", "uniform_fraction", "uniform_schedule", "mean_cost")
 ORDERINGS = (("gen_dfl", "spo+"), ("spo+", "mse"), ("gen_dfl", "mse"), ("gen_dfl", "nll_flow"),
              ("gen_dfl", "diff-dro"), ("gen_dfl", "best"), ("gen_dfl", "data_free"))
@@ -129,10 +132,13 @@ def table1_cells(recs, metric="cvar_of_difference"):
         if r.get("experiment") != "table1" or r.get("metric") != metric or r.get("tail_prob_eval") != TAIL_PROB:
             continue
         by_seed = cells.setdefault((r["problem"], r["deg"], r["method"]), {})
-        # equal duplicates (the oracle rows of two runs on one seed) are fine
-        if r["seed"] in by_seed and by_seed[r["seed"]] != r["regret"]:
-            raise ValueError(f"records: two results for {r['problem']} deg {r['deg']} {r['method']} "
-                             f"seed {r['seed']} that differ; pass each run once")
+        # duplicates (the reference rows of two runs on one seed) must agree up to the float32
+        # rounding of another process; the first is kept
+        if r["seed"] in by_seed:
+            if not math.isclose(by_seed[r["seed"]], r["regret"], rel_tol=DUPLICATE_RTOL, abs_tol=1e-6):
+                raise ValueError(f"records: two results for {r['problem']} deg {r['deg']} {r['method']} "
+                                 f"seed {r['seed']} that differ; pass each run once")
+            continue
         by_seed[r["seed"]] = r["regret"]
     return cells
 
