@@ -84,7 +84,7 @@ class SelectConfig(NamedTuple):
     # rows shorter than min_size: "top_k" (lax.top_k or a sort) | "radix" (a bitwise search
     # on the values' keys, each row in registers: one read; Pallas under backend "auto" on GPU;
     # floats of at most 32 bits, rows of 65 to short_max values, else top_k) | "auto" (radix
-    # for float32 on GPU: 1.4-3.5x faster than top_k on an H100, about torch.topk's speed)
+    # for float32 on GPU: 1.2-3.5x faster than top_k on an H100, about torch.topk's speed)
     short: str = "auto"
     short_max: int = 1 << 14
 
