@@ -47,7 +47,7 @@ def test_pto_on_log_costs_decides_on_positive_predictions_and_refuses_non_positi
     assert bool(jnp.all(trained.predictor.apply(trained.params, jnp.asarray(x[:5])) > 0))
     np.testing.assert_allclose(jnp.sum(decide_baseline(trained, x[:3], inst), axis=1), 8.0)
     with pytest.raises(ValueError, match="costs must be positive"):
-        train_baseline("mse_log", jax.random.key(0), inst, x, np.asarray(c).copy() * 0.0, epochs=1)
+        train_baseline("mse_log", jax.random.key(0), inst, x, np.zeros_like(c), epochs=1)
 
 
 @pytest.mark.slow

@@ -131,8 +131,7 @@ def test_log_mse_loss_is_the_squared_error_of_log_costs_and_nan_for_a_non_positi
 
 
 def test_pto_on_log_costs_recovers_a_log_linear_truth(sp):
-    """Costs exp(x B) times noise: PTO on log costs with a log link recovers B, which raw-cost
-    MSE through the same link would weight by the costs' scale instead."""
+    """Costs exp(x B) times log-normal noise: PTO on log costs through a log link recovers B."""
     inst, _, _, _ = sp
     x = jax.random.normal(jax.random.key(1), (256, 3))
     coef = jax.random.normal(jax.random.key(2), (3, 40)) * 0.5

@@ -10,7 +10,7 @@ from tailjax.risk import select
 from tailjax.risk._radix import radix_select
 from tailjax.risk.select import SelectConfig, _rank
 
-RADIX = SelectConfig(short="radix", backend="xla")  # the kernel's own code, vmapped; the Pallas
+RADIX = SelectConfig(short="radix", backend="xla")  # the kernel's own code as XLA ops; the Pallas
 # interpreter runs it in test_radix_select_is_the_rank_th_largest_and_its_excess
 
 
