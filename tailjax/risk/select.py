@@ -217,6 +217,11 @@ def _use_selection(rows, n, cfg):
     return True
 
 
+# Rows this short take top_k: on an H100 a (7, 3) batch (programs of 2048 rows of 4 slots)
+# disagreed with risk.cvar, while rows of 100 to 16384 values were exact.
+_RADIX_MIN = 64
+
+
 def _use_radix(x, cfg):
     n = x.shape[1]
     if x.shape[0] == 0 or jnp.finfo(x.dtype).bits > 32 or not _RADIX_MIN < n <= cfg.short_max:
@@ -224,11 +229,6 @@ def _use_radix(x, cfg):
     if cfg.short == "auto":  # float32 only: the one dtype checked on a GPU
         return jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas") and x.dtype == jnp.float32
     return cfg.short == "radix"
-
-
-# Rows this short take top_k: on an H100 a (7, 3) batch (programs of 2048 rows of 4 slots)
-# disagreed with risk.cvar, while rows of 100 to 16384 values were exact.
-_RADIX_MIN = 64
 
 
 def _var_excess_upper(x, rank, cfg):
