@@ -83,8 +83,9 @@ class SelectConfig(NamedTuple):
     count_backend: str = "xla"
     # rows shorter than min_size: "top_k" (lax.top_k or a sort) | "radix" (a bitwise search
     # on the values' keys, each row in registers: one read; Pallas under backend "auto" on GPU;
-    # floats of at most 32 bits, rows of 65 to short_max values, else top_k) | "auto" (radix
-    # for float32 on GPU: 1.2-3.5x faster than top_k on an H100, about torch.topk's speed)
+    # floats of at most 32 bits, rows of at most short_max values, else top_k) | "auto" (radix
+    # for float32 rows of 65 to short_max values on GPU: 1.2-3.5x faster than top_k on an
+    # H100, about torch.topk's speed)
     short: str = "auto"
     short_max: int = 1 << 14
 
@@ -204,7 +205,8 @@ def _sorted_select(x, rank):
     top = jax.lax.top_k(x, rank)[0] if rank <= n // 8 else -jnp.sort(-x, axis=-1)
     v = top[:, rank - 1]
     acc = accumulator(x.dtype)
-    e = jnp.sum(jnp.maximum(x.astype(acc) - v[:, None].astype(acc), 0.0), axis=-1)
+    xa, va = x.astype(acc), v[:, None].astype(acc)
+    e = jnp.sum(jnp.where(xa > va, xa - va, 0.0), axis=-1)  # not inf - inf where v is inf
     return v, e, jnp.sum(jnp.isnan(x), axis=-1, dtype=jnp.int32)
 
 
@@ -224,10 +226,11 @@ _RADIX_MIN = 64
 
 def _use_radix(x, cfg):
     n = x.shape[1]
-    if x.shape[0] == 0 or jnp.finfo(x.dtype).bits > 32 or not _RADIX_MIN < n <= cfg.short_max:
+    if x.shape[0] == 0 or jnp.finfo(x.dtype).bits > 32 or n > cfg.short_max:
         return False
     if cfg.short == "auto":  # float32 only: the one dtype checked on a GPU
-        return jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas") and x.dtype == jnp.float32
+        return (jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas") and x.dtype == jnp.float32
+                and n > _RADIX_MIN)
     return cfg.short == "radix"
 
 
