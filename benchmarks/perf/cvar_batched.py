@@ -1,4 +1,5 @@
-"""Many CVaRs of moderate size at once: ``risk.cvar`` over a batch axis, (B, n) float32.
+"""Many CVaRs of moderate size at once: ``risk.cvar`` over a batch axis, (B, n) float32
+(or ``--dtype bfloat16``).
 
     python -m benchmarks.perf.cvar_batched --size paper   # GPU: 1e4 x 1e3, 1e3 x 1e5, 1e2 x 1e6
     python -m benchmarks.perf.cvar_batched --size small   # CPU: a tenth of each row count
@@ -58,13 +59,15 @@ def main(argv=None):
                         help="also cvar_large with each of these SelectConfig.bracket values")
     parser.add_argument("--shorts", nargs="*", default=[],
                         help="also cvar_large with each of these SelectConfig.short values (rows under min_size)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="the samples' dtype (every column reads the same values; the reference is float64)")
     args = parser.parse_args(argv)
     wanted = lambda name: not args.methods or any(name.startswith(m) for m in args.methods)
     shape_list = [tuple(int(v) for v in s.split("x")) for s in args.shapes] if args.shapes else SHAPES[args.size]
     rows = []
     for batch, n in shape_list:
-        x = jax.random.normal(jax.random.PRNGKey(0), (batch, n), jnp.float32)
-        x_np = np.asarray(x)
+        x = jax.random.normal(jax.random.PRNGKey(0), (batch, n), jnp.float32).astype(args.dtype)
+        x_np = np.asarray(x.astype(jnp.float32))  # exact: every bfloat16 is a float32
         x64 = x_np.astype(np.float64)
         # one read, as a flat sum: summed as (1000, 1e5) it read 4x slower on an H100 (batched_auto_h100)
         floor = harness.time_call(jax.jit(lambda x: jnp.sum(x.reshape(-1))), x, repeats=args.repeats)["seconds"]
@@ -85,8 +88,8 @@ def main(argv=None):
                 for v in args.shorts})
             timings = {name: harness.time_call(fn, x, repeats=args.repeats) for name, fn in candidates.items()
                        if wanted(name)}
-            results = {name: (t["seconds"], np.asarray(t["output"])) for name, t in timings.items()}
-            torch_result = torch_cvar(x_np, p, args.repeats) if wanted("torch.topk") else None
+            results = {name: (t["seconds"], np.asarray(t["output"], np.float64)) for name, t in timings.items()}
+            torch_result = torch_cvar(x_np, p, args.repeats, args.dtype) if wanted("torch.topk") else None
             if torch_result is not None:
                 results[torch_result[2]] = torch_result[:2]
             for name, (seconds, value) in results.items():
@@ -97,7 +100,8 @@ def main(argv=None):
                 })
             print(f"{batch}x{n} p={p}: " + ", ".join(f"{r['method']} {r['ms']:.3f} ms" for r in rows[-len(results):]),
                   flush=True)
-            harness.write_json(args.out, "cvar_batched", {"size": args.size, "repeats": args.repeats, "rows": rows})
+            harness.write_json(args.out, "cvar_batched", {"size": args.size, "repeats": args.repeats,
+                                                          "dtype": args.dtype, "rows": rows})
     print(harness.markdown_table(rows, ["shape", "tail_prob", "method", "ms", "x_floor", "max_rel_err"],
                                  {"ms": ".3f", "x_floor": ".1f", "max_rel_err": ".1e"}))
     fig, axes = harness.figure(1, len(args.tail_probs), figsize=(5 * len(args.tail_probs), 3.5), squeeze=False)

@@ -38,9 +38,9 @@ def _from_top(top_desc, n, tail_prob):
     return (jnp.sum(top_desc[:k]) + (count - k) * top_desc[k]) / count
 
 
-def torch_cvar(x_np, tail_prob, repeats):
+def torch_cvar(x_np, tail_prob, repeats, dtype="float32"):
     """``(seconds, value, label)`` of the CVaR along the last axis by ``torch.topk`` (on the
-    GPU when JAX runs there), or None without torch."""
+    GPU when JAX runs there) of ``x_np`` cast to ``dtype``, or None without torch."""
     try:
         import torch
     except ImportError:
@@ -49,7 +49,7 @@ def torch_cvar(x_np, tail_prob, repeats):
     if on_gpu and not torch.cuda.is_available():
         return None
     dev = "cuda" if on_gpu else "cpu"
-    xt = torch.from_numpy(x_np).to(dev)
+    xt = torch.from_numpy(x_np).to(dev, getattr(torch, dtype))
     n = xt.shape[-1]
     count = risk.tail_count(n, tail_prob)
     k = math.floor(count)
@@ -60,7 +60,7 @@ def torch_cvar(x_np, tail_prob, repeats):
 
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     t = harness.time_call(run, repeats=repeats, block=lambda out: (sync(), out)[1])
-    return t["seconds"], np.asarray(t["output"].cpu()), f"torch.topk ({dev})"
+    return t["seconds"], np.asarray(t["output"].float().cpu()), f"torch.topk ({dev})"
 
 
 def measure(n, tail_probs, repeats, *, with_sort=True):

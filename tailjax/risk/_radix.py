@@ -54,7 +54,7 @@ def _kernel(x_ref, v_ref, e_ref, nan_ref, *, n, rank):
     v_ref[...], e_ref[...], nan_ref[...] = v, e, nans
 
 
-def _pallas(x, rank, interpret):
+def _pallas(x, rank, interpret, rows_per_program=None):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
@@ -62,7 +62,7 @@ def _pallas(x, rank, interpret):
     width = 1 << max(n - 1, 1).bit_length()  # a power of two >= n; the kernel masks the rest
     # no more rows per program than the batch has: the (7, 3) batch that disagreed on an H100
     # ran programs of 2,048 rows; every batch checked there had at least a program's rows
-    per = min(max(1, _VALUES_PER_PROGRAM // width), 1 << (rows.bit_length() - 1) if rows else 1)
+    per = rows_per_program or min(max(1, _VALUES_PER_PROGRAM // width), 1 << (rows.bit_length() - 1) if rows else 1)
     acc = accumulator(x.dtype)
     one = lambda dt: jax.ShapeDtypeStruct((rows,), dt)  # noqa: E731
     out_spec = pl.BlockSpec((per,), lambda i: (i,))

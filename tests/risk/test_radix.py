@@ -43,6 +43,8 @@ def _sorted_reference(x, rank):
     ("special", (5, 300), "float32"),
     ("cauchy", (4, 4097), "float32"),
     ("normal", (6, 500), "bfloat16"),
+    ("special", (7, 3), "float32"),  # rows shorter than "auto" takes, as "radix" does them
+    ("normal", (2049, 64), "bfloat16"),
 ])
 def test_radix_select_is_the_rank_th_largest_and_its_excess(backend, kind, shape, dtype):
     x = _rows(kind, shape, dtype)
@@ -64,9 +66,9 @@ def test_radix_select_counts_nan_and_ranks_the_other_values():
     assert float(v[2]) == -np.sort(-row[~np.isnan(row)])[4]
 
 
-@pytest.mark.parametrize("p", [1e-3, 0.3])
-def test_cvar_large_by_radix_equals_cvar_in_value_and_gradient(p):
-    x = _rows("special", (7, 1000)).at[6, 3].set(jnp.nan)
+@pytest.mark.parametrize("p, n", [(1e-3, 1000), (0.3, 1000), (1e-3, 3)])
+def test_cvar_large_by_radix_equals_cvar_in_value_and_gradient(p, n):
+    x = _rows("special", (7, n)).at[6, 2].set(jnp.nan)
     got, ref = risk.cvar_large(x, p, config=RADIX), risk.cvar(x, p)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_allclose(got, ref, rtol=2e-6)
@@ -89,7 +91,8 @@ def test_short_rows_take_radix_only_where_it_applies():
     auto = SelectConfig()
     assert not select._use_radix(x, auto)  # tests run on the CPU: top_k there
     assert select._use_radix(x, RADIX)
-    assert not select._use_radix(jnp.zeros((2, 64)), RADIX)  # too short
+    assert select._use_radix(jnp.zeros((2, 3)), RADIX)  # asked for: any short row
+    assert not select._use_radix(jnp.zeros((2, 64)), auto._replace(backend="pallas"))  # "auto": too short
     assert not select._use_radix(jnp.zeros((2, (1 << 14) + 1)), RADIX)  # beyond short_max
     assert not select._use_radix(jnp.zeros((0, 1000)), RADIX)
     assert not select._use_radix(jnp.zeros((2, 1000), jnp.float16), SelectConfig(short="top_k"))
