@@ -38,16 +38,17 @@ def test_named_baseline_trains_and_decides(sp):
         train_baseline("mse", jax.random.key(0), inst, x, c, epochs=0)
 
 
-def test_pto_on_log_costs_decides_on_positive_predictions_and_refuses_non_positive_costs(sp):
+@pytest.mark.parametrize("method", ["mse_log", "spo+_log"])
+def test_log_link_baselines_decide_on_positive_predictions_and_refuse_non_positive_costs(sp, method):
     from tailjax.nn import LogLinkPredictor
 
     inst, x, c = sp
-    trained = train_baseline("mse_log", jax.random.key(0), inst, x, c, epochs=2, batch_size=16)
+    trained = train_baseline(method, jax.random.key(0), inst, x, c, epochs=2, batch_size=16)
     assert isinstance(trained.predictor, LogLinkPredictor)
     assert bool(jnp.all(trained.predictor.apply(trained.params, jnp.asarray(x[:5])) > 0))
     np.testing.assert_allclose(jnp.sum(decide_baseline(trained, x[:3], inst), axis=1), 8.0)
     with pytest.raises(ValueError, match="costs must be positive"):
-        train_baseline("mse_log", jax.random.key(0), inst, x, np.zeros_like(c), epochs=1)
+        train_baseline(method, jax.random.key(0), inst, x, np.zeros_like(c), epochs=1)
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ BASELINES = {
     "mse": mse_loss,  # two-stage PTO
     "mse_log": log_mse_loss,  # two-stage PTO on log costs, deciding on exp(g(x)) (positive costs)
     "spo+": spo_plus_loss,
+    "spo+_log": spo_plus_loss,  # SPO+ of the positive prediction exp(g(x)) (a log link; positive costs)
     "nce": nce_loss,
     "map": contrastive_map_loss,
     "pairwise": pairwise_ltr_loss,
@@ -52,6 +53,7 @@ BASELINES = {
     "diff-dro": diff_dro_loss,  # worst-case CVaR over a moment ambiguity set (Ma, Ning & Du 2024)
 }
 METHODS = tuple(BASELINES)
+LOG_LINK = ("mse_log", "spo+_log")  # wrapped in LogLinkPredictor: positive costs only
 POOL_METHODS = ("nce", "map", "pairwise", "listwise")  # losses that read the solution cache
 
 
@@ -87,8 +89,8 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
                    predictor: Any = None, validation: Any = None, patience: int | None = None,
                    **options: Any) -> TrainedBaseline:
     """Train ``method`` for ``epochs`` epochs (a linear predictor unless given); Pred-DFL+'s
-    sigma is half the mean per-coordinate sd of the training costs; ``"mse_log"`` wraps the
-    predictor in :class:`~tailjax.nn.LogLinkPredictor`; ``solve_ratio`` applies to the pool
+    sigma is half the mean per-coordinate sd of the training costs; ``"mse_log"`` and
+    ``"spo+_log"`` wrap the predictor in :class:`~tailjax.nn.LogLinkPredictor`; ``solve_ratio`` applies to the pool
     methods only. ``validation=(x, c)``: keep the epoch of lowest validation
     regret (checked every epoch), ``patience`` epochs without improvement stop."""
     if epochs < 1:
@@ -97,9 +99,9 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
     ambiguity = (residual_covariance(features, costs), float(options.pop("radius", 0.0))) \
         if method == "diff-dro" else None
     predictor = LinearPredictor(np.shape(costs)[1]) if predictor is None else predictor
-    if method == "mse_log":
+    if method in LOG_LINK:
         if not np.all(np.asarray(costs) > 0):
-            raise ValueError("costs must be positive for method 'mse_log' (PTO on log costs)")
+            raise ValueError(f"costs must be positive for method {method!r} (a log link)")
         predictor = LogLinkPredictor(predictor)
     steps_per_epoch = max(1, np.shape(features)[0] // batch_size)
     result = fit_baseline(

@@ -28,7 +28,8 @@ EXPERIMENTS = ("table1", "sigma", "dim", "train_size", "regret_weight", "tail_pr
                "decision_samples", "energy", "is_gto")
 _OLD_NAMES = {"alpha_eval": "tail_prob_eval", "alpha_train": "tail_prob_train", "beta": "regret_weight"}
 _OLD_EXPERIMENTS = {"alpha": "tail_prob", "beta": "regret_weight"}
-TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SPO+"), ("mse", "PTO (MSE)"),
+TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SPO+"), ("spo+_log", "SPO+ (log link)"),
+                  ("mse", "PTO (MSE)"),
                   ("mse_log", "PTO (MSE on log costs)"),
                   ("nce", "NCE"), ("map", "MAP"), ("pairwise", "pairwise"), ("listwise", "listwise"),
                   ("dfl", "DFL"), ("dfl+", "DFL+"), ("diff-dro", "Diff-DRO"),
@@ -37,7 +38,7 @@ TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SP
                   ("uniform_schedule", "uniform schedule (data-free)"),
                   ("mean_cost", "unconditional mean cost (data-free)"), ("true_mean", "oracle: true mean"),
                   ("oracle_saa", "oracle: true p(c|x), K samples"), ("oracle_exact", "oracle: true p(c|x), exact"))
-TABLE1_BASELINES = ("spo+", "mse", "mse_log", "nce", "map", "pairwise", "listwise", "dfl", "dfl+", "diff-dro")
+TABLE1_BASELINES = ("spo+", "spo+_log", "mse", "mse_log", "nce", "map", "pairwise", "listwise", "dfl", "dfl+", "diff-dro")
 DUPLICATE_RTOL = 1e-4  # table1_cells: two runs' records of one cell agree to this (float32, two processes)
 DATA_FREE = ("equal_weights", "uniform_fraction", "uniform_schedule", "mean_cost")
 ORDERINGS = (("gen_dfl", "spo+"), ("spo+", "mse"), ("gen_dfl", "mse"), ("gen_dfl", "nll_flow"),
