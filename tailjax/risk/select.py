@@ -83,9 +83,9 @@ class SelectConfig(NamedTuple):
     count_backend: str = "xla"
     # rows shorter than min_size: "top_k" (lax.top_k or a sort) | "radix" (a bitwise search
     # on the values' keys, each row in registers: one read; Pallas under backend "auto" on GPU;
-    # floats of at most 32 bits, rows of at most short_max values, else top_k) | "auto" (radix
-    # for float32 rows of 65 to short_max values on GPU: 1.2-3.5x faster than top_k on an
-    # H100, about torch.topk's speed)
+    # floats of at most 32 bits, rows of at most short_max values and, on GPU, more than 64,
+    # else top_k) | "auto" (radix for float32 and bfloat16 on GPU: 1.2-3.7x faster than top_k
+    # on an H100, about torch.topk's speed)
     short: str = "auto"
     short_max: int = 1 << 14
 
@@ -219,8 +219,9 @@ def _use_selection(rows, n, cfg):
     return True
 
 
-# Rows this short take top_k: on an H100 a (7, 3) batch (programs of 2048 rows of 4 slots)
-# disagreed with risk.cvar, while rows of 100 to 16384 values were exact.
+# Rows this short never take the Pallas key search: on an H100, rows of 64 values came back
+# with a wrong E(v) or NaN count in up to 20 of 20 runs (v itself exact; not reproduced in the
+# interpreter), while rows of 65 to 16384 values were exact in every run (radix_nan_h100/).
 _RADIX_MIN = 64
 
 
@@ -228,9 +229,11 @@ def _use_radix(x, cfg):
     n = x.shape[1]
     if x.shape[0] == 0 or jnp.finfo(x.dtype).bits > 32 or n > cfg.short_max:
         return False
-    if cfg.short == "auto":  # float32 only: the one dtype checked on a GPU
-        return (jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas") and x.dtype == jnp.float32
-                and n > _RADIX_MIN)
+    pallas = jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas")
+    if pallas and n <= _RADIX_MIN:
+        return False
+    if cfg.short == "auto":  # float32 and bfloat16: the dtypes checked on a GPU
+        return pallas and x.dtype in (jnp.float32, jnp.bfloat16)
     return cfg.short == "radix"
 
 
@@ -324,7 +327,7 @@ def cvar_large(
     of rows ``(..., n)``, costs about one read of the array. Rows shorter than
     ``config.min_size``, fewer than ``config.min_total`` values in all, or any input off GPU
     with ``backend="auto"`` are reduced by ``lax.top_k`` or a sort instead; on a GPU, float32
-    rows of 65 to ``config.short_max`` values by a bitwise search of each row held in
+    and bfloat16 rows of 65 to ``config.short_max`` values by a bitwise search of each row held in
     registers (``config.short``). ``tail_prob``
     must be a Python float. Differentiable in ``samples``. Pass a batch axis rather than
     ``vmap`` it (under ``vmap`` its fallback branch would run too). Heavy-tailed rows (e.g.

@@ -86,16 +86,21 @@ def test_cvar_large_by_radix_equals_cvar_in_value_and_gradient(p, n):
     assert np.any(tied.sum(1) > 1)  # the rows do tie at the VaR
 
 
-def test_short_rows_take_radix_only_where_it_applies():
+def test_short_rows_take_radix_only_where_it_applies(monkeypatch):
     x = jnp.zeros((2, 1000))
     auto = SelectConfig()
     assert not select._use_radix(x, auto)  # tests run on the CPU: top_k there
     assert select._use_radix(x, RADIX)
-    assert select._use_radix(jnp.zeros((2, 3)), RADIX)  # asked for: any short row
-    assert not select._use_radix(jnp.zeros((2, 64)), auto._replace(backend="pallas"))  # "auto": too short
+    assert select._use_radix(jnp.zeros((2, 3)), RADIX)  # XLA ops: any short row
     assert not select._use_radix(jnp.zeros((2, (1 << 14) + 1)), RADIX)  # beyond short_max
     assert not select._use_radix(jnp.zeros((0, 1000)), RADIX)
     assert not select._use_radix(jnp.zeros((2, 1000), jnp.float16), SelectConfig(short="top_k"))
+    monkeypatch.setattr(select.jax, "default_backend", lambda: "gpu")
+    for cfg in (auto, SelectConfig(short="radix")):  # the Pallas kernel: rows of more than 64 values only
+        assert select._use_radix(jnp.zeros((2, 65)), cfg) and not select._use_radix(jnp.zeros((2, 64)), cfg)
+    assert select._use_radix(jnp.zeros((2, 1000), jnp.bfloat16), auto)
+    assert not select._use_radix(jnp.zeros((2, 1000), jnp.float16), auto)  # not checked on a GPU
+    assert not select._use_radix(x, auto._replace(backend="xla"))
     with pytest.raises(ValueError, match="config.short"):
         risk.cvar_large(x, 0.1, config=SelectConfig(short="sort"))
 
