@@ -20,7 +20,10 @@ from tailjax.risk._compact import resolve_backend
 from tailjax.risk._histogram import from_signed_keys, signed_keys
 from tailjax.risk.empirical import accumulator
 
-_VALUES_PER_PROGRAM = 8192  # rows per program: this many values over the padded row length
+_VALUES_PER_PROGRAM = 8192  # rows per program: this many values over the padded row length,
+# and at most 64: on an H100, programs of 128 to 512 rows gave wrong E(v) and NaN counts when
+# the last program was partial (rows of 16-64 values; radix_layout_h100/), 64 or fewer never
+_MAX_ROWS_PER_PROGRAM = 64
 
 
 def _search(keys, use, rank):
@@ -54,14 +57,18 @@ def _kernel(x_ref, v_ref, e_ref, nan_ref, *, n, rank):
     v_ref[...], e_ref[...], nan_ref[...] = v, e, nans
 
 
+def _rows_per_program(rows, width):
+    """A power of two: 8192 values' worth of rows of ``width``, at most 64 and at most ``rows``."""
+    return min(max(1, _VALUES_PER_PROGRAM // width), _MAX_ROWS_PER_PROGRAM, 1 << (rows.bit_length() - 1) if rows else 1)
+
+
 def _pallas(x, rank, interpret, rows_per_program=None):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
     rows, n = x.shape
     width = 1 << max(n - 1, 1).bit_length()  # a power of two >= n; the kernel masks the rest
-    # no more rows per program than the batch has (rows_per_program: a layout to check)
-    per = rows_per_program or min(max(1, _VALUES_PER_PROGRAM // width), 1 << (rows.bit_length() - 1) if rows else 1)
+    per = rows_per_program or _rows_per_program(rows, width)  # rows_per_program: a layout to check
     acc = accumulator(x.dtype)
     one = lambda dt: jax.ShapeDtypeStruct((rows,), dt)  # noqa: E731
     out_spec = pl.BlockSpec((per,), lambda i: (i,))
@@ -83,8 +90,8 @@ def radix_select(x, rank, backend="auto"):
 
     Args:
       x: ``(B, n)``; the whole row is held in registers, so n should be a few thousand at most.
-        Under Pallas on an H100, rows of 64 values gave a wrong E(v) or NaN count (v was
-        exact); ``risk.cvar_large`` sends only rows of more than 64 values here on a GPU.
+        Programs hold at most 64 rows (more gave wrong E(v) and NaN counts on an H100 when
+        the last program was partial).
       rank: 1 <= rank <= n.
       backend: ``"pallas"``, ``"xla"``, ``"interpret"`` or ``"auto"`` (Pallas on GPU).
     """

@@ -83,8 +83,8 @@ class SelectConfig(NamedTuple):
     count_backend: str = "xla"
     # rows shorter than min_size: "top_k" (lax.top_k or a sort) | "radix" (a bitwise search
     # on the values' keys, each row in registers: one read; Pallas under backend "auto" on GPU;
-    # floats of at most 32 bits, rows of at most short_max values and, on GPU, more than 64,
-    # else top_k) | "auto" (radix for float32 and bfloat16 on GPU: 1.2-3.7x faster than top_k
+    # floats of at most 32 bits, rows of at most short_max values, else top_k) | "auto" (radix
+    # for float32 and bfloat16 rows of more than 64 values on GPU: 1.2-3.7x faster than top_k
     # on an H100, about torch.topk's speed)
     short: str = "auto"
     short_max: int = 1 << 14
@@ -219,9 +219,8 @@ def _use_selection(rows, n, cfg):
     return True
 
 
-# Rows this short never take the Pallas key search: on an H100, rows of 64 values came back
-# with a wrong E(v) or NaN count in up to 20 of 20 runs (v itself exact; not reproduced in the
-# interpreter), while rows of 65 to 16384 values were exact in every run (radix_nan_h100/).
+# "auto" leaves rows this short to top_k: on an H100 the key search was faster only for
+# batches of about 1e5 rows, and slower for 1e3-1e4 (radix_cap_h100/short/).
 _RADIX_MIN = 64
 
 
@@ -229,11 +228,9 @@ def _use_radix(x, cfg):
     n = x.shape[1]
     if x.shape[0] == 0 or jnp.finfo(x.dtype).bits > 32 or n > cfg.short_max:
         return False
-    pallas = jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas")
-    if pallas and n <= _RADIX_MIN:
-        return False
     if cfg.short == "auto":  # float32 and bfloat16: the dtypes checked on a GPU
-        return pallas and x.dtype in (jnp.float32, jnp.bfloat16)
+        return (jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas") and n > _RADIX_MIN
+                and x.dtype in (jnp.float32, jnp.bfloat16))
     return cfg.short == "radix"
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from tailjax import risk
 from tailjax.risk import select
-from tailjax.risk._radix import radix_select
+from tailjax.risk._radix import _rows_per_program, radix_select
 from tailjax.risk.select import SelectConfig, _rank
 
 RADIX = SelectConfig(short="radix", backend="xla")  # the kernel's own code as XLA ops; the Pallas
@@ -96,8 +96,8 @@ def test_short_rows_take_radix_only_where_it_applies(monkeypatch):
     assert not select._use_radix(jnp.zeros((0, 1000)), RADIX)
     assert not select._use_radix(jnp.zeros((2, 1000), jnp.float16), SelectConfig(short="top_k"))
     monkeypatch.setattr(select.jax, "default_backend", lambda: "gpu")
-    for cfg in (auto, SelectConfig(short="radix")):  # the Pallas kernel: rows of more than 64 values only
-        assert select._use_radix(jnp.zeros((2, 65)), cfg) and not select._use_radix(jnp.zeros((2, 64)), cfg)
+    assert select._use_radix(jnp.zeros((2, 65)), auto) and not select._use_radix(jnp.zeros((2, 64)), auto)
+    assert select._use_radix(jnp.zeros((2, 64)), SelectConfig(short="radix"))  # asked for
     assert select._use_radix(jnp.zeros((2, 1000), jnp.bfloat16), auto)
     assert not select._use_radix(jnp.zeros((2, 1000), jnp.float16), auto)  # not checked on a GPU
     assert not select._use_radix(x, auto._replace(backend="xla"))
@@ -115,3 +115,10 @@ def test_radix_select_refuses_wide_floats_and_ranks_outside_the_row():
 
 def test_rank_of_short_rows_matches_the_sort_convention():
     assert _rank(1000, 0.01) == 11 and _rank(100, 0.999) == 100
+
+
+def test_programs_hold_at_most_64_rows_and_no_more_than_the_batch():
+    # 128-512 rows a program gave wrong tail sums on an H100 when the last program was partial
+    assert _rows_per_program(100_000, 64) == 64 and _rows_per_program(100_000, 16) == 64
+    assert _rows_per_program(100_000, 1024) == 8 and _rows_per_program(10, 16384) == 1
+    assert _rows_per_program(7, 4) == 4 and _rows_per_program(1, 64) == 1
