@@ -84,8 +84,8 @@ class SelectConfig(NamedTuple):
     # rows shorter than min_size: "top_k" (lax.top_k or a sort) | "radix" (a bitwise search
     # on the values' keys, each row in registers: one read; Pallas under backend "auto" on GPU;
     # floats of at most 32 bits, rows of at most short_max values, else top_k) | "auto" (radix
-    # for float32 and bfloat16 rows of more than 64 values on GPU: 1.2-3.7x faster than top_k
-    # on an H100, about torch.topk's speed)
+    # for float32 and bfloat16 on GPU: level with top_k to 3.7x faster on an H100, about
+    # torch.topk's speed)
     short: str = "auto"
     short_max: int = 1 << 14
 
@@ -219,17 +219,12 @@ def _use_selection(rows, n, cfg):
     return True
 
 
-# "auto" leaves rows this short to top_k: on an H100 the key search was faster only for
-# batches of about 1e5 rows, and slower for 1e3-1e4 (radix_cap_h100/short/).
-_RADIX_MIN = 64
-
-
 def _use_radix(x, cfg):
     n = x.shape[1]
     if x.shape[0] == 0 or jnp.finfo(x.dtype).bits > 32 or n > cfg.short_max:
         return False
     if cfg.short == "auto":  # float32 and bfloat16: the dtypes checked on a GPU
-        return (jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas") and n > _RADIX_MIN
+        return (jax.default_backend() == "gpu" and cfg.backend in ("auto", "pallas")
                 and x.dtype in (jnp.float32, jnp.bfloat16))
     return cfg.short == "radix"
 
@@ -324,7 +319,7 @@ def cvar_large(
     of rows ``(..., n)``, costs about one read of the array. Rows shorter than
     ``config.min_size``, fewer than ``config.min_total`` values in all, or any input off GPU
     with ``backend="auto"`` are reduced by ``lax.top_k`` or a sort instead; on a GPU, float32
-    and bfloat16 rows of 65 to ``config.short_max`` values by a bitwise search of each row held in
+    and bfloat16 rows of at most ``config.short_max`` values by a bitwise search of each row held in
     registers (``config.short``). ``tail_prob``
     must be a Python float. Differentiable in ``samples``. Pass a batch axis rather than
     ``vmap`` it (under ``vmap`` its fallback branch would run too). Heavy-tailed rows (e.g.
