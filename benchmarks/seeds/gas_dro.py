@@ -113,12 +113,13 @@ def grid_values(tag):
     return {k: float(v) for k, v in (part.split("=") for part in tag.split(",") if part)}
 
 
-def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid=None, lr=None):
+def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid=None, lr=None, overrides=None):
     """Train method ``name`` at every value of its grid (times the size's learning rates, or
     ``lr`` alone) with early stopping on ``val``; returns the record of the value with the best
-    validation MSE and the predictor."""
+    validation MSE and the predictor. ``overrides`` replaces fields of every setting."""
     base = MethodSettings(**cfg["settings"], gas=cfg["gas"]._replace(budget=setup.budget),
                           gas_data_batch=setup.info["j_batch"])  # the J batch whose sd info["J_sd"] reports
+    base = base._replace(**(overrides or {}))
     if name.startswith("GAS-DRO"):
         base = base._replace(steps=cfg["gas_steps"], eval_every=max(1, cfg["gas_steps"] // 20))
         grid = {f"lam={lam},delta={d}": base._replace(gas=base.gas._replace(budget=setup.info["J0"] + d,
@@ -229,11 +230,14 @@ def carbon_parts(cfg, key, protocol, args, log=print):
 def capacity(cfg, key, protocol, args, log=print):
     """Table 5: GAS-DRO (lambda 0, the size's first delta) with noise networks of several
     widths (MLP widths under ``today``, 1-D UNet widths under ``paper``) and with the VAE
-    ambiguity set. ``DML-VAE`` is the VAE row's control: DML (ERM on the data plus as many
-    draws of the nominal VAE), with DML's own grid and early stopping."""
+    ambiguity set. The VAE row's controls: ``DML-VAE``, DML (ERM on the data plus as many
+    draws of the nominal VAE) with DML's own grid and early stopping, and ``VAE-frozen``, the
+    VAE row's run (same key and schedule) with the adversary's learning rate 0, so that the
+    predictor trains on fresh draws of the nominal VAE alone."""
     out = {}
     inner = {k: getattr(args, k) for k in INNER}
-    variants = {"VAE": ("VAE", dict(vae_ambiguity=True)), "DML-VAE": ("DML on VAE samples", dict(vae_ambiguity=True))}
+    variants = {"VAE": ("VAE", dict(vae_ambiguity=True)), "DML-VAE": ("DML on VAE samples", dict(vae_ambiguity=True)),
+                "VAE-frozen": ("VAE, adversary frozen", dict(vae_ambiguity=True))}
     for w in cfg["capacity"]:
         tag, extra = variants.get(w, (f"DDPM {w}", dict(noise_features=w)))
         kw = {**cfg["carbon"], **cfg["protocol"][protocol], **extra}
@@ -245,7 +249,8 @@ def capacity(cfg, key, protocol, args, log=print):
                                 log=log)
         else:
             rec, _ = train_grid(cfg, "GAS-DRO", jax.random.fold_in(key, 300), setup, val, tests, log=log,
-                                gas_grid=[(0.0, cfg["deltas"][0])])
+                                gas_grid=[(0.0, cfg["deltas"][0])],
+                                overrides=dict(gas_learning_rate=0.0) if w == "VAE-frozen" else None)
         out[tag] = {k: rec[k] for k in ("average", "worst", "validation", "final_J", "final_mu", "path_kl") if k in rec}
         out[tag].update(J0=setup.info["J0"], J_sd=setup.info["J_sd"])
     return out
@@ -414,8 +419,9 @@ def main(argv=None):
     p.add_argument("--budget-deltas", dest="budget_deltas", nargs="*", type=float, default=None,
                    help="the budget curve's deltas (default: the size's)")
     p.add_argument("--capacity", nargs="*", default=None,
-                   help="Table 5's variants: noise-network widths such as 32,64,64,64, VAE, or DML-VAE "
-                        "(DML on the VAE's samples, the VAE row's control; default: the size's widths and VAE)")
+                   help="Table 5's variants: noise-network widths such as 32,64,64,64, VAE, and the VAE row's "
+                        "controls DML-VAE (DML on the VAE's samples) and VAE-frozen (the VAE row with the "
+                        "adversary's learning rate 0); default: the size's widths and VAE")
     p.add_argument("--merge", nargs="*", default=None,
                    help="JSON files of earlier runs (same size and settings) to merge into one report")
     args = p.parse_args(argv)
@@ -441,9 +447,9 @@ def main(argv=None):
         cfg["budget_deltas"] = tuple(args.budget_deltas)
     try:
         cfg["capacity"] = (*cfg["capacity"], "VAE") if args.capacity is None else tuple(
-            v if v in ("VAE", "DML-VAE") else tuple(int(w) for w in v.split(",")) for v in args.capacity)
+            v if v in ("VAE", "DML-VAE", "VAE-frozen") else tuple(int(w) for w in v.split(",")) for v in args.capacity)
     except ValueError:
-        p.error(f"--capacity takes widths such as 32,64,64,64, VAE or DML-VAE, got {args.capacity}")
+        p.error(f"--capacity takes widths such as 32,64,64,64, VAE, DML-VAE or VAE-frozen, got {args.capacity}")
     if args.lrs:
         if min(args.lrs) <= 0:
             p.error(f"--lrs must be > 0, got {args.lrs}")
