@@ -38,7 +38,7 @@ def test_named_baseline_trains_and_decides(sp):
         train_baseline("mse", jax.random.key(0), inst, x, c, epochs=0)
 
 
-@pytest.mark.parametrize("method", ["mse_log", "spo+_log"])
+@pytest.mark.parametrize("method", ["mse_log", "spo+_log", "nce_log", "dfl_log"])
 def test_log_link_baselines_decide_on_positive_predictions_and_refuse_non_positive_costs(sp, method):
     from tailjax.nn import LogLinkPredictor
 
@@ -49,6 +49,17 @@ def test_log_link_baselines_decide_on_positive_predictions_and_refuse_non_positi
     np.testing.assert_allclose(jnp.sum(decide_baseline(trained, x[:3], inst), axis=1), 8.0)
     with pytest.raises(ValueError, match="costs must be positive"):
         train_baseline(method, jax.random.key(0), inst, x, np.zeros_like(c), epochs=1)
+
+
+def test_log_link_variants_take_their_losses_options():
+    from benchmarks.setups.dfl.baselines import LOG_LINK
+
+    for m in ("nce", "map", "pairwise", "listwise", "dfl", "dfl+", "spo+"):
+        assert f"{m}_log" in LOG_LINK and BASELINES[f"{m}_log"] is BASELINES[m]
+        opts = dict(tail_prob=0.5, sigma=0.3, margin=0.2, temperature=2.0)
+        assert loss_options(f"{m}_log", **opts) == loss_options(m, **opts)
+    assert {"pairwise_log", "nce_log"} <= set(POOL_METHODS) and "dfl_log" not in POOL_METHODS
+    assert BASELINES["mse_log"] is not BASELINES["mse"]  # MSE on log costs, its own loss
 
 
 @pytest.mark.slow

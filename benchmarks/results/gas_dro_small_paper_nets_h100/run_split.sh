@@ -1,7 +1,9 @@
 #!/bin/bash
 # One lent-GPU call (issue 16). usage:
 #   bash benchmarks/results/gas_dro_small_paper_nets_h100/run_split.sh budget|capacity SECONDS SEED:VALUES ...
-# (repository root on the device; carry .whl/dev312 and .data/carbon.tar.gz as run.sh says).
+# (repository root on the device; carry .whl/dev312 and .data/carbon.tar.gz as run.sh says, or set WHL to
+# another wheel folder: once the tracked tree passed 56 MiB, .whl/lite, the same wheels with tfp stripped
+# to what distrax imports, kept tree and carry under the device's 64 MiB).
 # The budget curve (Fig. 5) or Table 5 under the paper protocol at --size small_paper_nets, one process
 # per SEED:VALUES job sharing the GPU, three CPU cores each; VALUES are comma-separated budget deltas
 # (budget) or variants separated by "/" (capacity, e.g. 0:32,64,64,64/VAE). Five processes fit one
@@ -14,7 +16,7 @@ case $PART in
   *) echo "usage: $0 budget|capacity SECONDS SEED:VALUES ..."; exit 2 ;;
 esac
 mkdir -p .data && tar xzf .data/carbon.tar.gz -C .data
-python3 -m pip install -q --no-deps --no-index --target /tmp/site .whl/dev312/*.whl >/dev/null 2>&1
+python3 -m pip install -q --no-deps --no-index --target /tmp/site ${WHL:-.whl/dev312}/*.whl >/dev/null 2>&1
 # Each process may grow to its share of the card (JAX's default cap is 75 % for each): with five
 # uncapped processes one ran out of memory instantiating a CUDA graph (runs_capacity_w32/job1.log).
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false \

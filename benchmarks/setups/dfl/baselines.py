@@ -52,9 +52,17 @@ BASELINES = {
     "dfl+": dfl_plus_loss,  # Pred-DFL+
     "diff-dro": diff_dro_loss,  # worst-case CVaR over a moment ambiguity set (Ma, Ning & Du 2024)
 }
+# the decision-focused losses again on the positive prediction exp(g(x)) (a log link, as
+# "spo+_log"): the shortest path's strongest baselines, whose costs are positive
+BASELINES.update({f"{m}_log": BASELINES[m] for m in ("nce", "map", "pairwise", "listwise", "dfl", "dfl+")})
 METHODS = tuple(BASELINES)
-LOG_LINK = ("mse_log", "spo+_log")  # wrapped in LogLinkPredictor: positive costs only
-POOL_METHODS = ("nce", "map", "pairwise", "listwise")  # losses that read the solution cache
+LOG_LINK = tuple(m for m in METHODS if m.endswith("_log"))  # wrapped in LogLinkPredictor: positive costs only
+POOL_METHODS = tuple(m + tag for m in ("nce", "map", "pairwise", "listwise") for tag in ("", "_log"))  # read the solution cache
+
+
+def _base(method: str) -> str:
+    """The loss's name without its log link (``"mse_log"`` keeps it: MSE on log costs)."""
+    return method[: -len("_log")] if method in LOG_LINK and method != "mse_log" else method
 
 
 def loss_options(method: str, *, tail_prob: float = 1.0, num_samples: int = 16, sigma: Any = None,
@@ -63,6 +71,7 @@ def loss_options(method: str, *, tail_prob: float = 1.0, num_samples: int = 16, 
     """The keyword options of ``BASELINES[method]`` (``tail_prob`` is the paper's alpha)."""
     if method not in BASELINES:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    method = _base(method)
     if method in POOL_METHODS:
         extra = {"pairwise": {"margin": margin}, "listwise": {"temperature": temperature}}
         return {"pool_size": pool_size, **extra.get(method, {})}
@@ -89,13 +98,13 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
                    predictor: Any = None, validation: Any = None, patience: int | None = None,
                    **options: Any) -> TrainedBaseline:
     """Train ``method`` for ``epochs`` epochs (a linear predictor unless given); Pred-DFL+'s
-    sigma is half the mean per-coordinate sd of the training costs; ``"mse_log"`` and
-    ``"spo+_log"`` wrap the predictor in :class:`~tailjax.nn.LogLinkPredictor`; ``solve_ratio`` applies to the pool
+    sigma is half the mean per-coordinate sd of the training costs; the ``"..._log"`` methods
+    wrap the predictor in :class:`~tailjax.nn.LogLinkPredictor`; ``solve_ratio`` applies to the pool
     methods only. ``validation=(x, c)``: keep the epoch of lowest validation
     regret (checked every epoch), ``patience`` epochs without improvement stop."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    sigma = dfl_plus_sigma(costs) if method == "dfl+" else None
+    sigma = dfl_plus_sigma(costs) if _base(method) == "dfl+" else None
     ambiguity = (residual_covariance(features, costs), float(options.pop("radius", 0.0))) \
         if method == "diff-dro" else None
     predictor = LinearPredictor(np.shape(costs)[1]) if predictor is None else predictor

@@ -32,13 +32,18 @@ TABLE1_METHODS = (("gen_dfl", "Gen-DFL"), ("nll_flow", "NLL flow"), ("spo+", "SP
                   ("mse", "PTO (MSE)"),
                   ("mse_log", "PTO (MSE on log costs)"),
                   ("nce", "NCE"), ("map", "MAP"), ("pairwise", "pairwise"), ("listwise", "listwise"),
-                  ("dfl", "DFL"), ("dfl+", "DFL+"), ("diff-dro", "Diff-DRO"),
+                  ("dfl", "DFL"), ("dfl+", "DFL+"),
+                  *((f"{m}_log", f"{label} (log link)") for m, label in (
+                      ("nce", "NCE"), ("map", "MAP"), ("pairwise", "pairwise"), ("listwise", "listwise"),
+                      ("dfl", "DFL"), ("dfl+", "DFL+"))),
+                  ("diff-dro", "Diff-DRO"),
                   ("equal_weights", "equal weights (data-free)"),
                   ("uniform_fraction", "uniform fraction (data-free)"),
                   ("uniform_schedule", "uniform schedule (data-free)"),
                   ("mean_cost", "unconditional mean cost (data-free)"), ("true_mean", "oracle: true mean"),
                   ("oracle_saa", "oracle: true p(c|x), K samples"), ("oracle_exact", "oracle: true p(c|x), exact"))
-TABLE1_BASELINES = ("spo+", "spo+_log", "mse", "mse_log", "nce", "map", "pairwise", "listwise", "dfl", "dfl+", "diff-dro")
+TABLE1_BASELINES = ("spo+", "spo+_log", "mse", "mse_log", "nce", "map", "pairwise", "listwise", "dfl", "dfl+",
+                    "nce_log", "map_log", "pairwise_log", "listwise_log", "dfl_log", "dfl+_log", "diff-dro")
 DUPLICATE_RTOL = 1e-4  # table1_cells: two runs' records of one cell agree to this (float32, two processes)
 DATA_FREE = ("equal_weights", "uniform_fraction", "uniform_schedule", "mean_cost")
 ORDERINGS = (("gen_dfl", "spo+"), ("spo+", "mse"), ("gen_dfl", "mse"), ("gen_dfl", "nll_flow"),
