@@ -251,7 +251,7 @@ def capacity(cfg, key, protocol, args, log=print):
             rec, _ = train_grid(cfg, "GAS-DRO", jax.random.fold_in(key, 300), setup, val, tests, log=log,
                                 gas_grid=[(0.0, cfg["deltas"][0])],
                                 overrides=dict(gas_learning_rate=0.0) if w == "VAE-frozen" else None)
-        out[tag] = {k: rec[k] for k in ("average", "worst", "validation", "final_J", "final_mu", "path_kl") if k in rec}
+        out[tag] = {k: rec[k] for k in ("mse", "average", "worst", "validation", "final_J", "final_mu", "path_kl") if k in rec}
         out[tag].update(J0=setup.info["J0"], J_sd=setup.info["J_sd"])
     return out
 

@@ -199,6 +199,7 @@ def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_d
     assert {"ML", "KL-DRO", "GAS-DRO", "GAS-DRO (FT)", "persistence", "seasonal naive"} <= set(res)
     capacity = report["per_seed"]["0"]["today"]["capacity"]
     assert set(capacity) == {"DDPM (8,)", "VAE", "DML on VAE samples", "VAE, adversary frozen"}
+    assert set(capacity["VAE"]["mse"]) == set(res["ML"]["mse"])  # per test set
     frozen = capacity["VAE, adversary frozen"]  # the adversary never leaves theta_0
     assert frozen["path_kl"] == 0.0 and capacity["VAE"]["path_kl"] != 0.0
     control = capacity.pop("DML on VAE samples")  # ERM: no dual variable, the VAE's J0
