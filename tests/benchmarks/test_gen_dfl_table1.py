@@ -3,7 +3,8 @@
 import pytest
 from scipy import stats
 
-from benchmarks.setups.dfl import best_baseline, ordering, partial_methods, renamed, table1_cells, table1_report
+from benchmarks.setups.dfl.report import (best_baseline, mean_sd_cell, ordering, partial_methods, renamed, table1_cells,
+                                          table1_report)
 
 
 def _rec(method, seed, regret, deg=2, metric="cvar_of_difference"):
@@ -17,6 +18,16 @@ def test_ordering_counts_paired_wins_and_drops_ties():
     wins, n, p = ordering(a, b)
     assert (wins, n) == (2, 3)
     assert p == pytest.approx(stats.binomtest(2, 3, 0.5).pvalue)
+
+
+def test_a_nan_regret_is_neither_paired_nor_the_best_baseline():
+    nan = float("nan")
+    assert ordering({0: 1.0, 1: 2.0, 2: 1.0}, {0: nan, 1: 1.0, 2: 3.0})[:2] == (1, 2)  # seed 0 unpaired
+    for order in (("dfl+_log", "spo+"), ("spo+", "dfl+_log")):  # whichever method comes first
+        recs = [_rec(order[0], 0, nan if order[0] == "dfl+_log" else 5.0),
+                _rec(order[1], 0, nan if order[1] == "dfl+_log" else 5.0)]
+        assert best_baseline(table1_cells(recs), "portfolio", 2) == {0: 5.0}
+    assert mean_sd_cell([1.0, nan, 3.0]) == "2.0 ± 1.4 (2, 1 NaN)" and mean_sd_cell([nan]) == "NaN (1)"
 
 
 def test_report_means_and_orderings():

@@ -165,7 +165,8 @@ def best_baseline(cells, problem, deg, methods=TABLE1_BASELINES):
     complete = [r for r in runs.values() if set(r) == seeds]
     if not complete:
         complete, seeds = list(runs.values()), set.intersection(*(set(r) for r in runs.values()))
-    return {s: min(r[s] for r in complete) for s in seeds}
+    # a NaN regret (a decision layer that did not converge) is no method's best
+    return {s: min((r[s] for r in complete if not math.isnan(r[s])), default=math.nan) for s in seeds}
 
 
 def partial_methods(cells, problem, deg, methods=TABLE1_BASELINES):
@@ -176,17 +177,24 @@ def partial_methods(cells, problem, deg, methods=TABLE1_BASELINES):
 
 
 def ordering(a, b):
-    """(wins of a, paired seeds without ties, sign-test p) for per-seed dicts a and b."""
-    pairs = [(a[s], b[s]) for s in a.keys() & b.keys() if a[s] != b[s]]
+    """(wins of a, paired seeds without ties, sign-test p) for per-seed dicts a and b; a seed
+    where either is NaN is not paired."""
+    pairs = [(a[s], b[s]) for s in a.keys() & b.keys()
+             if a[s] != b[s] and not (math.isnan(a[s]) or math.isnan(b[s]))]
     wins = sum(x < y for x, y in pairs)
     p = harness.sign_test(wins, len(pairs) - wins) if pairs else float("nan")
     return wins, len(pairs), p
 
 
 def mean_sd_cell(values):
-    """The cell "mean ± sd (count)" of per-seed values, one decimal."""
-    mean, sd = harness.mean_sd(values)
-    return f"{mean:.1f} ± {sd:.1f} ({len(values)})"
+    """The cell "mean ± sd (count)" of per-seed values, one decimal; NaN values (a decision
+    layer that did not converge) are counted apart: "mean ± sd (count, k NaN)"."""
+    finite = [v for v in values if not math.isnan(v)]
+    nans = len(values) - len(finite)
+    if not finite:
+        return f"NaN ({len(values)})"
+    mean, sd = harness.mean_sd(finite)
+    return f"{mean:.1f} ± {sd:.1f} ({len(finite)}" + (f", {nans} NaN)" if nans else ")")
 
 
 _METRICS = {"cvar_of_difference": "Eq. (9) regret (CVaR of the difference)",
