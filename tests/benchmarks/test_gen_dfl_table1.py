@@ -28,6 +28,8 @@ def test_a_nan_regret_is_neither_paired_nor_the_best_baseline():
                 _rec(order[1], 0, nan if order[1] == "dfl+_log" else 5.0)]
         assert best_baseline(table1_cells(recs), "portfolio", 2) == {0: 5.0}
     assert mean_sd_cell([1.0, nan, 3.0]) == "2.0 ± 1.4 (2, 1 NaN)" and mean_sd_cell([nan]) == "NaN (1)"
+    stored = [_rec("dfl+_log", 0, "nan"), _rec("dfl+_log", 1, 2.0), _rec("gen_dfl", 0, 1.0), _rec("gen_dfl", 1, 1.0)]
+    assert "| DFL+ (log link) | 2.0 ± 0.0 (1, 1 NaN) |" in table1_report(stored)  # as the JSONs keep NaN
 
 
 def test_report_means_and_orderings():

@@ -138,14 +138,15 @@ def table1_cells(recs, metric="cvar_of_difference"):
         if r.get("experiment") != "table1" or r.get("metric") != metric or r.get("tail_prob_eval") != TAIL_PROB:
             continue
         by_seed = cells.setdefault((r["problem"], r["deg"], r["method"]), {})
+        regret = float(r["regret"])  # the result JSONs keep NaN as the string "nan"
         # duplicates (the reference rows of two runs on one seed) must agree up to the float32
         # rounding of another process; the first is kept
         if r["seed"] in by_seed:
-            if not math.isclose(by_seed[r["seed"]], r["regret"], rel_tol=DUPLICATE_RTOL, abs_tol=1e-6):
+            if not math.isclose(by_seed[r["seed"]], regret, rel_tol=DUPLICATE_RTOL, abs_tol=1e-6):
                 raise ValueError(f"records: two results for {r['problem']} deg {r['deg']} {r['method']} "
                                  f"seed {r['seed']} that differ; pass each run once")
             continue
-        by_seed[r["seed"]] = r["regret"]
+        by_seed[r["seed"]] = regret
     return cells
 
 
