@@ -180,14 +180,21 @@ def plain(obj: Any) -> Any:
     return obj
 
 
+def _flat(v: Any) -> bool:
+    """A scalar, or a list of at most four scalars."""
+    if isinstance(v, list):
+        return len(v) <= 4 and not any(isinstance(u, (dict, list)) for u in v)
+    return not isinstance(v, dict)
+
+
 def dumps(obj: Any, indent: int = 2, _level: int = 0) -> str:
-    """JSON with nested objects indented and every list of scalars on one line (curves and
-    per-sample values stay readable without one line per number)."""
+    """JSON with nested objects indented and every list of scalars, or of short tuples of
+    scalars (a curve's (step, value) pairs), on one line: readable without one line per number."""
     pad, inner = " " * (indent * _level), " " * (indent * (_level + 1))
     if isinstance(obj, dict) and obj:
         items = (f"{inner}{json.dumps(str(k))}: {dumps(v, indent, _level + 1)}" for k, v in obj.items())
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+    if isinstance(obj, list) and not all(_flat(v) for v in obj):
         return "[\n" + ",\n".join(f"{inner}{dumps(v, indent, _level + 1)}" for v in obj) + f"\n{pad}]"
     return json.dumps(obj)
 

@@ -25,3 +25,9 @@ def test_write_json_records_the_environment(tmp_path):
     path = harness.write_json(tmp_path / "new", "bench", {"rows": [1, 2]})
     assert json.loads(path.read_text())["rows"] == [1, 2]
     assert "environment" in json.loads(path.read_text()) and not path.with_suffix(".json.tmp").exists()
+
+
+def test_dumps_keeps_a_curve_of_pairs_on_one_line_and_nests_longer_lists():
+    text = harness.dumps({"curve": [[0.0, 0.5], [1.0, 0.25]], "blocks": [list(range(5)), [1]]})
+    assert '"curve": [[0.0, 0.5], [1.0, 0.25]]' in text
+    assert '"blocks": [\n' in text and json.loads(text)["blocks"] == [list(range(5)), [1]]
