@@ -35,6 +35,7 @@ from benchmarks import _harness as harness
 from tailjax import risk
 from tailjax.risk import _bracket, select
 from tailjax.risk._compact import compact
+from tailjax.risk._finish import finish_histogram, finish_radix, finish_sort
 from tailjax.risk._histogram import key_histogram, signed_keys
 
 SIZES = {"paper": 100_000_000, "small": 1_000_000}
@@ -103,8 +104,9 @@ def _stages(args, add, x2, p, rank, cfg0):
             valid = jnp.arange(capacity)[None] < count[:, None]
             slots = select._bin_slots(capacity, cfg0)
             finishes = {
-                "sort": lambda buf, valid, c_hi, e_hi, lo, hi: select._finish_sort(buf, valid, c_hi, e_hi, hi, rank),
-                "histogram": lambda *a: select._finish_histogram(*a, rank, slots, cfg0.bins)}
+                "sort": lambda buf, valid, c_hi, e_hi, lo, hi: finish_sort(buf, valid, c_hi, e_hi, hi, rank),
+                "histogram": lambda *a: finish_histogram(*a, rank, slots, cfg0.bins),
+                "radix": lambda *a: finish_radix(*a, rank, cfg0.bins)}
             for name in args.finishes:
                 t, _ = timing(jax.jit(finishes[name]), buf, valid, c_hi, e_hi, lo, hi, repeats=args.repeats)
                 add(stage=f"finish ({name})", tail_prob=p, capacity=capacity, bins=cfg0.bins, slots=slots, **t)
@@ -119,6 +121,8 @@ def main(argv=None):
     parser.add_argument("--widths", type=float, nargs="*", default=[3.0, 5.0])
     parser.add_argument("--searches", nargs="*", default=["2x32"], help="subsample searches, ROUNDSxTHRESHOLDS")
     parser.add_argument("--finishes", nargs="*", default=["histogram", "sort"])
+    parser.add_argument("--bins", type=int, nargs="*", default=[select.SelectConfig().bins],
+                        help="sweep: SelectConfig.bins (the histogram and radix finishes' bins)")
     parser.add_argument("--methods", nargs="*", default=["histogram", "compact"])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
     parser.add_argument("--brackets", nargs="*", default=["auto"], help="sweep: SelectConfig.bracket values")
@@ -151,18 +155,18 @@ def main(argv=None):
         variants += [("compact", f) for f in args.finishes] if "compact" in args.methods else []
         searches = [tuple(int(v) for v in s.split("x")) for s in args.searches]
         # the subsample per row is --sample-sizes (or n / 8), not a share of SelectConfig.sample_total
-        for (method, finish), sample, block, width, search, bracket, counts in itertools.product(
+        for (method, finish), sample, block, width, search, bracket, counts, bins in itertools.product(
                 variants, args.sample_sizes, args.blocks, args.widths, searches, args.brackets,
-                args.count_backends):
+                args.count_backends, args.bins):
             cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, width_sd=width,
                                 sample_search=search, sample_total=sample * args.rows, bracket=bracket,
-                                count_backend=counts)
+                                count_backend=counts, bins=bins)
             t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x2,
                               repeats=args.repeats)
             add(stage="cvar_large", tail_prob=p, rows=args.rows, method=method,
                 finish=finish if method == "compact" else None,
                 sample=_bracket.sample_size(args.rows, rows_n, cfg), search=search, bracket=bracket,
-                count_backend=counts, block=block, warps=cfg.num_warps, width_sd=width,
+                count_backend=counts, bins=bins, block=block, warps=cfg.num_warps, width_sd=width,
                 rel_err=float(np.max(np.abs(np.asarray(value, np.float64) - ref) / np.abs(ref))),
                 x_floor=t["pipelined_ms"] / floor["pipelined_ms"], x_floor_synced=t["ms"] / floor["ms"], **t)
     for p in args.tail_probs if "cond" in args.parts else []:

@@ -49,7 +49,8 @@ from jaxtyping import Array, ArrayLike, Float
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
 from tailjax.risk._bracket import default_capacity, sample_bracket, sample_size
 from tailjax.risk._compact import compact
-from tailjax.risk._histogram import _from_keys, _keys, select_by_histogram
+from tailjax.risk._finish import finish_histogram, finish_radix, finish_sort
+from tailjax.risk._histogram import select_by_histogram
 from tailjax.risk._radix import radix_select
 from tailjax.risk.empirical import accumulator, tail_count
 
@@ -88,57 +89,6 @@ class SelectConfig(NamedTuple):
     # torch.topk's speed)
     short: str = "auto"
     short_max: int = 1 << 14
-
-
-def _finish_sort(buf, valid, c_hi, e_hi, hi, rank):
-    """Per row (v, E(v)) from the whole buffer of bracket members, sorted (E in float32 at
-    least): v is the (rank - c_hi)-th largest member."""
-    desc = -jnp.sort(-jnp.where(valid, buf, -jnp.inf), axis=-1)
-    v = jnp.take_along_axis(desc, jnp.clip(rank - c_hi - 1, 0, buf.shape[-1] - 1)[:, None], axis=-1)[:, 0]
-    return v, _excess(buf, valid, e_hi, c_hi, hi, v)
-
-
-def _excess(buf, valid, e_hi, c_hi, hi, v):
-    """E(v): the excess above hi moved down to v, plus the members' own excess above v."""
-    acc = accumulator(buf.dtype)
-    shift = jnp.where(c_hi > 0, c_hi.astype(acc) * (hi.astype(acc) - v.astype(acc)), 0.0)
-    own = jnp.where(valid, jnp.maximum(buf.astype(acc) - v[:, None].astype(acc), 0.0), 0.0)
-    return e_hi + shift + jnp.sum(own, axis=-1)
-
-
-def _finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, slots, bins):
-    """Per row (v, E(v), fits): v from a histogram of the valid members' keys over [lo, hi).
-
-    The bins split [key(lo), key(hi)) by the top bits of key - key(lo), so they are ordered
-    as the values; v is the (rank - c_hi - #above)-th largest member of its bin, which is
-    gathered into ``slots`` slots and sorted, unless each bin is one key (then v is its
-    bin's value). ``fits`` is False where v's bin has more keys than one and more members
-    than slots.
-    """
-    rows = buf.shape[0]
-    keys, k_lo, k_hi = _keys(buf), _keys(lo), _keys(hi)
-    span = k_hi - k_lo  # members' keys are in [k_lo, k_hi)
-    bits = jnp.finfo(buf.dtype).bits
-    length = bits - jax.lax.clz(span).astype(jnp.int32)  # bit length of span
-    shift = jnp.maximum(length - int(math.log2(bins)), 0).astype(keys.dtype)
-    b = jnp.where(valid, ((keys - k_lo[:, None]) >> shift[:, None]).astype(jnp.int32), bins)
-    row = jnp.arange(rows, dtype=jnp.int32)[:, None]
-    counts = jnp.zeros((rows, bins), jnp.int32).at[row, b].add(1, mode="drop")
-    from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # members in this bin or above
-    r = rank - c_hi
-    star = jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1
-    in_star = jnp.take_along_axis(counts, jnp.maximum(star, 0)[:, None], axis=1)[:, 0]
-    above = jnp.take_along_axis(from_top, jnp.maximum(star, 0)[:, None], axis=1)[:, 0] - in_star
-    pick = b == star[:, None]
-    pos = jnp.cumsum(pick, axis=1, dtype=jnp.int32) - 1
-    gathered = jnp.full((rows, slots), -jnp.inf, buf.dtype).at[row, jnp.where(pick, pos, slots)].set(buf, mode="drop")
-    desc = -jnp.sort(-gathered, axis=-1)
-    v = jnp.take_along_axis(desc, jnp.clip(r - above - 1, 0, slots - 1)[:, None], axis=-1)[:, 0]
-    # where each bin is one key (16-bit floats: a few keys hold every member), v is its
-    # bin's value, however many members share it
-    one_key = shift == 0
-    v = jnp.where(one_key, _from_keys(k_lo + jnp.maximum(star, 0).astype(keys.dtype), buf.dtype), v)
-    return v, _excess(buf, valid, e_hi, c_hi, hi, v), one_key | (in_star <= slots)
 
 
 def _bin_slots(capacity, cfg):
@@ -190,12 +140,14 @@ def _select_compact(x, rank, lo, hi, cfg):
     r = rank - c_hi  # rank of v among the members
     ok = kept & (r >= 1) & (r <= count)
     if cfg.finish == "sort":
-        v, e_v = _finish_sort(buf, valid, c_hi, e_hi, hi, rank)
+        v, e_v = finish_sort(buf, valid, c_hi, e_hi, hi, rank)
     elif cfg.finish == "histogram":
-        v, e_v, fits = _finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, _bin_slots(capacity, cfg), cfg.bins)
+        v, e_v, fits = finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, _bin_slots(capacity, cfg), cfg.bins)
         ok = ok & fits
+    elif cfg.finish == "radix":
+        v, e_v = finish_radix(buf, valid, c_hi, e_hi, lo, hi, rank, cfg.bins)
     else:
-        raise ValueError(f"config.finish must be 'histogram' or 'sort', got {cfg.finish!r}")
+        raise ValueError(f"config.finish must be 'histogram', 'radix' or 'sort', got {cfg.finish!r}")
     return v, e_v, ok, nans
 
 
@@ -344,7 +296,7 @@ def cvar_large(
 def _config(config):
     """``config`` (default: ``SelectConfig()``), its choices checked whichever path runs."""
     cfg = config or SelectConfig()
-    for name, allowed in [("method", ("compact", "histogram")), ("finish", ("histogram", "sort")),
+    for name, allowed in [("method", ("compact", "histogram")), ("finish", ("histogram", "radix", "sort")),
                           ("bracket", ("auto", "search", "sort")),
                           ("count_backend", ("xla", "pallas", "interpret")), ("short", ("auto", "radix", "top_k"))]:
         if getattr(cfg, name) not in allowed:

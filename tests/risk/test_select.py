@@ -8,9 +8,11 @@ import pytest
 from tailjax import risk
 from tailjax.risk import _bracket, select
 from tailjax.risk._counts import counts_at_least
-from tailjax.risk._histogram import from_signed_keys, key_histogram, signed_keys
+from tailjax.risk._finish import finish_radix
+from tailjax.risk._histogram import _keys, from_signed_keys, key_histogram, signed_keys
 from tailjax.risk._radix import radix_select
-from tailjax.risk.select import SelectConfig, _keys, _rank, _select
+from tailjax.risk.empirical import accumulator
+from tailjax.risk.select import SelectConfig, _rank, _select
 
 SMALL = SelectConfig(sample_size=4096, block=256, min_size=1024, backend="xla")
 
@@ -142,9 +144,9 @@ def test_search_with_the_pallas_counts_selects_exactly():
 def test_an_unknown_config_choice_is_refused_on_every_path(field):
     x = jnp.arange(100.0)  # short: the sort runs, the config is still checked
     with pytest.raises(ValueError, match=f"config.{field}"):
-        risk.cvar_large(x, 0.1, config=SelectConfig(**{field: "radix"}))
+        risk.cvar_large(x, 0.1, config=SelectConfig(**{field: "bogus"}))
     with pytest.raises(ValueError, match=f"config.{field}"):
-        risk.var_large(x, 0.1, config=SelectConfig(**{field: "radix"}))
+        risk.var_large(x, 0.1, config=SelectConfig(**{field: "bogus"}))
 
 
 def test_fast_path_taken_and_exact():
@@ -181,6 +183,35 @@ def test_histogram_finish_selects_what_the_sort_finish_selects(kind, p, bins):
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bins=bins)), risk.cvar(x, p), rtol=2e-6)
 
 
+@pytest.mark.parametrize("kind, p", [("normal", 0.01), ("cauchy", 1e-4), ("sorted", 0.29), ("ties", 0.01)])
+@pytest.mark.parametrize("bins", [4096, 64, 2])
+def test_radix_finish_selects_what_the_sort_selects_however_few_bins(kind, p, bins):
+    x = _inputs(kind, 200_003)[None]
+    rank = _rank(x.shape[1], p)
+    v, e, ok, _ = _select(x, rank, SMALL._replace(finish="radix", bins=bins))
+    v_sort, e_sort, ok_sort, _ = _select(x, rank, SMALL._replace(finish="sort"))
+    assert bool(ok[0]) == bool(ok_sort[0]) and bool(ok[0])  # no gather that can overflow
+    assert float(v[0]) == float(v_sort[0]) == float(-jnp.sort(-x[0])[rank - 1])
+    assert float(e[0]) == pytest.approx(float(e_sort[0]), rel=1e-6)
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(finish="radix", bins=bins)),
+                               risk.cvar(x, p), rtol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "float64"])
+def test_radix_finish_finds_every_rank_of_a_buffer_with_ties_and_signed_zeros(dtype):
+    # every rank of one buffer, members spread over the whole key range (lo = -inf, hi = +inf)
+    with jax.enable_x64(dtype == "float64"):
+        base = jnp.array([-jnp.inf, -7.5, -1.0, -0.0, 0.0, 0.0, 1e-3, 2.0, 2.0, 2.0, 3e4], dtype)
+        buf = jnp.concatenate([base, jnp.full((5,), -jnp.inf, dtype)])[None]  # 5 unused slots
+        valid = jnp.arange(buf.shape[1])[None] < base.size
+        lo, hi = jnp.full((1,), -jnp.inf, dtype), jnp.full((1,), jnp.inf, dtype)
+        zero = jnp.zeros((1,), jnp.int32)
+        top = -np.sort(-np.asarray(base, np.float64))
+        for r in range(1, base.size + 1):
+            v, _ = finish_radix(buf, valid, zero, jnp.zeros((1,), accumulator(buf.dtype)), lo, hi, r, 16)
+            assert float(v[0]) == top[r - 1], r
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_histogram_finish_selects_exactly_in_16_bit(dtype):
     x = _inputs("normal", 200_003).astype(dtype)[None]
@@ -210,7 +241,7 @@ def test_an_overfull_bin_is_reported_and_the_result_stays_exact():
     assert not bool(_select(x, rank, tight)[2][0])  # hundreds of members in two bins of 16 slots
     np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=tight), risk.cvar(x, 0.01), rtol=2e-6)
     with pytest.raises(ValueError, match="finish"):
-        risk.cvar_large(x, 0.01, config=SMALL._replace(finish="radix"))
+        risk.cvar_large(x, 0.01, config=SMALL._replace(finish="median"))
 
 
 def test_pallas_kernel_in_interpret_mode():
