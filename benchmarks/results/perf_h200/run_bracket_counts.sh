@@ -4,7 +4,7 @@
 # the whole call (benchmarks.perf.cvar_profile) with the XLA and the Pallas threshold counts; the
 # stages alone (bracket, compaction pass, the histogram and the radix finish); cvar_large with
 # each finish (radix with 2^12 and 2^16 bins) and each count backend; the Pallas-counted search
-# with 3 rounds at 2^18 and 2^20 subsamples. On an H200 also the current defaults' table (as
+# with 3 rounds of 32 and 2 of 256 thresholds at 2^18 and 2^20 subsamples. On an H200 also the current defaults' table (as
 # run_current_default.sh). Steps past the call's end are skipped. Writes $OUT/bracket_counts.tar.gz.
 T=$1; END=$(($(date +%s) + T))
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
@@ -22,6 +22,6 @@ if grep -q H200 $D/gpu.txt; then
     --shapes 10000x1000 1000x100000 100x1000000 1x10000 --methods tailjax.cvar_large torch.topk --out $D/batched
 fi
 run finishes 200 $S --parts sweep --finishes histogram radix --bins 4096 65536 --count-backends xla pallas --out $D/finishes
-run search 100 $S --parts sweep --finishes radix --bins 65536 --brackets search --count-backends pallas \
-  --searches 3x32 --sample-sizes 262144 1048576 --out $D/search
+run search 110 $S --parts sweep --finishes radix --bins 65536 --brackets search --count-backends pallas \
+  --searches 3x32 2x256 --sample-sizes 262144 1048576 --out $D/search
 cd $OUT && tar czf bracket_counts.tar.gz bracket_counts && rm -rf bracket_counts
