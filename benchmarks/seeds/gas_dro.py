@@ -231,15 +231,21 @@ def capacity(cfg, key, protocol, args, log=print):
     """Table 5: GAS-DRO (lambda 0, the size's first delta) with noise networks of several
     widths (MLP widths under ``today``, 1-D UNet widths under ``paper``) and with the VAE
     ambiguity set. The VAE row's controls: ``DML-VAE``, DML (ERM on the data plus as many
-    draws of the nominal VAE) with DML's own grid and early stopping, and ``VAE-frozen``, the
-    VAE row's run (same key and schedule) with the adversary's learning rate 0, so that the
-    predictor trains on fresh draws of the nominal VAE alone."""
+    draws of the nominal VAE) with DML's own grid and early stopping; and the frozen control of
+    any GAS-DRO row (``VAE-frozen``, ``(32, 64, 64, 64, "frozen")``): the row's run (same key and
+    schedule) with the adversary's learning rate 0, so that the predictor trains on fresh draws
+    of the nominal generator alone."""
     out = {}
     inner = {k: getattr(args, k) for k in INNER}
     variants = {"VAE": ("VAE", dict(vae_ambiguity=True)), "DML-VAE": ("DML on VAE samples", dict(vae_ambiguity=True)),
                 "VAE-frozen": ("VAE, adversary frozen", dict(vae_ambiguity=True))}
     for w in cfg["capacity"]:
-        tag, extra = variants.get(w, (f"DDPM {w}", dict(noise_features=w)))
+        frozen = w == "VAE-frozen" or (isinstance(w, tuple) and w[-1] == "frozen")
+        if isinstance(w, tuple) and frozen:
+            w = w[:-1]
+            tag, extra = f"DDPM {w}, adversary frozen", dict(noise_features=w)
+        else:
+            tag, extra = variants.get(w, (f"DDPM {w}", dict(noise_features=w)))
         kw = {**cfg["carbon"], **cfg["protocol"][protocol], **extra}
         setup = carbon_setup(key, args.data, protocol, baselines=w == "DML-VAE", **kw, **inner)
         select = setup.ood_validation if args.select == "ood" else setup.validation
@@ -250,10 +256,19 @@ def capacity(cfg, key, protocol, args, log=print):
         else:
             rec, _ = train_grid(cfg, "GAS-DRO", jax.random.fold_in(key, 300), setup, val, tests, log=log,
                                 gas_grid=[(0.0, cfg["deltas"][0])],
-                                overrides=dict(gas_learning_rate=0.0) if w == "VAE-frozen" else None)
+                                overrides=dict(gas_learning_rate=0.0) if frozen else None)
         out[tag] = {k: rec[k] for k in ("mse", "average", "worst", "validation", "final_J", "final_mu", "path_kl") if k in rec}
         out[tag].update(J0=setup.info["J0"], J_sd=setup.info["J_sd"])
     return out
+
+
+def _capacity_variant(value):
+    """A --capacity value: "VAE", "DML-VAE", "VAE-frozen", widths "32,64" (a tuple of ints) or
+    "32,64-frozen" (the tuple ending in "frozen")."""
+    if value in ("VAE", "DML-VAE", "VAE-frozen"):
+        return value
+    widths, frozen = (value[: -len("-frozen")], True) if value.endswith("-frozen") else (value, False)
+    return (*(int(w) for w in widths.split(",")), *(("frozen",) if frozen else ()))
 
 
 def write_report(report, out):
@@ -419,9 +434,9 @@ def main(argv=None):
     p.add_argument("--budget-deltas", dest="budget_deltas", nargs="*", type=float, default=None,
                    help="the budget curve's deltas (default: the size's)")
     p.add_argument("--capacity", nargs="*", default=None,
-                   help="Table 5's variants: noise-network widths such as 32,64,64,64, VAE, and the VAE row's "
-                        "controls DML-VAE (DML on the VAE's samples) and VAE-frozen (the VAE row with the "
-                        "adversary's learning rate 0); default: the size's widths and VAE")
+                   help="Table 5's variants: noise-network widths such as 32,64,64,64, VAE, the VAE row's "
+                        "control DML-VAE (DML on the VAE's samples), and any GAS-DRO row with the adversary's "
+                        "learning rate 0 (VAE-frozen, 32,64,64,64-frozen); default: the size's widths and VAE")
     p.add_argument("--merge", nargs="*", default=None,
                    help="JSON files of earlier runs (same size and settings) to merge into one report")
     args = p.parse_args(argv)
@@ -447,9 +462,10 @@ def main(argv=None):
         cfg["budget_deltas"] = tuple(args.budget_deltas)
     try:
         cfg["capacity"] = (*cfg["capacity"], "VAE") if args.capacity is None else tuple(
-            v if v in ("VAE", "DML-VAE", "VAE-frozen") else tuple(int(w) for w in v.split(",")) for v in args.capacity)
+            _capacity_variant(v) for v in args.capacity)
     except ValueError:
-        p.error(f"--capacity takes widths such as 32,64,64,64, VAE, DML-VAE or VAE-frozen, got {args.capacity}")
+        p.error(f"--capacity takes widths such as 32,64,64,64 (or 32,64,64,64-frozen), VAE, DML-VAE or "
+                f"VAE-frozen, got {args.capacity}")
     if args.lrs:
         if min(args.lrs) <= 0:
             p.error(f"--lrs must be > 0, got {args.lrs}")

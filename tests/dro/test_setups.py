@@ -190,7 +190,7 @@ def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_d
     report = gas_dro.main(["--size", "smoke", "--data", str(data_dir), "--out", str(tmp_path), "--protocols", "today",
                            "--parts", "carbon", "corruptions", "budget", "capacity", "--methods", "ML", "KL-DRO", "GAS-DRO",
                            "--max-steps", "4", "--gas-lr", "1e-3", "--capacity", "8", "VAE", "DML-VAE",
-                           "VAE-frozen"])
+                           "VAE-frozen", "8-frozen"])
     res = report["per_seed"]["0"]["today"]["results"]
     assert report["settings"]["settings"]["steps"] == 4 and res["ML"]["steps"] <= 4
     assert report["settings"]["settings"]["gas_learning_rate"] == 1e-3
@@ -198,7 +198,9 @@ def test_gas_dro_benchmark_runs_every_carbon_part_at_smoke_size(tmp_path, data_d
     assert all(np.isfinite(b["final_mu"]) and b["final_mu"] >= 0 for b in budget.values())
     assert {"ML", "KL-DRO", "GAS-DRO", "GAS-DRO (FT)", "persistence", "seasonal naive"} <= set(res)
     capacity = report["per_seed"]["0"]["today"]["capacity"]
-    assert set(capacity) == {"DDPM (8,)", "VAE", "DML on VAE samples", "VAE, adversary frozen"}
+    assert set(capacity) == {"DDPM (8,)", "DDPM (8,), adversary frozen", "VAE", "DML on VAE samples",
+                             "VAE, adversary frozen"}
+    assert capacity["DDPM (8,), adversary frozen"]["path_kl"] == 0.0 and capacity["DDPM (8,)"]["path_kl"] != 0.0
     assert set(capacity["VAE"]["mse"]) == set(res["ML"]["mse"])  # per test set
     frozen = capacity["VAE, adversary frozen"]  # the adversary never leaves theta_0
     assert frozen["path_kl"] == 0.0 and capacity["VAE"]["path_kl"] != 0.0
