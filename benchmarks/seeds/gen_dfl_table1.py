@@ -3,7 +3,9 @@
     python -m benchmarks.seeds.gen_dfl_table1 FILE [FILE ...] [--out DIR]
 
 Each FILE is a ``gen_dfl.json`` of ``benchmarks.seeds.gen_dfl`` (or of
-``benchmarks.seeds.gen_dfl_collect``); the report of its ``table1`` records
+``benchmarks.seeds.gen_dfl_collect``); ``FILE::METHOD,METHOD`` reads only those methods'
+records of it (a run that added methods to the cells of earlier runs, whose reference rows
+then come from the earlier runs alone); the report of its ``table1`` records
 (:func:`benchmarks.setups.dfl.table1_report`) is printed and written to ``DIR/table1.md``,
 its cells to ``DIR/table1.json``. Records of the figure sweeps are tabled in ``DIR/figures.md``
 (:func:`benchmarks.setups.dfl.sweeps.write_sweep_report`).
@@ -20,12 +22,25 @@ from benchmarks.setups.dfl import renamed, table1_cells, table1_report
 from benchmarks.setups.dfl.sweeps import write_sweep_report
 
 
+def _records(spec):
+    """The records of ``FILE`` or, for ``FILE::METHOD,METHOD``, those of the named methods."""
+    path, _, methods = spec.partition("::")
+    recs = json.loads(pathlib.Path(path).read_text())["records"]
+    if not methods:
+        return recs
+    wanted = set(methods.split(","))
+    missing = wanted - {r.get("method") for r in recs}
+    if missing:
+        raise ValueError(f"{path} has no records of {sorted(missing)}")
+    return [r for r in recs if r.get("method") in wanted]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("files", nargs="+", type=pathlib.Path)
+    parser.add_argument("files", nargs="+", help="gen_dfl.json files, each optionally FILE::METHOD,METHOD")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/gen_dfl_table1"))
     args = parser.parse_args(argv)
-    recs = [renamed(r) for f in args.files for r in json.loads(f.read_text())["records"]]
+    recs = [renamed(r) for f in args.files for r in _records(f)]
     args.out.mkdir(parents=True, exist_ok=True)
     figures = write_sweep_report(recs, args.out)
     metrics = sorted({r["metric"] for r in recs if r.get("experiment") == "table1" and "metric" in r})

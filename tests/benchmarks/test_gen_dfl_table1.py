@@ -84,3 +84,20 @@ def test_table1_script_writes_the_report(tmp_path):
     report = main([str(path), "--out", str(tmp_path / "out")])
     assert (tmp_path / "out" / "table1.md").read_text().strip() == report.strip()
     assert "| Gen-DFL | 1.5 ± 0.7 (2) |" in report
+
+
+def test_table1_script_reads_only_the_named_methods_of_a_file(tmp_path):
+    import json
+
+    from benchmarks.seeds.gen_dfl_table1 import main
+
+    first, later = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"records": [_rec("mean_cost", 0, 30.0), _rec("gen_dfl", 0, 1.0)]}))
+    # a later run of the same cell: its reference row differs (another evaluation model)
+    later.write_text(json.dumps({"records": [_rec("mean_cost", 0, 31.0), _rec("spo+", 0, 5.0)]}))
+    with pytest.raises(ValueError, match="two results"):
+        main([str(first), str(later), "--out", str(tmp_path / "both")])
+    report = main([str(first), f"{later}::spo+", "--out", str(tmp_path / "out")])
+    assert "| SPO+ | 5.0 ± 0.0 (1) |" in report and "30.0" in report and "31.0" not in report
+    with pytest.raises(ValueError, match="no records of"):
+        main([f"{later}::nce", "--out", str(tmp_path / "none")])
