@@ -117,6 +117,7 @@ def main(argv=None):
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--blocks", type=int, nargs="*", default=[1024, 2048, 4096])
     parser.add_argument("--warps", type=int, nargs="*", default=[2, 4, 8])
+    parser.add_argument("--sweep-warps", action="store_true", help="the sweep also takes every --warps")
     parser.add_argument("--sample-sizes", type=int, nargs="*", default=[1 << 18, 1 << 20])
     parser.add_argument("--widths", type=float, nargs="*", default=[3.0, 5.0])
     parser.add_argument("--searches", nargs="*", default=["2x32"], help="subsample searches, ROUNDSxTHRESHOLDS")
@@ -155,12 +156,13 @@ def main(argv=None):
         variants += [("compact", f) for f in args.finishes] if "compact" in args.methods else []
         searches = [tuple(int(v) for v in s.split("x")) for s in args.searches]
         # the subsample per row is --sample-sizes (or n / 8), not a share of SelectConfig.sample_total
-        for (method, finish), sample, block, width, search, bracket, counts, bins in itertools.product(
-                variants, args.sample_sizes, args.blocks, args.widths, searches, args.brackets,
+        sweep_warps = args.warps if args.sweep_warps else [cfg0.num_warps]
+        for (method, finish), sample, block, warps, width, search, bracket, counts, bins in itertools.product(
+                variants, args.sample_sizes, args.blocks, sweep_warps, args.widths, searches, args.brackets,
                 args.count_backends, args.bins):
-            cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, width_sd=width,
-                                sample_search=search, sample_total=sample * args.rows, bracket=bracket,
-                                count_backend=counts, bins=bins)
+            cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, num_warps=warps,
+                                width_sd=width, sample_search=search, sample_total=sample * args.rows,
+                                bracket=bracket, count_backend=counts, bins=bins)
             t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x2,
                               repeats=args.repeats)
             add(stage="cvar_large", tail_prob=p, rows=args.rows, method=method,
