@@ -39,6 +39,20 @@ def excess(buf, valid, e_hi, c_hi, hi, v):
     return e_hi + shift + jnp.sum(own, axis=-1)
 
 
+def _bin_of_v(b, inside, r, bins):
+    """Per row (star, above, in_star): the bin of v among ``bins`` bins (the members
+    ``inside`` counted at their bins b), the members in higher bins and in v's bin, for v the
+    r-th largest member (bin 0 where r is out of range: the caller checks r)."""
+    rows = b.shape[0]
+    row = jnp.arange(rows, dtype=jnp.int32)[:, None]
+    counts = jnp.zeros((rows, bins), jnp.int32).at[row, jnp.where(inside, b, bins)].add(1, mode="drop")
+    from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # members in this bin or above
+    star = jnp.maximum(jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1, 0)
+    pick = lambda a: jnp.take_along_axis(a, star[:, None], axis=1)[:, 0]
+    in_star = pick(counts)
+    return star, pick(from_top) - in_star, in_star
+
+
 def finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, slots, bins):
     """Per row (v, E(v), fits): v from a histogram of the valid members' keys over [lo, hi).
 
@@ -54,15 +68,11 @@ def finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, slots, bins):
     bits = jnp.finfo(buf.dtype).bits
     length = bits - jax.lax.clz(span).astype(jnp.int32)  # bit length of span
     shift = jnp.maximum(length - int(math.log2(bins)), 0).astype(keys.dtype)
-    b = jnp.where(valid, ((keys - k_lo[:, None]) >> shift[:, None]).astype(jnp.int32), bins)
-    row = jnp.arange(rows, dtype=jnp.int32)[:, None]
-    counts = jnp.zeros((rows, bins), jnp.int32).at[row, b].add(1, mode="drop")
-    from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # members in this bin or above
+    b = ((keys - k_lo[:, None]) >> shift[:, None]).astype(jnp.int32)
     r = rank - c_hi
-    star = jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1
-    in_star = jnp.take_along_axis(counts, jnp.maximum(star, 0)[:, None], axis=1)[:, 0]
-    above = jnp.take_along_axis(from_top, jnp.maximum(star, 0)[:, None], axis=1)[:, 0] - in_star
-    pick = b == star[:, None]
+    star, above, in_star = _bin_of_v(b, valid, r, bins)
+    row = jnp.arange(rows, dtype=jnp.int32)[:, None]
+    pick = valid & (b == star[:, None])
     pos = jnp.cumsum(pick, axis=1, dtype=jnp.int32) - 1
     gathered = jnp.full((rows, slots), -jnp.inf, buf.dtype).at[row, jnp.where(pick, pos, slots)].set(buf, mode="drop")
     desc = -jnp.sort(-gathered, axis=-1)
@@ -70,20 +80,8 @@ def finish_histogram(buf, valid, c_hi, e_hi, lo, hi, rank, slots, bins):
     # where each bin is one key (16-bit floats: a few keys hold every member), v is its
     # bin's value, however many members share it
     one_key = shift == 0
-    v = jnp.where(one_key, _from_keys(k_lo + jnp.maximum(star, 0).astype(keys.dtype), buf.dtype), v)
+    v = jnp.where(one_key, _from_keys(k_lo + star.astype(keys.dtype), buf.dtype), v)
     return v, excess(buf, valid, e_hi, c_hi, hi, v), one_key | (in_star <= slots)
-
-
-def _bin_of_v(b, inside, r, bins):
-    """Per row: the bin of v among ``bins`` bins (the members ``inside`` counted at b), the
-    members in higher bins, for v the r-th largest member."""
-    rows = b.shape[0]
-    row = jnp.arange(rows, dtype=jnp.int32)[:, None]
-    counts = jnp.zeros((rows, bins), jnp.int32).at[row, jnp.where(inside, b, bins)].add(1, mode="drop")
-    from_top = jnp.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # members in this bin or above
-    star = jnp.maximum(jnp.sum(from_top >= r[:, None], axis=1, dtype=jnp.int32) - 1, 0)
-    pick = lambda a: jnp.take_along_axis(a, star[:, None], axis=1)[:, 0]
-    return star, pick(from_top) - pick(counts)
 
 
 def finish_radix(buf, valid, c_hi, e_hi, lo, hi, rank, bins):
@@ -105,7 +103,7 @@ def finish_radix(buf, valid, c_hi, e_hi, lo, hi, rank, bins):
     for _ in range(math.ceil(bits / step)):
         shift = jnp.maximum(width - step, 0)
         b = ((d >> shift[:, None].astype(kt)) - (acc << (width - shift).astype(kt))[:, None]).astype(jnp.int32)
-        star, above = _bin_of_v(b, inside, r, bins)
+        star, above, _ = _bin_of_v(b, inside, r, bins)
         inside = inside & (b == star[:, None])
         r = r - above
         acc = (acc << (width - shift).astype(kt)) + star.astype(kt)

@@ -19,7 +19,9 @@ E(v) = sum_{x >= hi} (x - hi) + #{x >= hi} (hi - v) + sum_{v <= x < hi} (x - v).
    - (``method="compact"``, the default) compacts the values in [lo, hi) into a small
      buffer. v is the buffer's (r - #{x >= hi})-th largest: a histogram of the members'
      keys (``bins`` bins over [lo, hi)) finds the bin holding it, and only that bin's
-     members are gathered and sorted (``finish="sort"`` sorts the whole buffer instead);
+     members are gathered and sorted (``finish="sort"`` sorts the whole buffer instead,
+     ``finish="radix"`` bins v's bin again by the next bits of the key until v's key is
+     known: :mod:`tailjax.risk._finish`);
    - or (``method="histogram"``) counts the values in [lo, hi) into ``key_bins`` bins of
      their order-preserving integer keys. When the bracket spans at most that many keys,
      each bin is one value and v follows from the histogram alone; otherwise the bin
@@ -69,7 +71,9 @@ class SelectConfig(NamedTuple):
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
     method: str = "compact"  # full pass: "compact" | "histogram" (bin the bracket by key)
     key_bins: int = 1 << 20  # histogram pass: bins per row (a power of two; one key each if they suffice)
-    finish: str = "histogram"  # "histogram" (bin the buffer, sort v's bin) | "sort" (sort the buffer)
+    # "histogram" (bin the buffer, sort v's bin) | "radix" (bin by successive bit fields until
+    # v's key is known: as fast on an H100, never overflows with heavy ties) | "sort" (sort the buffer)
+    finish: str = "histogram"
     bins: int = 4096  # histogram bins over the bracket (a power of two)
     bin_slots: int | None = None  # gather slots for v's bin (None: 8x the mean bin, >= 1024)
     min_size: int = 1 << 15  # rows shorter than this are reduced as ``short`` says instead
