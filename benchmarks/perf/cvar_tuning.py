@@ -154,6 +154,7 @@ def main(argv=None):
             _stages(args, add, x2, p, rank, cfg0)
         variants = [("histogram", "histogram")] if "histogram" in args.methods else []
         variants += [("compact", f) for f in args.finishes] if "compact" in args.methods else []
+        variants = variants if "sweep" in args.parts else []  # part "stages" alone: no sweep
         searches = [tuple(int(v) for v in s.split("x")) for s in args.searches]
         # the subsample per row is --sample-sizes (or n / 8), not a share of SelectConfig.sample_total
         sweep_warps = args.warps if args.sweep_warps else [cfg0.num_warps]
