@@ -17,7 +17,9 @@ normalised CVaR regret in % of |E f(c, w*)|. Experiments:
 prices; the true p(c|x) is unknown and a frozen evaluation flow fitted on every row with its
 own key plays its part, so no method is scored under its own training proxy) and ``is_gto``
 (importance-sampled generate-then-optimize against K, per dimension). ``--resume`` keeps the
-configurations already in ``OUT/gen_dfl.json`` (a checkpoint of the same run).
+configurations already in ``OUT/gen_dfl.json`` (a checkpoint of the same run), and a Table 1
+cell cut short goes on from its tuned baselines' training checkpoints in ``OUT/partial/``
+(a baseline's ``seconds`` then count this process's part only).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import ast
 import json
 import os
 import pathlib
+import shutil
 import time
 
 import jax
@@ -94,6 +97,17 @@ def load_checkpoint(path, run):
     return state["records"], state.get("cells", []), state.get("timings_s", {})
 
 
+def _cell_checkpoints(args, cfg, experiment, **meta):
+    """(folder, run) of one cell's baseline training checkpoints: ``OUT/partial/<cell>``
+    (emptied first unless ``--resume``; removed once the cell is in ``gen_dfl.json``) and the
+    run and cell they belong to."""
+    folder = pathlib.Path(args.out) / "partial" / "_".join([experiment, *(f"{k}{v}" for k, v in meta.items())])
+    if not getattr(args, "resume", False):
+        shutil.rmtree(folder, ignore_errors=True)
+    run = _identity(dict(size=args.size, protocol=cfg["protocol"], config=cfg))
+    return folder, harness.plain(dict(run, cell=dict(experiment=experiment, **meta)))
+
+
 def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=frozenset()):
     """Records of one experiment; ``sink(records)`` is called after every configuration, and
     ``infos`` (a list) receives each configuration's evaluation kind and baseline tuning.
@@ -129,9 +143,11 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=froze
                     log(f"  table1 {prob} deg={deg} seed={s}")
                     inst, x, c = make_data(prob, deg, s, n + nte, dim, protocol=protocol, budget=cfg.get("budget"))
                     info = {}
+                    folder, run = _cell_checkpoints(args, cfg, name, problem=prob, deg=deg, seed=s)
                     out = evaluate(cfg, inst, x, c, n, s, methods=cfg["methods"], model=inst.model, log=log,
-                                   problem_name=prob, info=info)[0]
+                                   problem_name=prob, info=info, checkpoint_dir=folder, run=run)[0]
                     add(out, info, problem=prob, deg=deg, seed=s)
+                    shutil.rmtree(folder, ignore_errors=True)
         return recs
     if name in _SWEEPS:
         field, values = _SWEEPS[name]

@@ -102,6 +102,53 @@ def test_tuned_baseline_keeps_the_best_validation_run(sp):
     assert decide_baseline(tuned, x[:2], inst).shape == (2, 40)
 
 
+
+def test_tuned_baseline_goes_on_from_its_checkpoints(sp, tmp_path, monkeypatch):
+    from benchmarks.setups import dfl as setups
+    from benchmarks.setups.dfl import tune_baseline
+    from tailjax.checkpoint import CheckpointError
+
+    inst, x, c = sp
+    tune = lambda run: tune_baseline("mse", jax.random.key(0), inst, x[:24], c[:24], (x[24:], c[24:]),  # noqa: E731
+                                     learning_rates=(0.01, 0.1), predictors=("linear",), max_epochs=4, patience=2,
+                                     batch_size=8, checkpoint_dir=tmp_path, run=run)
+    first = tune({"cell": 1})
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files] == ["mse_linear_lr0.01.ckpt", "mse_linear_lr0.1.ckpt"]
+
+    def mse_loss(*args, **kwargs):  # the same name, so the checkpoints' header still matches
+        raise AssertionError("trained again")
+
+    monkeypatch.setitem(setups.baselines.BASELINES, "mse", mse_loss)
+    again = tune({"cell": 1})  # both settings finished: restored, not trained
+    assert again.choice["runs"] == first.choice["runs"]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, again.params, first.params)
+    files[1].unlink()  # a setting the interrupted tuning had not reached is trained
+    with pytest.raises(AssertionError, match="trained again"):
+        tune({"cell": 1})
+    with pytest.raises(CheckpointError, match="run"):  # another cell's checkpoint is refused
+        tune({"cell": 2})
+
+
+def test_a_table1_cell_keeps_its_checkpoints_only_on_resume(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmarks.seeds.gen_dfl import _cell_checkpoints
+
+    cfg = dict(protocol="paper-code", degs=(2, 8), steps=5)
+    args = SimpleNamespace(out=tmp_path, size="small", resume=True)
+    folder, run = _cell_checkpoints(args, cfg, "table1", problem="knapsack", deg=2, seed=3)
+    assert folder == tmp_path / "partial" / "table1_problemknapsack_deg2_seed3"
+    assert run["cell"] == dict(experiment="table1", problem="knapsack", deg=2, seed=3)
+    assert "degs" not in run["config"] and run["config"]["steps"] == 5 and run["protocol"] == "paper-code"
+    folder.mkdir(parents=True)
+    (folder / "x.ckpt").write_text("kept")
+    assert _cell_checkpoints(args, cfg, "table1", problem="knapsack", deg=2, seed=3)[0].joinpath("x.ckpt").exists()
+    _cell_checkpoints(SimpleNamespace(out=tmp_path, size="small", resume=False), cfg, "table1", problem="knapsack",
+                      deg=2, seed=3)
+    assert not folder.exists()  # a fresh run does not go on from an earlier run's checkpoints
+
+
 def _check_feasible(inst, rows):
     poly = inst.problem.polytope
     for name, w in rows.items():

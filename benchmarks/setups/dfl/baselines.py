@@ -10,6 +10,7 @@ the distributionally robust ones at the prediction.
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any, NamedTuple
 
 import jax
@@ -96,12 +97,15 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
                    costs: np.ndarray, *, epochs: int = 10, batch_size: int = 32, learning_rate: float = 1e-2,
                    tail_prob: float = 1.0, num_samples: int = 16, solve_ratio: float = 0.0,
                    predictor: Any = None, validation: Any = None, patience: int | None = None,
-                   **options: Any) -> TrainedBaseline:
+                   checkpoint_path: Any = None, run: Any = None, **options: Any) -> TrainedBaseline:
     """Train ``method`` for ``epochs`` epochs (a linear predictor unless given); Pred-DFL+'s
     sigma is half the mean per-coordinate sd of the training costs; the ``"..._log"`` methods
     wrap the predictor in :class:`~tailjax.nn.LogLinkPredictor`; ``solve_ratio`` applies to the pool
     methods only. ``validation=(x, c)``: keep the epoch of lowest validation
-    regret (checked every epoch), ``patience`` epochs without improvement stop."""
+    regret (checked every epoch), ``patience`` epochs without improvement stop.
+    ``checkpoint_path``: the training state is saved there every 100 steps and at the end, and
+    a run finds its own there and goes on from it (``run``, a plain description of the data
+    and settings, is recorded with it: another run's checkpoint is refused)."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     sigma = dfl_plus_sigma(costs) if _base(method) == "dfl+" else None
@@ -120,6 +124,7 @@ def train_baseline(method: str, key: jax.Array, instance: ProblemInstance, featu
         validation=validation, patience=patience if validation is not None else None,
         eval_every=steps_per_epoch if validation is not None else None,
         decide=None if ambiguity is None else _dro_decide(instance, ambiguity, tail_prob),
+        checkpoint_path=checkpoint_path, config=run,
         **loss_options(method, tail_prob=tail_prob, num_samples=num_samples, sigma=sigma,
                        **({} if ambiguity is None else dict(cov=ambiguity[0], radius=ambiguity[1])), **options),
     )
@@ -134,21 +139,32 @@ def _dro_decide(instance: ProblemInstance, ambiguity: tuple, tail_prob: float):
 def tune_baseline(method: str, key: jax.Array, instance: ProblemInstance, features: np.ndarray,
                   costs: np.ndarray, validation: tuple, *, learning_rates=(1e-3, 1e-2, 1e-1),
                   predictors=("linear", "mlp"), hidden=(32,), max_epochs: int = 200, patience: int = 20,
-                  batch_size: int = 32, tail_prob: float = 1.0, **kwargs: Any) -> TrainedBaseline:
+                  batch_size: int = 32, tail_prob: float = 1.0, checkpoint_dir: Any = None, run: Any = None,
+                  **kwargs: Any) -> TrainedBaseline:
     """The converged, tuned baseline: for each learning rate and predictor kind, train with
     early stopping on ``validation=(x_val, c_val)`` (up to ``max_epochs`` epochs, ``patience``
     epochs without improvement), and keep the run of lowest validation regret. The returned
     ``choice`` holds the chosen settings, every run's best validation regret, its stopping
-    epoch and its validation curve ``[(epoch, regret), ...]``."""
+    epoch and its validation curve ``[(epoch, regret), ...]``.
+
+    ``checkpoint_dir``: each setting's training checkpoints there (``train_baseline``'s
+    ``checkpoint_path``), so that a tuning cut short goes on where it stopped and finished
+    settings are not trained again; ``run`` describes the data (e.g. the problem, degree and
+    seed) and is checked on resume with the method and the setting."""
     best, runs = None, []
     d = np.shape(costs)[1]
     steps_per_epoch = max(1, np.shape(features)[0] // batch_size)
+    folder = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir)
     for kind in predictors:
         for lr in learning_rates:
+            path = None if folder is None else folder / f"{method}_{kind}_lr{lr:g}.ckpt"
+            setting = dict(run=run, method=method, predictor=kind, hidden=list(hidden), max_epochs=max_epochs,
+                           patience=patience, tail_prob=tail_prob)
             trained = train_baseline(method, key, instance, features, costs, epochs=max_epochs,
                                      batch_size=batch_size, learning_rate=lr, tail_prob=tail_prob,
                                      predictor=LinearPredictor(d) if kind == "linear" else MLPPredictor(d, tuple(hidden)), validation=validation,
-                                     patience=patience, **kwargs)
+                                     patience=patience, checkpoint_path=path,
+                                     run=None if path is None else setting, **kwargs)
             res = trained.result
             curve = [(int(s) / steps_per_epoch, float(v)) for s, v in res.evaluations]
             score = min(v for _, v in curve)

@@ -209,7 +209,7 @@ def _references(cfg, inst, model, xte, levels, key, truth_known):
 
 def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_tail_probs=(TAIL_PROB,), model=None,
              model_is_truth=True, tail_prob_train=TAIL_PROB, regret_weight=10.0, K=None, K_eval=None, log=print,
-             problem_name=None, info=None):
+             problem_name=None, info=None, checkpoint_dir=None, run=None):
     """Train the methods on the first ``n_train`` rows; score them on the rest at each level.
 
     Returns ``({method: {(tail_prob, form): regret %}}, flow, proxy, refs)`` with the forms of
@@ -218,7 +218,9 @@ def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_tail_probs=(TAIL_P
     with the true model known, the oracle rows too. ``model_is_truth=False``: ``model`` is an
     evaluation proxy (the ICON task). Under ``paper-code`` a flow fitted on every row (its own
     key) is the evaluation model. ``info`` (a dict) receives the evaluation kind and the
-    baselines' tuning choices and validation curves.
+    baselines' tuning choices and validation curves. ``checkpoint_dir`` and ``run``: the
+    tuned baselines' training checkpoints and the description they are checked against
+    (:func:`~benchmarks.setups.dfl.baselines.tune_baseline`), so that a cell cut short goes on.
     """
     K = K or cfg["K"]
     K_eval = K_eval or cfg["K_eval"]
@@ -291,7 +293,8 @@ def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_tail_probs=(TAIL_P
         else:
             b = tune_baseline(m, k_base, inst, xtr, ctr, (xva, cva), learning_rates=cfg["baseline_lrs"],
                               predictors=cfg["baseline_predictors"], max_epochs=cfg["baseline_max_epochs"],
-                              patience=cfg["baseline_patience"], tail_prob=tail_prob_train)
+                              patience=cfg["baseline_patience"], tail_prob=tail_prob_train,
+                              checkpoint_dir=checkpoint_dir, run=run)
             info["baselines"][m] = dict(b.choice, seconds=time.perf_counter() - t_m)
         score(m, lambda a, b=b: decide_baseline(b, xte, inst, tail_prob=a, key=k_dec, num_samples=K_eval))
     a0, f0 = eval_tail_probs[0], forms[0]

@@ -128,6 +128,7 @@ def fit_baseline(
     eval_every: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
+    config: Any = None,
     progress: bool = False,
     **loss_options: Any,
 ) -> FitResult:
@@ -156,6 +157,8 @@ def fit_baseline(
       eval_fn, eval_every, checkpoint_path, checkpoint_every, progress: see
         :func:`tailjax.training.fit` (the checkpoint header records the loss's name, the
         learning rate, batch size, solve ratio and ``loss_options``).
+      config: more of the run's description for the checkpoint header (the data set, the
+        predictor's kind, the stopping rule...): a resume with another one is refused.
 
     Returns the :class:`~tailjax.training.FitResult`; ``result.state.params`` are the
     predictor's parameters (:func:`baseline_decisions`).
@@ -198,7 +201,8 @@ def fit_baseline(
         checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
         config=dict(loss=name, learning_rate=float(learning_rate), batch_size=int(batch_size),
                     solve_ratio=float(solve_ratio), loss_options=loss_options,
-                    optimizer="adam" if optimizer is None else "custom"),
+                    optimizer="adam" if optimizer is None else "custom",
+                    **({} if config is None else {"run": config})),
         progress=progress, description=name,
     )
 
