@@ -148,6 +148,8 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=froze
                                    problem_name=prob, info=info, checkpoint_dir=folder, run=run)[0]
                     add(out, info, problem=prob, deg=deg, seed=s)
                     shutil.rmtree(folder, ignore_errors=True)
+                    if folder.parent.is_dir() and not any(folder.parent.iterdir()):
+                        folder.parent.rmdir()
         return recs
     if name in _SWEEPS:
         field, values = _SWEEPS[name]
