@@ -102,7 +102,6 @@ def test_tuned_baseline_keeps_the_best_validation_run(sp):
     assert decide_baseline(tuned, x[:2], inst).shape == (2, 40)
 
 
-
 def test_tuned_baseline_goes_on_from_its_checkpoints(sp, tmp_path, monkeypatch):
     from benchmarks.setups import dfl as setups
     from benchmarks.setups.dfl import tune_baseline
