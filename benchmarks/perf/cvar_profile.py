@@ -2,17 +2,19 @@
 
     python -m benchmarks.perf.cvar_profile --size paper --out DIR
 
-For the one-read floor (``jnp.sum``) and, per tail probability and bracket-count backend,
-``cvar_large`` on one row, ``--calls`` synced calls run under ``jax.profiler``. The device
-plane's kernel events are grouped by name: each kernel's time per call, the kernels per
-call, and the GPU-busy time per call against the synced wall time per call (the difference
-is launch latency, the exactness check's read-back to the host and idle gaps).
+For the one-read floor (``jnp.sum``) and, per tail probability, bracket-count backend and
+``--block-slots``, ``cvar_large`` on one row, ``--calls`` synced calls run under
+``jax.profiler``. The device plane's kernel events are grouped by name: each kernel's time
+per call, the kernels per call, and the GPU-busy time per call against the synced wall time
+per call (the difference is launch latency, the exactness check's read-back to the host and
+idle gaps).
 """
 
 from __future__ import annotations
 
 import collections
 import glob
+import itertools
 import pathlib
 import tempfile
 import time
@@ -73,6 +75,8 @@ def main(argv=None):
     parser = harness.parser(__doc__, out="results/cvar_profile")
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--count-backends", nargs="*", default=["xla"])
+    parser.add_argument("--block-slots", type=int, nargs="*", default=[0],
+                        help="SelectConfig.block_slots values (0: one buffer per row, the default)")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--top", type=int, default=12, help="kernels printed per profile")
     args = parser.parse_args(argv)
@@ -89,11 +93,11 @@ def main(argv=None):
 
     add("floor (jnp.sum)", **profile(jax.jit(jnp.sum), x, args.calls))
     for p in args.tail_probs:
-        for counts in args.count_backends:
-            cfg = select.SelectConfig(count_backend=counts)
+        for counts, slots in itertools.product(args.count_backends, args.block_slots):
+            cfg = select.SelectConfig(count_backend=counts, block_slots=slots or None)
             fn = jax.jit(lambda x, p=p, cfg=cfg: risk.cvar_large(x, p, config=cfg))
-            add(f"cvar_large tail {p:g}, counts {counts}", tail_prob=p, count_backend=counts,
-                **profile(fn, x, args.calls))
+            add(f"cvar_large tail {p:g}, counts {counts}, block_slots {slots or None}", tail_prob=p,
+                count_backend=counts, block_slots=slots or None, **profile(fn, x, args.calls))
     harness.write_json(pathlib.Path(args.out), "cvar_profile", {"size": args.size, "calls": args.calls, "rows": rows})
 
 

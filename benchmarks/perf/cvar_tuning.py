@@ -7,7 +7,7 @@ histogram pass alone, the compaction pass alone for each (block, warps) (each al
 empty bracket: the pass's own read cost), each finish of the compaction buffer (the
 histogram of its keys with a sort of v's bin, or a sort of the whole buffer); (part ``sweep``)
 the whole ``cvar_large`` for each (method and finish, subsample size per row, bracket and its
-counts, block, bracket width); then
+counts, block, bracket width, ``block_slots``); then
 ``cvar_large`` against ``risk.cvar`` per dtype. Part ``cond`` times the whole call against
 the same selection without its exactness check (the ``lax.cond`` to the sort), which on a GPU
 reads its predicate back to the host unless XLA's command buffers take conditionals
@@ -89,19 +89,19 @@ def _stages(args, add, x2, p, rank, cfg0):
                 empty_pipelined_ms=empty["pipelined_ms"], **t)
         except Exception as err:  # reported, not fatal
             add(stage="key histogram pass", tail_prob=p, error=repr(err)[:200])
-    for block, warps in itertools.product(args.blocks, args.warps):
-        fn = jax.jit(lambda x, lo, hi, b=block, w=warps: compact(x, lo, hi, b, capacity, "pallas", w))
+    for block, warps, block_slots in itertools.product(args.blocks, args.warps, _block_slots(args)):
+        fn = jax.jit(lambda x, lo, hi, b=block, w=warps, s=block_slots: compact(x, lo, hi, b, capacity, "pallas", w, s))
         try:
             t, out = timing(fn, x2, lo, hi, repeats=args.repeats)
             empty, _ = timing(fn, x2, jnp.full_like(lo, jnp.inf), jnp.full_like(hi, jnp.inf), repeats=args.repeats)
         except Exception as err:  # a config Triton cannot compile is reported, not fatal
-            add(stage="compact", tail_prob=p, block=block, warps=warps, error=repr(err)[:200])
+            add(stage="compact", tail_prob=p, block=block, warps=warps, block_slots=block_slots, error=repr(err)[:200])
             continue
-        add(stage="compact", tail_prob=p, rows=args.rows, block=block, warps=warps, members=int(jnp.sum(out[1])),
+        add(stage="compact", tail_prob=p, rows=args.rows, block=block, warps=warps, block_slots=block_slots,
+            members=int(jnp.sum(out.count)), kept=bool(jnp.all(out.kept)), buffer=int(out.buf.shape[1]),
             capacity=capacity, empty_ms=empty["ms"], empty_pipelined_ms=empty["pipelined_ms"], **t)
         if (block, warps) == (cfg0.block, cfg0.num_warps):
-            buf, count, c_hi, e_hi, _ = out
-            valid = jnp.arange(capacity)[None] < count[:, None]
+            buf, valid, c_hi, e_hi = out.buf, out.valid, out.c_hi, out.e_hi
             slots = select._bin_slots(capacity, cfg0)
             finishes = {
                 "sort": lambda buf, valid, c_hi, e_hi, lo, hi: finish_sort(buf, valid, c_hi, e_hi, hi, rank),
@@ -109,7 +109,13 @@ def _stages(args, add, x2, p, rank, cfg0):
                 "radix": lambda *a: finish_radix(*a, rank, cfg0.bins)}
             for name in args.finishes:
                 t, _ = timing(jax.jit(finishes[name]), buf, valid, c_hi, e_hi, lo, hi, repeats=args.repeats)
-                add(stage=f"finish ({name})", tail_prob=p, capacity=capacity, bins=cfg0.bins, slots=slots, **t)
+                add(stage=f"finish ({name})", tail_prob=p, capacity=capacity, buffer=int(buf.shape[1]),
+                    block_slots=block_slots, bins=cfg0.bins, slots=slots, **t)
+
+
+def _block_slots(args):
+    """--block-slots as SelectConfig.block_slots values (0: None, one buffer per row)."""
+    return [s or None for s in args.block_slots]
 
 
 def main(argv=None):
@@ -128,6 +134,8 @@ def main(argv=None):
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
     parser.add_argument("--brackets", nargs="*", default=["auto"], help="sweep: SelectConfig.bracket values")
     parser.add_argument("--count-backends", nargs="*", default=["xla"], help="sweep: SelectConfig.count_backend values")
+    parser.add_argument("--block-slots", type=int, nargs="*", default=[0],
+                        help="SelectConfig.block_slots values (0: one buffer per row, the default)")
     parser.add_argument("--parts", nargs="*", default=["stages", "sweep", "dtypes"])
     parser.add_argument("--rows", type=int, default=1, help="sweep, cond: split the n values into this many rows")
     parser.add_argument("--repeats", type=int, default=20)
@@ -158,18 +166,18 @@ def main(argv=None):
         searches = [tuple(int(v) for v in s.split("x")) for s in args.searches]
         # the subsample per row is --sample-sizes (or n / 8), not a share of SelectConfig.sample_total
         sweep_warps = args.warps if args.sweep_warps else [cfg0.num_warps]
-        for (method, finish), sample, block, warps, width, search, bracket, counts, bins in itertools.product(
+        for (method, finish), sample, block, warps, width, search, bracket, counts, bins, slots in itertools.product(
                 variants, args.sample_sizes, args.blocks, sweep_warps, args.widths, searches, args.brackets,
-                args.count_backends, args.bins):
+                args.count_backends, args.bins, _block_slots(args)):
             cfg = cfg0._replace(method=method, finish=finish, sample_size=sample, block=block, num_warps=warps,
                                 width_sd=width, sample_search=search, sample_total=sample * args.rows,
-                                bracket=bracket, count_backend=counts, bins=bins)
+                                bracket=bracket, count_backend=counts, bins=bins, block_slots=slots)
             t, value = timing(jax.jit(lambda x, cfg=cfg: risk.cvar_large(x, p, config=cfg)), x2,
                               repeats=args.repeats)
             add(stage="cvar_large", tail_prob=p, rows=args.rows, method=method,
                 finish=finish if method == "compact" else None,
                 sample=_bracket.sample_size(args.rows, rows_n, cfg), search=search, bracket=bracket,
-                count_backend=counts, bins=bins, block=block, warps=cfg.num_warps, width_sd=width,
+                count_backend=counts, bins=bins, block=block, warps=cfg.num_warps, width_sd=width, block_slots=slots,
                 rel_err=float(np.max(np.abs(np.asarray(value, np.float64) - ref) / np.abs(ref))),
                 x_floor=t["pipelined_ms"] / floor["pipelined_ms"], x_floor_synced=t["ms"] / floor["ms"], **t)
     for p in args.tail_probs if "cond" in args.parts else []:

@@ -1,21 +1,40 @@
 """The one full pass of :mod:`tailjax.risk.select`: compact the members of a bracket, per row.
 
 Over the first ``(n // block) * block`` values of each row of x (B, n), gathers every value
-in [lo_b, hi_b) into that row's buffer of ``capacity`` slots (order unspecified, unused
-slots -inf) and returns per row how many there were, how many values are >= hi_b, their
-excess sum (x - hi_b)_+, and how many are NaN. On GPU a Pallas (Triton) kernel does it in
-one read of x: each block prefix-sums its member mask and reserves its slots with one
-atomic add on its row's counter. Elsewhere an XLA version gives the same result.
+in [lo_b, hi_b) into that row's buffer (order unspecified, unused slots -inf) and returns
+per row how many there were, how many values are >= hi_b, their excess sum (x - hi_b)_+, and
+how many are NaN (:class:`Pass`). On GPU a Pallas (Triton) kernel does it in one read of x.
+Two layouts of the buffer:
+
+- one buffer of ``capacity`` slots per row (``block_slots=None``): each block prefix-sums its
+  member mask and reserves its slots with one atomic add on its row's counter;
+- a window of ``block_slots`` slots per block: no atomic (and no wait on one); a block with
+  more members than its window drops the rest, and the row is then not ``kept``.
+
+Elsewhere an XLA version gives the same buffer.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from tailjax.risk.empirical import accumulator
+
+
+class Pass(NamedTuple):
+    """What one compaction pass returns, per row of x (B, n)."""
+
+    buf: jax.Array  # (B, slots) bracket members, unused slots -inf
+    valid: jax.Array  # (B, slots) which slots hold a member
+    count: jax.Array  # (B,) members in the bracket (also those dropped)
+    kept: jax.Array  # (B,) whether every member is in buf
+    c_hi: jax.Array  # (B,) values >= hi
+    e_hi: jax.Array  # (B,) sum of (x - hi)_+
+    nans: jax.Array  # (B,) NaN values
 
 
 def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref,
@@ -41,6 +60,71 @@ def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, 
     acc = excess_ref.dtype  # float32 for 16-bit inputs
     excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
     nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
+
+
+def _block_kernel(x_ref, bounds_ref, buf_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref):
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
+
+    del buf_in  # aliased to buf_ref, this block's window of slots
+    xs = x_ref[...]
+    lo, hi = bounds_ref[0], bounds_ref[1]
+    member = (xs >= lo) & (xs < hi)
+    ones = member.astype(jnp.int32)
+    total = jnp.sum(ones, dtype=jnp.int32)
+    count_ref[0] = total
+
+    @pl.when(total > 0)
+    def _():
+        slots = jnp.cumsum(ones, dtype=jnp.int32) - ones
+        plt.store(buf_ref.at[slots], xs, mask=member & (slots < buf_ref.shape[0]))
+
+    above_ref[0] = jnp.sum(xs >= hi, dtype=jnp.int32)
+    acc = excess_ref.dtype
+    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
+    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
+
+
+def _pallas_blocks(x, bounds, block, slots, num_warps, interpret):
+    """The per-block layout: (buf (B, g * slots), members per block (B, g), c_hi, e_hi, nans)."""
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
+
+    rows, g = x.shape[0], x.shape[1] // block
+    per_block = pl.BlockSpec((None, 1), lambda b, i: (b, i))
+    window = pl.BlockSpec((None, slots), lambda b, i: (b, i))
+    params = None if interpret else plt.CompilerParams(num_warps=num_warps)
+    buf, counts, above, excess, nans = pl.pallas_call(
+        _block_kernel,
+        grid=(rows, g),
+        in_specs=[pl.BlockSpec((None, block), lambda b, i: (b, i)), pl.BlockSpec((None, 2), lambda b, i: (b, 0)),
+                  window],
+        out_specs=[window, per_block, per_block, per_block, per_block],
+        out_shape=[
+            jax.ShapeDtypeStruct((rows, g * slots), x.dtype),
+            jax.ShapeDtypeStruct((rows, g), jnp.int32),
+            jax.ShapeDtypeStruct((rows, g), jnp.int32),
+            jax.ShapeDtypeStruct((rows, g), accumulator(x.dtype)),
+            jax.ShapeDtypeStruct((rows, g), jnp.int32),
+        ],
+        input_output_aliases={2: 0},
+        compiler_params=params,
+        interpret=interpret,
+    )(x, bounds, jnp.full((rows, g * slots), -jnp.inf, x.dtype))
+    i32 = jnp.int32
+    return buf, counts, jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
+
+
+def _xla_blocks(x, lo, hi, block, slots):
+    """:func:`_pallas_blocks` in XLA: the same buffer layout."""
+    rows, g = x.shape[0], x.shape[1] // block
+    xb = x[:, : g * block].reshape(rows, g, block)
+    member = (xb >= lo[:, None, None]) & (xb < hi[:, None, None])
+    ones = member.astype(jnp.int32)
+    local = jnp.where(member, jnp.cumsum(ones, axis=2) - ones, slots)  # slots: dropped
+    r, b = jnp.meshgrid(jnp.arange(rows), jnp.arange(g), indexing="ij")
+    buf = jnp.full((rows, g, slots), -jnp.inf, x.dtype).at[r[..., None], b[..., None], local].set(xb, mode="drop")
+    return buf.reshape(rows, g * slots), jnp.sum(ones, axis=2, dtype=jnp.int32), *excess_above(x[:, : g * block], hi)
 
 
 def _pallas(x, bounds, block, capacity, num_warps, interpret):
@@ -71,15 +155,23 @@ def _pallas(x, bounds, block, capacity, num_warps, interpret):
     return buf, count[:, 0], jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
 
 
-def _xla_row(x, lo, hi, capacity):
-    member = (x >= lo) & (x < hi)
-    (idx,) = jnp.nonzero(member, size=capacity, fill_value=0)
-    count = jnp.sum(member, dtype=jnp.int32)
-    buf = jnp.where(jnp.arange(capacity, dtype=jnp.int32) < count, x[idx], -jnp.inf)
-    ge = x >= hi
+def excess_above(x, hi):
+    """Per row of x (B, m): values >= hi, their excess (x - hi)_+, NaN values."""
     acc = accumulator(x.dtype)
-    excess = jnp.sum(jnp.where(x > hi, x.astype(acc) - hi.astype(acc), 0.0))
-    return buf, count, jnp.sum(ge, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), dtype=jnp.int32)
+    hi = hi[:, None]
+    excess = jnp.sum(jnp.where(x > hi, x.astype(acc) - hi.astype(acc), 0.0), axis=1)
+    return jnp.sum(x >= hi, axis=1, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), axis=1, dtype=jnp.int32)
+
+
+def _xla_rows(x, lo, hi, capacity):
+    """:func:`_pallas` in XLA."""
+    def row(x, lo, hi):
+        member = (x >= lo) & (x < hi)
+        (idx,) = jnp.nonzero(member, size=capacity, fill_value=0)
+        count = jnp.sum(member, dtype=jnp.int32)
+        return jnp.where(jnp.arange(capacity, dtype=jnp.int32) < count, x[idx], -jnp.inf), count
+
+    return *jax.vmap(row)(x, lo, hi), *excess_above(x, hi)
 
 
 def resolve_backend(backend):
@@ -91,24 +183,37 @@ def resolve_backend(backend):
     return backend
 
 
-def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4):
-    """(buffers, member counts, counts >= hi, excesses above hi, NaN counts) per row, over the
-    whole blocks of x.
+def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4, block_slots=None):
+    """The bracket's members and the counts above it per row, over the whole blocks of x (a :class:`Pass`).
 
     Args:
       x: ``(B, n)`` values; only the first ``(n // block) * block`` of each row are read.
       lo, hi: ``(B,)`` bracket bounds per row.
       block: values per Pallas program (a power of two).
-      capacity: buffer slots per row; members beyond it are dropped (the count still
-        counts them).
+      capacity: buffer slots per row (``block_slots=None``); members beyond it are dropped
+        (the count still counts them).
       backend: ``"pallas"``, ``"xla"``, ``"interpret"`` (Pallas interpreter, for tests) or
         ``"auto"`` (Pallas on GPU, XLA elsewhere).
       num_warps: warps per Pallas program.
+      block_slots: ``None`` (one buffer of ``capacity`` per row) or slots per block (a power
+        of two; the buffer is then ``n // block * block_slots`` per row).
     """
     backend = resolve_backend(backend)
-    if backend != "xla":
-        bounds = jnp.stack([lo, hi], axis=1).astype(x.dtype)
-        # the grid visits the whole blocks only: no slice (a copy of x) is taken
-        return _pallas(x, bounds, block, capacity, num_warps, interpret=backend == "interpret")
     whole = (x.shape[1] // block) * block
-    return jax.vmap(functools.partial(_xla_row, capacity=capacity))(x[:, :whole], lo, hi)
+    bounds = jnp.stack([lo, hi], axis=1).astype(x.dtype)
+    interpret = backend == "interpret"
+    if block_slots is not None:
+        if backend == "xla":
+            buf, counts, c_hi, e_hi, nans = _xla_blocks(x, lo, hi, block, block_slots)
+        else:
+            buf, counts, c_hi, e_hi, nans = _pallas_blocks(x, bounds, block, block_slots, num_warps, interpret)
+        valid = (jnp.arange(block_slots, dtype=jnp.int32) < counts[:, :, None]).reshape(buf.shape)
+        kept = jnp.all(counts <= block_slots, axis=1)
+        return Pass(buf, valid, jnp.sum(counts, axis=1, dtype=jnp.int32), kept, c_hi, e_hi, nans)
+    if backend == "xla":
+        buf, count, c_hi, e_hi, nans = _xla_rows(x[:, :whole], lo, hi, capacity)
+    else:
+        # the grid visits the whole blocks only: no slice (a copy of x) is taken
+        buf, count, c_hi, e_hi, nans = _pallas(x, bounds, block, capacity, num_warps, interpret)
+    valid = jnp.arange(capacity, dtype=jnp.int32) < count[:, None]
+    return Pass(buf, valid, count, count <= capacity, c_hi, e_hi, nans)

@@ -50,7 +50,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
 from tailjax.risk._bracket import default_capacity, sample_bracket, sample_size
-from tailjax.risk._compact import compact
+from tailjax.risk._compact import compact, excess_above
 from tailjax.risk._finish import finish_histogram, finish_radix, finish_sort
 from tailjax.risk._histogram import select_by_histogram
 from tailjax.risk._radix import radix_select
@@ -67,6 +67,10 @@ class SelectConfig(NamedTuple):
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
     block: int = 2048  # values per Pallas program in the full pass
     num_warps: int = 4  # warps per Pallas program
+    # None: one buffer per row, each block reserving its slots by an atomic add; or slots per
+    # block (a power of two): a window of its own, no atomic; a row with a block that overflows
+    # its window (members clustered in x) is done again with one buffer per row
+    block_slots: int | None = None
     capacity: int | None = None  # buffer per row for bracket members (None: twice the expected)
     width_sd: float = 5.0  # bracket half-width in subsample standard deviations
     method: str = "compact"  # full pass: "compact" | "histogram" (bin the bracket by key)
@@ -123,26 +127,20 @@ def _select(x, rank, cfg):
 def _select_compact(x, rank, lo, hi, cfg):
     """_select by compacting the members of [lo, hi) into a buffer and finishing it."""
     n, dt = x.shape[-1], x.dtype
-    inf = jnp.asarray(jnp.inf, dt)
     m = sample_size(x.shape[0], n, cfg)
     g = (n // cfg.block) * cfg.block
     capacity = cfg.capacity or default_capacity(n, rank, m, cfg)
-    buf, count, c_hi, e_hi, nans = compact(x, lo, hi, cfg.block, capacity, cfg.backend, cfg.num_warps)
+    out = compact(x, lo, hi, cfg.block, capacity, cfg.backend, cfg.num_warps, cfg.block_slots)
     # the values after the last whole block, padded to a block with -inf
-    rest = jnp.full((x.shape[0], cfg.block), -inf, dt).at[:, : n - g].set(x[:, g:])
+    rest = jnp.full((x.shape[0], cfg.block), -jnp.inf, dt).at[:, : n - g].set(x[:, g:])
     member = (rest >= lo[:, None]) & (rest < hi[:, None])
-    valid = jnp.concatenate([jnp.arange(capacity, dtype=jnp.int32) < count[:, None], member], axis=1)
-    buf = jnp.concatenate([buf, rest], axis=1)
-    kept = count <= capacity  # no member of the pass was dropped
-    count = count + jnp.sum(member, axis=1, dtype=jnp.int32)
-    ge = rest >= hi[:, None]
-    c_hi = c_hi + jnp.sum(ge, axis=1, dtype=jnp.int32)
-    acc = accumulator(dt)
-    over = rest > hi[:, None]  # not >=: a +inf value at hi = +inf adds no excess (inf - inf)
-    e_hi = e_hi + jnp.sum(jnp.where(over, rest.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
-    nans = nans + jnp.sum(jnp.isnan(rest), axis=1, dtype=jnp.int32)
+    valid = jnp.concatenate([out.valid, member], axis=1)
+    buf = jnp.concatenate([out.buf, rest], axis=1)
+    count = out.count + jnp.sum(member, axis=1, dtype=jnp.int32)
+    c_rest, e_rest, n_rest = excess_above(rest, hi)  # a +inf value at hi = +inf adds no excess (inf - inf)
+    c_hi, e_hi, nans = out.c_hi + c_rest, out.e_hi + e_rest, out.nans + n_rest
     r = rank - c_hi  # rank of v among the members
-    ok = kept & (r >= 1) & (r <= count)
+    ok = out.kept & (r >= 1) & (r <= count)
     if cfg.finish == "sort":
         v, e_v = finish_sort(buf, valid, c_hi, e_hi, hi, rank)
     elif cfg.finish == "histogram":
@@ -198,6 +196,13 @@ def _var_excess_upper(x, rank, cfg):
     def fallback():
         v, e, _ = _sorted_select(x, rank)
         return v, e
+
+    if cfg.block_slots is not None:  # first again with one buffer per row, then the sort
+        sort = fallback
+
+        def fallback():
+            v, e, ok, _ = _select(x, rank, cfg._replace(block_slots=None))
+            return jax.lax.cond(jnp.all(ok | (nans > 0)), lambda: (v, e), sort)
 
     v, e = jax.lax.cond(jnp.all(ok | (nans > 0)), lambda: (v, e), fallback)
     return v, e, nans > 0
@@ -305,6 +310,9 @@ def _config(config):
                           ("count_backend", ("xla", "pallas", "interpret")), ("short", ("auto", "radix", "top_k"))]:
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
+    slots = cfg.block_slots
+    if slots is not None and (not isinstance(slots, int) or slots < 1 or slots & (slots - 1)):
+        raise ValueError(f"config.block_slots must be None or a power of two, got {slots!r}")
     return cfg
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from tailjax import risk
 from tailjax.risk import _bracket, select
+from tailjax.risk._compact import compact
 from tailjax.risk._counts import counts_at_least
 from tailjax.risk._finish import finish_radix
 from tailjax.risk._histogram import _keys, from_signed_keys, key_histogram, signed_keys
@@ -140,7 +141,7 @@ def test_search_with_the_pallas_counts_selects_exactly():
     np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=cfg), risk.cvar(x, 0.01), rtol=2e-6)
 
 
-@pytest.mark.parametrize("field", ["bracket", "finish", "method", "count_backend"])
+@pytest.mark.parametrize("field", ["bracket", "finish", "method", "count_backend", "block_slots"])
 def test_an_unknown_config_choice_is_refused_on_every_path(field):
     x = jnp.arange(100.0)  # short: the sort runs, the config is still checked
     with pytest.raises(ValueError, match=f"config.{field}"):
@@ -276,6 +277,47 @@ def test_a_row_whose_buffer_overflows_sends_the_batch_to_the_exact_fallback():
     np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=tiny), risk.cvar(x, 0.01), rtol=2e-6)
 
 
+@pytest.mark.parametrize("kind, p", [("normal", 0.01), ("normal", 0.29), ("ties", 0.01), ("cauchy", 1e-3)])
+def test_block_windows_select_what_the_sort_selects(kind, p):
+    x = _inputs(kind, 65_537)
+    cfg = SMALL._replace(block_slots=32)
+    rank = _rank(x.size, p)
+    assert bool(_select(x[None], rank, cfg)[2][0])  # the windows held every member: no fallback
+    assert float(risk.var_large(x, p, config=cfg)) == float(risk.var(x, p))
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=cfg), risk.cvar(x, p), rtol=2e-6)
+
+
+@pytest.mark.parametrize("backend", ["xla", "interpret"])
+def test_block_windows_hold_each_blocks_members_in_order(backend):
+    x = jax.random.normal(jax.random.PRNGKey(4), (2, 4 * 256 + 5)).at[1, 3].set(jnp.nan)
+    lo, hi = jnp.array([-0.1, 0.5]), jnp.array([0.2, 1.5])
+    out = compact(x, lo, hi, 256, 0, backend, block_slots=128)
+    for row in range(2):
+        for b in range(4):
+            xs = np.asarray(x[row, 256 * b: 256 * (b + 1)])
+            members = xs[(xs >= float(lo[row])) & (xs < float(hi[row]))]
+            window = np.asarray(out.buf[row, 128 * b: 128 * (b + 1)])
+            assert np.array_equal(window[: members.size], members) and np.all(window[members.size:] == -np.inf)
+            assert int(out.valid[row, 128 * b: 128 * (b + 1)].sum()) == members.size
+    whole = x[:, : 4 * 256]
+    assert out.count.tolist() == jnp.sum((whole >= lo[:, None]) & (whole < hi[:, None]), axis=1).tolist()
+    assert out.c_hi.tolist() == jnp.sum(whole >= hi[:, None], axis=1).tolist() and out.nans.tolist() == [0, 1]
+    assert out.kept.tolist() == [True, True]
+    assert compact(x, lo, hi, 256, 0, backend, block_slots=16).kept.tolist() == [False, False]
+
+
+def test_a_block_window_that_overflows_falls_back_to_one_buffer_per_row(monkeypatch):
+    x = jnp.sort(jax.random.normal(jax.random.PRNGKey(8), (65_537,)))  # the tail in the last blocks
+    cfg = SMALL._replace(block_slots=8)
+    rank = _rank(x.size, 0.01)
+    assert not bool(_select(x[None], rank, cfg)[2][0])
+    sort = select._sorted_select
+    wrong = lambda x, rank: (lambda v, e, nans: (v + 1.0, e, nans))(*sort(x, rank))
+    monkeypatch.setattr(select, "_sorted_select", wrong)  # the sort, were it to run, would be off by one
+    assert float(risk.var_large(x, 0.01, config=cfg)) == float(risk.var(x, 0.01))
+    np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=cfg), risk.cvar(x, 0.01), rtol=2e-6)
+
+
 def test_gradient_is_exact_subgradient():
     x = jax.random.normal(jax.random.PRNGKey(3), (50_000,))
     g_large = jax.grad(lambda x: risk.cvar_large(x, 0.013, config=SMALL))(x)
@@ -405,13 +447,12 @@ def test_pallas_kernels_lower_to_triton_for_an_h200(dtype, monkeypatch):
     if not hasattr(getattr(reg, "gpu_info_lib", None), "get_gpu_info"):
         pytest.skip("this jax has no GPU-info hook to stand an H200 in for")
     monkeypatch.setattr(reg.gpu_info_lib, "get_gpu_info", lambda: plt.get_gpu_info_from_version(plt.GpuVersion.H200))
-    from tailjax.risk._compact import compact
-
     x = jax.ShapeDtypeStruct((1, 1 << 20), jnp.dtype(dtype))
     lo, k = jax.ShapeDtypeStruct((1,), jnp.float32), jax.ShapeDtypeStruct((1,), jnp.int32)
     thresholds = jnp.linspace(-1.0, 1.0, 64).astype(dtype)
     passes = [lambda x, lo, hi, k, s: key_histogram(x, lo, hi, k, s, 2048, 1 << 20, "pallas", 4),
               lambda x, lo, hi, k, s: compact(x, lo, hi, 2048, 1 << 16, "pallas", 4),
+              lambda x, lo, hi, k, s: compact(x, lo, hi, 2048, 0, "pallas", 4, block_slots=32),
               lambda x, lo, hi, k, s: jax.vmap(lambda r: counts_at_least(r, thresholds, "pallas"))(x),
               lambda x, lo, hi, k, s: radix_select(x.reshape(1024, 1024)[:, :1000], 11, "pallas")]
     for full_pass in passes:
