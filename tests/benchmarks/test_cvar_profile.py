@@ -7,8 +7,9 @@ def test_cvar_profile_writes_one_row_per_configuration(tmp_path):
     from benchmarks.perf.cvar_profile import main
 
     main(["--size", "small", "--calls", "2", "--tail-probs", "0.01", "--count-backends", "xla",
-          "--out", str(tmp_path)])
+          "--block-slots", "0", "16", "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "cvar_profile.json").read_text())["rows"]
-    assert [r["label"] for r in rows] == ["floor (jnp.sum)", "cvar_large tail 0.01, counts xla"]
+    assert [r["label"] for r in rows] == ["floor (jnp.sum)", "cvar_large tail 0.01, counts xla, block_slots None",
+                                          "cvar_large tail 0.01, counts xla, block_slots 16"]
     assert all(r["wall_ms"] > 0 and isinstance(r["kernels"], list) for r in rows)
     assert all(r["busy_ms"] == sum(k["us_per_call"] for k in r["kernels"]) / 1e3 for r in rows)
