@@ -37,8 +37,15 @@ class Pass(NamedTuple):
     nans: jax.Array  # (B,) NaN values
 
 
-def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref,
-            *, capacity):
+def store_block_tail(xs, hi, above_ref, excess_ref, nan_ref):
+    """A Pallas block's values >= hi, their excess (x - hi)_+ and its NaN values, into the refs."""
+    above_ref[0] = jnp.sum(xs >= hi, dtype=jnp.int32)
+    acc = excess_ref.dtype  # float32 for 16-bit inputs
+    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
+    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
+
+
+def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref, *, windows):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
@@ -48,75 +55,52 @@ def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, 
     member = (xs >= lo) & (xs < hi)
     ones = member.astype(jnp.int32)
     total = jnp.sum(ones, dtype=jnp.int32)
+    if windows:  # count_ref and buf_ref are this block's own
+        count_ref[0] = total
 
     @pl.when(total > 0)
     def _():
-        base = plt.atomic_add(count_ref, (jnp.int32(0),), total)
+        base = 0 if windows else plt.atomic_add(count_ref, (jnp.int32(0),), total)
         slots = base + jnp.cumsum(ones, dtype=jnp.int32) - ones
-        plt.store(buf_ref.at[slots], xs, mask=member & (slots < capacity))
-
-    ge = xs >= hi
-    above_ref[0] = jnp.sum(ge, dtype=jnp.int32)
-    acc = excess_ref.dtype  # float32 for 16-bit inputs
-    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
-    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
-
-
-def _block_kernel(x_ref, bounds_ref, buf_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref):
-    from jax.experimental import pallas as pl
-    from jax.experimental.pallas import triton as plt
-
-    del buf_in  # aliased to buf_ref, this block's window of slots
-    xs = x_ref[...]
-    lo, hi = bounds_ref[0], bounds_ref[1]
-    member = (xs >= lo) & (xs < hi)
-    ones = member.astype(jnp.int32)
-    total = jnp.sum(ones, dtype=jnp.int32)
-    count_ref[0] = total
-
-    @pl.when(total > 0)
-    def _():
-        slots = jnp.cumsum(ones, dtype=jnp.int32) - ones
         plt.store(buf_ref.at[slots], xs, mask=member & (slots < buf_ref.shape[0]))
 
-    above_ref[0] = jnp.sum(xs >= hi, dtype=jnp.int32)
-    acc = excess_ref.dtype
-    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
-    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
+    store_block_tail(xs, hi, above_ref, excess_ref, nan_ref)
 
 
-def _pallas_blocks(x, bounds, block, slots, num_warps, interpret):
-    """The per-block layout: (buf (B, g * slots), members per block (B, g), c_hi, e_hi, nans)."""
+def _pallas(x, bounds, block, slots, num_warps, interpret, windows):
+    """(buf, member counts, c_hi, e_hi, nans): with ``windows``, buf (B, g * slots) and counts
+    (B, g) per block; otherwise buf (B, slots) and counts (B, 1) per row."""
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
     rows, g = x.shape[0], x.shape[1] // block
-    per_block = pl.BlockSpec((None, 1), lambda b, i: (b, i))
-    window = pl.BlockSpec((None, slots), lambda b, i: (b, i))
+    per_row = lambda size: pl.BlockSpec((None, size), lambda b, i: (b, 0))
+    per_block = lambda size: pl.BlockSpec((None, size), lambda b, i: (b, i))
+    buf_spec, width, count_spec, counts = (
+        (per_block(slots), g * slots, per_block(1), g) if windows else (per_row(slots), slots, per_row(1), 1))
     params = None if interpret else plt.CompilerParams(num_warps=num_warps)
-    buf, counts, above, excess, nans = pl.pallas_call(
-        _block_kernel,
+    buf, count, above, excess, nans = pl.pallas_call(
+        functools.partial(_kernel, windows=windows),
         grid=(rows, g),
-        in_specs=[pl.BlockSpec((None, block), lambda b, i: (b, i)), pl.BlockSpec((None, 2), lambda b, i: (b, 0)),
-                  window],
-        out_specs=[window, per_block, per_block, per_block, per_block],
+        in_specs=[per_block(block), per_row(2), buf_spec, count_spec],
+        out_specs=[buf_spec, count_spec, per_block(1), per_block(1), per_block(1)],
         out_shape=[
-            jax.ShapeDtypeStruct((rows, g * slots), x.dtype),
-            jax.ShapeDtypeStruct((rows, g), jnp.int32),
+            jax.ShapeDtypeStruct((rows, width), x.dtype),
+            jax.ShapeDtypeStruct((rows, counts), jnp.int32),
             jax.ShapeDtypeStruct((rows, g), jnp.int32),
             jax.ShapeDtypeStruct((rows, g), accumulator(x.dtype)),
             jax.ShapeDtypeStruct((rows, g), jnp.int32),
         ],
-        input_output_aliases={2: 0},
+        input_output_aliases={2: 0, 3: 1},
         compiler_params=params,
         interpret=interpret,
-    )(x, bounds, jnp.full((rows, g * slots), -jnp.inf, x.dtype))
+    )(x, bounds, jnp.full((rows, width), -jnp.inf, x.dtype), jnp.zeros((rows, counts), jnp.int32))
     i32 = jnp.int32
-    return buf, counts, jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
+    return buf, count, jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
 
 
 def _xla_blocks(x, lo, hi, block, slots):
-    """:func:`_pallas_blocks` in XLA: the same buffer layout."""
+    """:func:`_pallas` with windows, in XLA: the same buffer layout."""
     rows, g = x.shape[0], x.shape[1] // block
     xb = x[:, : g * block].reshape(rows, g, block)
     member = (xb >= lo[:, None, None]) & (xb < hi[:, None, None])
@@ -125,34 +109,6 @@ def _xla_blocks(x, lo, hi, block, slots):
     r, b = jnp.meshgrid(jnp.arange(rows), jnp.arange(g), indexing="ij")
     buf = jnp.full((rows, g, slots), -jnp.inf, x.dtype).at[r[..., None], b[..., None], local].set(xb, mode="drop")
     return buf.reshape(rows, g * slots), jnp.sum(ones, axis=2, dtype=jnp.int32), *excess_above(x[:, : g * block], hi)
-
-
-def _pallas(x, bounds, block, capacity, num_warps, interpret):
-    from jax.experimental import pallas as pl
-    from jax.experimental.pallas import triton as plt
-
-    rows, g = x.shape[0], x.shape[1] // block
-    per_row = lambda size: pl.BlockSpec((None, size), lambda b, i: (b, 0))
-    per_block = pl.BlockSpec((None, 1), lambda b, i: (b, i))
-    params = None if interpret else plt.CompilerParams(num_warps=num_warps)
-    buf, count, above, excess, nans = pl.pallas_call(
-        functools.partial(_kernel, capacity=capacity),
-        grid=(rows, g),
-        in_specs=[pl.BlockSpec((None, block), lambda b, i: (b, i)), per_row(2), per_row(capacity), per_row(1)],
-        out_specs=[per_row(capacity), per_row(1), per_block, per_block, per_block],
-        out_shape=[
-            jax.ShapeDtypeStruct((rows, capacity), x.dtype),
-            jax.ShapeDtypeStruct((rows, 1), jnp.int32),
-            jax.ShapeDtypeStruct((rows, g), jnp.int32),
-            jax.ShapeDtypeStruct((rows, g), accumulator(x.dtype)),
-            jax.ShapeDtypeStruct((rows, g), jnp.int32),
-        ],
-        input_output_aliases={2: 0, 3: 1},
-        compiler_params=params,
-        interpret=interpret,
-    )(x, bounds, jnp.full((rows, capacity), -jnp.inf, x.dtype), jnp.zeros((rows, 1), jnp.int32))
-    i32 = jnp.int32
-    return buf, count[:, 0], jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
 
 
 def excess_above(x, hi):
@@ -206,7 +162,7 @@ def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4, block_slots
         if backend == "xla":
             buf, counts, c_hi, e_hi, nans = _xla_blocks(x, lo, hi, block, block_slots)
         else:
-            buf, counts, c_hi, e_hi, nans = _pallas_blocks(x, bounds, block, block_slots, num_warps, interpret)
+            buf, counts, c_hi, e_hi, nans = _pallas(x, bounds, block, block_slots, num_warps, interpret, True)
         valid = (jnp.arange(block_slots, dtype=jnp.int32) < counts[:, :, None]).reshape(buf.shape)
         kept = jnp.all(counts <= block_slots, axis=1)
         return Pass(buf, valid, jnp.sum(counts, axis=1, dtype=jnp.int32), kept, c_hi, e_hi, nans)
@@ -214,6 +170,7 @@ def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4, block_slots
         buf, count, c_hi, e_hi, nans = _xla_rows(x[:, :whole], lo, hi, capacity)
     else:
         # the grid visits the whole blocks only: no slice (a copy of x) is taken
-        buf, count, c_hi, e_hi, nans = _pallas(x, bounds, block, capacity, num_warps, interpret)
+        buf, count, c_hi, e_hi, nans = _pallas(x, bounds, block, capacity, num_warps, interpret, False)
+        count = count[:, 0]
     valid = jnp.arange(capacity, dtype=jnp.int32) < count[:, None]
     return Pass(buf, valid, count, count <= capacity, c_hi, e_hi, nans)

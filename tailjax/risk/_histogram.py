@@ -22,7 +22,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from tailjax.risk._compact import resolve_backend
+from tailjax.risk._compact import resolve_backend, store_block_tail
 from tailjax.risk.empirical import accumulator
 
 
@@ -77,11 +77,7 @@ def _kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_re
         jax.lax.fori_loop(0, xs.shape[0], lambda j, c: (plt.atomic_add(hist_ref, (b[j],), ones[j]), c)[1], 0)
     else:
         plt.atomic_add(hist_ref, (b,), ones, mask=counted)
-    ge = xs >= hi
-    above_ref[0] = jnp.sum(ge, dtype=jnp.int32)
-    acc = excess_ref.dtype  # float32 for 16-bit inputs
-    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
-    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
+    store_block_tail(xs, hi, above_ref, excess_ref, nan_ref)
 
 
 def _pallas(x, bounds, keys, block, bins, num_warps, interpret):
