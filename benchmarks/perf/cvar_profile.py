@@ -8,6 +8,12 @@ For the one-read floor (``jnp.sum``) and, per tail probability, bracket-count ba
 per call, the kernels per call, and the GPU-busy time per call against the synced wall time
 per call (the difference is launch latency, the exactness check's read-back to the host and
 idle gaps).
+
+``--configs name:field=value,...`` profiles named ``SelectConfig``s instead (e.g.
+``runs:sample_run=32``; ``default:`` is the default); each row then also holds the relative
+error against the float64 CVaR, whether the selection held (no fallback), and the synced wall
+time without the profiler, its ``--rounds`` calls interleaved with the floor's and the other
+configurations' so that they share the machine's drift.
 """
 
 from __future__ import annotations
@@ -71,12 +77,49 @@ def profile(fn, x, calls):
             "kernels_per_call": len(events) / calls, "kernels": kernels, "device_lines": sorted(set(lines))}
 
 
+def parse_config(spec):
+    """``name:field=value,...`` -> (name, SelectConfig); values are ints, floats, None or strings."""
+    name, _, fields = spec.partition(":")
+    kwargs = {}
+    for item in filter(None, fields.split(",")):
+        key, value = item.split("=")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        kwargs[key] = None if value == "None" else value
+    return name, select.SelectConfig(**kwargs)
+
+
+def interleaved_walls(fns, x, rounds):
+    """Median synced wall ms of each fn, calling them in turn ``rounds`` times."""
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(x))
+            times[i].append(time.perf_counter() - start)
+    return [1e3 * float(np.median(t)) for t in times]
+
+
+def float64_cvar(desc, p):
+    """The CVaR of the upper tail of ``desc`` (float64, sorted in descending order)."""
+    k = p * desc.size
+    whole = int(np.floor(k))
+    return (desc[:whole].sum() + (k - whole) * desc[whole]) / k
+
+
 def main(argv=None):
     parser = harness.parser(__doc__, out="results/cvar_profile")
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--count-backends", nargs="*", default=["xla"])
     parser.add_argument("--block-slots", type=int, nargs="*", default=[0],
                         help="SelectConfig.block_slots values (0: one buffer per row, the default)")
+    parser.add_argument("--configs", nargs="*", default=None, metavar="NAME:FIELD=VALUE,...",
+                        help="named SelectConfigs to profile instead of counts x block slots")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved synced calls (with --configs)")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--top", type=int, default=12, help="kernels printed per profile")
     args = parser.parse_args(argv)
@@ -86,13 +129,27 @@ def main(argv=None):
     def add(label, **fields):
         row = dict(label=label, **fields)
         rows.append(row)
+        extra = (f", synced {row['synced_ms']:.3f} ms (floor {row['floor_synced_ms']:.3f}), held {row['held']}, "
+                 f"error {row['relative_error']:.1e}") if "synced_ms" in row else ""
         print(f"{label}: wall {row['wall_ms']:.3f} ms, kernels busy {row['busy_ms']:.3f} ms, "
-              f"{row['kernels_per_call']:.1f} kernels a call", flush=True)
+              f"{row['kernels_per_call']:.1f} kernels a call{extra}", flush=True)
         for k in row["kernels"][: args.top]:
             print(f"    {k['us_per_call']:8.1f} us  x{k['per_call']:.0f}  {k['kernel'][:90]}", flush=True)
 
-    add("floor (jnp.sum)", **profile(jax.jit(jnp.sum), x, args.calls))
-    for p in args.tail_probs:
+    floor = jax.jit(jnp.sum)
+    add("floor (jnp.sum)", **profile(floor, x, args.calls))
+    desc = np.sort(np.asarray(x, np.float64))[::-1] if args.configs is not None else None
+    for p in args.tail_probs if args.configs is not None else []:
+        want, named = float64_cvar(desc, p), [parse_config(spec) for spec in args.configs]
+        fns = [jax.jit(lambda x, p=p, cfg=cfg: risk.cvar_large(x, p, config=cfg)) for _, cfg in named]
+        walls = interleaved_walls([floor, *fns], x, args.rounds)
+        for (name, cfg), fn, wall in zip(named, fns, walls[1:]):
+            held = bool(jnp.all(jax.jit(lambda x, cfg=cfg: select._select(
+                x[None], select._rank(x.size, p), cfg)[2])(x)))
+            error = abs(float(fn(x)) - want) / abs(want)
+            add(f"cvar_large tail {p:g}, {name}", tail_prob=p, config=cfg._asdict(), held=held,
+                relative_error=error, synced_ms=wall, floor_synced_ms=walls[0], **profile(fn, x, args.calls))
+    for p in args.tail_probs if args.configs is None else []:
         for counts, slots in itertools.product(args.count_backends, args.block_slots):
             cfg = select.SelectConfig(count_backend=counts, block_slots=slots or None)
             fn = jax.jit(lambda x, p=p, cfg=cfg: risk.cvar_large(x, p, config=cfg))

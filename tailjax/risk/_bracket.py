@@ -65,12 +65,21 @@ def bracket_kind(rows, cfg):
     return "search" if rows == 1 else "sort"
 
 
+def sample_indices(n, m, run):
+    """m positions in [0, n), evenly spread over all of it (a strided slice would miss the end
+    of a sorted array), in runs of ``run`` consecutive positions (a power of two; a run is
+    one memory transaction rather than ``run`` of them)."""
+    run = min(run, m)
+    chunks = m // run
+    centres = ((jnp.arange(chunks, dtype=jnp.float32) + 0.5) * (n / chunks)).astype(jnp.int32)
+    starts = jnp.clip(centres - run // 2, 0, n - run)
+    return (starts[:, None] + jnp.arange(run, dtype=jnp.int32)).reshape(-1)
+
+
 def sample_bracket(x, rank, m, cfg):
     """Per row [lo, hi): a bracket of the rank-th largest value from an even subsample."""
     n = x.shape[-1]
-    # evenly spread over all of x (a strided slice would miss the end of a sorted array)
-    idx = ((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32)
-    sample = x[:, jnp.clip(idx, 0, n - 1)]
+    sample = x[:, sample_indices(n, m, cfg.sample_run)]
     centre, sd = spread(n, rank, m)
     want_hi = math.floor(centre - cfg.width_sd * sd - 1.0)  # #(sample >= hi) <= want_hi
     want_lo = math.ceil(centre + cfg.width_sd * sd + 1.0)  # #(sample >= lo) >= want_lo

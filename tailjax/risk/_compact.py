@@ -1,6 +1,6 @@
 """The one full pass of :mod:`tailjax.risk.select`: compact the members of a bracket, per row.
 
-Over the first ``(n // block) * block`` values of each row of x (B, n), gathers every value
+Over each row of x (B, n), in blocks (the last one partial), gathers every value
 in [lo_b, hi_b) into that row's buffer (order unspecified, unused slots -inf) and returns
 per row how many there were, how many values are >= hi_b, their excess sum (x - hi_b)_+, and
 how many are NaN (:class:`Pass`). On GPU a Pallas (Triton) kernel does it in one read of x.
@@ -45,7 +45,7 @@ def store_block_tail(xs, hi, above_ref, excess_ref, nan_ref):
     nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
 
 
-def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref, *, windows):
+def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref, *, windows, n):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
@@ -53,6 +53,9 @@ def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, 
     xs = x_ref[...]
     lo, hi = bounds_ref[0], bounds_ref[1]
     member = (xs >= lo) & (xs < hi)
+    if n % xs.shape[0]:  # the last block reads past the row: those lanes are -inf and no members
+        inside = pl.program_id(1) * xs.shape[0] + jax.lax.broadcasted_iota(jnp.int32, xs.shape, 0) < n
+        xs, member = jnp.where(inside, xs, -jnp.inf), member & inside
     ones = member.astype(jnp.int32)
     total = jnp.sum(ones, dtype=jnp.int32)
     if windows:  # count_ref and buf_ref are this block's own
@@ -73,14 +76,14 @@ def _pallas(x, bounds, block, slots, num_warps, interpret, windows):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
-    rows, g = x.shape[0], x.shape[1] // block
+    rows, g = x.shape[0], -(-x.shape[1] // block)
     per_row = lambda size: pl.BlockSpec((None, size), lambda b, i: (b, 0))
     per_block = lambda size: pl.BlockSpec((None, size), lambda b, i: (b, i))
     buf_spec, width, count_spec, counts = (
         (per_block(slots), g * slots, per_block(1), g) if windows else (per_row(slots), slots, per_row(1), 1))
     params = None if interpret else plt.CompilerParams(num_warps=num_warps)
     buf, count, above, excess, nans = pl.pallas_call(
-        functools.partial(_kernel, windows=windows),
+        functools.partial(_kernel, windows=windows, n=x.shape[1]),
         grid=(rows, g),
         in_specs=[per_block(block), per_row(2), buf_spec, count_spec],
         out_specs=[buf_spec, count_spec, per_block(1), per_block(1), per_block(1)],
@@ -101,14 +104,16 @@ def _pallas(x, bounds, block, slots, num_warps, interpret, windows):
 
 def _xla_blocks(x, lo, hi, block, slots):
     """:func:`_pallas` with windows, in XLA: the same buffer layout."""
-    rows, g = x.shape[0], x.shape[1] // block
-    xb = x[:, : g * block].reshape(rows, g, block)
-    member = (xb >= lo[:, None, None]) & (xb < hi[:, None, None])
+    rows, n = x.shape
+    g = -(-n // block)
+    xb = jnp.pad(x, ((0, 0), (0, g * block - n)), constant_values=-jnp.inf).reshape(rows, g, block)
+    inside = (jnp.arange(g * block) < n).reshape(g, block)
+    member = inside & (xb >= lo[:, None, None]) & (xb < hi[:, None, None])
     ones = member.astype(jnp.int32)
     local = jnp.where(member, jnp.cumsum(ones, axis=2) - ones, slots)  # slots: dropped
     r, b = jnp.meshgrid(jnp.arange(rows), jnp.arange(g), indexing="ij")
     buf = jnp.full((rows, g, slots), -jnp.inf, x.dtype).at[r[..., None], b[..., None], local].set(xb, mode="drop")
-    return buf.reshape(rows, g * slots), jnp.sum(ones, axis=2, dtype=jnp.int32), *excess_above(x[:, : g * block], hi)
+    return buf.reshape(rows, g * slots), jnp.sum(ones, axis=2, dtype=jnp.int32), *excess_above(x, hi)
 
 
 def excess_above(x, hi):
@@ -140,22 +145,21 @@ def resolve_backend(backend):
 
 
 def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4, block_slots=None):
-    """The bracket's members and the counts above it per row, over the whole blocks of x (a :class:`Pass`).
+    """The bracket's members and the counts above it per row of x (a :class:`Pass`).
 
     Args:
-      x: ``(B, n)`` values; only the first ``(n // block) * block`` of each row are read.
+      x: ``(B, n)`` values.
       lo, hi: ``(B,)`` bracket bounds per row.
-      block: values per Pallas program (a power of two).
+      block: values per Pallas program (a power of two); the last block of a row may be partial.
       capacity: buffer slots per row (``block_slots=None``); members beyond it are dropped
         (the count still counts them).
       backend: ``"pallas"``, ``"xla"``, ``"interpret"`` (Pallas interpreter, for tests) or
         ``"auto"`` (Pallas on GPU, XLA elsewhere).
       num_warps: warps per Pallas program.
       block_slots: ``None`` (one buffer of ``capacity`` per row) or slots per block (a power
-        of two; the buffer is then ``n // block * block_slots`` per row).
+        of two; the buffer is then ``ceil(n / block) * block_slots`` per row).
     """
     backend = resolve_backend(backend)
-    whole = (x.shape[1] // block) * block
     bounds = jnp.stack([lo, hi], axis=1).astype(x.dtype)
     interpret = backend == "interpret"
     if block_slots is not None:
@@ -167,9 +171,8 @@ def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4, block_slots
         kept = jnp.all(counts <= block_slots, axis=1)
         return Pass(buf, valid, jnp.sum(counts, axis=1, dtype=jnp.int32), kept, c_hi, e_hi, nans)
     if backend == "xla":
-        buf, count, c_hi, e_hi, nans = _xla_rows(x[:, :whole], lo, hi, capacity)
+        buf, count, c_hi, e_hi, nans = _xla_rows(x, lo, hi, capacity)
     else:
-        # the grid visits the whole blocks only: no slice (a copy of x) is taken
         buf, count, c_hi, e_hi, nans = _pallas(x, bounds, block, capacity, num_warps, interpret, False)
         count = count[:, 0]
     valid = jnp.arange(capacity, dtype=jnp.int32) < count[:, None]

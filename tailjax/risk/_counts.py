@@ -3,8 +3,9 @@
 :func:`counts_at_least` takes one row (``values (m,)``, ``thresholds (J,)``; ``vmap`` it over
 rows). With ``backend="xla"`` it is a two-level reduction of the comparisons. With
 ``backend="pallas"`` (GPU) or ``"interpret"`` a Pallas kernel does it: each program compares a
-slice of the row against all J thresholds, a sub-slice at a time, and writes its J partial
-counts, which XLA then sums. On an H100, for batches of 100 x 2^16 and 1000 x 2^13 values,
+slice of the row (at most 8192 values, fewer where the row would give fewer than 1024
+programs) against all J thresholds, a sub-slice at a time, and writes its J partial counts,
+which XLA then sums. On an H100, with 8192 values a program, for batches of 100 x 2^16 and 1000 x 2^13 values,
 the search took 0.41-0.43 ms with the kernel against 1.6-1.9 ms with the vmapped XLA reduction
 (``benchmarks/results/perf_h200/batched_sample_h100/``). Timed on no other shape or card, it
 is opt-in: by default (``SelectConfig.bracket="auto"``) only a single row, whose subsample
@@ -20,7 +21,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-PER_PROGRAM = 8192  # values per Pallas program
+PER_PROGRAM = 8192  # values per Pallas program, at most
+MIN_PROGRAMS = 1024  # ... fewer where a row would otherwise give fewer programs than this
 SUB = 256  # values compared at once against every threshold
 
 
@@ -47,7 +49,7 @@ def _pallas(values, thresholds, interpret):
     from jax.experimental import pallas as pl
 
     m, num = values.shape[0], thresholds.shape[0]
-    per = min(PER_PROGRAM, m)
+    per = min(PER_PROGRAM, max(m // MIN_PROGRAMS, SUB), m)
     if m % per or per & (per - 1):
         raise ValueError(f"the Pallas counts need a power-of-two row length, got {m}")
     sub = min(SUB, per)

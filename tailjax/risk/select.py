@@ -50,7 +50,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_nonempty_last_axis, check_open_unit, check_side, is_concrete
 from tailjax.risk._bracket import default_capacity, sample_bracket, sample_size
-from tailjax.risk._compact import compact, excess_above
+from tailjax.risk._compact import compact
 from tailjax.risk._finish import finish_histogram, finish_radix, finish_sort
 from tailjax.risk._histogram import select_by_histogram
 from tailjax.risk._radix import radix_select
@@ -64,6 +64,9 @@ class SelectConfig(NamedTuple):
 
     sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
     sample_total: int = 1 << 20  # ... and over all rows of a batch (rows share it, >= 256 each)
+    # the subsample is read in runs of this many consecutive values (a power of two), evenly
+    # spread: 1 reads single values; longer runs read fewer memory lines for the same size
+    sample_run: int = 1
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
     block: int = 2048  # values per Pallas program in the full pass
     num_warps: int = 4  # warps per Pallas program
@@ -127,19 +130,10 @@ def _select(x, rank, cfg):
 
 def _select_compact(x, rank, lo, hi, cfg):
     """_select by compacting the members of [lo, hi) into a buffer and finishing it."""
-    n, dt = x.shape[-1], x.dtype
-    m = sample_size(x.shape[0], n, cfg)
-    g = (n // cfg.block) * cfg.block
-    capacity = cfg.capacity or default_capacity(n, rank, m, cfg)
+    m = sample_size(x.shape[0], x.shape[-1], cfg)
+    capacity = cfg.capacity or default_capacity(x.shape[-1], rank, m, cfg)
     out = compact(x, lo, hi, cfg.block, capacity, cfg.backend, cfg.num_warps, cfg.block_slots)
-    # the values after the last whole block, padded to a block with -inf
-    rest = jnp.full((x.shape[0], cfg.block), -jnp.inf, dt).at[:, : n - g].set(x[:, g:])
-    member = (rest >= lo[:, None]) & (rest < hi[:, None])
-    valid = jnp.concatenate([out.valid, member], axis=1)
-    buf = jnp.concatenate([out.buf, rest], axis=1)
-    count = out.count + jnp.sum(member, axis=1, dtype=jnp.int32)
-    c_rest, e_rest, n_rest = excess_above(rest, hi)  # a +inf value at hi = +inf adds no excess (inf - inf)
-    c_hi, e_hi, nans = out.c_hi + c_rest, out.e_hi + e_rest, out.nans + n_rest
+    buf, valid, count, c_hi, e_hi, nans = out.buf, out.valid, out.count, out.c_hi, out.e_hi, out.nans
     r = rank - c_hi  # rank of v among the members
     ok = out.kept & (r >= 1) & (r <= count)
     if cfg.finish == "sort":
@@ -311,6 +305,9 @@ def _config(config):
                           ("count_backend", ("xla", "pallas", "interpret")), ("short", ("auto", "radix", "top_k"))]:
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
+    run = cfg.sample_run
+    if not isinstance(run, int) or run < 1 or run & (run - 1):
+        raise ValueError(f"config.sample_run must be a power of two, got {run!r}")
     slots = cfg.block_slots
     if slots is not None and (not isinstance(slots, int) or slots < 1 or slots & (slots - 1)):
         raise ValueError(f"config.block_slots must be None or a power of two, got {slots!r}")

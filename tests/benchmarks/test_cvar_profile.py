@@ -13,3 +13,14 @@ def test_cvar_profile_writes_one_row_per_configuration(tmp_path):
                                           "cvar_large tail 0.01, counts xla, block_slots 16"]
     assert all(r["wall_ms"] > 0 and isinstance(r["kernels"], list) for r in rows)
     assert all(r["busy_ms"] == sum(k["us_per_call"] for k in r["kernels"]) / 1e3 for r in rows)
+
+
+def test_cvar_profile_of_named_configs_checks_each_against_float64(tmp_path):
+    from benchmarks.perf.cvar_profile import main
+
+    main(["--size", "small", "--calls", "2", "--rounds", "2", "--tail-probs", "0.01", "--configs", "default:",
+          "runs:sample_run=32,block_slots=None", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "cvar_profile.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["floor (jnp.sum)", "cvar_large tail 0.01, default", "cvar_large tail 0.01, runs"]
+    assert rows[2]["config"]["sample_run"] == 32 and rows[2]["config"]["block_slots"] is None
+    assert all(r["relative_error"] < 1e-6 and r["synced_ms"] > 0 for r in rows[1:])

@@ -57,6 +57,21 @@ def test_sorted_subsample_bracket_selects_exactly(kind, p):
     np.testing.assert_allclose(risk.cvar_large(x, p, config=sort), risk.cvar(x, p), rtol=2e-6, atol=1e-6)
 
 
+def test_subsample_runs_are_consecutive_evenly_spread_and_select_exactly():
+    n, m, run = 200_003, 4096, 32
+    idx = np.asarray(_bracket.sample_indices(n, m, run)).reshape(m // run, run)
+    assert np.all(np.diff(idx, axis=1) == 1) and idx.min() >= 0 and idx.max() < n
+    gaps = np.diff(idx[:, 0])  # run starts one n / (m / run) apart, within rounding
+    assert gaps.min() >= n // (m // run) - 1 and gaps.max() <= n // (m // run) + 1
+    assert idx[0, 0] < n // (m // run) and idx[-1, -1] >= n - n // (m // run)  # both ends covered
+    for kind in ["normal", "sorted", "reversed"]:
+        x = _inputs(kind, n)
+        for p in [1e-3, 0.05]:
+            cfg = SMALL._replace(sample_run=run)
+            assert bool(_select(x[None], _rank(n, p), cfg)[2][0])  # the selection, not the fallback
+            assert float(risk.var_large(x, p, config=cfg)) == float(risk.var(x, p))
+
+
 def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_than_the_search():
     x = jax.random.normal(jax.random.PRNGKey(8), (3, 200_003))
     n, p = x.shape[1], 0.01
@@ -64,6 +79,7 @@ def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_th
     centre, sd = _bracket.spread(n, rank, m)
     lo, hi = _bracket.sample_bracket(x, rank, m, SMALL._replace(bracket="sort"))
     idx = np.asarray(((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32))  # as the library
+    assert np.array_equal(idx, _bracket.sample_indices(n, m, 1))
     sample = np.asarray(x)[:, idx]
     assert np.all(np.sum(sample >= np.asarray(hi)[:, None], axis=1) <= np.floor(centre - SMALL.width_sd * sd - 1))
     assert np.all(np.sum(sample >= np.asarray(lo)[:, None], axis=1) >= np.ceil(centre + SMALL.width_sd * sd + 1))
@@ -141,7 +157,7 @@ def test_search_with_the_pallas_counts_selects_exactly():
     np.testing.assert_allclose(risk.cvar_large(x, 0.01, config=cfg), risk.cvar(x, 0.01), rtol=2e-6)
 
 
-@pytest.mark.parametrize("field", ["bracket", "finish", "method", "count_backend", "block_slots"])
+@pytest.mark.parametrize("field", ["bracket", "finish", "method", "count_backend", "block_slots", "sample_run"])
 def test_an_unknown_config_choice_is_refused_on_every_path(field):
     x = jnp.arange(100.0)  # short: the sort runs, the config is still checked
     with pytest.raises(ValueError, match=f"config.{field}"):
@@ -245,12 +261,15 @@ def test_an_overfull_bin_is_reported_and_the_result_stays_exact():
         risk.cvar_large(x, 0.01, config=SMALL._replace(finish="median"))
 
 
-def test_pallas_kernel_in_interpret_mode():
+@pytest.mark.parametrize("p", [0.01, 0.99995])
+def test_pallas_kernel_in_interpret_mode(p):
     cfg = SMALL._replace(backend="interpret", sample_size=2048)
     x = jax.random.normal(jax.random.PRNGKey(2), (2, 20_003)).at[1, 7].set(jnp.nan)
-    rank = _rank(x.shape[1], 0.01)
+    # the last block (35 values) is partial: it holds row 0's largest value and row 1's second NaN
+    x = x.at[0, -3].set(9.0).at[1, -1].set(jnp.nan)
+    rank = _rank(x.shape[1], p)
     v, excess, ok, nans = _select(x, rank, cfg)
-    assert bool(ok[0]) and nans.tolist() == [0, 1]
+    assert bool(ok[0]) and nans.tolist() == [0, 2]
     assert float(v[0]) == float(-jnp.sort(-x[0])[rank - 1])
     assert float(excess[0]) == pytest.approx(float(jnp.sum(jnp.maximum(x[0] - v[0], 0.0))), rel=1e-5)
 
@@ -289,19 +308,19 @@ def test_block_windows_select_what_the_sort_selects(kind, p):
 
 @pytest.mark.parametrize("backend", ["xla", "interpret"])
 def test_block_windows_hold_each_blocks_members_in_order(backend):
-    x = jax.random.normal(jax.random.PRNGKey(4), (2, 4 * 256 + 5)).at[1, 3].set(jnp.nan)
+    x = jax.random.normal(jax.random.PRNGKey(4), (2, 4 * 256 + 5))
+    x = x.at[1, 3].set(jnp.nan).at[1, 4 * 256 + 2].set(jnp.nan).at[0, 4 * 256 + 1].set(0.0)  # the last block partial
     lo, hi = jnp.array([-0.1, 0.5]), jnp.array([0.2, 1.5])
     out = compact(x, lo, hi, 256, 0, backend, block_slots=128)
     for row in range(2):
-        for b in range(4):
+        for b in range(5):
             xs = np.asarray(x[row, 256 * b: 256 * (b + 1)])
             members = xs[(xs >= float(lo[row])) & (xs < float(hi[row]))]
             window = np.asarray(out.buf[row, 128 * b: 128 * (b + 1)])
             assert np.array_equal(window[: members.size], members) and np.all(window[members.size:] == -np.inf)
             assert int(out.valid[row, 128 * b: 128 * (b + 1)].sum()) == members.size
-    whole = x[:, : 4 * 256]
-    assert out.count.tolist() == jnp.sum((whole >= lo[:, None]) & (whole < hi[:, None]), axis=1).tolist()
-    assert out.c_hi.tolist() == jnp.sum(whole >= hi[:, None], axis=1).tolist() and out.nans.tolist() == [0, 1]
+    assert out.count.tolist() == jnp.sum((x >= lo[:, None]) & (x < hi[:, None]), axis=1).tolist()
+    assert out.c_hi.tolist() == jnp.sum(x >= hi[:, None], axis=1).tolist() and out.nans.tolist() == [0, 2]
     assert out.kept.tolist() == [True, True]
     assert compact(x, lo, hi, 256, 0, backend, block_slots=16).kept.tolist() == [False, False]
 
