@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from benchmarks.perf import radix_exact
 
@@ -11,6 +12,7 @@ def test_compare_flags_a_wrong_excess_a_nan_excess_and_a_wrong_nan_count_but_not
     assert radix_exact.compare((want[0], want[1], np.array([0, 1])), want)["bad_rows"] == [1]
 
 
+@pytest.mark.slow  # 10 s in the Pallas interpreter
 def test_interpreted_kernel_passes_its_own_check(tmp_path):
     assert radix_exact.main(["--backend", "interpret", "--shapes", "7x3", "--repeat", "20x64:7:4", "--runs", "2",
                              "--out", str(tmp_path)])
