@@ -15,6 +15,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from tailjax.risk._compact import resolve_backend
 from tailjax.risk._counts import counts_at_least
 
 
@@ -76,6 +77,14 @@ def sample_indices(n, m, run):
     return (starts[:, None] + jnp.arange(run, dtype=jnp.int32)).reshape(-1)
 
 
+def count_backend(cfg):
+    """``cfg.count_backend``, with ``"auto"`` resolved: the Pallas counts where the full pass
+    is a Pallas kernel (on GPU), XLA elsewhere."""
+    if cfg.count_backend != "auto":
+        return cfg.count_backend
+    return "pallas" if resolve_backend(cfg.backend) == "pallas" else "xla"
+
+
 def sample_bracket(x, rank, m, cfg):
     """Per row [lo, hi): a bracket of the rank-th largest value from an even subsample."""
     n = x.shape[-1]
@@ -96,7 +105,7 @@ def sample_bracket(x, rank, m, cfg):
         def row(s):
             top_open = jnp.nextafter(jnp.max(s), inf)  # nothing in the sample is >= this
             return search_bracket(s, jnp.min(s), top_open, max(want_hi, 0), min(want_lo, m), cfg.sample_search,
-                           functools.partial(counts_at_least, backend=cfg.count_backend))
+                           functools.partial(counts_at_least, backend=count_backend(cfg)))
 
         lo, hi = jax.vmap(row)(sample)
     else:

@@ -60,16 +60,18 @@ __all__ = ["cvar_large", "var_large", "SelectConfig"]
 
 
 class SelectConfig(NamedTuple):
-    """Static tuning of :func:`cvar_large` (defaults chosen on an H200; ``bracket``, ``sample_total`` on an H100)."""
+    """Static tuning of :func:`cvar_large` (defaults chosen on an H200; ``bracket``, ``sample_total`` on an H100;
+    ``sample_run``, ``block``, ``num_warps`` and ``count_backend`` on an H200 again,
+    ``benchmarks/results/perf_h200/variants_h200/``)."""
 
     sample_size: int = 1 << 20  # evenly spread subsample per row used to place the bracket
     sample_total: int = 1 << 20  # ... and over all rows of a batch (rows share it, >= 256 each)
     # the subsample is read in runs of this many consecutive values (a power of two), evenly
-    # spread: 1 reads single values; longer runs read fewer memory lines for the same size
-    sample_run: int = 1
+    # spread: 1 reads single values; 32 reads one 128-byte line of float32 per run
+    sample_run: int = 32
     sample_search: tuple[int, int] = (2, 32)  # (rounds, thresholds) searching the subsample
-    block: int = 2048  # values per Pallas program in the full pass
-    num_warps: int = 4  # warps per Pallas program
+    block: int = 1024  # values per Pallas program in the full pass
+    num_warps: int = 2  # warps per Pallas program
     # None: one buffer per row, each block reserving its slots by an atomic add; or slots per
     # block (a power of two): a window of its own, no atomic; a row with a block that overflows
     # its window (members clustered in x) is done again with one buffer per row. On an H100 the
@@ -92,8 +94,9 @@ class SelectConfig(NamedTuple):
     # or up to 1.9x faster for batches of 4-1000 rows on an H100) | "auto" (search one row, sort a batch)
     bracket: str = "auto"
     # the search's counts: "xla" | "pallas" (a kernel: 3.9-4.4x faster at 100 x 2^16 and
-    # 1000 x 2^13 on an H100, timed nowhere else) | "interpret"
-    count_backend: str = "xla"
+    # 1000 x 2^13 on an H100; 13-15 us less for one row of 2^20 on an H200) | "interpret" |
+    # "auto" (the kernel where the full pass is a Pallas kernel, else XLA)
+    count_backend: str = "auto"
     # rows shorter than min_size: "top_k" (lax.top_k or a sort) | "radix" (a bitwise search
     # on the values' keys, each row in registers: one read; Pallas under backend "auto" on GPU;
     # floats of at most 32 bits, rows of at most short_max values, else top_k) | "auto" (radix
@@ -302,7 +305,7 @@ def _config(config):
     cfg = config or SelectConfig()
     for name, allowed in [("method", ("compact", "histogram")), ("finish", ("histogram", "radix", "sort")),
                           ("bracket", ("auto", "search", "sort")),
-                          ("count_backend", ("xla", "pallas", "interpret")), ("short", ("auto", "radix", "top_k"))]:
+                          ("count_backend", ("auto", "xla", "pallas", "interpret")), ("short", ("auto", "radix", "top_k"))]:
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
     run = cfg.sample_run

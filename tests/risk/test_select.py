@@ -78,8 +78,9 @@ def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_th
     rank, m = _rank(n, p), _bracket.sample_size(*x.shape, SMALL)
     centre, sd = _bracket.spread(n, rank, m)
     lo, hi = _bracket.sample_bracket(x, rank, m, SMALL._replace(bracket="sort"))
-    idx = np.asarray(((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32))  # as the library
-    assert np.array_equal(idx, _bracket.sample_indices(n, m, 1))
+    single = np.asarray(((jnp.arange(m, dtype=jnp.float32) + 0.5) * (n / m)).astype(jnp.int32))  # runs of 1
+    assert np.array_equal(single, _bracket.sample_indices(n, m, 1))
+    idx = np.asarray(_bracket.sample_indices(n, m, SMALL.sample_run))  # as the library
     sample = np.asarray(x)[:, idx]
     assert np.all(np.sum(sample >= np.asarray(hi)[:, None], axis=1) <= np.floor(centre - SMALL.width_sd * sd - 1))
     assert np.all(np.sum(sample >= np.asarray(lo)[:, None], axis=1) >= np.ceil(centre + SMALL.width_sd * sd + 1))
@@ -93,7 +94,9 @@ def test_sorted_subsample_bracket_is_the_subsample_rank_interval_and_no_wider_th
 def test_a_heavy_tail_is_selected_with_the_sorted_bracket_where_the_search_overflows(p):
     x = jax.random.cauchy(jax.random.PRNGKey(0), (1, 200_003))
     rank = _rank(x.shape[1], p)
-    assert not bool(_select(x, rank, SMALL._replace(bracket="search"))[2][0])  # the value grid is too coarse
+    single = SMALL._replace(sample_run=1)  # on this subsample the search's value grid is too coarse
+    assert not bool(_select(x, rank, single._replace(bracket="search"))[2][0])
+    assert bool(_select(x, rank, single._replace(bracket="sort"))[2][0])
     assert bool(_select(x, rank, SMALL._replace(bracket="sort"))[2][0])
     np.testing.assert_allclose(risk.cvar_large(x, p, config=SMALL._replace(bracket="sort")), risk.cvar(x, p), rtol=2e-6)
 
@@ -300,7 +303,7 @@ def test_a_row_whose_buffer_overflows_sends_the_batch_to_the_exact_fallback():
                                      pytest.param("cauchy", 1e-3, marks=pytest.mark.slow)])
 def test_block_windows_select_what_the_sort_selects(kind, p):
     x = _inputs(kind, 65_537)
-    cfg = SMALL._replace(block_slots=32)
+    cfg = SMALL._replace(block_slots=64)  # the normal p = 0.29 bracket puts up to 33 members in a block
     rank = _rank(x.size, p)
     assert bool(_select(x[None], rank, cfg)[2][0])  # the windows held every member: no fallback
     np.testing.assert_allclose(risk.cvar_large(x, p, config=cfg), risk.cvar(x, p), rtol=2e-6)
@@ -405,17 +408,19 @@ def test_a_bracket_wider_than_the_bins_is_refined_by_compacting_the_bin_of_v(kin
         return compact_select(x, rank, lo, hi, cfg)
 
     monkeypatch.setattr(select, "_select_compact", spy)
-    v, e, ok, _ = _select(x, rank, HIST._replace(key_bins=16))
+    # single values: with runs of 32, the Cauchy bracket (from the top) has all its members in v's bin
+    cfg = HIST._replace(key_bins=16, sample_run=1)
+    v, e, ok, _ = _select(x, rank, cfg)
     (lo, hi), = calls
     want = float(-jnp.sort(-x[0])[rank - 1])
     assert bool(ok[0]) and float(v[0]) == want and float(lo[0]) <= want < float(hi[0])
     members = int(jnp.sum((x[0] >= lo[0]) & (x[0] < hi[0])))
-    assert 1 <= members < int(jnp.sum((x[0] >= HIST_BRACKET(x, rank)[0]) & (x[0] < HIST_BRACKET(x, rank)[1])))
-    np.testing.assert_allclose(risk.cvar_large(x, p, config=HIST._replace(key_bins=16)), risk.cvar(x, p), rtol=2e-6)
+    assert 1 <= members < int(jnp.sum((x[0] >= HIST_BRACKET(x, rank, cfg)[0]) & (x[0] < HIST_BRACKET(x, rank, cfg)[1])))
+    np.testing.assert_allclose(risk.cvar_large(x, p, config=cfg), risk.cvar(x, p), rtol=2e-6)
 
 
-def HIST_BRACKET(x, rank):
-    lo, hi = _bracket.sample_bracket(x, rank, _bracket.sample_size(*x.shape, HIST), HIST)
+def HIST_BRACKET(x, rank, cfg=HIST):
+    lo, hi = _bracket.sample_bracket(x, rank, _bracket.sample_size(*x.shape, cfg), cfg)
     return lo[0], hi[0]
 
 
