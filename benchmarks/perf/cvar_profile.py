@@ -10,7 +10,7 @@ per call (the difference is launch latency, the exactness check's read-back to t
 idle gaps).
 
 ``--configs name:field=value,...`` profiles named ``SelectConfig``s instead (e.g.
-``runs:sample_run=32``; ``default:`` is the default); each row then also holds the relative
+``single:sample_run=1``; ``default:`` is the default); each row then also holds the relative
 error against the float64 CVaR, whether the selection held (no fallback), and the synced wall
 time without the profiler, its ``--rounds`` calls interleaved with the floor's and the other
 configurations' so that they share the machine's drift.
@@ -114,7 +114,7 @@ def float64_cvar(desc, p):
 def main(argv=None):
     parser = harness.parser(__doc__, out="results/cvar_profile")
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
-    parser.add_argument("--count-backends", nargs="*", default=["xla"])
+    parser.add_argument("--count-backends", nargs="*", default=["auto"])
     parser.add_argument("--block-slots", type=int, nargs="*", default=[0],
                         help="SelectConfig.block_slots values (0: one buffer per row, the default)")
     parser.add_argument("--configs", nargs="*", default=None, metavar="NAME:FIELD=VALUE,...",

@@ -19,8 +19,8 @@ def test_cvar_profile_of_named_configs_checks_each_against_float64(tmp_path):
     from benchmarks.perf.cvar_profile import main
 
     main(["--size", "small", "--calls", "2", "--rounds", "2", "--tail-probs", "0.01", "--configs", "default:",
-          "runs:sample_run=32,block_slots=None", "--out", str(tmp_path)])
+          "single:sample_run=1,block_slots=None", "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "cvar_profile.json").read_text())["rows"]
-    assert [r["label"] for r in rows] == ["floor (jnp.sum)", "cvar_large tail 0.01, default", "cvar_large tail 0.01, runs"]
-    assert rows[2]["config"]["sample_run"] == 32 and rows[2]["config"]["block_slots"] is None
+    assert [r["label"] for r in rows] == ["floor (jnp.sum)", "cvar_large tail 0.01, default", "cvar_large tail 0.01, single"]
+    assert rows[2]["config"]["sample_run"] == 1 and rows[2]["config"]["block_slots"] is None
     assert all(r["relative_error"] < 1e-6 and r["synced_ms"] > 0 for r in rows[1:])
