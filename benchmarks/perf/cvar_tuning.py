@@ -133,7 +133,7 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="*", default=["histogram", "compact"])
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16", "float64"])
     parser.add_argument("--brackets", nargs="*", default=["auto"], help="sweep: SelectConfig.bracket values")
-    parser.add_argument("--count-backends", nargs="*", default=["xla"], help="sweep: SelectConfig.count_backend values")
+    parser.add_argument("--count-backends", nargs="*", default=["auto"], help="sweep: SelectConfig.count_backend values")
     parser.add_argument("--block-slots", type=int, nargs="*", default=[0],
                         help="SelectConfig.block_slots values (0: one buffer per row, the default)")
     parser.add_argument("--parts", nargs="*", default=["stages", "sweep", "dtypes"])
