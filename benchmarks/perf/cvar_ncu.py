@@ -4,7 +4,9 @@
 
 Runs the one-read floor (``jnp.sum``) once and ``cvar_large`` once per tail probability on
 one row of n float32 normals (default 1e8), each checked against the float64 reference;
-ncu replays each kernel it selects in isolation, so one call of each is enough.
+ncu replays each kernel it selects in isolation, so one call of each is enough. On the H200
+of ``benchmarks/results/perf_h200/variants_h200/`` ncu crashed in it (segmentation fault,
+``ncu.err`` there) before writing a report.
 """
 
 from __future__ import annotations
