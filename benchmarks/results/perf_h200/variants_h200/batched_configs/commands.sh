@@ -2,7 +2,7 @@
 # The two inline timings of this folder, as run on the H200 (repository root, PYTHONPATH=$PWD):
 # batched_configs.log with CFGS below, batched_radix.log with CFGS_RADIX and the first two shapes.
 # 'default' was the default of the call, spelled out (the defaults have since become runs32_1024x2)
-CFGS="{'default':C(sample_run=1,block=2048,num_warps=4,count_backend='xla'),'runs32':C(sample_run=32),'runs32_1024x2':C(sample_run=32,block=1024,num_warps=2)}"
+CFGS="{'default':C(sample_run=1,block=2048,num_warps=4,count_backend='xla'),'runs32':C(sample_run=32,block=2048,num_warps=4),'runs32_1024x2':C(sample_run=32,block=1024,num_warps=2)}"
 CFGS_RADIX="{'runs32_1024x2':C(sample_run=32,block=1024,num_warps=2),'runs32_1024x2_radix':C(sample_run=32,block=1024,num_warps=2,finish='radix',bins=65536)}"
 time_configs() {  # CONFIG-DICT SHAPES
 python3 -c "
