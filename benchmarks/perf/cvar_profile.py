@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import _harness as harness
+from benchmarks.perf.cvar_tuning import reference
 from tailjax import risk
 from tailjax.risk import select
 
@@ -104,13 +105,6 @@ def interleaved_walls(fns, x, rounds):
     return [1e3 * float(np.median(t)) for t in times]
 
 
-def float64_cvar(desc, p):
-    """The CVaR of the upper tail of ``desc`` (float64, sorted in descending order)."""
-    k = p * desc.size
-    whole = int(np.floor(k))
-    return (desc[:whole].sum() + (k - whole) * desc[whole]) / k
-
-
 def main(argv=None):
     parser = harness.parser(__doc__, out="results/cvar_profile")
     parser.add_argument("--tail-probs", type=float, nargs="*", default=[1e-3, 1e-2, 1e-1])
@@ -138,9 +132,9 @@ def main(argv=None):
 
     floor = jax.jit(jnp.sum)
     add("floor (jnp.sum)", **profile(floor, x, args.calls))
-    desc = np.sort(np.asarray(x, np.float64))[::-1] if args.configs is not None else None
+    x64 = np.asarray(x, np.float64) if args.configs is not None else None
     for p in args.tail_probs if args.configs is not None else []:
-        want, named = float64_cvar(desc, p), [parse_config(spec) for spec in args.configs]
+        want, named = reference(x64, p), [parse_config(spec) for spec in args.configs]
         fns = [jax.jit(lambda x, p=p, cfg=cfg: risk.cvar_large(x, p, config=cfg)) for _, cfg in named]
         walls = interleaved_walls([floor, *fns], x, args.rounds)
         for (name, cfg), fn, wall in zip(named, fns, walls[1:]):

@@ -5,12 +5,13 @@ rows). With ``backend="xla"`` it is a two-level reduction of the comparisons. Wi
 ``backend="pallas"`` (GPU) or ``"interpret"`` a Pallas kernel does it: each program compares a
 slice of the row (at most 8192 values, fewer where the row would give fewer than 1024
 programs) against all J thresholds, a sub-slice at a time, and writes its J partial counts,
-which XLA then sums. On an H100, with 8192 values a program, for batches of 100 x 2^16 and 1000 x 2^13 values,
-the search took 0.41-0.43 ms with the kernel against 1.6-1.9 ms with the vmapped XLA reduction
-(``benchmarks/results/perf_h200/batched_sample_h100/``). Timed on no other shape or card, it
-is opt-in: by default (``SelectConfig.bracket="auto"``) only a single row, whose subsample
-search takes about 0.08 ms with the XLA counts, is searched; a batch's bracket is read off
-its sorted subsample.
+which XLA then sums. On an H100, with 8192 values a program, for batches of 100 x 2^16 and
+1000 x 2^13 values, the search took 0.41-0.43 ms with the kernel against 1.6-1.9 ms with the
+vmapped XLA reduction (``benchmarks/results/perf_h200/batched_sample_h100/``); on an H200,
+one row of 2^20 took 13-15 us less GPU time with the kernel
+(``benchmarks/results/perf_h200/variants_h200/``). ``SelectConfig.count_backend="auto"`` (the
+default) takes the kernel wherever the full pass is a Pallas kernel; by default only a single
+row is searched, a batch's bracket being read off its sorted subsample.
 """
 
 from __future__ import annotations

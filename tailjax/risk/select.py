@@ -303,9 +303,10 @@ def cvar_large(
 def _config(config):
     """``config`` (default: ``SelectConfig()``), its choices checked whichever path runs."""
     cfg = config or SelectConfig()
-    for name, allowed in [("method", ("compact", "histogram")), ("finish", ("histogram", "radix", "sort")),
-                          ("bracket", ("auto", "search", "sort")),
-                          ("count_backend", ("auto", "xla", "pallas", "interpret")), ("short", ("auto", "radix", "top_k"))]:
+    choices = [("method", ("compact", "histogram")), ("finish", ("histogram", "radix", "sort")),
+               ("bracket", ("auto", "search", "sort")), ("count_backend", ("auto", "xla", "pallas", "interpret")),
+               ("short", ("auto", "radix", "top_k"))]
+    for name, allowed in choices:
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
     run = cfg.sample_run
