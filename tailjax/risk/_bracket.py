@@ -112,7 +112,13 @@ def sample_bracket(x, rank, m, cfg):
         raise ValueError(f"config.bracket must be 'auto', 'search' or 'sort', got {cfg.bracket!r}")
     # A tail thinner than the subsample resolves is bracketed from the very top (and a
     # bracket reaching the bottom from the very bottom).
-    return (lo if want_lo <= m else jnp.full_like(lo, -inf)), (hi if want_hi >= 0 else jnp.full_like(hi, inf))
+    lo = lo if want_lo <= m else jnp.full_like(lo, -inf)
+    hi = hi if want_hi >= 0 else jnp.full_like(hi, inf)
+    # A search over infinite values can place a bound at NaN (inf * 0): such a row gets the
+    # empty bracket [inf, inf), which no value joins, so it takes the exact fallback (and the
+    # pass's excess above hi stays NaN only for a NaN value).
+    lost = jnp.isnan(lo) | jnp.isnan(hi)
+    return jnp.where(lost, inf, lo), jnp.where(lost, inf, hi)
 
 
 def default_capacity(n, rank, m, cfg):

@@ -3,7 +3,7 @@
 Over each row of x (B, n), in blocks (the last one partial), gathers every value
 in [lo_b, hi_b) into that row's buffer (order unspecified, unused slots -inf) and returns
 per row how many there were, how many values are >= hi_b, their excess sum (x - hi_b)_+, and
-how many are NaN (:class:`Pass`). On GPU a Pallas (Triton) kernel does it in one read of x.
+whether one is NaN (:class:`Pass`). On GPU a Pallas (Triton) kernel does it in one read of x.
 Two layouts of the buffer:
 
 - one buffer of ``capacity`` slots per row (``block_slots=None``): each block prefix-sums its
@@ -33,19 +33,31 @@ class Pass(NamedTuple):
     count: jax.Array  # (B,) members in the bracket (also those dropped)
     kept: jax.Array  # (B,) whether every member is in buf
     c_hi: jax.Array  # (B,) values >= hi
-    e_hi: jax.Array  # (B,) sum of (x - hi)_+
-    nans: jax.Array  # (B,) NaN values
+    e_hi: jax.Array  # (B,) sum of (x - hi)_+ (NaN where the row has a NaN)
+    has_nan: jax.Array  # (B,) whether the row has a NaN value
 
 
-def store_block_tail(xs, hi, above_ref, excess_ref, nan_ref):
-    """A Pallas block's values >= hi, their excess (x - hi)_+ and its NaN values, into the refs."""
-    above_ref[0] = jnp.sum(xs >= hi, dtype=jnp.int32)
-    acc = excess_ref.dtype  # float32 for 16-bit inputs
-    excess_ref[0] = jnp.sum(jnp.where(xs > hi, xs.astype(acc) - hi.astype(acc), 0.0))
-    nan_ref[0] = jnp.sum(xs != xs, dtype=jnp.int32)
+def excess_terms(xs, hi, acc):
+    """(x - hi)_+ per value in ``acc``, NaN for a NaN value: the excess sum flags a row's NaNs."""
+    return jnp.where(xs <= hi, 0.0, xs.astype(acc) - hi.astype(acc))
 
 
-def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, nan_ref, *, windows, n):
+def store_block_tail(xs, hi, above, above_ref, excess_ref):
+    """A Pallas block's count of values >= hi (``above``, summed by the caller) and its excess
+    sum (x - hi)_+ (NaN if the block has a NaN value), into the refs."""
+    above_ref[0] = above
+    excess_ref[0] = jnp.sum(excess_terms(xs, hi, excess_ref.dtype))  # float32 for 16-bit inputs
+
+
+def member_and_above_counts(member, above):
+    """(members, values >= hi) of a block: one packed int32 sum where the block is < 2^15."""
+    if member.shape[0] < 1 << 15:
+        packed = jnp.sum(member.astype(jnp.int32) + (above.astype(jnp.int32) << 16), dtype=jnp.int32)
+        return packed & 0xFFFF, packed >> 16
+    return jnp.sum(member, dtype=jnp.int32), jnp.sum(above, dtype=jnp.int32)
+
+
+def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, *, windows, n):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
@@ -56,22 +68,22 @@ def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, 
     if n % xs.shape[0]:  # the last block reads past the row: those lanes are -inf and no members
         inside = pl.program_id(1) * xs.shape[0] + jax.lax.broadcasted_iota(jnp.int32, xs.shape, 0) < n
         xs, member = jnp.where(inside, xs, -jnp.inf), member & inside
-    ones = member.astype(jnp.int32)
-    total = jnp.sum(ones, dtype=jnp.int32)
+    total, above = member_and_above_counts(member, xs >= hi)
     if windows:  # count_ref and buf_ref are this block's own
         count_ref[0] = total
 
     @pl.when(total > 0)
     def _():
+        ones = member.astype(jnp.int32)
         base = 0 if windows else plt.atomic_add(count_ref, (jnp.int32(0),), total)
         slots = base + jnp.cumsum(ones, dtype=jnp.int32) - ones
         plt.store(buf_ref.at[slots], xs, mask=member & (slots < buf_ref.shape[0]))
 
-    store_block_tail(xs, hi, above_ref, excess_ref, nan_ref)
+    store_block_tail(xs, hi, above, above_ref, excess_ref)
 
 
 def _pallas(x, bounds, block, slots, num_warps, interpret, windows):
-    """(buf, member counts, c_hi, e_hi, nans): with ``windows``, buf (B, g * slots) and counts
+    """(buf, member counts, c_hi, e_hi, has_nan): with ``windows``, buf (B, g * slots) and counts
     (B, g) per block; otherwise buf (B, slots) and counts (B, 1) per row."""
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
@@ -82,24 +94,28 @@ def _pallas(x, bounds, block, slots, num_warps, interpret, windows):
     buf_spec, width, count_spec, counts = (
         (per_block(slots), g * slots, per_block(1), g) if windows else (per_row(slots), slots, per_row(1), 1))
     params = None if interpret else plt.CompilerParams(num_warps=num_warps)
-    buf, count, above, excess, nans = pl.pallas_call(
+    buf, count, above, excess = pl.pallas_call(
         functools.partial(_kernel, windows=windows, n=x.shape[1]),
         grid=(rows, g),
         in_specs=[per_block(block), per_row(2), buf_spec, count_spec],
-        out_specs=[buf_spec, count_spec, per_block(1), per_block(1), per_block(1)],
+        out_specs=[buf_spec, count_spec, per_block(1), per_block(1)],
         out_shape=[
             jax.ShapeDtypeStruct((rows, width), x.dtype),
             jax.ShapeDtypeStruct((rows, counts), jnp.int32),
             jax.ShapeDtypeStruct((rows, g), jnp.int32),
             jax.ShapeDtypeStruct((rows, g), accumulator(x.dtype)),
-            jax.ShapeDtypeStruct((rows, g), jnp.int32),
         ],
         input_output_aliases={2: 0, 3: 1},
         compiler_params=params,
         interpret=interpret,
     )(x, bounds, jnp.full((rows, width), -jnp.inf, x.dtype), jnp.zeros((rows, counts), jnp.int32))
-    i32 = jnp.int32
-    return buf, count, jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
+    return buf, count, *row_tail(above, excess)
+
+
+def row_tail(above, excess):
+    """(c_hi, e_hi, has_nan) of a row from its blocks' counts >= hi and excess sums."""
+    e_hi = jnp.sum(excess, axis=1)
+    return jnp.sum(above, axis=1, dtype=jnp.int32), e_hi, jnp.isnan(e_hi)
 
 
 def _xla_blocks(x, lo, hi, block, slots):
@@ -117,11 +133,9 @@ def _xla_blocks(x, lo, hi, block, slots):
 
 
 def excess_above(x, hi):
-    """Per row of x (B, m): values >= hi, their excess (x - hi)_+, NaN values."""
-    acc = accumulator(x.dtype)
-    hi = hi[:, None]
-    excess = jnp.sum(jnp.where(x > hi, x.astype(acc) - hi.astype(acc), 0.0), axis=1)
-    return jnp.sum(x >= hi, axis=1, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), axis=1, dtype=jnp.int32)
+    """Per row of x (B, m): values >= hi, their excess (x - hi)_+, whether one is NaN."""
+    excess = jnp.sum(excess_terms(x, hi[:, None], accumulator(x.dtype)), axis=1)
+    return jnp.sum(x >= hi[:, None], axis=1, dtype=jnp.int32), excess, jnp.isnan(excess)
 
 
 def _xla_rows(x, lo, hi, capacity):
@@ -164,16 +178,16 @@ def compact(x, lo, hi, block, capacity, backend="auto", num_warps=4, block_slots
     interpret = backend == "interpret"
     if block_slots is not None:
         if backend == "xla":
-            buf, counts, c_hi, e_hi, nans = _xla_blocks(x, lo, hi, block, block_slots)
+            buf, counts, c_hi, e_hi, has_nan = _xla_blocks(x, lo, hi, block, block_slots)
         else:
-            buf, counts, c_hi, e_hi, nans = _pallas(x, bounds, block, block_slots, num_warps, interpret, True)
+            buf, counts, c_hi, e_hi, has_nan = _pallas(x, bounds, block, block_slots, num_warps, interpret, True)
         valid = (jnp.arange(block_slots, dtype=jnp.int32) < counts[:, :, None]).reshape(buf.shape)
         kept = jnp.all(counts <= block_slots, axis=1)
-        return Pass(buf, valid, jnp.sum(counts, axis=1, dtype=jnp.int32), kept, c_hi, e_hi, nans)
+        return Pass(buf, valid, jnp.sum(counts, axis=1, dtype=jnp.int32), kept, c_hi, e_hi, has_nan)
     if backend == "xla":
-        buf, count, c_hi, e_hi, nans = _xla_rows(x, lo, hi, capacity)
+        buf, count, c_hi, e_hi, has_nan = _xla_rows(x, lo, hi, capacity)
     else:
-        buf, count, c_hi, e_hi, nans = _pallas(x, bounds, block, capacity, num_warps, interpret, False)
+        buf, count, c_hi, e_hi, has_nan = _pallas(x, bounds, block, capacity, num_warps, interpret, False)
         count = count[:, 0]
     valid = jnp.arange(capacity, dtype=jnp.int32) < count[:, None]
-    return Pass(buf, valid, count, count <= capacity, c_hi, e_hi, nans)
+    return Pass(buf, valid, count, count <= capacity, c_hi, e_hi, has_nan)

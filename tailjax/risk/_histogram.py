@@ -22,7 +22,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from tailjax.risk._compact import resolve_backend, store_block_tail
+from tailjax.risk._compact import excess_above, resolve_backend, row_tail, store_block_tail
 from tailjax.risk.empirical import accumulator
 
 
@@ -62,7 +62,7 @@ def bin_of(x, key_lo, shift):
     return jax.lax.shift_right_logical(signed_keys(x) - key_lo, shift)
 
 
-def _kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_ref, nan_ref, *, interpret):
+def _kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_ref, *, interpret):
     from jax.experimental.pallas import triton as plt
 
     del hist_in  # aliased to hist_ref
@@ -77,7 +77,7 @@ def _kernel(x_ref, bounds_ref, keys_ref, hist_in, hist_ref, above_ref, excess_re
         jax.lax.fori_loop(0, xs.shape[0], lambda j, c: (plt.atomic_add(hist_ref, (b[j],), ones[j]), c)[1], 0)
     else:
         plt.atomic_add(hist_ref, (b,), ones, mask=counted)
-    store_block_tail(xs, hi, above_ref, excess_ref, nan_ref)
+    store_block_tail(xs, hi, jnp.sum(xs >= hi, dtype=jnp.int32), above_ref, excess_ref)
 
 
 def _pallas(x, bounds, keys, block, bins, num_warps, interpret):
@@ -88,42 +88,37 @@ def _pallas(x, bounds, keys, block, bins, num_warps, interpret):
     per_row = lambda size: pl.BlockSpec((None, size), lambda b, i: (b, 0))
     per_block = pl.BlockSpec((None, 1), lambda b, i: (b, i))
     params = None if interpret else plt.CompilerParams(num_warps=num_warps)
-    hist, above, excess, nans = pl.pallas_call(
+    hist, above, excess = pl.pallas_call(
         functools.partial(_kernel, interpret=interpret),
         grid=(rows, g),
         in_specs=[pl.BlockSpec((None, block), lambda b, i: (b, i)), per_row(2), per_row(2), per_row(bins)],
-        out_specs=[per_row(bins), per_block, per_block, per_block],
+        out_specs=[per_row(bins), per_block, per_block],
         out_shape=[
             jax.ShapeDtypeStruct((rows, bins), jnp.int32),
             jax.ShapeDtypeStruct((rows, g), jnp.int32),
             jax.ShapeDtypeStruct((rows, g), accumulator(x.dtype)),
-            jax.ShapeDtypeStruct((rows, g), jnp.int32),
         ],
         input_output_aliases={3: 0},
         compiler_params=params,
         interpret=interpret,
     )(x, bounds, keys, jnp.zeros((rows, bins), jnp.int32))
-    i32 = jnp.int32
-    return hist, jnp.sum(above, axis=1, dtype=i32), jnp.sum(excess, axis=1), jnp.sum(nans, axis=1, dtype=i32)
+    return hist, *row_tail(above, excess)
 
 
 def histogram_rows(x, lo, hi, key_lo, shift, bins, hist=None):
-    """The pass by XLA over all of x (B, n): (histograms, counts >= hi, excesses, NaN counts);
-    with ``hist``, the members are added to those histograms."""
+    """The pass by XLA over all of x (B, n): (histograms, counts >= hi, excesses, whether a
+    value is NaN); with ``hist``, the members are added to those histograms."""
     member = (x >= lo[:, None]) & (x < hi[:, None])
     b = jnp.where(member, bin_of(x, key_lo[:, None], shift[:, None]), bins)
     row = jnp.arange(x.shape[0], dtype=jnp.int32)[:, None]
     hist = jnp.zeros((x.shape[0], bins), jnp.int32) if hist is None else hist
     hist = hist.at[row, b].add(1, mode="drop")
-    ge = x >= hi[:, None]
-    acc = accumulator(x.dtype)
-    excess = jnp.sum(jnp.where(x > hi[:, None], x.astype(acc) - hi[:, None].astype(acc), 0.0), axis=1)
-    return hist, jnp.sum(ge, axis=1, dtype=jnp.int32), excess, jnp.sum(jnp.isnan(x), axis=1, dtype=jnp.int32)
+    return hist, *excess_above(x, hi)
 
 
 def key_histogram(x, lo, hi, key_lo, shift, block, bins, backend="auto", num_warps=4):
-    """(histograms (B, bins), counts >= hi, excesses above hi, NaN counts) per row, over the
-    whole blocks of x.
+    """(histograms (B, bins), counts >= hi, excesses above hi (NaN with a NaN value), whether
+    a value is NaN) per row, over the whole blocks of x.
 
     Args:
       x: ``(B, n)`` floats of at most 32 bits; only the first ``(n // block) * block`` of
@@ -165,18 +160,18 @@ def _locate(hist, r):
 
 
 def select_by_histogram(x, rank, lo, hi, cfg, compact_select):
-    """Per row of x (B, n): (v, E(v), ok, NaN count) from the key histogram of [lo, hi), exact
+    """Per row of x (B, n): (v, E(v), ok, whether a value is NaN) from the key histogram of [lo, hi), exact
     where each bin is one key; a row whose bracket spans more keys than ``cfg.key_bins`` is
     refined by ``compact_select(x, rank, lo, hi, cfg)`` over v's bin."""
     n, dt, bins = x.shape[-1], x.dtype, cfg.key_bins
     k_lo, k_hi = signed_keys(lo), signed_keys(hi)
     span = k_hi - k_lo  # modulo 2^32: the members' keys are k_lo + [0, span)
     shift = jnp.maximum(32 - jax.lax.clz(span) - int(math.log2(bins)), 0)
-    hist, c_hi, e_hi, nans = key_histogram(x, lo, hi, k_lo, shift, cfg.block, bins, cfg.backend, cfg.num_warps)
+    hist, c_hi, e_hi, has_nan = key_histogram(x, lo, hi, k_lo, shift, cfg.block, bins, cfg.backend, cfg.num_warps)
     g = (n // cfg.block) * cfg.block
     if g < n:  # the values after the last whole block
-        hist, c, e, nn = histogram_rows(x[:, g:], lo, hi, k_lo, shift, bins, hist)
-        c_hi, e_hi, nans = c_hi + c, e_hi + e, nans + nn
+        hist, c, e, nan = histogram_rows(x[:, g:], lo, hi, k_lo, shift, bins, hist)
+        c_hi, e_hi, has_nan = c_hi + c, e_hi + e, has_nan | nan
     r = rank - c_hi  # rank of v among the members
     ok = (r >= 1) & (r <= jnp.sum(hist, axis=1, dtype=jnp.int32))
     star = _locate(hist, r)
@@ -196,4 +191,4 @@ def select_by_histogram(x, rank, lo, hi, cfg, compact_select):
         return jnp.where(coarse, v2, v), jnp.where(coarse, e2, e_v), jnp.where(coarse, ok2, ok)
 
     v, e_v, ok = jax.lax.cond(jnp.any(coarse), refine, lambda: (v, e_v, ok))
-    return v, e_v, ok, nans
+    return v, e_v, ok, has_nan

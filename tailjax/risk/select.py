@@ -120,7 +120,7 @@ def _method(x, cfg):
 
 
 def _select(x, rank, cfg):
-    """Per row of x (B, n): (v, E(v), ok, NaN count), v the rank-th largest, E(v) = sum (x - v)_+.
+    """Per row of x (B, n): (v, E(v), ok, has NaN), v the rank-th largest, E(v) = sum (x - v)_+.
 
     ok is False where the bracket missed v, or (compaction) the buffer overflowed or v's bin
     overflowed its gather: there v and E(v) are not exact.
@@ -136,7 +136,7 @@ def _select_compact(x, rank, lo, hi, cfg):
     m = sample_size(x.shape[0], x.shape[-1], cfg)
     capacity = cfg.capacity or default_capacity(x.shape[-1], rank, m, cfg)
     out = compact(x, lo, hi, cfg.block, capacity, cfg.backend, cfg.num_warps, cfg.block_slots)
-    buf, valid, count, c_hi, e_hi, nans = out.buf, out.valid, out.count, out.c_hi, out.e_hi, out.nans
+    buf, valid, count, c_hi, e_hi = out.buf, out.valid, out.count, out.c_hi, out.e_hi
     r = rank - c_hi  # rank of v among the members
     ok = out.kept & (r >= 1) & (r <= count)
     if cfg.finish == "sort":
@@ -148,7 +148,7 @@ def _select_compact(x, rank, lo, hi, cfg):
         v, e_v = finish_radix(buf, valid, c_hi, e_hi, lo, hi, rank, cfg.bins)
     else:
         raise ValueError(f"config.finish must be 'histogram', 'radix' or 'sort', got {cfg.finish!r}")
-    return v, e_v, ok, nans
+    return v, e_v, ok, out.has_nan
 
 
 def _sorted_select(x, rank):
@@ -189,7 +189,7 @@ def _var_excess_upper(x, rank, cfg):
             return v.astype(x.dtype), e, nans > 0
         v, e, nans = _sorted_select(x, rank)
         return v, e, nans > 0
-    v, e, ok, nans = _select(x, rank, cfg)
+    v, e, ok, has_nan = _select(x, rank, cfg)
 
     def fallback():
         v, e, _ = _sorted_select(x, rank)
@@ -200,10 +200,10 @@ def _var_excess_upper(x, rank, cfg):
 
         def fallback():
             v, e, ok, _ = _select(x, rank, cfg._replace(block_slots=None))
-            return jax.lax.cond(jnp.all(ok | (nans > 0)), lambda: (v, e), sort)
+            return jax.lax.cond(jnp.all(ok | has_nan), lambda: (v, e), sort)
 
-    v, e = jax.lax.cond(jnp.all(ok | (nans > 0)), lambda: (v, e), fallback)
-    return v, e, nans > 0
+    v, e = jax.lax.cond(jnp.all(ok | has_nan), lambda: (v, e), fallback)
+    return v, e, has_nan
 
 
 def _rank(n, tail_prob):
@@ -288,7 +288,7 @@ def cvar_large(
     subsample, by rank, as it is for every batch by default).
 
     Args:
-      samples: ``(..., n)`` samples; reduced over the last axis.
+      samples: ``(..., n)`` samples, n < 2**31; reduced over the last axis.
       tail_prob: tail mass in (0, 1).
       side: ``"upper"`` (losses) or ``"lower"`` (rewards).
       config: a :class:`SelectConfig` (subsample size, how the bracket is placed, thresholds,
@@ -318,12 +318,17 @@ def _config(config):
     return cfg
 
 
+_MAX_ROW = 2**31 - 1
+
+
 def _prepare(samples, tail_prob, side):
     """(x as (B, n), oriented so that the tail is upper; the batch shape)."""
     _check(samples, tail_prob, side)
     x = jnp.asarray(samples)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
+    if x.shape[-1] > _MAX_ROW:  # the passes count in int32
+        raise ValueError(f"samples: rows of at most 2**31 - 1 values are supported, got {x.shape[-1]}")
     batch = x.shape[:-1]
     x = x.reshape(-1, x.shape[-1])
     return (x if side == "upper" else -x), batch

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tailjax import risk
-from tailjax.risk import _bracket, select
+from tailjax.risk import _bracket, _compact, select
 from tailjax.risk._compact import compact
 from tailjax.risk._counts import counts_at_least
 from tailjax.risk._finish import finish_radix
@@ -174,8 +174,8 @@ def test_fast_path_taken_and_exact():
     x = jax.random.exponential(jax.random.PRNGKey(1), (n,))
     for p in [0.01, 0.001]:
         rank = _rank(n, p)
-        v, excess, ok, nans = jax.jit(lambda x: _select(x[None], rank, SMALL))(x)
-        assert bool(ok[0]) and int(nans[0]) == 0
+        v, excess, ok, has_nan = jax.jit(lambda x: _select(x[None], rank, SMALL))(x)
+        assert bool(ok[0]) and not bool(has_nan[0])
         assert float(v[0]) == float(jnp.sort(x)[n - rank])
         assert float(excess[0]) == pytest.approx(float(jnp.sum(jnp.maximum(x - v[0], 0.0))), rel=1e-5)
 
@@ -271,8 +271,8 @@ def test_pallas_kernel_in_interpret_mode(p):
     # the last block (35 values) is partial: it holds row 0's largest value and row 1's second NaN
     x = x.at[0, -3].set(9.0).at[1, -1].set(jnp.nan)
     rank = _rank(x.shape[1], p)
-    v, excess, ok, nans = _select(x, rank, cfg)
-    assert bool(ok[0]) and nans.tolist() == [0, 2]
+    v, excess, ok, has_nan = _select(x, rank, cfg)
+    assert bool(ok[0]) and has_nan.tolist() == [False, True]
     assert float(v[0]) == float(-jnp.sort(-x[0])[rank - 1])
     assert float(excess[0]) == pytest.approx(float(jnp.sum(jnp.maximum(x[0] - v[0], 0.0))), rel=1e-5)
 
@@ -323,9 +323,19 @@ def test_block_windows_hold_each_blocks_members_in_order(backend):
             assert np.array_equal(window[: members.size], members) and np.all(window[members.size:] == -np.inf)
             assert int(out.valid[row, 128 * b: 128 * (b + 1)].sum()) == members.size
     assert out.count.tolist() == jnp.sum((x >= lo[:, None]) & (x < hi[:, None]), axis=1).tolist()
-    assert out.c_hi.tolist() == jnp.sum(x >= hi[:, None], axis=1).tolist() and out.nans.tolist() == [0, 2]
+    assert out.c_hi.tolist() == jnp.sum(x >= hi[:, None], axis=1).tolist() and out.has_nan.tolist() == [False, True]
     assert out.kept.tolist() == [True, True]
     assert compact(x, lo, hi, 256, 0, backend, block_slots=16).kept.tolist() == [False, False]
+
+
+@pytest.mark.parametrize("block", [1024, 1 << 15])  # packed into one int32 sum, and not
+def test_a_blocks_member_and_above_counts(block):
+    x = jax.random.normal(jax.random.PRNGKey(block), (block,))
+    member, above = (x >= 0.5) & (x < 1.0), x >= 1.0
+    got = _compact.member_and_above_counts(member, above)
+    assert [int(g) for g in got] == [int(jnp.sum(member)), int(jnp.sum(above))]
+    full = _compact.member_and_above_counts(jnp.ones(block, bool), jnp.ones(block, bool))
+    assert [int(g) for g in full] == [block, block]
 
 
 def test_a_block_window_that_overflows_falls_back_to_one_buffer_per_row(monkeypatch):
@@ -364,6 +374,14 @@ def test_bad_input(kwargs, match):
         risk.cvar_large(jnp.arange(10.0), **kwargs)
     with pytest.raises(ValueError, match="samples"):
         risk.cvar_large(jnp.zeros((2, 0)), 0.1)
+
+
+def test_rows_past_int32_counts_are_refused_at_trace_time():
+    too_long = jax.ShapeDtypeStruct((2**31,), jnp.float32)
+    for f in (risk.cvar_large, risk.var_large):
+        with pytest.raises(ValueError, match="samples: rows of at most"):
+            jax.eval_shape(lambda x: f(x, 0.01), too_long)
+    assert jax.eval_shape(lambda x: risk.cvar_large(x, 0.01), jax.ShapeDtypeStruct((4, 2**31 - 1), jnp.float32)).shape == (4,)
 
 
 HIST = SMALL._replace(method="histogram")
@@ -442,12 +460,13 @@ def test_key_histogram_kernel_in_interpret_mode_matches_xla():
     assert int(jnp.sum(xla[0])) > 100
     for a, b in zip(xla[:2] + xla[3:], interp[:2] + interp[3:]):
         assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert xla[3].tolist() == [False, True]  # the NaN flag, read off row 1's NaN excess
     np.testing.assert_allclose(xla[2], interp[2], rtol=1e-6)
     cfg = HIST._replace(backend="interpret", sample_size=2048, key_bins=1 << 12)
     y = jax.random.normal(jax.random.PRNGKey(2), (2, 20_003)).at[1, 7].set(jnp.nan)
     rank = _rank(y.shape[1], 0.01)
-    v, e, ok, nans = _select(y, rank, cfg)
-    assert bool(ok[0]) and nans.tolist() == [0, 1] and float(v[0]) == float(-jnp.sort(-y[0])[rank - 1])
+    v, e, ok, has_nan = _select(y, rank, cfg)
+    assert bool(ok[0]) and has_nan.tolist() == [False, True] and float(v[0]) == float(-jnp.sort(-y[0])[rank - 1])
 
 
 def test_histogram_method_is_refused_for_float64_and_unknown_methods():
@@ -492,6 +511,18 @@ def test_infinite_samples_give_infinite_cvar_not_nan(method):
     assert float(risk.cvar_large(x, p, config=cfg)) == float(risk.cvar(x, p)) == np.inf
     assert float(risk.cvar_large(x, p, side="lower", config=cfg)) == -np.inf
     assert float(risk.var_large(x, p, config=cfg)) == float(risk.var(x, p))
+
+
+@pytest.mark.parametrize("method", ["compact", "histogram"])
+def test_a_search_over_infinite_samples_falls_back_exactly_not_to_nan(method):
+    # both infinities in the subsample put the searched bracket at NaN (inf * 0): the row must
+    # take the exact fallback, not read the NaN excess as a NaN sample
+    x = jax.random.normal(jax.random.PRNGKey(3), (100_003,)).at[::500].set(jnp.inf).at[250::500].set(-jnp.inf)
+    cfg = SMALL._replace(method=method, bracket="search")
+    lo, hi = _bracket.sample_bracket(x[None], 10_001, 4096, cfg)
+    assert float(lo[0]) == float(hi[0]) == np.inf  # the empty bracket, not NaN
+    assert float(risk.cvar_large(x, 0.1, config=cfg)) == pytest.approx(float(risk.cvar(x, 0.1)), rel=1e-6)
+    assert float(risk.var_large(x, 0.1, config=cfg)) == float(risk.var(x, 0.1))
 
 
 @pytest.mark.parametrize("short", ["top_k", "radix"])
