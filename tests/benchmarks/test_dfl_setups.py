@@ -102,6 +102,7 @@ def test_tuned_baseline_keeps_the_best_validation_run(sp):
     assert decide_baseline(tuned, x[:2], inst).shape == (2, 40)
 
 
+@pytest.mark.slow  # fast-suite time; a benchmark's resume
 def test_tuned_baseline_goes_on_from_its_checkpoints(sp, tmp_path, monkeypatch):
     from benchmarks.setups import dfl as setups
     from benchmarks.setups.dfl import tune_baseline

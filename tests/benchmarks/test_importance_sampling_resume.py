@@ -17,6 +17,7 @@ def _refuse(*args, **kwargs):
     raise AssertionError("a finished cell was run again")
 
 
+@pytest.mark.slow  # fast-suite time; the clock's resume test below stays fast
 def test_grid_keeps_finished_cells_without_running_them(monkeypatch):
     monkeypatch.setattr(bench.setup, "estimate_search", _refuse)
     monkeypatch.setattr(bench, "part_bc", _refuse)

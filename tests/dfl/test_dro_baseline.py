@@ -53,7 +53,7 @@ def test_robust_decision_matches_scipy(x64, budget, a, radius):
     np.testing.assert_allclose(w, ref.x, atol=1e-4)
 
 
-@pytest.mark.parametrize("budget", ["equality", "inequality"])
+@pytest.mark.parametrize("budget", ["equality", pytest.param("inequality", marks=pytest.mark.slow)])
 def test_kappa_decision_gradient_matches_finite_differences(x64, budget):
     d = 6
     mean, cov = cases.gaussian(d, seed=3)
@@ -73,6 +73,7 @@ def test_kappa_decision_gradient_matches_finite_differences(x64, budget):
     assert float(jnp.sum(g_cov * direction)) == pytest.approx(float(fd_cov), rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.slow  # fast-suite time; diff_dro_loss also runs fast in test_fit_baseline_validates_with_the_given_decision
 def test_diff_dro_loss_is_the_regret_of_the_robust_decision(x64):
     d = 5
     mean, cov = cases.gaussian(d)

@@ -65,7 +65,7 @@ def test_socp_decision_matches_scipy(x64, budget):
         np.testing.assert_allclose(w, ref.x, atol=1e-4)
 
 
-@pytest.mark.parametrize("budget", ["equality", "inequality"])
+@pytest.mark.parametrize("budget", ["equality", pytest.param("inequality", marks=pytest.mark.slow)])
 def test_socp_root_search_converges_in_sixteen_steps(x64, budget):
     # bisection would leave a bracket of 92 / 2**16 ~ 1e-3 in log t after 16 steps
     d = 8
