@@ -116,8 +116,9 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=30, help="interleaved synced calls (with --configs)")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--top", type=int, default=12, help="kernels printed per profile")
+    parser.add_argument("--n", type=int, default=None, help="values in the row (default: the size's)")
     args = parser.parse_args(argv)
-    x = jax.random.normal(jax.random.PRNGKey(0), (SIZES[args.size],), jnp.float32)
+    x = jax.random.normal(jax.random.PRNGKey(0), (args.n or SIZES[args.size],), jnp.float32)
     rows = []
 
     def add(label, **fields):
@@ -149,7 +150,8 @@ def main(argv=None):
             fn = jax.jit(lambda x, p=p, cfg=cfg: risk.cvar_large(x, p, config=cfg))
             add(f"cvar_large tail {p:g}, counts {counts}, block_slots {slots or None}", tail_prob=p,
                 count_backend=counts, block_slots=slots or None, **profile(fn, x, args.calls))
-    harness.write_json(pathlib.Path(args.out), "cvar_profile", {"size": args.size, "calls": args.calls, "rows": rows})
+    harness.write_json(pathlib.Path(args.out), "cvar_profile",
+                       {"size": args.size, "n": int(x.shape[0]), "calls": args.calls, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -59,15 +59,33 @@ def member_and_above_counts(member, above):
 
 def _kernel(x_ref, bounds_ref, buf_in, count_in, buf_ref, count_ref, above_ref, excess_ref, *, windows, n):
     from jax.experimental import pallas as pl
-    from jax.experimental.pallas import triton as plt
 
     del buf_in, count_in  # aliased to buf_ref / count_ref
     xs = x_ref[...]
     lo, hi = bounds_ref[0], bounds_ref[1]
     member = (xs >= lo) & (xs < hi)
-    if n % xs.shape[0]:  # the last block reads past the row: those lanes are -inf and no members
-        inside = pl.program_id(1) * xs.shape[0] + jax.lax.broadcasted_iota(jnp.int32, xs.shape, 0) < n
-        xs, member = jnp.where(inside, xs, -jnp.inf), member & inside
+    refs = (buf_ref, count_ref, above_ref, excess_ref)
+    if not n % xs.shape[0]:
+        _block(xs, member, hi, *refs, windows=windows)
+        return
+    # the last block reads past the row: there those lanes are -inf and no members
+    start, last = pl.program_id(1) * xs.shape[0], pl.program_id(1) == pl.num_programs(1) - 1
+
+    @pl.when(last)
+    def _():
+        inside = start + jax.lax.broadcasted_iota(jnp.int32, xs.shape, 0) < n
+        _block(jnp.where(inside, xs, -jnp.inf), member & inside, hi, *refs, windows=windows)
+
+    @pl.when(jnp.logical_not(last))
+    def _():
+        _block(xs, member, hi, *refs, windows=windows)
+
+
+def _block(xs, member, hi, buf_ref, count_ref, above_ref, excess_ref, *, windows):
+    """One block's part of the pass: its members into the buffer, its tail counts into the refs."""
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
+
     total, above = member_and_above_counts(member, xs >= hi)
     if windows:  # count_ref and buf_ref are this block's own
         count_ref[0] = total
