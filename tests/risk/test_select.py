@@ -513,13 +513,13 @@ def test_infinite_samples_give_infinite_cvar_not_nan(method):
     assert float(risk.var_large(x, p, config=cfg)) == float(risk.var(x, p))
 
 
-@pytest.mark.parametrize("method", ["compact", "histogram"])
+@pytest.mark.parametrize("method", ["compact", pytest.param("histogram", marks=pytest.mark.slow)])
 def test_a_search_over_infinite_samples_falls_back_exactly_not_to_nan(method):
     # both infinities in the subsample put the searched bracket at NaN (inf * 0): the row must
     # take the exact fallback, not read the NaN excess as a NaN sample
-    x = jax.random.normal(jax.random.PRNGKey(3), (100_003,)).at[::500].set(jnp.inf).at[250::500].set(-jnp.inf)
+    x = jax.random.normal(jax.random.PRNGKey(3), (20_003,)).at[::100].set(jnp.inf).at[50::100].set(-jnp.inf)
     cfg = SMALL._replace(method=method, bracket="search")
-    lo, hi = _bracket.sample_bracket(x[None], 10_001, 4096, cfg)
+    lo, hi = jax.jit(lambda x: _bracket.sample_bracket(x, 2_001, 2048, cfg))(x[None])
     assert float(lo[0]) == float(hi[0]) == np.inf  # the empty bracket, not NaN
     assert float(risk.cvar_large(x, 0.1, config=cfg)) == pytest.approx(float(risk.cvar(x, 0.1)), rel=1e-6)
     assert float(risk.var_large(x, 0.1, config=cfg)) == float(risk.var(x, 0.1))
