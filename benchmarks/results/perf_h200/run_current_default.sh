@@ -8,7 +8,7 @@ T=$1; END=$(( $(date +%s) + T ))
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 D=$OUT/current_default; mkdir -p $D
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $D/gpu.txt
-git log -1 --format=%H > $D/commit.txt 2>/dev/null; git diff HEAD --stat > $D/diff_stat.txt 2>/dev/null
+git diff HEAD --stat > $D/diff_stat.txt 2>/dev/null
 source benchmarks/results/perf_h200/_call.sh  # run NAME LIMIT ARGS...
 for i in 1 2; do
   run profile$i 60 -m benchmarks.perf.cvar_profile --size paper --calls 10 --rounds 100 --configs default:block=1024 --out $D/profile$i
@@ -17,5 +17,5 @@ run large 100 -m benchmarks.perf.cvar_large --size paper --repeats 20 --out $D/l
 run batched 150 -m benchmarks.perf.cvar_batched --size paper --repeats 10 \
   --shapes 10000x1000 1000x100000 100x1000000 1x10000 --methods tailjax.cvar_large torch.topk --out $D/batched
 run scaling 150 -m benchmarks.perf.cvar_large --size paper --scaling --tail-probs 0.01 --out $D/scaling
-run exact 90 -m benchmarks.perf.radix_exact --out $D/exact
+run exact 130 -m benchmarks.perf.radix_exact --out $D/exact
 cd $OUT && tar czf current_default.tar.gz current_default && rm -rf current_default
