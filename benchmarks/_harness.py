@@ -241,7 +241,7 @@ def figure(*args: Any, **kwargs: Any):
 
 
 def save_figure(fig: Any, out: str | pathlib.Path, name: str) -> pathlib.Path:
-    """Save ``fig`` as ``out/name.png`` and close it."""
+    """Save ``fig`` as ``out/name.png`` (256-colour palette) and close it."""
     import matplotlib.pyplot as plt
 
     out = pathlib.Path(out)
@@ -250,7 +250,18 @@ def save_figure(fig: Any, out: str | pathlib.Path, name: str) -> pathlib.Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    palette_png(path)
     return path
+
+
+def palette_png(path: str | pathlib.Path) -> None:
+    """Rewrite a PNG with a 256-colour palette: line plots lose nothing visible and shrink about
+    3x, which keeps the results folder small enough to travel with the tree to a GPU machine."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, "PNG", optimize=True)
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
