@@ -188,14 +188,16 @@ def ordering(a, b):
 
 
 def mean_sd_cell(values):
-    """The cell "mean ± sd (count)" of per-seed values, one decimal; NaN values (a decision
-    layer that did not converge) are counted apart: "mean ± sd (count, k NaN)"."""
+    """The cell "mean ± sd (count)" of per-seed values, one decimal ("value (1)" for one value:
+    no spread to show); NaN values (a decision layer that did not converge) are counted apart:
+    "mean ± sd (count, k NaN)"."""
     finite = [v for v in values if not math.isnan(v)]
     nans = len(values) - len(finite)
     if not finite:
         return f"NaN ({len(values)})"
     mean, sd = harness.mean_sd(finite)
-    return f"{mean:.1f} ± {sd:.1f} ({len(finite)}" + (f", {nans} NaN)" if nans else ")")
+    spread = f" ± {sd:.1f}" if len(finite) > 1 else ""
+    return f"{mean:.1f}{spread} ({len(finite)}" + (f", {nans} NaN)" if nans else ")")
 
 
 _METRICS = {"cvar_of_difference": "Eq. (9) regret (CVaR of the difference)",
