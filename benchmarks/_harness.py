@@ -260,7 +260,7 @@ def palette_png(path: str | pathlib.Path) -> None:
     from PIL import Image
 
     with Image.open(path) as image:
-        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        small = image.convert("RGB").quantize(colors=256)  # median cut, the default for RGB
     small.save(path, "PNG", optimize=True)
 
 
