@@ -31,3 +31,15 @@ def test_dumps_keeps_a_curve_of_pairs_on_one_line_and_nests_longer_lists():
     text = harness.dumps({"curve": [[0.0, 0.5], [1.0, 0.25]], "blocks": [list(range(5)), [1]]})
     assert '"curve": [[0.0, 0.5], [1.0, 0.25]]' in text
     assert '"blocks": [\n' in text and json.loads(text)["blocks"] == [list(range(5)), [1]]
+
+
+def test_dumps_writes_float32_values_with_their_shortest_digits_and_keeps_float64_ones():
+    import numpy as np
+
+    single = float(np.float32(0.1))  # 0.10000000149011612: a float32 result held in a Python float
+    values = [single, 0.1, 1e-45, float(np.float32(3.4e38)), 2.0, -0.0, 1e300, 7]
+    text = harness.dumps({"curve": [[0, single]], "v": values})
+    assert '"curve": [[0, 0.1]]' in text and "0.10000000149011612" not in text
+    back = json.loads(text)["v"]
+    assert [np.float32(b) for b in back[:4]] == [np.float32(v) for v in values[:4]]  # float32 round trip
+    assert back[1] == 0.1 and back[4:] == [2.0, -0.0, 1e300, 7]  # float64 and int values exactly
