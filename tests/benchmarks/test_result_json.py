@@ -3,6 +3,8 @@
 import json
 import math
 
+import numpy as np
+
 from benchmarks import _harness as harness
 
 
@@ -34,8 +36,6 @@ def test_dumps_keeps_a_curve_of_pairs_on_one_line_and_nests_longer_lists():
 
 
 def test_dumps_writes_float32_values_with_their_shortest_digits_and_keeps_float64_ones():
-    import numpy as np
-
     single = float(np.float32(0.1))  # 0.10000000149011612: a float32 result held in a Python float
     values = [single, 0.1, 1e-45, float(np.float32(3.4e38)), 2.0, -0.0, 1e300, 7]
     text = harness.dumps({"curve": [[0, single]], "v": values})
