@@ -1,4 +1,4 @@
-"""Result JSONs: the same content as ``json.dumps``, one line per list of scalars."""
+"""Result JSONs: the content of ``json.dumps`` (float32 values in their shortest digits), one line per list of scalars."""
 
 import json
 import math
