@@ -213,6 +213,13 @@ def _one_line(obj: Any) -> str:
     return json.dumps(obj)
 
 
+def as_written(obj: Any) -> Any:
+    """``obj`` as a result file written by :func:`dumps` reads it back: what a resumed run
+    compares its settings with (applied to both sides, since files of earlier versions kept
+    every float's float64 digits)."""
+    return json.loads(dumps(plain(obj)))
+
+
 def write_json(out: str | pathlib.Path, name: str, payload: dict[str, Any]) -> pathlib.Path:
     """Write ``payload`` plus ``"environment"`` to ``out/name.json``; returns the path."""
     out = pathlib.Path(out)

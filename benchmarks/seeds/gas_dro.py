@@ -26,7 +26,11 @@ test set and on average where GAS-DRO wins, ties or loses against the best conve
 baseline and against persistence (sign test over seeds). Writes ``gas_dro.json``,
 ``gas_dro.md`` and ``gas_dro.png`` under ``--out``. Data: ``--data`` or $TAILJAX_DATA. One seed's tables can be
 split over processes (``--methods``, ``--budget-deltas``, ``--capacity``; ``--parts capacity``
-alone skips the carbon set-up) and gathered by ``--merge``.
+alone skips the carbon set-up) and gathered by ``--merge``. A run cut short goes on with
+``--resume``: the seeds and protocols in ``OUT/gas_dro.json`` are kept (same settings, parts,
+methods and capacity variants, else an error names what differs) and every fit goes on from
+its checkpoint in ``OUT/partial/`` (a resumed fit's ``seconds`` count this process's part; the
+nominal generators are pre-trained again, from the same key).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from benchmarks.setups.dro import (
     verdict,
     with_learning_rates,
 )
+from benchmarks.setups.dro.resume import FitCheckpoints, finished
 from tailjax import dro
 
 GAS = dro.GasDroConfig(dual_lr=0.01, advantages="center")
@@ -113,10 +118,13 @@ def grid_values(tag):
     return {k: float(v) for k, v in (part.split("=") for part in tag.split(",") if part)}
 
 
-def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid=None, lr=None, overrides=None):
+def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid=None, lr=None, overrides=None,
+               fits=None, part="carbon", start=None):
     """Train method ``name`` at every value of its grid (times the size's learning rates, or
     ``lr`` alone) with early stopping on ``val``; returns the record of the value with the best
-    validation MSE and the predictor. ``overrides`` replaces fields of every setting."""
+    validation MSE and the predictor. ``overrides`` replaces fields of every setting. With
+    ``fits`` (:class:`FitCheckpoints`) each fit checkpoints as ``part`` (``start``: what
+    ``init`` is) and goes on from its checkpoint when there is one."""
     base = MethodSettings(**cfg["settings"], gas=cfg["gas"]._replace(budget=setup.budget),
                           gas_data_batch=setup.info["j_batch"])  # the J batch whose sd info["J_sd"] reports
     base = base._replace(**(overrides or {}))
@@ -137,7 +145,9 @@ def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid
     method = "GAS-DRO" if name.startswith("GAS-DRO") else name
     for tag, settings in grid.items():
         w, cost, hist = train_method(method, key, setup.loss_fn, setup.params if init is None else init, setup.train,
-                                     setup.resources, settings, validation=val)
+                                     setup.resources, settings, validation=val,
+                                     checkpoint_path=None if fits is None else fits.path(part, name, tag),
+                                     run=None if fits is None else fits.describe(part, name, tag, start))
         mse = tests(w)
         rec = {"mse": mse, **summarise(mse), "validation": min(v for _, v in cost["evaluations"]), **cost}
         if method == "GAS-DRO":
@@ -170,12 +180,12 @@ def corrupted_scores(key, setup, predictors, levels):
     return out
 
 
-def run_protocol(cfg, key, protocol, args, log=print):
+def run_protocol(cfg, key, protocol, args, log=print, fits=None):
     report = {}
     if {"carbon", "corruptions", "budget"} & set(args.parts):
-        report = carbon_parts(cfg, key, protocol, args, log)
+        report = carbon_parts(cfg, key, protocol, args, log, fits)
     if "capacity" in args.parts:
-        report["capacity"] = capacity(cfg, key, protocol, args, log)
+        report["capacity"] = capacity(cfg, key, protocol, args, log, fits)
     return report
 
 
@@ -192,7 +202,7 @@ def budget_choice(cfg, results):
                      f"(grids lams={cfg['lams']}, lrs={cfg.get('lrs')})")
 
 
-def carbon_parts(cfg, key, protocol, args, log=print):
+def carbon_parts(cfg, key, protocol, args, log=print, fits=None):
     """The carbon table of ``args.methods`` (with corruptions and the budget curve when asked)."""
     t0 = time.perf_counter()
     inner = {k: getattr(args, k) for k in INNER}
@@ -206,12 +216,13 @@ def carbon_parts(cfg, key, protocol, args, log=print):
     results, predictors = {}, {}
     for name in args.methods:
         k = jax.random.fold_in(key, 100 + METHODS.index(name))
-        results[name], predictors[name] = train_grid(cfg, name, k, setup, val, tests, log=log)
+        results[name], predictors[name] = train_grid(cfg, name, k, setup, val, tests, log=log, fits=fits)
     if {"ML", "GAS-DRO"} <= set(results):  # GAS-DRO as fine-tuning of the converged ML predictor, at the
         sel = grid_values(results["GAS-DRO"]["selected"])  # (lambda, delta) GAS-DRO's validation chose
         results["GAS-DRO (FT)"], predictors["GAS-DRO (FT)"] = train_grid(
             cfg, "GAS-DRO (FT)", jax.random.fold_in(key, 199), setup, val, tests, init=predictors["ML"], log=log,
-            gas_grid=[(sel["lam"], sel["delta"])], lr=sel.get("lr"))
+            gas_grid=[(sel["lam"], sel["delta"])], lr=sel.get("lr"), fits=fits,
+            start=f"ML {results['ML']['selected']}")
     for ref, mse in info["reference"].items():
         results[ref] = {"mse": mse, **summarise(mse), "validation": info.get("reference_validation", {}).get(ref)}
     report = {"results": results, "info": info}
@@ -220,14 +231,15 @@ def carbon_parts(cfg, key, protocol, args, log=print):
     if "budget" in args.parts:
         lam, lr = budget_choice(cfg, results)
         rec, _ = train_grid(cfg, "GAS-DRO", jax.random.fold_in(key, 100 + METHODS.index("GAS-DRO")), setup, val,
-                            tests, log=log, gas_grid=[(lam, d) for d in cfg["budget_deltas"]], lr=lr)
+                            tests, log=log, gas_grid=[(lam, d) for d in cfg["budget_deltas"]], lr=lr, fits=fits,
+                            part="budget")
         report["budget"] = {str(round(g["budget"] - info["J0"], 6)): {k: g[k] for k in ("average", "worst", "validation",
                                                                                 "final_J", "final_mu", "path_kl")}
                             for g in rec["grid"].values()}
     return report
 
 
-def capacity(cfg, key, protocol, args, log=print):
+def capacity(cfg, key, protocol, args, log=print, fits=None):
     """Table 5: GAS-DRO (lambda 0, the size's first delta) with noise networks of several
     widths (MLP widths under ``today``, 1-D UNet widths under ``paper``) and with the VAE
     ambiguity set. The VAE row's controls: ``DML-VAE``, DML (ERM on the data plus as many
@@ -252,11 +264,12 @@ def capacity(cfg, key, protocol, args, log=print):
         val, tests = scorer(setup.loss_fn, select), scorer(setup.loss_fn, setup.tests)
         if w == "DML-VAE":
             rec, _ = train_grid(cfg, "DML", jax.random.fold_in(key, 100 + METHODS.index("DML")), setup, val, tests,
-                                log=log)
+                                log=log, fits=fits, part=f"capacity {tag}")
         else:
             rec, _ = train_grid(cfg, "GAS-DRO", jax.random.fold_in(key, 300), setup, val, tests, log=log,
                                 gas_grid=[(0.0, cfg["deltas"][0])],
-                                overrides=dict(gas_learning_rate=0.0) if frozen else None)
+                                overrides=dict(gas_learning_rate=0.0) if frozen else None, fits=fits,
+                                part=f"capacity {tag}")
         out[tag] = {k: rec[k] for k in ("mse", "average", "worst", "validation", "final_J", "final_mu", "path_kl") if k in rec}
         out[tag].update(J0=setup.info["J0"], J_sd=setup.info["J_sd"])
     return out
@@ -439,6 +452,9 @@ def main(argv=None):
                         "learning rate 0 (VAE-frozen, 32,64,64,64-frozen); default: the size's widths and VAE")
     p.add_argument("--merge", nargs="*", default=None,
                    help="JSON files of earlier runs (same size and settings) to merge into one report")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the seeds and protocols of OUT/gas_dro.json (a run cut short, same settings) and "
+                        "go on from the fits' checkpoints in OUT/partial/")
     args = p.parse_args(argv)
     harness.use_compile_cache(args)
     if args.merge:
@@ -481,18 +497,24 @@ def main(argv=None):
                            "grids": cfg["grids"], "lrs": cfg.get("lrs"), "settings": cfg["settings"],
                            "gas_steps": cfg["gas_steps"],
                            "carbon": cfg["carbon"], "inner": {k: getattr(args, k) for k in INNER}},
-              "per_seed": {}}
+              "parts": args.parts, "methods": args.methods, "capacity": cfg["capacity"], "per_seed": {}}
+    earlier = finished(pathlib.Path(args.out) / "gas_dro.json", report) if args.resume else {}
     carbon_wanted = {"carbon", "corruptions", "budget", "capacity"} & set(args.parts)
     for seed in report["seeds"]:
         print(f"== seed {seed}", flush=True)
         key = jax.random.key(seed)
-        per = report["per_seed"][str(seed)] = {}
+        per = report["per_seed"][str(seed)] = dict(earlier.get(str(seed), {}))
         if carbon_wanted:
             for protocol in args.protocols:
+                if protocol in per:
+                    print(f"   {protocol}: kept from {args.out}/gas_dro.json", flush=True)
+                    continue
+                fits = FitCheckpoints.open(args.out, report, seed, protocol, resume=args.resume)
                 per[protocol] = run_protocol(cfg, jax.random.fold_in(key, ["today", "paper"].index(protocol)),
-                                             protocol, args)
+                                             protocol, args, fits=fits)
                 harness.write_json(args.out, "gas_dro", report)  # after every run: a cut run keeps its seeds
-        if "digits" in args.parts:
+                fits.close()
+        if "digits" in args.parts and "digits" not in per:
             from benchmarks.seeds.gas_dro_digits import run_digits
 
             per["digits"] = run_digits(args.size, jax.random.fold_in(key, 9), args.data, args.select)

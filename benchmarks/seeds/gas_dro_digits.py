@@ -134,8 +134,8 @@ def load_checkpoint(path, run, seeds):
     if not path.exists():
         return {}
     state = json.loads(path.read_text())
-    mine = json.loads(json.dumps(harness.plain(run)))
-    diff = [k for k in mine if state.get(k) != mine[k]]
+    mine, theirs = harness.as_written(run), harness.as_written({k: state.get(k) for k in run})
+    diff = [k for k in mine if theirs[k] != mine[k]]
     if diff:
         raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
                          "use another --out or delete it")

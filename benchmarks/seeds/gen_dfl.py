@@ -85,8 +85,8 @@ def load_checkpoint(path, run):
     if not path.exists():
         return [], [], {}
     state = json.loads(path.read_text())
-    mine = json.loads(json.dumps(harness.plain(run)))
-    theirs = {k: state.get(k) for k in mine}
+    mine = harness.as_written(run)
+    theirs = harness.as_written({k: state.get(k) for k in mine})
     if _identity(theirs) != _identity(mine):
         diff = [k for k in ("size", "protocol") if theirs[k] != mine[k]]
         cfg = theirs["config"] or {}

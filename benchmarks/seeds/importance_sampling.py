@@ -330,7 +330,7 @@ def _load_checkpoint(path: pathlib.Path, run_id: dict) -> dict:
     if not path.exists():
         return {}
     state = json.loads(path.read_text())
-    if state.get("run") != json.loads(json.dumps(harness.plain(run_id))):
+    if harness.as_written(state.get("run")) != harness.as_written(run_id):
         raise SystemExit(f"--resume: {path} belongs to another run ({state.get('run')}), not {run_id}; "
                          "use another --out or delete it")
     print(f"[resume] {len(state['rows'])} grid rows and {len(state['wall_clock'])} clock rows kept from {path}",

@@ -395,3 +395,38 @@ def test_gas_dro_benchmark_refuses_a_capacity_variant_that_is_not_widths(tmp_pat
     with pytest.raises(SystemExit):
         gas_dro.main(["--size", "smoke", "--out", str(tmp_path), "--capacity", "wide"])
     assert "--capacity takes widths" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gas_dro_benchmark_resumes_a_run_cut_short(tmp_path, data_dir, monkeypatch):
+    from benchmarks import _harness as harness
+    from benchmarks.seeds import gas_dro
+    from tailjax import checkpoint
+
+    args = ["--size", "smoke", "--data", str(data_dir), "--out", str(tmp_path), "--protocols", "today",
+            "--parts", "carbon", "--methods", "ML", "KL-DRO", "--max-steps", "4"]
+    train = gas_dro.train_method
+
+    def cut(name, *a, **kw):  # the process dies while KL-DRO trains
+        if name == "KL-DRO":
+            raise KeyboardInterrupt
+        return train(name, *a, **kw)
+
+    monkeypatch.setattr(gas_dro, "train_method", cut)
+    with pytest.raises(KeyboardInterrupt):
+        gas_dro.main(args)
+    kept = list((tmp_path / "partial" / "seed0_today" / "carbon").glob("ML_*.ckpt"))
+    assert len(kept) == 1 and not (tmp_path / "gas_dro.json").exists()
+    restored, restore = [], checkpoint.restore
+    monkeypatch.setattr(gas_dro, "train_method", train)
+    monkeypatch.setattr(checkpoint, "restore", lambda path, *a, **kw: restored.append(path) or restore(path, *a, **kw))
+    report = gas_dro.main([*args, "--resume"])
+    assert restored == kept  # ML went on from its checkpoint; KL-DRO had none
+    assert {"ML", "KL-DRO"} <= set(report["per_seed"]["0"]["today"]["results"])
+    assert not (tmp_path / "partial" / "seed0_today").exists()  # removed once the protocol is in the JSON
+    calls = []
+    monkeypatch.setattr(gas_dro, "train_method", lambda *a, **kw: calls.append(a) or train(*a, **kw))
+    again = gas_dro.main([*args, "--resume"])
+    assert calls == [] and again["per_seed"] == harness.as_written(report["per_seed"])  # the finished protocol is kept
+    with pytest.raises(SystemExit, match="differs in settings"):
+        gas_dro.main([*args[:-1], "5", "--resume"])

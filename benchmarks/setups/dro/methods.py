@@ -157,6 +157,7 @@ def train_method(
     checkpoint_path=None,
     measure_memory: bool = False,
     validation: Callable[[Any], float] | None = None,
+    run: dict | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
     """Train ``params`` with method ``name`` for at most ``settings.steps`` predictor updates.
 
@@ -169,7 +170,9 @@ def train_method(
     excluded), ``cost["steps"]`` the steps run, ``cost["best_step"]`` and
     ``cost["evaluations"]`` the selection's record and, with ``measure_memory``,
     ``cost["step_bytes"]`` the memory XLA plans for one step. ``checkpoint_path`` resumes a
-    run of the same method and settings.
+    run of the same method and settings (and ``run``, a JSON-ready description of the data
+    and experiment that the checkpoint also records); ``cost["seconds"]`` then counts this
+    process's part only.
     """
     k_data, k_fit = jax.random.split(key)
     method = build_method(name, k_data, loss_fn, params, data, resources, settings)
@@ -180,7 +183,8 @@ def train_method(
                        progress=progress, description=name, checkpoint_path=checkpoint_path,
                        validation=select, patience=settings.patience if validation is not None else None,
                        eval_every=settings.eval_every if validation is not None else None,
-                       config={"method": name, **{k: v for k, v in settings._asdict().items() if k != "steps"}})
+                       config={"method": name, **{k: v for k, v in settings._asdict().items() if k != "steps"},
+                               **({"run": run} if run is not None else {})})
     out = method.predictor_of(res.state)
     jax.block_until_ready(out)
     cost["seconds"] = time.perf_counter() - start

@@ -1,0 +1,63 @@
+"""Resuming a GAS-DRO benchmark run cut short (``benchmarks/seeds/gas_dro.py --resume``): the
+seeds and protocols already in its ``gas_dro.json``, and one training checkpoint per fit
+(method, grid value) under ``OUT/partial/seed<S>_<protocol>/<part>/``, whose header names the
+run, the part, the method, the grid value and the predictor it started from."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import shutil
+from typing import Any, NamedTuple
+
+from benchmarks import _harness as harness
+
+RUN_FIELDS = ("size", "settings", "select", "parts", "methods", "capacity")  # what makes two runs one run
+
+
+def run_identity(report: dict) -> dict:
+    """The fields of a report that a resumed run must share with the one it resumes."""
+    return harness.as_written({k: report.get(k) for k in RUN_FIELDS})
+
+
+def finished(path: pathlib.Path, report: dict) -> dict:
+    """``per_seed`` of ``path`` (an earlier ``gas_dro.json``) when it belongs to the run of
+    ``report``; {} when there is none; an error naming the fields that differ otherwise."""
+    if not path.exists():
+        return {}
+    state = json.loads(path.read_text())
+    theirs, mine = run_identity(state), run_identity(report)
+    if diff := [k for k in RUN_FIELDS if theirs[k] != mine[k]]:
+        raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
+                         "use another --out or delete it")
+    return state["per_seed"]
+
+
+class FitCheckpoints(NamedTuple):
+    """Where the fits of one seed and protocol checkpoint, and the run they belong to."""
+
+    folder: pathlib.Path
+    run: dict
+
+    @classmethod
+    def open(cls, out: str | pathlib.Path, report: dict, seed: int, protocol: str, *, resume: bool):
+        """The folder of ``seed`` and ``protocol`` under ``out/partial``, emptied first unless
+        ``resume``."""
+        folder = pathlib.Path(out) / "partial" / f"seed{seed}_{protocol}"
+        if not resume:
+            shutil.rmtree(folder, ignore_errors=True)
+        return cls(folder, {**run_identity(report), "seed": seed, "protocol": protocol})
+
+    def path(self, part: str, name: str, tag: str) -> pathlib.Path:
+        safe = lambda s: re.sub(r"[^\w.=,+-]+", "_", s) or "_"  # noqa: E731
+        return self.folder / safe(part) / f"{safe(name)}_{safe(tag)}.ckpt"
+
+    def describe(self, part: str, name: str, tag: str, start: str | None) -> dict:
+        """The ``run`` a fit's checkpoint records: this run, the part, the method, the grid
+        value and ``start``, what the predictor started from (None: its initialisation)."""
+        return {**self.run, "part": part, "name": name, "tag": tag, "start": start}
+
+    def close(self) -> None:
+        """Remove the folder once its seed and protocol are in the run's JSON."""
+        shutil.rmtree(self.folder, ignore_errors=True)

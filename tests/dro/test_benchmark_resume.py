@@ -1,0 +1,42 @@
+"""Resuming the GAS-DRO benchmark: the earlier JSON's seeds and protocols, the fits' checkpoints."""
+
+import numpy as np
+import pytest
+
+from benchmarks import _harness as harness
+from benchmarks.setups.dro.resume import FitCheckpoints, finished, run_identity
+
+
+def _report(**changes):
+    report = {"size": "smoke", "settings": {"gas": {"budget": float(np.float32(0.137))}, "lrs": [1e-3]},
+              "select": "ood", "parts": ["carbon"], "methods": ["ML"], "capacity": [[8], "VAE"],
+              "command": "python -m benchmarks.seeds.gas_dro", "per_seed": {"0": {"today": {"results": {}}}}}
+    return {**report, **changes}
+
+
+def test_finished_keeps_the_seeds_of_the_same_run_and_refuses_another(tmp_path):
+    assert finished(tmp_path / "gas_dro.json", _report()) == {}  # nothing to resume
+    harness.write_json(tmp_path, "gas_dro", _report())  # a float32 value in the settings: written short
+    again = _report(command="python -m benchmarks.seeds.gas_dro --resume", per_seed={})
+    assert finished(tmp_path / "gas_dro.json", again) == {"0": {"today": {"results": {}}}}
+    with pytest.raises(SystemExit, match="differs in settings, methods"):
+        finished(tmp_path / "gas_dro.json", _report(settings={"lrs": [3e-3]}, methods=["ML", "DML"]))
+
+
+def test_fit_checkpoints_name_their_run_and_are_emptied_unless_resumed(tmp_path):
+    fits = FitCheckpoints.open(tmp_path, _report(), 3, "paper", resume=False)
+    path = fits.path("capacity DDPM (8,)", "GAS-DRO (FT)", "lam=0.0,delta=0.01,lr=0.001")
+    assert path == tmp_path / "partial" / "seed3_paper" / "capacity_DDPM_8,_" / "GAS-DRO_FT__lam=0.0,delta=0.01,lr=0.001.ckpt"
+    run = fits.describe("carbon", "GAS-DRO (FT)", "lam=0.0", "ML lr=0.001")
+    assert run == {**run_identity(_report()), "seed": 3, "protocol": "paper", "part": "carbon",
+                   "name": "GAS-DRO (FT)", "tag": "lam=0.0", "start": "ML lr=0.001"}
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    assert FitCheckpoints.open(tmp_path, _report(), 3, "paper", resume=True).path("a", "b", "c").parent.parent.exists()
+    assert path.exists()  # kept for --resume
+    FitCheckpoints.open(tmp_path, _report(), 3, "paper", resume=False)
+    assert not path.exists()  # a fresh run starts from nothing
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    fits.close()
+    assert not fits.folder.exists()
