@@ -28,9 +28,10 @@ baseline and against persistence (sign test over seeds). Writes ``gas_dro.json``
 split over processes (``--methods``, ``--budget-deltas``, ``--capacity``; ``--parts capacity``
 alone skips the carbon set-up) and gathered by ``--merge``. A run cut short goes on with
 ``--resume``: the seeds and protocols in ``OUT/gas_dro.json`` are kept (same settings, parts,
-methods and capacity variants, else an error names what differs) and every fit goes on from
-its checkpoint in ``OUT/partial/`` (a resumed fit's ``seconds`` count this process's part; the
-nominal generators are pre-trained again, from the same key).
+methods and capacity variants, else an error names what differs), a finished fit's predictor
+and record are read back from ``OUT/partial/`` and an unfinished one goes on from its training
+checkpoint there (its ``seconds`` then count this process's part; the nominal generators are
+pre-trained again, from the same key).
 """
 
 from __future__ import annotations
@@ -144,8 +145,13 @@ def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid
     runs, predictors = {}, {}
     method = "GAS-DRO" if name.startswith("GAS-DRO") else name
     for tag, settings in grid.items():
-        w, cost, hist = train_method(method, key, setup.loss_fn, setup.params if init is None else init, setup.train,
-                                     setup.resources, settings, validation=val,
+        w0 = setup.params if init is None else init
+        if fits is not None and (done := fits.result(part, name, tag, start, w0)) is not None:
+            predictors[tag], runs[tag] = done
+            log(f"    {name} {tag}: kept from {fits.folder}, val {runs[tag]['validation']:.5f}")
+            continue
+        w, cost, hist = train_method(method, key, setup.loss_fn, w0, setup.train, setup.resources, settings,
+                                     validation=val,
                                      checkpoint_path=None if fits is None else fits.path(part, name, tag),
                                      run=None if fits is None else fits.describe(part, name, tag, start))
         mse = tests(w)
@@ -157,6 +163,8 @@ def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid
                          ("path_kl", "path_kl"), ("clip_fraction", "clip_fraction"))},
                        budget=settings.gas.budget)
         runs[tag], predictors[tag] = rec, w
+        if fits is not None:
+            fits.save_result(part, name, tag, start, w, rec)
         log(f"    {name} {tag}: val {rec['validation']:.5f} avg {rec['average']:.5f} steps {cost['steps']} "
             f"(best {cost['best_step']}) {cost['seconds']:.0f} s")
     pick = min(runs, key=lambda t: runs[t]["validation"])

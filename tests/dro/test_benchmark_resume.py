@@ -40,3 +40,23 @@ def test_fit_checkpoints_name_their_run_and_are_emptied_unless_resumed(tmp_path)
     path.write_bytes(b"x")
     fits.close()
     assert not fits.folder.exists()
+
+
+def test_a_finished_fit_keeps_its_predictor_and_record_for_that_fit_only(tmp_path):
+    import jax.numpy as jnp
+
+    from tailjax.checkpoint import CheckpointError
+
+    fits = FitCheckpoints.open(tmp_path, _report(), 0, "today", resume=False)
+    training_state = fits.path("carbon", "ML", "lr=0.001")
+    training_state.parent.mkdir(parents=True)
+    training_state.write_bytes(b"state")
+    w = {"dense": jnp.arange(3.0)}
+    record = {"validation": 0.25, "mse": {"GB-2021": 0.5}, "evaluations": [[3, 0.25]], "steps": 3}
+    assert fits.result("carbon", "ML", "lr=0.001", None, w) is None
+    fits.save_result("carbon", "ML", "lr=0.001", None, w, record)
+    assert not training_state.exists()  # the training state is no longer needed
+    got, rec = fits.result("carbon", "ML", "lr=0.001", None, {"dense": jnp.zeros(3)})
+    assert got["dense"].tolist() == [0.0, 1.0, 2.0] and rec == record
+    with pytest.raises(CheckpointError, match="config.start"):  # the same file, another starting point
+        fits.result("carbon", "ML", "lr=0.001", "ML lr=0.01", w)

@@ -1,7 +1,9 @@
 """Resuming a GAS-DRO benchmark run cut short (``benchmarks/seeds/gas_dro.py --resume``): the
-seeds and protocols already in its ``gas_dro.json``, and one training checkpoint per fit
-(method, grid value) under ``OUT/partial/seed<S>_<protocol>/<part>/``, whose header names the
-run, the part, the method, the grid value and the predictor it started from."""
+seeds and protocols already in its ``gas_dro.json``, and per fit (method, grid value) under
+``OUT/partial/seed<S>_<protocol>/<part>/`` either its training checkpoint (``.ckpt``, the
+whole training state, while it trains) or its result (``.done``: the chosen predictor and its
+record, a few hundred kB where the state of a paper-size GAS-DRO fit is tens of MB). Both
+headers name the run, the part, the method, the grid value and the predictor it started from."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import shutil
 from typing import Any, NamedTuple
 
 from benchmarks import _harness as harness
+from tailjax import checkpoint
 
 RUN_FIELDS = ("size", "settings", "select", "parts", "methods", "capacity")  # what makes two runs one run
 
@@ -57,6 +60,22 @@ class FitCheckpoints(NamedTuple):
         """The ``run`` a fit's checkpoint records: this run, the part, the method, the grid
         value and ``start``, what the predictor started from (None: its initialisation)."""
         return {**self.run, "part": part, "name": name, "tag": tag, "start": start}
+
+    def result(self, part: str, name: str, tag: str, start: str | None, template: Any):
+        """``(predictor, record)`` of a finished fit, or None; an error if the file belongs to
+        another fit."""
+        path = self.path(part, name, tag).with_suffix(".done")
+        if not path.exists():
+            return None
+        predictor, _, record = checkpoint.restore(path, template, config=self.describe(part, name, tag, start))
+        return predictor, record
+
+    def save_result(self, part: str, name: str, tag: str, start: str | None, predictor: Any, record: dict) -> None:
+        """Keep a finished fit's predictor and record; its training checkpoint goes."""
+        path = self.path(part, name, tag)
+        checkpoint.save(path.with_suffix(".done"), predictor, step=0, config=self.describe(part, name, tag, start),
+                        extra=record)
+        path.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Remove the folder once its seed and protocol are in the run's JSON."""
