@@ -7,7 +7,7 @@
 # .runs/ is listed in .git/info/exclude.)
 # One process per SEED:PROTOCOL sharing the GPU, `--size paper --resume` into
 # .runs/gas_dro_paper/seed<S>_<protocol>, stopped 40 s before SECONDS: finished seeds and protocols
-# stay in each run's gas_dro.json, finished fits in its partial/ (*.done, the predictor and record);
+# stay in each run's gas_dro.json, finished fits in its partial/ (*.done records, *.best predictors);
 # an unfinished fit's training state (*.ckpt, tens of MB for GAS-DRO) stays behind, so that fit
 # starts again in the next call. Writes $OUT/runs.tar.gz; merge the runs by `gas_dro --merge`.
 T=$1; shift
