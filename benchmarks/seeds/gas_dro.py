@@ -28,9 +28,9 @@ baseline and against persistence (sign test over seeds). Writes ``gas_dro.json``
 split over processes (``--methods``, ``--budget-deltas``, ``--capacity``; ``--parts capacity``
 alone skips the carbon set-up) and gathered by ``--merge``. A run cut short goes on with
 ``--resume``: the seeds and protocols in ``OUT/gas_dro.json`` are kept (same settings, parts,
-methods and capacity variants, else an error names what differs), a finished fit's predictor
-and record are read back from ``OUT/partial/`` and an unfinished one goes on from its training
-checkpoint there (its ``seconds`` then count this process's part; the nominal generators are
+methods and capacity variants, else an error names what differs), a finished fit's record (and the
+predictor of each grid's best finished fit) is read back from ``OUT/partial/`` and an
+unfinished fit goes on from its training checkpoint there (its ``seconds`` then count this process's part; the nominal generators are
 pre-trained again, from the same key).
 """
 
@@ -125,7 +125,8 @@ def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid
     ``lr`` alone) with early stopping on ``val``; returns the record of the value with the best
     validation MSE and the predictor. ``overrides`` replaces fields of every setting. With
     ``fits`` (:class:`FitCheckpoints`) each fit checkpoints as ``part`` (``start``: what
-    ``init`` is) and goes on from its checkpoint when there is one."""
+    ``init`` is) and goes on from its checkpoint; a finished fit keeps its record, the grid's
+    best finished fit its predictor, and neither trains again when resumed."""
     base = MethodSettings(**cfg["settings"], gas=cfg["gas"]._replace(budget=setup.budget),
                           gas_data_batch=setup.info["j_batch"])  # the J batch whose sd info["J_sd"] reports
     base = base._replace(**(overrides or {}))
@@ -142,14 +143,10 @@ def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid
     lrs = (lr,) if lr is not None else cfg.get("lrs", (base.learning_rate,))
     if len(lrs) > 1 or lr is not None:  # the predictor's learning rate, chosen on validation with the grid
         grid = with_learning_rates(grid, lrs)
-    runs, predictors = {}, {}
     method = "GAS-DRO" if name.startswith("GAS-DRO") else name
-    for tag, settings in grid.items():
-        w0 = setup.params if init is None else init
-        if fits is not None and (done := fits.result(part, name, tag, start, w0)) is not None:
-            predictors[tag], runs[tag] = done
-            log(f"    {name} {tag}: kept from {fits.folder}, val {runs[tag]['validation']:.5f}")
-            continue
+    w0 = setup.params if init is None else init
+
+    def fit(tag, settings):
         w, cost, hist = train_method(method, key, setup.loss_fn, w0, setup.train, setup.resources, settings,
                                      validation=val,
                                      checkpoint_path=None if fits is None else fits.path(part, name, tag),
@@ -162,12 +159,25 @@ def train_grid(cfg, name, key, setup, val, tests, init=None, log=print, gas_grid
                         (("adversarial_loss", "adversarial_loss"), ("final_J", "reconstruction"), ("final_mu", "mu"),
                          ("path_kl", "path_kl"), ("clip_fraction", "clip_fraction"))},
                        budget=settings.gas.budget)
-        runs[tag], predictors[tag] = rec, w
-        if fits is not None:
-            fits.save_result(part, name, tag, start, w, rec)
         log(f"    {name} {tag}: val {rec['validation']:.5f} avg {rec['average']:.5f} steps {cost['steps']} "
             f"(best {cost['best_step']}) {cost['seconds']:.0f} s")
+        return w, rec
+
+    runs, predictors = {}, {}
+    for tag, settings in grid.items():
+        if fits is not None and (rec := fits.record(part, name, tag, start)) is not None:
+            runs[tag] = rec
+            log(f"    {name} {tag}: kept from {fits.folder}, val {rec['validation']:.5f}")
+            continue
+        predictors[tag], runs[tag] = fit(tag, settings)
+        if fits is not None:  # the record first: a stop in between costs a retraining, never a wrong predictor
+            fits.save_record(part, name, tag, start, runs[tag])
+            if tag == min(runs, key=lambda t: runs[t]["validation"]):
+                fits.save_best(part, name, tag, start, predictors[tag])
     pick = min(runs, key=lambda t: runs[t]["validation"])
+    if pick not in predictors:  # finished in an earlier process: its kept predictor, else trained again
+        kept = fits.best(part, name, pick, start, w0)
+        predictors[pick] = kept if kept is not None else fit(pick, grid[pick])[0]
     return {**runs[pick], "selected": pick, "grid": runs}, predictors[pick]
 
 

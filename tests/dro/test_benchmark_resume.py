@@ -42,7 +42,7 @@ def test_fit_checkpoints_name_their_run_and_are_emptied_unless_resumed(tmp_path)
     assert not fits.folder.exists()
 
 
-def test_a_finished_fit_keeps_its_predictor_and_record_for_that_fit_only(tmp_path):
+def test_a_finished_fit_keeps_its_record_and_the_best_fit_its_predictor(tmp_path):
     import jax.numpy as jnp
 
     from tailjax.checkpoint import CheckpointError
@@ -51,12 +51,16 @@ def test_a_finished_fit_keeps_its_predictor_and_record_for_that_fit_only(tmp_pat
     training_state = fits.path("carbon", "ML", "lr=0.001")
     training_state.parent.mkdir(parents=True)
     training_state.write_bytes(b"state")
-    w = {"dense": jnp.arange(3.0)}
     record = {"validation": 0.25, "mse": {"GB-2021": 0.5}, "evaluations": [[3, 0.25]], "steps": 3}
-    assert fits.result("carbon", "ML", "lr=0.001", None, w) is None
-    fits.save_result("carbon", "ML", "lr=0.001", None, w, record)
+    assert fits.record("carbon", "ML", "lr=0.001", None) is None
+    fits.save_record("carbon", "ML", "lr=0.001", None, record)
     assert not training_state.exists()  # the training state is no longer needed
-    got, rec = fits.result("carbon", "ML", "lr=0.001", None, {"dense": jnp.zeros(3)})
-    assert got["dense"].tolist() == [0.0, 1.0, 2.0] and rec == record
+    assert fits.record("carbon", "ML", "lr=0.001", None) == record
     with pytest.raises(CheckpointError, match="config.start"):  # the same file, another starting point
-        fits.result("carbon", "ML", "lr=0.001", "ML lr=0.01", w)
+        fits.record("carbon", "ML", "lr=0.001", "ML lr=0.01")
+    template = {"dense": jnp.zeros(3)}
+    assert fits.best("carbon", "ML", "lr=0.001", None, template) is None
+    fits.save_best("carbon", "ML", "lr=0.001", None, {"dense": jnp.arange(3.0)})
+    fits.save_best("carbon", "ML", "lr=0.01", None, {"dense": jnp.ones(3)})  # a better fit replaces it
+    assert fits.best("carbon", "ML", "lr=0.001", None, template) is None  # not the kept fit
+    assert fits.best("carbon", "ML", "lr=0.01", None, template)["dense"].tolist() == [1.0, 1.0, 1.0]

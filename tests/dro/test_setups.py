@@ -416,13 +416,14 @@ def test_gas_dro_benchmark_resumes_a_run_cut_short(tmp_path, data_dir, monkeypat
     with pytest.raises(KeyboardInterrupt):
         gas_dro.main(args)
     folder = tmp_path / "partial" / "seed0_today" / "carbon"
-    kept = list(folder.glob("ML_*.done"))  # ML finished: its predictor and record, not its training state
-    assert len(kept) == 1 and not list(folder.glob("ML_*.ckpt")) and not (tmp_path / "gas_dro.json").exists()
+    kept = [*folder.glob("ML_*.done"), folder / "ML.best"]  # ML finished: its record and predictor, not its state
+    assert all(p.exists() for p in kept) and not list(folder.glob("ML_*.ckpt"))
+    assert not (tmp_path / "gas_dro.json").exists()
     restored, restore = [], checkpoint.restore
     monkeypatch.setattr(gas_dro, "train_method", train)
     monkeypatch.setattr(checkpoint, "restore", lambda path, *a, **kw: restored.append(path) or restore(path, *a, **kw))
     report = gas_dro.main([*args, "--resume"])
-    assert restored == kept  # ML's result was read back, not trained again; KL-DRO had none
+    assert restored == kept  # ML's record and predictor were read back, not trained again; KL-DRO had none
     assert {"ML", "KL-DRO"} <= set(report["per_seed"]["0"]["today"]["results"])
     assert not (tmp_path / "partial" / "seed0_today").exists()  # removed once the protocol is in the JSON
     calls = []
