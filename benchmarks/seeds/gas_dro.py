@@ -28,10 +28,10 @@ baseline and against persistence (sign test over seeds). Writes ``gas_dro.json``
 split over processes (``--methods``, ``--budget-deltas``, ``--capacity``; ``--parts capacity``
 alone skips the carbon set-up) and gathered by ``--merge``. A run cut short goes on with
 ``--resume``: the seeds and protocols in ``OUT/gas_dro.json`` are kept (same settings, parts,
-methods and capacity variants, else an error names what differs), a finished fit's record (and the
-predictor of each grid's best finished fit) is read back from ``OUT/partial/`` and an
-unfinished fit goes on from its training checkpoint there (its ``seconds`` then count this process's part; the nominal generators are
-pre-trained again, from the same key).
+methods and capacity variants, else an error names what differs), a finished fit's record
+(and the predictor of each grid's best finished fit) is read back from ``OUT/partial/``, and
+an unfinished fit goes on from its training checkpoint there (its ``seconds`` then count this
+process's part; the nominal generators are pre-trained again, from the same key).
 """
 
 from __future__ import annotations
