@@ -328,7 +328,7 @@ def test_digits_benchmark_merges_runs_of_other_seeds_and_refuses_mismatches(tmp_
 def _fake_carbon(calls):
     from benchmarks.seeds import gas_dro
 
-    def carbon_parts(cfg, key, protocol, args, log=print):
+    def carbon_parts(cfg, key, protocol, args, log=print, fits=None):
         calls.append(("carbon", tuple(args.methods)))
         results = {m: {"mse": {"A": 0.1}, "average": 0.1, "worst": 0.1, "validation": 0.1} for m in args.methods}
         report = {"results": {**results, "persistence": {"mse": {"A": 0.2}, "average": 0.2, "worst": 0.2}},
@@ -339,7 +339,7 @@ def _fake_carbon(calls):
             report["budget"] = {str(d): {"average": d, "worst": d, "validation": d} for d in cfg["budget_deltas"]}
         return report
 
-    def capacity(cfg, key, protocol, args, log=print):
+    def capacity(cfg, key, protocol, args, log=print, fits=None):
         calls.append(("capacity", cfg["capacity"]))
         return {str(v): {"average": 0.3, "worst": 0.3, "validation": 0.3} for v in cfg["capacity"]}
 
