@@ -432,3 +432,20 @@ def test_gas_dro_benchmark_resumes_a_run_cut_short(tmp_path, data_dir, monkeypat
     assert calls == [] and again["per_seed"] == harness.as_written(report["per_seed"])  # the finished protocol is kept
     with pytest.raises(SystemExit, match="differs in settings"):
         gas_dro.main([*args[:-1], "5", "--resume"])
+
+
+def test_gas_dro_benchmark_resume_keeps_finished_protocols_and_refuses_other_settings(tmp_path, monkeypatch):
+    from benchmarks.seeds import gas_dro
+
+    calls, seen = [], []
+    carbon_parts, capacity = _fake_carbon(calls)
+    monkeypatch.setattr(gas_dro, "carbon_parts", lambda *a, **kw: seen.append(a[-1]) or carbon_parts(*a, **kw))
+    monkeypatch.setattr(gas_dro, "capacity", capacity)
+    monkeypatch.setattr(gas_dro, "plot", lambda report, out: None)
+    args = ["--size", "smoke", "--compile-cache", "none", "--parts", "carbon", "--methods", "ML", "--out", str(tmp_path)]
+    gas_dro.main(args + ["--protocols", "paper"])
+    assert seen[0].folder == tmp_path / "partial" / "seed0_paper" and not seen[0].folder.exists()  # removed when done
+    report = gas_dro.main(args + ["--protocols", "paper", "today", "--resume"])  # a protocol more
+    assert calls == [("carbon", ("ML",)), ("carbon", ("ML",))] and set(report["per_seed"]["0"]) == {"paper", "today"}
+    with pytest.raises(SystemExit, match="differs in methods"):
+        gas_dro.main(args[:-3] + ["ML", "DML", "--out", str(tmp_path), "--resume"])
