@@ -220,6 +220,20 @@ def as_written(obj: Any) -> Any:
     return json.loads(dumps(plain(obj)))
 
 
+def earlier_run(path: pathlib.Path, run: dict[str, Any]) -> dict[str, Any]:
+    """The result file at ``path`` for a resumed run: its contents when its fields ``run``
+    equal ``run`` as written, {} when there is no file; an error naming the fields that differ
+    otherwise."""
+    if not path.exists():
+        return {}
+    state = json.loads(path.read_text())
+    mine, theirs = as_written(run), as_written({k: state.get(k) for k in run})
+    if diff := [k for k in mine if theirs[k] != mine[k]]:
+        raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
+                         "use another --out or delete it")
+    return state
+
+
 def write_json(out: str | pathlib.Path, name: str, payload: dict[str, Any]) -> pathlib.Path:
     """Write ``payload`` plus ``"environment"`` to ``out/name.json``; returns the path."""
     out = pathlib.Path(out)

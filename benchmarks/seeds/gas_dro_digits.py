@@ -131,15 +131,8 @@ RUN_FIELDS = ("size", "select", "lrs", "sources", "methods")  # what makes two r
 def load_checkpoint(path, run, seeds):
     """The per-seed results of ``path`` (an earlier ``gas_dro_digits.json``) for ``seeds``, when
     it belongs to ``run``; an error naming the settings that differ otherwise."""
-    if not path.exists():
-        return {}
-    state = json.loads(path.read_text())
-    mine, theirs = harness.as_written(run), harness.as_written({k: state.get(k) for k in run})
-    diff = [k for k in mine if theirs[k] != mine[k]]
-    if diff:
-        raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
-                         "use another --out or delete it")
-    return {s: r for s, r in state["per_seed"].items() if int(s) in seeds}
+    state = harness.earlier_run(path, run)
+    return {s: r for s, r in state.get("per_seed", {}).items() if int(s) in seeds}
 
 
 def write_report(report, out):

@@ -9,7 +9,6 @@ the part, the method, the grid value and the predictor the fit started from.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 import shutil
@@ -29,14 +28,7 @@ def run_identity(report: dict) -> dict:
 def finished(path: pathlib.Path, report: dict) -> dict:
     """``per_seed`` of ``path`` (an earlier ``gas_dro.json``) when it belongs to the run of
     ``report``; {} when there is none; an error naming the fields that differ otherwise."""
-    if not path.exists():
-        return {}
-    state = json.loads(path.read_text())
-    theirs, mine = run_identity(state), run_identity(report)
-    if diff := [k for k in RUN_FIELDS if theirs[k] != mine[k]]:
-        raise SystemExit(f"--resume: {path} belongs to another run (differs in {', '.join(diff)}); "
-                         "use another --out or delete it")
-    return state["per_seed"]
+    return harness.earlier_run(path, {k: report.get(k) for k in RUN_FIELDS}).get("per_seed", {})
 
 
 def _safe(text: str) -> str:
