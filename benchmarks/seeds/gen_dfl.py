@@ -18,8 +18,8 @@ prices; the true p(c|x) is unknown and a frozen evaluation flow fitted on every 
 own key plays its part, so no method is scored under its own training proxy) and ``is_gto``
 (importance-sampled generate-then-optimize against K, per dimension). ``--resume`` keeps the
 configurations already in ``OUT/gen_dfl.json`` (a checkpoint of the same run), and a Table 1
-cell cut short goes on from its tuned baselines' training checkpoints in ``OUT/partial/``
-(a baseline's ``seconds`` then count this process's part only).
+cell or a sweep's configuration cut short goes on from its tuned baselines' training
+checkpoints in ``OUT/partial/`` (a baseline's ``seconds`` then count this process's part only).
 """
 
 from __future__ import annotations
@@ -108,6 +108,13 @@ def _cell_checkpoints(args, cfg, experiment, **meta):
     return folder, harness.plain(dict(run, cell=dict(experiment=experiment, **meta)))
 
 
+def _remove_checkpoints(folder):
+    """Remove a finished cell's checkpoint folder, and ``partial/`` once it is empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.parent.is_dir() and not any(folder.parent.iterdir()):
+        folder.parent.rmdir()
+
+
 def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=frozenset()):
     """Records of one experiment; ``sink(records)`` is called after every configuration, and
     ``infos`` (a list) receives each configuration's evaluation kind and baseline tuning.
@@ -147,9 +154,7 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=froze
                     out = evaluate(cfg, inst, x, c, n, s, methods=cfg["methods"], model=inst.model, log=log,
                                    problem_name=prob, info=info, checkpoint_dir=folder, run=run)[0]
                     add(out, info, problem=prob, deg=deg, seed=s)
-                    shutil.rmtree(folder, ignore_errors=True)
-                    if folder.parent.is_dir() and not any(folder.parent.iterdir()):
-                        folder.parent.rmdir()
+                    _remove_checkpoints(folder)
         return recs
     if name in _SWEEPS:
         field, values = _SWEEPS[name]
@@ -166,8 +171,11 @@ def run_experiment(name, cfg, args, log=print, sink=None, infos=None, done=froze
                 kw = {"K": dict(K=int(v), K_eval=int(v)), "K_eval": dict(K_eval=int(v)),
                       "regret_weight": dict(regret_weight=float(v), eval_tail_probs=cfg["eval_tail_probs"]),
                       }.get(field, {})
-                add(evaluate(cfg, inst, x, c, ntr, s, methods=methods, model=inst.model, log=log, **kw)[0],
+                folder, run = _cell_checkpoints(args, cfg, name, seed=s, **{field: v})
+                add(evaluate(cfg, inst, x, c, ntr, s, methods=methods, model=inst.model, log=log,
+                             checkpoint_dir=folder, run=run, **kw)[0],
                     problem="portfolio", deg=4, seed=s, **{field: v})
+                _remove_checkpoints(folder)
         return recs
     if name == "tail_prob":
         for a_train in cfg["tail_probs"]:

@@ -149,6 +149,31 @@ def test_a_table1_cell_keeps_its_checkpoints_only_on_resume(tmp_path):
     assert not folder.exists()  # a fresh run does not go on from an earlier run's checkpoints
 
 
+def test_a_sweep_configuration_checkpoints_its_baselines_and_drops_them_when_done(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmarks.seeds import gen_dfl
+    from benchmarks.setups.dfl import SIZES
+
+    seen = []
+
+    def fake_evaluate(cfg, inst, x, c, n_train, seed, *, methods, checkpoint_dir=None, run=None, **kw):
+        seen.append((checkpoint_dir, run))
+        checkpoint_dir.mkdir(parents=True)
+        (checkpoint_dir / "mse_linear_lr0.01.ckpt").write_text("state")  # what tune_baseline leaves while training
+        return ({"gen_dfl": {(0.1, "cvar_of_difference"): 1.0}},)
+
+    monkeypatch.setattr(gen_dfl, "evaluate", fake_evaluate)
+    cfg = dict(SIZES["small"], sigmas=(40,))
+    args = SimpleNamespace(out=tmp_path, size="small", resume=True, seeds=1, first_seed=2)
+    recs = gen_dfl.run_experiment("sigma", cfg, args, log=lambda s: None)
+    [(folder, run)] = seen
+    assert folder == tmp_path / "partial" / "sigma_seed2_sigma40"
+    assert run["cell"] == dict(experiment="sigma", seed=2, sigma=40)
+    assert [r["regret"] for r in recs] == [1.0]
+    assert not (tmp_path / "partial").exists()  # the finished configuration's checkpoints are gone
+
+
 def _check_feasible(inst, rows):
     poly = inst.problem.polytope
     for name, w in rows.items():
