@@ -54,6 +54,8 @@ class LogLinkPredictor(nn.Module):
     inner: nn.Module
 
     def __call__(self, x: Float[Array, "... p"]) -> Float[Array, "... d"]:
+        if not isinstance(self.inner, nn.Module):
+            raise TypeError(f"inner must be a flax Module, got {type(self.inner).__name__}")
         return jnp.exp(self.inner(x))
 
 
