@@ -19,6 +19,7 @@ __all__ = [
     "check_side",
     "check_nonempty_last_axis",
     "check_weights",
+    "check_float_dtype",
     "is_concrete",
     "run_checked",
     "traced_out_of_range",
@@ -72,6 +73,12 @@ def check_nonempty_last_axis(x: jax.Array, name: str) -> None:
         raise ValueError(f"{name} must have at least one axis, got a scalar")
     if jnp.shape(x)[-1] == 0:
         raise ValueError(f"{name} is empty: its last axis has length 0")
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> None:
+    """Raise unless ``dtype`` (if given) is a floating-point dtype."""
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{name} must be a floating-point dtype, got {jnp.dtype(dtype)}")
 
 
 def check_weights(weights: jax.Array | None, samples: jax.Array, name: str = "weights") -> None:

@@ -88,6 +88,8 @@ def gaussian_cvar(
 ) -> Float[Array, ""]:
     """CVaR_{tail_prob}[f(c, w)] exactly for ``c ~ N(mean, cov)`` (one instance; vmap)."""
     _check_gaussian(problem, mean, cov)
+    if jnp.shape(w) != (problem.dim,):
+        raise ValueError(f"w must have shape ({problem.dim},) (one decision), got {jnp.shape(w)}")
     kappa = cvar_multiplier(tail_prob)
     mean, w = jnp.asarray(mean), jnp.asarray(w)
     dtype = jnp.result_type(mean.dtype, w.dtype, float)

@@ -89,6 +89,8 @@ def kl_worst_case(
     traced ``radius <= 0`` gives NaN.
     """
     check_nonempty_last_axis(losses, "losses")
+    if jnp.ndim(losses) != 1:
+        raise ValueError(f"losses must be 1-D (n,), got shape {jnp.shape(losses)}")
     if is_concrete(losses) and bool(np.isnan(np.asarray(losses)).any()):
         raise ValueError("losses contain NaN")
     check_positive(radius, "radius")

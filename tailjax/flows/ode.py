@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete, nan_where
+from tailjax._checks import check_float_dtype, is_concrete, nan_where
 from tailjax.flows._fields import call_field, check_contexts, event_shape
 
 __all__ = ["uniform_time_grid", "ode_solve", "ode_sample", "ode_sample_and_log_prob", "ode_log_prob"]
@@ -34,9 +34,10 @@ _METHODS = ("euler", "heun")
 
 
 def uniform_time_grid(num_steps: int, dtype: Any = None) -> Float[Array, " k1"]:
-    """``num_steps + 1`` equally spaced times from 0 to 1."""
+    """``num_steps + 1`` equally spaced times from 0 to 1 (``dtype``: a floating dtype)."""
     if int(num_steps) < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    check_float_dtype(dtype)
     return jnp.linspace(0.0, 1.0, int(num_steps) + 1, dtype=dtype or jnp.result_type(float))
 
 
@@ -226,6 +227,8 @@ def ode_log_prob(
     if logdet not in ("exact", "trace"):
         raise ValueError(f"logdet must be 'exact' or 'trace', got {logdet!r}")
     x1 = jnp.asarray(x1)
+    if not jnp.issubdtype(x1.dtype, jnp.floating):
+        x1 = x1.astype(jnp.result_type(float))
     grid = uniform_time_grid(num_steps, x1.dtype)[::-1]
 
     def one(x, c):

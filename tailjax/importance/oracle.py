@@ -314,7 +314,11 @@ def gaussian_tilting_scheme(
     if mean.ndim != 1 or mean.shape[0] == 0:
         raise ValueError(f"mean must be a non-empty 1-D vector, got shape {mean.shape}")
     cov = jnp.asarray(cov, mean.dtype)
+    if cov.shape != (mean.shape[0],) * 2:
+        raise ValueError(f"cov must have shape {(mean.shape[0],) * 2} (mean's dimension), got {cov.shape}")
     chol = jnp.linalg.cholesky(cov)
+    if is_concrete(chol) and not bool(jnp.all(jnp.isfinite(chol))):
+        raise ValueError("cov must be symmetric positive definite (its Cholesky factor is not finite)")
 
     def log_mgf(b):
         return gaussian_log_mgf(b, mean, cov)

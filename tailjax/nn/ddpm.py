@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from tailjax._checks import is_concrete, nan_where, traced_below_zero
+from tailjax._checks import check_float_dtype, is_concrete, nan_where, traced_below_zero
 
 __all__ = [
     "DDPMSchedule",
@@ -76,6 +76,7 @@ def make_schedule(
     """
     if int(num_steps) < 2:
         raise ValueError(f"num_steps must be >= 2, got {num_steps}")
+    check_float_dtype(dtype)
     if not 0.0 < beta_start <= beta_end < 1.0:
         raise ValueError(
             f"beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1, "

@@ -90,9 +90,11 @@ def tail_count(n: int, tail_prob, dtype=None):
     A count below 1 is never snapped to 0: the tail is then a share of the largest atom.
     The VaR of n unweighted samples is the (floor(tail_count) + 1)-th largest.
     ``tail_prob`` must lie in (0, 1]: a concrete one outside raises ``ValueError``, a traced
-    one gives NaN.
+    one gives NaN. ``n`` (the sample count) must be >= 1.
     """
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     if not isinstance(tail_prob, jax.core.Tracer):
         c = n * float(tail_prob)
         r = round(c)

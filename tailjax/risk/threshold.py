@@ -277,6 +277,8 @@ def solve_threshold(
     """
     _check(rewards, quantile_level, temperature, side, weights)
     check_positive(rtol, "rtol")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
     r = jnp.asarray(rewards)
     if not jnp.issubdtype(r.dtype, jnp.floating):
         r = r.astype(jnp.result_type(float))

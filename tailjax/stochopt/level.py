@@ -97,6 +97,10 @@ def level_method(
     d = theta0.shape[-1]
     K = max_iter + 1
     Gs, hs, As, bs = theta_set.constraints(dt)
+    if Gs.shape[1] != d:
+        raise ValueError(
+            f"theta0 must have shape ({Gs.shape[1]},) (the dimension of theta_set), got {theta0.shape}"
+        )
     # One (d + 1)-variable QP serves both sub-problems, so the interior-point solver is traced
     # once. Variables (theta, eta); rows: cuts g_j^T theta - eta <= -c_j, a cap eta <= cap,
     # then Theta's rows. Master LP: P = 0, cost eta, cap = best value (never binding at the

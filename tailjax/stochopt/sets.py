@@ -200,6 +200,8 @@ class TargetReturnSimplex:
         if jnp.ndim(self.mu) != 1 or jnp.shape(self.mu)[0] == 0:
             raise ValueError(f"mu must be 1-D and non-empty, got shape {jnp.shape(self.mu)}")
         check_positive(self.radius, "radius")
+        if is_concrete(self.target) and np.any(np.isnan(np.asarray(self.target))):
+            raise ValueError("target must not be NaN")
         if is_concrete(self.mu) and is_concrete(self.target) and is_concrete(self.radius):
             best = float(np.max(np.asarray(self.mu))) * float(np.asarray(self.radius))
             if float(np.asarray(self.target)) > best:

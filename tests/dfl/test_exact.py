@@ -171,6 +171,8 @@ def test_bad_input():
     cov = inst.model.covariance
     with pytest.raises(ValueError, match="mean"):
         gaussian_cvar(inst.problem, jnp.zeros(4), cov, jnp.zeros(5), 0.1)
+    with pytest.raises(ValueError, match="w must have shape"):
+        gaussian_cvar(inst.problem, jnp.zeros(5), cov, jnp.zeros(4), 0.1)
     with pytest.raises(ValueError, match="cov"):
         gaussian_cvar_decision(inst.problem, jnp.zeros(5), cov[:4, :4], 0.1)
     ref = gaussian_regret_reference(inst.problem, inst.model, x, 0.1)

@@ -113,3 +113,6 @@ def test_bad_input():
         shortest_path_gen_data(5, 3, (5, 5), 1, -0.1)
     with pytest.raises(ValueError, match="capacity_ratio"):
         make_instance("knapsack", capacity_ratio=0.0)
+    problem = energy_problem(4, upper=1.0, total=2.0)
+    with pytest.raises(ValueError, match="w must have shape"):
+        objective(problem, jnp.ones((3, 4)), jnp.ones(5))

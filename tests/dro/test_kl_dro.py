@@ -58,6 +58,8 @@ def test_kl_uniform_weights_default_and_bad_input():
         kl_dual(f, 1.0, -0.1)
     with pytest.raises(ValueError, match="losses"):
         kl_worst_case(jnp.zeros((0,)), 0.1)
+    with pytest.raises(ValueError, match="losses"):
+        kl_worst_case(jnp.stack([f, f + 1.0]), 0.1)
 
 
 def test_kl_dro_loss_trains_and_matches_the_dual():

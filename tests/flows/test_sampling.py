@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tailjax.flows.gaussian import gaussian_velocity
-from tailjax.flows.ode import ode_log_prob, ode_sample, ode_sample_and_log_prob, ode_solve
+from tailjax.flows.ode import ode_log_prob, ode_sample, ode_sample_and_log_prob, ode_solve, uniform_time_grid
 from tailjax.flows.sde import memoryless_coefficients, memoryless_sample, memoryless_solve
 
 MEAN = np.array([0.5, -1.0])
@@ -73,6 +73,16 @@ def test_ode_trajectory_and_bad_input():
         ode_solve(field, PARAMS, jnp.zeros(2))
     with pytest.raises(ValueError, match="logdet"):
         ode_sample_and_log_prob(field, PARAMS, x0, logdet="hutchinson")
+
+
+def test_integer_dtype_grid_is_rejected_and_integer_points_are_cast():
+    with pytest.raises(ValueError, match="dtype must be a floating-point dtype"):
+        uniform_time_grid(4, dtype=jnp.int32)
+    with pytest.raises(ValueError, match="dtype must be a floating-point dtype"):
+        memoryless_coefficients(num_steps=4, dtype=jnp.int32)
+    x = jnp.array([[1, 2], [0, -1]])
+    np.testing.assert_allclose(ode_log_prob(field, PARAMS, x, num_steps=4),
+                               ode_log_prob(field, PARAMS, x.astype(jnp.float32), num_steps=4))
 
 
 def test_memoryless_moments_and_independence(x64):

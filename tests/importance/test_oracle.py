@@ -130,3 +130,11 @@ def test_oracle_bad_input():
         self_structuring_oracle(key, 1.0, None, dist, loss, 0.01, pilot_size=4)
     with pytest.raises(ValueError, match="tail_prob"):
         self_structuring_scheme(dist, loss, 0.0)
+
+
+def test_gaussian_tilting_scheme_rejects_a_covariance_that_does_not_fit_the_mean():
+    pieces = lambda th: (jnp.eye(3), jnp.zeros(3))  # noqa: E731
+    with pytest.raises(ValueError, match=r"cov must have shape \(3, 3\)"):
+        gaussian_tilting_scheme(jnp.zeros(3), jnp.eye(4), pieces)
+    with pytest.raises(ValueError, match="cov must be symmetric positive definite"):
+        gaussian_tilting_scheme(jnp.zeros(3), jnp.diag(jnp.asarray([1.0, -1.0, 1.0])), pieces)

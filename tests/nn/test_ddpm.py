@@ -57,6 +57,8 @@ def test_schedule_bad_input():
         make_schedule(10, variance="learned")
     with pytest.raises(ValueError, match="beta_start"):
         make_schedule(10, beta_start=0.1, beta_end=0.01)
+    with pytest.raises(ValueError, match="dtype must be a floating-point dtype"):
+        make_schedule(10, dtype=jnp.int32)
     with pytest.raises(ValueError, match="dim"):
         timestep_embedding(jnp.arange(3), 5)
 

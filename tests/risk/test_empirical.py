@@ -157,6 +157,13 @@ def test_bad_input(kwargs, match):
         risk.cvar(jnp.arange(5.0), **kwargs)
 
 
+def test_tail_count_rejects_a_sample_count_below_one():
+    assert risk.tail_count(64, 0.1) == pytest.approx(6.4)
+    for n in (0, -3):
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            risk.tail_count(n, 0.1)
+
+
 def test_empty_and_scalar_samples():
     with pytest.raises(ValueError, match="samples"):
         risk.cvar(jnp.zeros((0,)), 0.1)

@@ -136,6 +136,12 @@ def test_bad_input(kwargs, match):
             risk.threshold_objective(0.0, jnp.arange(10.0), **kwargs)
 
 
+def test_max_iter_below_one_is_rejected():
+    for max_iter in (0, -1):
+        with pytest.raises(ValueError, match="max_iter"):
+            risk.solve_threshold(jnp.arange(10.0), 0.5, 1.0, max_iter=max_iter)
+
+
 def test_rewards_shape_errors():
     with pytest.raises(ValueError, match="rewards"):
         risk.solve_threshold(jnp.zeros((0,)), 0.5, 1.0)

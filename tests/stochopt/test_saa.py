@@ -100,6 +100,8 @@ def test_bad_input(setup):
         saa_value(p.theta_set.feasible_point(), p.loss, z, 0.0)
     with pytest.raises(ValueError, match="level"):
         level_method(lambda t: (jnp.sum(t), 0.0), p.theta_set, p.theta_set.feasible_point(), level=1.0)
+    with pytest.raises(ValueError, match="theta0"):
+        level_method(lambda t: (jnp.sum(t), 0.0), p.theta_set, jnp.full(p.theta_set.dim + 2, 0.1))
 
 
 @pytest.mark.slow

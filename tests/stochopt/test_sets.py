@@ -86,5 +86,7 @@ def test_bad_sets():
         Box(jnp.ones(2), jnp.zeros(2))
     with pytest.raises(ValueError, match="target"):
         TargetReturnSimplex(jnp.asarray(MU), 2.0)
+    with pytest.raises(ValueError, match="target"):
+        TargetReturnSimplex(jnp.asarray(MU), float("nan"))
     with pytest.raises(ValueError, match="mu"):
         TargetReturnSimplex(jnp.ones((2, 2)), 0.5)

@@ -96,9 +96,12 @@ def objective(
     c = jnp.asarray(c)
     if c.ndim == 0 or c.shape[-1] != problem.dim:
         raise ValueError(f"c must have last axis {problem.dim} (the problem's dimension), got shape {c.shape}")
+    w = jnp.asarray(w)
+    if w.shape != (problem.dim,):
+        raise ValueError(f"w must have shape ({problem.dim},) (one decision), got {w.shape}")
     dtype = jnp.result_type(c.dtype, float)
     c = c.astype(dtype)
-    w = jnp.asarray(w).astype(dtype)
+    w = w.astype(dtype)
     return problem.sign.astype(dtype) * (c @ w) + w @ (problem.quadratic.astype(dtype) @ w)
 
 
