@@ -62,6 +62,7 @@ def fit_gen_dfl(
     eval_every: int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
+    run: Any = None,
     progress: bool = False,
 ) -> FitResult:
     """Train Gen-DFL on ``(x, c)`` with Adam; a thin wrapper over :func:`tailjax.training.fit`.
@@ -91,6 +92,8 @@ def fit_gen_dfl(
       eval_fn, eval_every, checkpoint_path, checkpoint_every, progress: see
         :func:`tailjax.training.fit` (the checkpoint header records ``config``, the
         learning rate and the batch size).
+      run: a plain description of the data and settings (e.g. the problem and seed), also
+        recorded in the checkpoint header: resuming refuses another run's checkpoint.
     """
     check_config(config)
     check_positive(learning_rate, "learning_rate", allow_zero=True)
@@ -133,7 +136,7 @@ def fit_gen_dfl(
         eval_fn=eval_fn, eval_every=eval_every, validation=score, patience=patience,
         checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
         config=dict(method="gen_dfl", gen_dfl=config, learning_rate=float(learning_rate),
-                    batch_size=int(batch_size)),
+                    batch_size=int(batch_size), **({} if run is None else {"run": run})),
         progress=progress, description="Gen-DFL",
     )
 

@@ -203,3 +203,33 @@ def test_portfolio_mean_cost_row_is_feasible():
 
     inst = make_instance("portfolio", num_data=10, num_assets=6)
     _check_feasible(inst, {"mean_cost": data_free_decisions("portfolio", inst, inst.costs, 3)["mean_cost"]})
+
+
+@pytest.mark.slow  # fast-suite time; a benchmark's resume
+def test_a_cell_cut_short_keeps_gen_dfl_and_does_not_train_it_again(tmp_path, monkeypatch):
+    from benchmarks.setups.dfl import SIZES
+    from benchmarks.setups.dfl.gen_dfl import evaluate, make_data
+    from tailjax.checkpoint import CheckpointError
+    from tailjax.dfl import gen_dfl_fit
+
+    cfg = dict(SIZES["small"], steps=3, proxy_steps=2, n_train=24, n_test=4, dim=3, Kq=4, eval_samples=64,
+               Kref=8, eval_every=1, K=4, K_eval=4)
+    inst, x, c = make_data("portfolio", 4, 0, 28, 3)
+    run = lambda cell: evaluate(cfg, inst, x, c, 24, 0, methods=("gen_dfl",), model=inst.model,  # noqa: E731
+                                checkpoint_dir=tmp_path, run={"cell": cell})[0]["gen_dfl"]
+    first = run(1)
+    assert (tmp_path / "gen_dfl.ckpt").exists()
+    real = gen_dfl_fit._sweep_kernel
+
+    def no_training(flow, static):
+        def step(*args):
+            raise AssertionError("trained again")
+        return real(flow, static)._replace(step=step)
+
+    monkeypatch.setattr(gen_dfl_fit, "_sweep_kernel", no_training)
+    assert run(1) == first  # finished: restored, not trained
+    with pytest.raises(CheckpointError, match="run"):  # another cell's checkpoint is refused
+        run(2)
+    (tmp_path / "gen_dfl.ckpt").unlink()
+    with pytest.raises(AssertionError, match="trained again"):
+        run(1)

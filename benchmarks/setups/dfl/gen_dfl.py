@@ -56,6 +56,7 @@ unregularised.
 
 from __future__ import annotations
 
+import pathlib
 import time
 from functools import partial
 
@@ -219,8 +220,9 @@ def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_tail_probs=(TAIL_P
     evaluation proxy (the ICON task). Under ``paper-code`` a flow fitted on every row (its own
     key) is the evaluation model. ``info`` (a dict) receives the evaluation kind and the
     baselines' tuning choices and validation curves. ``checkpoint_dir`` and ``run``: the
-    tuned baselines' training checkpoints and the description they are checked against
-    (:func:`~benchmarks.setups.dfl.baselines.tune_baseline`), so that a cell cut short goes on.
+    training checkpoints of Gen-DFL and the tuned baselines and the description they are
+    checked against (:func:`~benchmarks.setups.dfl.baselines.tune_baseline`), so that a cell
+    cut short goes on.
     """
     K = K or cfg["K"]
     K_eval = K_eval or cfg["K_eval"]
@@ -260,9 +262,11 @@ def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_tail_probs=(TAIL_P
         qs = {"gen_dfl": proxy, "gen_dfl_true_q": truth}
         for name, q in qs.items():
             if name in methods and q is not None:
+                path = None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / f"{name}.ckpt"
                 res = fit_gen_dfl(k_gen, flow, inst.problem, q, xtr, ctr, num_steps=cfg["steps"], config=config,
                                   batch_size=32, learning_rate=cfg.get("lr", 1e-3), params=proxy.params,
-                                  validation=xva if n_val else None, eval_every=cfg.get("eval_every"))
+                                  validation=xva if n_val else None, eval_every=cfg.get("eval_every"),
+                                  checkpoint_path=path, run=None if path is None else run)
                 trained[name] = res.state.params
                 if res.evaluations:
                     steps, scores = zip(*res.evaluations)
