@@ -3,7 +3,7 @@
 # usage: bash benchmarks/results/gen_dfl_figures_paper/run_chunk.sh SECONDS SWEEP[:V,V,...] ...  [METHODS="..."]
 # (repository root on the device; carry .whl/lite (jaxopt, distrax), .data/icon_energy for `energy`
 # (`cp -r ../shared/data/icon_energy .data/`) and .runs/gen_dfl_figures, the
-# runs of the earlier calls: after each call `mkdir -p .runs && tar xzf FILES_AT/runs.tar.gz -C .runs`;
+# runs of the earlier calls: after each call `rm -rf .runs/gen_dfl_figures && mkdir -p .runs && tar xzf FILES_AT/runs.tar.gz -C .runs`;
 # .runs/ is listed in .git/info/exclude.)
 # One process per SWEEP (sigma, dim, train_size, regret_weight, tail_prob, samples,
 # decision_samples, or energy: ICON, with METHODS, every process's --methods), optionally
