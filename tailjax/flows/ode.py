@@ -26,6 +26,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import check_float_dtype, is_concrete, nan_where
 from tailjax.flows._fields import call_field, check_contexts, event_shape
+from tailjax.flows.schedule import _float
 
 __all__ = ["uniform_time_grid", "ode_solve", "ode_sample", "ode_sample_and_log_prob", "ode_log_prob"]
 
@@ -226,9 +227,7 @@ def ode_log_prob(
     _check(x1, method, context, "x1")
     if logdet not in ("exact", "trace"):
         raise ValueError(f"logdet must be 'exact' or 'trace', got {logdet!r}")
-    x1 = jnp.asarray(x1)
-    if not jnp.issubdtype(x1.dtype, jnp.floating):
-        x1 = x1.astype(jnp.result_type(float))
+    x1 = _float(x1)
     grid = uniform_time_grid(num_steps, x1.dtype)[::-1]
 
     def one(x, c):

@@ -266,7 +266,7 @@ def evaluate(cfg, inst, x, c, n_train, seed, *, methods, eval_tail_probs=(TAIL_P
                 res = fit_gen_dfl(k_gen, flow, inst.problem, q, xtr, ctr, num_steps=cfg["steps"], config=config,
                                   batch_size=32, learning_rate=cfg.get("lr", 1e-3), params=proxy.params,
                                   validation=xva if n_val else None, eval_every=cfg.get("eval_every"),
-                                  checkpoint_path=path, run=None if path is None else run)
+                                  checkpoint_path=path, run=run)
                 trained[name] = res.state.params
                 if res.evaluations:
                     steps, scores = zip(*res.evaluations)
