@@ -20,6 +20,7 @@ __all__ = [
     "check_nonempty_last_axis",
     "check_weights",
     "check_float_dtype",
+    "check_scalar",
     "is_concrete",
     "run_checked",
     "traced_out_of_range",
@@ -61,6 +62,14 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> None:
     if not (v >= 0.0 if allow_zero else v > 0.0):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {v}")
+
+
+def check_scalar(value: Any, name: str) -> None:
+    """Raise unless ``value`` is a scalar. Unlike the range checks this also runs on a traced
+    value (its shape is static); a concrete one of one element passes, as there."""
+    size = np.size(value) if is_concrete(value) else (1 if jnp.ndim(value) == 0 else 0)
+    if size != 1:
+        raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
 
 
 def check_side(side: str, name: str = "side") -> None:

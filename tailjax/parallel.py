@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tailjax._checks import (
     check_nonempty_last_axis,
     check_open_unit,
+    check_scalar,
     check_side,
     check_weights,
     is_concrete,
@@ -47,6 +48,8 @@ def sample_mesh(devices=None) -> Mesh:
     """A 1-D mesh named ``"samples"`` over ``devices`` (default: every device of every
     process, i.e. ``jax.devices()``)."""
     devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("devices must hold at least one device")
     return Mesh(np.asarray(devices), (AXIS,))
 
 
@@ -87,15 +90,23 @@ def global_statistic(
       arrays: arrays whose first axis is the sample axis.
       reduce: ``"sum"`` (``psum``), ``"mean"`` (``pmean``), ``"max"`` or ``"min"``.
 
-    An array without a non-empty axis 0 raises ``ValueError`` naming ``arrays``.
+    No array, an array without a non-empty axis 0, arrays of different lengths, or a length
+    the mesh's device count does not divide raise ``ValueError`` naming ``arrays``.
     """
+    if not arrays:
+        raise ValueError("arrays: give at least one array to split over the mesh")
     for i, a in enumerate(arrays):
         if jnp.ndim(a) == 0 or jnp.shape(a)[0] == 0:
             raise ValueError(f"arrays[{i}] must have a non-empty sample axis (axis 0), got shape {jnp.shape(a)}")
+    lengths = [jnp.shape(a)[0] for a in arrays]
+    if len(set(lengths)) > 1:  # shards would pair different samples
+        raise ValueError(f"arrays must share the length of their sample axis (axis 0), got {lengths}")
     reducers = {"sum": jax.lax.psum, "mean": jax.lax.pmean, "max": jax.lax.pmax, "min": jax.lax.pmin}
     if reduce not in reducers:
         raise ValueError(f"reduce must be one of {sorted(reducers)}, got {reduce!r}")
     mesh = mesh or sample_mesh()
+    if lengths[0] % mesh.shape[AXIS]:
+        raise ValueError(f"arrays have {lengths[0]} samples, not divisible by {mesh.shape[AXIS]} devices")
 
     def per_shard(*shards):
         return jax.tree_util.tree_map(lambda v: reducers[reduce](v, AXIS), fn(*shards))
@@ -199,12 +210,17 @@ def sharded_var_cvar(
     padded with copies of its first value carrying zero weight, which leaves the result
     exact. NaN samples (or weights that are NaN) give NaN, as in :func:`tailjax.risk.cvar`.
     """
+    check_scalar(tail_prob, "tail_prob")
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     check_side(side)
+    if not isinstance(samples, jax.Array):
+        samples = jnp.asarray(samples)
     check_nonempty_last_axis(samples, "samples")
     if jnp.ndim(samples) != 1:
         raise ValueError(f"samples must be 1-D, got shape {jnp.shape(samples)}")
     check_weights(weights, samples)
+    if weights is not None and np.broadcast_shapes(jnp.shape(weights), samples.shape) != samples.shape:
+        raise ValueError(f"weights of shape {jnp.shape(weights)} does not match samples of shape {samples.shape}")
     mesh = mesh or sample_mesh()
     n = samples.shape[0]
     extra = -n % mesh.shape[AXIS]
@@ -215,9 +231,10 @@ def sharded_var_cvar(
             f"samples has {n} values, not divisible by {mesh.shape[AXIS]} devices "
             "(pass pad=True to pad with zero-weight copies)"
         )
-    x = samples if side == "upper" else -samples
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = samples
+    if not jnp.issubdtype(x.dtype, jnp.floating):  # before negating: unsigned ints wrap
         x = x.astype(jnp.result_type(float))
+    x = x if side == "upper" else -x
     if weights is None:
         count = tail_count(n, tail_prob, x.dtype)
         w = jnp.ones(x.shape, jnp.int32)

@@ -9,11 +9,13 @@ without clipping (scaled series may leave [0, 1]).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from tailjax._checks import check_positive, is_concrete, nan_where, traced_below_zero
+from tailjax._checks import check_float_dtype, check_positive, is_concrete, nan_where, traced_below_zero
 
 __all__ = ["gaussian_noise", "perlin_field", "perlin_noise", "cutout", "corrupt", "perlin_field_1d",
            "corrupt_series"]
@@ -26,9 +28,16 @@ def _check_image(image, name: str = "image") -> None:
         raise ValueError(f"{name} must be a non-empty (h, w) array, got shape {jnp.shape(image)}")
 
 
+def _check_level(level) -> None:
+    if is_concrete(level) and not 0.0 <= float(level) < math.inf:
+        raise ValueError(f"level must be finite and >= 0, got {level}")
+
+
 def gaussian_noise(key: PRNGKeyArray, image: Float[Array, "h w"], std: float) -> Array:
-    """image + N(0, std^2) per pixel, clipped to [0, 1] (NaN for a traced ``std < 0``)."""
+    """image + N(0, std^2) per pixel, clipped to [0, 1] (NaN for a traced ``std < 0``); a
+    floating-point image."""
     _check_image(image)
+    check_float_dtype(jnp.asarray(image).dtype, "image")
     check_positive(std, "std", allow_zero=True)
     out = jnp.clip(image + std * jax.random.normal(key, image.shape, image.dtype), 0.0, 1.0)
     return nan_where(traced_below_zero(std), out)
@@ -59,8 +68,10 @@ def perlin_field(key: PRNGKeyArray, shape: tuple[int, int], res: int = 4) -> Arr
 
 
 def perlin_noise(key: PRNGKeyArray, image: Float[Array, "h w"], strength: float, res: int = 4) -> Array:
-    """image + strength * Perlin field, clipped to [0, 1] (NaN for a traced ``strength < 0``)."""
+    """image + strength * Perlin field, clipped to [0, 1] (NaN for a traced ``strength < 0``);
+    a floating-point image (an integer one would truncate the field)."""
     _check_image(image)
+    check_float_dtype(jnp.asarray(image).dtype, "image")
     check_positive(strength, "strength", allow_zero=True)
     field = perlin_field(key, image.shape, res).astype(image.dtype)
     return nan_where(traced_below_zero(strength), jnp.clip(image + strength * field, 0.0, 1.0))
@@ -90,8 +101,9 @@ def corrupt(key: PRNGKeyArray, images: Float[Array, "n h w"], kind: str, level: 
         raise ValueError(f"kind must be 'gaussian', 'perlin' or 'cutout', got {kind!r}")
     if jnp.ndim(images) != 3 or jnp.size(images) == 0:
         raise ValueError(f"images must have shape (n, h, w) and not be empty, got {jnp.shape(images)}")
-    if is_concrete(level) and not float(level) >= 0:
-        raise ValueError(f"level must be >= 0, got {level}")
+    if kind != "cutout":
+        check_float_dtype(jnp.asarray(images).dtype, "images")
+    _check_level(level)
     if kind == "cutout" and not is_concrete(level):
         raise ValueError("level (the cutout side) must be concrete, not traced")
     keys = jax.random.split(key, images.shape[0])
@@ -132,8 +144,9 @@ def corrupt_series(
         raise ValueError(f"kind must be 'gaussian', 'perlin' or 'cutout', got {kind!r}")
     if jnp.ndim(windows) != 2 or windows.shape[1] < 2:
         raise ValueError(f"windows must have shape (n, l) with l >= 2, got {jnp.shape(windows)}")
-    if is_concrete(level) and not float(level) >= 0.0:
-        raise ValueError(f"level must be >= 0, got {level}")
+    if kind != "cutout":
+        check_float_dtype(jnp.asarray(windows).dtype, "windows")
+    _check_level(level)
     if kind == "cutout" and not is_concrete(level):
         raise ValueError("level (the cutout length) must be concrete, not traced")
     x, y = windows[:, :-1], windows[:, -1:]

@@ -70,12 +70,13 @@ def ppo_surrogate(
     """Clipped PPO objective mean_i min(rho_i A_i, clip(rho_i, 1 - clip, 1 + clip) A_i).
 
     To be maximised. ``log_prob_old`` and ``advantages`` are treated as constants; the three
-    arrays must share their shape. A traced ``clip`` outside (0, 1) gives NaN.
+    arrays must share their shape and not be empty. A traced ``clip`` outside (0, 1) gives NaN.
     """
     check_open_unit(clip, "clip")
     shapes = {jnp.shape(log_prob), jnp.shape(log_prob_old), jnp.shape(advantages)}
     if len(shapes) != 1:
         raise ValueError(f"log_prob, log_prob_old and advantages must share their shape, got {sorted(shapes)}")
+    check_nonempty_last_axis(advantages, "advantages")
     rho = ppo_ratio(log_prob, jax.lax.stop_gradient(log_prob_old))
     a = jax.lax.stop_gradient(advantages)
     value = jnp.mean(jnp.minimum(rho * a, jnp.clip(rho, 1.0 - clip, 1.0 + clip) * a))

@@ -91,8 +91,8 @@ def kl_worst_case(
     check_nonempty_last_axis(losses, "losses")
     if jnp.ndim(losses) != 1:
         raise ValueError(f"losses must be 1-D (n,), got shape {jnp.shape(losses)}")
-    if is_concrete(losses) and bool(np.isnan(np.asarray(losses)).any()):
-        raise ValueError("losses contain NaN")
+    if is_concrete(losses) and not bool(np.isfinite(np.asarray(losses)).all()):
+        raise ValueError("losses must be finite (found NaN or inf)")
     check_positive(radius, "radius")
     _check_probs(probs, losses)
     if int(iters) < 1:

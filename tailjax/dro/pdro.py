@@ -72,6 +72,8 @@ def gmm_mle(key: jax.Array, x: Float[Array, "n d"], *, components: int = 4, iter
     """
     if jnp.ndim(x) != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"x must have shape (n, d) with n, d >= 1, got {jnp.shape(x)}")
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):  # integer data: the EM carry is float
+        x = jnp.asarray(x).astype(jnp.result_type(float))
     if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("x holds NaN or infinite values")
     n, d = x.shape

@@ -33,6 +33,8 @@ def penalty_ascent(
     traced ones out of range give NaN)."""
     _check_ascent(penalty, steps, step_size)
     bad = traced_below_zero(penalty, allow_zero=False) | traced_below_zero(step_size, allow_zero=False)
+    if not jnp.issubdtype(jnp.result_type(start), jnp.floating):  # integer data: ascend in floats
+        start = jnp.asarray(start).astype(jnp.result_type(float))
 
     def body(u, _):
         g = jax.grad(lambda v: value_fn(v) - penalty * jnp.sum((v - start) ** 2))(u)

@@ -34,10 +34,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, is_concrete, nan_where, traced_out_of_range
+from tailjax._checks import (
+    check_open_unit,
+    check_positive,
+    check_scalar,
+    check_weights,
+    is_concrete,
+    nan_where,
+    traced_bad_weights,
+    traced_out_of_range,
+)
 from tailjax.layers.ipm import full_precision, ipm_solve
 from tailjax.layers.polytope import Polytope, polytope_constraints
 from tailjax.layers.qp import dense_factor, dense_solve, solve_qp
@@ -248,6 +256,7 @@ def cvar_decision(
     K, d = costs.shape
     if K == 0:
         raise ValueError("costs is empty: K = 0 samples")
+    check_scalar(tail_prob, "tail_prob")
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     _check_common(d, polytope, quadratic, reg)
     dtype = jnp.result_type(costs.dtype, polytope.lower.dtype, float)
@@ -258,8 +267,7 @@ def cvar_decision(
         weights = jnp.asarray(weights)
         if weights.shape != (K,):
             raise ValueError(f"weights must have shape ({K},), got {weights.shape}")
-        if is_concrete(weights) and (np.any(np.asarray(weights) < 0) or np.sum(np.asarray(weights)) <= 0):
-            raise ValueError("weights must be non-negative and not all zero")
+        check_weights(weights, costs[:, 0])
         weights = weights.astype(dtype)
         pi = weights / jnp.sum(weights)
     if is_concrete(tail_prob) and float(tail_prob) == 1.0:
@@ -269,7 +277,11 @@ def cvar_decision(
             pi @ costs, polytope, quadratic=quadratic, reg=reg, iterations=iterations,
             tol=tol, return_info=return_info, on_failure=on_failure,
         )
-        return out
+        bad = traced_bad_weights(weights)
+        if not return_info:
+            return nan_where(bad, out)
+        w, info = out
+        return nan_where(bad, w), info._replace(objective=nan_where(bad, info.objective), var=nan_where(bad, info.var))
     tail = jnp.asarray(tail_prob, dtype)
     poly = jax.tree_util.tree_map(lambda a: a.astype(dtype), polytope)
     Qw = _quad_block(quadratic, reg, d, dtype)
@@ -285,7 +297,8 @@ def cvar_decision(
     )
     x, _, _, ok, it = ipm_solve(P, iterations=iterations, tol=tol)
     w = on_failure_result(x[:d], ok, on_failure, "cvar_decision")
-    w = nan_where(traced_out_of_range(tail_prob, high_closed=True) | _traced_bad_reg(reg), w)
+    bad = traced_out_of_range(tail_prob, high_closed=True) | _traced_bad_reg(reg) | traced_bad_weights(weights)
+    w = nan_where(bad, w)
     if not return_info:
         return w
     offset = lam @ poly.eq_rhs

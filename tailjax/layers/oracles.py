@@ -15,6 +15,7 @@ For a QP (the portfolio) use :func:`tailjax.layers.point_decision`.
 
 from __future__ import annotations
 
+import operator
 from functools import lru_cache
 
 import jax
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete
+from tailjax._checks import check_scalar, is_concrete
 
 __all__ = ["grid_arcs", "grid_shortest_path", "fractional_knapsack", "box_budget"]
 
@@ -31,6 +32,7 @@ __all__ = ["grid_arcs", "grid_shortest_path", "fractional_knapsack", "box_budget
 def grid_arcs(rows: int, cols: int) -> tuple[tuple[int, int], ...]:
     """Arcs of the PyEPO grid network in PyEPO's order: for each row, its rightward arcs,
     then (except on the last row) its downward arcs. Nodes are numbered row-major."""
+    rows, cols = _grid_dims((rows, cols))
     if rows < 1 or cols < 1 or rows * cols < 2:
         raise ValueError(f"grid must have positive dimensions and >= 2 nodes, got {(rows, cols)}")
     arcs = []
@@ -39,6 +41,15 @@ def grid_arcs(rows: int, cols: int) -> tuple[tuple[int, int], ...]:
         if i < rows - 1:
             arcs += [(i * cols + j, (i + 1) * cols + j) for j in range(cols)]
     return tuple(arcs)
+
+
+def _grid_dims(grid) -> tuple[int, int]:
+    """``(rows, cols)`` as ints; ``ValueError`` naming ``grid`` unless a pair of integers."""
+    try:
+        rows, cols = (operator.index(g) for g in grid)
+    except (TypeError, ValueError):
+        raise ValueError(f"grid must be a pair of integers (rows, cols), got {grid!r}") from None
+    return rows, cols
 
 
 @lru_cache(maxsize=None)
@@ -71,7 +82,7 @@ def grid_shortest_path(
       ``(num_arcs,)`` 0/1 vector of the arcs on the path (ties go to the leftward arc); NaN
       if a cost is NaN.
     """
-    rows, cols = int(grid[0]), int(grid[1])
+    rows, cols = _grid_dims(grid)
     pred, arc = _grid_tables(rows, cols)
     cost = jnp.asarray(cost)
     if cost.shape != (len(grid_arcs(rows, cols)),):
@@ -126,8 +137,11 @@ def fractional_knapsack(
     dtype = jnp.result_type(cost.dtype, float)
     cost = cost.astype(dtype)
     weights = jnp.asarray(weights).astype(dtype)
-    if weights.shape != cost.shape or cost.ndim != 1:
+    if cost.ndim != 1:
+        raise ValueError(f"cost must be a vector (n,), got shape {cost.shape}")
+    if weights.shape != cost.shape:
         raise ValueError(f"weights must have the shape of cost {cost.shape}, got {weights.shape}")
+    check_scalar(capacity, "capacity")
     capacity = jnp.asarray(capacity, dtype)
     bad_weights = ~jnp.all(jnp.isfinite(weights) & (weights > 0))
     bad_capacity = ~((capacity >= 0) & (capacity < jnp.inf))
@@ -149,22 +163,30 @@ def box_budget(
     """argmin c^T w s.t. lower <= w <= upper, sum(w) = total: start at ``lower`` and spend
     ``total - sum(lower)`` on the cheapest coordinates first.
 
-    The total must be feasible, sum(lower) <= total <= sum(upper) (and lower <= upper):
-    concrete arguments that break this raise ``ValueError`` naming them; traced ones give a
-    NaN decision (there is no point of the set to return), as does a NaN cost.
+    The bounds must be finite and the total feasible, sum(lower) <= total <= sum(upper) (and
+    lower <= upper): concrete arguments that break this raise ``ValueError`` naming them;
+    traced ones give a NaN decision (there is no point of the set to return), as does a NaN
+    cost.
     """
     cost = jnp.asarray(cost)
     dtype = jnp.result_type(cost.dtype, float)
     cost = cost.astype(dtype)
     lower = jnp.asarray(lower).astype(dtype)
     upper = jnp.asarray(upper).astype(dtype)
-    if lower.shape != cost.shape or upper.shape != cost.shape or cost.ndim != 1:
+    if cost.ndim != 1:
+        raise ValueError(f"cost must be a vector (n,), got shape {cost.shape}")
+    if lower.shape != cost.shape or upper.shape != cost.shape:
         raise ValueError(f"lower and upper must have the shape of cost {cost.shape}")
+    check_scalar(total, "total")
     total = jnp.asarray(total, dtype)
     lo_sum, hi_sum = jnp.sum(lower), jnp.sum(upper)
     slack = 1e-6 * (1.0 + jnp.abs(lo_sum) + jnp.abs(hi_sum))
-    feasible = (total >= lo_sum - slack) & (total <= hi_sum + slack) & jnp.all(lower <= upper)
+    finite = jnp.all(jnp.isfinite(lower)) & jnp.all(jnp.isfinite(upper))
+    feasible = (total >= lo_sum - slack) & (total <= hi_sum + slack) & jnp.all(lower <= upper) & finite
     if all(is_concrete(a) for a in (lower, upper, total)) and not bool(feasible):
+        for name, bound in (("lower", lower), ("upper", upper)):
+            if not bool(jnp.all(jnp.isfinite(bound))):
+                raise ValueError(f"{name} must be finite")
         if not bool(jnp.all(lower <= upper)):
             raise ValueError("upper must be >= lower elementwise")
         raise ValueError(

@@ -157,3 +157,51 @@ def test_corruptions_refuse_negative_levels_and_wrong_shapes():
         dro.corrupt_series(jax.random.key(0), jnp.zeros(5), "gaussian", 0.1)
     with pytest.raises(ValueError, match="kind"):
         dro.corrupt_series(jax.random.key(0), jnp.zeros((2, 5)), "blur", 0.1)
+
+
+def test_integer_images_are_refused_not_left_uncorrupted():
+    key = jax.random.key(0)
+    images = jnp.ones((2, 4, 4), jnp.int32)
+    # the Perlin field was cast to the image's integer dtype: truncated to 0, no noise at all
+    with pytest.raises(ValueError, match="image"):
+        dro.perlin_noise(key, images[0], 0.5)
+    with pytest.raises(ValueError, match="images"):
+        dro.corrupt(key, images, "perlin", 0.5)
+    with pytest.raises(ValueError, match="image"):  # was jax.random.normal's dtype error
+        dro.gaussian_noise(key, images[0], 0.1)
+    with pytest.raises(ValueError, match="windows"):
+        dro.corrupt_series(key, jnp.ones((2, 5), jnp.int32), "perlin", 0.5)
+    assert dro.corrupt(key, images, "cutout", 2).shape == images.shape  # cutout only zeroes
+
+
+def test_infinite_corruption_levels_are_refused():
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="level"):  # was an OverflowError from int(inf)
+        dro.corrupt(key, jnp.ones((2, 4, 4)), "cutout", float("inf"))
+    with pytest.raises(ValueError, match="level"):  # inf noise clipped to a 0/1 image
+        dro.corrupt(key, jnp.full((2, 4, 4), 0.5), "gaussian", float("inf"))
+    with pytest.raises(ValueError, match="level"):
+        dro.corrupt_series(key, jnp.ones((2, 5)), "perlin", float("inf"))
+
+
+def test_integer_data_is_ascended_and_fitted_in_floats():
+    # integer inputs raised jax.grad's / lax.scan's dtype errors instead of a value
+    loss = lambda w, x: jnp.sum((x - w) ** 2)  # noqa: E731
+    ints, floats = jnp.ones((8, 2), jnp.int32), jnp.ones((8, 2), jnp.float32)
+    kw = dict(loss_fn=loss, penalty=1.0, steps=3, step_size=0.05)
+    assert float(dro.wasserstein_loss(jnp.zeros(2), ints, None, **kw)[0]) == pytest.approx(
+        float(dro.wasserstein_loss(jnp.zeros(2), floats, None, **kw)[0]))
+    assert float(dro.dragen_loss(jnp.zeros(2), ints, None, encode=lambda s: s, decode=lambda z, s: z, **kw)[0]) \
+        == pytest.approx(float(dro.wasserstein_loss(jnp.zeros(2), floats, None, **kw)[0]))
+    x = np.arange(16).reshape(8, 2)
+    psi_int = gmm_mle(jax.random.key(0), x, components=2, iters=3)
+    psi_float = gmm_mle(jax.random.key(0), x.astype(np.float32), components=2, iters=3)
+    for name in psi_float:
+        np.testing.assert_allclose(psi_int[name], psi_float[name], rtol=1e-6)
+
+
+def test_kl_worst_case_refuses_infinite_losses_and_ppo_an_empty_batch():
+    with pytest.raises(ValueError, match="losses"):  # was (NaN, inf)
+        kl_worst_case(LOSSES.at[0].set(jnp.inf), 0.1)
+    with pytest.raises(ValueError, match="advantages"):  # was the NaN mean of nothing
+        ppo_surrogate(jnp.zeros(0), jnp.zeros(0), jnp.zeros(0), 0.2)

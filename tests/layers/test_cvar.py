@@ -169,3 +169,19 @@ def test_concrete_weights_inside_a_users_jit_are_checked_not_traced():
     negative = -weights
     with pytest.raises(ValueError, match="weights"):
         jax.jit(lambda c: cvar_decision(c, poly, 0.2, weights=negative))(C)
+
+
+def test_bad_weights_never_give_a_finite_decision():
+    d, K = 3, 16
+    poly = make_polytope(np.zeros(d), np.ones(d), ineq_matrix=np.ones((1, d)), ineq_rhs=[1.0])
+    C = jnp.asarray(np.random.default_rng(1).normal(size=(K, d)), jnp.float32)
+    weights = jnp.linspace(0.5, 1.5, K)
+    negative = weights.at[0].set(-5.0)
+    # tail_prob = 1 (the mean decision) with traced negative weights used to return a point
+    w, info = jax.jit(lambda v: cvar_decision(C, poly, 1.0, weights=v, return_info=True))(negative)
+    assert np.all(np.isnan(np.asarray(w))) and np.isnan(float(info.objective))
+    assert np.all(np.isfinite(np.asarray(jax.jit(lambda v: cvar_decision(C, poly, 1.0, weights=v))(weights))))
+    with pytest.raises(ValueError, match="weights"):  # concrete NaN weights gave a NaN decision
+        cvar_decision(C, poly, 0.2, weights=weights.at[0].set(jnp.nan))
+    with pytest.raises(ValueError, match="tail_prob"):  # a traced vector level: a jax shape error
+        jax.jit(lambda t: cvar_decision(C, poly, t))(jnp.array([0.2, 0.3]))

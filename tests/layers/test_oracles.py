@@ -80,3 +80,27 @@ def test_bad_input():
         grid_arcs(0, 3)
     with pytest.raises(ValueError, match="weights"):
         fractional_knapsack(np.ones(3), np.ones(4), 1.0)
+
+
+def test_bad_grid_and_non_scalar_budgets_are_refused():
+    with pytest.raises(ValueError, match="grid"):  # (2.5, 3) was truncated to a 2 x 3 grid
+        grid_shortest_path(np.ones(7), (2.5, 3))
+    with pytest.raises(ValueError, match="grid"):  # was an IndexError
+        grid_shortest_path(np.ones(7), (3,))
+    assert float(jnp.sum(grid_shortest_path(np.ones(12), (np.int64(3), 3)))) == 4.0
+    with pytest.raises(ValueError, match="capacity"):  # was "truth value of an array is ambiguous"
+        fractional_knapsack(-np.ones(3), np.ones(3), np.ones(2))
+    with pytest.raises(ValueError, match="total"):
+        box_budget(np.ones(3), np.zeros(3), np.ones(3), np.ones(2))
+    with pytest.raises(ValueError, match="cost"):  # the message named weights
+        fractional_knapsack(np.ones((2, 3)), np.ones((2, 3)), 1.0)
+
+
+def test_box_budget_refuses_infinite_bounds():
+    # an infinite upper bound gave [nan, 0, 0]: NaN mixed with numbers
+    with pytest.raises(ValueError, match="upper"):
+        box_budget(np.ones(3), np.zeros(3), np.array([np.inf, 1.0, 1.0]), 1.0)
+    with pytest.raises(ValueError, match="lower"):  # a NaN lower bound was blamed on upper
+        box_budget(np.ones(3), np.array([np.nan, 0.0, 0.0]), np.ones(3), 1.0)
+    w = jax.jit(lambda u: box_budget(np.ones(3), np.zeros(3), u, 1.0))(jnp.array([jnp.inf, 1.0, 1.0]))
+    assert np.all(np.isnan(np.asarray(w)))
