@@ -8,6 +8,9 @@
 # .runs/dro_cells/<PROTOCOL>_<PROBLEM>_<METHOD>_deg<DEG>_seed<SEED>, stopped 30 s before SECONDS.
 # A cell cut short keeps its finished settings (OUT/partial/) for the next call. The cells'
 # gen_dfl.json files are sources of `benchmarks.seeds.gen_dfl_table1` as FILE::METHOD.
+# The checkpoints resume only on a machine that computes the cell's data statistics to the same
+# bits: the 2-core sandbox refused those of an H200 host (the Diff-DRO covariance differed in its
+# last digits), and there a knapsack paper-text Diff-DRO cell did not finish in 530 s.
 T=$1 PROTOCOL=$2 PROBLEM=$3 METHOD=$4 CORE=$5; shift 5
 python3 -m pip install -q --no-deps --no-index --target /tmp/site .whl/lite/*.whl > /dev/null 2>&1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 JAX_PLATFORMS=cpu OPENBLAS_NUM_THREADS=1 \
