@@ -6,6 +6,7 @@ traced values go through :mod:`jax.experimental.checkify` (see :func:`run_checke
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable
 
 import jax
@@ -21,6 +22,7 @@ __all__ = [
     "check_weights",
     "check_float_dtype",
     "check_scalar",
+    "check_int",
     "is_concrete",
     "run_checked",
     "traced_out_of_range",
@@ -40,7 +42,7 @@ def _as_float(value: Any, name: str) -> float | None:
     arr = np.asarray(value)
     if arr.size != 1:
         raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
-    return float(arr)
+    return float(arr.reshape(()))  # recent NumPy refuses float() of a (1,) array
 
 
 def check_open_unit(value: Any, name: str, *, closed_right: bool = False) -> None:
@@ -70,6 +72,26 @@ def check_scalar(value: Any, name: str) -> None:
     size = np.size(value) if is_concrete(value) else (1 if jnp.ndim(value) == 0 else 0)
     if size != 1:
         raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """``value`` as a Python ``int``; raise unless it is a concrete integer >= ``minimum``.
+
+    Python and NumPy integers and 0-d integer arrays pass (``operator.index``), and so does
+    an integer-valued float such as ``1e3``; ``2.5`` is refused rather than truncated.
+    """
+    if not is_concrete(value):
+        raise ValueError(f"{name} must be a concrete integer, not a traced value")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        if np.ndim(value) != 0 or not np.issubdtype(np.asarray(value).dtype, np.floating) \
+                or not float(value).is_integer():
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
 
 
 def check_side(side: str, name: str = "side") -> None:

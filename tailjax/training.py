@@ -45,6 +45,7 @@ import optax
 from tqdm.auto import tqdm
 
 from tailjax import checkpoint as ckpt
+from tailjax._checks import check_int
 from tailjax.base import Kernel, Loss
 
 __all__ = [
@@ -123,13 +124,9 @@ def minibatches(key: jax.Array, data: Any, batch_size: int, *,
         )
     if n == 0:
         raise ValueError("data is empty")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if stack is not None and int(stack) < 1:
-        raise ValueError(f"stack must be >= 1, got {stack}")
-    b = min(int(batch_size), n)
+    b = min(check_int(batch_size, "batch_size", minimum=1), n)
     per_epoch = n // b
-    k = 1 if stack is None else int(stack)
+    k = 1 if stack is None else check_int(stack, "stack", minimum=1)
     perms: dict[int, jax.Array] = {}  # permutations of the epochs in use (a cache, not state)
 
     def permutation(epoch: int) -> jax.Array:
@@ -260,14 +257,11 @@ def fit(
       progress: show a tqdm progress bar.
       jit: compile the step with ``jax.jit``.
     """
-    if int(num_steps) < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-    num_steps = int(num_steps)
-    if int(checkpoint_every) < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    if eval_every is not None and int(eval_every) < 1:
-        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-    if patience is not None and (validation is None or int(patience) < 1):
+    num_steps = check_int(num_steps, "num_steps", minimum=0)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
+    if eval_every is not None:
+        eval_every = check_int(eval_every, "eval_every", minimum=1)
+    if patience is not None and (validation is None or check_int(patience, "patience") < 1):
         raise ValueError(f"patience must be >= 1 and needs validation, got {patience}")
     if validation is not None and eval_fn is not None:
         raise ValueError("pass either eval_fn or validation, not both")

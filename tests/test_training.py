@@ -252,6 +252,29 @@ def test_fit_bad_input():
         fit(kernel, state, jax.random.PRNGKey(0), 5, eval_fn=lambda s: 0.0, eval_every=0, progress=False)
 
 
+def test_fit_and_minibatches_refuse_fractional_counts_and_take_numpy_ints():
+    kernel = gradient_kernel(_loss, optax.adam(0.05))
+    state = kernel.init({"w": jnp.zeros(3), "b": jnp.zeros(())})
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match="num_steps"):  # was int(2.5) = 2 steps
+        fit(kernel, state, key, 2.5, progress=False)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        fit(kernel, state, key, 2, checkpoint_every=1.5, progress=False)
+    with pytest.raises(ValueError, match="eval_every"):
+        fit(kernel, state, key, 2, eval_fn=lambda s: 0.0, eval_every=1.5, progress=False)
+    with pytest.raises(ValueError, match="patience"):
+        fit(kernel, state, key, 2, validation=lambda s: 0.0, patience=1.5, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):  # was batches of 2
+        minibatches(key, jnp.zeros(4), 2.5)
+    with pytest.raises(ValueError, match="stack"):
+        minibatches(key, jnp.zeros(4), 2, stack=1.5)
+    x, y = _namespace["data"]()
+    batches = minibatches(jax.random.PRNGKey(1), (x, y), np.int64(16), stack=np.int32(1))
+    done = fit(kernel, state, key, np.int64(3), batches=lambda i: jax.tree_util.tree_map(lambda a: a[0], batches(i)),
+               progress=False)
+    assert done.history["loss"].shape == (3,)
+
+
 def test_validation_selects_a_whole_state_without_params_field():
     def step(state, key, batch):
         return (state[0] + 1.0,), {}

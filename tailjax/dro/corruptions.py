@@ -13,9 +13,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from tailjax._checks import check_float_dtype, check_positive, is_concrete, nan_where, traced_below_zero
+from tailjax._checks import (
+    check_float_dtype, check_int, check_positive, check_scalar, is_concrete, nan_where, traced_below_zero,
+)
 
 __all__ = ["gaussian_noise", "perlin_field", "perlin_noise", "cutout", "corrupt", "perlin_field_1d",
            "corrupt_series"]
@@ -28,9 +31,16 @@ def _check_image(image, name: str = "image") -> None:
         raise ValueError(f"{name} must be a non-empty (h, w) array, got shape {jnp.shape(image)}")
 
 
-def _check_level(level) -> None:
-    if is_concrete(level) and not 0.0 <= float(level) < math.inf:
+def _check_level(level):
+    """``level`` checked; a concrete one of shape (1,) comes back 0-d."""
+    check_scalar(level, "level")
+    if not is_concrete(level):
+        return level
+    if np.ndim(level):
+        level = np.reshape(level, ())
+    if not 0.0 <= float(level) < math.inf:
         raise ValueError(f"level must be finite and >= 0, got {level}")
+    return level
 
 
 def gaussian_noise(key: PRNGKeyArray, image: Float[Array, "h w"], std: float) -> Array:
@@ -38,6 +48,7 @@ def gaussian_noise(key: PRNGKeyArray, image: Float[Array, "h w"], std: float) ->
     floating-point image."""
     _check_image(image)
     check_float_dtype(jnp.asarray(image).dtype, "image")
+    check_scalar(std, "std")
     check_positive(std, "std", allow_zero=True)
     out = jnp.clip(image + std * jax.random.normal(key, image.shape, image.dtype), 0.0, 1.0)
     return nan_where(traced_below_zero(std), out)
@@ -45,8 +56,7 @@ def gaussian_noise(key: PRNGKeyArray, image: Float[Array, "h w"], std: float) ->
 
 def perlin_field(key: PRNGKeyArray, shape: tuple[int, int], res: int = 4) -> Array:
     """2-D Perlin gradient noise on a ``res`` x ``res`` lattice, values within about [-1, 1]."""
-    if res < 1:
-        raise ValueError(f"res must be >= 1, got {res}")
+    res = check_int(res, "res", minimum=1)
     h, w = shape
     angles = 2.0 * jnp.pi * jax.random.uniform(key, (res + 1, res + 1))
     grads = jnp.stack([jnp.cos(angles), jnp.sin(angles)], -1)
@@ -72,6 +82,7 @@ def perlin_noise(key: PRNGKeyArray, image: Float[Array, "h w"], strength: float,
     a floating-point image (an integer one would truncate the field)."""
     _check_image(image)
     check_float_dtype(jnp.asarray(image).dtype, "image")
+    check_scalar(strength, "strength")
     check_positive(strength, "strength", allow_zero=True)
     field = perlin_field(key, image.shape, res).astype(image.dtype)
     return nan_where(traced_below_zero(strength), jnp.clip(image + strength * field, 0.0, 1.0))
@@ -80,8 +91,7 @@ def perlin_noise(key: PRNGKeyArray, image: Float[Array, "h w"], strength: float,
 def cutout(key: PRNGKeyArray, image: Float[Array, "h w"], size: int) -> Array:
     """Zero a ``size`` x ``size`` square centred at a uniform pixel (it may leave the image)."""
     _check_image(image)
-    if size < 0:
-        raise ValueError(f"size must be >= 0, got {size}")
+    size = check_int(size, "size", minimum=0)
     h, w = image.shape
     ky, kx = jax.random.split(key)
     cy = jax.random.randint(ky, (), 0, h)
@@ -103,7 +113,7 @@ def corrupt(key: PRNGKeyArray, images: Float[Array, "n h w"], kind: str, level: 
         raise ValueError(f"images must have shape (n, h, w) and not be empty, got {jnp.shape(images)}")
     if kind != "cutout":
         check_float_dtype(jnp.asarray(images).dtype, "images")
-    _check_level(level)
+    level = _check_level(level)
     if kind == "cutout" and not is_concrete(level):
         raise ValueError("level (the cutout side) must be concrete, not traced")
     keys = jax.random.split(key, images.shape[0])
@@ -119,10 +129,8 @@ def corrupt(key: PRNGKeyArray, images: Float[Array, "n h w"], kind: str, level: 
 def perlin_field_1d(key: PRNGKeyArray, length: int, res: int = 4) -> Array:
     """1-D Perlin gradient noise of ``length`` points on ``res`` lattice cells, values within
     about [-1, 1] (0 at the lattice points, smooth between)."""
-    if res < 1:
-        raise ValueError(f"res must be >= 1, got {res}")
-    if length < 1:
-        raise ValueError(f"length must be >= 1, got {length}")
+    res = check_int(res, "res", minimum=1)
+    length = check_int(length, "length", minimum=1)
     slopes = jax.random.uniform(key, (res + 1,), minval=-1.0, maxval=1.0)
     pos = (jnp.arange(length, dtype=jnp.float32) + 0.5) * res / length
     i = jnp.floor(pos).astype(jnp.int32)
@@ -146,7 +154,7 @@ def corrupt_series(
         raise ValueError(f"windows must have shape (n, l) with l >= 2, got {jnp.shape(windows)}")
     if kind != "cutout":
         check_float_dtype(jnp.asarray(windows).dtype, "windows")
-    _check_level(level)
+    level = _check_level(level)
     if kind == "cutout" and not is_concrete(level):
         raise ValueError("level (the cutout length) must be concrete, not traced")
     x, y = windows[:, :-1], windows[:, -1:]

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from tailjax._checks import check_int
 from tailjax.dro.ambiguity import AmbiguitySet
 
 __all__ = ["per_sample_losses", "erm_loss", "dml_dataset"]
@@ -69,10 +70,8 @@ def dml_dataset(
     (what the loss takes); the result has leading axis n + num_generated. Draws are made
     ``chunk`` at a time to bound memory.
     """
-    if num_generated < 0:
-        raise ValueError(f"num_generated must be >= 0, got {num_generated}")
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    num_generated = check_int(num_generated, "num_generated", minimum=0)
+    chunk = check_int(chunk, "chunk", minimum=1)
     if num_generated == 0:
         return data
     sample = jax.jit(lambda k, n: ambiguity_set.sample(k, generator_params, n)[0], static_argnums=1)

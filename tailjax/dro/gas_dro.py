@@ -38,7 +38,7 @@ import optax
 from jaxtyping import Array
 
 from tailjax import training
-from tailjax._checks import is_concrete, nan_where, traced_out_of_range
+from tailjax._checks import check_int, check_scalar, is_concrete, nan_where, traced_out_of_range
 from tailjax.base import Kernel
 from tailjax.dro.ambiguity import AmbiguitySet
 from tailjax.dro.erm import per_sample_losses
@@ -124,8 +124,11 @@ def gas_dro_outer_loss(
     not used and may be None. A traced lam outside [0, 1) gives NaN.
     """
     del key
-    if is_concrete(nominal_weight) and not 0.0 <= float(nominal_weight) < 1.0:
-        raise ValueError(f"nominal_weight must lie in [0, 1), got {nominal_weight}")
+    check_scalar(nominal_weight, "nominal_weight")
+    if is_concrete(nominal_weight):
+        nominal_weight = float(np.reshape(nominal_weight, ()))  # a (1,) array passes check_scalar
+        if not 0.0 <= nominal_weight < 1.0:
+            raise ValueError(f"nominal_weight must lie in [0, 1), got {nominal_weight}")
     value = jnp.mean(per_sample_losses(loss_fn, params, batch.samples, "batch.samples"))
     if not is_concrete(nominal_weight):
         lam = jnp.asarray(nominal_weight)
@@ -143,11 +146,15 @@ def gas_dro_outer_loss(
     return value, {}
 
 
+def _nominal_weight(config: GasDroConfig) -> float:
+    return float(np.reshape(config.nominal_weight, ()))  # a (1,) array passes check_scalar
+
+
 def _check_config(config: GasDroConfig) -> None:
     for field in ("inner_steps", "outer_steps", "outer_samples"):
-        if int(getattr(config, field)) < 1:
-            raise ValueError(f"config.{field} must be >= 1, got {getattr(config, field)}")
-    if not 0.0 <= float(config.nominal_weight) < 1.0:
+        check_int(getattr(config, field), f"config.{field}", minimum=1)
+    check_scalar(config.nominal_weight, "config.nominal_weight")
+    if not 0.0 <= _nominal_weight(config) < 1.0:
         raise ValueError(f"config.nominal_weight must lie in [0, 1), got {config.nominal_weight}")
     if config.reference not in ("nominal", "current"):
         raise ValueError(f"config.reference must be 'nominal' or 'current', got {config.reference!r}")
@@ -171,7 +178,7 @@ def gas_dro_kernel(
     per-sample loss f; ``optimizer`` updates w, ``generator_optimizer`` theta.
     """
     _check_config(config)
-    lam = float(config.nominal_weight)
+    lam = _nominal_weight(config)
     inner = inner_max_kernel(
         ambiguity_set,
         loss_fn,
@@ -281,12 +288,11 @@ def fit_gas_dro(
         ``checkpoint_every``, ``progress``, ``description``, ``jit``).
     """
     _check_config(config)
-    if float(config.nominal_weight) > 0.0 and nominal is None:
+    if _nominal_weight(config) > 0.0 and nominal is None:
         raise ValueError("config.nominal_weight > 0 needs nominal (samples in the predictor's space)")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if nominal_batch_size is not None and int(nominal_batch_size) < 1:
-        raise ValueError(f"nominal_batch_size must be >= 1, got {nominal_batch_size}")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if nominal_batch_size is not None:
+        nominal_batch_size = check_int(nominal_batch_size, "nominal_batch_size", minimum=1)
     for name, tree in (("data", data), ("nominal", nominal)):
         for leaf in jax.tree_util.tree_leaves(tree):
             a = np.asarray(leaf)
@@ -296,7 +302,7 @@ def fit_gas_dro(
     generator_batches = training.minibatches(k_data, data, batch_size, stack=config.inner_steps)
     batches = generator_batches
     nominal_size = batch_size if nominal_batch_size is None else nominal_batch_size
-    if float(config.nominal_weight) > 0.0:
+    if _nominal_weight(config) > 0.0:
         nominal_batches = training.minibatches(k_nominal, nominal, nominal_size)
         batches = lambda i: GasDroBatch(generator_batches(i), nominal_batches(i))  # noqa: E731
     header = {"gas_dro": config, "batch_size": int(batch_size), "nominal_batch_size": int(nominal_size),

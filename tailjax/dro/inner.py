@@ -32,6 +32,7 @@ from jaxtyping import Array, Float
 
 from tailjax import training
 from tailjax._checks import (
+    check_int,
     check_nonempty_last_axis,
     check_open_unit,
     check_positive,
@@ -220,10 +221,8 @@ def inner_max_kernel(
     check_open_unit(clip, "clip")
     check_positive(budget, "budget", allow_zero=True)
     check_positive(dual_lr, "dual_lr", allow_zero=True)
-    if int(num_samples) < 2:
-        raise ValueError(f"num_samples must be >= 2, got {num_samples}")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    num_samples = check_int(num_samples, "num_samples", minimum=2)
+    epochs = check_int(epochs, "epochs", minimum=1)
     if estimator not in ("ppo", "reinforce"):
         raise ValueError(f"estimator must be 'ppo' or 'reinforce', got {estimator!r}")
     if advantages not in ("raw", "center", "standardize"):

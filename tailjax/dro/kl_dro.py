@@ -17,7 +17,9 @@ from jaxtyping import Array, Float
 
 import numpy as np
 
-from tailjax._checks import check_nonempty_last_axis, check_positive, is_concrete, nan_where, traced_below_zero
+from tailjax._checks import (
+    check_int, check_nonempty_last_axis, check_positive, is_concrete, nan_where, traced_below_zero,
+)
 from tailjax.dro.erm import per_sample_losses
 
 __all__ = ["kl_dual", "kl_tilted_divergence", "kl_worst_case", "kl_dro_params", "kl_dro_loss"]
@@ -95,8 +97,7 @@ def kl_worst_case(
         raise ValueError("losses must be finite (found NaN or inf)")
     check_positive(radius, "radius")
     _check_probs(probs, losses)
-    if int(iters) < 1:
-        raise ValueError(f"iters must be >= 1, got {iters}")
+    iters = check_int(iters, "iters", minimum=1)
     scale = jnp.maximum(jnp.max(losses) - jnp.min(losses), 1e-12)
     lo, hi = jnp.log(scale * 1e-6), jnp.log(scale * 1e6)
 

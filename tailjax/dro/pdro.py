@@ -28,6 +28,7 @@ from tailjax import training
 import numpy as np
 
 from tailjax._checks import (
+    check_int,
     check_positive,
     check_weights,
     is_concrete,
@@ -78,8 +79,8 @@ def gmm_mle(key: jax.Array, x: Float[Array, "n d"], *, components: int = 4, iter
         raise ValueError("x holds NaN or infinite values")
     n, d = x.shape
     check_positive(min_std, "min_std")
-    if int(iters) < 0:
-        raise ValueError(f"iters must be >= 0, got {iters}")
+    iters = check_int(iters, "iters", minimum=0)
+    components = check_int(components, "components")
     if not 1 <= components <= n:
         raise ValueError(f"components must lie in [1, {n}], got {components}")
     means = x[jax.random.choice(key, n, (components,), replace=False)]

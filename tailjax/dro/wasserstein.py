@@ -14,7 +14,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from tailjax._checks import check_positive, nan_where, traced_below_zero
+from tailjax._checks import check_int, check_positive, nan_where, traced_below_zero
 from tailjax.dro.erm import check_batch
 
 __all__ = ["penalty_ascent", "wasserstein_loss"]
@@ -31,7 +31,7 @@ def penalty_ascent(
 
     ``penalty`` and ``step_size`` must be > 0 and ``steps`` >= 1 (``ValueError`` otherwise;
     traced ones out of range give NaN)."""
-    _check_ascent(penalty, steps, step_size)
+    steps = _check_ascent(penalty, steps, step_size)
     bad = traced_below_zero(penalty, allow_zero=False) | traced_below_zero(step_size, allow_zero=False)
     if not jnp.issubdtype(jnp.result_type(start), jnp.floating):  # integer data: ascend in floats
         start = jnp.asarray(start).astype(jnp.result_type(float))
@@ -44,11 +44,10 @@ def penalty_ascent(
     return jax.lax.stop_gradient(nan_where(bad, u))
 
 
-def _check_ascent(penalty, steps, step_size):
+def _check_ascent(penalty, steps, step_size) -> int:
     check_positive(penalty, "penalty")
     check_positive(step_size, "step_size")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    return check_int(steps, "steps", minimum=1)
 
 
 def wasserstein_loss(

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_float_dtype, is_concrete, nan_where
+from tailjax._checks import check_float_dtype, check_int, is_concrete, nan_where
 from tailjax.flows._fields import call_field, check_contexts, event_shape
 from tailjax.flows.schedule import _float
 
@@ -36,10 +36,9 @@ _METHODS = ("euler", "heun")
 
 def uniform_time_grid(num_steps: int, dtype: Any = None) -> Float[Array, " k1"]:
     """``num_steps + 1`` equally spaced times from 0 to 1 (``dtype``: a floating dtype)."""
-    if int(num_steps) < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    num_steps = check_int(num_steps, "num_steps", minimum=1)
     check_float_dtype(dtype)
-    return jnp.linspace(0.0, 1.0, int(num_steps) + 1, dtype=dtype or jnp.result_type(float))
+    return jnp.linspace(0.0, 1.0, num_steps + 1, dtype=dtype or jnp.result_type(float))
 
 
 def _grid(ts, num_steps, dtype):

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete, nan_where
+from tailjax._checks import check_int, is_concrete, nan_where
 from tailjax.flows._fields import call_field, check_contexts, event_shape
 from tailjax.flows.ode import uniform_time_grid
 from tailjax.flows.schedule import Schedule, data_prediction, rectified_flow
@@ -74,8 +74,8 @@ def memoryless_coefficients(
     A ``ts`` that does not increase strictly from 0 to 1 raises (all NaN when traced)."""
     schedule = schedule or rectified_flow()
     dtype = dtype or jnp.result_type(float)
-    if ts is None and int(num_steps) < 2:
-        raise ValueError(f"num_steps must be >= 2, got {num_steps}")
+    if ts is None:
+        num_steps = check_int(num_steps, "num_steps", minimum=2)
     ts = uniform_time_grid(num_steps, dtype) if ts is None else jnp.asarray(ts, dtype)
     _check_grid(ts)
     # Interior times only: t = 0 and t = 1 are replaced by the neighbouring point before any

@@ -46,6 +46,8 @@ import jax.numpy as jnp
 from jaxopt.implicit_diff import root_vjp
 from jaxtyping import Array
 
+from tailjax._checks import check_int
+
 __all__ = ["IPMState", "ipm_solve", "default_tol", "ridge_for", "full_precision"]
 
 _STEP_FRACTION = 0.99
@@ -290,13 +292,12 @@ def ipm_solve(P: Any, *, iterations: int, tol: float | None = None):
 
     ``x, y, z`` carry gradients to every array leaf of ``P`` (implicit differentiation).
     """
-    if int(iterations) < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    iterations = check_int(iterations, "iterations", minimum=1)
     dtype = P.lin.dtype
     tol = default_tol(dtype) if tol is None else float(tol)
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
-    return _core_jit(P, int(iterations), tol, ridge_for(dtype))
+    return _core_jit(P, iterations, tol, ridge_for(dtype))
 
 
 # jit-compiled entry point: repeated eager calls reuse the compiled solver (inside a user's

@@ -116,8 +116,8 @@ def _check_shapes(Q, q, A, b, G, h):
 def solve_qp(
     quad: Float[ArrayLike, "n n"],
     lin: Float[ArrayLike, " n"],
-    eq_matrix: Float[ArrayLike, "m_eq n"],
-    eq_rhs: Float[ArrayLike, " m_eq"],
+    eq_matrix: Float[ArrayLike, "m_eq n"] | None,
+    eq_rhs: Float[ArrayLike, " m_eq"] | None,
     ineq_matrix: Float[ArrayLike, "m n"],
     ineq_rhs: Float[ArrayLike, " m"],
     *,
@@ -130,7 +130,8 @@ def solve_qp(
     Args:
       quad: ``(n, n)`` positive semidefinite ``Q`` (zeros for an LP).
       lin: ``(n,)`` linear term ``q``.
-      eq_matrix, eq_rhs: ``(m_eq, n)`` and ``(m_eq,)``; ``m_eq`` may be 0.
+      eq_matrix, eq_rhs: ``(m_eq, n)`` and ``(m_eq,)``; ``m_eq`` may be 0, or ``None`` for no
+        equality (as in :func:`~tailjax.layers.solve_lp`).
       ineq_matrix, ineq_rhs: ``(m, n)`` and ``(m,)`` with ``m >= 1``.
       iterations: maximum interior-point iterations (static). 40 reaches ``tol`` on the problems
         of :mod:`tailjax.dfl.problems`; check ``converged``.
@@ -147,9 +148,17 @@ def solve_qp(
     (:mod:`tailjax.layers.scaling`); the solution and multipliers are in the caller's units.
     """
     check_on_failure(on_failure)
-    arrays = [jnp.asarray(a) for a in (quad, lin, eq_matrix, eq_rhs, ineq_matrix, ineq_rhs)]
-    dtype = jnp.result_type(*[a.dtype for a in arrays], float)
-    Q, q, A, b, G, h = [a.astype(dtype) for a in arrays]
+    given = dict(quad=quad, lin=lin, eq_matrix=eq_matrix, eq_rhs=eq_rhs, ineq_matrix=ineq_matrix,
+                 ineq_rhs=ineq_rhs)
+    for name, a in given.items():
+        if a is None and name not in ("eq_matrix", "eq_rhs"):
+            raise ValueError(f"{name} must be an array, got None")
+    arrays = {name: None if a is None else jnp.asarray(a) for name, a in given.items()}
+    dtype = jnp.result_type(*[a.dtype for a in arrays.values() if a is not None], float)
+    n = arrays["lin"].shape[-1] if arrays["lin"].ndim else 0  # a bad lin is named by _check_shapes
+    empty = {"eq_matrix": (0, n), "eq_rhs": (0,)}  # None: no equality, as in solve_lp
+    Q, q, A, b, G, h = [jnp.zeros(empty[name], dtype) if a is None else a.astype(dtype)
+                        for name, a in arrays.items()]
     _check_shapes(Q, q, A, b, G, h)
     lam, shift, scale = cost_normalisation(
         q, lambda sh: jnp.mean((q - sh) ** 2), A, jnp.max(jnp.abs(Q))

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from tailjax import dro
+from tailjax.dro.corruptions import perlin_field
 from tailjax.dro import (
     dual_update,
     erm_loss,
@@ -205,3 +206,100 @@ def test_kl_worst_case_refuses_infinite_losses_and_ppo_an_empty_batch():
         kl_worst_case(LOSSES.at[0].set(jnp.inf), 0.1)
     with pytest.raises(ValueError, match="advantages"):  # was the NaN mean of nothing
         ppo_surrogate(jnp.zeros(0), jnp.zeros(0), jnp.zeros(0), 0.2)
+
+
+def test_kl_worst_case_refuses_a_fractional_iters_and_takes_a_numpy_int():
+    with pytest.raises(ValueError, match="iters"):  # was fori_loop's int32/float32 TypeError
+        kl_worst_case(LOSSES, 0.1, iters=1.5)
+    for a, b in zip(kl_worst_case(LOSSES, 0.1, iters=np.int64(50)), kl_worst_case(LOSSES, 0.1, iters=50)):
+        assert float(a) == float(b)
+
+
+def test_gmm_mle_refuses_fractional_components_and_iters():
+    x = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="components"):  # was random.choice's TypeError
+        gmm_mle(jax.random.key(0), x, components=2.5, iters=3)
+    with pytest.raises(ValueError, match="iters"):  # was a scan of length 2 (truncated)
+        gmm_mle(jax.random.key(0), x, components=2, iters=2.5)
+    psi = gmm_mle(jax.random.key(0), x, components=np.int32(2), iters=np.int64(3))
+    ref = gmm_mle(jax.random.key(0), x, components=2, iters=3)
+    for name in ref:
+        np.testing.assert_array_equal(psi[name], ref[name])
+
+
+def test_perlin_cutout_and_window_sizes_must_be_integers():
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="length"):  # was a field of 3 points
+        dro.perlin_field_1d(key, 2.5)
+    with pytest.raises(ValueError, match="res"):
+        dro.perlin_field_1d(key, 5, res=2.5)
+    with pytest.raises(ValueError, match="res"):
+        perlin_field(key, (4, 4), res=2.5)
+    with pytest.raises(ValueError, match="size"):  # was a 3-pixel square for 2.5
+        dro.cutout(key, jnp.ones((6, 6)), 2.5)
+    with pytest.raises(ValueError, match="window"):  # was numpy's IndexError
+        dro.sliding_windows(np.arange(10.0), 2.5)
+    with pytest.raises(ValueError, match="stride"):
+        dro.sliding_windows(np.arange(10.0), 2, stride=1.5)
+    with pytest.raises(ValueError, match="test_stride"):
+        dro.carbon_task(test_stride=2.5)
+    np.testing.assert_array_equal(dro.sliding_windows(np.arange(10.0), np.int64(2)),
+                                  dro.sliding_windows(np.arange(10.0), 2))
+    np.testing.assert_array_equal(dro.perlin_field_1d(key, np.int64(5)), dro.perlin_field_1d(key, 5))
+
+
+def test_dro_trainers_refuse_fractional_counts_not_truncate_them():
+    loss = lambda w, x: jnp.sum((x - w) ** 2)  # noqa: E731
+    with pytest.raises(ValueError, match="steps"):  # was 2 ascent steps
+        penalty_ascent(jnp.sum, jnp.zeros(2), 1.0, 2.5, 0.1)
+    with pytest.raises(ValueError, match="steps"):
+        dro.wasserstein_loss(jnp.zeros(2), jnp.ones((4, 2)), None, loss_fn=loss, steps=2.5)
+    with pytest.raises(ValueError, match="num_samples"):
+        dro.inner_max_kernel(None, loss, optax.sgd(0.1), num_samples=4.5)
+    with pytest.raises(ValueError, match="epochs"):
+        dro.inner_max_kernel(None, loss, optax.sgd(0.1), epochs=1.5)
+    with pytest.raises(ValueError, match="num_generated"):
+        dro.dml_dataset(jax.random.key(0), None, None, jnp.ones((4, 2)), 2.5)
+    with pytest.raises(ValueError, match="chunk"):
+        dro.dml_dataset(jax.random.key(0), None, None, jnp.ones((4, 2)), 3, chunk=1.5)
+    with pytest.raises(ValueError, match="config.inner_steps"):
+        dro.gas_dro_kernel(None, loss, optax.sgd(0.1), optax.sgd(0.1), dro.GasDroConfig(inner_steps=2.5))
+    cfg = dro.GasDroConfig(inner_steps=1, epochs=1, num_samples=4, outer_samples=4)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit_gas_dro(jax.random.key(0), None, None, np.zeros((8, 3), np.float32), num_steps=1, config=cfg,
+                    batch_size=2.5)
+    np.testing.assert_array_equal(penalty_ascent(jnp.sum, jnp.zeros(2), 1.0, np.int64(3), 0.1),
+                                  penalty_ascent(jnp.sum, jnp.zeros(2), 1.0, 3, 0.1))
+
+
+def test_a_non_scalar_nominal_weight_is_refused_by_name():
+    loss = lambda w, x: jnp.sum((x - w) ** 2)  # noqa: E731
+    batch = dro.OuterBatch(jnp.ones((4, 2)), jnp.zeros((4, 2)))
+    weight = jnp.array([0.1, 0.2])
+    with pytest.raises(ValueError, match="nominal_weight"):  # was "only 0-dimensional arrays ..."
+        dro.gas_dro_outer_loss(jnp.zeros(2), batch, None, loss_fn=loss, nominal_weight=weight)
+    with pytest.raises(ValueError, match="nominal_weight"):  # traced: was a (2,) "loss"
+        jax.jit(lambda w: dro.gas_dro_outer_loss(jnp.zeros(2), batch, None, loss_fn=loss, nominal_weight=w))(weight)
+    with pytest.raises(ValueError, match="config.nominal_weight"):
+        dro.gas_dro_kernel(None, loss, optax.sgd(0.1), optax.sgd(0.1), dro.GasDroConfig(nominal_weight=weight))
+    one = dro.gas_dro_outer_loss(jnp.zeros(2), batch, None, loss_fn=loss, nominal_weight=np.array([0.25]))[0]
+    ref = dro.gas_dro_outer_loss(jnp.zeros(2), batch, None, loss_fn=loss, nominal_weight=0.25)[0]
+    assert float(one) == float(ref)
+
+
+def test_a_non_scalar_corruption_level_is_refused_by_name():
+    key = jax.random.key(0)
+    images, windows = jnp.full((2, 4, 4), 0.5), jnp.full((2, 5), 0.5)
+    for level in (np.array([0.1, 0.2]), jnp.full((2, 1), 0.1)):
+        with pytest.raises(ValueError, match="level"):  # was "only 0-dimensional arrays ..."
+            dro.corrupt(key, images, "gaussian", level)
+        with pytest.raises(ValueError, match="level"):
+            dro.corrupt_series(key, windows, "perlin", level)
+        with pytest.raises(ValueError, match="level"):  # traced: a broadcast error or a wrong result
+            jax.jit(lambda lv: dro.corrupt_series(key, windows, "gaussian", lv))(level)
+    with pytest.raises(ValueError, match="std"):
+        dro.gaussian_noise(key, images[0], jnp.full((4, 4), 0.1))
+    with pytest.raises(ValueError, match="strength"):
+        jax.jit(lambda s: dro.perlin_noise(key, images[0], s))(jnp.full((4,), 0.1))
+    np.testing.assert_array_equal(dro.corrupt_series(key, windows, "perlin", np.array([0.3])),
+                                  dro.corrupt_series(key, windows, "perlin", 0.3))

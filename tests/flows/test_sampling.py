@@ -121,6 +121,14 @@ def test_memoryless_last_step_is_deterministic_and_first_forgets_x0():
     np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
 
 
+def test_fractional_step_counts_are_refused_not_truncated():
+    with pytest.raises(ValueError, match="num_steps"):  # was a grid of 3 steps
+        uniform_time_grid(3.5)
+    with pytest.raises(ValueError, match="num_steps"):
+        memoryless_coefficients(num_steps=4.5)
+    np.testing.assert_array_equal(uniform_time_grid(np.int64(4)), uniform_time_grid(4))
+
+
 def test_memoryless_bad_input():
     with pytest.raises(ValueError, match="noise"):
         memoryless_solve(field, PARAMS, jnp.zeros((2, 2)), jnp.zeros((2, 5, 3)), num_steps=5)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from tailjax.layers import solve_qp
+from tailjax.layers import solve_lp, solve_qp
 
 
 def _random_lp(rng, n=8):
@@ -78,6 +78,22 @@ def test_jit_and_vmap_match_loop():
         np.testing.assert_allclose(batched[i], single, atol=1e-4)
 
 
+def test_no_equality_may_be_given_as_none_as_in_solve_lp(x64):
+    # min ||x - t||^2 over the box [0, 1]^n; None used to raise inside jnp.asarray
+    t = np.array([-0.5, 0.3, 1.7, 0.9])
+    n = t.shape[0]
+    G = np.vstack([np.eye(n), -np.eye(n)])
+    h = np.concatenate([np.ones(n), np.zeros(n)])
+    sol = solve_qp(2 * np.eye(n), -2 * t, None, None, G, h)
+    ref = solve_qp(2 * np.eye(n), -2 * t, np.zeros((0, n)), np.zeros(0), G, h)
+    np.testing.assert_array_equal(sol.primal, ref.primal)
+    assert sol.eq_dual.shape == (0,) and bool(sol.converged)
+    lp = solve_lp(-t, None, None, G, h)
+    np.testing.assert_allclose(solve_qp(np.zeros((n, n)), -t, None, None, G, h).primal, lp.primal, atol=1e-7)
+    with pytest.raises(ValueError, match="eq_rhs"):
+        solve_qp(2 * np.eye(n), -2 * t, None, np.ones(1), G, h)
+
+
 def test_infeasible_reports_not_converged():
     n = 3
     G = np.vstack([np.eye(n), -np.eye(n)])
@@ -93,6 +109,8 @@ def test_infeasible_reports_not_converged():
         (dict(eq_rhs=np.zeros(2)), "eq_rhs"),
         (dict(ineq_matrix=np.zeros((6, 4))), "ineq_matrix"),
         (dict(iterations=0), "iterations"),
+        (dict(iterations=2.5), "iterations"),  # was truncated to 2
+        (dict(quad=None), "quad"),
         (dict(tol=-1.0), "tol"),
     ],
 )

@@ -24,6 +24,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from tailjax._checks import check_int
 from tailjax.dro.data.digits import bundled_data, resolve_data_dir
 
 __all__ = [
@@ -107,8 +108,8 @@ def available_zone_years(path: str | os.PathLike | None = None) -> list[tuple[st
 
 def sliding_windows(series: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
     """All windows of ``window + 1`` consecutive values: (N, window + 1)."""
-    if window < 1 or stride < 1:
-        raise ValueError(f"window and stride must be >= 1, got {window}, {stride}")
+    window = check_int(window, "window", minimum=1)
+    stride = check_int(stride, "stride", minimum=1)
     series = np.asarray(series)
     if series.ndim != 1:
         raise ValueError(f"series must be one-dimensional, got shape {series.shape}")
@@ -179,8 +180,7 @@ def carbon_task(
         raise ValueError(f"scaling must be 'train' or 'own', got {scaling!r}")
     if not 0.0 <= validation < 0.5:
         raise ValueError(f"validation must lie in [0, 0.5), got {validation}")
-    if int(test_stride) < 1:
-        raise ValueError(f"test_stride must be >= 1, got {test_stride}")
+    test_stride = check_int(test_stride, "test_stride", minimum=1)
     if len(train_years) == 0:
         raise ValueError("train_years must name at least one year")
     if isinstance(ood_validation, str):
