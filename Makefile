@@ -22,7 +22,7 @@ pyepo-env:
 	bash tests/dfl/make_pyepo_env.sh || { echo "PyEPO environment not built: its tests skip"; rm -rf .venv-pyepo; }
 
 test: $(STAMP) pyepo-env
-	$(PY) -m pytest -q -m "not slow" -n 2 --dist worksteal
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist worksteal --durations=15
 
 test-all: $(STAMP) pyepo-env
 	$(PY) -m pytest -q -n 2 --dist worksteal
