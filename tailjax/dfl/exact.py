@@ -39,7 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, is_concrete, nan_where, traced_out_of_range
+from tailjax._checks import (
+    check_int, check_open_unit, check_positive, is_concrete, nan_where, traced_out_of_range,
+)
 from tailjax.dfl.problems.base import DecisionProblem, point_decision_of
 
 __all__ = [
@@ -141,16 +143,16 @@ def kappa_decision(
     positive definite for the gradient of an LP's decision to exist."""
     _check_gaussian(problem, mean, cov)
     check_positive(kappa, "kappa", allow_zero=True)
-    if int(root_steps) < 1:
-        raise ValueError(f"root_steps must be >= 1, got {root_steps}")
+    root_steps = check_int(root_steps, "root_steps", minimum=1)
+    iterations = check_int(iterations, "iterations", minimum=1)
     check_positive(root_tol, "root_tol")
     mean = jnp.asarray(mean)
     dtype = jnp.result_type(mean.dtype, problem.polytope.lower.dtype, float)
     prob = jax.tree_util.tree_map(lambda a: jnp.asarray(a).astype(dtype), problem)
     mean, cov = mean.astype(dtype), jnp.asarray(cov).astype(dtype)
     if float(kappa) == 0.0:
-        return point_decision_of(prob, mean, reg=0.0, iterations=int(iterations))
-    return _kappa_socp(float(kappa), int(root_steps), float(root_tol), int(iterations), prob, mean, cov)
+        return point_decision_of(prob, mean, reg=0.0, iterations=iterations)
+    return _kappa_socp(float(kappa), root_steps, float(root_tol), iterations, prob, mean, cov)
 
 
 def _socp_qp(kappa, iterations, prob, mean, cov, log_t):

@@ -48,7 +48,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range
+from tailjax._checks import (
+    check_int, check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range,
+)
 from tailjax.base import Kernel
 from tailjax.dfl.gen_dfl_is import check_num_samples, is_decision
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
@@ -288,8 +290,8 @@ def _map_rows(fn, xs, batch_size):
     batched body is compiled and run (``lax.map`` adds a second vmapped computation for a
     remainder). ``batch_size=None``: all rows in one vmap.
     """
-    if batch_size is not None and int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
     n = jax.tree.leaves(xs)[0].shape[0]
     if batch_size is None or n <= batch_size:
         return jax.vmap(fn)(xs)

@@ -43,7 +43,7 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, nan_where, traced_out_of_range
+from tailjax._checks import check_int, check_open_unit, nan_where, traced_out_of_range
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
 from tailjax.nn.conditional_flow import ConditionalFlow
 
@@ -52,13 +52,7 @@ __all__ = ["tail_shift", "is_samples", "is_decision", "check_num_samples"]
 
 def check_num_samples(num_samples: Any, name: str = "num_samples") -> int:
     """A sample count K must be an integer >= 1; ``ValueError`` naming it otherwise."""
-    try:
-        k = int(num_samples)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an integer >= 1, got {num_samples!r}") from None
-    if k != num_samples or k < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {num_samples}")
-    return k
+    return check_int(num_samples, name, minimum=1)
 
 
 def tail_shift(tail_prob: float, dtype=jnp.float32) -> Array:
@@ -141,11 +135,14 @@ def is_decision(
     """Importance-sampled CVaR-SAA decision for one x ``(p,)`` at ``tail_prob`` (the paper's
     alpha); see the module docstring.
 
-    ``reg``: QPTL regulariser of the decision layer (None: ``problem.reg``).
+    ``reg``: QPTL regulariser of the decision layer (None: ``problem.reg``). All NaN where
+    :func:`is_samples` is (a NaN in ``x``, a traced ``tail_prob`` outside (0, 1]).
     """
     c, log_w, _ = is_samples(
         key, flow, params, problem, x, tail_prob, num_samples,
         pilot_samples=pilot_samples, reg=reg, iterations=iterations,
     )
-    weights = jnp.exp(log_w - jnp.max(log_w))
-    return decision(problem, c, tail_prob, reg=reg, weights=weights, iterations=iterations)
+    bad = jnp.any(jnp.isnan(log_w)) | jnp.any(jnp.isnan(c))  # the layer would refuse NaN weights
+    weights = jnp.where(bad, 1.0, jnp.exp(log_w - jnp.max(log_w)))
+    w = decision(problem, jnp.where(bad, 0.0, c), tail_prob, reg=reg, weights=weights, iterations=iterations)
+    return nan_where(bad, w)

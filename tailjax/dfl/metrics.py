@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit
+from tailjax._checks import check_int, check_open_unit
 from tailjax.dfl.exact import GaussianReference, gaussian_regret
 from tailjax.dfl.problems.base import DecisionProblem, decision, objective
 from tailjax.risk import cvar
@@ -93,24 +93,23 @@ def regret_reference(
       chunk_size: instances solved per vmapped call (bounds memory).
     """
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if eval_samples is not None and int(eval_samples) < 1:
-        raise ValueError(f"eval_samples must be >= 1, got {eval_samples}")
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    if eval_samples is not None:
+        eval_samples = check_int(eval_samples, "eval_samples", minimum=1)
+    chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
+    iterations = check_int(iterations, "iterations", minimum=1)
     x = jnp.asarray(features)
     if x.ndim != 2 or 0 in x.shape:
         raise ValueError(f"features must have shape (N, p) with N, p >= 1, got {x.shape}")
     if not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("features must be finite")
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(x.shape[0]))
-    samples = jax.vmap(lambda k, xi: model.sample(k, xi, int(num_samples)))(keys, x)
-    solve = lambda s: _reference_solve(problem, s, float(tail_prob), int(iterations))  # noqa: E731
-    w_star, f_star = _chunked(solve, (samples,), int(chunk_size))
+    samples = jax.vmap(lambda k, xi: model.sample(k, xi, num_samples))(keys, x)
+    solve = lambda s: _reference_solve(problem, s, float(tail_prob), iterations)  # noqa: E731
+    w_star, f_star = _chunked(solve, (samples,), chunk_size)
     if eval_samples is not None:
         fresh = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-        samples = jax.vmap(lambda k, xi: model.sample(k, xi, int(eval_samples)))(fresh, x)
+        samples = jax.vmap(lambda k, xi: model.sample(k, xi, eval_samples))(fresh, x)
         f_star = jax.jit(jax.vmap(lambda s, wi: objective(problem, s, wi)))(samples, w_star)
     if not bool(jnp.all(jnp.isfinite(w_star))):
         raise ValueError("the reference decisions are not finite (the decision layer failed)")

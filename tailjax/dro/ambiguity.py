@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tailjax._checks import is_concrete
+from tailjax._checks import check_int, is_concrete
 
 from tailjax.nn import ddpm as _ddpm
 from tailjax.nn import vae as _vae
@@ -92,13 +92,14 @@ def ddpm_ambiguity_set(
       policy_std: a constant reverse standard deviation sigma for the last T' steps (the
         paper's sampling variance), or None for the schedule's sigma_t.
     """
+    last_steps = check_int(last_steps, "last_steps")
     if not 1 <= last_steps <= schedule.num_steps:
         raise ValueError(f"last_steps must lie in [1, {schedule.num_steps}], got {last_steps}")
     if reconstruction_steps not in ("last", "all"):
         raise ValueError(f"reconstruction_steps must be 'last' or 'all', got {reconstruction_steps!r}")
     _ddpm._check_policy_std(policy_std)
     _ddpm.dm_loss_weights(schedule, weighting)  # refuses an unknown weighting now, not at the first J
-    max_step = int(last_steps) if reconstruction_steps == "last" else None
+    max_step = last_steps if reconstruction_steps == "last" else None
     if to_sample is None:
         to_sample = (lambda x, c: x) if cond_sampler is None else (lambda x, c: (x, c))
 

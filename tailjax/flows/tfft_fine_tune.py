@@ -51,7 +51,7 @@ import numpy as np
 import optax
 from jaxtyping import Array
 
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_int, check_open_unit, check_positive
 from tailjax.flows._fields import cast_field, draw_contexts, event_shape
 from tailjax.flows.finetune import exp_ft, fit_adjoint_matching
 from tailjax.flows.girsanov import memoryless_sample_and_log_weight
@@ -181,14 +181,19 @@ def tfft_fine_tune(
         raise ValueError(f"stage1 must be 'pooled' or 'per_context', got {stage1!r}")
     if stage1 == "per_context" and (contexts is None or callable(contexts)):
         raise ValueError("stage1='per_context' needs contexts given as an array of the m contexts")
-    if num_steps < 1 or (proposal_steps or 0) < 0 or (refine_steps or 0) < 0:
-        raise ValueError(f"num_steps must be >= 1 and proposal_steps, refine_steps >= 0, got "
-                         f"{num_steps}, {proposal_steps}, {refine_steps}")
-    if num_offline < 2:
-        raise ValueError(f"num_offline must be >= 2, got {num_offline}")
+    num_steps = check_int(num_steps, "num_steps", minimum=1)
+    if proposal_steps is not None:
+        proposal_steps = check_int(proposal_steps, "proposal_steps", minimum=0)
+    if refine_steps is not None:
+        refine_steps = check_int(refine_steps, "refine_steps", minimum=0)
+    num_offline = check_int(num_offline, "num_offline", minimum=2)
+    if num_check is not None:
+        num_check = check_int(num_check, "num_check", minimum=0)
+    grid_steps = check_int(grid_steps, "grid_steps")  # its range is checked by the sampler
+    sample_chunk = check_int(sample_chunk, "sample_chunk", minimum=1)
     shape = event_shape(dim)
     optimizer = optimizer or optax.adam(1e-4)
-    num_check = num_offline if num_check is None else int(num_check)
+    num_check = num_offline if num_check is None else num_check
     levels = dict(quantile_level=quantile_level, temperature=temperature, side=side)
     tail_prob = tail_prob_of_quantile_level(quantile_level, side)
     conditional = contexts is not None
@@ -229,7 +234,7 @@ def tfft_fine_tune(
                             num_samples=num_offline, **levels) for j in groups]
     weak, _, _ = _weak(plain, min_tail_ess, max_weight)
     messages: list[str] = []
-    n_proposal = (num_steps if weak else 0) if proposal_steps is None else int(proposal_steps)
+    n_proposal = (num_steps if weak else 0) if proposal_steps is None else proposal_steps
     if weak and not n_proposal:
         _flag(messages, strict, _stage1_message(plain, "pre-trained", min_tail_ess, max_weight))
     kw = dict(adjoint_kwargs, contexts=contexts) if conditional else dict(adjoint_kwargs)
@@ -271,7 +276,7 @@ def tfft_fine_tune(
     if not 0.0 <= mix < 1.0 or (mix and not n_proposal):
         raise ValueError(f"behaviour_mixture must lie in [0, 1) and needs a proposal, got {behaviour_mixture}")
     anneal = False if anneal_quantile_level is None else bool(anneal_quantile_level)
-    n_refine = 0 if refine_steps is None else int(refine_steps)
+    n_refine = 0 if refine_steps is None else refine_steps
     if mix:
         prop_params = proposal.state.params
         if conditional:

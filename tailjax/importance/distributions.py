@@ -18,7 +18,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive, is_concrete
+from tailjax._checks import check_int, check_positive, is_concrete
 
 __all__ = [
     "Distribution",
@@ -46,9 +46,8 @@ def _check_location(x, name):
         raise ValueError(f"{name} must be finite (found NaN or inf)")
 
 
-def _check_dim(dim):
-    if int(dim) < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
+def _check_dim(dim) -> int:
+    return check_int(dim, "dim", minimum=1)
 
 
 def _chol(cov, d, dtype):
@@ -133,7 +132,7 @@ def multivariate_t(
 def iid_student_t(nu: float, dim: int, dtype=jnp.float32) -> Distribution:
     """``dim`` independent standard Student-t(nu) coordinates."""
     check_positive(nu, "nu")
-    _check_dim(dim)
+    dim = _check_dim(dim)
     nu_ = jnp.asarray(nu, dtype)
     const = gammaln((nu_ + 1) / 2) - gammaln(nu_ / 2) - 0.5 * jnp.log(nu_ * jnp.pi)
 
@@ -152,7 +151,7 @@ def iid_weibull(shape: float, dim: int, scale: float = 1.0, dtype=jnp.float32) -
     (subexponential) tails for ``shape < 1``."""
     check_positive(shape, "shape")
     check_positive(scale, "scale")
-    _check_dim(dim)
+    dim = _check_dim(dim)
     k, lam = jnp.asarray(shape, dtype), jnp.asarray(scale, dtype)
 
     def sample(key, n):
@@ -179,7 +178,7 @@ def iid_pareto(tail_index: float, dim: int, scale: float = 1.0, dtype=jnp.float3
     """
     check_positive(tail_index, "tail_index")
     check_positive(scale, "scale")
-    _check_dim(dim)
+    dim = _check_dim(dim)
     a, xm = jnp.asarray(tail_index, dtype), jnp.asarray(scale, dtype)
 
     def sample(key, n):

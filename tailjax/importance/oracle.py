@@ -50,6 +50,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import (
+    check_int,
     check_open_unit,
     check_positive,
     is_concrete,
@@ -117,22 +118,23 @@ def default_h_grid(tail_prob: float, num: int = 24, max_scale: float = 64.0) -> 
     """
     check_open_unit(tail_prob, "tail_prob")
     check_positive(max_scale, "max_scale")
-    if int(num) < 2:
-        raise ValueError(f"num must be >= 2, got {num}")
+    num = check_int(num, "num", minimum=2)
     if not is_concrete(tail_prob):
         raise ValueError("tail_prob must be concrete to build the default h_grid; pass h_grid")
     unit = float(max(np.log(np.log(1.0 / tail_prob)), 1.0))
     return np.geomspace(1.0, max_scale, num) / unit
 
 
-def _check_oracle_args(grid, tail_prob, rho, refine_steps, min_hits):
-    """Static checks of the oracle's grid and counts (the grid's values when concrete)."""
+def _check_counts(refine_steps, min_hits) -> tuple[int, int]:
+    return check_int(refine_steps, "refine_steps", minimum=0), check_int(min_hits, "min_hits", minimum=0)
+
+
+def _check_oracle_args(grid, tail_prob, rho, refine_steps, min_hits) -> tuple[int, int]:
+    """Static checks of the oracle's grid and counts (the grid's values when concrete);
+    returns ``(refine_steps, min_hits)`` as ints."""
     if grid.ndim != 1 or grid.shape[0] < 2:
         raise ValueError(f"h_grid must be 1-D with at least 2 points, got shape {grid.shape}")
-    if int(refine_steps) < 0:
-        raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
-    if int(min_hits) < 0:
-        raise ValueError(f"min_hits must be >= 0, got {min_hits}")
+    counts = _check_counts(refine_steps, min_hits)
     if is_concrete(grid):
         if not np.all(np.asarray(grid) > 0):
             raise ValueError("h_grid must be > 0 (found a value <= 0 or NaN)")
@@ -143,6 +145,7 @@ def _check_oracle_args(grid, tail_prob, rho, refine_steps, min_hits):
                     f"h_grid must exceed e^(-rho) / max(log log(1/tail_prob), 1) = "
                     f"{np.exp(-float(rho)) / unit:.4g} (s_h > e^(-rho): T_h invertible)"
                 )
+    return counts
 
 
 def _probe_log_density(dist: Distribution) -> None:
@@ -202,10 +205,11 @@ def self_structuring_oracle(
     check_open_unit(tail_prob, "tail_prob")
     check_positive(rho, "rho")
     grid = jnp.asarray(default_h_grid(tail_prob) if h_grid is None else h_grid)
-    _check_oracle_args(grid, tail_prob, rho, refine_steps, min_hits)
+    refine_steps, min_hits = _check_oracle_args(grid, tail_prob, rho, refine_steps, min_hits)
     invalid = (traced_out_of_range(tail_prob) | traced_out_of_range(rho, high=float("inf"))
                | (False if is_concrete(grid) else ~jnp.all(grid > 0)))
-    if int(pilot_size) < grid.shape[0]:
+    pilot_size = check_int(pilot_size, "pilot_size")
+    if pilot_size < grid.shape[0]:
         raise ValueError(f"pilot_size must be >= the grid size {grid.shape[0]}, got {pilot_size}")
     x = dist.sample(key, pilot_size)
     grid = grid.astype(x.dtype)
@@ -279,6 +283,8 @@ def self_structuring_scheme(
     """
     check_open_unit(tail_prob, "tail_prob")
     check_positive(rho, "rho")
+    refine_steps, min_hits = _check_counts(refine_steps, min_hits)
+    pilot_size = check_int(pilot_size, "pilot_size")  # its range is checked against the grid
     if h_grid is not None:
         _check_oracle_args(jnp.asarray(h_grid), tail_prob, rho, refine_steps, min_hits)
     _probe_log_density(dist)

@@ -47,6 +47,7 @@ from jax.experimental import checkify
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import (
+    check_int,
     check_open_unit,
     check_positive,
     is_concrete,
@@ -179,8 +180,7 @@ def self_structuring_inverse(
     it in the second) converges monotonically and quadratically either way.
     """
     _check(h, tail_prob, rho)
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    steps = check_int(steps, "steps", minimum=1)
     z = _vector(z, "z")
     log_s = _log_scale(h, tail_prob, rho, z.dtype)
     az = jnp.abs(z)
@@ -194,7 +194,7 @@ def self_structuring_inverse(
         f = t + c * jax.nn.softplus(t) - target
         return t - f / (1.0 + c * jax.nn.sigmoid(t))
 
-    t = jax.lax.fori_loop(0, int(steps), newton, target)
+    t = jax.lax.fori_loop(0, steps, newton, target)
     x = jnp.where(nonzero, jnp.sign(z) * jnp.exp(t), 0.0)
     # the largest coordinate exactly (no Newton error)
     is_max = jnp.arange(z.shape[-1]) == jnp.argmax(az, axis=-1)[..., None]
@@ -259,8 +259,7 @@ def self_structuring_sample(
       :func:`tailjax.importance.estimators.is_objective` on them.
     """
     _check(h, tail_prob, rho)
-    if int(n) < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int(n, "n", minimum=1)
     x = dist.sample(key, n)
 
     def compute(x, h):

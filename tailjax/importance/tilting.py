@@ -34,7 +34,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive, is_concrete, nan_where, traced_below_zero
+from tailjax._checks import check_int, check_positive, is_concrete, nan_where, traced_below_zero
 
 __all__ = [
     "TiltingParams",
@@ -84,9 +84,8 @@ def _vector(x, name, size=None):
     return x
 
 
-def _check_max_iter(max_iter):
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+def _check_max_iter(max_iter) -> int:
+    return check_int(max_iter, "max_iter", minimum=1)
 
 
 def gaussian_log_mgf(
@@ -134,7 +133,7 @@ def tilt_parameter(
     ``max_iter >= 1`` and ``tol >= 0``; a NaN in ``a`` or a traced ``tol`` out of range gives NaN.
     """
     a = _vector(a, "a")
-    _check_max_iter(max_iter)
+    max_iter = _check_max_iter(max_iter)
     if tol is not None:
         check_positive(tol, "tol", allow_zero=True)
     bad = jnp.any(jnp.isnan(a))
@@ -196,7 +195,7 @@ def dominating_point(
     finite; a traced one that is not, or a NaN in ``direction``, gives NaN.
     """
     g = _vector(direction, "direction")
-    _check_max_iter(max_iter)
+    max_iter = _check_max_iter(max_iter)
     if is_concrete(level) and not np.all(np.isfinite(np.asarray(level))):
         raise ValueError(f"level must be finite, got {level}")
     v = jnp.asarray(level, g.dtype)
@@ -284,8 +283,7 @@ def sample_tilted_mixture(
     Every component is sampled ``n`` times and the component of each draw is chosen by a
     categorical draw (vectorised, no ragged shapes).
     """
-    if int(n) < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int(n, "n", minimum=1)
     k_comp, k_draw = jax.random.split(key)
     k = params.tilts.shape[0]
     comp = jax.random.categorical(k_comp, params.log_weights, shape=(n,))
@@ -301,8 +299,7 @@ def sample_gaussian_mixture(
     chol: Float[ArrayLike, "d d"],
 ) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
     """Gaussian case: the tilt b_i of N(m, S) is N(a_i, S); ``chol`` is S's Cholesky factor."""
-    if int(n) < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int(n, "n", minimum=1)
     k_comp, k_draw = jax.random.split(key)
     a = params.points
     comp = jax.random.categorical(k_comp, params.log_weights, shape=(n,))

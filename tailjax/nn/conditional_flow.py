@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import is_concrete, nan_where
+from tailjax._checks import check_int, is_concrete, nan_where
 from tailjax.nn.spline_coupling import rq_spline, spline_param_count
 
 __all__ = ["ConditionalFlow", "ConditionerMLP", "alternating_mask", "standardise_params"]
@@ -138,12 +138,9 @@ class ConditionalFlow(nn.Module):
     dtype: Any = jnp.float32
 
     def setup(self):
-        if self.event_dim < 1:
-            raise ValueError(f"event_dim must be >= 1, got {self.event_dim}")
-        if self.context_dim < 0:
-            raise ValueError(f"context_dim must be >= 0, got {self.context_dim}")
-        if self.num_layers < 0:
-            raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
+        d = check_int(self.event_dim, "event_dim", minimum=1)
+        check_int(self.context_dim, "context_dim", minimum=0)
+        num_layers = check_int(self.num_layers, "num_layers", minimum=0)
         if self.coupling not in _COUPLINGS:
             raise ValueError(f"coupling must be one of {_COUPLINGS}, got {self.coupling!r}")
         if self.support not in _SUPPORTS:
@@ -156,11 +153,10 @@ class ConditionalFlow(nn.Module):
                 raise ValueError(f"{name} must have event_dim={self.event_dim} entries, got {len(value)}")
         if self.event_scale is not None and min(self.event_scale) <= 0:
             raise ValueError("event_scale must be > 0 everywhere")
-        d = self.event_dim
         per_coord = 2 if self.coupling == "affine" else spline_param_count(self.num_bins)
         self.conditioners = [
             ConditionerMLP(tuple(self.hidden_sizes), d * per_coord, self.dtype, name=f"coupling_{i}")
-            for i in range(self.num_layers)
+            for i in range(num_layers)
         ]
         self.context_affine = ConditionerMLP(tuple(self.hidden_sizes), 2 * d, self.dtype)
         loc0 = self.event_loc if self.event_loc is not None else (0.0,) * d
@@ -279,11 +275,10 @@ class ConditionalFlow(nn.Module):
         Returns:
           ``c: (..., K, d)`` and ``log_prob: (..., K)``.
         """
-        if int(num_samples) < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
         self._check(None, x)
         x = jnp.asarray(x, self.dtype)
-        z = jax.random.normal(key, x.shape[:-1] + (int(num_samples), self.event_dim), self.dtype)
+        z = jax.random.normal(key, x.shape[:-1] + (num_samples, self.event_dim), self.dtype)
         c, log_det = self.forward_and_log_det(z, x[..., None, :])
         return c, self._base_log_prob(z) - log_det
 

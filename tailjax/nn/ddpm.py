@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from tailjax._checks import check_float_dtype, is_concrete, nan_where, traced_below_zero
+from tailjax._checks import check_float_dtype, check_int, is_concrete, nan_where, traced_below_zero
 
 __all__ = [
     "DDPMSchedule",
@@ -74,8 +74,7 @@ def make_schedule(
         (beta_tilde_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t, with beta_tilde_1 set to
         beta_tilde_2 so that step 1 keeps a proper density).
     """
-    if int(num_steps) < 2:
-        raise ValueError(f"num_steps must be >= 2, got {num_steps}")
+    num_steps = check_int(num_steps, "num_steps", minimum=2)
     check_float_dtype(dtype)
     if not 0.0 < beta_start <= beta_end < 1.0:
         raise ValueError(
@@ -117,6 +116,7 @@ def timestep_embedding(
     t: Array, dim: int, max_period: float = 10_000.0, dtype: Any = jnp.float32
 ) -> Array:
     """Transformer-style embedding of (integer or real) steps ``t``: (...,) -> (..., dim)."""
+    dim = check_int(dim, "dim")
     if dim < 2 or dim % 2:
         raise ValueError(f"dim must be an even integer >= 2, got {dim}")
     half = dim // 2
@@ -158,9 +158,8 @@ class ConvNoiseNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, t, cond=None):
-        for name, low in (("channels", 1), ("depth", 0), ("kernel_size", 1)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        channels, depth, kernel_size = (check_int(getattr(self, name), name, minimum=low)
+                                        for name, low in (("channels", 1), ("depth", 0), ("kernel_size", 1)))
         h = x[..., None] if self.in_channels is None else x
         lead = h.shape[:-2]
         h = _floating(h.reshape((-1,) + h.shape[-2:]))  # one batch axis: GroupNorm per row
@@ -169,11 +168,11 @@ class ConvNoiseNet(nn.Module):
             c = jnp.broadcast_to(cond, lead + cond.shape[-1:]).reshape(-1, cond.shape[-1])
             temb = jnp.concatenate([temb, c.astype(h.dtype)], axis=-1)
         temb = nn.silu(nn.Dense(self.time_dim)(temb))
-        h = nn.Conv(self.channels, (self.kernel_size,))(h)
-        for _ in range(self.depth):
-            shift = nn.Dense(self.channels)(temb)[..., None, :]
-            r = nn.silu(nn.GroupNorm(num_groups=min(8, self.channels))(h) + shift)
-            h = h + nn.Conv(self.channels, (self.kernel_size,))(r)
+        h = nn.Conv(channels, (kernel_size,))(h)
+        for _ in range(depth):
+            shift = nn.Dense(channels)(temb)[..., None, :]
+            r = nn.silu(nn.GroupNorm(num_groups=min(8, channels))(h) + shift)
+            h = h + nn.Conv(channels, (kernel_size,))(r)
         out_ch = 1 if self.in_channels is None else self.in_channels
         out = nn.Conv(out_ch, (1,), kernel_init=nn.initializers.zeros)(nn.silu(h))
         out = out.reshape(lead + out.shape[1:])
@@ -247,7 +246,7 @@ def dm_loss(
     if jnp.ndim(x0) < 1 or jnp.size(x0) == 0:
         raise ValueError(f"batch x0 must hold a non-empty batch, got shape {jnp.shape(x0)}")
     T = schedule.num_steps
-    top = T if max_step is None else int(max_step)
+    top = T if max_step is None else check_int(max_step, "max_step")
     if not 1 <= top <= T:
         raise ValueError(f"max_step must lie in [1, {T}], got {max_step}")
     weights = dm_loss_weights(schedule, weighting).astype(x0.dtype)
@@ -296,6 +295,7 @@ def ddpm_sample(
     variance sigma); both default to the usual sampler. A traced ``policy_std <= 0`` gives NaN.
     """
     T = schedule.num_steps
+    last_steps = check_int(last_steps, "last_steps")
     if not 0 <= last_steps <= T:
         raise ValueError(f"last_steps must lie in [0, {T}], got {last_steps}")
     bad_std = _check_policy_std(policy_std)

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from tailjax._checks import check_int
+
 __all__ = ["LinearPredictor", "MLPPredictor", "LogLinkPredictor", "make_predictor", "init_predictor"]
 
 
@@ -25,9 +27,8 @@ class LinearPredictor(nn.Module):
 
     @nn.compact
     def __call__(self, x: Float[Array, "... p"]) -> Float[Array, "... d"]:
-        if self.out_dim < 1:
-            raise ValueError(f"out_dim must be >= 1, got {self.out_dim}")
-        return nn.Dense(self.out_dim, name="linear")(x)
+        out_dim = check_int(self.out_dim, "out_dim", minimum=1)
+        return nn.Dense(out_dim, name="linear")(x)
 
 
 class MLPPredictor(nn.Module):
@@ -39,13 +40,13 @@ class MLPPredictor(nn.Module):
 
     @nn.compact
     def __call__(self, x: Float[Array, "... p"]) -> Float[Array, "... d"]:
-        if self.out_dim < 1:
-            raise ValueError(f"out_dim must be >= 1, got {self.out_dim}")
-        if any(h < 1 for h in self.hidden):
+        out_dim = check_int(self.out_dim, "out_dim", minimum=1)
+        hidden = [check_int(h, "hidden sizes") for h in self.hidden]
+        if any(h < 1 for h in hidden):
             raise ValueError(f"hidden sizes must be >= 1, got {tuple(self.hidden)}")
-        for i, width in enumerate(self.hidden):
+        for i, width in enumerate(hidden):
             x = self.activation(nn.Dense(width, name=f"hidden_{i}")(x))
-        return nn.Dense(self.out_dim, name="out")(x)
+        return nn.Dense(out_dim, name="out")(x)
 
 
 class LogLinkPredictor(nn.Module):
@@ -70,6 +71,5 @@ def make_predictor(kind: str, out_dim: int, *, hidden: Sequence[int] = (64,)) ->
 
 def init_predictor(module: nn.Module, key: Array, num_features: int, dtype=jnp.float32):
     """Parameters for features of size ``num_features`` (>= 1)."""
-    if int(num_features) < 1:
-        raise ValueError(f"num_features must be >= 1, got {num_features}")
+    num_features = check_int(num_features, "num_features", minimum=1)
     return module.init(key, jnp.zeros((1, num_features), dtype))

@@ -16,6 +16,8 @@ import distrax
 import jax
 from jaxtyping import Array, Float
 
+from tailjax._checks import check_int
+
 __all__ = ["spline_param_count", "rq_spline"]
 
 
@@ -41,9 +43,7 @@ class _StandardPromotion(distrax.Bijector):
 
 def spline_param_count(num_bins: int) -> int:
     """Unconstrained parameters per coordinate of a spline with ``num_bins`` bins."""
-    if int(num_bins) < 1:
-        raise ValueError(f"num_bins must be >= 1, got {num_bins}")
-    return 3 * int(num_bins) + 1
+    return 3 * check_int(num_bins, "num_bins", minimum=1) + 1
 
 
 def rq_spline(params: Float[Array, "... d m"], bound: float) -> distrax.Bijector:

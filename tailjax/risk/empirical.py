@@ -26,6 +26,7 @@ from jax.experimental import checkify
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import (
+    check_int,
     check_nonempty_last_axis,
     check_open_unit,
     check_side,
@@ -93,8 +94,7 @@ def tail_count(n: int, tail_prob, dtype=None):
     one gives NaN. ``n`` (the sample count) must be >= 1.
     """
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
-    if int(n) < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int(n, "n", minimum=1)
     if not isinstance(tail_prob, jax.core.Tracer):
         c = n * float(tail_prob)
         r = round(c)

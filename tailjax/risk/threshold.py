@@ -30,6 +30,7 @@ from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
 from tailjax._checks import (
+    check_int,
     check_nonempty_last_axis,
     check_open_unit,
     check_positive,
@@ -277,15 +278,14 @@ def solve_threshold(
     """
     _check(rewards, quantile_level, temperature, side, weights)
     check_positive(rtol, "rtol")
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
     r = jnp.asarray(rewards)
     if not jnp.issubdtype(r.dtype, jnp.floating):
         r = r.astype(jnp.result_type(float))
     if weights is not None:
         weights = jnp.asarray(weights, r.dtype)
     t, info = _solve(
-        r, weights, quantile_level, temperature, side=_side(side), rtol=float(rtol), max_iter=int(max_iter)
+        r, weights, quantile_level, temperature, side=_side(side), rtol=float(rtol), max_iter=max_iter
     )
     return (t, info) if return_info else t
 

@@ -32,7 +32,7 @@ import optax
 from jax.scipy.special import logsumexp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_int, check_open_unit, check_positive
 from tailjax.base import Kernel
 from tailjax.importance.estimators import SampleLoss, is_objective_from_losses, sample_losses
 from tailjax.importance.oracle import ISScheme
@@ -120,10 +120,8 @@ def stochastic_approximation(
     check_positive(step_scale, "step_scale")
     if not 0.5 < step_exponent < 1.0:
         raise ValueError(f"step_exponent must lie in (1/2, 1), got {step_exponent}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if int(update_every) < 1:
-        raise ValueError(f"update_every must be >= 1, got {update_every}")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    update_every = check_int(update_every, "update_every", minimum=1)
     if not 0.0 <= risk_weight <= 1.0:
         raise ValueError(f"risk_weight must lie in [0, 1], got {risk_weight}")
     schedule = step_size_schedule(step_scale, step_exponent)
@@ -180,8 +178,7 @@ def run_stochastic_approximation(
     drivers give the same final state. Returns the final state and the stacked infos
     (each field of shape ``(num_steps,)``). Jittable (``num_steps`` static).
     """
-    if int(num_steps) < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    num_steps = check_int(num_steps, "num_steps", minimum=1)
     step = kernel.step if isinstance(kernel, Kernel) else kernel
 
     def body(state, i):

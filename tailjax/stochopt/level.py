@@ -32,7 +32,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range
+from tailjax._checks import (
+    check_int, check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range,
+)
 from tailjax.layers import solve_qp
 
 __all__ = ["LevelResult", "level_method"]
@@ -83,8 +85,7 @@ def level_method(
     check_positive(tol, "tol", allow_zero=True)
     check_positive(atol, "atol", allow_zero=True)
     check_open_unit(level, "level")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
     invalid = (traced_below_zero(tol)
                | traced_below_zero(atol)
                | traced_out_of_range(level))

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_int, check_open_unit, check_positive
 from tailjax.importance.estimators import SampleLoss
 from tailjax.importance.oracle import ISScheme
 from tailjax.stochopt.saa import solve_saa
@@ -75,11 +75,11 @@ class RAResult(NamedTuple):
 
 def sample_sizes(n0: int, growth: float, num_stages: int) -> list[int]:
     """n_1 = n0, n_k = ceil(growth * n_{k-1}); ``n0, num_stages >= 1``, finite ``growth > 1``."""
-    if int(n0) < 1 or int(num_stages) < 1:
-        raise ValueError(f"n0 and num_stages must be >= 1, got {n0} and {num_stages}")
+    n0 = check_int(n0, "n0", minimum=1)
+    num_stages = check_int(num_stages, "num_stages", minimum=1)
     if not (1.0 < growth < math.inf):
         raise ValueError(f"growth must be finite and > 1, got {growth}")
-    sizes = [int(n0)]
+    sizes = [n0]
     for _ in range(num_stages - 1):
         sizes.append(int(math.ceil(growth * sizes[-1])))
     return sizes
@@ -125,6 +125,7 @@ def build_retrospective_approximation(
     if padding not in ("pow2", "max"):
         raise ValueError(f"padding must be 'pow2' or 'max', got {padding!r}")
     sizes = sample_sizes(n0, growth, num_stages)  # checks n0, growth, num_stages
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
     draws = [sizes[0]] + [b - a for a, b in zip(sizes, sizes[1:])] if reuse_samples else sizes
     dtype = dtype or jnp.result_type(float)
     choose = jax.jit(scheme.choose)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_positive, is_concrete, traced_out_of_range
+from tailjax._checks import check_int, check_positive, is_concrete, traced_out_of_range
 
 __all__ = ["Simplex", "CappedSimplex", "Box", "TargetReturnSimplex", "project_simplex"]
 
@@ -55,9 +55,9 @@ def project_simplex(y: Float[ArrayLike, " d"], radius: float | Array = 1.0) -> F
     return jnp.where(invalid, jnp.nan, jnp.maximum(y - tau, 0.0))
 
 
-def _check_dim(dim: int) -> None:
-    if int(dim) < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
+def _check_dim(obj) -> None:
+    """Check ``obj.dim`` and store it as a Python int (a frozen dataclass field)."""
+    object.__setattr__(obj, "dim", check_int(obj.dim, "dim", minimum=1))
 
 
 def _eye(d, dtype):
@@ -73,7 +73,7 @@ class Simplex:
     radius: float | Array = 1.0
 
     def __post_init__(self):
-        _check_dim(self.dim)
+        _check_dim(self)
         check_positive(self.radius, "radius")
 
     def project(self, y: Float[ArrayLike, " d"]) -> Float[Array, " d"]:
@@ -104,7 +104,7 @@ class CappedSimplex:
     radius: float | Array = 1.0
 
     def __post_init__(self):
-        _check_dim(self.dim)
+        _check_dim(self)
         check_positive(self.radius, "radius")
 
     def project(self, y: Float[ArrayLike, " d"]) -> Float[Array, " d"]:

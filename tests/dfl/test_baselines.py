@@ -11,12 +11,14 @@ import pytest
 
 from tailjax.dfl import (
     DFLBatch,
+    ProblemInstance,
     baseline_decisions,
     baseline_kernel,
     contrastive_map_loss,
     dfl_plus_loss,
     dfl_plus_sigma,
     fit_baseline,
+    kappa_decision,
     listwise_ltr_loss,
     log_mse_loss,
     make_instance,
@@ -24,12 +26,15 @@ from tailjax.dfl import (
     mse_loss,
     nce_loss,
     pairwise_ltr_loss,
+    proxy_decisions,
     qptl_loss,
+    regret_reference,
     spo_plus_loss,
 )
 from tailjax.dfl.baselines import contrastive_map, listwise_ltr, nce, pairwise_ltr, spo_plus
+from tailjax.dfl.gen_dfl_is import check_num_samples
 from tailjax.layers import make_polytope
-from tailjax.nn import LinearPredictor, LogLinkPredictor
+from tailjax.nn import LinearPredictor, LogLinkPredictor, init_predictor
 
 LOSSES = {"mse": mse_loss, "spo+": spo_plus_loss, "nce": nce_loss, "map": contrastive_map_loss,
           "pairwise": pairwise_ltr_loss, "listwise": listwise_ltr_loss, "dfl": qptl_loss, "dfl+": dfl_plus_loss}
@@ -290,3 +295,77 @@ def test_nan_or_empty_data_is_refused(sp):
         fit_nll(jax.random.key(0), flow, x, bad, num_steps=1)
     with pytest.raises(ValueError, match="n >= 1"):
         fit_nll(jax.random.key(0), flow, x[:0], c[:0], num_steps=1)
+
+
+class _NormalCosts:
+    """A true model c | x ~ N(1, I) on the 3-simplex problem."""
+
+    def sample(self, key, x, num_samples):
+        return 1.0 + jax.random.normal(key, (num_samples, 3))
+
+
+def _counts_setup():
+    problem, oracle = _simplex_problem()
+    x = jnp.ones((4, 2))
+    batch = DFLBatch(x, jnp.ones((4, 3)), jnp.eye(3)[jnp.zeros(4, int)], jnp.eye(3))
+    identity = lambda p, f: jnp.ones((f.shape[0], 3), f.dtype)  # noqa: E731
+    return problem, oracle, x, batch, identity
+
+
+def _regret_reference(**kwargs):
+    problem, _, x, _, _ = _counts_setup()
+    return regret_reference(jax.random.key(0), problem, _NormalCosts(), x, 0.5, **{"num_samples": 8, **kwargs})
+
+
+def _kappa_decision(**kwargs):
+    problem, *_ = _counts_setup()
+    return kappa_decision(problem, jnp.ones(3), jnp.eye(3), 1.0, **kwargs)
+
+
+def _pool_loss(pool_size):
+    problem, _, _, batch, identity = _counts_setup()
+    return nce_loss(None, batch, jax.random.key(0), apply_fn=identity, problem=problem, pool_size=pool_size)
+
+
+def _dfl_plus_loss(num_samples):
+    problem, _, _, batch, identity = _counts_setup()
+    return dfl_plus_loss(None, batch, jax.random.key(0), apply_fn=identity, problem=problem, sigma=0.1,
+                         num_samples=num_samples)
+
+
+def _baseline_decisions(num_samples):
+    problem, oracle, x, _, _ = _counts_setup()
+    predictor = LinearPredictor(3)
+    params = init_predictor(predictor, jax.random.key(0), 2)
+    instance = ProblemInstance("simplex", problem, None, oracle, None, None)
+    return baseline_decisions(predictor, params, x, instance, sigma=0.1, num_samples=num_samples)
+
+
+def _proxy_decisions(batch_size):
+    problem, _, x, _, _ = _counts_setup()
+    return proxy_decisions(jax.random.key(0), _NormalCosts(), problem, x, 0.5, 4, batch_size=batch_size)
+
+
+# each was truncated (2.5 -> 2), failed inside JAX with a TypeError, or (inf) overflowed
+@pytest.mark.parametrize("name,call", [
+    pytest.param("num_samples", lambda: _regret_reference(num_samples=2.5), id="regret_reference-num_samples"),
+    pytest.param("eval_samples", lambda: _regret_reference(eval_samples=2.5), id="regret_reference-eval_samples"),
+    pytest.param("chunk_size", lambda: _regret_reference(chunk_size=2.5), id="regret_reference-chunk_size"),
+    pytest.param("iterations", lambda: _regret_reference(iterations=20.5), id="regret_reference-iterations"),
+    pytest.param("root_steps", lambda: _kappa_decision(root_steps=2.5), id="kappa_decision-root_steps"),
+    pytest.param("iterations", lambda: _kappa_decision(iterations=20.5), id="kappa_decision-iterations"),
+    pytest.param("pool_size", lambda: _pool_loss(2.5), id="nce_loss-pool_size"),
+    pytest.param("num_samples", lambda: _dfl_plus_loss(2.5), id="dfl_plus_loss-num_samples"),
+    pytest.param("num_samples", lambda: _baseline_decisions(2.5), id="baseline_decisions-num_samples"),
+    pytest.param("batch_size", lambda: _proxy_decisions(2.5), id="proxy_decisions-batch_size"),
+    pytest.param("num_samples", lambda: check_num_samples(float("inf")), id="check_num_samples-inf"),
+])
+def test_fractional_counts_are_refused_not_truncated(name, call):
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer"):
+        call()
+
+
+def test_numpy_integer_counts_still_work():
+    got, want = _pool_loss(np.int64(2)), _pool_loss(2)
+    assert float(got[0]) == float(want[0])
+    assert check_num_samples(np.int64(4)) == 4 and check_num_samples(4.0) == 4

@@ -25,6 +25,7 @@ from tailjax.dro import (
     reweighted_loss,
     standardize,
 )
+from tailjax.nn.ddpm import make_schedule
 
 LOSSES = jnp.array([0.1, 0.5, 2.0, 0.3])
 
@@ -303,3 +304,14 @@ def test_a_non_scalar_corruption_level_is_refused_by_name():
         jax.jit(lambda s: dro.perlin_noise(key, images[0], s))(jnp.full((4,), 0.1))
     np.testing.assert_array_equal(dro.corrupt_series(key, windows, "perlin", np.array([0.3])),
                                   dro.corrupt_series(key, windows, "perlin", 0.3))
+
+
+def test_ddpm_ambiguity_set_refuses_a_fractional_last_steps_and_takes_a_numpy_int():
+    noise = lambda p, x, t, c: jnp.zeros_like(x)  # noqa: E731
+    schedule = make_schedule(10)
+    with pytest.raises(ValueError, match="^last_steps must be an integer"):  # was J over t <= 2
+        dro.ddpm_ambiguity_set(noise, schedule, (2,), last_steps=2.5)
+    data, key = jnp.ones((4, 2)), jax.random.key(0)
+    got = dro.ddpm_ambiguity_set(noise, schedule, (2,), last_steps=np.int64(3)).reconstruction_loss(None, data, key)
+    ref = dro.ddpm_ambiguity_set(noise, schedule, (2,), last_steps=3).reconstruction_loss(None, data, key)
+    assert float(got) == float(ref)

@@ -186,6 +186,27 @@ def test_tfft_fine_tune_bad_options():
         tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, quantile_level=0.5, side="left")
 
 
+
+_SMALL = dict(quantile_level=0.5, num_steps=1, num_offline=16, grid_steps=2, batch_size=4, proposal_steps=0,
+              num_check=0, progress=False)
+
+
+# each was truncated (2.5 -> 2), failed in Python with a TypeError or was refused under another name
+@pytest.mark.parametrize("name", ["num_check", "proposal_steps", "refine_steps", "num_offline", "grid_steps",
+                                  "sample_chunk"])
+def test_tfft_fine_tune_refuses_fractional_counts(name, optax_promotion):
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer"):
+        tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, **{**_SMALL, name: 16.5})
+
+
+@pytest.mark.filterwarnings("ignore::tailjax.flows.tfft_fine_tune.TFFTWarning")  # 16 offline samples: weak
+def test_tfft_fine_tune_takes_numpy_integer_counts(optax_promotion):
+    counts = dict(num_steps=1, num_offline=16, grid_steps=2, num_check=8, proposal_steps=0, refine_steps=0,
+                  sample_chunk=8)
+    res = tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2,
+                         **{**_SMALL, **{k: np.int64(v) for k, v in counts.items()}})
+    assert res.fit.history["loss"].shape == (1,) and res.refinement is None and np.isfinite(float(res.t_star))
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"quantile_level": 1.0, "temperature": 1.0}, "quantile_level"),
     ({"quantile_level": 0.0, "temperature": 1.0}, "quantile_level"),

@@ -7,14 +7,24 @@ import pytest
 
 from tailjax.importance import (
     default_h_grid,
+    dominating_point,
     gaussian,
+    gaussian_dominating_points,
     gaussian_tilting_scheme,
+    iid_pareto,
+    iid_student_t,
+    iid_weibull,
     is_var_cvar,
+    mixture_params,
     plain_scheme,
+    sample_gaussian_mixture,
     sample_losses,
+    sample_tilted_mixture,
+    self_structuring_inverse,
     self_structuring_oracle,
     self_structuring_sample,
     self_structuring_scheme,
+    tilt_parameter,
 )
 from tailjax.stochopt.problems import portfolio_problem, portfolio_var_cvar
 
@@ -138,3 +148,62 @@ def test_gaussian_tilting_scheme_rejects_a_covariance_that_does_not_fit_the_mean
         gaussian_tilting_scheme(jnp.zeros(3), jnp.eye(4), pieces)
     with pytest.raises(ValueError, match="cov must be symmetric positive definite"):
         gaussian_tilting_scheme(jnp.zeros(3), jnp.diag(jnp.asarray([1.0, -1.0, 1.0])), pieces)
+
+
+
+def _unit_log_mgf(b):  # N(0, I)
+    return 0.5 * jnp.sum(b**2)
+
+
+def _mixture():
+    a, b, _ = gaussian_dominating_points(jnp.eye(2)[:1], jnp.ones(1), jnp.zeros(2), jnp.eye(2))
+    return mixture_params(_unit_log_mgf, a, b)
+
+
+def _tilted(key, b, n):
+    return b + jax.random.normal(key, (n, b.shape[0]))
+
+
+def _sum_loss(x, theta):
+    return jnp.sum(x)
+
+
+_KEY = jax.random.PRNGKey(0)
+
+
+# each was truncated (2.5 -> 2) or failed inside JAX or NumPy with a TypeError
+@pytest.mark.parametrize("name,call", [
+    pytest.param("steps", lambda: self_structuring_inverse(jnp.ones(2), 1.0, 0.01, steps=2.5),
+                 id="self_structuring_inverse"),
+    pytest.param("n", lambda: self_structuring_sample(_KEY, gaussian(jnp.zeros(2)), 2.5, 1.0, 0.01),
+                 id="self_structuring_sample"),
+    pytest.param("max_iter", lambda: tilt_parameter(_unit_log_mgf, jnp.ones(2), max_iter=2.5), id="tilt_parameter"),
+    pytest.param("max_iter", lambda: dominating_point(_unit_log_mgf, jnp.ones(2), 1.0, max_iter=2.5),
+                 id="dominating_point"),
+    pytest.param("n", lambda: sample_tilted_mixture(_KEY, _mixture(), 2.5, _tilted), id="sample_tilted_mixture"),
+    pytest.param("n", lambda: sample_gaussian_mixture(_KEY, _mixture(), 2.5, jnp.eye(2)),
+                 id="sample_gaussian_mixture"),
+    pytest.param("num", lambda: default_h_grid(0.01, num=4.5), id="default_h_grid"),
+    pytest.param("pilot_size", lambda: self_structuring_oracle(
+        _KEY, 1.0, None, gaussian(jnp.zeros(2)), _sum_loss, 0.01, pilot_size=64.5), id="oracle-pilot_size"),
+    pytest.param("refine_steps", lambda: self_structuring_scheme(
+        gaussian(jnp.zeros(2)), _sum_loss, 0.01, refine_steps=2.5), id="scheme-refine_steps"),
+    pytest.param("min_hits", lambda: self_structuring_scheme(gaussian(jnp.zeros(2)), _sum_loss, 0.01, min_hits=2.5),
+                 id="scheme-min_hits"),
+    pytest.param("dim", lambda: iid_student_t(3.0, 2.5), id="iid_student_t"),
+    pytest.param("dim", lambda: iid_weibull(0.5, 2.5), id="iid_weibull"),
+    pytest.param("dim", lambda: iid_pareto(2.0, 2.5), id="iid_pareto"),
+])
+def test_fractional_counts_are_refused_not_truncated(name, call):
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer"):
+        call()
+
+
+def test_numpy_integer_counts_still_work():
+    dist = iid_pareto(2.0, np.int64(2))
+    assert dist.dim == 2 and type(dist.dim) is int
+    np.testing.assert_array_equal(default_h_grid(0.01, np.int64(4)), default_h_grid(0.01, 4))
+    key = jax.random.PRNGKey(0)
+    for got, want in zip(self_structuring_sample(key, dist, np.int64(8), 1.0, 0.01),
+                         self_structuring_sample(key, dist, 8, 1.0, 0.01)):
+        np.testing.assert_array_equal(got, want)

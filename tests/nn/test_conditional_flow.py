@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from tailjax.nn.conditional_flow import ConditionalFlow, alternating_mask, standardise_params
+from tailjax.nn.ddpm import ConvNoiseNet, ddpm_sample, dm_loss, make_schedule
+from tailjax.nn.predictors import LinearPredictor, MLPPredictor, init_predictor
 from tailjax.nn.spline_coupling import rq_spline, spline_param_count
 
 COUPLINGS = ["affine", "spline"]
@@ -220,3 +222,55 @@ def test_positive_support_is_a_log_normal_when_fresh():
         standardise_params(params, -data, log=True)
     with pytest.raises(ValueError, match="support"):
         ConditionalFlow(2, 1, support="simplex").init(jax.random.key(0), jnp.ones(2), jnp.zeros(1))
+
+
+_KEY = jax.random.key(0)
+
+
+def _zero_noise(params, x, t, cond):
+    return jnp.zeros_like(x)
+
+
+def _init_flow(**kwargs):
+    return ConditionalFlow(**{"event_dim": 2, "context_dim": 1, "num_layers": 1, "hidden_sizes": (4,), **kwargs}).init(
+        _KEY, jnp.zeros(2), jnp.zeros(1))
+
+
+def _flow_sample(num_samples):
+    flow = ConditionalFlow(2, 1, num_layers=1, hidden_sizes=(4,))
+    return flow.apply(_init_flow(), _KEY, jnp.zeros(1), num_samples, method=ConditionalFlow.sample)
+
+
+def _conv_net(**kwargs):
+    return ConvNoiseNet(**{"channels": 4, "depth": 1, "kernel_size": 3, "time_dim": 4, **kwargs}).init(
+        _KEY, jnp.zeros(6), jnp.asarray(1))
+
+
+# each was truncated (2.5 -> 2) or failed inside JAX, Flax or Python with a TypeError
+@pytest.mark.parametrize("name,call", [
+    pytest.param("num_steps", lambda: make_schedule(10.5), id="make_schedule-num_steps"),
+    pytest.param("max_step", lambda: dm_loss(None, jnp.ones((4, 2)), _KEY, apply_fn=_zero_noise,
+                                             schedule=make_schedule(10), max_step=2.5), id="dm_loss-max_step"),
+    pytest.param("last_steps", lambda: ddpm_sample(_KEY, _zero_noise, None, make_schedule(10), (2,), last_steps=2.5),
+                 id="ddpm_sample-last_steps"),
+    pytest.param("channels", lambda: _conv_net(channels=4.5), id="ConvNoiseNet-channels"),
+    pytest.param("depth", lambda: _conv_net(depth=1.5), id="ConvNoiseNet-depth"),
+    pytest.param("kernel_size", lambda: _conv_net(kernel_size=2.5), id="ConvNoiseNet-kernel_size"),
+    pytest.param("num_layers", lambda: _init_flow(num_layers=1.5), id="ConditionalFlow-num_layers"),
+    pytest.param("num_samples", lambda: _flow_sample(2.5), id="ConditionalFlow.sample-num_samples"),
+    pytest.param("num_bins", lambda: spline_param_count(2.5), id="spline_param_count-num_bins"),
+    pytest.param("out_dim", lambda: LinearPredictor(2.5).init(_KEY, jnp.zeros((1, 2))), id="LinearPredictor-out_dim"),
+    pytest.param("out_dim", lambda: MLPPredictor(2.5).init(_KEY, jnp.zeros((1, 2))), id="MLPPredictor-out_dim"),
+    pytest.param("hidden sizes", lambda: MLPPredictor(3, (2.5,)).init(_KEY, jnp.zeros((1, 2))),
+                 id="MLPPredictor-hidden"),
+    pytest.param("num_features", lambda: init_predictor(LinearPredictor(3), _KEY, 2.5), id="init_predictor"),
+])
+def test_fractional_counts_are_refused_not_truncated(name, call):
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer"):
+        call()
+
+
+def test_numpy_integer_counts_still_work():
+    assert spline_param_count(np.int64(8)) == spline_param_count(8) == 25
+    np.testing.assert_array_equal(make_schedule(np.int64(10)).betas, make_schedule(10).betas)
+    np.testing.assert_array_equal(_flow_sample(np.int64(3)), _flow_sample(3))

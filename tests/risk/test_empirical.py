@@ -164,6 +164,23 @@ def test_tail_count_rejects_a_sample_count_below_one():
             risk.tail_count(n, 0.1)
 
 
+@pytest.mark.parametrize("name,call", [
+    pytest.param("n", lambda: risk.tail_count(2.5, 0.1), id="tail_count-n"),  # was a count of 2
+    pytest.param("max_iter", lambda: risk.solve_threshold(jnp.arange(10.0), 0.5, 1.0, max_iter=2.5),
+                 id="solve_threshold-max_iter"),  # was 2 iterations
+])
+def test_fractional_counts_are_refused_not_truncated(name, call):
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer"):
+        call()
+
+
+def test_numpy_integer_counts_still_work():
+    assert risk.tail_count(np.int64(64), 0.1) == risk.tail_count(64, 0.1)
+    r = jnp.arange(10.0)
+    assert float(risk.solve_threshold(r, 0.5, 1.0, max_iter=np.int64(50))) == float(
+        risk.solve_threshold(r, 0.5, 1.0, max_iter=50))
+
+
 def test_empty_and_scalar_samples():
     with pytest.raises(ValueError, match="samples"):
         risk.cvar(jnp.zeros((0,)), 0.1)

@@ -4,10 +4,22 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from tailjax.importance import plain_scheme, self_structuring_scheme
-from tailjax.stochopt import retrospective_approximation, saa_value, sample_sizes
+from tailjax.stochopt import (
+    CappedSimplex,
+    Simplex,
+    build_retrospective_approximation,
+    level_method,
+    retrospective_approximation,
+    run_stochastic_approximation,
+    saa_value,
+    sample_sizes,
+    stochastic_approximation,
+)
+from tailjax.stochopt.problems import portfolio_problem
 
 from .conftest import RA_SA_BETA as BETA
 
@@ -96,3 +108,51 @@ def test_ra_as_written_keeps_earlier_samples_with_their_own_ratios(large_sample_
     assert all(bool(s.converged) for s in res.stages)
     value_large, _ = saa_value(res.theta, p.loss, x_large, BETA)
     assert float(value_large) <= ref * 1.05
+
+
+def _portfolio():
+    return portfolio_problem(3)
+
+
+def _ra(**kwargs):
+    p = _portfolio()
+    return build_retrospective_approximation(p.loss, plain_scheme(p.dist), p.theta_set, BETA, **kwargs)
+
+
+def _sa(**kwargs):
+    p = _portfolio()
+    return stochastic_approximation(p.loss, plain_scheme(p.dist), p.theta_set, BETA, **kwargs)
+
+
+def _quadratic(theta):
+    return jnp.sum(theta**2), None
+
+
+# each was truncated (2.5 -> 2) or failed inside JAX or NumPy with a TypeError
+@pytest.mark.parametrize("name,call", [
+    pytest.param("n0", lambda: sample_sizes(2.5, 2.0, 3), id="sample_sizes-n0"),
+    pytest.param("num_stages", lambda: sample_sizes(8, 2.0, 2.5), id="sample_sizes-num_stages"),
+    pytest.param("n0", lambda: _ra(n0=8.5), id="retrospective-n0"),
+    pytest.param("max_iter", lambda: _ra(n0=8, max_iter=2.5), id="retrospective-max_iter"),
+    pytest.param("max_iter", lambda: level_method(_quadratic, Simplex(3), jnp.ones(3) / 3, max_iter=2.5),
+                 id="level_method-max_iter"),
+    pytest.param("batch_size", lambda: _sa(batch_size=2.5), id="stochastic_approximation-batch_size"),
+    pytest.param("update_every", lambda: _sa(update_every=2.5), id="stochastic_approximation-update_every"),
+    pytest.param("num_steps", lambda: run_stochastic_approximation(
+        lambda s, k, b: (s + 1.0, s), jnp.zeros(()), jax.random.PRNGKey(0), 2.5), id="run_sa-num_steps"),
+    pytest.param("dim", lambda: Simplex(2.5), id="Simplex"),
+    pytest.param("dim", lambda: CappedSimplex(2.5), id="CappedSimplex"),
+    pytest.param("dim", lambda: portfolio_problem(3.5), id="portfolio_problem"),
+])
+def test_fractional_counts_are_refused_not_truncated(name, call):
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer"):
+        call()
+
+
+def test_numpy_integer_counts_still_work():
+    assert sample_sizes(np.int64(100), 1.5, np.int64(4)) == [100, 150, 225, 338]
+    simplex = Simplex(np.int64(3))
+    assert simplex == Simplex(3) and type(simplex.dim) is int
+    np.testing.assert_array_equal(simplex.feasible_point(), Simplex(3).feasible_point())
+    p = portfolio_problem(np.int64(3))
+    np.testing.assert_array_equal(p.mean, portfolio_problem(3).mean)

@@ -33,7 +33,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from tailjax._checks import check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range
+from tailjax._checks import (
+    check_int, check_open_unit, check_positive, nan_where, traced_below_zero, traced_out_of_range,
+)
 from tailjax.dfl.baselines import surrogates as S
 from tailjax.dfl.problems.base import DecisionProblem, decision, point_decision_of
 
@@ -79,11 +81,10 @@ def _pool_loss(pool_fn, params, batch: DFLBatch, key, apply_fn, pool_size: int, 
     """Mean of ``pool_fn(c_hat, c, w*, pool)`` with pool = [w*, pool_size cached solutions]."""
     if batch.cache is None:
         raise ValueError(f"{name} needs batch.cache (a solution cache)")
-    if int(pool_size) < 1:
-        raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+    pool_size = check_int(pool_size, "pool_size", minimum=1)
 
     def one(c_hat, c, w_star, k):
-        idx = jax.random.randint(k, (int(pool_size),), 0, batch.cache.shape[0])
+        idx = jax.random.randint(k, (pool_size,), 0, batch.cache.shape[0])
         pool = jnp.concatenate([w_star[None, :], batch.cache[idx].astype(w_star.dtype)], axis=0)
         return pool_fn(c_hat, c, w_star, pool)
 
@@ -168,11 +169,10 @@ def dfl_plus_loss(params: Any, batch: DFLBatch, key: Array, *, apply_fn: ApplyFn
     :func:`~tailjax.dfl.baselines.dfl_plus_sigma` gives the usual choice)."""
     check_open_unit(tail_prob, "tail_prob", closed_right=True)
     check_positive(sigma, "sigma", allow_zero=True)
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
 
     def one(c_hat, c, w_star, k):
-        eps = jax.random.normal(k, (int(num_samples), c_hat.shape[0]), c_hat.dtype)
+        eps = jax.random.normal(k, (num_samples, c_hat.shape[0]), c_hat.dtype)
         w = decision(problem, c_hat + jnp.asarray(sigma, c_hat.dtype) * eps, tail_prob)
         return S.decision_regret(w, c, w_star, problem)
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_int, check_open_unit, check_positive
 from tailjax.base import Kernel
 from tailjax.dfl.baselines.losses import DFLBatch
 from tailjax.dfl.problems.base import ProblemInstance, decision, objective
@@ -171,7 +171,8 @@ def fit_baseline(
     if optimizer is None:
         check_positive(learning_rate, "learning_rate", allow_zero=True)
     check_finite_data(x, c, "features and costs")
-    if not 1 <= int(batch_size) <= x.shape[0]:
+    batch_size = check_int(batch_size, "batch_size")
+    if not 1 <= batch_size <= x.shape[0]:
         raise ValueError(f"batch_size must lie in [1, {x.shape[0]}], got {batch_size}")
     dtype = jnp.result_type(float)
     x, c = x.astype(dtype), c.astype(dtype)
@@ -199,7 +200,7 @@ def fit_baseline(
         batches=minibatches(k_data, DFLBatch(x, c, w_star), batch_size),
         eval_fn=eval_fn, eval_every=eval_every, validation=score, patience=patience,
         checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
-        config=dict(loss=name, learning_rate=float(learning_rate), batch_size=int(batch_size),
+        config=dict(loss=name, learning_rate=float(learning_rate), batch_size=batch_size,
                     solve_ratio=float(solve_ratio), loss_options=loss_options,
                     optimizer="adam" if optimizer is None else "custom",
                     **({} if config is None else {"run": config})),
@@ -257,8 +258,7 @@ def baseline_decisions(
     if sigma is not None:
         check_positive(sigma, "sigma", allow_zero=True)
         check_open_unit(tail_prob, "tail_prob", closed_right=True)
-        if int(num_samples) < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        num_samples = check_int(num_samples, "num_samples", minimum=1)
     if decide is not None and sigma is not None:
         raise ValueError("give decide or sigma, not both")
     c_hat = predictor.apply(params, x)
@@ -269,7 +269,7 @@ def baseline_decisions(
     key = jax.random.key(0) if key is None else key
     keys = jax.random.split(key, c_hat.shape[0])
     return _sampled_decisions(instance.problem, c_hat, keys, jnp.asarray(sigma, c_hat.dtype),
-                              float(tail_prob), int(num_samples))
+                              float(tail_prob), num_samples)
 
 
 @functools.partial(jax.jit, static_argnums=(4, 5))

@@ -31,7 +31,7 @@ import numpy as np
 from jax.scipy.special import betainc, gammaln, ndtri
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive
+from tailjax._checks import check_int, check_open_unit, check_positive
 from tailjax.importance.distributions import Distribution, gaussian, multivariate_t
 from tailjax.stochopt.level import level_method
 from tailjax.stochopt.sets import TargetReturnSimplex
@@ -83,8 +83,7 @@ def portfolio_problem(
       correlation: equicorrelation in [0, 1).
       target_fraction: t = mean(mu) + target_fraction (max(mu) - mean(mu)), in [0, 1).
     """
-    if int(dim) < 2:
-        raise ValueError(f"dim must be >= 2, got {dim}")
+    dim = check_int(dim, "dim", minimum=2)
     if returns not in ("gaussian", "t"):
         raise ValueError(f"returns must be 'gaussian' or 't', got {returns!r}")
     if not 0.0 <= correlation < 1.0:
