@@ -199,6 +199,7 @@ def test_tfft_fine_tune_refuses_fractional_counts(name, optax_promotion):
         tfft_fine_tune(jax.random.key(0), field, jnp.zeros(2), reward, 2, **{**_SMALL, name: 16.5})
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::tailjax.flows.tfft_fine_tune.TFFTWarning")  # 16 offline samples: weak
 def test_tfft_fine_tune_takes_numpy_integer_counts(optax_promotion):
     counts = dict(num_steps=1, num_offline=16, grid_steps=2, num_check=8, proposal_steps=0, refine_steps=0,
