@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from tailjax._checks import check_open_unit, check_positive, check_side, nan_where, traced_out_of_range
+from tailjax._checks import check_int, check_open_unit, check_positive, check_side, nan_where, traced_out_of_range
 from tailjax.flows.finetune import check_reward_values
 from tailjax.risk.threshold import ThresholdInfo, pseudo_reward, solve_threshold
 
@@ -120,9 +120,8 @@ def _rewards(reward_fn, drawn, name="reward_fn"):
     return check_reward_values(reward_fn, drawn, name)
 
 
-def _check_num_samples(num_samples):
-    if num_samples < 2:
-        raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+def _check_num_samples(num_samples) -> int:
+    return check_int(num_samples, "num_samples", minimum=2)
 
 
 def tfft_threshold(
@@ -151,7 +150,7 @@ def tfft_threshold(
     sample.
     """
     check_tfft(quantile_level, temperature, side)
-    _check_num_samples(num_samples)
+    num_samples = _check_num_samples(num_samples)
     samples = sample_fn(key, num_samples)
     rewards = _rewards(reward_fn, samples)
     weights = None
@@ -188,7 +187,7 @@ def tfft_stratified_threshold(
     """
     check_tfft(quantile_level, temperature, side)
     check_open_unit(stratify_level, "stratify_level")
-    _check_num_samples(num_samples)
+    num_samples = _check_num_samples(num_samples)
     key_pre, key_q = jax.random.split(key)
     r_pre = _rewards(reward_fn, sample_fn(key_pre, num_samples))
     x_q, logw_q = proposal_fn(key_q, num_samples)

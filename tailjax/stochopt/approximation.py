@@ -122,6 +122,7 @@ def stochastic_approximation(
         raise ValueError(f"step_exponent must lie in (1/2, 1), got {step_exponent}")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     update_every = check_int(update_every, "update_every", minimum=1)
+    average_start = check_int(average_start, "average_start", minimum=0)
     if not 0.0 <= risk_weight <= 1.0:
         raise ValueError(f"risk_weight must lie in [0, 1], got {risk_weight}")
     schedule = step_size_schedule(step_scale, step_exponent)

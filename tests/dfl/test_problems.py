@@ -15,6 +15,7 @@ from tailjax.dfl.problems import (
     objective,
     portfolio_gen_data,
     shortest_path_gen_data,
+    shortest_path_problem,
 )
 
 # Reference values printed by pyepo 2.2.7 (pyepo.data.*.genData) with the same arguments.
@@ -116,3 +117,14 @@ def test_bad_input():
     problem = energy_problem(4, upper=1.0, total=2.0)
     with pytest.raises(ValueError, match="w must have shape"):
         objective(problem, jnp.ones((3, 4)), jnp.ones(5))
+
+
+def test_a_fractional_grid_is_refused_not_truncated():
+    # (2.5, 3) was read as a 2 x 3 grid
+    with pytest.raises(ValueError, match="grid"):
+        shortest_path_problem((2.5, 3))
+    with pytest.raises(ValueError, match="grid"):
+        shortest_path_gen_data(4, 5, grid=(2.5, 3))
+    with pytest.raises(ValueError, match="grid"):
+        shortest_path_problem((3,))
+    assert shortest_path_problem((np.int64(3), 3)).dim == shortest_path_problem((3, 3)).dim

@@ -208,6 +208,13 @@ def test_tfft_fine_tune_takes_numpy_integer_counts(optax_promotion):
                          **{**_SMALL, **{k: np.int64(v) for k, v in counts.items()}})
     assert res.fit.history["loss"].shape == (1,) and res.refinement is None and np.isfinite(float(res.t_star))
 
+
+def test_tfft_threshold_refuses_a_fractional_num_samples():
+    sample = lambda k, n: jax.random.normal(k, (n, 2))  # noqa: E731
+    with pytest.raises(ValueError, match="num_samples"):  # was the sampler's shape TypeError
+        tfft_threshold(jax.random.key(0), sample, reward, num_samples=100.5, quantile_level=0.5, temperature=1.0)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"quantile_level": 1.0, "temperature": 1.0}, "quantile_level"),
     ({"quantile_level": 0.0, "temperature": 1.0}, "quantile_level"),

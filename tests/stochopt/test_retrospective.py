@@ -138,6 +138,7 @@ def _quadratic(theta):
                  id="level_method-max_iter"),
     pytest.param("batch_size", lambda: _sa(batch_size=2.5), id="stochastic_approximation-batch_size"),
     pytest.param("update_every", lambda: _sa(update_every=2.5), id="stochastic_approximation-update_every"),
+    pytest.param("average_start", lambda: _sa(average_start=2.5), id="stochastic_approximation-average_start"),
     pytest.param("num_steps", lambda: run_stochastic_approximation(
         lambda s, k, b: (s + 1.0, s), jnp.zeros(()), jax.random.PRNGKey(0), 2.5), id="run_sa-num_steps"),
     pytest.param("dim", lambda: Simplex(2.5), id="Simplex"),

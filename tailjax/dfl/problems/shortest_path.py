@@ -20,6 +20,7 @@ import numpy as np
 from flax import struct
 from jaxtyping import Array, ArrayLike, Float
 
+from tailjax._checks import check_int
 from tailjax.dfl.problems.base import ProblemInstance, make_problem
 from tailjax.layers import grid_arcs, grid_shortest_path, make_polytope
 
@@ -81,6 +82,14 @@ def _check_common(num_data, num_features, deg, noise_width):
         raise ValueError(f"noise_width must be finite and >= 0, got {noise_width}")
 
 
+def _grid(grid) -> tuple[int, int]:
+    try:
+        rows, cols = grid
+    except (TypeError, ValueError):
+        raise ValueError(f"grid must be a pair (rows, cols), got {grid!r}") from None
+    return check_int(rows, "grid", minimum=1), check_int(cols, "grid", minimum=1)
+
+
 def _draw(num_data, num_features, grid, deg, noise_width, seed):
     rnd = np.random.RandomState(seed)
     n, p = num_data, num_features
@@ -105,14 +114,15 @@ def shortest_path_gen_data(
     """Same arrays as ``pyepo.data.shortestpath.genData`` (PyEPO 2.2): ``(x, c)``,
     ``x (n, p)`` float64 and ``c (n, d)`` float32."""
     _check_common(num_data, num_features, deg, noise_width)
-    grid_arcs(int(grid[0]), int(grid[1]))
-    _, x, c = _draw(num_data, num_features, tuple(grid), deg, noise_width, seed)
+    grid = _grid(grid)
+    grid_arcs(*grid)
+    _, x, c = _draw(num_data, num_features, grid, deg, noise_width, seed)
     return x, c.astype(np.float32)
 
 
 def shortest_path_problem(grid: tuple[int, int] = (5, 5), *, reg: float = 0.0):
     """Unit flow from node 0 to the last node of the grid DAG (one redundant row dropped)."""
-    rows, cols = int(grid[0]), int(grid[1])
+    rows, cols = _grid(grid)
     arcs = grid_arcs(rows, cols)
     nodes = rows * cols
     A = np.zeros((nodes, len(arcs)))
