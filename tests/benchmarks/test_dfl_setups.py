@@ -38,7 +38,7 @@ def test_named_baseline_trains_and_decides(sp):
         train_baseline("mse", jax.random.key(0), inst, x, c, epochs=0)
 
 
-@pytest.mark.parametrize("method", ["mse_log", "spo+_log", "nce_log", "dfl_log"])
+@pytest.mark.parametrize("method", ["mse_log", "spo+_log", "nce_log", pytest.param("dfl_log", marks=pytest.mark.slow)])
 def test_log_link_baselines_decide_on_positive_predictions_and_refuse_non_positive_costs(sp, method):
     from tailjax.nn import LogLinkPredictor
 

@@ -30,6 +30,7 @@ def test_grid_keeps_finished_cells_without_running_them(monkeypatch):
     assert rows == done_rows and curves == [] and seen == []
 
 
+@pytest.mark.slow
 def test_clock_keeps_finished_rows_without_running_them(monkeypatch):
     monkeypatch.setattr(bench, "_clock_search", _refuse)
     cfg = dict(bench.SIZES["tiny"])

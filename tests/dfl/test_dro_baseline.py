@@ -108,6 +108,7 @@ def test_residual_covariance_recovers_the_noise_covariance():
         residual_covariance(x[:4], c[:4])
 
 
+@pytest.mark.slow
 def test_fit_baseline_validates_with_the_given_decision():
     inst = portfolio_instance(num_data=24, num_features=2, num_assets=3)
     x, c = jnp.asarray(inst.features, jnp.float32), jnp.asarray(inst.costs, jnp.float32)
